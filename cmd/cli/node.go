@@ -1,0 +1,152 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/objects"
+	"github.com/strata-objects/strata/projector"
+)
+
+// logConfig says where the log lives: an embedded NATS server in the data
+// folder (the default), or an external NATS at URL.
+type logConfig struct {
+	dataDir       string
+	natsURL       string
+	natsListen    string
+	fsync         string
+	fsyncInterval time.Duration
+	shards        int
+	logger        *slog.Logger
+}
+
+func (c *logConfig) validate() error {
+	if c.dataDir == "" {
+		return &usageError{"--data is required"}
+	}
+	switch c.fsync {
+	case "always":
+	case "interval":
+		if c.fsyncInterval <= 0 {
+			return &usageError{"--fsync-interval must be positive"}
+		}
+	default:
+		return &usageError{fmt.Sprintf("--fsync %q: want always or interval", c.fsync)}
+	}
+	if c.shards < 0 {
+		return &usageError{"--shards must not be negative"}
+	}
+	return nil
+}
+
+// logNode is the log and, if embedded, its NATS server.
+type logNode struct {
+	srv *log.Server
+	log *log.Log
+}
+
+func openLog(ctx context.Context, c logConfig) (*logNode, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	n := &logNode{}
+	url := c.natsURL
+	if url == "" {
+		host, portStr, err := net.SplitHostPort(c.natsListen)
+		if err != nil {
+			return nil, &usageError{fmt.Sprintf("--nats-listen %q: %v", c.natsListen, err)}
+		}
+		port, err := strconv.Atoi(portStr)
+		if err != nil || port < 0 || port > 65535 {
+			return nil, &usageError{fmt.Sprintf("--nats-listen %q: bad port", c.natsListen)}
+		}
+		ec := log.EmbeddedConfig{Dir: filepath.Join(c.dataDir, "nats"), Host: host, Port: port, Logger: c.logger}
+		if c.fsync == "interval" {
+			ec.SyncInterval = c.fsyncInterval
+			c.logger.Warn("DURABILITY WEAKENED: --fsync=interval acknowledges writes before they are on disk; a machine crash loses up to the interval", "interval", c.fsyncInterval)
+		}
+		if err := os.MkdirAll(ec.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("data folder: %w", err)
+		}
+		n.srv, err = log.RunEmbedded(ec)
+		if err != nil {
+			return nil, err
+		}
+		url = n.srv.ClientURL()
+		c.logger.Info("embedded NATS running", "url", url, "fsync", c.fsync)
+	}
+	l, err := log.Open(ctx, log.Config{URL: url, Shards: c.shards, ConnName: "strata", Logger: c.logger})
+	if err != nil {
+		n.close(context.Background())
+		return nil, err
+	}
+	n.log = l
+	return n, nil
+}
+
+func (n *logNode) close(ctx context.Context) error {
+	var errs []error
+	if n.log != nil {
+		errs = append(errs, n.log.Close(ctx))
+	}
+	if n.srv != nil {
+		errs = append(errs, n.srv.Shutdown(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// node is a whole Strata node: log, snapshot, runtime.
+type node struct {
+	*logNode
+	proj *projector.Projector
+	rt   *objects.Runtime
+}
+
+func snapshotDir(dataDir string) string { return filepath.Join(dataDir, "snapshot") }
+
+func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle time.Duration) (*node, error) {
+	ln, err := openLog(ctx, lc)
+	if err != nil {
+		return nil, err
+	}
+	n := &node{logNode: ln}
+	var rt *objects.Runtime
+	n.proj, err = projector.Open(projector.Config{
+		Dir:    snapshotDir(lc.dataDir),
+		Logger: lc.logger,
+		OnApplied: func(b []projector.Applied) {
+			if rt != nil {
+				rt.OnApplied(b)
+			}
+		},
+	})
+	if err != nil {
+		ln.close(ctx)
+		return nil, err
+	}
+	rt, err = objects.New(objects.Config{
+		Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger,
+	})
+	if err != nil {
+		n.proj.Close(ctx)
+		ln.close(ctx)
+		return nil, err
+	}
+	n.rt = rt
+	return n, nil
+}
+
+// close stops the node in dependency order: turns finish and their events
+// are acknowledged, the projector applies what it has, then the log and
+// NATS stop.
+func (n *node) close(ctx context.Context) error {
+	return errors.Join(n.rt.Close(ctx), n.proj.Close(ctx), n.logNode.close(ctx))
+}

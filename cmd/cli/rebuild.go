@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/strata-objects/strata/objects"
+	"github.com/strata-objects/strata/projector"
+)
+
+// runRebuild derives a new snapshot from the log beside the old one and
+// swaps it in only when it is complete: an interrupted rebuild leaves the
+// old snapshot in place.
+func runRebuild(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("rebuild", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = flagUsage(fs, "rebuild [flags]")
+	var lc logConfig
+	fs.StringVar(&lc.dataDir, "data", "./data", "data folder of the stopped node")
+	fs.StringVar(&lc.natsURL, "nats-url", "", "external NATS holding the log (default: the embedded store in --data)")
+	level := fs.String("log-level", "warn", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	lc.natsListen, lc.fsync = "127.0.0.1:0", "always"
+	logger, err := newLogger(env.Stderr, *level)
+	if err != nil {
+		return err
+	}
+	lc.logger = logger
+	ln, err := openLog(ctx, lc)
+	if err != nil {
+		return err
+	}
+	defer ln.close(context.Background())
+
+	live, next, old := snapshotDir(lc.dataDir), snapshotDir(lc.dataDir)+".rebuild", snapshotDir(lc.dataDir)+".old"
+	if err := os.RemoveAll(next); err != nil {
+		return fmt.Errorf("clear %s: %w", next, err)
+	}
+	p, err := projector.Open(projector.Config{Dir: next, Logger: logger})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	last := start
+	n, err := objects.Rebuild(ctx, ln.log, p, func(events uint64) {
+		if now := time.Now(); now.Sub(last) > 200*time.Millisecond {
+			last = now
+			fmt.Fprintf(env.Stderr, "\rrebuilding: %d events, %.0f events/s", events, float64(events)/now.Sub(start).Seconds())
+		}
+	})
+	cerr := p.Close(context.Background())
+	if err != nil {
+		return err
+	}
+	if cerr != nil {
+		return cerr
+	}
+	elapsed := time.Since(start)
+	if err := os.RemoveAll(old); err != nil {
+		return err
+	}
+	if _, err := os.Stat(live); err == nil {
+		if err := os.Rename(live, old); err != nil {
+			return fmt.Errorf("move old snapshot aside: %w", err)
+		}
+	}
+	if err := os.Rename(next, live); err != nil {
+		return fmt.Errorf("swap in new snapshot: %w", err)
+	}
+	if err := os.RemoveAll(old); err != nil {
+		return err
+	}
+	rate := float64(n) / max(elapsed.Seconds(), 1e-9)
+	fmt.Fprintf(env.Stdout, "\rrebuilt snapshot from %d events in %s (%.0f events/s)\n", n, elapsed.Round(time.Millisecond), rate)
+	return nil
+}

@@ -1,0 +1,264 @@
+// Package gateway is Strata's HTTP edge: the only package that speaks JSON
+// and serves HTTP. It turns requests into calls on the objects runtime and
+// errors into one table of statuses (errors.go).
+//
+// Routes:
+//
+//	POST /v1/objects/{class}/{name}/rpc/{method}      JSON in, JSON out
+//	POST /v1/objects/{class}/id/{hex}/rpc/{method}
+//	ANY  /v1/objects/{class}/{name}/fetch/{path...}   the class's Fetch handler
+//	ANY  /v1/objects/{class}/id/{hex}/fetch/{path...}
+//	GET  /healthz
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/strata-objects/strata/objects"
+)
+
+// Backend is what the gateway needs of the objects runtime. One node's
+// *objects.Runtime is one; a cluster router is another.
+type Backend interface {
+	RefByName(class, name string) (objects.Ref, error)
+	RefByID(class, hexID string) (objects.Ref, error)
+	Call(ctx context.Context, ref objects.Ref, method string, body []byte, codec objects.Codec, cause objects.Cause) ([]byte, error)
+	Fetch(ctx context.Context, ref objects.Ref, r *http.Request, cause objects.Cause) (*objects.Response, error)
+}
+
+// Config configures a Gateway. Zero values take the documented defaults.
+type Config struct {
+	Backend Backend // required
+	// BodyBytesMax bounds a request body; larger bodies get 413. Default
+	// 2 MiB: a turn writes at most 1 MiB, and JSON adds escaping.
+	BodyBytesMax int64
+	// RequestTimeout bounds a request's wait for its turn and its
+	// durability. Default 30s.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// Gateway is an http.Handler.
+type Gateway struct {
+	cfg Config
+	mux *http.ServeMux
+	log *slog.Logger
+}
+
+// New returns a Gateway serving cfg.Backend.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("gateway: Config.Backend is required")
+	}
+	if cfg.BodyBytesMax <= 0 {
+		cfg.BodyBytesMax = 2 << 20
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	g := &Gateway{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
+	g.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	g.mux.HandleFunc("/v1/objects/{class}/{rest...}", g.objectRoute)
+	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, &routeError{http.StatusNotFound, "not_found", "no route for " + r.Method + " " + r.URL.Path})
+	})
+	return g, nil
+}
+
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reqID := r.Header.Get("X-Request-Id")
+	if !validRequestID(reqID) {
+		reqID = newRequestID()
+	}
+	w.Header().Set("X-Request-Id", reqID)
+	r = r.WithContext(context.WithValue(r.Context(), reqIDKey{}, reqID))
+	g.mux.ServeHTTP(w, r)
+}
+
+type reqIDKey struct{}
+
+// route is a parsed /v1/objects/... path.
+type route struct {
+	ref    objects.Ref
+	action string // "rpc" or "fetch"
+	rest   string // the method, or the fetch path
+}
+
+// parseRoute splits /v1/objects/{class}/{name}/{action}/{rest} and
+// /v1/objects/{class}/id/{hex}/{action}/{rest}. Segments are unescaped one
+// by one so a name may hold an escaped slash.
+func (g *Gateway) parseRoute(r *http.Request) (route, error) {
+	p := strings.TrimPrefix(r.URL.EscapedPath(), "/v1/objects/")
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		u, err := url.PathUnescape(s)
+		if err != nil {
+			return route{}, fmt.Errorf("%w: bad escape in path: %v", objects.ErrBadInput, err)
+		}
+		segs[i] = u
+	}
+	if len(segs) < 3 {
+		return route{}, &routeError{http.StatusNotFound, "not_found", "want /v1/objects/{class}/{name}/rpc/{method} or …/fetch/{path}"}
+	}
+	class := segs[0]
+	var (
+		ref objects.Ref
+		err error
+	)
+	if segs[1] == "id" && len(segs) >= 4 && isAction(segs[3]) {
+		ref, err = g.cfg.Backend.RefByID(class, segs[2])
+		segs = segs[3:]
+	} else {
+		ref, err = g.cfg.Backend.RefByName(class, segs[1])
+		segs = segs[2:]
+	}
+	if err != nil {
+		return route{}, err
+	}
+	if !isAction(segs[0]) {
+		return route{}, &routeError{http.StatusNotFound, "not_found", fmt.Sprintf("unknown action %q: want rpc or fetch", segs[0])}
+	}
+	return route{ref: ref, action: segs[0], rest: strings.Join(segs[1:], "/")}, nil
+}
+
+func isAction(s string) bool { return s == "rpc" || s == "fetch" }
+
+func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
+	rt, err := g.parseRoute(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
+	defer cancel()
+	cause := objects.Cause{RequestID: requestID(r)}
+	r.Body = http.MaxBytesReader(w, r.Body, g.cfg.BodyBytesMax)
+	switch rt.action {
+	case "rpc":
+		g.rpc(ctx, w, r, rt, cause)
+	case "fetch":
+		g.fetch(ctx, w, r, rt, cause)
+	}
+}
+
+func (g *Gateway) rpc(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, cause objects.Cause) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, r, &routeError{http.StatusMethodNotAllowed, "method_not_allowed", "RPC takes POST"})
+		return
+	}
+	if rt.rest == "" || strings.Contains(rt.rest, "/") {
+		writeError(w, r, &routeError{http.StatusNotFound, "unknown_method", fmt.Sprintf("bad method %q", rt.rest)})
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeError(w, r, bodyError(err))
+		return
+	}
+	out, err := g.cfg.Backend.Call(ctx, rt.ref, rt.rest, body, jsonCodec{}, cause)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if out == nil {
+		out = []byte("{}")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(out)
+	w.Write([]byte("\n"))
+}
+
+func (g *Gateway) fetch(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, cause objects.Cause) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeError(w, r, bodyError(err))
+		return
+	}
+	// The object sees its own path, not the gateway's prefix.
+	in := r.Clone(ctx)
+	in.URL.Path = "/" + rt.rest
+	in.URL.RawPath = ""
+	in.RequestURI = ""
+	in.Body = io.NopCloser(bytes.NewReader(body))
+	in.ContentLength = int64(len(body))
+	resp, err := g.cfg.Backend.Fetch(ctx, rt.ref, in, cause)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	for k, vs := range resp.Header {
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(resp.Status)
+	w.Write(resp.Body)
+}
+
+func bodyError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return fmt.Errorf("%w: request body over %d bytes", objects.ErrTooLarge, mbe.Limit)
+	}
+	return fmt.Errorf("%w: read body: %v", objects.ErrBadInput, err)
+}
+
+// jsonCodec is the one place RPC values become JSON.
+type jsonCodec struct{}
+
+func (jsonCodec) Decode(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON value")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+func (jsonCodec) Encode(v any) ([]byte, error) { return json.Marshal(v) }
+
+func requestID(r *http.Request) string {
+	id, _ := r.Context().Value(reqIDKey{}).(string)
+	return id
+}
+
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= 0x20 || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

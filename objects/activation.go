@@ -1,0 +1,495 @@
+package objects
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/projector"
+)
+
+// An activation is the one live instance of an object on this node. One
+// goroutine (run) owns all of its state except the admission lock and the
+// applied version, and drives the write path as a small state machine:
+//
+//	inputs:  a request from the mailbox, an append's result, the idle timer,
+//	         the runtime stopping
+//	outputs: the next event to append, the responses released by an ack
+//
+// Invariants (DESIGN.md, "The write path"):
+//  1. Turns run one at a time, on this goroutine only.
+//  2. At most one append is in flight (inflight); turns that finish while
+//     it is out are coalesced into pending, the next event, in order.
+//  3. A response leaves only when every event it could have observed is
+//     acknowledged: a turn that wrote waits for its own event; any other
+//     waits for the newest unacknowledged event (pending, else inflight).
+//  4. Every append expects the object's subject to end at lastSeq. If the
+//     log says otherwise another activation wrote: this one is stale, fails
+//     everything unacknowledged with ErrFenced and ends.
+//  5. Writes of staged turns are in the overlay until the projector reports
+//     their version applied, so reads never see the snapshot behind the log.
+type activation struct {
+	rt    *Runtime
+	class *Class
+	id    ID
+	key   actKey
+	name  string
+	inst  any
+
+	mailbox chan *request
+	mu      struct {
+		sync.Mutex
+		closed bool // no more admissions; set only by run
+	}
+	applied atomic.Uint64 // newest version the projector has applied
+	done    chan struct{} // closed when run has returned
+
+	// Owned by run.
+	version   uint64 // newest version given to a commit (pending or acked)
+	lastSeq   uint64 // stream sequence of the newest acknowledged event
+	lastHash  log.Hash
+	overlay   layer
+	clearVer  uint64 // version of the newest DeleteAll in the overlay
+	trimmedAt uint64
+	pending   *commit
+	inflight  *commit
+	acks      chan appendResult
+	broken    error // once set: admit nothing, finish the in-flight work, end
+	stopping  bool
+	lastUsed  time.Time
+}
+
+type actKey struct {
+	class string
+	id    ID
+}
+
+// request is one turn to run.
+type request struct {
+	ctx    context.Context
+	cause  Cause
+	label  string // method or entry point, for errors
+	run    func(c *Ctx, inst any) (any, error)
+	result chan result // buffered 1
+}
+
+type result struct {
+	out any
+	err error
+}
+
+// commit is a group of turns appended as one event.
+type commit struct {
+	version uint64
+	turns   []log.Turn
+	bytes   int
+	waiters []*request
+	results []result
+}
+
+type appendResult struct {
+	rec log.Record
+	err error
+}
+
+// turn is the state of one running turn.
+type turn struct {
+	a    *activation
+	req  *request
+	st   *Storage
+	done bool
+}
+
+// errBounced means the activation ended before running the request; the
+// runtime sends it to the next activation.
+var errBounced = errors.New("activation ended before the turn ran")
+
+// errReset marks an activation that must end after a handler panic.
+var errReset = errors.New("activation reset after a panic")
+
+func (a *activation) admit(req *request) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.mu.closed {
+		return errBounced
+	}
+	select {
+	case a.mailbox <- req:
+		return nil
+	default:
+		return fmt.Errorf("%w: %s %s mailbox holds %d requests", ErrOverloaded, a.class.name, a.id, cap(a.mailbox))
+	}
+}
+
+// close stops admissions if the mailbox is empty, and reports whether it did.
+func (a *activation) close() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.mailbox) > 0 {
+		return false
+	}
+	a.mu.closed = true
+	return true
+}
+
+// closeWith stops admissions and answers every queued request with err
+// (errBounced sends them on to the next activation).
+func (a *activation) closeWith(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.mu.closed = true
+	for {
+		select {
+		case req := <-a.mailbox:
+			req.result <- result{err: err}
+		default:
+			return
+		}
+	}
+}
+
+func (a *activation) run() {
+	defer a.finish()
+	if err := a.load(); err != nil {
+		a.rt.logger.Warn("activation failed", "class", a.class.name, "id", a.id, "err", err)
+		a.closeWith(err)
+		a.fail(err)
+		return
+	}
+	a.rt.hooks.activated(a.class.name, a.id)
+	idle := time.NewTimer(a.rt.cfg.IdleTimeout)
+	defer idle.Stop()
+	a.lastUsed = time.Now()
+	stopping := a.rt.stopping
+	for {
+		a.flush()
+		if a.inflight == nil && a.pending == nil {
+			if a.broken != nil {
+				return
+			}
+			if a.stopping && a.close() {
+				return
+			}
+		}
+		var mailbox <-chan *request
+		if a.broken == nil && !a.full() {
+			mailbox = a.mailbox
+		}
+		select {
+		case req := <-mailbox:
+			a.lastUsed = time.Now()
+			a.handle(req)
+		case r := <-a.acks:
+			a.acked(r)
+		case <-idle.C:
+			if a.inflight == nil && a.pending == nil && time.Since(a.lastUsed) >= a.rt.cfg.IdleTimeout && a.close() {
+				a.rt.hooks.evicted(a.class.name, a.id)
+				return
+			}
+			idle.Reset(a.rt.cfg.IdleTimeout)
+		case <-stopping:
+			stopping = nil
+			a.stopping = true
+		}
+	}
+}
+
+func (a *activation) finish() {
+	a.closeWith(errBounced)
+	a.rt.remove(a)
+	close(a.done)
+}
+
+// load reads the snapshot's position, catches up from the log, and runs the
+// class's Init.
+func (a *activation) load() error {
+	ctx, cancel := context.WithTimeout(a.rt.ctx, a.rt.cfg.LoadTimeout)
+	defer cancel()
+	meta, err := a.rt.proj.Meta(a.class.name, a.id)
+	if err != nil {
+		return fmt.Errorf("load %s/%s: %w", a.class.name, a.id, err)
+	}
+	a.applied.Store(meta.Version)
+	a.version, a.lastSeq, a.lastHash = meta.Version, meta.Seq, meta.Hash
+	if meta.Name != "" {
+		a.name = meta.Name
+	}
+	last, err := a.rt.log.Last(ctx, a.class.name, a.id)
+	switch {
+	case errors.Is(err, log.ErrNotFound):
+		last = log.Record{}
+	case err != nil:
+		return fmt.Errorf("load %s/%s: %w: %v", a.class.name, a.id, ErrUnavailable, err)
+	}
+	if last.Seq < meta.Seq {
+		return fmt.Errorf("load %s/%s: snapshot at sequence %d is ahead of the log at %d", a.class.name, a.id, meta.Seq, last.Seq)
+	}
+	if last.Seq > meta.Seq {
+		err := a.rt.log.Read(ctx, a.class.name, a.id, meta.Seq+1, func(rec log.Record) error {
+			return a.catchUp(ctx, rec)
+		})
+		if err != nil {
+			return fmt.Errorf("catch up %s/%s: %w", a.class.name, a.id, err)
+		}
+		// The read must reach what Last saw: in a cluster a lagging replica
+		// could answer short, and appending from there would be fenced.
+		if a.lastSeq < last.Seq {
+			return fmt.Errorf("catch up %s/%s: %w: read reached sequence %d, log is at %d", a.class.name, a.id, ErrUnavailable, a.lastSeq, last.Seq)
+		}
+	}
+	a.inst = a.class.newInst()
+	if init, ok := a.inst.(Initer); ok {
+		req := &request{ctx: ctx, cause: Cause{Via: ViaSystem, Method: "init"}, label: "Init", result: make(chan result, 1)}
+		req.run = func(c *Ctx, _ any) (any, error) { return nil, init.Init(c) }
+		a.handle(req)
+		for a.pending != nil || a.inflight != nil {
+			a.flush()
+			a.acked(<-a.acks)
+		}
+		if r := <-req.result; r.err != nil {
+			return fmt.Errorf("init %s/%s: %w", a.class.name, a.id, r.err)
+		}
+	}
+	return nil
+}
+
+func (a *activation) catchUp(ctx context.Context, rec log.Record) error {
+	ev := rec.Event
+	if ev.Version != a.version+1 {
+		return fmt.Errorf("event at sequence %d has version %d, want %d", rec.Seq, ev.Version, a.version+1)
+	}
+	for _, t := range ev.Turns {
+		a.overlayWrites(ev.Version, t.Writes)
+	}
+	a.version, a.lastSeq, a.lastHash = ev.Version, rec.Seq, rec.Hash()
+	if a.name == "" && ev.Name != "" {
+		a.name = ev.Name
+	}
+	return a.rt.proj.Submit(ctx, rec)
+}
+
+// handle runs one turn and routes its response through the output gate.
+func (a *activation) handle(req *request) {
+	if err := req.ctx.Err(); err != nil {
+		req.result <- result{err: err} // the caller has gone; run nothing
+		return
+	}
+	a.trim()
+	t := &turn{a: a, req: req}
+	t.st = &Storage{t: t, ws: newWriteSet(nil)}
+	out, err, panicked := a.invoke(t)
+	t.done = true
+	switch {
+	case a.broken != nil && a.broken != errReset:
+		// Fenced during Sync: nothing this turn did may be kept.
+		req.result <- result{err: a.broken}
+		return
+	case err != nil:
+		a.gate(req, result{err: err})
+		if panicked {
+			a.broken = errReset
+			a.closeWith(errBounced)
+		}
+		return
+	}
+	if !t.st.ws.empty() {
+		a.stage(req.cause, t.st.ws)
+	}
+	a.gate(req, result{out: out})
+}
+
+func (a *activation) invoke(t *turn) (out any, err error, panicked bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			a.rt.logger.Error("handler panicked", "class", a.class.name, "id", a.id, "method", t.req.label, "panic", p, "stack", string(debug.Stack()))
+			out, err, panicked = nil, &HandlerError{Class: a.class.name, Method: t.req.label, Err: fmt.Errorf("%v", p), Panicked: true}, true
+		}
+	}()
+	out, err = t.req.run(&Ctx{Context: t.req.ctx, t: t}, a.inst)
+	return out, err, false
+}
+
+// stage moves a finished turn's writes into the next event and the overlay.
+func (a *activation) stage(cause Cause, ws *writeSet) {
+	if a.pending == nil {
+		a.version++
+		a.pending = &commit{version: a.version}
+	}
+	writes := ws.writes()
+	a.pending.turns = append(a.pending.turns, log.Turn{Cause: cause, Writes: writes})
+	a.pending.bytes += ws.bytes + turnOverheadBytes
+	a.overlayWrites(a.pending.version, writes)
+}
+
+func (a *activation) overlayWrites(version uint64, writes []log.Write) {
+	for _, w := range writes {
+		switch w.Op {
+		case log.OpDeleteAll:
+			a.overlay.keys = nil
+			a.overlay.cleared = true
+			a.clearVer = version
+		case log.OpPut:
+			a.overlay.set(w.Key, entry{val: w.Value, ver: version})
+		case log.OpDelete:
+			a.overlay.set(w.Key, entry{del: true, ver: version})
+		}
+	}
+}
+
+// trim drops overlay entries the projector has applied: Badger has them.
+func (a *activation) trim() {
+	applied := a.applied.Load()
+	if applied == a.trimmedAt {
+		return
+	}
+	for k, e := range a.overlay.keys {
+		if e.ver <= applied {
+			delete(a.overlay.keys, k)
+		}
+	}
+	if a.overlay.cleared && a.clearVer <= applied {
+		a.overlay.cleared = false
+	}
+	a.trimmedAt = applied
+}
+
+// gate holds a response until every event it could have observed is
+// acknowledged.
+func (a *activation) gate(req *request, r result) {
+	c := a.pending
+	if c == nil {
+		c = a.inflight
+	}
+	if c == nil {
+		req.result <- r
+		return
+	}
+	c.waiters = append(c.waiters, req)
+	c.results = append(c.results, r)
+}
+
+// full reports whether the next event cannot take another turn.
+func (a *activation) full() bool {
+	c := a.pending
+	return c != nil && (len(c.turns) >= maxTurnsPerEvent ||
+		c.bytes+WriteSetBytesMax+turnOverheadBytes+eventEnvelopeBytes > a.rt.maxEventBytes)
+}
+
+// flush starts the next append if none is in flight.
+func (a *activation) flush() {
+	if a.inflight != nil || a.pending == nil {
+		return
+	}
+	c := a.pending
+	a.pending, a.inflight = nil, c
+	ev := &log.Event{
+		Format:   log.FormatVersion,
+		Class:    a.class.name,
+		ID:       a.id,
+		Version:  c.version,
+		Time:     time.Now().UnixNano(),
+		Turns:    c.turns,
+		PrevHash: a.lastHash,
+	}
+	if c.version == 1 {
+		ev.Name = a.name
+	}
+	expect := a.lastSeq
+	go func() {
+		a.rt.hooks.beforeAppend(ev.Class, ev.ID, ev.Version)
+		rec, err := a.rt.log.Append(a.rt.appendCtx, ev, expect)
+		a.acks <- appendResult{rec, err}
+	}()
+}
+
+// acked handles the in-flight append's result.
+func (a *activation) acked(r appendResult) {
+	c := a.inflight
+	a.inflight = nil
+	if r.err != nil {
+		err := fmt.Errorf("%w: append %s/%s v%d: %v", ErrUnavailable, a.class.name, a.id, c.version, r.err)
+		if errors.Is(r.err, log.ErrConflict) {
+			err = fmt.Errorf("%w: %s/%s v%d", ErrFenced, a.class.name, a.id, c.version)
+			a.rt.hooks.fenced(a.class.name, a.id)
+		}
+		a.rt.logger.Warn("activation reset", "class", a.class.name, "id", a.id, "err", r.err)
+		a.release(c, err)
+		a.fail(err)
+		return
+	}
+	a.lastSeq, a.lastHash = r.rec.Seq, r.rec.Hash()
+	a.rt.hooks.acked(a.class.name, a.id, c.version, r.rec.Seq)
+	if err := a.rt.proj.Submit(a.rt.appendCtx, r.rec); err != nil {
+		// The log has the event; a later activation catches the snapshot up.
+		a.rt.logger.Warn("projector submit failed", "class", a.class.name, "id", a.id, "err", err)
+	}
+	a.release(c, nil)
+}
+
+func (a *activation) release(c *commit, err error) {
+	for i, req := range c.waiters {
+		r := c.results[i]
+		if err != nil {
+			r = result{err: err}
+		}
+		req.result <- r
+	}
+}
+
+// fail ends the activation: everything unacknowledged fails with err, the
+// in-memory state is dropped, and queued requests go to the next activation.
+func (a *activation) fail(err error) {
+	if a.pending != nil {
+		a.release(a.pending, err)
+		a.pending = nil
+	}
+	a.broken = err
+	a.overlay = layer{}
+	a.inst = nil
+	a.closeWith(errBounced)
+}
+
+// sync drives the write path from inside a turn until everything the turn
+// and its predecessors wrote is acknowledged.
+func (t *turn) sync() error {
+	a := t.a
+	if !t.st.ws.empty() {
+		a.stage(t.req.cause, t.st.ws)
+		t.st.ws = newWriteSet(nil)
+	}
+	for a.pending != nil || a.inflight != nil {
+		a.flush()
+		select {
+		case r := <-a.acks:
+			a.acked(r)
+		case <-t.req.ctx.Done():
+			// The append goes on; run will collect its result.
+			return t.req.ctx.Err()
+		}
+		if a.broken != nil && a.broken != errReset {
+			return a.broken
+		}
+	}
+	return nil
+}
+
+func (a *activation) snapshotGet(key string) ([]byte, bool, error) {
+	v, ok, err := a.rt.proj.Get(a.class.name, a.id, key)
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s/%s %q: %w", a.class.name, a.id, truncate(key), err)
+	}
+	return v, ok, nil
+}
+
+func (a *activation) snapshotList(opts ListOptions, limit int, fn func(string, []byte) bool) error {
+	po := projector.ListOptions{Prefix: opts.Prefix, Start: opts.Start, End: opts.End, Reverse: opts.Reverse, Limit: limit}
+	if err := a.rt.proj.List(a.class.name, a.id, po, fn); err != nil {
+		return fmt.Errorf("list %s/%s: %w", a.class.name, a.id, err)
+	}
+	return nil
+}

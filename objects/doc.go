@@ -1,0 +1,76 @@
+// Package objects is Strata's runtime: classes, ids, activations, turns,
+// the storage API, group commit, the output gate, fencing and eviction.
+//
+// # Writing a class
+//
+// A class is an ordinary Go type. Its exported methods shaped
+// func(ctx *objects.Ctx, in In) (Out, error) are its RPC methods (the input
+// and the output are optional); its fields are the object's in-memory state
+// while it is active:
+//
+//	type Ledger struct{ balance int64 } // in memory while active
+//
+//	type Amount struct{ Cents int64 `json:"cents"` }
+//
+//	func (l *Ledger) Deposit(ctx *objects.Ctx, in Amount) (Amount, error) {
+//		if in.Cents <= 0 {
+//			return Amount{}, objects.Errorf(400, "bad_amount", "deposit %d: must be positive", in.Cents)
+//		}
+//		bal, _, err := objects.GetJSON[int64](ctx.Storage(), "balance")
+//		if err != nil {
+//			return Amount{}, err
+//		}
+//		bal += in.Cents
+//		if err := objects.PutJSON(ctx.Storage(), "balance", bal); err != nil {
+//			return Amount{}, err
+//		}
+//		return Amount{Cents: bal}, nil
+//	}
+//
+//	var LedgerClass = objects.Define("ledger", func() *Ledger { return &Ledger{} })
+//
+// It is then served as POST /v1/objects/ledger/{name}/rpc/deposit. Optional
+// interfaces add entry points: Initer (Init runs before the first turn of an
+// activation) and Fetcher (raw HTTP). A user's server binary is
+// cli.Main(append(classes.All(), LedgerClass)...): the same program as
+// strata itself.
+//
+// # The write path
+//
+//  1. A request becomes a turn in the activation's bounded mailbox. Turns
+//     run one at a time on the activation's goroutine, so a handler never
+//     races with another handler of the same object and needs no locks.
+//  2. A turn's writes go to its write set; its reads see the write set,
+//     then the overlay of earlier unprojected writes, then the Badger
+//     snapshot. Storage.Transaction nests a write set that an error
+//     discards.
+//  3. When the handler returns, its write set is committed: the turn is an
+//     implicit transaction. An error or a panic discards it. A panic also
+//     resets the activation (its in-memory fields are dropped); the process
+//     lives on.
+//  4. Group commit: at most one append is in flight per object. Turns that
+//     finish meanwhile are coalesced, in order, into the next event, so a
+//     busy object writes fewer, larger events instead of queueing on the
+//     log's latency. The next turn may run before the previous event is
+//     acknowledged and sees its writes.
+//  5. Output gate: a response (or a Fetch body) leaves only after the event
+//     holding its writes is acknowledged by JetStream. A turn that wrote
+//     nothing still waits for any earlier unacknowledged event, because it
+//     may have read from it. So a client never sees data that a crash could
+//     take back.
+//  6. Fencing: every append expects the object's subject to end at the last
+//     sequence this activation knows. If JetStream refuses, another
+//     activation wrote: this one is stale, fails its unacknowledged turns
+//     with ErrFenced (retryable), drops its memory and ends. This keeps one
+//     writer per object even when placement is briefly wrong.
+//  7. After the ack the event goes to the projector, which applies it to
+//     Badger in batches. Until it reports the version applied, the
+//     activation serves those keys from its overlay.
+//
+// # Activation and eviction
+//
+// An object is activated on its first request: the snapshot's applied
+// version is read, the log is read from there (catch-up), Init runs, then
+// the mailbox is served. After IdleTimeout without a request the activation
+// is evicted; its storage stays.
+package objects

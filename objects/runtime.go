@@ -1,0 +1,415 @@
+package objects
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/projector"
+)
+
+// Config configures a Runtime. Zero values take the documented defaults.
+type Config struct {
+	Log       *log.Log             // the event log (required)
+	Projector *projector.Projector // the snapshot (required)
+	Classes   []*Class             // the classes this node hosts
+
+	// IdleTimeout is how long an activation lives without a turn before it
+	// is evicted (memory goes, storage stays). Default 30s.
+	IdleTimeout time.Duration
+	// MailboxLen bounds the requests queued on one activation; past it a
+	// request fails with ErrOverloaded. Default 1024.
+	MailboxLen int
+	// LoadTimeout bounds an activation's catch-up from the log. Default 30s.
+	LoadTimeout time.Duration
+	// DispatchAttempts bounds how often a request that met an ending
+	// activation is handed to the next one. Default 8.
+	DispatchAttempts int
+	Logger           *slog.Logger
+	Hooks            Hooks
+}
+
+// Hooks observe the write path. Tests use them to see progress instead of
+// sleeping; BeforeAppend may block to stall a commit. All are optional and
+// run on runtime goroutines, so they must not call back into the runtime.
+type Hooks struct {
+	Activated    func(class string, id ID)
+	Evicted      func(class string, id ID)
+	BeforeAppend func(class string, id ID, version uint64)
+	Acked        func(class string, id ID, version, seq uint64)
+	Fenced       func(class string, id ID)
+}
+
+func (h Hooks) activated(c string, id ID) {
+	if h.Activated != nil {
+		h.Activated(c, id)
+	}
+}
+func (h Hooks) evicted(c string, id ID) {
+	if h.Evicted != nil {
+		h.Evicted(c, id)
+	}
+}
+func (h Hooks) beforeAppend(c string, id ID, v uint64) {
+	if h.BeforeAppend != nil {
+		h.BeforeAppend(c, id, v)
+	}
+}
+func (h Hooks) acked(c string, id ID, v, seq uint64) {
+	if h.Acked != nil {
+		h.Acked(c, id, v, seq)
+	}
+}
+func (h Hooks) fenced(c string, id ID) {
+	if h.Fenced != nil {
+		h.Fenced(c, id)
+	}
+}
+
+// Runtime hosts the activations of one node.
+type Runtime struct {
+	cfg           Config
+	log           *log.Log
+	proj          *projector.Projector
+	classes       map[string]*Class
+	logger        *slog.Logger
+	hooks         Hooks
+	maxEventBytes int
+
+	ctx       context.Context // the runtime's lifetime: loads
+	cancel    context.CancelFunc
+	appendCtx context.Context // appends outlive a graceful stop; cut only when Close gives up
+	cutAppend context.CancelFunc
+	stopping  chan struct{}
+
+	mu struct {
+		sync.Mutex
+		acts    map[actKey]*activation
+		closing bool
+	}
+	wg          sync.WaitGroup
+	activations atomic.Uint64
+}
+
+// New validates cfg and returns a running Runtime.
+func New(cfg Config) (*Runtime, error) {
+	if cfg.Log == nil || cfg.Projector == nil {
+		return nil, errors.New("objects: Config.Log and Config.Projector are required")
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 30 * time.Second
+	}
+	if cfg.MailboxLen <= 0 {
+		cfg.MailboxLen = 1024
+	}
+	if cfg.LoadTimeout <= 0 {
+		cfg.LoadTimeout = 30 * time.Second
+	}
+	if cfg.DispatchAttempts <= 0 {
+		cfg.DispatchAttempts = 8
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	rt := &Runtime{
+		cfg:           cfg,
+		log:           cfg.Log,
+		proj:          cfg.Projector,
+		classes:       map[string]*Class{},
+		logger:        cfg.Logger,
+		hooks:         cfg.Hooks,
+		maxEventBytes: cfg.Log.MaxEventBytes(),
+		stopping:      make(chan struct{}),
+	}
+	if need := WriteSetBytesMax + turnOverheadBytes + eventEnvelopeBytes; rt.maxEventBytes < need {
+		return nil, fmt.Errorf("objects: the log takes events of at most %d bytes, a turn needs %d: raise the NATS server's max_payload", rt.maxEventBytes, need)
+	}
+	for _, c := range cfg.Classes {
+		if _, dup := rt.classes[c.name]; dup {
+			return nil, fmt.Errorf("objects: class %q defined twice", c.name)
+		}
+		rt.classes[c.name] = c
+	}
+	rt.ctx, rt.cancel = context.WithCancel(context.Background())
+	rt.appendCtx, rt.cutAppend = context.WithCancel(context.Background())
+	rt.mu.acts = map[actKey]*activation{}
+	return rt, nil
+}
+
+// Close stops taking requests, lets every activation finish its queued
+// turns and acknowledged-or-failed appends, and waits for them. If ctx ends
+// first, appends in flight are cut off (their callers see ErrUnavailable).
+func (rt *Runtime) Close(ctx context.Context) error {
+	rt.mu.Lock()
+	already := rt.mu.closing
+	rt.mu.closing = true
+	rt.mu.Unlock()
+	if !already {
+		close(rt.stopping)
+	}
+	done := make(chan struct{})
+	go func() { rt.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		rt.cancel()
+		rt.cutAppend()
+		<-done
+	}
+	rt.cancel()
+	rt.cutAppend()
+	return ctx.Err()
+}
+
+// Ref names one object of one class.
+type Ref struct {
+	Class string
+	ID    ID
+	Name  string // "" for an object addressed by unique id
+}
+
+func (r Ref) String() string {
+	if r.Name != "" {
+		return r.Class + "/" + r.Name
+	}
+	return r.Class + "/" + r.ID.String()
+}
+
+// Class returns a hosted class.
+func (rt *Runtime) Class(name string) (*Class, error) {
+	if err := ValidateClassName(name); err != nil {
+		return nil, err
+	}
+	c, ok := rt.classes[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownClass, name)
+	}
+	return c, nil
+}
+
+// RefByName validates class and name and derives the object's id.
+func (rt *Runtime) RefByName(class, name string) (Ref, error) {
+	if _, err := rt.Class(class); err != nil {
+		return Ref{}, err
+	}
+	if err := ValidateName(name); err != nil {
+		return Ref{}, err
+	}
+	return Ref{Class: class, ID: IDFromName(class, name), Name: name}, nil
+}
+
+// RefByID validates class and the hex id.
+func (rt *Runtime) RefByID(class, hexID string) (Ref, error) {
+	if _, err := rt.Class(class); err != nil {
+		return Ref{}, err
+	}
+	id, err := ParseID(hexID)
+	if err != nil {
+		return Ref{}, err
+	}
+	return Ref{Class: class, ID: id}, nil
+}
+
+// Codec turns RPC inputs and outputs into bytes; the gateway supplies JSON.
+type Codec interface {
+	Decode(data []byte, v any) error
+	Encode(v any) ([]byte, error)
+}
+
+// Call runs an RPC method as a turn and returns its encoded output once the
+// turn's writes are durable. The input is decoded before the turn, so bad
+// input never reaches the object.
+func (rt *Runtime) Call(ctx context.Context, ref Ref, method string, body []byte, codec Codec, cause Cause) ([]byte, error) {
+	class, err := rt.Class(ref.Class)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := class.methods[method]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s has no method %q", ErrUnknownMethod, class.name, truncate(method))
+	}
+	var in reflect.Value
+	if m.in != nil {
+		in = reflect.New(m.in)
+		if len(body) > 0 {
+			if err := codec.Decode(body, in.Interface()); err != nil {
+				return nil, fmt.Errorf("%w: %s.%s input: %v", ErrBadInput, class.name, method, err)
+			}
+		}
+	}
+	cause.Via, cause.Method = ViaRPC, method
+	out, err := rt.dispatch(ctx, ref, cause, method, func(c *Ctx, inst any) (any, error) {
+		out, err := m.call(inst, c, in)
+		if err != nil {
+			return nil, handlerError(class.name, method, err)
+		}
+		if m.out == nil {
+			return []byte(nil), nil
+		}
+		b, err := codec.Encode(out)
+		if err != nil {
+			return nil, &HandlerError{Class: class.name, Method: method, Err: fmt.Errorf("encode output: %w", err)}
+		}
+		return b, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	b, _ := out.([]byte)
+	return b, nil
+}
+
+// Fetch hands an HTTP request to the class's Fetch handler as a turn. The
+// request body must already be read and bounded by the caller.
+func (rt *Runtime) Fetch(ctx context.Context, ref Ref, r *http.Request, cause Cause) (*Response, error) {
+	class, err := rt.Class(ref.Class)
+	if err != nil {
+		return nil, err
+	}
+	if !class.fetches {
+		return nil, fmt.Errorf("%w: %s has no Fetch handler", ErrUnknownMethod, class.name)
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read body: %v", ErrBadInput, err)
+	}
+	cause.Via, cause.Method = ViaFetch, r.Method+" "+r.URL.Path
+	out, err := rt.dispatch(ctx, ref, cause, "Fetch", func(c *Ctx, inst any) (any, error) {
+		req := r.Clone(c)
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		rec := newRecorder()
+		inst.(Fetcher).Fetch(c, rec, req)
+		if rec.overflow {
+			return nil, &HandlerError{Class: class.name, Method: "Fetch", Err: tooLarge("response", fetchBodyBytesMax+1, fetchBodyBytesMax)}
+		}
+		return &rec.resp, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out.(*Response), nil
+}
+
+func handlerError(class, method string, err error) error {
+	var ce *ClientError
+	if errors.As(err, &ce) {
+		return err
+	}
+	return &HandlerError{Class: class, Method: method, Err: err}
+}
+
+// dispatch runs fn as a turn on ref's activation, creating it if needed,
+// and waits for the gated result.
+func (rt *Runtime) dispatch(ctx context.Context, ref Ref, cause Cause, label string, fn func(*Ctx, any) (any, error)) (any, error) {
+	class, err := rt.Class(ref.Class)
+	if err != nil {
+		return nil, err
+	}
+	req := &request{ctx: ctx, cause: cause, label: label, run: fn, result: make(chan result, 1)}
+	for attempt := 0; attempt < rt.cfg.DispatchAttempts; attempt++ {
+		a, err := rt.activation(class, ref)
+		if err != nil {
+			return nil, err
+		}
+		err = a.admit(req)
+		if err == nil {
+			select {
+			case r := <-req.result:
+				err = r.err
+				if err == nil {
+					return r.out, nil
+				}
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		if !errors.Is(err, errBounced) {
+			return nil, err
+		}
+		select { // the next activation starts once this one has ended
+		case <-a.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return nil, fmt.Errorf("%w: %s kept ending before the turn ran", ErrUnavailable, ref)
+}
+
+// activation returns ref's live activation, starting one if there is none.
+func (rt *Runtime) activation(class *Class, ref Ref) (*activation, error) {
+	k := actKey{class.name, ref.ID}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.mu.closing {
+		return nil, ErrClosed
+	}
+	if a, ok := rt.mu.acts[k]; ok {
+		return a, nil
+	}
+	a := &activation{
+		rt:      rt,
+		class:   class,
+		id:      ref.ID,
+		key:     k,
+		name:    ref.Name,
+		mailbox: make(chan *request, rt.cfg.MailboxLen),
+		done:    make(chan struct{}),
+		acks:    make(chan appendResult, 1),
+	}
+	rt.mu.acts[k] = a
+	rt.activations.Add(1)
+	rt.wg.Add(1)
+	go func() {
+		defer rt.wg.Done()
+		a.run()
+	}()
+	return a, nil
+}
+
+func (rt *Runtime) remove(a *activation) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.mu.acts[a.key] == a {
+		delete(rt.mu.acts, a.key)
+	}
+}
+
+// OnApplied tells live activations how far the projector has applied their
+// events, so they can drop overlay entries. Wire it to projector.Config.
+func (rt *Runtime) OnApplied(batch []projector.Applied) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, ap := range batch {
+		a, ok := rt.mu.acts[actKey{ap.Class, ap.ID}]
+		if !ok {
+			continue
+		}
+		for {
+			cur := a.applied.Load()
+			if ap.Version <= cur || a.applied.CompareAndSwap(cur, ap.Version) {
+				break
+			}
+		}
+	}
+}
+
+// Stats are counters since New.
+type Stats struct {
+	Activations uint64 // activations started
+	Live        int    // activations alive now
+}
+
+func (rt *Runtime) Stats() Stats {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return Stats{Activations: rt.activations.Load(), Live: len(rt.mu.acts)}
+}
