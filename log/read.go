@@ -92,7 +92,6 @@ func (l *Log) Scan(ctx context.Context, shard int, fromSeq uint64, fn func(Recor
 	return l.readRange(ctx, LogStream(shard), fmt.Sprintf("strata.%d.obj.>", shard), fromSeq, fn)
 }
 
-
 func (l *Log) readRange(ctx context.Context, stream, filter string, from uint64, fn func(Record) error) error {
 	if from == 0 {
 		from = 1

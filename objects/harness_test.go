@@ -108,7 +108,9 @@ type scratch struct {
 	mem map[string]int // in-memory state that lives as long as the activation
 }
 
-type fnInput struct{ fn func(c *Ctx, s *scratch) (any, error) }
+type fnInput struct {
+	fn func(c *Ctx, s *scratch) (any, error)
+}
 
 func (s *scratch) Do(c *Ctx, in fnInput) (any, error) { return in.fn(c, s) }
 

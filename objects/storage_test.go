@@ -192,7 +192,10 @@ func TestStorageSemantics(t *testing.T) {
 					}
 				}
 			}, wantErr: ErrTooLarge},
-			{fn: func(c *Ctx, _ *scratch) (any, error) { _, err := c.Storage().List(ListOptions{Limit: -1}); return nil, err }, wantErr: ErrBadInput},
+			{fn: func(c *Ctx, _ *scratch) (any, error) {
+				_, err := c.Storage().List(ListOptions{Limit: -1})
+				return nil, err
+			}, wantErr: ErrBadInput},
 			{fn: list(ListOptions{}), want: ""},
 		}},
 	}
