@@ -1,7 +1,6 @@
 package projector
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -10,139 +9,150 @@ import (
 	"github.com/strata-objects/strata/log"
 )
 
-// Meta is what the snapshot knows of one object.
-type Meta struct {
-	Version uint64   // last applied event version; 0 if the object is unknown
-	Seq     uint64   // stream sequence of that event
-	Hash    log.Hash // chain hash of that event
-	Name    string   // the object's name from its first event, if any
-	Updated int64    // Unix nanoseconds of that event
-}
-
-const metaFixedBytes = 8 + 8 + 32 + 8
-
-func (m Meta) encode() []byte {
-	b := make([]byte, metaFixedBytes, metaFixedBytes+len(m.Name))
-	binary.BigEndian.PutUint64(b[0:], m.Version)
-	binary.BigEndian.PutUint64(b[8:], m.Seq)
-	copy(b[16:48], m.Hash[:])
-	binary.BigEndian.PutUint64(b[48:], uint64(m.Updated))
-	return append(b, m.Name...)
-}
-
-func decodeMeta(b []byte) (Meta, error) {
-	if len(b) < metaFixedBytes {
-		return Meta{}, fmt.Errorf("meta of %d bytes", len(b))
-	}
-	var m Meta
-	m.Version = binary.BigEndian.Uint64(b[0:])
-	m.Seq = binary.BigEndian.Uint64(b[8:])
-	copy(m.Hash[:], b[16:48])
-	m.Updated = int64(binary.BigEndian.Uint64(b[48:]))
-	m.Name = string(b[metaFixedBytes:])
-	return m, nil
-}
-
-// objectPrefix is <kind><class>\x00<id>.
-func objectPrefix(kind byte, class string, id log.ID) []byte {
-	b := make([]byte, 0, 1+len(class)+1+len(id)+32)
-	b = append(b, kind)
-	b = append(b, class...)
-	b = append(b, 0)
-	return append(b, id[:]...)
-}
-
-func stateKey(class string, id log.ID, key string) []byte {
-	return append(objectPrefix('d', class, id), key...)
-}
-
-// Apply applies recs in order on the caller's goroutine, batching them into
-// as few Badger transactions as fit. It serializes with the apply loop.
+// Apply applies recs in order on the caller's goroutine, with the same
+// semantics as Submit: events already applied are skipped, gaps are logged
+// and skipped. It is serialized with the apply goroutine. Records are
+// checked before anything is written; on a Badger error, the transactions
+// committed before it stay (applying is idempotent, so the caller may
+// simply apply recs again).
 func (p *Projector) Apply(recs []log.Record) error {
-	p.applyMu.Lock()
-	defer p.applyMu.Unlock()
-	var applied []Applied
-	txn := p.db.NewTransaction(true)
-	defer func() { txn.Discard() }()
-	commit := func() error {
-		if err := txn.Commit(); err != nil {
-			return fmt.Errorf("commit snapshot: %w", err)
-		}
-		txn = p.db.NewTransaction(true)
-		if len(applied) > 0 && p.cfg.OnApplied != nil {
-			p.cfg.OnApplied(applied)
-		}
-		applied = nil
-		return nil
-	}
 	for _, rec := range recs {
-		a, ok, err := p.applyOne(&txn, rec, commit)
-		if err != nil {
+		if err := checkRecord(rec); err != nil {
 			return err
 		}
-		if ok {
-			applied = append(applied, a)
-		}
 	}
-	return commit()
+	if !p.users.enter() {
+		return ErrClosed
+	}
+	defer p.users.leave()
+	p.applyMu.Lock()
+	defer p.applyMu.Unlock()
+	return p.applyLocked(recs)
 }
 
-// applyOne applies one record within *txn. When the transaction is full,
-// it commits what came before this record (an event boundary) and starts
-// again in a fresh one; an event too large for any one transaction is split
-// across several, with its meta written in the last. That is safe because
-// every op is an absolute overwrite (put sets, delete removes, delete-all
-// clears): replaying an event over a partial application of itself yields
-// the same state, and until the meta says so, the event counts as unapplied.
-func (p *Projector) applyOne(txn **badger.Txn, rec log.Record, commit func() error) (Applied, bool, error) {
+// applyLocked applies checked records in as few transactions as fit,
+// splitting only at event boundaries when it can (doc.go, invariant 4).
+// The caller holds applyMu.
+func (p *Projector) applyLocked(recs []log.Record) error {
+	b := &txnBatch{p: p, txn: p.db.NewTransaction(true)}
+	defer func() { b.txn.Discard() }()
+	for i := 0; i < len(recs); {
+		if b.considered >= p.cfg.BatchMax {
+			if err := b.commit(); err != nil {
+				return err
+			}
+		}
+		err := b.stage(recs[i], false)
+		switch {
+		case err == nil:
+			b.considered++
+			i++
+		case !errors.Is(err, badger.ErrTxnTooBig):
+			return err
+		case len(b.staged) > 0:
+			// recs[i] does not fit after the events before it: commit
+			// those alone and give recs[i] a fresh transaction.
+			p.stats.boundarySplits.Add(1)
+			if err := b.restageAndCommit(); err != nil {
+				return err
+			}
+		default:
+			// recs[i] does not fit in an empty transaction: split it,
+			// then commit, so that its tail never has to be restaged.
+			b.restart()
+			if err := b.stage(recs[i], true); err != nil {
+				return err
+			}
+			if err := b.commit(); err != nil {
+				return err
+			}
+			i++
+		}
+	}
+	return b.commit()
+}
+
+// txnBatch is one Badger read-write transaction being filled with events.
+type txnBatch struct {
+	p          *Projector
+	txn        *badger.Txn
+	staged     []log.Record // events whose writes and meta are all in txn, in order
+	applied    []Applied    // what staged changed, for OnApplied after commit
+	considered int          // records taken in this transaction, skipped ones included
+}
+
+// commit commits the transaction, reports what it applied, and starts the
+// next one.
+func (b *txnBatch) commit() error {
+	if err := b.txn.Commit(); err != nil {
+		return fmt.Errorf("projector: commit %d events: %w", len(b.staged), err)
+	}
+	if len(b.applied) > 0 && b.p.cfg.OnApplied != nil {
+		b.p.cfg.OnApplied(b.applied)
+	}
+	b.restart()
+	return nil
+}
+
+// restart drops the transaction (committed or not) and begins a new one.
+func (b *txnBatch) restart() {
+	b.txn.Discard()
+	b.txn = b.p.db.NewTransaction(true)
+	b.staged, b.applied, b.considered = nil, nil, 0
+}
+
+// restageAndCommit rebuilds the transaction with only the events fully
+// staged in it, dropping the partial writes of the one that did not fit,
+// and commits it. Nothing was committed meanwhile and the projector is
+// Badger's only writer, so the events read the same state and stage the
+// same writes as before: they fit again.
+func (b *txnBatch) restageAndCommit() error {
+	recs := b.staged
+	b.restart()
+	for _, rec := range recs {
+		if err := b.stage(rec, false); err != nil {
+			ev := rec.Event
+			return fmt.Errorf("projector: restaging %s/%s v%d failed, though it fitted before: %w", ev.Class, ev.ID, ev.Version, err)
+		}
+	}
+	return b.commit()
+}
+
+// stage adds one event's writes and its new meta to the transaction, or
+// nothing if the event is already applied or would leave a gap. With
+// split, an ErrTxnTooBig commits the writes so far and goes on in a new
+// transaction (see doc.go, invariant 4, for why that is safe); without,
+// it is returned and the transaction holds part of the event.
+func (b *txnBatch) stage(rec log.Record, split bool) error {
 	ev := rec.Event
-	meta, err := p.metaTxn(*txn, ev.Class, ev.ID)
+	meta, err := readMeta(b.txn, ev.Class, ev.ID)
 	if err != nil {
-		return Applied{}, false, err
+		return err
 	}
 	switch {
 	case ev.Version <= meta.Version:
-		return Applied{}, false, nil // already applied: idempotent
+		return nil // applied already: idempotent
 	case ev.Version != meta.Version+1:
-		p.logger.Error("projector: event gap; skipped", "class", ev.Class, "id", ev.ID, "applied", meta.Version, "event", ev.Version, "seq", rec.Seq)
-		return Applied{}, false, nil
-	}
-	do := func(f func(*badger.Txn) error) error {
-		err := f(*txn)
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			p.splits.Add(1)
-			if err := commit(); err != nil {
-				return err
-			}
-			err = f(*txn)
-		}
-		if err != nil {
-			return fmt.Errorf("apply %s/%s v%d: %w", ev.Class, ev.ID, ev.Version, err)
-		}
+		b.p.logger.Error("projector: event gap; skipped, the object catches up from the log when it loads",
+			"class", ev.Class, "id", ev.ID, "applied", meta.Version, "event", ev.Version, "seq", rec.Seq)
 		return nil
 	}
-	for _, t := range ev.Turns {
-		for _, w := range t.Writes {
-			var err error
-			switch w.Op {
-			case log.OpPut:
-				k := stateKey(ev.Class, ev.ID, w.Key)
-				err = do(func(tx *badger.Txn) error { return tx.Set(k, w.Value) })
-			case log.OpDelete:
-				k := stateKey(ev.Class, ev.ID, w.Key)
-				err = do(func(tx *badger.Txn) error { return tx.Delete(k) })
-			case log.OpDeleteAll:
-				err = p.deleteAll(ev.Class, ev.ID, do)
-			case log.OpSetAlarm:
-				k := append(objectPrefix('a', ev.Class, ev.ID), w.Key...)
-				v := binary.BigEndian.AppendUint64(nil, uint64(w.At))
-				err = do(func(tx *badger.Txn) error { return tx.Set(k, v) })
-			case log.OpDeleteAlarm:
-				k := append(objectPrefix('a', ev.Class, ev.ID), w.Key...)
-				err = do(func(tx *badger.Txn) error { return tx.Delete(k) })
+	do := func(op func(*badger.Txn) error) error {
+		err := op(b.txn)
+		if split && errors.Is(err, badger.ErrTxnTooBig) {
+			if err := b.txn.Commit(); err != nil {
+				return fmt.Errorf("commit part of the event: %w", err)
 			}
-			if err != nil {
-				return Applied{}, false, err
+			b.p.stats.eventSplits.Add(1)
+			b.restart()
+			err = op(b.txn) // alone in a transaction: fits, or never will
+		}
+		return err
+	}
+	for ti, t := range ev.Turns {
+		for wi, w := range t.Writes {
+			if err := b.write(do, ev, w); err != nil {
+				return fmt.Errorf("projector: apply %s/%s v%d turn %d write %d (%s): %w", ev.Class, ev.ID, ev.Version, ti, wi, w.Op, err)
 			}
 		}
 	}
@@ -150,29 +160,58 @@ func (p *Projector) applyOne(txn **badger.Txn, rec log.Record, commit func() err
 	if next.Name == "" {
 		next.Name = ev.Name
 	}
-	mk := objectPrefix('m', ev.Class, ev.ID)
-	if err := do(func(tx *badger.Txn) error { return tx.Set(mk, next.encode()) }); err != nil {
-		return Applied{}, false, err
+	mk, mv := metaKey(ev.Class, ev.ID), encodeMeta(next)
+	if err := do(func(tx *badger.Txn) error { return tx.Set(mk, mv) }); err != nil {
+		return fmt.Errorf("projector: apply %s/%s v%d meta: %w", ev.Class, ev.ID, ev.Version, err)
 	}
-	return Applied{Class: ev.Class, ID: ev.ID, Version: ev.Version, Seq: rec.Seq}, true, nil
+	b.staged = append(b.staged, rec)
+	b.applied = append(b.applied, Applied{Class: ev.Class, ID: ev.ID, Version: ev.Version, Seq: rec.Seq})
+	return nil
 }
 
-// deleteAll deletes every state key of the object in chunks, so that a
-// large object splits across transactions instead of overflowing one. The
-// transaction's own iterator sees its staged writes, so keys put earlier in
-// the same batch are deleted too.
-func (p *Projector) deleteAll(class string, id log.ID, do func(func(*badger.Txn) error) error) error {
-	const chunk = 1000
-	prefix := objectPrefix('d', class, id)
+// write stages one op through do.
+func (b *txnBatch) write(do func(func(*badger.Txn) error) error, ev *log.Event, w log.Write) error {
+	switch w.Op {
+	case log.OpPut:
+		k := stateKey(ev.Class, ev.ID, w.Key)
+		return do(func(tx *badger.Txn) error { return tx.Set(k, w.Value) })
+	case log.OpDelete:
+		k := stateKey(ev.Class, ev.ID, w.Key)
+		return do(func(tx *badger.Txn) error { return tx.Delete(k) })
+	case log.OpDeleteAll:
+		return deleteAll(do, ev.Class, ev.ID)
+	case log.OpSetAlarm:
+		k, v := alarmKey(ev.Class, ev.ID, w.Key), encodeAlarm(w.At)
+		return do(func(tx *badger.Txn) error { return tx.Set(k, v) })
+	case log.OpDeleteAlarm:
+		k := alarmKey(ev.Class, ev.ID, w.Key)
+		return do(func(tx *badger.Txn) error { return tx.Delete(k) })
+	}
+	// checkRecord validated the ops: this is a programmer error.
+	return fmt.Errorf("unknown op %d", w.Op)
+}
+
+// deleteAllChunk bounds the keys one step of deleteAll collects.
+const deleteAllChunk = 1024
+
+// deleteAll removes every state key of the object (not its meta, not its
+// alarms: Durable Objects' deleteAll leaves the alarm). It works in chunks,
+// each one op for do, so a large object can split across transactions. A
+// read-write transaction's iterator sees its own pending writes, so keys
+// put earlier in the batch are deleted too, and deleted ones are skipped;
+// the cursor only saves rescanning them.
+func deleteAll(do func(func(*badger.Txn) error) error, class string, id log.ID) error {
+	prefix := stateKey(class, id, "")
+	cursor := prefix
+	keys := make([][]byte, 0, deleteAllChunk)
 	for {
-		var keys [][]byte
 		err := do(func(tx *badger.Txn) error {
 			keys = keys[:0]
 			it := tx.NewIterator(badger.IteratorOptions{Prefix: prefix})
-			for it.Rewind(); it.Valid() && len(keys) < chunk; it.Next() {
+			for it.Seek(cursor); it.Valid() && len(keys) < deleteAllChunk; it.Next() {
 				keys = append(keys, it.Item().KeyCopy(nil))
 			}
-			it.Close()
+			it.Close() // a read-write transaction allows one iterator at a time
 			for _, k := range keys {
 				if err := tx.Delete(k); err != nil {
 					return err
@@ -180,28 +219,30 @@ func (p *Projector) deleteAll(class string, id log.ID, do func(func(*badger.Txn)
 			}
 			return nil
 		})
-		if err != nil || len(keys) < chunk {
+		if err != nil || len(keys) < deleteAllChunk {
 			return err
 		}
+		cursor = keys[len(keys)-1]
 	}
 }
 
-func (p *Projector) metaTxn(txn *badger.Txn, class string, id log.ID) (Meta, error) {
-	item, err := txn.Get(objectPrefix('m', class, id))
+// readMeta reads an object's meta in txn; the zero Meta if it has none.
+func readMeta(txn *badger.Txn, class string, id log.ID) (Meta, error) {
+	item, err := txn.Get(metaKey(class, id))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return Meta{}, nil
 	}
 	if err != nil {
-		return Meta{}, fmt.Errorf("read meta %s/%s: %w", class, id, err)
+		return Meta{}, fmt.Errorf("projector: read meta %s/%s: %w", class, id, err)
 	}
 	var m Meta
 	err = item.Value(func(v []byte) error {
-		var derr error
-		m, derr = decodeMeta(v)
-		return derr
+		var err error
+		m, err = decodeMeta(v)
+		return err
 	})
 	if err != nil {
-		return Meta{}, fmt.Errorf("read meta %s/%s: %w", class, id, err)
+		return Meta{}, fmt.Errorf("projector: read meta %s/%s: %w", class, id, err)
 	}
 	return m, nil
 }

@@ -1,15 +1,3 @@
-// Package projector applies acknowledged events to a Badger snapshot. The
-// snapshot is derived data: the JetStream log is the truth, and the
-// snapshot can always be rebuilt from it. Each object's applied version,
-// stream sequence and chain hash are written in the same Badger transaction
-// as the state they describe, so applying is idempotent and a crash at any
-// point leaves a snapshot the log can catch up.
-//
-// Key layout (class names are [a-z][a-z0-9-]{0,62}, so \x00 separates):
-//
-//	d<class>\x00<id 32 bytes><key>   state
-//	m<class>\x00<id 32 bytes>        meta: version, seq, hash, time, name
-//	a<class>\x00<id 32 bytes><name>  pending alarm: due time (Unix ns)
 package projector
 
 import (
@@ -25,23 +13,41 @@ import (
 	"github.com/strata-objects/strata/log"
 )
 
-// ErrClosed is returned after Close.
+// ErrClosed is returned by every method after Close.
 var ErrClosed = errors.New("projector: closed")
+
+// Defaults for Config's zero values.
+const (
+	queueLenDefault = 4096
+	batchMaxDefault = 512
+)
 
 // Config configures a Projector. Zero values take the documented defaults.
 type Config struct {
-	Dir      string // Badger directory; required unless InMemory
-	InMemory bool   // tests only
-	Logger   *slog.Logger
-	// QueueLen is how many submitted records wait before Submit blocks.
-	// Default 4096.
+	// Dir is the Badger directory. Required unless InMemory.
+	Dir string
+	// InMemory keeps the snapshot in memory only. For tests.
+	InMemory bool
+	// Logger receives gaps, apply failures, and Badger's warnings and
+	// errors. Default slog.Default().
+	Logger *slog.Logger
+	// QueueLen is how many submitted records (and flushes) wait before
+	// Submit blocks. Default 4096; negative is invalid.
 	QueueLen int
-	// BatchMax bounds the records applied in one Badger transaction.
-	// Default 512.
+	// BatchMax is the most records applied in one Badger transaction.
+	// Default 512; negative is invalid.
 	BatchMax int
-	// OnApplied is called on the apply goroutine after each committed
-	// transaction with the objects it advanced.
+	// OnApplied, if set, is called after each committed transaction with
+	// the records that changed state, in apply order: on the apply
+	// goroutine for submitted records, on Apply's caller for Apply. It
+	// must not call Close, Apply or Flush, nor Submit (which can block on
+	// the very goroutine that would drain the queue). The slice is the
+	// callee's to keep.
 	OnApplied func([]Applied)
+
+	// tune, if set, adjusts Badger's options after the defaults. Tests use
+	// it to shrink Badger's transaction limit so the split paths run.
+	tune func(*badger.Options)
 }
 
 // Applied reports that an object's events up to Version are in Badger.
@@ -58,182 +64,168 @@ type Projector struct {
 	db     *badger.DB
 	logger *slog.Logger
 
-	queue   chan item
-	stop    chan struct{}
-	stopped chan struct{}
-	applyMu sync.Mutex // one applier at a time: the loop or Apply
+	queue    chan item
+	stop     chan struct{} // closed by Close once no Submit or Flush can enqueue
+	abort    chan struct{} // closed by Close when its context ends: drop the rest
+	loopDone chan struct{} // closed when the apply goroutine returns
 
-	mu struct {
-		sync.Mutex
-		closed bool
+	submitters gate       // Submit and Flush while they may enqueue
+	users      gate       // Apply and the readers while they use db
+	applyMu    sync.Mutex // one writer at a time: the apply goroutine or Apply
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed when Close has finished
+	closeErr  error         // Close's result, set before closed is closed
+
+	stats struct {
+		boundarySplits atomic.Uint64 // commits forced by ErrTxnTooBig at an event boundary
+		eventSplits    atomic.Uint64 // commits forced by ErrTxnTooBig inside one event
 	}
-	splits atomic.Uint64 // transactions split on ErrTxnTooBig (tests watch it)
-}
-
-// item is a record to apply, or a flush marker (done != nil).
-type item struct {
-	rec  log.Record
-	done chan error
 }
 
 // Open opens (or creates) the snapshot and starts the apply goroutine.
 func Open(cfg Config) (*Projector, error) {
-	if cfg.Dir == "" && !cfg.InMemory {
-		return nil, errors.New("projector: Config.Dir is required")
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	db, err := badger.Open(cfg.badgerOptions())
+	if err != nil {
+		return nil, fmt.Errorf("projector: open snapshot %q: %w", cfg.Dir, err)
+	}
+	p := &Projector{
+		cfg:      cfg,
+		db:       db,
+		logger:   cfg.Logger,
+		queue:    make(chan item, cfg.QueueLen),
+		stop:     make(chan struct{}),
+		abort:    make(chan struct{}),
+		loopDone: make(chan struct{}),
+		closed:   make(chan struct{}),
+	}
+	p.submitters.init()
+	p.users.init()
+	go p.run()
+	return p, nil
+}
+
+func (cfg *Config) setDefaults() error {
+	switch {
+	case cfg.InMemory && cfg.Dir != "":
+		return errors.New("projector: Config.Dir and Config.InMemory are exclusive")
+	case !cfg.InMemory && cfg.Dir == "":
+		return errors.New("projector: Config.Dir is required")
+	case cfg.QueueLen < 0:
+		return fmt.Errorf("projector: Config.QueueLen %d is negative", cfg.QueueLen)
+	case cfg.BatchMax < 0:
+		return fmt.Errorf("projector: Config.BatchMax %d is negative", cfg.BatchMax)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.QueueLen <= 0 {
-		cfg.QueueLen = 4096
+	if cfg.QueueLen == 0 {
+		cfg.QueueLen = queueLenDefault
 	}
-	if cfg.BatchMax <= 0 {
-		cfg.BatchMax = 512
+	if cfg.BatchMax == 0 {
+		cfg.BatchMax = batchMaxDefault
 	}
-	// The library's defaults take hundreds of MiB; the snapshot is a cache
-	// of the log, so a small profile and no fsync of its own.
+	return nil
+}
+
+// badgerOptions is the small-memory profile. Badger's defaults (64 MiB
+// memtables ×5, a 256 MiB block cache, 1 GiB value log files, 4
+// compactors) take hundreds of MiB; the snapshot is a cache of the log, so
+// it trades some throughput for a footprint near 100 MiB, and does not
+// fsync (see doc.go). With one writer, conflict detection is only cost.
+func (cfg *Config) badgerOptions() badger.Options {
 	opts := badger.DefaultOptions(cfg.Dir).
 		WithInMemory(cfg.InMemory).
 		WithSyncWrites(false).
+		WithDetectConflicts(false).
 		WithMemTableSize(16 << 20).
 		WithNumMemtables(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(8).
-		WithBaseTableSize(4 << 20).
 		WithBlockCacheSize(32 << 20).
 		WithIndexCacheSize(16 << 20).
 		WithValueLogFileSize(64 << 20).
 		WithNumCompactors(2).
 		WithLogger(badgerLogger{cfg.Logger})
-	if cfg.InMemory {
-		opts.Dir, opts.ValueDir = "", ""
+	if cfg.tune != nil {
+		cfg.tune(&opts)
 	}
-	db, err := badger.Open(opts)
-	if err != nil {
-		return nil, fmt.Errorf("open snapshot %s: %w", cfg.Dir, err)
-	}
-	p := &Projector{
-		cfg:     cfg,
-		db:      db,
-		logger:  cfg.Logger,
-		queue:   make(chan item, cfg.QueueLen),
-		stop:    make(chan struct{}),
-		stopped: make(chan struct{}),
-	}
-	go p.loop()
-	return p, nil
+	return opts
 }
 
-// Close applies what was submitted, stops the goroutine and closes Badger.
+// Close applies what was submitted, stops the apply goroutine and closes
+// Badger. If ctx ends first, the goroutine stops after its current
+// transaction and the records still queued are dropped: the log has them,
+// and their objects catch up from it when they load. Close always leaves
+// the goroutine stopped and Badger closed; later calls return the first
+// call's result.
 func (p *Projector) Close(ctx context.Context) error {
-	p.mu.Lock()
-	if p.mu.closed {
-		p.mu.Unlock()
-		return nil
-	}
-	p.mu.closed = true
-	p.mu.Unlock()
-	close(p.stop)
-	select {
-	case <-p.stopped:
-	case <-ctx.Done():
-		return fmt.Errorf("close projector: %w", ctx.Err())
-	}
-	if err := p.db.Close(); err != nil {
-		return fmt.Errorf("close snapshot: %w", err)
-	}
-	return nil
-}
-
-// Submit queues rec for asynchronous apply. It blocks while the queue is
-// full: the projector's pace is the writers' back-pressure.
-func (p *Projector) Submit(ctx context.Context, rec log.Record) error {
-	return p.enqueue(ctx, item{rec: rec})
-}
-
-// Flush returns when every record submitted before it is applied.
-func (p *Projector) Flush(ctx context.Context) error {
-	done := make(chan error, 1)
-	if err := p.enqueue(ctx, item{done: done}); err != nil {
-		return err
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (p *Projector) enqueue(ctx context.Context, it item) error {
-	p.mu.Lock()
-	closed := p.mu.closed
-	p.mu.Unlock()
-	if closed {
-		return ErrClosed
-	}
-	select {
-	case p.queue <- it:
-		return nil
-	case <-p.stop:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// loop applies queued records in batches until Close, then drains.
-func (p *Projector) loop() {
-	defer close(p.stopped)
-	batch := make([]log.Record, 0, p.cfg.BatchMax)
-	var flushes []chan error
-	for {
-		var it item
+	first := false
+	p.closeOnce.Do(func() { first = true })
+	if !first {
 		select {
-		case it = <-p.queue:
-		case <-p.stop:
-			// Drain what was queued before Close.
-			for {
-				select {
-				case it = <-p.queue:
-					batch, flushes = p.take(it, batch, flushes)
-				default:
-					p.applyBatch(batch, flushes)
-					return
-				}
-			}
+		case <-p.closed:
+			return p.closeErr
+		case <-ctx.Done():
+			return fmt.Errorf("projector: close: %w", ctx.Err())
 		}
-		batch, flushes = p.take(it, batch, flushes)
-		// Take everything already waiting, up to a batch.
-	more:
-		for len(batch) < cap(batch) {
-			select {
-			case it = <-p.queue:
-				batch, flushes = p.take(it, batch, flushes)
-			default:
-				break more
-			}
-		}
-		p.applyBatch(batch, flushes)
-		batch, flushes = batch[:0], flushes[:0]
 	}
+	defer close(p.closed)
+
+	// No Submit or Flush enqueues after this, so the goroutine's final
+	// drain sees everything that was accepted.
+	p.submitters.shut()
+	close(p.stop)
+	var errs []error
+	select {
+	case <-p.loopDone:
+	case <-ctx.Done():
+		close(p.abort)
+		<-p.loopDone // at most the batch in progress away
+		errs = append(errs, fmt.Errorf("projector: close: %w; queued records dropped", ctx.Err()))
+	}
+	p.users.shut()
+	if err := p.db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("projector: close snapshot: %w", err))
+	}
+	p.closeErr = errors.Join(errs...)
+	return p.closeErr
 }
 
-func (p *Projector) take(it item, batch []log.Record, flushes []chan error) ([]log.Record, []chan error) {
-	if it.done != nil {
-		return batch, append(flushes, it.done)
-	}
-	return append(batch, it.rec), flushes
+// gate admits callers until it is shut, then waits for the admitted ones
+// to leave. Unlike an RWMutex it may be entered recursively (OnApplied
+// may read the snapshot), and a shut gate refuses instead of blocking.
+type gate struct {
+	mu       sync.Mutex
+	isShut   bool
+	inside   sync.WaitGroup
+	shutting chan struct{} // closed by shut: wakes callers waiting inside
+	entered  atomic.Uint64 // callers admitted so far (tests watch it)
 }
 
-func (p *Projector) applyBatch(batch []log.Record, flushes []chan error) {
-	var err error
-	if len(batch) > 0 {
-		if err = p.Apply(batch); err != nil {
-			p.logger.Error("projector apply failed; activations catch up from the log", "records", len(batch), "err", err)
-		}
+func (g *gate) init() { g.shutting = make(chan struct{}) }
+
+// enter reports whether the caller may go on; if so it must call leave.
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.isShut {
+		return false
 	}
-	for _, f := range flushes {
-		f <- err
-	}
+	g.inside.Add(1)
+	g.entered.Add(1)
+	return true
+}
+
+func (g *gate) leave() { g.inside.Done() }
+
+// shut refuses new callers, wakes those blocked on shutting, and waits
+// for all admitted callers to leave.
+func (g *gate) shut() {
+	g.mu.Lock()
+	g.isShut = true
+	close(g.shutting)
+	g.mu.Unlock()
+	g.inside.Wait()
 }

@@ -2,7 +2,6 @@ package projector
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -11,29 +10,46 @@ import (
 	"github.com/strata-objects/strata/log"
 )
 
-// ListOptions selects keys: Start inclusive, End exclusive, in byte order
-// (or reverse); Limit 0 means no limit.
+// ListOptions selects an object's keys. Start is inclusive, End exclusive,
+// both in byte order of the keys and ignored when empty; Reverse lists from
+// the end; Limit 0 means no limit.
 type ListOptions struct {
 	Prefix, Start, End string
 	Reverse            bool
 	Limit              int
 }
 
-// Meta returns what the snapshot knows of an object; the zero Meta if
+// view runs fn in a read-only transaction, unless the projector is closed.
+func (p *Projector) view(fn func(*badger.Txn) error) error {
+	if !p.users.enter() {
+		return ErrClosed
+	}
+	defer p.users.leave()
+	return p.db.View(fn)
+}
+
+// Meta returns what the snapshot knows of an object: the zero Meta if
 // nothing.
 func (p *Projector) Meta(class string, id log.ID) (Meta, error) {
+	if err := checkClass(class); err != nil {
+		return Meta{}, err
+	}
 	var m Meta
-	err := p.db.View(func(tx *badger.Txn) error {
+	err := p.view(func(tx *badger.Txn) error {
 		var err error
-		m, err = p.metaTxn(tx, class, id)
+		m, err = readMeta(tx, class, id)
 		return err
 	})
 	return m, err
 }
 
-// Get returns the value of one key of an object.
+// Get returns the value of one key of an object; ok is false if the key
+// has no value.
 func (p *Projector) Get(class string, id log.ID, key string) (val []byte, ok bool, err error) {
-	err = p.db.View(func(tx *badger.Txn) error {
+	if err := checkClass(class); err != nil {
+		return nil, false, err
+	}
+	err = p.view(func(tx *badger.Txn) error {
 		item, err := tx.Get(stateKey(class, id, key))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -46,106 +62,166 @@ func (p *Projector) Get(class string, id log.ID, key string) (val []byte, ok boo
 		return err
 	})
 	if err != nil {
-		return nil, false, fmt.Errorf("get %s/%s: %w", class, id, err)
+		return nil, false, fmt.Errorf("projector: get %s/%s: %w", class, id, err)
 	}
 	return val, ok, nil
 }
 
-// List calls fn for the object's keys in range, in order, until fn returns
-// false or Limit keys were given.
+// List calls fn with the object's keys in range, in order (or reverse
+// order), until fn returns false or Limit keys were given. The value is
+// fn's to keep.
 func (p *Projector) List(class string, id log.ID, opts ListOptions, fn func(key string, val []byte) bool) error {
-	base := objectPrefix('d', class, id)
-	prefix := append(bytes.Clone(base), opts.Prefix...)
-	err := p.db.View(func(tx *badger.Txn) error {
-		it := tx.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: opts.Reverse, PrefetchValues: opts.Limit > 0 && opts.Limit <= 100})
-		defer it.Close()
-		// Seek: forward from max(prefix, start); reverse from just below
-		// min(end, prefix's successor).
-		if !opts.Reverse {
-			seek := prefix
-			if s := append(bytes.Clone(base), opts.Start...); bytes.Compare(s, seek) > 0 {
-				seek = s
-			}
-			it.Seek(seek)
-		} else {
-			// In reverse, Seek finds the largest key <= the target. The
-			// 0xff suffix sorts after every key with this prefix.
-			seek := append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff)
-			if opts.End != "" {
-				if e := append(bytes.Clone(base), opts.End...); bytes.Compare(e, seek) < 0 {
-					seek = e
-				}
-			}
-			it.Seek(seek)
+	if err := checkClass(class); err != nil {
+		return err
+	}
+	if opts.Limit < 0 {
+		return fmt.Errorf("projector: list %s/%s: negative limit %d", class, id, opts.Limit)
+	}
+	r := newKeyRange(opts)
+	if r.empty() {
+		return nil
+	}
+	base := stateKey(class, id, "")
+	n := 0
+	emit := func(k string, item *badger.Item) (bool, error) {
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return false, err
 		}
-		n := 0
-		for ; it.Valid(); it.Next() {
-			k := string(it.Item().Key()[len(base):])
-			if opts.Start != "" && k < opts.Start {
-				if opts.Reverse {
+		n++
+		return fn(k, v) && (opts.Limit == 0 || n < opts.Limit), nil
+	}
+	err := p.view(func(tx *badger.Txn) error {
+		if !opts.Reverse {
+			it := tx.NewIterator(badger.IteratorOptions{Prefix: append(bytes.Clone(base), opts.Prefix...)})
+			defer it.Close()
+			for it.Seek(append(bytes.Clone(base), r.lo...)); it.Valid(); it.Next() {
+				k := string(it.Item().Key()[len(base):])
+				if r.hasHi && k >= r.hi {
 					return nil
 				}
-				continue
-			}
-			if opts.End != "" && k >= opts.End {
-				if !opts.Reverse {
-					return nil
+				if more, err := emit(k, it.Item()); err != nil || !more {
+					return err
 				}
+			}
+			return nil
+		}
+		// Reverse Seek finds the last key ≤ its target, which may lie
+		// outside the range (the target itself, or past the object), and
+		// Badger's Prefix option would then end the iteration at once. So
+		// iterate without it, skip what sorts after the range, and stop
+		// at the first key before it.
+		it := tx.NewIterator(badger.IteratorOptions{Reverse: true})
+		defer it.Close()
+		target, ok := successor(base)
+		if r.hasHi {
+			target, ok = append(bytes.Clone(base), r.hi...), true
+		}
+		if !ok { // cannot happen: base starts with kindState
+			return fmt.Errorf("no key follows %q", base)
+		}
+		for it.Seek(target); it.Valid(); it.Next() {
+			key := it.Item().Key()
+			if !bytes.HasPrefix(key, base) {
+				if bytes.Compare(key, base) > 0 {
+					continue // after the object
+				}
+				return nil // before the object
+			}
+			k := string(key[len(base):])
+			if r.hasHi && k >= r.hi {
 				continue
 			}
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			n++
-			if !fn(k, v) || opts.Limit > 0 && n >= opts.Limit {
+			if k < r.lo {
 				return nil
+			}
+			if more, err := emit(k, it.Item()); err != nil || !more {
+				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("list %s/%s: %w", class, id, err)
+		return fmt.Errorf("projector: list %s/%s: %w", class, id, err)
 	}
 	return nil
 }
 
-// Alarms returns the object's pending alarms: name to due time (Unix ns).
+// keyRange is ListOptions as one interval of keys: [lo, hi), or [lo, ∞)
+// without hasHi.
+type keyRange struct {
+	lo, hi string
+	hasHi  bool
+}
+
+func newKeyRange(opts ListOptions) keyRange {
+	// Every key with the prefix is ≥ the prefix and < its successor.
+	r := keyRange{lo: max(opts.Prefix, opts.Start)}
+	if s, ok := successor([]byte(opts.Prefix)); ok && opts.Prefix != "" {
+		r.hi, r.hasHi = string(s), true
+	}
+	if opts.End != "" && (!r.hasHi || opts.End < r.hi) {
+		r.hi, r.hasHi = opts.End, true
+	}
+	return r
+}
+
+func (r keyRange) empty() bool { return r.hasHi && r.lo >= r.hi }
+
+// successor returns the least byte string greater than every string with
+// prefix b, or false if there is none (b is all 0xff).
+func successor(b []byte) ([]byte, bool) {
+	s := bytes.Clone(b)
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] != 0xff {
+			s[i]++
+			return s[:i+1], true
+		}
+	}
+	return nil, false
+}
+
+// Alarms returns the object's pending alarms: name ("" is the default
+// alarm) to due time in Unix nanoseconds.
 func (p *Projector) Alarms(class string, id log.ID) (map[string]int64, error) {
+	if err := checkClass(class); err != nil {
+		return nil, err
+	}
 	out := map[string]int64{}
-	prefix := objectPrefix('a', class, id)
-	err := p.db.View(func(tx *badger.Txn) error {
-		it := tx.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
+	prefix := alarmKey(class, id, "")
+	err := p.view(func(tx *badger.Txn) error {
+		it := tx.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
+			name := string(it.Item().Key()[len(prefix):])
 			err := it.Item().Value(func(v []byte) error {
-				if len(v) != 8 {
-					return fmt.Errorf("alarm value of %d bytes", len(v))
-				}
-				out[string(it.Item().Key()[len(prefix):])] = int64(binary.BigEndian.Uint64(v))
-				return nil
+				at, err := decodeAlarm(v)
+				out[name] = at
+				return err
 			})
 			if err != nil {
-				return err
+				return fmt.Errorf("alarm %q: %w", name, err)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("alarms %s/%s: %w", class, id, err)
+		return nil, fmt.Errorf("projector: alarms %s/%s: %w", class, id, err)
 	}
 	return out, nil
 }
 
-// Dump calls fn for every key and value in the snapshot, in key order.
+// Dump calls fn with every key and value in the snapshot, in key order,
+// until fn returns an error, which Dump returns. Tests compare snapshots
+// with it.
 func (p *Projector) Dump(fn func(key, val []byte) error) error {
-	return p.db.View(func(tx *badger.Txn) error {
-		it := tx.NewIterator(badger.DefaultIteratorOptions)
+	return p.view(func(tx *badger.Txn) error {
+		it := tx.NewIterator(badger.IteratorOptions{})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			v, err := it.Item().ValueCopy(nil)
 			if err != nil {
-				return err
+				return fmt.Errorf("projector: dump: %w", err)
 			}
 			if err := fn(it.Item().KeyCopy(nil), v); err != nil {
 				return err

@@ -1,0 +1,176 @@
+package projector
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/strata-objects/strata/log"
+)
+
+// item is a queued record, or a flush marker (done != nil).
+type item struct {
+	rec  log.Record
+	done chan error
+}
+
+// Submit queues rec to be applied asynchronously. It blocks while the
+// queue is full (the projector's pace is the writers' back-pressure) until
+// ctx ends. A record the projector could never apply is refused here.
+func (p *Projector) Submit(ctx context.Context, rec log.Record) error {
+	if err := checkRecord(rec); err != nil {
+		return err
+	}
+	return p.enqueue(ctx, item{rec: rec})
+}
+
+// Flush returns when every record submitted before the call has been
+// applied. It returns the first apply error since the previous flush was
+// answered, if any; the records concerned are left to catch up from the
+// log.
+func (p *Projector) Flush(ctx context.Context) error {
+	done := make(chan error, 1) // the apply goroutine never blocks on it
+	if err := p.enqueue(ctx, item{done: done}); err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("projector: flush: %w", ctx.Err())
+	}
+}
+
+func (p *Projector) enqueue(ctx context.Context, it item) error {
+	if !p.submitters.enter() {
+		return ErrClosed
+	}
+	defer p.submitters.leave()
+	select {
+	case p.queue <- it:
+		return nil
+	case <-p.submitters.shutting:
+		return ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("projector: submit: %w", ctx.Err())
+	}
+}
+
+// pending is what the apply goroutine has taken from the queue and not
+// yet applied.
+type pending struct {
+	recs    []log.Record
+	flushes []chan error
+}
+
+func (b *pending) take(it item) {
+	if it.done != nil {
+		b.flushes = append(b.flushes, it.done)
+		return
+	}
+	b.recs = append(b.recs, it.rec)
+}
+
+// fill takes what is already queued, without waiting, until max records.
+func (b *pending) fill(queue <-chan item, max int) {
+	for len(b.recs) < max {
+		select {
+		case it := <-queue:
+			b.take(it)
+		default:
+			return
+		}
+	}
+}
+
+func (b *pending) empty() bool { return len(b.recs) == 0 && len(b.flushes) == 0 }
+
+func (b *pending) reset() {
+	clear(b.recs) // drop references to the events
+	b.recs, b.flushes = b.recs[:0], b.flushes[:0]
+}
+
+// run is the apply goroutine: it takes everything queued, up to a batch,
+// applies it in one go, answers the flushes that were taken, and repeats.
+// On stop it drains the queue the same way, unless abort says to drop it.
+func (p *Projector) run() {
+	defer close(p.loopDone)
+	var b pending
+	b.recs = make([]log.Record, 0, p.cfg.BatchMax)
+	var flushErr error // the first apply error since flushes were last answered
+	apply := func() {
+		if len(b.recs) > 0 {
+			p.applyMu.Lock()
+			err := p.applyLocked(b.recs)
+			p.applyMu.Unlock()
+			if err != nil {
+				p.logger.Error("projector: apply failed; the objects catch up from the log when they load",
+					"records", len(b.recs), "err", err)
+				if flushErr == nil {
+					flushErr = err
+				}
+			}
+		}
+		if len(b.flushes) > 0 {
+			for _, done := range b.flushes {
+				done <- flushErr
+			}
+			flushErr = nil
+		}
+		b.reset()
+	}
+	drain := func() {
+		for {
+			select {
+			case <-p.abort:
+				p.drop()
+				return
+			default:
+			}
+			b.fill(p.queue, p.cfg.BatchMax)
+			if b.empty() {
+				return
+			}
+			apply()
+		}
+	}
+	for {
+		// Stop takes precedence over a busy queue, so that an aborting
+		// Close waits for at most the batch in progress.
+		select {
+		case <-p.stop:
+			drain()
+			return
+		default:
+		}
+		select {
+		case it := <-p.queue:
+			b.take(it)
+			b.fill(p.queue, p.cfg.BatchMax)
+			apply()
+		case <-p.stop:
+			drain()
+			return
+		}
+	}
+}
+
+// drop empties the queue without applying: flushes are answered with
+// ErrClosed, records are counted and given up.
+func (p *Projector) drop() {
+	n := 0
+	for {
+		select {
+		case it := <-p.queue:
+			if it.done != nil {
+				it.done <- ErrClosed
+			} else {
+				n++
+			}
+		default:
+			if n > 0 {
+				p.logger.Warn("projector: closed before applying; the objects catch up from the log", "records", n)
+			}
+			return
+		}
+	}
+}
