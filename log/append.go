@@ -9,41 +9,100 @@ import (
 	"strconv"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 )
 
-// Node-wide group commit.
+// Node-wide group commit (DESIGN.md).
 //
-// Each shard has one committer goroutine with at most one publish in
-// flight. Appends queue while it is out; when it returns, everything queued
-// goes out together: one message as an ordinary publish, several as one
-// atomic batch, which the server stores with a single fsync. Every message
-// keeps its own Nats-Expected-Last-Subject-Sequence, so fencing is per
-// object even inside a batch.
+// With fsync before every ack, one publish costs one fsync. So Append does
+// not publish: it queues the event for its shard's committer and waits.
+// The committer sends whatever has queued while its previous publish was
+// out: one event as an ordinary publish, several as one atomic batch,
+// which the server stores under one lock and fsyncs once. (On one node it
+// first stages the batch in a file store of its own: a fixed cost of
+// about 4 ms per batch on the machine measured, against about 0.4 ms per
+// single publish, so batches pay off from about ten messages; see
+// BenchmarkRawAtomicBatchSizes.)
 //
-// A batch is all or nothing and the server does not say which message
-// failed. So after any failure (a conflict, a duplicate, a lost answer) the
-// committer asks each message's subject for its last message: if it is
-// byte-identical to ours, ours landed (a retry whose first attempt was
-// stored: the server answers that with 10071 on one node and a duplicate
-// ack on R3); if the subject still ends at our expectation, ours goes into
-// the retry; otherwise the object was written by someone else, and that
-// append alone fails with ErrConflict.
+// Invariants:
+//  1. One committer goroutine per shard publishes to the shard's log
+//     stream, with at most one publish (one message or one batch) in
+//     flight. Queued appends wait in a bounded channel.
+//  2. A batch holds at most one append per subject (and per message id),
+//     and the appends of one subject go out in the order they were queued.
+//     The server refuses a batch that writes a subject twice under an
+//     expectation (10164), and an object's order is its history.
+//  3. Every message keeps its own Nats-Expected-Last-Subject-Sequence and
+//     Nats-Msg-Id: fencing is per object even inside a batch.
+//  4. A committed batch's messages have consecutive stream sequences
+//     ending at the ack's (the server commits a batch under one lock on one
+//     node and as one proposal in a cluster).
+//  5. Every queued append is completed exactly once, on its buffered done
+//     channel; an append whose caller has already given up is not sent.
+//
+// A batch is all or nothing and the server's error does not say which
+// message failed. So after a conflict, a duplicate, or a failure whose
+// outcome is unknown (timeout, incomplete batch), the committer reads each
+// message's subject back: if its last message is byte-identical to ours,
+// ours landed earlier (a retry whose first attempt was stored; the server
+// answers that with 10071 on one node and a duplicate ack on R3) and the
+// append completes with that sequence; if the subject still ends at the
+// expectation, the append goes into the retry; otherwise another writer
+// got there first and that append alone fails with ErrConflict. The rest
+// go again; if the server refuses them a second time with every subject
+// still at its expectation, they go one by one, so that the append it
+// refuses (a message id stored with other bytes) fails alone. One fenced
+// object never fails the others.
 
-// appendQueueLen bounds the appends waiting for one shard's committer.
-const appendQueueLen = 8192
+const (
+	// appendQueueLen bounds the appends waiting for one committer; Append
+	// blocks (until its context ends) when it is full.
+	appendQueueLen = 4096
+	// resolveRoundsMax bounds the publishes of one batch whose failure
+	// left every subject at its expectation (a lost answer, an abandoned
+	// batch); after that the undecided appends fail with the cause.
+	resolveRoundsMax = 3
+)
 
-// resolveRoundsMax bounds how often one append is retried after failures
-// that leave its subject unchanged.
-const resolveRoundsMax = 3
+// Header names JetStream reads on publish (atomic batches have no nats.go
+// constants yet).
+const (
+	hdrMsgID       = nats.MsgIdHdr
+	hdrExpectSubj  = nats.ExpectedLastSubjSeqHdr
+	hdrBatchID     = "Nats-Batch-Id"
+	hdrBatchSeq    = "Nats-Batch-Sequence"
+	hdrBatchCommit = "Nats-Batch-Commit"
+)
+
+// JetStream error codes the write path branches on.
+const (
+	errCodeWrongLastSeq      = 10071 // expectation failed (one replica); also a retried publish on one node
+	errCodeWrongLastSeqConst = 10164 // expectation failed (replicated stream, or a subject twice in a batch)
+	errCodeDupInProcess      = 10158 // the same message id is being stored right now
+	errCodeBatchIncomplete   = 10176 // the server lost or abandoned part of the batch
+	errCodeBatchDuplicate    = 10201 // a message id of the batch was already stored
+)
+
+// errUnknownOutcome marks a publish whose answer did not say what was
+// stored: the subjects must be read back.
+var errUnknownOutcome = errors.New("outcome unknown")
+
+// duplicateAck is the answer to a single publish whose message id the
+// stream already holds, at seq: on R3 the answer to a retry whose first
+// attempt landed, but also to another event of the same object and
+// version.
+type duplicateAck struct{ seq uint64 }
+
+func (d *duplicateAck) Error() string { return fmt.Sprintf("duplicate of sequence %d", d.seq) }
 
 type pendingAppend struct {
+	ctx    context.Context // the caller's: gone callers' appends are not sent
 	subj   string
 	msgID  string
 	data   []byte
 	expect uint64
-	ev     *Event
-	done   chan appendResult
+	done   chan appendResult // buffered: the committer never blocks on a caller
 }
 
 type appendResult struct {
@@ -51,239 +110,344 @@ type appendResult struct {
 	err error
 }
 
-type committer struct {
-	l     *Log
-	shard int
-	in    chan *pendingAppend
-	stop  chan struct{}
-	done  chan struct{}
-}
-
-func newCommitter(l *Log, shard int) *committer {
-	return &committer{
-		l: l, shard: shard,
-		in:   make(chan *pendingAppend, appendQueueLen),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
-	}
-}
-
-// Append appends e to its object's subject if the subject still ends at
-// expectSeq (0: the object has no events). It returns the stored record,
-// or ErrConflict if another writer appended first.
+// Append appends e to its object's subject if the subject's last message
+// is still at stream sequence expectSeq (0: the object has no events yet).
+// It returns the stored record, ErrConflict if another writer appended
+// first, ErrTooLarge, ErrClosed, or the context's error (then the event
+// may or may not have been stored: appending it again with the same
+// expectation answers which, as a retry of a landed append returns the
+// original sequence).
 func (l *Log) Append(ctx context.Context, e *Event, expectSeq uint64) (Record, error) {
 	data, err := Encode(e)
 	if err != nil {
-		return Record{}, err
+		return Record{}, fmt.Errorf("log: append: %w", err)
 	}
 	if len(data) > l.maxEvent {
-		return Record{}, fmt.Errorf("append %s v%d: %d bytes, at most %d: %w", e.ID, e.Version, len(data), l.maxEvent, ErrTooLarge)
+		return Record{}, fmt.Errorf("log: append %s %s v%d: %d bytes, at most %d: %w", e.Class, e.ID, e.Version, len(data), l.maxEvent, ErrTooLarge)
 	}
 	shard := l.ShardOf(e.ID)
 	p := &pendingAppend{
+		ctx:    ctx,
 		subj:   ObjectSubject(shard, e.Class, e.ID),
 		msgID:  e.ID.String() + "." + strconv.FormatUint(e.Version, 10),
 		data:   data,
 		expect: expectSeq,
-		ev:     e,
 		done:   make(chan appendResult, 1),
 	}
 	c := l.committers[shard]
-	select {
-	case c.in <- p:
-	case <-c.stop:
+	if l.closed() {
 		return Record{}, ErrClosed
-	case <-ctx.Done():
-		return Record{}, ctx.Err()
 	}
 	select {
-	case r := <-p.done:
-		if r.err != nil {
-			return Record{}, r.err
-		}
-		return Record{Seq: r.seq, Data: data, Event: e}, nil
+	case c.in <- p:
+	case <-l.stopping:
+		return Record{}, ErrClosed
 	case <-ctx.Done():
-		return Record{}, ctx.Err()
+		return Record{}, fmt.Errorf("log: append to %s: %w", p.subj, ctx.Err())
+	}
+	var r appendResult
+	select {
+	case r = <-p.done:
+	case <-c.done:
+		// The committer has exited: it answered p before, or never saw it.
+		select {
+		case r = <-p.done:
+		default:
+			return Record{}, ErrClosed
+		}
+	case <-ctx.Done():
+		return Record{}, fmt.Errorf("log: append to %s: %w", p.subj, ctx.Err())
+	}
+	if r.err != nil {
+		return Record{}, r.err
+	}
+	return Record{Seq: r.seq, Data: data, Event: e}, nil
+}
+
+// committer owns the publishing of one shard (invariant 1).
+type committer struct {
+	l      *Log
+	shard  int
+	stream string
+	in     chan *pendingAppend
+	done   chan struct{}
+	// queue holds appends taken from in and not yet sent, in arrival
+	// order: ones that did not fit the last batch or waited behind an
+	// earlier append of their subject. At most queueMax.
+	queue    []*pendingAppend
+	queueMax int
+	seen     map[string]struct{} // scratch for next
+}
+
+func newCommitter(l *Log, shard int) *committer {
+	return &committer{
+		l: l, shard: shard, stream: LogStream(shard),
+		in:       make(chan *pendingAppend, appendQueueLen),
+		done:     make(chan struct{}),
+		queueMax: 2 * l.cfg.BatchMessagesMax,
+		seen:     make(map[string]struct{}),
 	}
 }
 
 func (c *committer) run() {
 	defer close(c.done)
-	batch := make([]*pendingAppend, 0, c.l.cfg.BatchMessagesMax)
+	defer c.failQueued()
 	for {
-		select {
-		case p := <-c.in:
-			batch = append(batch[:0], p)
-		case <-c.stop:
-			for {
-				select {
-				case p := <-c.in:
-					p.done <- appendResult{err: ErrClosed}
-				default:
-					return
-				}
-			}
-		}
-		size := len(batch[0].data)
-	gather:
-		for len(batch) < c.l.cfg.BatchMessagesMax {
+		if len(c.queue) == 0 {
 			select {
 			case p := <-c.in:
-				if size+len(p.data) > c.l.cfg.BatchBytesMax {
-					c.commit(batch)
-					batch, size = append(batch[:0], p), 0
-				} else {
-					batch = append(batch, p)
-				}
-				size += len(p.data)
-			default:
-				break gather
+				c.queue = append(c.queue, p)
+			case <-c.l.stopping:
+				return
 			}
 		}
-		c.commit(batch)
+		// Once Close has begun nothing more is sent, even if the select
+		// above took an append in the same instant.
+		if c.l.closed() {
+			return
+		}
+	fill:
+		for len(c.queue) < c.queueMax {
+			select {
+			case p := <-c.in:
+				c.queue = append(c.queue, p)
+			default:
+				break fill
+			}
+		}
+		if batch := c.next(); len(batch) > 0 {
+			c.commit(batch)
+		}
 	}
 }
 
-// commit publishes batch and completes every append in it.
-func (c *committer) commit(batch []*pendingAppend) {
-	for round := 0; len(batch) > 0; round++ {
-		var seqs []uint64
-		var err error
-		if len(batch) == 1 {
-			seqs, err = c.publishOne(batch[0])
-		} else {
-			seqs, err = c.publishBatch(batch)
+// next takes the next batch off the queue (invariant 2).
+func (c *committer) next() []*pendingAppend {
+	var batch []*pendingAppend
+	size := 0
+	clear(c.seen)
+	rest := c.queue[:0]
+	for _, p := range c.queue {
+		if err := p.ctx.Err(); err != nil {
+			p.done <- appendResult{err: fmt.Errorf("log: append to %s: %w", p.subj, err)}
+			continue
 		}
-		if err == nil {
+		_, subjTaken := c.seen[p.subj]
+		_, idTaken := c.seen[p.msgID]
+		c.seen[p.subj], c.seen[p.msgID] = struct{}{}, struct{}{}
+		fits := len(batch) == 0 || len(batch) < c.l.cfg.BatchMessagesMax && size+len(p.data) <= c.l.cfg.BatchBytesMax
+		if subjTaken || idTaken || !fits {
+			rest = append(rest, p)
+			continue
+		}
+		batch = append(batch, p)
+		size += len(p.data)
+	}
+	clear(c.queue[len(rest):])
+	c.queue = rest
+	return batch
+}
+
+// failQueued answers every append not yet sent with ErrClosed.
+func (c *committer) failQueued() {
+	for _, p := range c.queue {
+		p.done <- appendResult{err: ErrClosed}
+	}
+	c.queue = nil
+	for {
+		select {
+		case p := <-c.in:
+			p.done <- appendResult{err: ErrClosed}
+		default:
+			return
+		}
+	}
+}
+
+// commit publishes batch and completes every append in it, retrying the
+// ones a failure leaves undecided.
+func (c *committer) commit(batch []*pendingAppend) {
+	for round := 1; len(batch) > 0; round++ {
+		seqs, err := c.publish(batch)
+		switch {
+		case err == nil:
 			for i, p := range batch {
 				c.l.stats.appends.Add(1)
 				p.done <- appendResult{seq: seqs[i]}
 			}
 			return
+		case c.l.ctx.Err() != nil: // Close gave up waiting for us
+			c.failAll(batch, fmt.Errorf("%w (publish abandoned: %v)", ErrClosed, err))
+			return
+		case !resolvable(err):
+			c.failAll(batch, err)
+			return
 		}
 		batch = c.resolve(batch, err, round >= resolveRoundsMax)
+		if len(batch) > 1 && round >= 2 {
+			// Refused twice with every remaining subject still at its
+			// expectation: the batch holds an append the server refuses
+			// for a reason of its own (say a message id stored with other
+			// bytes). One by one, only that append fails.
+			for i := range batch {
+				c.commit(batch[i : i+1])
+			}
+			return
+		}
 	}
 }
 
-// resolve settles each append of a failed publish and returns the ones to
-// try again. giveUp fails the undecided ones with cause instead.
-func (c *committer) resolve(batch []*pendingAppend, cause error, giveUp bool) []*pendingAppend {
-	retry := batch[:0:0]
+func (c *committer) failAll(batch []*pendingAppend, err error) {
 	for _, p := range batch {
-		last, err := c.l.lastMsg(context.Background(), LogStream(c.shard), p.subj)
+		p.done <- appendResult{err: fmt.Errorf("log: append to %s: %w", p.subj, err)}
+	}
+}
+
+// resolvable reports whether a failed publish may have been refused
+// because of one message only, or may have been stored: then reading the
+// subjects back decides each append.
+func resolvable(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case errCodeWrongLastSeq, errCodeWrongLastSeqConst, errCodeDupInProcess, errCodeBatchIncomplete, errCodeBatchDuplicate:
+			return true
+		}
+		return false
+	}
+	var dup *duplicateAck
+	return errors.As(err, &dup) || errors.Is(err, errUnknownOutcome) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
+}
+
+// resolve settles each append of a failed publish by reading its subject's
+// last message, and returns the ones to try again. giveUp fails the
+// undecided ones with cause instead.
+func (c *committer) resolve(batch []*pendingAppend, cause error, giveUp bool) []*pendingAppend {
+	subjs := make([]string, len(batch))
+	for i, p := range batch {
+		subjs[i] = p.subj
+	}
+	lasts, errs := c.l.lastMsgs(c.l.ctx, c.stream, subjs)
+	var dup *duplicateAck // only a single publish is answered with one
+	var retry []*pendingAppend
+	for i, p := range batch {
+		last, err := lasts[i], errs[i]
 		switch {
 		case err != nil && !errors.Is(err, ErrNotFound):
-			p.done <- appendResult{err: fmt.Errorf("append %s: %v; then %w", p.subj, cause, err)}
+			p.done <- appendResult{err: fmt.Errorf("log: append to %s: publish failed (%v), then reading the subject back failed: %w", p.subj, cause, err)}
 		case err == nil && bytes.Equal(last.data, p.data):
 			c.l.stats.duplicates.Add(1)
 			c.l.stats.appends.Add(1)
 			p.done <- appendResult{seq: last.seq}
-		case last.seq != p.expect: // includes "not found" with expect > 0
+		case last.seq != p.expect: // a missing subject is at 0
 			c.l.stats.conflicts.Add(1)
-			p.done <- appendResult{err: fmt.Errorf("append %s: expected last sequence %d, subject is at %d: %w", p.subj, p.expect, last.seq, ErrConflict)}
+			p.done <- appendResult{err: fmt.Errorf("log: append to %s: expected last sequence %d, the subject is at %d: %w", p.subj, p.expect, last.seq, ErrConflict)}
+		case errors.As(cause, &dup):
+			// Our version's message id belongs to other bytes: this
+			// version of the object was written by another writer, so the
+			// caller's view is as stale as after a sequence conflict.
+			c.l.stats.conflicts.Add(1)
+			p.done <- appendResult{err: fmt.Errorf("log: append to %s: version %s is stored at sequence %d with other content: %w", p.subj, p.msgID, dup.seq, ErrConflict)}
 		case giveUp:
-			p.done <- appendResult{err: fmt.Errorf("append %s: %w", p.subj, cause)}
+			p.done <- appendResult{err: fmt.Errorf("log: append to %s: %w", p.subj, cause)}
 		default:
 			retry = append(retry, p)
 		}
 	}
-	if len(retry) > 0 {
-		c.l.logger.Debug("log: retrying appends after a failed publish", "shard", c.shard, "retry", len(retry), "of", len(batch), "cause", cause)
-	}
+	c.l.cfg.Logger.Debug("log: resolved a failed publish", "shard", c.shard, "appends", len(batch), "retry", len(retry), "cause", cause)
 	return retry
 }
 
-func (c *committer) message(p *pendingAppend) *nats.Msg {
-	m := nats.NewMsg(p.subj)
-	m.Data = p.data
-	m.Header.Set(nats.MsgIdHdr, p.msgID)
-	m.Header.Set(nats.ExpectedLastSubjSeqHdr, strconv.FormatUint(p.expect, 10))
-	return m
-}
-
-func (c *committer) publishOne(p *pendingAppend) ([]uint64, error) {
-	c.l.stats.publishes.Add(1)
-	ack, err := c.l.request(c.message(p))
-	if err != nil {
-		return nil, err
+func message(p *pendingAppend) *nats.Msg {
+	return &nats.Msg{
+		Subject: p.subj,
+		Data:    p.data,
+		Header: nats.Header{
+			hdrMsgID:      []string{p.msgID},
+			hdrExpectSubj: []string{strconv.FormatUint(p.expect, 10)},
+		},
 	}
-	return []uint64{ack.Seq}, nil
 }
 
-// publishBatch sends batch as one atomic batch. The staged messages need no
-// answer: the commit's answer covers the batch, whose messages are stored
-// at consecutive sequences ending at the ack's.
-func (c *committer) publishBatch(batch []*pendingAppend) ([]uint64, error) {
+// publish sends batch and returns each append's stream sequence.
+func (c *committer) publish(batch []*pendingAppend) ([]uint64, error) {
+	if h := c.l.cfg.hooks; h != nil && h.beforePublish != nil {
+		h.beforePublish(c.l.ctx, c.shard, len(batch))
+	}
+	ctx, cancel := context.WithTimeout(c.l.ctx, c.l.cfg.RequestTimeout)
+	defer cancel()
+	if len(batch) == 1 {
+		seq, err := c.publishOne(ctx, batch[0])
+		return []uint64{seq}, err
+	}
+	return c.publishBatch(ctx, batch)
+}
+
+func (c *committer) publishOne(ctx context.Context, p *pendingAppend) (uint64, error) {
+	c.l.stats.publishes.Add(1)
+	ack, err := c.l.js.PublishMsg(ctx, message(p))
+	if err != nil {
+		return 0, fmt.Errorf("publish: %w", err)
+	}
+	if ack.Duplicate {
+		// Its message id is stored, but only the bytes say whether the
+		// stored event is ours or another writer's of the same version.
+		return 0, fmt.Errorf("publish: %w", &duplicateAck{seq: ack.Sequence})
+	}
+	return ack.Sequence, nil
+}
+
+// batchAck is the server's answer to a batch commit: a PubAck with the
+// batch id and size (which nats.go's PubAck does not carry).
+type batchAck struct {
+	Stream string              `json:"stream"`
+	Seq    uint64              `json:"seq"`
+	Batch  string              `json:"batch"`
+	Count  int                 `json:"count"`
+	Error  *jetstream.APIError `json:"error"`
+}
+
+// publishBatch sends batch as one atomic batch. Staged messages go as
+// plain publishes without a reply (an answer per message would cost a
+// round trip each); the commit message is a request whose answer covers
+// the whole batch.
+func (c *committer) publishBatch(ctx context.Context, batch []*pendingAppend) ([]uint64, error) {
+	n := len(batch)
 	c.l.stats.batches.Add(1)
-	c.l.stats.batched.Add(uint64(len(batch)))
+	c.l.stats.batched.Add(uint64(n))
+	// A NUID is unique per process and time, and 22 characters: within
+	// the server's 64. The server keys in-flight batches by it.
 	id := nuid.Next()
 	for i, p := range batch {
-		m := c.message(p)
-		m.Header.Set("Nats-Batch-Id", id)
-		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
-		if i < len(batch)-1 {
+		m := message(p)
+		m.Header[hdrBatchID] = []string{id}
+		m.Header[hdrBatchSeq] = []string{strconv.Itoa(i + 1)}
+		if i < n-1 {
 			if err := c.l.nc.PublishMsg(m); err != nil {
-				return nil, fmt.Errorf("batch publish: %w", err)
+				return nil, fmt.Errorf("batch %s: stage message %d of %d: %w", id, i+1, n, err)
 			}
 			continue
 		}
-		m.Header.Set("Nats-Batch-Commit", "1")
-		ack, err := c.l.request(m)
+		m.Header[hdrBatchCommit] = []string{"1"}
+		resp, err := c.l.nc.RequestMsgWithContext(ctx, m)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("batch %s of %d: commit: %w", id, n, err)
 		}
-		if ack.Count != 0 && ack.Count != len(batch) {
-			return nil, fmt.Errorf("batch %s committed %d of %d messages", id, ack.Count, len(batch))
+		var ack batchAck
+		if err := json.Unmarshal(resp.Data, &ack); err != nil {
+			return nil, fmt.Errorf("batch %s of %d: ack %q: %v: %w", id, n, resp.Data, err, errUnknownOutcome)
 		}
-		seqs := make([]uint64, len(batch))
-		for j := range batch {
-			seqs[j] = ack.Seq - uint64(len(batch)-1-j)
+		if ack.Error != nil {
+			return nil, fmt.Errorf("batch %s of %d: %w", id, n, ack.Error)
+		}
+		if ack.Batch != id || ack.Count != n || ack.Seq < uint64(n) {
+			return nil, fmt.Errorf("batch %s of %d: ack %q: %w", id, n, resp.Data, errUnknownOutcome)
+		}
+		seqs := make([]uint64, n)
+		for j := range seqs {
+			seqs[j] = ack.Seq - uint64(n-1-j) // invariant 4
 		}
 		return seqs, nil
 	}
 	return nil, nil
-}
-
-// pubAck is JetStream's answer to a publish or a batch commit.
-type pubAck struct {
-	Stream    string    `json:"stream"`
-	Seq       uint64    `json:"seq"`
-	Duplicate bool      `json:"duplicate"`
-	Batch     string    `json:"batch"`
-	Count     int       `json:"count"`
-	Error     *apiError `json:"error"`
-}
-
-type apiError struct {
-	Code        int    `json:"code"`
-	ErrCode     int    `json:"err_code"`
-	Description string `json:"description"`
-}
-
-func (e *apiError) Error() string {
-	return fmt.Sprintf("jetstream: %s (%d)", e.Description, e.ErrCode)
-}
-
-// request publishes m and waits for its ack. A duplicate ack counts as a
-// failure: only resolve can say whether the stored message is ours.
-func (l *Log) request(m *nats.Msg) (pubAck, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.RequestTimeout)
-	defer cancel()
-	resp, err := l.nc.RequestMsgWithContext(ctx, m)
-	if err != nil {
-		return pubAck{}, fmt.Errorf("publish %s: %w", m.Subject, err)
-	}
-	var ack pubAck
-	if err := json.Unmarshal(resp.Data, &ack); err != nil {
-		return pubAck{}, fmt.Errorf("publish %s: bad ack %q: %w", m.Subject, resp.Data, err)
-	}
-	switch {
-	case ack.Error != nil:
-		return pubAck{}, fmt.Errorf("publish %s: %w", m.Subject, ack.Error)
-	case ack.Duplicate:
-		return pubAck{}, fmt.Errorf("publish %s: duplicate of sequence %d", m.Subject, ack.Seq)
-	case ack.Seq == 0:
-		return pubAck{}, fmt.Errorf("publish %s: ack without a sequence: %q", m.Subject, resp.Data)
-	}
-	return ack, nil
 }

@@ -6,27 +6,41 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// EmbeddedConfig configures the NATS server that one node runs in-process.
+// EmbeddedConfig configures the NATS server that a single node runs
+// in-process (DESIGN.md, "Scale-out": one node needs no other process).
+// Zero values take the documented defaults.
 type EmbeddedConfig struct {
 	Dir  string // JetStream store directory (required)
-	Host string // default "127.0.0.1"
-	Port int    // client port; 0 means a free port
+	Host string // listen address; default "127.0.0.1"
+	Port int    // client port; 0 picks a free port
 	// SyncInterval 0 (the default) fsyncs before every acknowledgement
-	// (JetStream's SyncAlways). A positive value is JetStream's periodic
-	// fsync: faster, and acknowledged writes can be lost in a machine crash.
+	// (JetStream's SyncAlways): acknowledged means on disk. A positive value
+	// is JetStream's periodic fsync, faster and weaker: a machine crash can
+	// lose writes that were acknowledged within the interval. Only an
+	// explicit, named choice may set it.
 	SyncInterval time.Duration
-	MaxPayload   int32  // default 8 MiB: a full turn plus its envelope must fit
-	ServerName   string // default "strata"
-	Logger       *slog.Logger
+	// MaxPayload is the largest message in bytes; default 8 MiB, so that
+	// the largest write set (1 MiB) plus its envelope always fits.
+	MaxPayload int32
+	ServerName string       // default "strata"
+	Logger     *slog.Logger // server log lines; default slog.Default()
 }
 
-// DefaultMaxPayload is the embedded server's message size limit.
-const DefaultMaxPayload = 8 << 20
+// Defaults of EmbeddedConfig.
+const (
+	DefaultMaxPayload = 8 << 20
+	defaultHost       = "127.0.0.1"
+	defaultServerName = "strata"
+	// embeddedReadyTimeout bounds the wait for the listener; a server that
+	// is not accepting by then has failed (port in use, store locked).
+	embeddedReadyTimeout = 10 * time.Second
+)
 
 // Server is an embedded NATS server with JetStream.
 type Server struct {
@@ -36,74 +50,125 @@ type Server struct {
 // RunEmbedded starts a server and waits until it accepts connections.
 func RunEmbedded(cfg EmbeddedConfig) (*Server, error) {
 	if cfg.Dir == "" {
-		return nil, errors.New("log: EmbeddedConfig.Dir is required")
+		return nil, errors.New("log: embedded nats: EmbeddedConfig.Dir is required")
+	}
+	if cfg.Port < 0 || cfg.Port > 65535 {
+		return nil, fmt.Errorf("log: embedded nats: port %d out of range", cfg.Port)
+	}
+	if cfg.SyncInterval < 0 {
+		return nil, fmt.Errorf("log: embedded nats: negative sync interval %s", cfg.SyncInterval)
+	}
+	if cfg.MaxPayload < 0 {
+		return nil, fmt.Errorf("log: embedded nats: negative max payload %d", cfg.MaxPayload)
 	}
 	if cfg.Host == "" {
-		cfg.Host = "127.0.0.1"
+		cfg.Host = defaultHost
 	}
 	if cfg.Port == 0 {
 		cfg.Port = server.RANDOM_PORT
 	}
-	if cfg.MaxPayload <= 0 {
+	if cfg.MaxPayload == 0 {
 		cfg.MaxPayload = DefaultMaxPayload
 	}
 	if cfg.ServerName == "" {
-		cfg.ServerName = "strata"
+		cfg.ServerName = defaultServerName
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	opts := &server.Options{
-		ServerName:   cfg.ServerName,
-		Host:         cfg.Host,
-		Port:         cfg.Port,
-		JetStream:    true,
-		StoreDir:     cfg.Dir,
-		MaxPayload:   cfg.MaxPayload,
-		SyncAlways:   cfg.SyncInterval == 0,
-		SyncInterval: cfg.SyncInterval,
-		NoSigs:       true,
+		ServerName: cfg.ServerName,
+		Host:       cfg.Host,
+		Port:       cfg.Port,
+		MaxPayload: cfg.MaxPayload,
+		JetStream:  true,
+		StoreDir:   cfg.Dir,
+		// SyncAlways makes the store fsync before it acknowledges; an
+		// atomic batch is fsynced once, which is what group commit buys.
+		SyncAlways:             cfg.SyncInterval == 0,
+		SyncInterval:           cfg.SyncInterval,
+		NoSigs:                 true, // the process owns its signals, not the library
+		DisableJetStreamBanner: true,
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("embedded nats: %w", err)
+		return nil, fmt.Errorf("log: embedded nats in %s: %w", cfg.Dir, err)
 	}
-	ns.SetLoggerV2(natsLogger{cfg.Logger.With("component", "nats")}, false, false, false)
-	go ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
+	logger := &natsLogger{l: cfg.Logger.With("component", "nats")}
+	ns.SetLoggerV2(logger, false, false, false)
+	// Start does not block. When JetStream cannot start (store locked by
+	// another process, unreadable directory) it reports through Fatalf
+	// and returns without listening, so look there before waiting.
+	ns.Start()
+	if err := logger.fatalErr(); err != nil {
 		ns.Shutdown()
-		return nil, fmt.Errorf("embedded nats: not ready after 30s (store %s)", cfg.Dir)
+		return nil, fmt.Errorf("log: embedded nats in %s: %w", cfg.Dir, err)
+	}
+	if !ns.ReadyForConnections(embeddedReadyTimeout) {
+		ns.Shutdown()
+		if err := logger.fatalErr(); err != nil {
+			return nil, fmt.Errorf("log: embedded nats in %s: %w", cfg.Dir, err)
+		}
+		return nil, fmt.Errorf("log: embedded nats on %s:%d (store %s): not accepting connections after %s", cfg.Host, cfg.Port, cfg.Dir, embeddedReadyTimeout)
+	}
+	if !ns.JetStreamEnabled() {
+		ns.Shutdown()
+		return nil, fmt.Errorf("log: embedded nats in %s: JetStream did not start", cfg.Dir)
 	}
 	return &Server{ns: ns}, nil
 }
 
-// ClientURL is the URL clients connect to.
+// ClientURL is the URL clients connect to, e.g. nats://127.0.0.1:4222.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
 
-// Shutdown stops the server and waits for it, or for ctx.
+// Shutdown stops the server gracefully (JetStream flushes and closes its
+// stores) and waits for it, or for ctx. If ctx ends first the shutdown
+// carries on in the background and Shutdown reports ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		s.ns.Shutdown()
 		s.ns.WaitForShutdown()
-		close(done)
 	}()
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("embedded nats shutdown: %w", ctx.Err())
+		return fmt.Errorf("log: embedded nats shutdown: %w", ctx.Err())
 	}
 }
 
-// natsLogger adapts the server's logger to slog.
-type natsLogger struct{ l *slog.Logger }
+// natsLogger adapts the server's logger to slog. Debug and trace lines are
+// dropped: they are per message and would drown everything else.
+type natsLogger struct {
+	l     *slog.Logger
+	mu    sync.Mutex
+	fatal error // first Fatalf, which the server expects to end the process
+}
 
-func msg(f string, v []any) string { return strings.TrimSpace(fmt.Sprintf(f, v...)) }
+func (n *natsLogger) Noticef(format string, v ...any) { n.l.Info(line(format, v)) }
+func (n *natsLogger) Warnf(format string, v ...any)   { n.l.Warn(line(format, v)) }
+func (n *natsLogger) Errorf(format string, v ...any)  { n.l.Error(line(format, v)) }
+func (n *natsLogger) Debugf(string, ...any)           {}
+func (n *natsLogger) Tracef(string, ...any)           {}
 
-func (n natsLogger) Noticef(f string, v ...any) { n.l.Debug(msg(f, v)) }
-func (n natsLogger) Warnf(f string, v ...any)   { n.l.Warn(msg(f, v)) }
-func (n natsLogger) Fatalf(f string, v ...any)  { n.l.Error(msg(f, v)) }
-func (n natsLogger) Errorf(f string, v ...any)  { n.l.Error(msg(f, v)) }
-func (natsLogger) Debugf(string, ...any)        {}
-func (natsLogger) Tracef(string, ...any)        {}
+// Fatalf logs instead of exiting: a library must not end its host
+// process. RunEmbedded turns the first one into its error.
+func (n *natsLogger) Fatalf(format string, v ...any) {
+	msg := line(format, v)
+	n.l.Error(msg, "fatal", true)
+	n.mu.Lock()
+	if n.fatal == nil {
+		n.fatal = errors.New(msg)
+	}
+	n.mu.Unlock()
+}
+
+func (n *natsLogger) fatalErr() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.fatal
+}
+
+func line(format string, v []any) string { return strings.TrimSpace(fmt.Sprintf(format, v...)) }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -30,6 +31,11 @@ type ID [32]byte
 
 // String is the lowercase hex form used in subjects, URLs and logs.
 func (id ID) String() string { return hex.EncodeToString(id[:]) }
+
+// UnmarshalCBOR accepts exactly a 32-byte byte string. The default decoder
+// would zero-pad a short one, truncate a long one and take an array of
+// integers, so a corrupt id would decode as some other object's.
+func (id *ID) UnmarshalCBOR(data []byte) error { return unmarshalBytes32(data, (*[32]byte)(id), "id") }
 
 // Via says what kind of entry point ran a turn.
 type Via uint8
@@ -128,6 +134,27 @@ type Hash [32]byte
 
 func (h Hash) String() string { return hex.EncodeToString(h[:]) }
 
+// UnmarshalCBOR accepts exactly a 32-byte byte string, as ID does.
+func (h *Hash) UnmarshalCBOR(data []byte) error {
+	return unmarshalBytes32(data, (*[32]byte)(h), "hash")
+}
+
+func unmarshalBytes32(data []byte, dst *[32]byte, what string) error {
+	const majorByteString = 2
+	if len(data) == 0 || data[0]>>5 != majorByteString {
+		return fmt.Errorf("%s is not a byte string", what)
+	}
+	var b []byte
+	if err := decMode.Unmarshal(data, &b); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if len(b) != len(dst) {
+		return fmt.Errorf("%s of %d bytes, want %d", what, len(b), len(dst))
+	}
+	copy(dst[:], b)
+	return nil
+}
+
 // ChainHash is SHA-256 over the previous link and an event's canonical
 // bytes: the link that the next event carries as PrevHash.
 func ChainHash(prev Hash, canonical []byte) Hash {
@@ -216,6 +243,10 @@ func (e *Event) Validate() error {
 		return bad("%d turns", len(e.Turns))
 	case len(e.Name) > causeStringMax:
 		return bad("name of %d bytes", len(e.Name))
+	case !utf8.ValidString(e.Name):
+		// CBOR text strings are UTF-8 and Decode refuses invalid ones, so
+		// Encode must too: the log may not hold an event nobody can read.
+		return bad("name is not UTF-8")
 	}
 	for i, t := range e.Turns {
 		if t.Cause.Via < ViaRPC || t.Cause.Via > ViaSystem {
@@ -223,6 +254,9 @@ func (e *Event) Validate() error {
 		}
 		if len(t.Cause.RequestID) > causeStringMax || len(t.Cause.Principal) > causeStringMax || len(t.Cause.Method) > causeStringMax {
 			return bad("turn %d: cause too long", i)
+		}
+		if !utf8.ValidString(t.Cause.RequestID) || !utf8.ValidString(t.Cause.Principal) || !utf8.ValidString(t.Cause.Method) {
+			return bad("turn %d: cause is not UTF-8", i)
 		}
 		if len(t.Writes) > turnWritesMax {
 			return bad("turn %d: %d writes", i, len(t.Writes))
@@ -233,6 +267,9 @@ func (e *Event) Validate() error {
 			}
 			if w.Op != OpPut && len(w.Value) > 0 {
 				return bad("turn %d write %d: %s with a value", i, j, w.Op)
+			}
+			if !utf8.ValidString(w.Key) {
+				return bad("turn %d write %d: key is not UTF-8", i, j)
 			}
 		}
 	}

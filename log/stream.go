@@ -17,39 +17,74 @@ import (
 
 // DefaultShards is P for a new data folder or cluster. On one disk fewer
 // shards make fuller atomic batches (more events per fsync); in a cluster
-// more shards spread stream leaders. See docs/benchmarks.md.
+// more shards spread stream leaders over more nodes.
 const DefaultShards = 4
 
-// headerBytesMax is room left in a message for Strata's headers.
-const headerBytesMax = 4 << 10
+// Limits and defaults of Config.
+const (
+	shardsMax   = 256
+	replicasMax = 5
+	// batchMessagesMaxServer is the server's limit on an atomic batch
+	// (streamDefaultMaxAtomicBatchSize in nats-server); it refuses a
+	// larger batch whole.
+	batchMessagesMaxServer = 1000
+	defaultBatchBytesMax   = 4 << 20
+	defaultRequestTimeout  = 10 * time.Second
+	defaultConnName        = "strata"
+	// headerBytesMax is the room left in a message for headers: Strata's
+	// (message id, expectation, batch id and sequence) take about 300.
+	headerBytesMax  = 4 << 10
+	duplicateWindow = 2 * time.Minute
+	reconnectWait   = 250 * time.Millisecond
+)
+
+// Stream metadata keys and subject patterns.
+const (
+	metaShards       = "strata.shards"
+	metaFormat       = "strata.format"
+	logSubjectsFmt   = "strata.%d.obj.>"
+	schedSubjectsFmt = "strata.%d.sched.>"
+	fireSubjectsFmt  = "strata.%d.fire.>"
+)
 
 // Config configures a Log. Zero values take the documented defaults.
 type Config struct {
 	URL string // NATS URL (required)
 	// Shards is P. 0 adopts the count recorded in existing streams, or
-	// DefaultShards for a new log. A different non-zero count than the
+	// DefaultShards for a new log. A non-zero count different from the
 	// recorded one is an error: P never changes in place.
 	Shards   int
-	Replicas int // stream replicas; default 1
-	ConnName string
+	Replicas int    // stream replicas; default 1
+	ConnName string // NATS connection name; default "strata"
 	Logger   *slog.Logger
-	// BatchMessagesMax bounds one atomic batch; default 1000, the server's
-	// own limit.
+	// BatchMessagesMax bounds one atomic batch in messages; default and
+	// maximum 1000, the server's limit.
 	BatchMessagesMax int
-	// BatchBytesMax bounds one atomic batch's payload; default 4 MiB.
+	// BatchBytesMax bounds one atomic batch's payload in bytes; default
+	// 4 MiB. An event larger than this goes alone.
 	BatchBytesMax int
-	// RequestTimeout bounds one publish or read round trip; default 10s.
+	// RequestTimeout bounds one publish or read round trip when the
+	// caller's context allows longer; default 10s.
 	RequestTimeout time.Duration
+
+	hooks *hooks // tests only
+}
+
+// hooks let tests observe and pause the committers instead of sleeping.
+type hooks struct {
+	// beforePublish runs on a committer before each publish, with the
+	// context of the committer's calls and the number of messages.
+	beforePublish func(ctx context.Context, shard, messages int)
 }
 
 // Stats count what the log did since Open.
 type Stats struct {
-	Appends         uint64 // events acknowledged
+	Appends         uint64 // appends acknowledged (including Duplicates)
 	Publishes       uint64 // single-message publishes sent
 	Batches         uint64 // atomic batches sent
 	BatchedMessages uint64 // messages sent inside atomic batches
-	Conflicts       uint64 // appends refused: expected sequence moved on
-	Duplicates      uint64 // retried appends found already stored
+	Conflicts       uint64 // appends refused: the object's subject had moved on
+	Duplicates      uint64 // appends found already stored (a retry of a landed append)
 }
 
 type stats struct {
@@ -63,19 +98,26 @@ type Log struct {
 	js         jetstream.JetStream
 	shards     int
 	maxEvent   int
-	logger     *slog.Logger
 	committers []*committer
 	stats      stats
+
+	// stopping is closed by Close: committers take no more work.
+	stopping chan struct{}
+	// ctx is the root of every call a committer makes; Close cancels it
+	// only when its own context runs out while a publish is in flight.
+	ctx        context.Context
+	cancel     context.CancelFunc
+	connClosed chan struct{} // closed by the connection's ClosedHandler
 	closeOnce  sync.Once
+	closeErr   error
 }
 
-const shardsMetaKey = "strata.shards"
-
 // LogStream and TimerStream name shard n's streams.
-func LogStream(n int) string   { return fmt.Sprintf("STRATA_LOG_%d", n) }
-func TimerStream(n int) string { return fmt.Sprintf("STRATA_TIMERS_%d", n) }
+func LogStream(n int) string   { return "STRATA_LOG_" + strconv.Itoa(n) }
+func TimerStream(n int) string { return "STRATA_TIMERS_" + strconv.Itoa(n) }
 
-// ObjectSubject is the subject holding one object's events.
+// ObjectSubject is the subject holding one object's events:
+// strata.<shard>.obj.<class>.<idhex>.
 func ObjectSubject(shard int, class string, id ID) string {
 	return "strata." + strconv.Itoa(shard) + ".obj." + class + "." + id.String()
 }
@@ -83,47 +125,47 @@ func ObjectSubject(shard int, class string, id ID) string {
 // Open connects, creates or updates every shard's streams, and starts one
 // committer per shard.
 func Open(ctx context.Context, cfg Config) (*Log, error) {
-	if cfg.URL == "" {
-		return nil, errors.New("log: Config.URL is required")
-	}
-	if cfg.Replicas <= 0 {
-		cfg.Replicas = 1
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.BatchMessagesMax <= 0 {
-		cfg.BatchMessagesMax = 1000
-	}
-	if cfg.BatchBytesMax <= 0 {
-		cfg.BatchBytesMax = 4 << 20
-	}
-	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 10 * time.Second
-	}
-	if cfg.Shards < 0 {
-		return nil, fmt.Errorf("log: %d shards", cfg.Shards)
-	}
-	nc, err := nats.Connect(cfg.URL,
-		nats.Name(cfg.ConnName),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.RetryOnFailedConnect(false),
-	)
+	cfg, err := cfg.withDefaults()
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", cfg.URL, err)
-	}
-	l := &Log{cfg: cfg, nc: nc, logger: cfg.Logger}
-	if l.js, err = jetstream.New(nc); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	if err := l.ensureStreams(ctx); err != nil {
-		nc.Close()
 		return nil, err
 	}
-	l.maxEvent = int(nc.MaxPayload()) - headerBytesMax
-	for n := 0; n < l.shards; n++ {
+	l := &Log{cfg: cfg, stopping: make(chan struct{}), connClosed: make(chan struct{})}
+	logger := cfg.Logger.With("component", "log")
+	opts := []nats.Option{
+		nats.Name(cfg.ConnName),
+		nats.MaxReconnects(-1), // a node outlives server restarts and leader moves
+		nats.ReconnectWait(reconnectWait),
+		nats.ClosedHandler(func(*nats.Conn) { close(l.connClosed) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { logger.Warn("nats async error", "err", err) }),
+	}
+	if d, ok := ctx.Deadline(); ok {
+		opts = append(opts, nats.Timeout(time.Until(d)))
+	}
+	l.nc, err = nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("log: connect %s: %w", cfg.URL, err)
+	}
+	if l.js, err = jetstream.New(l.nc); err != nil {
+		l.nc.Close()
+		return nil, fmt.Errorf("log: jetstream on %s: %w", cfg.URL, err)
+	}
+	if l.shards, err = l.ensureStreams(ctx); err != nil {
+		l.nc.Close()
+		return nil, err
+	}
+	l.maxEvent = int(l.nc.MaxPayload()) - headerBytesMax
+	if l.maxEvent <= 0 {
+		l.nc.Close()
+		return nil, fmt.Errorf("log: server at %s allows %d-byte messages, too small for events", cfg.URL, l.nc.MaxPayload())
+	}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	for n := range l.shards {
 		c := newCommitter(l, n)
 		l.committers = append(l.committers, c)
 		go c.run()
@@ -131,99 +173,193 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	return l, nil
 }
 
-// ensureStreams settles P and creates or updates both streams of each shard.
-func (l *Log) ensureStreams(ctx context.Context) error {
+// withDefaults fills in defaults and validates, on a copy.
+func (c Config) withDefaults() (Config, error) {
+	if c.URL == "" {
+		return c, errors.New("log: Config.URL is required")
+	}
+	if c.Shards < 0 || c.Shards > shardsMax {
+		return c, fmt.Errorf("log: %d shards, want 1..%d (0: recorded or default)", c.Shards, shardsMax)
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Replicas < 1 || c.Replicas > replicasMax {
+		return c, fmt.Errorf("log: %d replicas, want 1..%d", c.Replicas, replicasMax)
+	}
+	if c.ConnName == "" {
+		c.ConnName = defaultConnName
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.BatchMessagesMax == 0 {
+		c.BatchMessagesMax = batchMessagesMaxServer
+	}
+	if c.BatchMessagesMax < 1 || c.BatchMessagesMax > batchMessagesMaxServer {
+		return c, fmt.Errorf("log: batch of %d messages, want 1..%d (the server's limit)", c.BatchMessagesMax, batchMessagesMaxServer)
+	}
+	if c.BatchBytesMax == 0 {
+		c.BatchBytesMax = defaultBatchBytesMax
+	}
+	if c.BatchBytesMax < 0 {
+		return c, fmt.Errorf("log: negative batch bytes %d", c.BatchBytesMax)
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = defaultRequestTimeout
+	}
+	if c.RequestTimeout < 0 {
+		return c, fmt.Errorf("log: negative request timeout %s", c.RequestTimeout)
+	}
+	return c, nil
+}
+
+// ensureStreams settles P from the streams' metadata and the config, then
+// creates or updates both streams of every shard. It returns P.
+func (l *Log) ensureStreams(ctx context.Context) (int, error) {
 	recorded := 0
 	s, err := l.js.Stream(ctx, LogStream(0))
 	switch {
 	case err == nil:
-		v := s.CachedInfo().Config.Metadata[shardsMetaKey]
-		if recorded, err = strconv.Atoi(v); err != nil || recorded <= 0 {
-			return fmt.Errorf("log: stream %s records shards %q", LogStream(0), v)
+		meta := s.CachedInfo().Config.Metadata
+		if f := meta[metaFormat]; f != strconv.Itoa(FormatVersion) {
+			return 0, fmt.Errorf("log: stream %s has format %q, this binary writes %d", LogStream(0), f, FormatVersion)
+		}
+		v := meta[metaShards]
+		if recorded, err = strconv.Atoi(v); err != nil || recorded < 1 || recorded > shardsMax {
+			return 0, fmt.Errorf("log: stream %s records %q shards", LogStream(0), v)
 		}
 	case !errors.Is(err, jetstream.ErrStreamNotFound):
-		return fmt.Errorf("log: look up %s: %w", LogStream(0), err)
+		return 0, fmt.Errorf("log: look up stream %s: %w", LogStream(0), err)
 	}
+	shards := l.cfg.Shards
 	switch {
-	case recorded == 0 && l.cfg.Shards == 0:
-		l.shards = DefaultShards
-	case recorded == 0:
-		l.shards = l.cfg.Shards
-	case l.cfg.Shards == 0 || l.cfg.Shards == recorded:
-		l.shards = recorded
-	default:
-		return fmt.Errorf("log: the log has %d shards, asked for %d: the shard count never changes in place", recorded, l.cfg.Shards)
+	case recorded == 0 && shards == 0:
+		shards = DefaultShards
+	case recorded != 0 && shards == 0:
+		shards = recorded
+	case recorded != 0 && shards != recorded:
+		return 0, fmt.Errorf("log: the log has %d shards, %d were asked for: the shard count never changes in place (migrate instead)", recorded, shards)
 	}
-	meta := map[string]string{shardsMetaKey: strconv.Itoa(l.shards), "strata.format": strconv.Itoa(FormatVersion)}
-	for n := 0; n < l.shards; n++ {
-		cfgs := []jetstream.StreamConfig{{
-			Name:               LogStream(n),
-			Description:        "Strata object log: append-only events, the source of truth",
-			Subjects:           []string{fmt.Sprintf("strata.%d.obj.>", n)},
-			Storage:            jetstream.FileStorage,
-			Replicas:           l.cfg.Replicas,
-			Retention:          jetstream.LimitsPolicy,
-			MaxMsgs:            -1,
-			MaxBytes:           -1,
-			MaxAge:             0,
-			MaxMsgsPerSubject:  -1,
-			Duplicates:         2 * time.Minute,
-			AllowDirect:        true,
-			AllowAtomicPublish: true,
-			DenyDelete:         true,
-			DenyPurge:          true,
-			Metadata:           meta,
-		}, {
-			Name:               TimerStream(n),
-			Description:        "Strata alarms: scheduled messages and their fires",
-			Subjects:           []string{fmt.Sprintf("strata.%d.sched.>", n), fmt.Sprintf("strata.%d.fire.>", n)},
-			Storage:            jetstream.FileStorage,
-			Replicas:           l.cfg.Replicas,
-			MaxMsgs:            -1,
-			MaxBytes:           -1,
-			MaxMsgsPerSubject:  -1,
-			AllowDirect:        true,
-			AllowAtomicPublish: true,
-			AllowMsgSchedules:  true,
-			AllowRollup:        true,
-			Metadata:           meta,
-		}}
-		for _, sc := range cfgs {
+	meta := map[string]string{metaShards: strconv.Itoa(shards), metaFormat: strconv.Itoa(FormatVersion)}
+	for n := range shards {
+		for _, sc := range []jetstream.StreamConfig{l.logStreamConfig(n, meta), l.timerStreamConfig(n, meta)} {
 			if _, err := l.js.CreateOrUpdateStream(ctx, sc); err != nil {
-				return fmt.Errorf("log: create stream %s: %w", sc.Name, err)
+				return 0, fmt.Errorf("log: create or update stream %s: %w", sc.Name, err)
 			}
 		}
 	}
-	return nil
+	return shards, nil
 }
 
-// Close stops the committers (appends still queued fail with ErrClosed)
-// and drains the connection.
+// logStreamConfig: append-only (no deletes, no purges, no limits), so the
+// audit trail holds at the storage level too.
+func (l *Log) logStreamConfig(n int, meta map[string]string) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:               LogStream(n),
+		Description:        "Strata object log: append-only events, the source of truth",
+		Subjects:           []string{fmt.Sprintf(logSubjectsFmt, n)},
+		Storage:            jetstream.FileStorage,
+		Replicas:           l.cfg.Replicas,
+		Retention:          jetstream.LimitsPolicy,
+		MaxMsgs:            -1,
+		MaxBytes:           -1,
+		MaxAge:             0,
+		MaxMsgsPerSubject:  -1,
+		Duplicates:         duplicateWindow,
+		AllowDirect:        true,
+		AllowAtomicPublish: true,
+		DenyDelete:         true,
+		DenyPurge:          true,
+		Metadata:           meta,
+	}
+}
+
+// timerStreamConfig: message schedules need rollups (a new schedule
+// replaces the old one on its subject), which is why they never share a
+// stream with the log. No limits: a limit would silently drop alarms.
+func (l *Log) timerStreamConfig(n int, meta map[string]string) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:               TimerStream(n),
+		Description:        "Strata alarms: scheduled messages and their fires",
+		Subjects:           []string{fmt.Sprintf(schedSubjectsFmt, n), fmt.Sprintf(fireSubjectsFmt, n)},
+		Storage:            jetstream.FileStorage,
+		Replicas:           l.cfg.Replicas,
+		Retention:          jetstream.LimitsPolicy,
+		MaxMsgs:            -1,
+		MaxBytes:           -1,
+		MaxAge:             0,
+		MaxMsgsPerSubject:  -1,
+		Duplicates:         duplicateWindow,
+		AllowDirect:        true,
+		AllowAtomicPublish: true,
+		AllowMsgSchedules:  true,
+		AllowRollup:        true,
+		Metadata:           meta,
+	}
+}
+
+// Close stops the committers: appends still queued fail with ErrClosed,
+// and a publish in flight is waited for (or, when ctx ends first,
+// abandoned with ErrClosed). Then it drains the connection.
 func (l *Log) Close(ctx context.Context) error {
-	var err error
-	l.closeOnce.Do(func() {
-		for _, c := range l.committers {
-			close(c.stop)
-		}
-		for _, c := range l.committers {
-			select {
-			case <-c.done:
-			case <-ctx.Done():
-				err = fmt.Errorf("close log: %w", ctx.Err())
-			}
-		}
+	l.closeOnce.Do(func() { l.closeErr = l.close(ctx) })
+	return l.closeErr
+}
+
+func (l *Log) close(ctx context.Context) error {
+	close(l.stopping)
+	var errs []error
+	if !l.waitCommitters(ctx) {
+		errs = append(errs, fmt.Errorf("log: close: abandoned a publish in flight: %w", ctx.Err()))
+		l.cancel()
+		// Every blocking call of a committer takes l.ctx, so they return
+		// now.
+		l.waitCommitters(context.Background())
+	}
+	l.cancel()
+	if err := l.nc.Drain(); err != nil {
 		l.nc.Close()
-	})
-	return err
+		errs = append(errs, fmt.Errorf("log: close: drain: %w", err))
+	}
+	select {
+	case <-l.connClosed:
+	case <-ctx.Done():
+		l.nc.Close()
+		errs = append(errs, fmt.Errorf("log: close: drain: %w", ctx.Err()))
+	}
+	return errors.Join(errs...)
+}
+
+func (l *Log) waitCommitters(ctx context.Context) bool {
+	for _, c := range l.committers {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+func (l *Log) closed() bool {
+	select {
+	case <-l.stopping:
+		return true
+	default:
+		return false
+	}
 }
 
 // Shards is P.
 func (l *Log) Shards() int { return l.shards }
 
-// ShardOf places an object on a shard.
+// ShardOf places an object on a shard: its id's first 8 bytes mod P. Ids
+// are uniform (SHA-256 or random), so shards fill evenly.
 func (l *Log) ShardOf(id ID) int { return int(binary.BigEndian.Uint64(id[:8]) % uint64(l.shards)) }
 
-// MaxEventBytes is the largest encoded event the server accepts.
+// MaxEventBytes is the largest encoded event Append accepts: the server's
+// max payload less room for headers.
 func (l *Log) MaxEventBytes() int { return l.maxEvent }
 
 // Stats returns the counters since Open.
@@ -238,11 +374,27 @@ func (l *Log) Stats() Stats {
 	}
 }
 
-// LastSeq is shard n's log stream's last sequence.
+// LastSeq is shard's log stream's last sequence (0: empty), as the stream
+// leader knows it.
 func (l *Log) LastSeq(ctx context.Context, shard int) (uint64, error) {
+	if err := l.checkShard(shard); err != nil {
+		return 0, err
+	}
+	if l.closed() {
+		return 0, ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
+	defer cancel()
 	s, err := l.js.Stream(ctx, LogStream(shard))
 	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", LogStream(shard), err)
+		return 0, fmt.Errorf("log: stream %s: %w", LogStream(shard), err)
 	}
 	return s.CachedInfo().State.LastSeq, nil
+}
+
+func (l *Log) checkShard(shard int) error {
+	if shard < 0 || shard >= l.shards {
+		return fmt.Errorf("log: shard %d out of range 0..%d", shard, l.shards-1)
+	}
+	return nil
 }
