@@ -18,7 +18,7 @@ import (
 // A harness is one real node: an embedded JetStream server in a temporary
 // folder, the log over it, a Badger snapshot and a runtime.
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *log.Server
 	log  *log.Log
 	proj *projector.Projector
@@ -36,7 +36,7 @@ type harnessOpt func(*Config)
 // and panics are expected here.
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func startServer(t *testing.T) *log.Server {
+func startServer(t testing.TB) *log.Server {
 	t.Helper()
 	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
 	if err != nil {
@@ -46,13 +46,13 @@ func startServer(t *testing.T) *log.Server {
 	return srv
 }
 
-func newHarness(t *testing.T, opts ...harnessOpt) *harness {
+func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	return newHarnessOn(t, startServer(t), opts...)
 }
 
 // newHarnessOn starts a node on an existing server: two harnesses on one
 // server are two nodes sharing one log.
-func newHarnessOn(t *testing.T, srv *log.Server, opts ...harnessOpt) *harness {
+func newHarnessOn(t testing.TB, srv *log.Server, opts ...harnessOpt) *harness {
 	t.Helper()
 	h := &harness{t: t, srv: srv}
 	ctx := context.Background()
@@ -207,7 +207,7 @@ func (h *harness) flush() {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

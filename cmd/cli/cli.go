@@ -42,6 +42,7 @@ func commands() []command {
 		{"serve", "run a node: embedded NATS + Badger + HTTP gateway", runServe},
 		{"call", "call an object's RPC method over HTTP", runCall},
 		{"rebuild", "rebuild the Badger snapshot from the log (server stopped)", runRebuild},
+		{"bench", "measure the standard workloads against the raw JetStream limit", runBench},
 	}
 }
 
