@@ -1,0 +1,382 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/strata-objects/strata/gateway"
+	"github.com/strata-objects/strata/log"
+)
+
+// benchConfig is what one `strata bench` run does.
+type benchConfig struct {
+	url       string
+	duration  time.Duration
+	warmup    time.Duration
+	clients   int
+	objects   int
+	history   int
+	workloads string
+	json      bool
+	shards    int
+}
+
+// benchResult is one row of the table.
+type benchResult struct {
+	Workload    string  `json:"workload"`
+	What        string  `json:"what"`
+	Requests    int     `json:"requests"`
+	Errors      int     `json:"errors"`
+	PerSecond   float64 `json:"per_second"`
+	P50Millis   float64 `json:"p50_ms"`
+	P99Millis   float64 `json:"p99_ms"`
+	Limit       string  `json:"limit,omitempty"`
+	LimitPerSec float64 `json:"limit_per_second,omitempty"`
+	Ratio       float64 `json:"ratio,omitempty"`
+}
+
+func runBench(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = flagUsage(fs, "bench [flags]")
+	var bc benchConfig
+	fs.StringVar(&bc.url, "url", "", "gateway of a running server to measure (default: a temporary embedded server, which also measures the raw JetStream limit)")
+	fs.DurationVar(&bc.duration, "duration", 10*time.Second, "measured time per workload")
+	fs.DurationVar(&bc.warmup, "warmup", 2*time.Second, "unmeasured time before each workload")
+	fs.IntVar(&bc.clients, "clients", 32, "concurrent HTTP clients for W2, W3, W4")
+	fs.IntVar(&bc.objects, "objects", 1000, "objects for W3 and W4")
+	fs.IntVar(&bc.history, "history", 10000, "events of the object W5 activates cold")
+	fs.StringVar(&bc.workloads, "workloads", "W1,W2,W3,W4,W5", "workloads to run")
+	fs.BoolVar(&bc.json, "json", false, "print results as JSON lines")
+	fs.IntVar(&bc.shards, "shards", 0, "shard count of the temporary server (0: the default)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if bc.duration <= 0 || bc.clients <= 0 || bc.objects <= 0 || bc.history <= 0 || bc.warmup < 0 {
+		return &usageError{"--duration, --clients, --objects and --history must be positive"}
+	}
+	logger := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	var (
+		l       *log.Log
+		baseURL = strings.TrimRight(bc.url, "/")
+		n       *node
+	)
+	if baseURL == "" {
+		dir, err := os.MkdirTemp("", "strata-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		lc := logConfig{dataDir: dir, natsListen: "127.0.0.1:0", fsync: "always", shards: bc.shards, logger: logger}
+		// A short idle timeout lets W5 find its object evicted.
+		n, err = openNode(ctx, lc, env.Classes, time.Second)
+		if err != nil {
+			return err
+		}
+		defer n.close(context.Background())
+		gw, err := gateway.New(gateway.Config{Backend: n.rt, Logger: logger})
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: gw}
+		go srv.Serve(ln)
+		defer srv.Close()
+		baseURL, l = "http://"+ln.Addr().String(), n.log
+		fmt.Fprintf(env.Stderr, "bench: temporary server at %s, data in %s, fsync always\n", baseURL, dir)
+	}
+
+	b := &bencher{cfg: bc, base: baseURL, out: env.Stderr, client: &http.Client{
+		Transport: &http.Transport{MaxIdleConns: 4 * bc.clients, MaxIdleConnsPerHost: 4 * bc.clients},
+		Timeout:   30 * time.Second,
+	}}
+	var limits rawLimits
+	if l != nil {
+		var err error
+		if limits, err = measureRaw(ctx, l, bc, env.Stderr); err != nil {
+			return err
+		}
+	}
+	want := map[string]bool{}
+	for _, w := range strings.Split(bc.workloads, ",") {
+		want[strings.ToUpper(strings.TrimSpace(w))] = true
+	}
+	var results []benchResult
+	add := func(r benchResult) {
+		results = append(results, r)
+		if bc.json {
+			json.NewEncoder(env.Stdout).Encode(r)
+		}
+	}
+	if limits.syncPerSec > 0 {
+		add(benchResult{Workload: "raw-sync", What: "JetStream publish+ack, sequential, fsync", PerSecond: limits.syncPerSec, P50Millis: limits.syncP50, P99Millis: limits.syncP99})
+		add(benchResult{Workload: "raw-batch", What: "JetStream atomic batches of 100, fsync", PerSecond: limits.batchPerSec})
+		add(benchResult{Workload: "raw-async", What: "JetStream async publish, 1000 subjects, fsync", PerSecond: limits.asyncPerSec})
+	}
+	ratio := func(r *benchResult, name string, perSec float64) {
+		if perSec > 0 {
+			r.Limit, r.LimitPerSec, r.Ratio = name, perSec, r.PerSecond/perSec
+		}
+	}
+	run := fmt.Sprint(time.Now().UnixNano())
+	if want["W1"] {
+		r := b.load(ctx, "W1", "1 counter, 1 client, sequential increments", 1, func(int, *rand.Rand) (string, string) {
+			return "/v1/objects/counter/w1-" + run + "/rpc/increment", `{"by":1}`
+		})
+		ratio(&r, "raw-sync", limits.syncPerSec)
+		add(r)
+	}
+	if want["W2"] {
+		r := b.load(ctx, "W2", fmt.Sprintf("1 counter, %d clients", bc.clients), bc.clients, func(int, *rand.Rand) (string, string) {
+			return "/v1/objects/counter/w2-" + run + "/rpc/increment", `{"by":1}`
+		})
+		ratio(&r, "raw-sync", limits.syncPerSec)
+		add(r)
+	}
+	objPath := func(i int, method string) string {
+		return fmt.Sprintf("/v1/objects/counter/w3-%s-%d/rpc/%s", run, i, method)
+	}
+	if want["W3"] {
+		r := b.load(ctx, "W3", fmt.Sprintf("%d counters, %d clients, uniform", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand) (string, string) {
+			return objPath(rng.IntN(bc.objects), "increment"), `{"by":1}`
+		})
+		ratio(&r, "raw-sync", limits.syncPerSec)
+		add(r)
+	}
+	if want["W4"] {
+		r := b.load(ctx, "W4", fmt.Sprintf("%d counters, %d clients, reads only", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand) (string, string) {
+			return objPath(rng.IntN(bc.objects), "get"), ``
+		})
+		ratio(&r, "raw-sync", limits.syncPerSec)
+		add(r)
+	}
+	if want["W5"] {
+		r, err := b.cold(ctx, run)
+		if err != nil {
+			return err
+		}
+		add(r)
+	}
+	if !bc.json {
+		printTable(env.Stdout, results)
+	}
+	return nil
+}
+
+type bencher struct {
+	cfg    benchConfig
+	base   string
+	out    io.Writer
+	client *http.Client
+}
+
+// load runs clients closed-loop for warmup + duration and measures the
+// requests that started after the warmup.
+func (b *bencher) load(ctx context.Context, name, what string, clients int, next func(client int, rng *rand.Rand) (string, string)) benchResult {
+	start := time.Now()
+	measureFrom := start.Add(b.cfg.warmup)
+	end := measureFrom.Add(b.cfg.duration)
+	lat := make([][]time.Duration, clients)
+	var errs, done atomic.Int64
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(c), 42))
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if t0.After(end) {
+					return
+				}
+				path, body := next(c, rng)
+				err := b.post(ctx, path, body, nil)
+				if t0.Before(measureFrom) {
+					continue
+				}
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				lat[c] = append(lat[c], time.Since(t0))
+				done.Add(1)
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	go progress(b.out, name, start, end, &done, stop)
+	wg.Wait()
+	close(stop)
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	return summarize(name, what, all, int(errs.Load()), b.cfg.duration)
+}
+
+func progress(w io.Writer, name string, start, end time.Time, done *atomic.Int64, stop chan struct{}) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			fmt.Fprintf(w, "\r%-60s\r", "")
+			return
+		case now := <-t.C:
+			left := max(end.Sub(now), 0).Round(time.Second)
+			fmt.Fprintf(w, "\r%s: %d requests measured, %s left   ", name, done.Load(), left)
+		}
+	}
+}
+
+func summarize(name, what string, lat []time.Duration, errs int, over time.Duration) benchResult {
+	slices.Sort(lat)
+	r := benchResult{Workload: name, What: what, Requests: len(lat), Errors: errs, PerSecond: float64(len(lat)) / over.Seconds()}
+	if len(lat) > 0 {
+		r.P50Millis = float64(lat[len(lat)/2]) / 1e6
+		r.P99Millis = float64(lat[len(lat)*99/100]) / 1e6
+	}
+	return r
+}
+
+func (b *bencher) post(ctx context.Context, path, body string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+path, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %d %s", path, resp.StatusCode, bytes.TrimSpace(data))
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// cold builds an object with cfg.history events, waits until it is
+// evicted, and times the first request: activation from the snapshot.
+func (b *bencher) cold(ctx context.Context, run string) (benchResult, error) {
+	path := "/v1/objects/counter/w5-" + run + "/rpc/"
+	start := time.Now()
+	for i := 0; i < b.cfg.history; i++ {
+		if err := b.post(ctx, path+"increment", `{"by":1}`, nil); err != nil {
+			return benchResult{}, err
+		}
+		if i%500 == 0 {
+			fmt.Fprintf(b.out, "\rW5: writing history %d/%d   ", i, b.cfg.history)
+		}
+	}
+	fmt.Fprintf(b.out, "\rW5: %d events written in %s; waiting for eviction\n", b.cfg.history, time.Since(start).Round(time.Millisecond))
+	// The embedded bench server evicts after 1s idle; a --url server after
+	// its own --idle-timeout, which the caller must wait out.
+	time.Sleep(2 * time.Second)
+	var out struct{ Value int }
+	t0 := time.Now()
+	if err := b.post(ctx, path+"get", ``, &out); err != nil {
+		return benchResult{}, err
+	}
+	d := time.Since(t0)
+	if out.Value != b.cfg.history {
+		return benchResult{}, fmt.Errorf("W5: cold object reads %d, want %d", out.Value, b.cfg.history)
+	}
+	return benchResult{Workload: "W5", What: fmt.Sprintf("cold activation, %d events", b.cfg.history), Requests: 1, PerSecond: 1 / d.Seconds(), P50Millis: float64(d) / 1e6, P99Millis: float64(d) / 1e6}, nil
+}
+
+type rawLimits struct {
+	syncPerSec, syncP50, syncP99 float64
+	batchPerSec, asyncPerSec     float64
+}
+
+// measureRaw measures JetStream alone on the bench server, with the same
+// stream settings and fsync mode, publishing event-sized messages.
+func measureRaw(ctx context.Context, l *log.Log, bc benchConfig, w io.Writer) (rawLimits, error) {
+	raw, err := l.Raw(ctx)
+	if err != nil {
+		return rawLimits{}, err
+	}
+	defer raw.Close(context.Background())
+	msg := make([]byte, 160) // about a counter turn's event
+	var lim rawLimits
+
+	fmt.Fprintf(w, "raw: sequential publish for %s\r", bc.duration)
+	var lat []time.Duration
+	var expect uint64
+	end := time.Now().Add(bc.duration)
+	for time.Now().Before(end) {
+		t0 := time.Now()
+		seq, err := raw.PublishSync(ctx, log.RawSubject(0), msg, expect)
+		if err != nil {
+			return lim, fmt.Errorf("raw publish: %w", err)
+		}
+		lat = append(lat, time.Since(t0))
+		expect = seq
+	}
+	r := summarize("raw-sync", "", lat, 0, bc.duration)
+	lim.syncPerSec, lim.syncP50, lim.syncP99 = r.PerSecond, r.P50Millis, r.P99Millis
+
+	fmt.Fprintf(w, "raw: atomic batches for %s    \r", bc.duration/2)
+	subjs, data := make([]string, 100), make([][]byte, 100)
+	for i := range subjs {
+		subjs[i], data[i] = log.RawSubject(1000+i), msg
+	}
+	n, t0 := 0, time.Now()
+	for time.Since(t0) < bc.duration/2 {
+		if _, err := raw.PublishBatch(ctx, subjs, data, nil); err != nil {
+			return lim, fmt.Errorf("raw batch: %w", err)
+		}
+		n += len(subjs)
+	}
+	lim.batchPerSec = float64(n) / time.Since(t0).Seconds()
+
+	fmt.Fprintf(w, "raw: async publish             \r")
+	const asyncN = 20000
+	subjs, data = make([]string, asyncN), make([][]byte, asyncN)
+	for i := range subjs {
+		subjs[i], data[i] = log.RawSubject(i%1000), msg
+	}
+	t0 = time.Now()
+	if err := raw.PublishAsync(ctx, subjs, data, 256); err != nil {
+		return lim, fmt.Errorf("raw async: %w", err)
+	}
+	lim.asyncPerSec = asyncN / time.Since(t0).Seconds()
+	fmt.Fprintf(w, "%-40s\r", "")
+	return lim, nil
+}
+
+func printTable(w io.Writer, rs []benchResult) {
+	fmt.Fprintf(w, "%-10s %-46s %10s %8s %8s %7s  %s\n", "workload", "what", "req/s", "p50 ms", "p99 ms", "errors", "vs limit")
+	for _, r := range rs {
+		vs := ""
+		if r.Limit != "" {
+			vs = fmt.Sprintf("%.2f× %s", r.Ratio, r.Limit)
+		}
+		fmt.Fprintf(w, "%-10s %-46s %10.0f %8.3f %8.3f %7d  %s\n", r.Workload, r.What, r.PerSecond, r.P50Millis, r.P99Millis, r.Errors, vs)
+	}
+}
