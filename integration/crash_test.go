@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -129,4 +131,23 @@ func verify(t *testing.T, url string, round int, counters []int64, keys []map[st
 			keys[w][k] = v
 		}
 	}
+}
+
+// TestDataFolderLocked: a second node on the same data folder refuses to
+// start instead of sharing the JetStream store.
+func TestDataFolderLocked(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	dir := t.TempDir()
+	first := serve(t, dir)
+	out, err := exec.Command(strataBinary(t), "serve", "--data", dir, "--http", "127.0.0.1:0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use by another strata process") {
+		t.Fatalf("second node on one folder: err %v, output:\n%s", err, out)
+	}
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+	second := serve(t, dir) // the lock went with the first process
+	second.kill()
 }

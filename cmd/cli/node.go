@@ -49,8 +49,9 @@ func (c *logConfig) validate() error {
 
 // logNode is the log and, if embedded, its NATS server.
 type logNode struct {
-	srv *log.Server
-	log *log.Log
+	srv    *log.Server
+	log    *log.Log
+	unlock func()
 }
 
 func openLog(ctx context.Context, c logConfig) (*logNode, error) {
@@ -58,8 +59,19 @@ func openLog(ctx context.Context, c logConfig) (*logNode, error) {
 		return nil, err
 	}
 	n := &logNode{}
+	opened := false
+	defer func() {
+		if !opened {
+			n.close(context.Background())
+		}
+	}()
 	url := c.natsURL
 	if url == "" {
+		unlock, err := lockDataDir(c.dataDir)
+		if err != nil {
+			return nil, err
+		}
+		n.unlock = unlock
 		host, portStr, err := net.SplitHostPort(c.natsListen)
 		if err != nil {
 			return nil, &usageError{fmt.Sprintf("--nats-listen %q: %v", c.natsListen, err)}
@@ -85,10 +97,9 @@ func openLog(ctx context.Context, c logConfig) (*logNode, error) {
 	}
 	l, err := log.Open(ctx, log.Config{URL: url, Shards: c.shards, ConnName: "strata", Logger: c.logger})
 	if err != nil {
-		n.close(context.Background())
 		return nil, err
 	}
-	n.log = l
+	n.log, opened = l, true
 	return n, nil
 }
 
@@ -99,6 +110,9 @@ func (n *logNode) close(ctx context.Context) error {
 	}
 	if n.srv != nil {
 		errs = append(errs, n.srv.Shutdown(ctx))
+	}
+	if n.unlock != nil {
+		n.unlock()
 	}
 	return errors.Join(errs...)
 }
