@@ -53,12 +53,16 @@ type proc struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	url  string
+	nats string // the embedded NATS client URL, if any
 	logs *bytes.Buffer
 	mu   *sync.Mutex
 	done chan struct{}
 }
 
-var servingLine = regexp.MustCompile(`msg=serving http=(\S+)`)
+var (
+	servingLine = regexp.MustCompile(`msg=serving http=(\S+)`)
+	natsLine    = regexp.MustCompile(`msg="embedded NATS running" url=(\S+)`)
+)
 
 // serve starts strata serve on dataDir with random ports and waits until
 // its gateway answers.
@@ -83,6 +87,11 @@ func serve(t *testing.T, dataDir string, extra ...string) *proc {
 			p.mu.Lock()
 			p.logs.WriteString(line + "\n")
 			p.mu.Unlock()
+			if m := natsLine.FindStringSubmatch(line); m != nil {
+				p.mu.Lock()
+				p.nats = m[1]
+				p.mu.Unlock()
+			}
 			if m := servingLine.FindStringSubmatch(line); m != nil {
 				addr <- m[1]
 			}

@@ -36,6 +36,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if *idle <= 0 {
 		return &usageError{"--idle-timeout must be positive"}
 	}
+	if err := lc.validate(); err != nil {
+		return err // before anything listens
+	}
 	logger, err := newLogger(env.Stderr, *level)
 	if err != nil {
 		return err
