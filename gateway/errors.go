@@ -22,6 +22,7 @@ var errorTable = []struct {
 	{objects.ErrInvalidID, http.StatusBadRequest, "invalid_id", false},
 	{objects.ErrInvalidKey, http.StatusBadRequest, "invalid_key", false},
 	{objects.ErrBadInput, http.StatusBadRequest, "bad_input", false},
+	{objects.ErrBadRange, http.StatusBadRequest, "bad_range", false},
 	{objects.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large", false},
 	{objects.ErrUnknownClass, http.StatusNotFound, "unknown_class", false},
 	{objects.ErrUnknownMethod, http.StatusNotFound, "unknown_method", false},

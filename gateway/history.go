@@ -1,0 +1,203 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/strata-objects/strata/objects"
+)
+
+// Historian is what the history routes need of the backend.
+type Historian interface {
+	History(ctx context.Context, ref objects.Ref, r objects.HistoryRange, fn func(objects.HistoryEntry) error) error
+	StateAt(ctx context.Context, ref objects.Ref, at objects.PastAt) (objects.PastState, error)
+	Verify(ctx context.Context, ref objects.Ref) (objects.AuditReport, error)
+}
+
+func (g *Gateway) historian() (Historian, error) {
+	h, ok := g.cfg.Backend.(Historian)
+	if !ok {
+		return nil, &routeError{http.StatusNotImplemented, "not_implemented", "this backend keeps no history"}
+	}
+	return h, nil
+}
+
+// historyEntry is one NDJSON line of GET …/history.
+type historyEntry struct {
+	Version uint64        `json:"version"`
+	Seq     uint64        `json:"seq"`
+	Time    time.Time     `json:"time"`
+	Name    string        `json:"name,omitempty"`
+	Turns   []historyTurn `json:"turns"`
+}
+
+type historyTurn struct {
+	RequestID string          `json:"request_id,omitempty"`
+	Principal string          `json:"principal,omitempty"`
+	Method    string          `json:"method,omitempty"`
+	Via       string          `json:"via"`
+	Changes   []historyChange `json:"changes"`
+}
+
+// historyChange shows values as JSON when they are JSON (what kv and
+// PutJSON store), else as a string.
+type historyChange struct {
+	Op  string          `json:"op"`
+	Key string          `json:"key,omitempty"`
+	Old json.RawMessage `json:"old,omitempty"`
+	New json.RawMessage `json:"new,omitempty"`
+	At  *time.Time      `json:"at,omitempty"`
+}
+
+func jsonValue(b []byte) json.RawMessage {
+	if b == nil {
+		return nil
+	}
+	if json.Valid(b) {
+		return b
+	}
+	s, _ := json.Marshal(string(b))
+	return s
+}
+
+func uintParam(r *http.Request, name string) (uint64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s=%q is not a non-negative integer", objects.ErrBadInput, name, v)
+	}
+	return n, nil
+}
+
+// history streams GET …/history?from=&to=&limit= as NDJSON.
+func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) {
+	h, err := g.historian()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var hr objects.HistoryRange
+	if hr.From, err = uintParam(r, "from"); err == nil {
+		if hr.To, err = uintParam(r, "to"); err == nil {
+			var limit uint64
+			limit, err = uintParam(r, "limit")
+			hr.Limit = int(min(limit, 1<<31))
+		}
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	enc := json.NewEncoder(w)
+	started := false
+	err = h.History(ctx, rt.ref, hr, func(e objects.HistoryEntry) error {
+		if !started {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			started = true
+		}
+		line := historyEntry{Version: e.Version, Seq: e.Seq, Time: e.Time, Name: e.Name}
+		for _, t := range e.Turns {
+			ht := historyTurn{RequestID: t.Cause.RequestID, Principal: t.Cause.Principal, Method: t.Cause.Method, Via: t.Cause.Via.String(), Changes: []historyChange{}}
+			for _, c := range t.Changes {
+				hc := historyChange{Op: c.Op, Key: c.Key, Old: jsonValue(c.Old), New: jsonValue(c.New)}
+				if c.At != 0 {
+					at := time.Unix(0, c.At).UTC()
+					hc.At = &at
+				}
+				ht.Changes = append(ht.Changes, hc)
+			}
+			line.Turns = append(line.Turns, ht)
+		}
+		return enc.Encode(line)
+	})
+	if err != nil {
+		if !started {
+			writeError(w, r, err)
+			return
+		}
+		// Mid-stream: the status is sent; end with an error line.
+		var body errorBody
+		body.Error.Code, body.Error.Message = "internal", err.Error()
+		enc.Encode(body)
+		return
+	}
+	if !started {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+type stateBody struct {
+	Version uint64                     `json:"version"`
+	Time    time.Time                  `json:"time"`
+	Keys    map[string]json.RawMessage `json:"keys"`
+}
+
+// state answers GET …/state?version=N or ?at=RFC3339[&prefix=].
+func (g *Gateway) state(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) {
+	h, err := g.historian()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var at objects.PastAt
+	q := r.URL.Query()
+	if at.Version, err = uintParam(r, "version"); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	switch v := q.Get("at"); {
+	case v != "" && at.Version != 0:
+		writeError(w, r, fmt.Errorf("%w: give version or at, not both", objects.ErrBadInput))
+		return
+	case v != "":
+		if at.Time, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			writeError(w, r, fmt.Errorf("%w: at=%q is not an RFC 3339 time", objects.ErrBadInput, v))
+			return
+		}
+	case at.Version == 0:
+		at.Time = time.Now() // the present, from the log
+	}
+	st, err := h.StateAt(ctx, rt.ref, at)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	body := stateBody{Version: st.Version, Time: st.Time, Keys: map[string]json.RawMessage{}}
+	prefix := q.Get("prefix")
+	keys := make([]string, 0, len(st.Keys))
+	for k := range st.Keys {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		body.Keys[k] = jsonValue(st.Keys[k])
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// audit answers GET …/audit with the verification of the hash chain.
+func (g *Gateway) audit(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) {
+	h, err := g.historian()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	rep, err := h.Verify(ctx, rt.ref)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}

@@ -1,0 +1,68 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHistoryRoutes(t *testing.T) {
+	f := start(t)
+	for _, b := range []string{`{"key":"a","value":1}`, `{"key":"b","value":"x"}`, `{"key":"a","value":2}`} {
+		if code, body := f.post("/v1/objects/kv/h/rpc/put", b); code != 200 {
+			t.Fatal(code, body)
+		}
+	}
+	code, body, hdr := f.do(http.MethodGet, "/v1/objects/kv/h/history", "")
+	lines := strings.Split(body, "\n")
+	if code != 200 || hdr.Get("Content-Type") != "application/x-ndjson" || len(lines) != 3 {
+		t.Fatalf("history: %d %q\n%s", code, hdr.Get("Content-Type"), body)
+	}
+	var third struct {
+		Version uint64
+		Turns   []struct {
+			Method, Via string
+			Changes     []struct {
+				Op, Key  string
+				Old, New json.RawMessage
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(lines[2]), &third); err != nil {
+		t.Fatal(err)
+	}
+	c := third.Turns[0].Changes[0]
+	if third.Version != 3 || third.Turns[0].Method != "put" || third.Turns[0].Via != "rpc" || c.Key != "a" || string(c.Old) != "1" || string(c.New) != "2" {
+		t.Fatalf("third event: %s", lines[2])
+	}
+	if code, body, _ := f.do(http.MethodGet, "/v1/objects/kv/h/history?from=2&limit=1", ""); code != 200 || strings.Count(body, "\n") != 0 || !strings.Contains(body, `"version":2`) {
+		t.Fatalf("history from 2 limit 1: %d %s", code, body)
+	}
+	if code, body, _ := f.do(http.MethodGet, "/v1/objects/kv/h/state?version=2", ""); code != 200 || !strings.Contains(body, `"keys":{"a":1,"b":"x"}`) {
+		t.Fatalf("state at 2: %d %s", code, body)
+	}
+	if code, body, _ := f.do(http.MethodGet, "/v1/objects/kv/h/state?prefix=a", ""); code != 200 || !strings.Contains(body, `"keys":{"a":2}`) {
+		t.Fatalf("state now, prefix a: %d %s", code, body)
+	}
+	if code, body, _ := f.do(http.MethodGet, "/v1/objects/kv/h/audit", ""); code != 200 || !strings.Contains(body, `"events":3,"ok":true`) {
+		t.Fatalf("audit: %d %s", code, body)
+	}
+	before := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	for _, c := range []struct{ path, code string }{
+		{"/v1/objects/kv/h/state?version=4", "bad_range"},
+		{"/v1/objects/kv/h/state?at=yesterday", "bad_input"},
+		{"/v1/objects/kv/h/state?at=" + before, "bad_range"},
+		{"/v1/objects/kv/h/state?version=1&at=" + before, "bad_input"},
+		{"/v1/objects/kv/h/history?limit=-1", "bad_input"},
+		{"/v1/objects/kv/h/history?from=3&to=2", "bad_range"},
+	} {
+		if code, body, _ := f.do(http.MethodGet, c.path, ""); code != 400 || !strings.Contains(body, `"code":"`+c.code+`"`) {
+			t.Errorf("%s: %d %s, want 400 %s", c.path, code, body, c.code)
+		}
+	}
+	if code, _, _ := f.do(http.MethodPost, "/v1/objects/kv/h/history", ""); code != 405 {
+		t.Errorf("POST history: %d", code)
+	}
+}
