@@ -8,6 +8,11 @@
 //	POST /v1/objects/{class}/id/{hex}/rpc/{method}
 //	ANY  /v1/objects/{class}/{name}/fetch/{path...}   the class's Fetch handler
 //	ANY  /v1/objects/{class}/id/{hex}/fetch/{path...}
+//	GET  /v1/objects/{class}?prefix=&limit=&cursor=           list objects
+//	GET  /v1/objects/{class}/{name}/history?from=&to=&limit=   events as NDJSON
+//	GET  /v1/objects/{class}/{name}/state?version=N | ?at=T    past storage
+//	GET  /v1/objects/{class}/{name}/audit                      hash chain check
+//	POST /v1/objects/{class}/{name}/restore {"version":N} | {"at":T}
 //	GET  /healthz
 package gateway
 
@@ -76,6 +81,7 @@ func New(cfg Config) (*Gateway, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	g.mux.HandleFunc("/v1/objects/{class}/{rest...}", g.objectRoute)
+	g.mux.HandleFunc("GET /v1/objects/{class}", g.listObjects)
 	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, &routeError{http.StatusNotFound, "not_found", "no route for " + r.Method + " " + r.URL.Path})
 	})
@@ -138,7 +144,9 @@ func (g *Gateway) parseRoute(r *http.Request) (route, error) {
 	return route{ref: ref, action: segs[0], rest: strings.Join(segs[1:], "/")}, nil
 }
 
-func isAction(s string) bool { return s == "rpc" || s == "fetch" }
+func isAction(s string) bool {
+	return s == "rpc" || s == "fetch" || isPastAction(s)
+}
 
 func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 	rt, err := g.parseRoute(r)
@@ -155,6 +163,8 @@ func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 		g.rpc(ctx, w, r, rt, cause)
 	case "fetch":
 		g.fetch(ctx, w, r, rt, cause)
+	case "history", "state", "audit", "restore":
+		g.past(ctx, w, r, rt, cause)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strconv"
@@ -18,6 +19,114 @@ type Historian interface {
 	History(ctx context.Context, ref objects.Ref, r objects.HistoryRange, fn func(objects.HistoryEntry) error) error
 	StateAt(ctx context.Context, ref objects.Ref, at objects.PastAt) (objects.PastState, error)
 	Verify(ctx context.Context, ref objects.Ref) (objects.AuditReport, error)
+	Restore(ctx context.Context, ref objects.Ref, at objects.PastAt, cause objects.Cause) (objects.RestoreResult, error)
+	ListObjects(class, namePrefix, cursor string, limit int) ([]objects.ObjectSummary, string, error)
+}
+
+func isPastAction(s string) bool {
+	switch s {
+	case "history", "state", "audit", "restore":
+		return true
+	}
+	return false
+}
+
+// past serves the routes that read (or restore) an object's past.
+func (g *Gateway) past(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, cause objects.Cause) {
+	method := http.MethodGet
+	if rt.action == "restore" {
+		method = http.MethodPost
+	}
+	if r.Method != method || rt.rest != "" {
+		w.Header().Set("Allow", method)
+		writeError(w, r, &routeError{http.StatusMethodNotAllowed, "method_not_allowed", rt.action + " takes " + method + " and no further path"})
+		return
+	}
+	switch rt.action {
+	case "history":
+		g.history(ctx, w, r, rt)
+	case "state":
+		g.state(ctx, w, r, rt)
+	case "audit":
+		g.audit(ctx, w, r, rt)
+	case "restore":
+		g.restore(ctx, w, r, rt, cause)
+	}
+}
+
+// restore answers POST …/restore {"version":N} or {"at":"RFC3339"}.
+func (g *Gateway) restore(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, cause objects.Cause) {
+	h, err := g.historian()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeError(w, r, bodyError(err))
+		return
+	}
+	var in struct {
+		Version uint64 `json:"version"`
+		At      string `json:"at"`
+	}
+	if err := (jsonCodec{}).Decode(body, &in); err != nil {
+		writeError(w, r, fmt.Errorf("%w: restore: %v", objects.ErrBadInput, err))
+		return
+	}
+	var at objects.PastAt
+	switch {
+	case (in.Version == 0) == (in.At == ""):
+		writeError(w, r, fmt.Errorf("%w: restore takes exactly one of version and at", objects.ErrBadInput))
+		return
+	case in.At != "":
+		if at.Time, err = time.Parse(time.RFC3339Nano, in.At); err != nil {
+			writeError(w, r, fmt.Errorf("%w: at=%q is not an RFC 3339 time", objects.ErrBadInput, in.At))
+			return
+		}
+	default:
+		at.Version = in.Version
+	}
+	res, err := h.Restore(ctx, rt.ref, at, cause)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"restored_to_version": res.Version, "deleted": res.Deleted, "put": res.Put})
+}
+
+// listObjects answers GET /v1/objects/{class}?prefix=&limit=&cursor=.
+func (g *Gateway) listObjects(w http.ResponseWriter, r *http.Request) {
+	h, err := g.historian()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	limit, err := uintParam(r, "limit")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	page, next, err := h.ListObjects(r.PathValue("class"), q.Get("prefix"), q.Get("cursor"), int(min(limit, 1<<20)))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	type item struct {
+		ID      string    `json:"id"`
+		Name    string    `json:"name,omitempty"`
+		Version uint64    `json:"version"`
+		Updated time.Time `json:"updated"`
+	}
+	out := struct {
+		Objects []item `json:"objects"`
+		Cursor  string `json:"cursor,omitempty"`
+	}{Objects: []item{}, Cursor: next}
+	for _, o := range page {
+		out.Objects = append(out.Objects, item{o.ID.String(), o.Name, o.Version, o.Updated})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (g *Gateway) historian() (Historian, error) {

@@ -66,3 +66,43 @@ func TestHistoryRoutes(t *testing.T) {
 		t.Errorf("POST history: %d", code)
 	}
 }
+
+func TestRestoreAndListRoutes(t *testing.T) {
+	f := start(t)
+	for _, b := range []string{`{"key":"a","value":1}`, `{"key":"a","value":2}`} {
+		if code, body := f.post("/v1/objects/kv/r/rpc/put", b); code != 200 {
+			t.Fatal(code, body)
+		}
+	}
+	if code, body := f.post("/v1/objects/kv/r/restore", `{"version":1}`); code != 200 || body != `{"deleted":0,"put":1,"restored_to_version":1}` {
+		t.Fatalf("restore: %d %s", code, body)
+	}
+	if code, body := f.post("/v1/objects/kv/r/rpc/get", `{"key":"a"}`); !strings.Contains(body, `"value":1`) {
+		t.Fatalf("after restore: %d %s", code, body)
+	}
+	for _, b := range []string{`{}`, `{"version":1,"at":"2026-01-01T00:00:00Z"}`, `{"at":"noon"}`, `{"version":"1"}`} {
+		if code, body := f.post("/v1/objects/kv/r/restore", b); code != 400 || !strings.Contains(body, "bad_input") {
+			t.Errorf("restore %s: %d %s", b, code, body)
+		}
+	}
+	if code, body := f.post("/v1/objects/kv/r/restore", `{"version":9}`); code != 400 || !strings.Contains(body, "bad_range") {
+		t.Errorf("restore to version 9: %d %s", code, body)
+	}
+	code, body, _ := f.do(http.MethodGet, "/v1/objects/kv/r/history", "")
+	if code != 200 || strings.Count(body, "\n") != 2 || !strings.Contains(body, `"method":"restore to version 1","via":"system"`) {
+		t.Fatalf("history after restore (one restore event, nothing from bad input): %s", body)
+	}
+	f.node.Projector.Flush(t.Context())
+	code, body, _ = f.do(http.MethodGet, "/v1/objects/kv?prefix=r&limit=5", "")
+	if code != 200 || !strings.Contains(body, `"name":"r","version":3`) {
+		t.Fatalf("list: %d %s", code, body)
+	}
+	for _, path := range []string{"/v1/objects/kv?limit=-2", "/v1/objects/kv?cursor=xyz", "/v1/objects/Bad"} {
+		if code, body, _ := f.do(http.MethodGet, path, ""); code != 400 {
+			t.Errorf("%s: %d %s", path, code, body)
+		}
+	}
+	if code, _, _ := f.do(http.MethodGet, "/v1/objects/nosuch", ""); code != 404 {
+		t.Errorf("list of unknown class: %d", code)
+	}
+}
