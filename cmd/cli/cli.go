@@ -33,8 +33,16 @@ type command struct {
 // Env is what a subcommand runs with: its classes and its streams.
 type Env struct {
 	Classes []*objects.Class
+	Stdin   io.Reader // nil: no input
 	Stdout  io.Writer
 	Stderr  io.Writer
+}
+
+func (e *Env) stdin() io.Reader {
+	if e.Stdin == nil {
+		return strings.NewReader("")
+	}
+	return e.Stdin
 }
 
 func commands() []command {
@@ -43,13 +51,18 @@ func commands() []command {
 		{"call", "call an object's RPC method over HTTP", runCall},
 		{"rebuild", "rebuild the Badger snapshot from the log (server stopped)", runRebuild},
 		{"bench", "measure the standard workloads against the raw JetStream limit", runBench},
+		{"history", "print an object's events with causes and diffs", runHistory},
+		{"state", "print an object's storage as of a version or time", runState},
+		{"restore", "set an object back to a past version or time (one new event)", runRestore},
+		{"audit", "verify an object's hash chain: audit verify <class> <name>", runAudit},
+		{"ls", "list the objects of a class", runLs},
 	}
 }
 
 // Main runs the command line with classes and exits.
 func Main(classes ...*objects.Class) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := Run(ctx, &Env{Classes: classes, Stdout: os.Stdout, Stderr: os.Stderr}, os.Args[1:])
+	err := Run(ctx, &Env{Classes: classes, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, os.Args[1:])
 	stop()
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {

@@ -198,3 +198,121 @@ func runAudit(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "%s/%s: hash chain intact over %d events\n", fs.Arg(0), fs.Arg(1), rep.Events)
 	return nil
 }
+
+// runLs lists the objects of a class: `strata ls <class>`.
+func runLs(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("ls", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = flagUsage(fs, "ls [flags] <class>")
+	base := fs.String("url", "http://127.0.0.1:8080", "gateway URL")
+	prefix := fs.String("prefix", "", "only objects whose name starts with this")
+	limit := fs.Int("limit", 0, "at most this many objects (0: all)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || *limit < 0 {
+		fs.Usage()
+		return &usageError{"ls needs <class> and a non-negative --limit"}
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tVERSION\tUPDATED")
+	cursor, shown := "", 0
+	for {
+		q := url.Values{"limit": {"1000"}}
+		if *prefix != "" {
+			q.Set("prefix", *prefix)
+		}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		u := strings.TrimRight(*base, "/") + "/v1/objects/" + url.PathEscape(fs.Arg(0)) + "?" + q.Encode()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return &usageError{err.Error()}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("%s: %w", u, err)
+		}
+		var page struct {
+			Objects []struct {
+				ID, Name string
+				Version  uint64
+				Updated  time.Time
+			}
+			Cursor string
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+		}
+		if err := json.Unmarshal(b, &page); err != nil {
+			return fmt.Errorf("ls: %w", err)
+		}
+		for _, o := range page.Objects {
+			if *limit > 0 && shown == *limit {
+				return tw.Flush()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", o.ID, o.Name, o.Version, o.Updated.Format(time.RFC3339))
+			shown++
+		}
+		if page.Cursor == "" {
+			return tw.Flush()
+		}
+		cursor = page.Cursor
+	}
+}
+
+// runRestore sets an object back to a past version or time, after asking.
+func runRestore(ctx context.Context, env *Env, args []string) error {
+	fs, base := objectFlags("restore", "restore [flags] <class> <name>", env)
+	version := fs.Uint64("version", 0, "restore to the state after this version")
+	at := fs.String("at", "", "restore to the state as of this RFC 3339 time")
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 || (*version == 0) == (*at == "") {
+		fs.Usage()
+		return &usageError{"restore needs <class> <name> and exactly one of --version and --at"}
+	}
+	class, name := fs.Arg(0), fs.Arg(1)
+	if !*yes {
+		target := *at
+		if *version != 0 {
+			target = fmt.Sprint("version ", *version)
+		}
+		fmt.Fprintf(env.Stderr, "Restore %s/%s to %s? This appends one event; it can be undone. [y/N] ", class, name, target)
+		answer, _ := bufio.NewReader(env.stdin()).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+			return fmt.Errorf("restore cancelled")
+		}
+	}
+	in := map[string]any{}
+	if *version != 0 {
+		in["version"] = *version
+	} else {
+		in["at"] = *at
+	}
+	body, _ := json.Marshal(in)
+	u := strings.TrimRight(*base, "/") + "/v1/objects/" + url.PathEscape(class) + "/" + url.PathEscape(name) + "/restore"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	_, err = env.Stdout.Write(b)
+	return err
+}
