@@ -13,6 +13,7 @@
 //	GET  /v1/objects/{class}/{name}/state?version=N | ?at=T    past storage
 //	GET  /v1/objects/{class}/{name}/audit                      hash chain check
 //	POST /v1/objects/{class}/{name}/restore {"version":N} | {"at":T}
+//	GET  /v1/tail?class=                                       committed events, live, NDJSON
 //	GET  /healthz
 package gateway
 
@@ -60,6 +61,9 @@ type Gateway struct {
 	cfg Config
 	mux *http.ServeMux
 	log *slog.Logger
+
+	streams     context.Context // ends long-lived responses at shutdown
+	stopStreams context.CancelFunc
 }
 
 // New returns a Gateway serving cfg.Backend.
@@ -77,11 +81,13 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Logger = slog.Default()
 	}
 	g := &Gateway{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
+	g.streams, g.stopStreams = context.WithCancel(context.Background())
 	g.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	g.mux.HandleFunc("/v1/objects/{class}/{rest...}", g.objectRoute)
 	g.mux.HandleFunc("GET /v1/objects/{class}", g.listObjects)
+	g.mux.HandleFunc("GET /v1/tail", g.tail)
 	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, &routeError{http.StatusNotFound, "not_found", "no route for " + r.Method + " " + r.URL.Path})
 	})

@@ -1,7 +1,10 @@
 package gateway_test
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -104,5 +107,48 @@ func TestRestoreAndListRoutes(t *testing.T) {
 	}
 	if code, _, _ := f.do(http.MethodGet, "/v1/objects/nosuch", ""); code != 404 {
 		t.Errorf("list of unknown class: %d", code)
+	}
+}
+
+func TestTailRoute(t *testing.T) {
+	f := start(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.url+"/v1/tail?class=kv", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatal(resp.Status)
+	}
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	// The tail's consumers start just after the headers: write until a kv
+	// line arrives, with counter writes that must not show.
+	for i := 0; ; i++ {
+		f.post("/v1/objects/counter/t/rpc/increment", "")
+		f.post("/v1/objects/kv/t/rpc/put", fmt.Sprintf(`{"key":"k%d","value":1}`, i))
+		select {
+		case l := <-lines:
+			if !strings.Contains(l, `"class":"kv"`) || !strings.Contains(l, `"op":"put"`) || strings.Contains(l, "counter") {
+				t.Fatalf("tail line: %s", l)
+			}
+			if code, body, _ := f.do(http.MethodGet, "/v1/tail?class=Bad", ""); code != 400 {
+				t.Fatalf("tail of a bad class: %d %s", code, body)
+			}
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if i > 100 {
+			t.Fatal("no tail line")
+		}
 	}
 }

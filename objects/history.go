@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/strata-objects/strata/history"
+	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/projector"
 )
 
@@ -22,6 +23,9 @@ type (
 	PastState    = history.State
 	AuditReport  = history.Report
 )
+
+// Record is a stored event as a tail delivers it.
+type Record = log.Record
 
 // ErrBadRange: a version beyond the object's last, a time before its
 // first event, a negative limit.
@@ -169,4 +173,15 @@ func (rt *Runtime) Restore(ctx context.Context, ref Ref, at PastAt, cause Cause)
 		return RestoreResult{}, err
 	}
 	return out.(RestoreResult), nil
+}
+
+// Tail calls fn for every event committed from now on, of class ("" for
+// all classes), until ctx ends or fn fails.
+func (rt *Runtime) Tail(ctx context.Context, class string, fn func(Record) error) error {
+	if class != "" {
+		if _, err := rt.Class(class); err != nil {
+			return err
+		}
+	}
+	return rt.log.Tail(ctx, class, fn)
 }

@@ -56,6 +56,7 @@ func commands() []command {
 		{"restore", "set an object back to a past version or time (one new event)", runRestore},
 		{"audit", "verify an object's hash chain: audit verify <class> <name>", runAudit},
 		{"ls", "list the objects of a class", runLs},
+		{"tail", "print every change as it is committed", runTail},
 	}
 }
 

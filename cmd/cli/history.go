@@ -316,3 +316,70 @@ func runRestore(ctx context.Context, env *Env, args []string) error {
 	_, err = env.Stdout.Write(b)
 	return err
 }
+
+// runTail prints every change committed from now on: `strata tail [class]`.
+func runTail(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = flagUsage(fs, "tail [flags] [class]")
+	base := fs.String("url", "http://127.0.0.1:8080", "gateway URL")
+	asJSON := fs.Bool("json", false, "print NDJSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		return &usageError{"tail takes at most one class"}
+	}
+	u := strings.TrimRight(*base, "/") + "/v1/tail"
+	if fs.NArg() == 1 {
+		u += "?class=" + url.QueryEscape(fs.Arg(0))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		if *asJSON {
+			fmt.Fprintln(env.Stdout, sc.Text())
+			continue
+		}
+		var e struct {
+			Class, ID, Name string
+			Version         uint64
+			Time            time.Time
+			Turns           []struct {
+				Method, Via string
+				Writes      []struct{ Op, Key string }
+			}
+		}
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return fmt.Errorf("tail: %w", err)
+		}
+		who := e.Name
+		if who == "" {
+			who = e.ID[:16] + "…"
+		}
+		for _, t := range e.Turns {
+			var ws []string
+			for _, w := range t.Writes {
+				ws = append(ws, strings.TrimSpace(w.Op+" "+w.Key))
+			}
+			fmt.Fprintf(env.Stdout, "%s %s/%s v%d %s %s: %s\n", e.Time.Format(time.RFC3339Nano), e.Class, who, e.Version, t.Via, t.Method, strings.Join(ws, ", "))
+		}
+	}
+	if ctx.Err() != nil {
+		return nil // interrupted: the normal end of a tail
+	}
+	return sc.Err()
+}

@@ -73,6 +73,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
 	defer cancel()
+	gw.CloseStreams() // tails would hold Shutdown to its deadline
 	herr := srv.Shutdown(sctx)
 	if errors.Is(herr, http.ErrServerClosed) {
 		herr = nil

@@ -1,0 +1,108 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/strata-objects/strata/objects"
+)
+
+// Tailer is what GET /v1/tail needs of the backend.
+type Tailer interface {
+	Tail(ctx context.Context, class string, fn func(objects.Record) error) error
+}
+
+type tailLine struct {
+	Class   string     `json:"class"`
+	ID      string     `json:"id"`
+	Name    string     `json:"name,omitempty"`
+	Version uint64     `json:"version"`
+	Seq     uint64     `json:"seq"`
+	Time    time.Time  `json:"time"`
+	Turns   []tailTurn `json:"turns"`
+}
+
+type tailTurn struct {
+	RequestID string      `json:"request_id,omitempty"`
+	Method    string      `json:"method,omitempty"`
+	Via       string      `json:"via"`
+	Writes    []tailWrite `json:"writes"`
+}
+
+type tailWrite struct {
+	Op  string `json:"op"`
+	Key string `json:"key,omitempty"`
+}
+
+// tail streams GET /v1/tail?class= as NDJSON, one line per committed
+// event, flushed as it comes, until the client goes away.
+func (g *Gateway) tail(w http.ResponseWriter, r *http.Request) {
+	t, ok := g.cfg.Backend.(Tailer)
+	if !ok {
+		writeError(w, r, &routeError{http.StatusNotImplemented, "not_implemented", "this backend cannot tail"})
+		return
+	}
+	flusher, _ := w.(http.Flusher)
+	enc := json.NewEncoder(w)
+	started := false
+	start := func() {
+		if !started {
+			started = true
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+	}
+	// Answer the headers at once, so a client knows the tail is live; a bad
+	// class is refused before.
+	class := r.URL.Query().Get("class")
+	if class != "" {
+		if err := validClassForTail(g, class); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
+	start()
+	// A tail never ends by itself: it ends with the client, or when the
+	// gateway closes its streams at shutdown.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(g.streams, cancel)
+	defer stop()
+	err := t.Tail(ctx, class, func(rec objects.Record) error {
+		ev := rec.Event
+		line := tailLine{Class: ev.Class, ID: ev.ID.String(), Name: ev.Name, Version: ev.Version, Seq: rec.Seq, Time: time.Unix(0, ev.Time).UTC()}
+		for _, tu := range ev.Turns {
+			tt := tailTurn{RequestID: tu.Cause.RequestID, Method: tu.Cause.Method, Via: tu.Cause.Via.String(), Writes: []tailWrite{}}
+			for _, wr := range tu.Writes {
+				tt.Writes = append(tt.Writes, tailWrite{Op: wr.Op.String(), Key: wr.Key})
+			}
+			line.Turns = append(line.Turns, tt)
+		}
+		if err := enc.Encode(line); err != nil {
+			return err
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		var body errorBody
+		body.Error.Code, body.Error.Message = "internal", err.Error()
+		enc.Encode(body)
+	}
+}
+
+func validClassForTail(g *Gateway, class string) error {
+	_, err := g.cfg.Backend.RefByName(class, "tail")
+	return err
+}
+
+// CloseStreams ends every live stream (tails), so that a graceful shutdown
+// of the HTTP server does not wait for clients that never hang up.
+func (g *Gateway) CloseStreams() { g.stopStreams() }
