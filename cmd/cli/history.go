@@ -163,40 +163,135 @@ func runState(ctx context.Context, env *Env, args []string) error {
 	return err
 }
 
-// runAudit verifies an object's hash chain: `strata audit verify <class> <name>`.
+// auditReport is the gateway's answer to GET …/audit.
+type auditReport struct {
+	Events   uint64
+	OK       bool
+	BrokenAt uint64 `json:"broken_at"`
+	Version  uint64
+	Reason   string
+}
+
+func fetchAudit(ctx context.Context, base, class, name string) (auditReport, error) {
+	var rep auditReport
+	body, err := getObject(ctx, base, class, name, "audit", nil)
+	if err != nil {
+		return rep, err
+	}
+	defer body.Close()
+	if err := json.NewDecoder(body).Decode(&rep); err != nil {
+		return rep, fmt.Errorf("audit: %w", err)
+	}
+	return rep, nil
+}
+
+// runAudit verifies hash chains: `strata audit verify <class> <name>`, or
+// every object of a class with --all.
 func runAudit(ctx context.Context, env *Env, args []string) error {
 	if len(args) == 0 || args[0] != "verify" {
-		return &usageError{"usage: strata audit verify [flags] <class> <name>"}
+		return &usageError{"usage: strata audit verify [flags] <class> <name> | --all <class>"}
 	}
-	fs, base := objectFlags("audit verify", "audit verify [flags] <class> <name>", env)
+	fs, base := objectFlags("audit verify", "audit verify [flags] <class> <name> | --all <class>", env)
+	all := fs.Bool("all", false, "verify every object of the class")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	if fs.NArg() != 2 {
+	if *all && fs.NArg() != 1 || !*all && fs.NArg() != 2 {
 		fs.Usage()
-		return &usageError{"audit verify needs <class> <name>"}
+		return &usageError{"audit verify needs <class> <name>, or --all <class>"}
 	}
-	body, err := getObject(ctx, *base, fs.Arg(0), fs.Arg(1), "audit", nil)
+	class := fs.Arg(0)
+	if !*all {
+		rep, err := fetchAudit(ctx, *base, class, fs.Arg(1))
+		if err != nil {
+			return err
+		}
+		if !rep.OK {
+			fmt.Fprintf(env.Stdout, "%s/%s: BROKEN after %d good events: stream sequence %d (version %d): %s\n", class, fs.Arg(1), rep.Events, rep.BrokenAt, rep.Version, rep.Reason)
+			return fmt.Errorf("hash chain broken")
+		}
+		fmt.Fprintf(env.Stdout, "%s/%s: hash chain intact over %d events\n", class, fs.Arg(1), rep.Events)
+		return nil
+	}
+	objs, err := listAll(ctx, *base, class)
 	if err != nil {
 		return err
 	}
-	defer body.Close()
-	var rep struct {
-		Events   uint64
-		OK       bool
-		BrokenAt uint64 `json:"broken_at"`
-		Version  uint64
-		Reason   string
+	broken, events := 0, uint64(0)
+	for i, o := range objs {
+		rep, err := fetchAudit(ctx, *base, class, o)
+		if err != nil {
+			return err
+		}
+		events += rep.Events
+		if !rep.OK {
+			broken++
+			fmt.Fprintf(env.Stdout, "%s/%s: BROKEN at stream sequence %d (version %d): %s\n", class, o, rep.BrokenAt, rep.Version, rep.Reason)
+		}
+		fmt.Fprintf(env.Stderr, "\r%s %d/%d objects", bar(i+1, len(objs), 30), i+1, len(objs))
 	}
-	if err := json.NewDecoder(body).Decode(&rep); err != nil {
-		return fmt.Errorf("audit: %w", err)
+	fmt.Fprintln(env.Stderr)
+	fmt.Fprintf(env.Stdout, "%s: %d objects, %d events, %d broken\n", class, len(objs), events, broken)
+	if broken > 0 {
+		return fmt.Errorf("%d hash chains broken", broken)
 	}
-	if !rep.OK {
-		fmt.Fprintf(env.Stdout, "%s/%s: BROKEN after %d good events: stream sequence %d (version %d): %s\n", fs.Arg(0), fs.Arg(1), rep.Events, rep.BrokenAt, rep.Version, rep.Reason)
-		return fmt.Errorf("hash chain broken")
-	}
-	fmt.Fprintf(env.Stdout, "%s/%s: hash chain intact over %d events\n", fs.Arg(0), fs.Arg(1), rep.Events)
 	return nil
+}
+
+// bar draws a progress bar of width cells.
+func bar(done, total, width int) string {
+	n := width
+	if total > 0 {
+		n = done * width / total
+	}
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
+}
+
+// listAll returns the names (or ids, for unnamed objects) of every object
+// of class, following the listing's cursor. Unnamed objects are addressed
+// as id/<hex>.
+func listAll(ctx context.Context, base, class string) ([]string, error) {
+	var names []string
+	cursor := ""
+	for {
+		q := url.Values{"limit": {"1000"}}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		u := strings.TrimRight(base, "/") + "/v1/objects/" + url.PathEscape(class) + "?" + q.Encode()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, &usageError{err.Error()}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", u, err)
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+		}
+		var page struct {
+			Objects []struct{ ID, Name string }
+			Cursor  string
+		}
+		if err := json.Unmarshal(b, &page); err != nil {
+			return nil, fmt.Errorf("list %s: %w", class, err)
+		}
+		for _, o := range page.Objects {
+			if o.Name != "" {
+				names = append(names, o.Name)
+			}
+		}
+		if page.Cursor == "" {
+			return names, nil
+		}
+		cursor = page.Cursor
+	}
 }
 
 // runLs lists the objects of a class: `strata ls <class>`.
