@@ -8,6 +8,7 @@
 //	POST /v1/objects/{class}/id/{hex}/rpc/{method}
 //	ANY  /v1/objects/{class}/{name}/fetch/{path...}   the class's Fetch handler
 //	ANY  /v1/objects/{class}/id/{hex}/fetch/{path...}
+//	GET/PUT/DELETE /v1/objects/{class}/{name}/alarm  the object's alarms (alarm.go)
 //	GET  /v1/objects/{class}?prefix=&limit=&cursor=           list objects
 //	GET  /v1/objects/{class}/{name}/history?from=&to=&limit=   events as NDJSON
 //	GET  /v1/objects/{class}/{name}/state?version=N | ?at=T    past storage
@@ -42,6 +43,9 @@ type Backend interface {
 	RefByID(class, hexID string) (objects.Ref, error)
 	Call(ctx context.Context, ref objects.Ref, method string, body []byte, codec objects.Codec, cause objects.Cause) ([]byte, error)
 	Fetch(ctx context.Context, ref objects.Ref, r *http.Request, cause objects.Cause) (*objects.Response, error)
+	GetAlarms(ctx context.Context, ref objects.Ref, cause objects.Cause) (map[string]time.Time, error)
+	SetAlarmAt(ctx context.Context, ref objects.Ref, name string, at time.Time, cause objects.Cause) error
+	DeleteAlarmAt(ctx context.Context, ref objects.Ref, name string, cause objects.Cause) (bool, error)
 }
 
 // Config configures a Gateway. Zero values take the documented defaults.
@@ -54,6 +58,8 @@ type Config struct {
 	// durability. Default 30s.
 	RequestTimeout time.Duration
 	Logger         *slog.Logger
+	// Alarms, if set, serves the operator's alarm routes (alarm.go).
+	Alarms AlarmAdmin
 }
 
 // Gateway is an http.Handler.
@@ -88,6 +94,9 @@ func New(cfg Config) (*Gateway, error) {
 	g.mux.HandleFunc("/v1/objects/{class}/{rest...}", g.objectRoute)
 	g.mux.HandleFunc("GET /v1/objects/{class}", g.listObjects)
 	g.mux.HandleFunc("GET /v1/tail", g.tail)
+	if cfg.Alarms != nil {
+		g.alarmAdminRoutes()
+	}
 	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, &routeError{http.StatusNotFound, "not_found", "no route for " + r.Method + " " + r.URL.Path})
 	})
@@ -145,13 +154,13 @@ func (g *Gateway) parseRoute(r *http.Request) (route, error) {
 		return route{}, err
 	}
 	if !isAction(segs[0]) {
-		return route{}, &routeError{http.StatusNotFound, "not_found", fmt.Sprintf("unknown action %q: want rpc or fetch", segs[0])}
+		return route{}, &routeError{http.StatusNotFound, "not_found", fmt.Sprintf("unknown action %q: want rpc, fetch, alarm, history, state, audit or restore", segs[0])}
 	}
 	return route{ref: ref, action: segs[0], rest: strings.Join(segs[1:], "/")}, nil
 }
 
 func isAction(s string) bool {
-	return s == "rpc" || s == "fetch" || isPastAction(s)
+	return s == "rpc" || s == "fetch" || s == "alarm" || isPastAction(s)
 }
 
 func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
@@ -171,6 +180,8 @@ func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 		g.fetch(ctx, w, r, rt, cause)
 	case "history", "state", "audit", "restore":
 		g.past(ctx, w, r, rt, cause)
+	case "alarm":
+		g.alarm(ctx, w, r, rt, cause)
 	}
 }
 

@@ -282,7 +282,7 @@ func (l *Log) timerStreamConfig(n int, meta map[string]string) jetstream.StreamC
 	return jetstream.StreamConfig{
 		Name:               TimerStream(n),
 		Description:        "Strata alarms: scheduled messages and their fires",
-		Subjects:           []string{fmt.Sprintf(schedSubjectsFmt, n), fmt.Sprintf(fireSubjectsFmt, n)},
+		Subjects:           []string{fmt.Sprintf(schedSubjectsFmt, n), fmt.Sprintf(fireSubjectsFmt, n), fmt.Sprintf(deadSubjectsFmt, n)},
 		Storage:            jetstream.FileStorage,
 		Replicas:           l.cfg.Replicas,
 		Retention:          jetstream.LimitsPolicy,

@@ -35,7 +35,7 @@ func TestStreamsConfigured(t *testing.T) {
 			t.Fatal(err)
 		}
 		c = ts.CachedInfo().Config
-		if len(c.Subjects) != 2 || c.Subjects[0] != "strata."+strconv.Itoa(n)+".sched.>" || c.Subjects[1] != "strata."+strconv.Itoa(n)+".fire.>" ||
+		if len(c.Subjects) != 3 || c.Subjects[0] != "strata."+strconv.Itoa(n)+".sched.>" || c.Subjects[1] != "strata."+strconv.Itoa(n)+".fire.>" || c.Subjects[2] != "strata."+strconv.Itoa(n)+".dead.>" ||
 			!c.AllowMsgSchedules || !c.AllowRollup || !c.AllowDirect || !c.AllowAtomicPublish || c.MaxAge != 0 || c.MaxMsgs != -1 || c.MaxBytes != -1 {
 			t.Fatalf("timer stream %d: %+v", n, c)
 		}

@@ -162,6 +162,7 @@ func (a *activation) run() {
 		return
 	}
 	a.rt.hooks.activated(a.class.name, a.id)
+	a.loadedAlarms()
 	idle := time.NewTimer(a.rt.cfg.IdleTimeout)
 	defer idle.Stop()
 	a.lastUsed = time.Now()
@@ -337,6 +338,10 @@ func (a *activation) overlayWrites(version uint64, writes []log.Write) {
 			a.overlay.set(w.Key, entry{val: w.Value, ver: version})
 		case log.OpDelete:
 			a.overlay.set(w.Key, entry{del: true, ver: version})
+		case log.OpSetAlarm:
+			a.overlay.setAlarm(w.Key, entry{at: w.At, ver: version})
+		case log.OpDeleteAlarm:
+			a.overlay.setAlarm(w.Key, entry{del: true, ver: version})
 		}
 	}
 }
@@ -350,6 +355,11 @@ func (a *activation) trim() {
 	for k, e := range a.overlay.keys {
 		if e.ver <= applied {
 			delete(a.overlay.keys, k)
+		}
+	}
+	for k, e := range a.overlay.alarms {
+		if e.ver <= applied {
+			delete(a.overlay.alarms, k)
 		}
 	}
 	if a.overlay.cleared && a.clearVer <= applied {
@@ -424,6 +434,11 @@ func (a *activation) acked(r appendResult) {
 	}
 	a.lastSeq, a.lastHash = r.rec.Seq, r.rec.Hash()
 	a.rt.hooks.acked(a.class.name, a.id, c.version, r.rec.Seq)
+	if sched := a.rt.cfg.Alarms; sched != nil {
+		if changes := alarmChanges(c.turns); len(changes) > 0 {
+			sched.AlarmsCommitted(Ref{Class: a.class.name, ID: a.id, Name: a.name}, c.version, changes)
+		}
+	}
 	if err := a.rt.proj.Submit(a.rt.appendCtx, r.rec); err != nil {
 		// The log has the event; a later activation catches the snapshot up.
 		a.rt.logger.Warn("projector submit failed", "class", a.class.name, "id", a.id, "err", err)

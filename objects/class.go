@@ -17,6 +17,8 @@ type Class struct {
 	typ     reflect.Type
 	methods map[string]*method // by wire name ("increment", "delete-all")
 	fetches bool               // implements Fetcher
+	// alarmRetries overrides DefaultAlarmRetries (WithAlarmRetries).
+	alarmRetries *int
 }
 
 // Name is the class name used in URLs and subjects.

@@ -31,9 +31,9 @@
 //
 // It is then served as POST /v1/objects/ledger/{name}/rpc/deposit. Optional
 // interfaces add entry points: Initer (Init runs before the first turn of an
-// activation) and Fetcher (raw HTTP). A user's server binary is
-// cli.Main(append(classes.All(), LedgerClass)...): the same program as
-// strata itself.
+// activation), Fetcher (raw HTTP) and Alarmer (alarms, below). A user's
+// server binary is cli.Main(append(classes.All(), LedgerClass)...): the
+// same program as strata itself.
 //
 // # The write path
 //
@@ -66,6 +66,20 @@
 //  7. After the ack the event goes to the projector, which applies it to
 //     Badger in batches. Until it reports the version applied, the
 //     activation serves those keys from its overlay.
+//
+// # Alarms
+//
+// Storage.SetAlarm, GetAlarm and DeleteAlarm are Durable Objects' single
+// alarm; SetAlarmNamed, DeleteAlarmNamed and Alarms add up to
+// NamedAlarmsMax named ones. An alarm change is a write of the turn's event
+// (history shows it) and reads see it at once, like a key. A class that
+// implements Alarmer gets Alarm(ctx, info) as a turn when an alarm is due;
+// returning nil clears the alarm in that turn's event, an error or a panic
+// retries it with backoff (Class.WithAlarmRetries). Scheduling is the
+// alarms package's work: it learns of acknowledged alarm changes through
+// Config.Alarms (after the output gate, so nothing uncommitted is ever
+// scheduled) and runs fires through Runtime.Alarm, which drops a fire that
+// no longer matches the object's alarm.
 //
 // # Activation and eviction
 //

@@ -17,12 +17,14 @@ import (
 type entry struct {
 	val []byte
 	del bool
+	at  int64  // alarms only: due time, Unix nanoseconds
 	ver uint64 // overlay only: version of the event that wrote it
 }
 
 type layer struct {
 	keys    map[string]entry
-	cleared bool // every key below this layer reads as absent
+	cleared bool // every key below this layer reads as absent (not alarms)
+	alarms  map[string]entry
 }
 
 func (l *layer) set(key string, e entry) {
@@ -146,9 +148,10 @@ func listMerged(layers []*layer, opts ListOptions, base baseLister) ([]KV, error
 // a layer plus the first-write order of keys, so the event is deterministic.
 type writeSet struct {
 	layer
-	parent *writeSet
-	order  []string
-	bytes  int // includes the parent's, so the turn's limit covers nesting
+	parent     *writeSet
+	order      []string
+	alarmOrder []string // alarm names in first-write order
+	bytes      int      // includes the parent's, so the turn's limit covers nesting
 }
 
 func newWriteSet(parent *writeSet) *writeSet {
@@ -190,7 +193,7 @@ func (w *writeSet) clear() {
 	}
 }
 
-func (w *writeSet) empty() bool { return !w.cleared && len(w.order) == 0 }
+func (w *writeSet) empty() bool { return !w.cleared && len(w.order) == 0 && len(w.alarmOrder) == 0 }
 
 // absorb merges a committed nested transaction into w.
 func (w *writeSet) absorb(child *writeSet) {
@@ -202,6 +205,12 @@ func (w *writeSet) absorb(child *writeSet) {
 			w.order = append(w.order, k)
 		}
 		w.set(k, child.keys[k])
+	}
+	for _, name := range child.alarmOrder {
+		if _, had := w.alarms[name]; !had {
+			w.alarmOrder = append(w.alarmOrder, name)
+		}
+		w.setAlarm(name, child.alarms[name])
 	}
 	w.bytes = child.bytes
 }
@@ -229,6 +238,14 @@ func (w *writeSet) writes() []log.Write {
 			out = append(out, log.Write{Op: log.OpDelete, Key: k})
 		} else {
 			out = append(out, log.Write{Op: log.OpPut, Key: k, Value: e.val})
+		}
+	}
+	for _, name := range w.alarmOrder {
+		e := w.alarms[name]
+		if e.del {
+			out = append(out, log.Write{Op: log.OpDeleteAlarm, Key: name, At: e.at})
+		} else {
+			out = append(out, log.Write{Op: log.OpSetAlarm, Key: name, At: e.at})
 		}
 	}
 	return out

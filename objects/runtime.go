@@ -36,6 +36,10 @@ type Config struct {
 	DispatchAttempts int
 	Logger           *slog.Logger
 	Hooks            Hooks
+	// Alarms, if set, learns of alarm changes once their events are
+	// acknowledged and of the pending alarms of each activated object (the
+	// alarms package schedules them). Nil: alarms are recorded only.
+	Alarms AlarmScheduler
 }
 
 // Hooks observe the write path. Tests use them to see progress instead of

@@ -230,3 +230,43 @@ func (p *Projector) Dump(fn func(key, val []byte) error) error {
 		return nil
 	})
 }
+
+// EachAlarm calls fn with every pending alarm in the snapshot (of one class,
+// or of all when class is ""), in key order, until fn returns an error,
+// which EachAlarm returns. Alarms are re-published from here on start.
+func (p *Projector) EachAlarm(class string, fn func(class string, id log.ID, name string, at int64) error) error {
+	prefix := []byte{kindAlarm}
+	if class != "" {
+		if err := checkClass(class); err != nil {
+			return err
+		}
+		prefix = append(append(prefix, class...), 0)
+	}
+	return p.view(func(tx *badger.Txn) error {
+		it := tx.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().KeyCopy(nil)
+			sep := bytes.IndexByte(k, 0)
+			if sep < 1 || len(k) < sep+1+len(log.ID{}) {
+				return fmt.Errorf("projector: corrupt alarm key %q", k)
+			}
+			var id log.ID
+			copy(id[:], k[sep+1:])
+			name := string(k[sep+1+len(id):])
+			var at int64
+			err := it.Item().Value(func(v []byte) error {
+				var err error
+				at, err = decodeAlarm(v)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("projector: alarm %q: %w", name, err)
+			}
+			if err := fn(string(k[1:sep]), id, name, at); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -49,6 +49,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run a node: embedded NATS + Badger + HTTP gateway", runServe},
 		{"call", "call an object's RPC method over HTTP", runCall},
+		{"alarms", "list pending (ls [class]) or dead alarms, retry dead ones", runAlarms},
 		{"rebuild", "rebuild the Badger snapshot from the log (server stopped)", runRebuild},
 		{"bench", "measure the standard workloads against the raw JetStream limit", runBench},
 		{"history", "print an object's events with causes and diffs", runHistory},

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/strata-objects/strata/alarms"
 	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
 	"github.com/strata-objects/strata/projector"
@@ -120,8 +121,9 @@ func (n *logNode) close(ctx context.Context) error {
 // node is a whole Strata node: log, snapshot, runtime.
 type node struct {
 	*logNode
-	proj *projector.Projector
-	rt   *objects.Runtime
+	proj   *projector.Projector
+	rt     *objects.Runtime
+	alarms *alarms.Service
 }
 
 func snapshotDir(dataDir string) string { return filepath.Join(dataDir, "snapshot") }
@@ -146,15 +148,26 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 		ln.close(ctx)
 		return nil, err
 	}
-	rt, err = objects.New(objects.Config{
-		Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger,
-	})
+	n.alarms, err = alarms.New(alarms.Config{Log: ln.log, Projector: n.proj, Logger: lc.logger})
 	if err != nil {
 		n.proj.Close(ctx)
 		ln.close(ctx)
 		return nil, err
 	}
+	rt, err = objects.New(objects.Config{
+		Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger, Alarms: n.alarms,
+	})
+	if err != nil {
+		n.alarms.Close(ctx)
+		n.proj.Close(ctx)
+		ln.close(ctx)
+		return nil, err
+	}
 	n.rt = rt
+	if err := n.alarms.Start(ctx, rt); err != nil {
+		n.close(ctx)
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -162,5 +175,9 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 // are acknowledged, the projector applies what it has, then the log and
 // NATS stop.
 func (n *node) close(ctx context.Context) error {
-	return errors.Join(n.rt.Close(ctx), n.proj.Close(ctx), n.logNode.close(ctx))
+	// Fires stop first (their turns need the runtime); the runtime's last
+	// acknowledged alarm changes are then published before the log closes.
+	stopFires := n.alarms.StopFires(ctx)
+	rt := n.rt.Close(ctx)
+	return errors.Join(stopFires, rt, n.alarms.Close(ctx), n.proj.Close(ctx), n.logNode.close(ctx))
 }

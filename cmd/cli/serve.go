@@ -54,7 +54,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		ln.Close()
 		return err
 	}
-	gw, err := gateway.New(gateway.Config{Backend: n.rt, Logger: logger})
+	gw, err := gateway.New(gateway.Config{Backend: n.rt, Logger: logger, Alarms: n.alarms})
 	if err != nil {
 		ln.Close()
 		n.close(context.Background())

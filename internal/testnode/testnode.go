@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-objects/strata/alarms"
 	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
 	"github.com/strata-objects/strata/projector"
@@ -19,10 +20,11 @@ type Node struct {
 	Log       *log.Log
 	Projector *projector.Projector
 	Runtime   *objects.Runtime
+	Alarms    *alarms.Service
 }
 
-// Start starts a node hosting classes; edit adjusts the runtime config. The
-// node stops when the test ends.
+// Start starts a node hosting classes, with alarms (retries from 100 ms);
+// edit adjusts the runtime config. The node stops when the test ends.
 func Start(t testing.TB, classes []*objects.Class, edit func(*objects.Config)) *Node {
 	t.Helper()
 	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir()})
@@ -44,7 +46,11 @@ func Start(t testing.TB, classes []*objects.Class, edit func(*objects.Config)) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := objects.Config{Log: n.Log, Projector: n.Projector, Classes: classes}
+	n.Alarms, err = alarms.New(alarms.Config{Log: n.Log, Projector: n.Projector, RetryDelay: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := objects.Config{Log: n.Log, Projector: n.Projector, Classes: classes, Alarms: n.Alarms}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -53,10 +59,15 @@ func Start(t testing.TB, classes []*objects.Class, edit func(*objects.Config)) *
 		t.Fatal(err)
 	}
 	n.Runtime = rt
+	if err := n.Alarms.Start(context.Background(), rt); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		n.Alarms.StopFires(ctx)
 		n.Runtime.Close(ctx)
+		n.Alarms.Close(ctx)
 		n.Projector.Close(ctx)
 		n.Log.Close(ctx)
 	})

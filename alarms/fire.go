@@ -1,0 +1,194 @@
+package alarms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/objects"
+)
+
+// onFire runs on a shard consumer's goroutine: it hands the fire to a turn
+// goroutine, waiting while TurnsInFlight turns run (backpressure on the
+// consumer, which then stops pulling).
+func (s *Service) onFire(fm *log.FireMsg) {
+	select {
+	case s.sem <- struct{}{}:
+	case <-s.ctx.Done():
+		return // not acknowledged: delivered again later
+	}
+	s.mu.Lock()
+	if !s.mu.firing {
+		s.mu.Unlock()
+		<-s.sem
+		return
+	}
+	s.turns.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.turns.Done()
+		defer func() { <-s.sem }()
+		s.runFire(fm)
+	}()
+}
+
+// runFire runs the fire's Alarm turn and settles the fire: acknowledged
+// once the turn's event is, retried with backoff after a failure, or
+// dead-lettered once the class's retries are spent.
+func (s *Service) runFire(fm *log.FireMsg) {
+	retry := int(fm.Deliveries) - 1
+	info := objects.AlarmInfo{Name: fm.Name, ScheduledAt: time.Unix(0, fm.At), RetryCount: retry, IsRetry: retry > 0}
+	ref := objects.Ref{Class: fm.Class, ID: fm.ID}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.TurnTimeout)
+	defer cancel()
+	err := s.rt.Alarm(ctx, ref, info)
+	lg := s.logger.With("class", fm.Class, "id", fm.ID, "alarm", fm.Name, "retry", retry)
+	switch {
+	case err == nil || errors.Is(err, objects.ErrStaleAlarm):
+		if err != nil {
+			lg.Debug("stale alarm fire dropped")
+			s.stale.Add(1)
+		} else {
+			s.ran.Add(1)
+		}
+		if aerr := fm.Ack(s.ctx); aerr != nil {
+			lg.Warn("alarm ran but its fire was not acknowledged; it runs again or is dropped as stale", "err", aerr)
+		}
+		return
+	case errors.Is(err, objects.ErrClosed) || s.ctx.Err() != nil:
+		return // left unacknowledged: delivered again after the ack wait
+	case errors.Is(err, objects.ErrUnknownClass) || errors.Is(err, objects.ErrInvalidName) || errors.Is(err, objects.ErrBadInput):
+		s.deadLetter(fm, lg, fmt.Sprintf("undeliverable: %v", err))
+		return
+	}
+	retries := objects.DefaultAlarmRetries
+	if c, cerr := s.rt.Class(fm.Class); cerr == nil {
+		retries = c.AlarmRetries()
+	}
+	if retry >= retries {
+		s.deadLetter(fm, lg, fmt.Sprintf("failed %d times: %v", retry+1, err))
+		return
+	}
+	delay := s.backoff(retry)
+	lg.Warn("alarm failed; retrying", "in", delay, "err", err)
+	s.retried.Add(1)
+	if rerr := fm.Retry(delay); rerr != nil {
+		lg.Warn("alarm retry not requested; delivered again after the ack wait", "err", rerr)
+	}
+}
+
+// deadLetter moves the fire to the dead letters and abandons the alarm in
+// the object (an event of its own), so that no activation or start
+// publishes it again; `strata alarms retry` re-arms it.
+func (s *Service) deadLetter(fm *log.FireMsg, lg *slog.Logger, reason string) {
+	lg.Error("alarm dead-lettered", "reason", reason)
+	s.dead.Add(1)
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.TurnTimeout)
+	defer cancel()
+	ref := objects.Ref{Class: fm.Class, ID: fm.ID}
+	if _, err := s.rt.Class(fm.Class); err == nil {
+		if err := s.rt.AbandonAlarm(ctx, ref, fm.Name, time.Unix(0, fm.At)); err != nil {
+			lg.Warn("dead alarm not cleared in its object; it may run again on activation", "err", err)
+		}
+	}
+	if err := fm.DeadLetter(s.ctx, reason); err != nil {
+		lg.Error("alarm not dead-lettered; delivered again after the ack wait", "err", err)
+	}
+}
+
+// backoff is the delay before retry number retry+1: RetryDelay doubled
+// retry times, at most RetryDelayMax.
+func (s *Service) backoff(retry int) time.Duration {
+	d := s.cfg.RetryDelay
+	for range retry {
+		d *= 2
+		if d >= s.cfg.RetryDelayMax {
+			return s.cfg.RetryDelayMax
+		}
+	}
+	return d
+}
+
+// listMax bounds one listing of alarms.
+const listMax = 10000
+
+// PendingAlarms lists up to 10,000 of the snapshot's pending alarms of class
+// ("" for all), in key order (for the gateway's operator routes).
+func (s *Service) PendingAlarms(ctx context.Context, class string) ([]objects.AlarmRecord, error) {
+	var out []objects.AlarmRecord
+	errFull := errors.New("full")
+	err := s.proj.EachAlarm(class, func(class string, id log.ID, name string, at int64) error {
+		if len(out) >= listMax {
+			return errFull
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		out = append(out, objects.AlarmRecord{Class: class, ID: id, Name: name, At: time.Unix(0, at)})
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		return nil, fmt.Errorf("alarms: pending: %w", err)
+	}
+	for i := range out {
+		if m, err := s.proj.Meta(out[i].Class, out[i].ID); err == nil {
+			out[i].Object = m.Name
+		}
+	}
+	return out, nil
+}
+
+// DeadAlarms lists up to 10,000 dead-lettered fires.
+func (s *Service) DeadAlarms(ctx context.Context) ([]objects.AlarmRecord, error) {
+	var out []objects.AlarmRecord
+	errFull := errors.New("full")
+	err := s.log.DeadFires(ctx, func(d log.DeadFire) error {
+		if len(out) >= listMax {
+			return errFull
+		}
+		out = append(out, objects.AlarmRecord{Class: d.Class, ID: d.ID, Name: d.Name, At: time.Unix(0, d.At), Reason: d.Reason})
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		return nil, fmt.Errorf("alarms: dead: %w", err)
+	}
+	for i := range out {
+		if m, err := s.proj.Meta(out[i].Class, out[i].ID); err == nil {
+			out[i].Object = m.Name
+		}
+	}
+	return out, nil
+}
+
+// Dead lists the dead-lettered fires.
+func (s *Service) Dead(ctx context.Context, fn func(log.DeadFire) error) error {
+	return s.log.DeadFires(ctx, fn)
+}
+
+// RetryDead re-arms every dead-lettered alarm in its object (due at its
+// original time, so it fires at once, with a full set of retries) unless
+// the object has set that alarm again since, and removes it from the dead
+// letters. It returns how many it re-armed.
+func (s *Service) RetryDead(ctx context.Context) (int, error) {
+	var dead []log.DeadFire
+	if err := s.log.DeadFires(ctx, func(d log.DeadFire) error { dead = append(dead, d); return nil }); err != nil {
+		return 0, fmt.Errorf("alarms: retry dead: %w", err)
+	}
+	n := 0
+	for _, d := range dead {
+		rearmed, err := s.rt.RearmAlarm(ctx, objects.Ref{Class: d.Class, ID: d.ID}, d.Name, time.Unix(0, d.At))
+		if err != nil {
+			return n, fmt.Errorf("alarms: retry dead %s/%s %q: %w", d.Class, d.ID, d.Name, err)
+		}
+		if rearmed {
+			n++
+		}
+		if err := s.log.RemoveDead(ctx, d); err != nil {
+			return n, fmt.Errorf("alarms: retry dead: %w", err)
+		}
+	}
+	return n, nil
+}
