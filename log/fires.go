@@ -272,17 +272,6 @@ func (l *Log) RemoveDead(ctx context.Context, d DeadFire) error {
 // TimerMessages is the number of messages in shard's timer stream:
 // schedules, fires not yet swept, dead letters.
 func (l *Log) TimerMessages(ctx context.Context, shard int) (uint64, error) {
-	if err := l.checkShard(shard); err != nil {
-		return 0, err
-	}
-	if l.closed() {
-		return 0, ErrClosed
-	}
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
-	defer cancel()
-	s, err := l.js.Stream(ctx, TimerStream(shard))
-	if err != nil {
-		return 0, fmt.Errorf("log: stream %s: %w", TimerStream(shard), err)
-	}
-	return s.CachedInfo().State.Msgs, nil
+	st, err := l.streamState(ctx, shard, TimerStream(shard))
+	return st.Msgs, err
 }

@@ -377,19 +377,25 @@ func (l *Log) Stats() Stats {
 // LastSeq is shard's log stream's last sequence (0: empty), as the stream
 // leader knows it.
 func (l *Log) LastSeq(ctx context.Context, shard int) (uint64, error) {
+	st, err := l.streamState(ctx, shard, LogStream(shard))
+	return st.LastSeq, err
+}
+
+// streamState asks the leader of one of shard's streams for its state.
+func (l *Log) streamState(ctx context.Context, shard int, stream string) (jetstream.StreamState, error) {
 	if err := l.checkShard(shard); err != nil {
-		return 0, err
+		return jetstream.StreamState{}, err
 	}
 	if l.closed() {
-		return 0, ErrClosed
+		return jetstream.StreamState{}, ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
 	defer cancel()
-	s, err := l.js.Stream(ctx, LogStream(shard))
+	s, err := l.js.Stream(ctx, stream)
 	if err != nil {
-		return 0, fmt.Errorf("log: stream %s: %w", LogStream(shard), err)
+		return jetstream.StreamState{}, fmt.Errorf("log: stream %s: %w", stream, err)
 	}
-	return s.CachedInfo().State.LastSeq, nil
+	return s.CachedInfo().State, nil
 }
 
 func (l *Log) checkShard(shard int) error {

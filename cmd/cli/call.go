@@ -1,14 +1,10 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"flag"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 )
 
@@ -30,25 +26,12 @@ func runCall(ctx context.Context, env *Env, args []string) error {
 	if fs.NArg() == 4 {
 		body = fs.Arg(3)
 	}
-	u := strings.TrimRight(*base, "/") + "/v1/objects/" + url.PathEscape(class) + "/" + url.PathEscape(name) + "/rpc/" + url.PathEscape(method)
+	u := objectURL(*base, class, name, "rpc/"+url.PathEscape(method), nil)
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader([]byte(body)))
+	out, err := fetch(ctx, http.MethodPost, u, []byte(body))
 	if err != nil {
-		return &usageError{err.Error()}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("call %s: %w", u, err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("call %s: read answer: %w", u, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(out))
+		return err
 	}
 	_, err = env.Stdout.Write(out)
 	return err

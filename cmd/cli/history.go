@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -18,24 +17,7 @@ import (
 // getObject GETs /v1/objects/{class}/{name}/{action}?query and returns the
 // body, or the gateway's error.
 func getObject(ctx context.Context, base, class, name, action string, q url.Values) (io.ReadCloser, error) {
-	u := strings.TrimRight(base, "/") + "/v1/objects/" + url.PathEscape(class) + "/" + url.PathEscape(name) + "/" + action
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, &usageError{err.Error()}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", u, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return nil, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
-	}
-	return resp.Body, nil
+	return open(ctx, http.MethodGet, objectURL(base, class, name, action, q), nil)
 }
 
 func objectFlags(name, synopsis string, env *Env) (*flag.FlagSet, *string) {
@@ -247,51 +229,58 @@ func bar(done, total, width int) string {
 	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
 }
 
-// listAll returns the names (or ids, for unnamed objects) of every object
-// of class, following the listing's cursor. Unnamed objects are addressed
-// as id/<hex>.
-func listAll(ctx context.Context, base, class string) ([]string, error) {
-	var names []string
+// listedObject is one object of GET /v1/objects/{class}.
+type listedObject struct {
+	ID, Name string
+	Version  uint64
+	Updated  time.Time
+}
+
+// eachObject pages through the objects of class (optionally by name
+// prefix), calling fn for each until it returns false.
+func eachObject(ctx context.Context, base, class, prefix string, fn func(listedObject) bool) error {
 	cursor := ""
 	for {
 		q := url.Values{"limit": {"1000"}}
+		if prefix != "" {
+			q.Set("prefix", prefix)
+		}
 		if cursor != "" {
 			q.Set("cursor", cursor)
 		}
-		u := strings.TrimRight(base, "/") + "/v1/objects/" + url.PathEscape(class) + "?" + q.Encode()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		b, err := fetch(ctx, http.MethodGet, objectURL(base, class, "", "", q), nil)
 		if err != nil {
-			return nil, &usageError{err.Error()}
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", u, err)
-		}
-		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-		resp.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+			return err
 		}
 		var page struct {
-			Objects []struct{ ID, Name string }
+			Objects []listedObject
 			Cursor  string
 		}
 		if err := json.Unmarshal(b, &page); err != nil {
-			return nil, fmt.Errorf("list %s: %w", class, err)
+			return fmt.Errorf("list %s: %w", class, err)
 		}
 		for _, o := range page.Objects {
-			if o.Name != "" {
-				names = append(names, o.Name)
+			if !fn(o) {
+				return nil
 			}
 		}
 		if page.Cursor == "" {
-			return names, nil
+			return nil
 		}
 		cursor = page.Cursor
 	}
+}
+
+// listAll returns the names of every named object of class.
+func listAll(ctx context.Context, base, class string) ([]string, error) {
+	var names []string
+	err := eachObject(ctx, base, class, "", func(o listedObject) bool {
+		if o.Name != "" {
+			names = append(names, o.Name)
+		}
+		return true
+	})
+	return names, err
 }
 
 // runLs lists the objects of a class: `strata ls <class>`.
@@ -311,55 +300,19 @@ func runLs(ctx context.Context, env *Env, args []string) error {
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tVERSION\tUPDATED")
-	cursor, shown := "", 0
-	for {
-		q := url.Values{"limit": {"1000"}}
-		if *prefix != "" {
-			q.Set("prefix", *prefix)
+	shown := 0
+	err := eachObject(ctx, *base, fs.Arg(0), *prefix, func(o listedObject) bool {
+		if *limit > 0 && shown == *limit {
+			return false
 		}
-		if cursor != "" {
-			q.Set("cursor", cursor)
-		}
-		u := strings.TrimRight(*base, "/") + "/v1/objects/" + url.PathEscape(fs.Arg(0)) + "?" + q.Encode()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return &usageError{err.Error()}
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return fmt.Errorf("%s: %w", u, err)
-		}
-		var page struct {
-			Objects []struct {
-				ID, Name string
-				Version  uint64
-				Updated  time.Time
-			}
-			Cursor string
-		}
-		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-		resp.Body.Close()
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
-		}
-		if err := json.Unmarshal(b, &page); err != nil {
-			return fmt.Errorf("ls: %w", err)
-		}
-		for _, o := range page.Objects {
-			if *limit > 0 && shown == *limit {
-				return tw.Flush()
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", o.ID, o.Name, o.Version, o.Updated.Format(time.RFC3339))
-			shown++
-		}
-		if page.Cursor == "" {
-			return tw.Flush()
-		}
-		cursor = page.Cursor
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", o.ID, o.Name, o.Version, o.Updated.Format(time.RFC3339))
+		shown++
+		return true
+	})
+	if err != nil {
+		return err
 	}
+	return tw.Flush()
 }
 
 // runRestore sets an object back to a past version or time, after asking.
@@ -394,19 +347,9 @@ func runRestore(ctx context.Context, env *Env, args []string) error {
 		in["at"] = *at
 	}
 	body, _ := json.Marshal(in)
-	u := strings.TrimRight(*base, "/") + "/v1/objects/" + url.PathEscape(class) + "/" + url.PathEscape(name) + "/restore"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	b, err := fetch(ctx, http.MethodPost, objectURL(*base, class, name, "restore", nil), body)
 	if err != nil {
-		return &usageError{err.Error()}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s: %w", u, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+		return err
 	}
 	_, err = env.Stdout.Write(b)
 	return err
@@ -429,20 +372,12 @@ func runTail(ctx context.Context, env *Env, args []string) error {
 	if fs.NArg() == 1 {
 		u += "?class=" + url.QueryEscape(fs.Arg(0))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	stream, err := open(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return &usageError{err.Error()}
+		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s: %w", u, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
-	}
-	sc := bufio.NewScanner(resp.Body)
+	defer stream.Close()
+	sc := bufio.NewScanner(stream)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
 		if *asJSON {
