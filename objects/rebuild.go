@@ -50,3 +50,72 @@ func Rebuild(ctx context.Context, l *log.Log, p *projector.Projector, progress f
 	}
 	return n, nil
 }
+
+// CatchUp applies to p every event of l after each shard's watermark and
+// advances the watermarks: at a node's start, before it serves, so that
+// events acknowledged but not projected before a crash are in the snapshot
+// (and their alarms in its index) even for objects nobody activates. It
+// returns how many events it read.
+func CatchUp(ctx context.Context, l *log.Log, p *projector.Projector) (uint64, error) {
+	var n uint64
+	for shard := 0; shard < l.Shards(); shard++ {
+		wm, err := p.Watermark(shard)
+		if err != nil {
+			return n, err
+		}
+		last, err := l.LastSeq(ctx, shard)
+		if err != nil {
+			return n, err
+		}
+		if last <= wm {
+			continue
+		}
+		batch := make([]log.Record, 0, rebuildBatch)
+		apply := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			err := p.Apply(batch)
+			n += uint64(len(batch))
+			batch = batch[:0]
+			return err
+		}
+		err = l.Scan(ctx, shard, wm+1, func(rec log.Record) error {
+			if rec.Seq > last {
+				return nil
+			}
+			batch = append(batch, rec)
+			if len(batch) == cap(batch) {
+				return apply()
+			}
+			return nil
+		})
+		if err == nil {
+			err = apply()
+		}
+		if err != nil {
+			return n, fmt.Errorf("catch up shard %d: %w", shard, err)
+		}
+		if err := p.SetWatermark(shard, last); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// MarkCaughtUp sets every shard's watermark to the log's end. Only a node
+// that is the log's one writer and has flushed its projector may call it
+// (a single node at a graceful stop): it makes the next start's catch-up
+// start from here.
+func MarkCaughtUp(ctx context.Context, l *log.Log, p *projector.Projector) error {
+	for shard := 0; shard < l.Shards(); shard++ {
+		last, err := l.LastSeq(ctx, shard)
+		if err != nil {
+			return err
+		}
+		if err := p.SetWatermark(shard, last); err != nil {
+			return err
+		}
+	}
+	return nil
+}

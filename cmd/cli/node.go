@@ -148,6 +148,16 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 		ln.close(ctx)
 		return nil, err
 	}
+	// Events acknowledged but not projected before a crash reach the
+	// snapshot (and its alarm index) before anything reads it.
+	start := time.Now()
+	caught, err := objects.CatchUp(ctx, ln.log, n.proj)
+	if err != nil {
+		n.proj.Close(ctx)
+		ln.close(ctx)
+		return nil, fmt.Errorf("catch up the snapshot: %w", err)
+	}
+	lc.logger.Info("snapshot caught up with the log", "events", caught, "took", time.Since(start).Round(time.Millisecond))
 	n.alarms, err = alarms.New(alarms.Config{Log: ln.log, Projector: n.proj, Logger: lc.logger})
 	if err != nil {
 		n.proj.Close(ctx)
@@ -179,5 +189,14 @@ func (n *node) close(ctx context.Context) error {
 	// acknowledged alarm changes are then published before the log closes.
 	stopFires := n.alarms.StopFires(ctx)
 	rt := n.rt.Close(ctx)
-	return errors.Join(stopFires, rt, n.alarms.Close(ctx), n.proj.Close(ctx), n.logNode.close(ctx))
+	al := n.alarms.Close(ctx)
+	// A single node (embedded NATS) is its log's one writer: once its
+	// projector has applied everything, the next start need not rescan.
+	var mark error
+	if n.srv != nil && stopFires == nil && rt == nil && al == nil {
+		if mark = n.proj.Flush(ctx); mark == nil {
+			mark = objects.MarkCaughtUp(ctx, n.log, n.proj)
+		}
+	}
+	return errors.Join(stopFires, rt, al, mark, n.proj.Close(ctx), n.logNode.close(ctx))
 }
