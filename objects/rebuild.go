@@ -15,8 +15,25 @@ const rebuildBatch = 512
 // Rebuild replays every shard of l into p, which should be empty: the
 // snapshot is derived data and this is how it is derived from scratch.
 // progress, if not nil, is called after each applied batch with the number
-// of events applied so far.
+// of events applied so far. The watermarks end at the log's end, so the
+// next start does not replay it all again.
 func Rebuild(ctx context.Context, l *log.Log, p *projector.Projector, progress func(events uint64)) (uint64, error) {
+	return replay(ctx, l, p, func(int) (uint64, error) { return 0, nil }, progress)
+}
+
+// CatchUp applies to p every event of l after each shard's watermark and
+// advances the watermarks: at a node's start, before it serves, so that
+// events acknowledged but not projected before a crash are in the snapshot
+// (and their alarms in its index) even for objects nobody activates. It
+// returns how many events it read.
+func CatchUp(ctx context.Context, l *log.Log, p *projector.Projector) (uint64, error) {
+	return replay(ctx, l, p, p.Watermark, nil)
+}
+
+// replay applies each shard's events after after(shard), up to the shard's
+// last sequence when replay reached it, in batches, then moves the shard's
+// watermark there.
+func replay(ctx context.Context, l *log.Log, p *projector.Projector, after func(shard int) (uint64, error), progress func(uint64)) (uint64, error) {
 	var n uint64
 	batch := make([]log.Record, 0, rebuildBatch)
 	apply := func() error {
@@ -34,32 +51,7 @@ func Rebuild(ctx context.Context, l *log.Log, p *projector.Projector, progress f
 		return nil
 	}
 	for shard := 0; shard < l.Shards(); shard++ {
-		err := l.Scan(ctx, shard, 1, func(rec log.Record) error {
-			batch = append(batch, rec)
-			if len(batch) == cap(batch) {
-				return apply()
-			}
-			return nil
-		})
-		if err == nil {
-			err = apply()
-		}
-		if err != nil {
-			return n, fmt.Errorf("rebuild shard %d: %w", shard, err)
-		}
-	}
-	return n, nil
-}
-
-// CatchUp applies to p every event of l after each shard's watermark and
-// advances the watermarks: at a node's start, before it serves, so that
-// events acknowledged but not projected before a crash are in the snapshot
-// (and their alarms in its index) even for objects nobody activates. It
-// returns how many events it read.
-func CatchUp(ctx context.Context, l *log.Log, p *projector.Projector) (uint64, error) {
-	var n uint64
-	for shard := 0; shard < l.Shards(); shard++ {
-		wm, err := p.Watermark(shard)
+		from, err := after(shard)
 		if err != nil {
 			return n, err
 		}
@@ -67,20 +59,10 @@ func CatchUp(ctx context.Context, l *log.Log, p *projector.Projector) (uint64, e
 		if err != nil {
 			return n, err
 		}
-		if last <= wm {
+		if last <= from {
 			continue
 		}
-		batch := make([]log.Record, 0, rebuildBatch)
-		apply := func() error {
-			if len(batch) == 0 {
-				return nil
-			}
-			err := p.Apply(batch)
-			n += uint64(len(batch))
-			batch = batch[:0]
-			return err
-		}
-		err = l.Scan(ctx, shard, wm+1, func(rec log.Record) error {
+		err = l.Scan(ctx, shard, from+1, func(rec log.Record) error {
 			if rec.Seq > last {
 				return nil
 			}
@@ -94,7 +76,7 @@ func CatchUp(ctx context.Context, l *log.Log, p *projector.Projector) (uint64, e
 			err = apply()
 		}
 		if err != nil {
-			return n, fmt.Errorf("catch up shard %d: %w", shard, err)
+			return n, fmt.Errorf("replay shard %d: %w", shard, err)
 		}
 		if err := p.SetWatermark(shard, last); err != nil {
 			return n, err
