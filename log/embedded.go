@@ -28,8 +28,12 @@ type EmbeddedConfig struct {
 	// MaxPayload is the largest message in bytes; default 8 MiB, so that
 	// the largest write set (1 MiB) plus its envelope always fits.
 	MaxPayload int32
-	ServerName string       // default "strata"
+	ServerName string       // default "strata"; a cluster's nodes need distinct names
 	Logger     *slog.Logger // server log lines; default slog.Default()
+	// Cluster, if set, joins this server to others by routes (cluster.go).
+	Cluster *ClusterConfig
+	// Auth, if set, is required of clients and, in a cluster, of routes.
+	Auth Auth
 }
 
 // Defaults of EmbeddedConfig.
@@ -89,6 +93,9 @@ func RunEmbedded(cfg EmbeddedConfig) (*Server, error) {
 		SyncInterval:           cfg.SyncInterval,
 		NoSigs:                 true, // the process owns its signals, not the library
 		DisableJetStreamBanner: true,
+	}
+	if err := applyCluster(opts, cfg); err != nil {
+		return nil, fmt.Errorf("log: embedded nats: %w", err)
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

@@ -56,7 +56,10 @@ type Config struct {
 	Shards   int
 	Replicas int    // stream replicas; default 1
 	ConnName string // NATS connection name; default "strata"
-	Logger   *slog.Logger
+	// Auth are the credentials to connect with, if the server wants them
+	// (a URL's own user:password@ works too).
+	Auth   Auth
+	Logger *slog.Logger
 	// BatchMessagesMax bounds one atomic batch in messages; default and
 	// maximum 1000, the server's limit.
 	BatchMessagesMax int
@@ -147,6 +150,9 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if d, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(time.Until(d)))
 	}
+	if cfg.Auth.Enabled() {
+		opts = append(opts, nats.UserInfo(cfg.Auth.User, cfg.Auth.Password))
+	}
 	l.nc, err = nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("log: connect %s: %w", cfg.URL, err)
@@ -155,7 +161,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.nc.Close()
 		return nil, fmt.Errorf("log: jetstream on %s: %w", cfg.URL, err)
 	}
-	if l.shards, err = l.ensureStreams(ctx); err != nil {
+	if l.shards, err = l.ensureStreamsRetrying(ctx); err != nil {
 		l.nc.Close()
 		return nil, err
 	}

@@ -1,0 +1,298 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Membership (DESIGN.md, "Scale-out"): every node puts a heartbeat under
+// its name in a JetStream KV bucket every Heartbeat, and watches the
+// bucket. A node is live while its heartbeats keep arriving: one whose
+// last heartbeat this node received more than TTL ago is dropped from the
+// view (the bucket's own TTL removes the key too, without a marker, which
+// is why liveness is judged on receipt with the local clock). A node that
+// stops gracefully deletes its key, which every watcher sees at once.
+//
+// The view is only a hint for placement: two nodes may disagree for a
+// moment, and fencing keeps storage correct meanwhile.
+
+// MembersBucket is the KV bucket holding the heartbeats.
+const MembersBucket = "STRATA_NODES"
+
+// MembersConfig configures a membership. Zero values take the defaults.
+type MembersConfig struct {
+	Node string // this node's name (required; ValidNodeName)
+	// Info is this node's payload in its heartbeat (its gateway address,
+	// its counts); SetInfo changes it for the next heartbeat.
+	Info []byte
+	// Heartbeat is the interval between puts; default 1s.
+	Heartbeat time.Duration
+	// TTL is how long a node stays live after its last heartbeat; default
+	// 3 heartbeats. It bounds how long a dead node's objects stay
+	// unreachable.
+	TTL time.Duration
+	// OnChange, if set, runs with the new view each time the set of live
+	// nodes changes, on the membership's goroutine (it must not block).
+	OnChange func([]Member)
+}
+
+// Member is one live node as this node sees it.
+type Member struct {
+	Node string
+	Info []byte
+	Seen time.Time // when this node last received its heartbeat
+}
+
+// Members is this node's heartbeat and its view of the live nodes.
+type Members struct {
+	l      *Log
+	cfg    MembersConfig
+	kv     jetstream.KeyValue
+	logger *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu struct {
+		sync.Mutex
+		info  []byte
+		nodes map[string]Member
+		live  []string // sorted names, the last view given to OnChange
+	}
+}
+
+// JoinMembers creates the bucket if needed, puts the first heartbeat, reads
+// the current members and starts heartbeating and watching until Leave.
+func (l *Log) JoinMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
+	if err := ValidNodeName(cfg.Node); err != nil {
+		return nil, err
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = time.Second
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = 3 * cfg.Heartbeat
+	}
+	if cfg.TTL < 2*cfg.Heartbeat {
+		return nil, fmt.Errorf("log: members TTL %s is under two heartbeats of %s", cfg.TTL, cfg.Heartbeat)
+	}
+	kv, err := l.membersBucket(ctx, cfg.TTL)
+	if err != nil {
+		return nil, err
+	}
+	m := &Members{l: l, cfg: cfg, kv: kv, logger: l.cfg.Logger.With("component", "members", "node", cfg.Node), done: make(chan struct{})}
+	m.mu.info = cfg.Info
+	m.mu.nodes = map[string]Member{}
+	if err := m.beat(ctx); err != nil {
+		return nil, err
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("log: watch %s: %w", MembersBucket, err)
+	}
+	// The watcher first replays the current values, then a nil marks the
+	// end of them: the view is complete before Join returns.
+	if err := m.initial(ctx, w); err != nil {
+		w.Stop()
+		return nil, err
+	}
+	var runCtx context.Context
+	runCtx, m.cancel = context.WithCancel(context.Background())
+	go m.run(runCtx, w)
+	return m, nil
+}
+
+func (l *Log) membersBucket(ctx context.Context, ttl time.Duration) (jetstream.KeyValue, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
+	defer cancel()
+	kv, err := l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      MembersBucket,
+		Description: "Strata node heartbeats",
+		History:     1,
+		TTL:         ttl,
+		Storage:     jetstream.MemoryStorage, // heartbeats are not worth a disk
+		Replicas:    l.cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("log: members bucket: %w", err)
+	}
+	return kv, nil
+}
+
+func (m *Members) initial(ctx context.Context, w jetstream.KeyWatcher) error {
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("log: watch %s: closed", MembersBucket)
+			}
+			if e == nil {
+				m.changed()
+				return nil
+			}
+			m.apply(e)
+		case <-ctx.Done():
+			return fmt.Errorf("log: watch %s: %w", MembersBucket, ctx.Err())
+		}
+	}
+}
+
+func (m *Members) run(ctx context.Context, w jetstream.KeyWatcher) {
+	defer close(m.done)
+	defer func() { w.Stop() }()
+	tick := time.NewTicker(m.cfg.Heartbeat)
+	defer tick.Stop()
+	lastUpdate := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				w = m.rewatch(ctx, w)
+				continue
+			}
+			lastUpdate = time.Now()
+			if e != nil {
+				m.apply(e)
+				m.changed()
+			}
+		case <-tick.C:
+			bctx, cancel := context.WithTimeout(ctx, m.cfg.Heartbeat)
+			if err := m.beat(bctx); err != nil && ctx.Err() == nil {
+				m.logger.Warn("heartbeat not stored", "err", err)
+			}
+			cancel()
+			// Our own heartbeat comes back through the watcher: silence
+			// for a TTL means the watcher is stuck (its stream moved), so
+			// start another.
+			if time.Since(lastUpdate) > m.cfg.TTL {
+				w = m.rewatch(ctx, w)
+				lastUpdate = time.Now()
+			}
+			m.expire()
+		}
+	}
+}
+
+func (m *Members) rewatch(ctx context.Context, old jetstream.KeyWatcher) jetstream.KeyWatcher {
+	old.Stop()
+	wctx, cancel := context.WithTimeout(ctx, m.cfg.Heartbeat)
+	defer cancel()
+	w, err := m.kv.WatchAll(wctx)
+	if err != nil {
+		m.logger.Warn("membership watch not restarted; retrying", "err", err)
+		return old // its channel is closed or quiet; the next tick tries again
+	}
+	return w
+}
+
+func (m *Members) beat(ctx context.Context) error {
+	m.mu.Lock()
+	info := m.mu.info
+	m.mu.Unlock()
+	if _, err := m.kv.Put(ctx, m.cfg.Node, info); err != nil {
+		return fmt.Errorf("log: heartbeat of %s: %w", m.cfg.Node, err)
+	}
+	return nil
+}
+
+func (m *Members) apply(e jetstream.KeyValueEntry) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch e.Operation() {
+	case jetstream.KeyValuePut:
+		m.mu.nodes[e.Key()] = Member{Node: e.Key(), Info: e.Value(), Seen: time.Now()}
+	default:
+		delete(m.mu.nodes, e.Key())
+	}
+}
+
+func (m *Members) expire() {
+	m.mu.Lock()
+	for n, mem := range m.mu.nodes {
+		if n != m.cfg.Node && time.Since(mem.Seen) > m.cfg.TTL {
+			delete(m.mu.nodes, n)
+		}
+	}
+	m.mu.Unlock()
+	m.changed()
+}
+
+// changed calls OnChange if the set of live names moved.
+func (m *Members) changed() {
+	m.mu.Lock()
+	live := m.liveLocked()
+	same := len(live) == len(m.mu.live)
+	for i := 0; same && i < len(live); i++ {
+		same = live[i] == m.mu.live[i]
+	}
+	m.mu.live = live
+	view := m.viewLocked()
+	m.mu.Unlock()
+	if !same && m.cfg.OnChange != nil {
+		m.cfg.OnChange(view)
+	}
+}
+
+// liveLocked: the nodes seen, and always this one (a node serving requests
+// counts itself live even while its heartbeats fail to land).
+func (m *Members) liveLocked() []string {
+	live := []string{m.cfg.Node}
+	for n := range m.mu.nodes {
+		if n != m.cfg.Node {
+			live = append(live, n)
+		}
+	}
+	sort.Strings(live)
+	return live
+}
+
+func (m *Members) viewLocked() []Member {
+	out := make([]Member, 0, len(m.mu.live))
+	for _, n := range m.mu.live {
+		mem, ok := m.mu.nodes[n]
+		if !ok {
+			mem = Member{Node: n, Info: m.mu.info, Seen: time.Now()}
+		}
+		out = append(out, mem)
+	}
+	return out
+}
+
+// Live returns the live nodes, sorted by name.
+func (m *Members) Live() []Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.viewLocked()
+}
+
+// SetInfo replaces this node's heartbeat payload from the next heartbeat.
+func (m *Members) SetInfo(info []byte) {
+	m.mu.Lock()
+	m.mu.info = info
+	m.mu.Unlock()
+}
+
+// Leave stops heartbeating and deletes this node's key, so the others drop
+// it at once instead of after a TTL.
+func (m *Members) Leave(ctx context.Context) error {
+	m.cancel()
+	select {
+	case <-m.done:
+	case <-ctx.Done():
+		return fmt.Errorf("log: leave: %w", ctx.Err())
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.l.cfg.RequestTimeout)
+	defer cancel()
+	if err := m.kv.Delete(ctx, m.cfg.Node); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("log: leave: delete %s: %w", m.cfg.Node, err)
+	}
+	return nil
+}
