@@ -45,9 +45,13 @@ type activation struct {
 	mu      struct {
 		sync.Mutex
 		closed bool // no more admissions; set only by run
+		moved  bool // released to another node: admissions get ErrMoved (handoff.go)
 	}
 	applied atomic.Uint64 // newest version the projector has applied
 	done    chan struct{} // closed when run has returned
+
+	handoff     chan struct{} // closed by releaseNow: drain, then end (handoff.go)
+	releaseOnce sync.Once
 
 	// Owned by run.
 	version   uint64 // newest version given to a commit (pending or acked)
@@ -115,6 +119,9 @@ var errReset = errors.New("activation reset after a panic")
 func (a *activation) admit(req *request) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.mu.moved {
+		return ErrMoved
+	}
 	if a.mu.closed {
 		return errBounced
 	}
@@ -166,7 +173,7 @@ func (a *activation) run() {
 	idle := time.NewTimer(a.rt.cfg.IdleTimeout)
 	defer idle.Stop()
 	a.lastUsed = time.Now()
-	stopping := a.rt.stopping
+	stopping, release := a.rt.stopping, a.handoff
 	for {
 		a.flush()
 		if a.inflight == nil && a.pending == nil {
@@ -196,6 +203,9 @@ func (a *activation) run() {
 		case <-stopping:
 			stopping = nil
 			a.stopping = true
+		case <-release:
+			release = nil
+			a.stopping = true
 		}
 	}
 }
@@ -211,6 +221,7 @@ func (a *activation) finish() {
 func (a *activation) load() error {
 	ctx, cancel := context.WithTimeout(a.rt.ctx, a.rt.cfg.LoadTimeout)
 	defer cancel()
+	a.claim(ctx)
 	meta, err := a.rt.proj.Meta(a.class.name, a.id)
 	if err != nil {
 		return fmt.Errorf("load %s/%s: %w", a.class.name, a.id, err)

@@ -40,6 +40,9 @@ type Config struct {
 	// acknowledged and of the pending alarms of each activated object (the
 	// alarms package schedules them). Nil: alarms are recorded only.
 	Alarms AlarmScheduler
+	// Claim, if set, runs before an activation loads: in a cluster it asks
+	// the other nodes to release the object first (handoff.go).
+	Claim func(ctx context.Context, class string, id ID)
 }
 
 // Hooks observe the write path. Tests use them to see progress instead of
@@ -368,6 +371,7 @@ func (rt *Runtime) activation(class *Class, ref Ref) (*activation, error) {
 		mailbox: make(chan *request, rt.cfg.MailboxLen),
 		done:    make(chan struct{}),
 		acks:    make(chan appendResult, 1),
+		handoff: make(chan struct{}),
 	}
 	rt.mu.acts[k] = a
 	rt.activations.Add(1)

@@ -1,0 +1,82 @@
+package objects
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Handing an object from node to node (DESIGN.md, "Scale-out"). In a
+// cluster an object should have one activation at a time. Two mechanisms
+// keep it so, and fencing (the write path, step 6) keeps storage correct
+// whenever they are too late:
+//
+//   - Claim: before an activation loads, the runtime calls Config.Claim,
+//     which asks every other node to release the object and waits for
+//     them (bounded). An activation left behind on another node could
+//     otherwise answer reads from memory that the new owner has since
+//     written over.
+//   - Release: a node that receives such a request, or that learns from the
+//     membership that an object is no longer its own, releases the
+//     activation: admissions stop at once (new requests get ErrMoved), the
+//     requests already queued run, their events are acknowledged, then the
+//     activation is evicted.
+
+// ErrMoved: the object's activation on this node was released because the
+// object belongs to another node; nothing ran. The cluster layer retries it
+// on the owner.
+var ErrMoved = errors.New("object moved to another node; retry")
+
+// claim runs Config.Claim before a load, if set.
+func (a *activation) claim(ctx context.Context) {
+	if a.rt.cfg.Claim != nil {
+		a.rt.cfg.Claim(ctx, a.class.name, a.id)
+	}
+}
+
+// releaseNow stops admissions (ErrMoved from now on) and asks run to end
+// once the queued requests are done.
+func (a *activation) releaseNow() {
+	a.mu.Lock()
+	a.mu.closed = true
+	a.mu.moved = true
+	a.mu.Unlock()
+	a.releaseOnce.Do(func() { close(a.handoff) })
+}
+
+// Release drains and evicts class/id's activation on this node, if there
+// is one, and waits until it has ended (or ctx). It reports whether there
+// was one.
+func (rt *Runtime) Release(ctx context.Context, class string, id ID) (bool, error) {
+	rt.mu.Lock()
+	a, ok := rt.mu.acts[actKey{class, id}]
+	rt.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	a.releaseNow()
+	select {
+	case <-a.done:
+		return true, nil
+	case <-ctx.Done():
+		return true, fmt.Errorf("release %s/%s: %w", class, id, ctx.Err())
+	}
+}
+
+// ReleaseIf releases, without waiting, every activation for which moved
+// reports true, and returns how many. The cluster layer calls it when the
+// membership changes.
+func (rt *Runtime) ReleaseIf(moved func(class string, id ID) bool) int {
+	rt.mu.Lock()
+	var out []*activation
+	for k, a := range rt.mu.acts {
+		if moved(k.class, k.id) {
+			out = append(out, a)
+		}
+	}
+	rt.mu.Unlock()
+	for _, a := range out {
+		a.releaseNow()
+	}
+	return len(out)
+}
