@@ -55,6 +55,10 @@ type Config struct {
 	// QueueLen bounds the schedule changes waiting to be published; past it
 	// the runtime waits (backpressure). Default 4096.
 	QueueLen int
+	// Deliver, if set, runs a fire's Alarm turn instead of the local
+	// runtime: in a cluster every node takes fires from the shared
+	// consumer, and the cluster router forwards each to its object's owner.
+	Deliver func(ctx context.Context, ref objects.Ref, info objects.AlarmInfo) error
 }
 
 func (c *Config) setDefaults() error {

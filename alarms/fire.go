@@ -44,7 +44,11 @@ func (s *Service) runFire(fm *log.FireMsg) {
 	ref := objects.Ref{Class: fm.Class, ID: fm.ID}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.TurnTimeout)
 	defer cancel()
-	err := s.rt.Alarm(ctx, ref, info)
+	deliver := s.rt.Alarm
+	if s.cfg.Deliver != nil {
+		deliver = s.cfg.Deliver
+	}
+	err := deliver(ctx, ref, info)
 	lg := s.logger.With("class", fm.Class, "id", fm.ID, "alarm", fm.Name, "retry", retry)
 	switch {
 	case err == nil || errors.Is(err, objects.ErrStaleAlarm):

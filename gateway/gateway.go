@@ -15,6 +15,7 @@
 //	GET  /v1/objects/{class}/{name}/audit                      hash chain check
 //	POST /v1/objects/{class}/{name}/restore {"version":N} | {"at":T}
 //	GET  /v1/tail?class=                                       committed events, live, NDJSON
+//	GET  /v1/cluster                                           nodes, their state, objects held (cluster.go)
 //	GET  /healthz
 package gateway
 
@@ -94,6 +95,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.mux.HandleFunc("/v1/objects/{class}/{rest...}", g.objectRoute)
 	g.mux.HandleFunc("GET /v1/objects/{class}", g.listObjects)
 	g.mux.HandleFunc("GET /v1/tail", g.tail)
+	g.mux.HandleFunc("GET /v1/cluster", g.cluster)
 	if cfg.Alarms != nil {
 		g.alarmAdminRoutes()
 	}

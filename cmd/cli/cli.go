@@ -58,6 +58,7 @@ func commands() []command {
 		{"audit", "verify an object's hash chain: audit verify <class> <name>", runAudit},
 		{"ls", "list the objects of a class", runLs},
 		{"tail", "print every change as it is committed", runTail},
+		{"cluster", "show the cluster's nodes, their state and objects", runCluster},
 	}
 }
 

@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/strata-objects/strata/alarms"
+	"github.com/strata-objects/strata/cluster"
 	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
 	"github.com/strata-objects/strata/projector"
@@ -27,6 +26,7 @@ type logConfig struct {
 	fsyncInterval time.Duration
 	shards        int
 	logger        *slog.Logger
+	cluster       clusterConfig // scale-out (cluster.go); zero: one node alone
 }
 
 func (c *logConfig) validate() error {
@@ -45,7 +45,7 @@ func (c *logConfig) validate() error {
 	if c.shards < 0 {
 		return &usageError{"--shards must not be negative"}
 	}
-	return nil
+	return c.cluster.validate(c.natsURL)
 }
 
 // logNode is the log and, if embedded, its NATS server.
@@ -73,15 +73,14 @@ func openLog(ctx context.Context, c logConfig) (*logNode, error) {
 			return nil, err
 		}
 		n.unlock = unlock
-		host, portStr, err := net.SplitHostPort(c.natsListen)
+		host, port, err := splitHostPort("--nats-listen", c.natsListen)
 		if err != nil {
-			return nil, &usageError{fmt.Sprintf("--nats-listen %q: %v", c.natsListen, err)}
-		}
-		port, err := strconv.Atoi(portStr)
-		if err != nil || port < 0 || port > 65535 {
-			return nil, &usageError{fmt.Sprintf("--nats-listen %q: bad port", c.natsListen)}
+			return nil, err
 		}
 		ec := log.EmbeddedConfig{Dir: filepath.Join(c.dataDir, "nats"), Host: host, Port: port, Logger: c.logger}
+		if err := c.cluster.applyEmbedded(&ec); err != nil {
+			return nil, err
+		}
 		if c.fsync == "interval" {
 			ec.SyncInterval = c.fsyncInterval
 			c.logger.Warn("DURABILITY WEAKENED: --fsync=interval acknowledges writes before they are on disk; a machine crash loses up to the interval", "interval", c.fsyncInterval)
@@ -96,7 +95,7 @@ func openLog(ctx context.Context, c logConfig) (*logNode, error) {
 		url = n.srv.ClientURL()
 		c.logger.Info("embedded NATS running", "url", url, "fsync", c.fsync)
 	}
-	l, err := log.Open(ctx, log.Config{URL: url, Shards: c.shards, ConnName: "strata", Logger: c.logger})
+	l, err := log.Open(ctx, log.Config{URL: url, Shards: c.shards, ConnName: "strata", Logger: c.logger, Replicas: c.cluster.replicas, Auth: c.cluster.auth()})
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +123,7 @@ type node struct {
 	proj   *projector.Projector
 	rt     *objects.Runtime
 	alarms *alarms.Service
+	router *cluster.Router // nil alone
 }
 
 func snapshotDir(dataDir string) string { return filepath.Join(dataDir, "snapshot") }
@@ -134,6 +134,10 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 		return nil, err
 	}
 	n := &node{logNode: ln}
+	if n.router, err = lc.cluster.newRouter(ln.log, lc); err != nil {
+		ln.close(ctx)
+		return nil, err
+	}
 	var rt *objects.Runtime
 	n.proj, err = projector.Open(projector.Config{
 		Dir:    snapshotDir(lc.dataDir),
@@ -158,15 +162,19 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 		return nil, fmt.Errorf("catch up the snapshot: %w", err)
 	}
 	lc.logger.Info("snapshot caught up with the log", "events", caught, "took", time.Since(start).Round(time.Millisecond))
-	n.alarms, err = alarms.New(alarms.Config{Log: ln.log, Projector: n.proj, Logger: lc.logger})
+	ac := alarms.Config{Log: ln.log, Projector: n.proj, Logger: lc.logger}
+	oc := objects.Config{Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger}
+	if n.router != nil {
+		ac.Deliver, oc.Claim = n.router.Alarm, n.router.Claim
+	}
+	n.alarms, err = alarms.New(ac)
 	if err != nil {
 		n.proj.Close(ctx)
 		ln.close(ctx)
 		return nil, err
 	}
-	rt, err = objects.New(objects.Config{
-		Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger, Alarms: n.alarms,
-	})
+	oc.Alarms = n.alarms
+	rt, err = objects.New(oc)
 	if err != nil {
 		n.alarms.Close(ctx)
 		n.proj.Close(ctx)
@@ -174,6 +182,12 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 		return nil, err
 	}
 	n.rt = rt
+	if n.router != nil {
+		if err := n.router.Start(ctx, rt); err != nil {
+			n.close(ctx)
+			return nil, err
+		}
+	}
 	if err := n.alarms.Start(ctx, rt); err != nil {
 		n.close(ctx)
 		return nil, err
@@ -187,16 +201,20 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 func (n *node) close(ctx context.Context) error {
 	// Fires stop first (their turns need the runtime); the runtime's last
 	// acknowledged alarm changes are then published before the log closes.
+	var leave error
+	if n.router != nil {
+		leave = n.router.Close(ctx) // the others route elsewhere from now on
+	}
 	stopFires := n.alarms.StopFires(ctx)
 	rt := n.rt.Close(ctx)
 	al := n.alarms.Close(ctx)
 	// A single node (embedded NATS) is its log's one writer: once its
 	// projector has applied everything, the next start need not rescan.
 	var mark error
-	if n.srv != nil && stopFires == nil && rt == nil && al == nil {
+	if n.srv != nil && n.router == nil && stopFires == nil && rt == nil && al == nil {
 		if mark = n.proj.Flush(ctx); mark == nil {
 			mark = objects.MarkCaughtUp(ctx, n.log, n.proj)
 		}
 	}
-	return errors.Join(stopFires, rt, al, mark, n.proj.Close(ctx), n.logNode.close(ctx))
+	return errors.Join(leave, stopFires, rt, al, mark, n.proj.Close(ctx), n.logNode.close(ctx))
 }

@@ -27,6 +27,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	idle := fs.Duration("idle-timeout", 30*time.Second, "evict an object's activation after this long without a request")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop waits for turns to finish")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	lc.cluster.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -49,12 +50,17 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *httpAddr, err)
 	}
+	lc.cluster.httpAddr = ln.Addr().String()
 	n, err := openNode(ctx, lc, env.Classes, *idle)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	gw, err := gateway.New(gateway.Config{Backend: n.rt, Logger: logger, Alarms: n.alarms})
+	var backend gateway.Backend = n.rt
+	if n.router != nil {
+		backend = n.router // requests go to their object's owner
+	}
+	gw, err := gateway.New(gateway.Config{Backend: backend, Logger: logger, Alarms: n.alarms})
 	if err != nil {
 		ln.Close()
 		n.close(context.Background())

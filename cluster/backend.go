@@ -1,0 +1,133 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/strata-objects/strata/objects"
+)
+
+// The gateway's Backend: every entry point of an object's turn goes
+// through route, so a request reaches the owner wherever it arrived.
+// Reading the past (history, state, audit, listing, tail) reads the log
+// and needs no owner: it runs here.
+
+// RefByName validates class and name and derives the object's id.
+func (r *Router) RefByName(class, name string) (objects.Ref, error) {
+	return r.rt.RefByName(class, name)
+}
+
+// RefByID validates class and the hex id.
+func (r *Router) RefByID(class, hexID string) (objects.Ref, error) { return r.rt.RefByID(class, hexID) }
+
+func envelope(kind Kind, ref objects.Ref, cause objects.Cause) *Envelope {
+	return &Envelope{Kind: kind, Class: ref.Class, ID: ref.ID, Name: ref.Name, Cause: cause}
+}
+
+// Call runs an RPC method on the object's owner.
+func (r *Router) Call(ctx context.Context, ref objects.Ref, method string, body []byte, codec objects.Codec, cause objects.Cause) ([]byte, error) {
+	if _, err := r.rt.Class(ref.Class); err != nil {
+		return nil, err
+	}
+	env := envelope(KindCall, ref, cause)
+	env.Method, env.Body, env.codec = method, body, codec
+	rep, err := r.route(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	return rep.Out, nil
+}
+
+// Fetch runs the class's Fetch handler on the object's owner.
+func (r *Router) Fetch(ctx context.Context, ref objects.Ref, req *http.Request, cause objects.Cause) (*objects.Response, error) {
+	if _, err := r.rt.Class(ref.Class); err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read body: %v", objects.ErrBadInput, err)
+	}
+	env := envelope(KindFetch, ref, cause)
+	env.Body, env.req = body, req
+	env.HTTP = &HTTPRequest{Method: req.Method, URL: req.URL.String(), Host: req.Host, Header: req.Header}
+	rep, err := r.route(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	if rep.Resp == nil {
+		return nil, fmt.Errorf("%w: fetch answered without a response", objects.ErrUnavailable)
+	}
+	return rep.Resp, nil
+}
+
+// Alarm runs an alarm fire on the object's owner: the fire consumer of a
+// shard is shared by every node, so the node that took the fire is often
+// not the owner (alarms.Config.Deliver).
+func (r *Router) Alarm(ctx context.Context, ref objects.Ref, info objects.AlarmInfo) error {
+	env := envelope(KindAlarm, ref, objects.Cause{})
+	env.Alarm = &AlarmFire{Name: info.Name, ScheduledAt: info.ScheduledAt.UnixNano(), RetryCount: info.RetryCount}
+	_, err := r.route(ctx, env)
+	return err
+}
+
+// GetAlarms returns the object's pending alarms, from its owner.
+func (r *Router) GetAlarms(ctx context.Context, ref objects.Ref, cause objects.Cause) (map[string]time.Time, error) {
+	rep, err := r.route(ctx, envelope(KindGetAlarms, ref, cause))
+	if err != nil {
+		return nil, err
+	}
+	if rep.Alarms == nil {
+		return map[string]time.Time{}, nil
+	}
+	return rep.Alarms, nil
+}
+
+// SetAlarmAt sets an alarm on the object's owner.
+func (r *Router) SetAlarmAt(ctx context.Context, ref objects.Ref, name string, at time.Time, cause objects.Cause) error {
+	env := envelope(KindSetAlarm, ref, cause)
+	env.AlarmName, env.At = name, at.UnixNano()
+	_, err := r.route(ctx, env)
+	return err
+}
+
+// DeleteAlarmAt deletes an alarm on the object's owner.
+func (r *Router) DeleteAlarmAt(ctx context.Context, ref objects.Ref, name string, cause objects.Cause) (bool, error) {
+	env := envelope(KindDeleteAlarm, ref, cause)
+	env.AlarmName = name
+	rep, err := r.route(ctx, env)
+	if err != nil {
+		return false, err
+	}
+	return rep.OK, nil
+}
+
+// History, StateAt, Verify, ListObjects and Tail read the log (or this
+// node's snapshot) and run here. Restore writes one event through a turn:
+// it runs here too, and the handoff moves the object here for it.
+
+func (r *Router) History(ctx context.Context, ref objects.Ref, rg objects.HistoryRange, fn func(objects.HistoryEntry) error) error {
+	return r.rt.History(ctx, ref, rg, fn)
+}
+
+func (r *Router) StateAt(ctx context.Context, ref objects.Ref, at objects.PastAt) (objects.PastState, error) {
+	return r.rt.StateAt(ctx, ref, at)
+}
+
+func (r *Router) Verify(ctx context.Context, ref objects.Ref) (objects.AuditReport, error) {
+	return r.rt.Verify(ctx, ref)
+}
+
+func (r *Router) Restore(ctx context.Context, ref objects.Ref, at objects.PastAt, cause objects.Cause) (objects.RestoreResult, error) {
+	return r.rt.Restore(ctx, ref, at, cause)
+}
+
+func (r *Router) ListObjects(class, namePrefix, cursor string, limit int) ([]objects.ObjectSummary, string, error) {
+	return r.rt.ListObjects(class, namePrefix, cursor, limit)
+}
+
+func (r *Router) Tail(ctx context.Context, class string, fn func(objects.Record) error) error {
+	return r.rt.Tail(ctx, class, fn)
+}

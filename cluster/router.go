@@ -1,0 +1,399 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/objects"
+)
+
+// Config configures a Router. Zero values take the documented defaults.
+type Config struct {
+	Node string   // this node's name, unique in the cluster (required)
+	Log  *log.Log // the transport and the membership bucket (required)
+	// Codec decodes forwarded RPC inputs on the owner: the gateway's (JSON).
+	// Required.
+	Codec objects.Codec
+	// HTTPAddr is this node's gateway address, shown to operators.
+	HTTPAddr string
+	// Heartbeat and TTL: see log.MembersConfig. Defaults 1s and 3s: a dead
+	// node's objects are unreachable for about TTL.
+	Heartbeat, TTL time.Duration
+	// ClaimTimeout bounds the wait for the other nodes to release an
+	// object before it loads here. Default 2s; past it the load goes on
+	// (fencing still guards writes).
+	ClaimTimeout time.Duration
+	// OwnAll is a test hook for split-brain tests: this node believes it
+	// owns every object and claims none from the others. Never set it in
+	// production: only fencing then keeps one writer per object.
+	OwnAll bool
+	Logger *slog.Logger
+}
+
+const (
+	defaultClaimTimeout = 2 * time.Second
+	retryBackoffMin     = 5 * time.Millisecond
+	retryBackoffMax     = 200 * time.Millisecond
+	releaseSubject      = "strata.cluster.release"
+)
+
+// errOwnerGone: the owner was not there to take the request (no
+// responder, or it is stopping); nothing ran.
+var errOwnerGone = errors.New("cluster: owner is gone")
+
+// Router places requests on their owners. It is the gateway's backend in
+// a cluster, and the alarm fires' deliverer.
+type Router struct {
+	cfg    Config
+	log    *log.Log
+	logger *slog.Logger
+	rt     *objects.Runtime
+
+	members  *log.Members
+	serving  *log.Responder
+	releases *log.Responder
+	started  time.Time
+	stop     chan struct{}
+	wg       sync.WaitGroup
+
+	mu struct {
+		sync.Mutex
+		nodes []string                 // live node names, sorted
+		gone  map[string]chan struct{} // closed when a node leaves the view
+	}
+	stats struct {
+		local, forwarded, served, retries, notOwner, claims, released atomic.Uint64
+	}
+}
+
+// New returns a Router that does not route yet: Claim is usable (and does
+// nothing) until Start. The runtime needs Claim before it exists, the
+// router needs the runtime: New, then objects.New, then Start.
+func New(cfg Config) (*Router, error) {
+	if cfg.Log == nil || cfg.Codec == nil {
+		return nil, errors.New("cluster: Config.Log and Config.Codec are required")
+	}
+	if err := log.ValidNodeName(cfg.Node); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if cfg.ClaimTimeout <= 0 {
+		cfg.ClaimTimeout = defaultClaimTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	r := &Router{cfg: cfg, log: cfg.Log, logger: cfg.Logger.With("component", "cluster", "node", cfg.Node), stop: make(chan struct{})}
+	r.mu.nodes = []string{cfg.Node}
+	r.mu.gone = map[string]chan struct{}{}
+	return r, nil
+}
+
+// Start serves forwarded requests and release requests, then joins the
+// membership (in that order: others route here only once this node
+// answers).
+func (r *Router) Start(ctx context.Context, rt *objects.Runtime) error {
+	r.rt = rt
+	r.started = time.Now()
+	var err error
+	if r.serving, err = r.log.Serve(log.NodeSubject(r.cfg.Node), r.handle); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	if r.releases, err = r.log.Serve(releaseSubject, r.handleRelease); err != nil {
+		r.serving.Stop(ctx)
+		return fmt.Errorf("cluster: %w", err)
+	}
+	r.members, err = r.log.JoinMembers(ctx, log.MembersConfig{
+		Node: r.cfg.Node, Info: r.info(), Heartbeat: r.cfg.Heartbeat, TTL: r.cfg.TTL, OnChange: r.onChange,
+	})
+	if err != nil {
+		r.serving.Stop(ctx)
+		r.releases.Stop(ctx)
+		return fmt.Errorf("cluster: join: %w", err)
+	}
+	r.onChange(r.members.Live())
+	r.wg.Add(1)
+	go r.refreshInfo()
+	r.logger.Info("joined the cluster", "nodes", r.Nodes())
+	return nil
+}
+
+// Close leaves the membership (the others stop routing here at once),
+// then stops serving forwarded requests, waiting for those running.
+func (r *Router) Close(ctx context.Context) error {
+	if r.members == nil {
+		return nil
+	}
+	close(r.stop)
+	r.wg.Wait()
+	return errors.Join(r.members.Leave(ctx), r.serving.Stop(ctx), r.releases.Stop(ctx))
+}
+
+// nodeInfo is a node's heartbeat payload.
+type nodeInfo struct {
+	HTTP    string `cbor:"1,keyasint,omitempty"`
+	Objects int    `cbor:"2,keyasint"`
+	Started int64  `cbor:"3,keyasint"`
+}
+
+func (r *Router) info() []byte {
+	live := 0
+	if r.rt != nil {
+		live = r.rt.Stats().Live
+	}
+	b, _ := encode(nodeInfo{HTTP: r.cfg.HTTPAddr, Objects: live, Started: r.started.UnixNano()})
+	return b
+}
+
+func (r *Router) refreshInfo() {
+	defer r.wg.Done()
+	hb := r.cfg.Heartbeat
+	if hb <= 0 {
+		hb = time.Second
+	}
+	t := time.NewTicker(hb)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+			r.members.SetInfo(r.info())
+		}
+	}
+}
+
+// onChange takes a new view: nodes that left are marked gone (requests in
+// flight to them end), and activations of objects that now belong to
+// another node are released (drained, then evicted).
+func (r *Router) onChange(view []log.Member) {
+	nodes := make([]string, len(view))
+	for i, m := range view {
+		nodes[i] = m.Node
+	}
+	r.mu.Lock()
+	live := map[string]bool{}
+	for _, n := range nodes {
+		live[n] = true
+	}
+	for n, ch := range r.mu.gone {
+		if !live[n] {
+			close(ch)
+			delete(r.mu.gone, n)
+		}
+	}
+	old := r.mu.nodes
+	r.mu.nodes = nodes
+	r.mu.Unlock()
+	if r.cfg.OwnAll || r.rt == nil {
+		return
+	}
+	moved := r.rt.ReleaseIf(func(_ string, id objects.ID) bool { return Owner(id, nodes) != r.cfg.Node })
+	r.logger.Info("membership changed", "was", old, "now", nodes, "released", moved)
+}
+
+// Nodes returns the live nodes in this node's view.
+func (r *Router) Nodes() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.nodes
+}
+
+// OwnerOf returns the node that owns id in this node's view.
+func (r *Router) OwnerOf(id objects.ID) string {
+	if r.cfg.OwnAll {
+		return r.cfg.Node
+	}
+	return Owner(id, r.Nodes())
+}
+
+// goneCh is closed once node leaves this node's view.
+func (r *Router) goneCh(node string) <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ch, ok := r.mu.gone[node]
+	if !ok {
+		ch = make(chan struct{})
+		found := false
+		for _, n := range r.mu.nodes {
+			found = found || n == node
+		}
+		if !found {
+			close(ch)
+			return ch
+		}
+		r.mu.gone[node] = ch
+	}
+	return ch
+}
+
+// route runs env on the object's owner, retrying while the object is in
+// motion, until ctx ends.
+func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
+	backoff := retryBackoffMin
+	for {
+		owner := r.OwnerOf(env.ID)
+		var (
+			rep *Reply
+			err error
+		)
+		if owner == r.cfg.Node {
+			r.stats.local.Add(1)
+			rep, err = r.runLocal(ctx, env)
+		} else {
+			r.stats.forwarded.Add(1)
+			rep, err = r.forward(ctx, owner, env)
+		}
+		if err == nil || !inMotion(err) {
+			return rep, err
+		}
+		if errors.Is(err, errNotOwner) {
+			r.stats.notOwner.Add(1)
+		}
+		r.stats.retries.Add(1)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w: %s/%s is moving between nodes (last: %v)", objects.ErrUnavailable, env.Class, env.ID, err)
+		}
+		backoff = min(2*backoff, retryBackoffMax)
+	}
+}
+
+// inMotion: the request did not run (or its write was refused) because
+// the object is changing owners; running it again is safe.
+func inMotion(err error) bool {
+	return errors.Is(err, objects.ErrFenced) || errors.Is(err, objects.ErrMoved) ||
+		errors.Is(err, errNotOwner) || errors.Is(err, errOwnerGone)
+}
+
+// forward sends env to owner and waits for its reply, the caller's
+// deadline, or the owner leaving the view.
+func (r *Router) forward(ctx context.Context, owner string, env *Envelope) (*Reply, error) {
+	env.From = r.cfg.Node
+	data, err := encode(env)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: encode request: %w", err)
+	}
+	gone := r.goneCh(owner)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-gone:
+			cancel()
+		case <-rctx.Done():
+		}
+	}()
+	resp, err := r.log.Request(rctx, log.NodeSubject(owner), data)
+	if err != nil {
+		switch {
+		case errors.Is(err, log.ErrNoResponder):
+			return nil, fmt.Errorf("%w: %s: %v", errOwnerGone, owner, err)
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("%w: %s did not answer in time, outcome unknown: %v", objects.ErrUnavailable, owner, ctx.Err())
+		case rctx.Err() != nil:
+			return nil, fmt.Errorf("%w: %s left the cluster while running the request, outcome unknown", objects.ErrUnavailable, owner)
+		}
+		return nil, fmt.Errorf("%w: forward to %s, outcome unknown: %v", objects.ErrUnavailable, owner, err)
+	}
+	var rep Reply
+	if err := decode(resp, &rep); err != nil {
+		return nil, fmt.Errorf("%w: bad reply from %s: %v", objects.ErrUnavailable, owner, err)
+	}
+	if rep.Err != nil {
+		err := rep.Err.err()
+		if errors.Is(err, objects.ErrClosed) {
+			return nil, fmt.Errorf("%w: %s is stopping: %v", errOwnerGone, owner, err)
+		}
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// handle runs a forwarded request on this node, if it owns the object.
+func (r *Router) handle(ctx context.Context, data []byte) []byte {
+	var env Envelope
+	var rep *Reply
+	var err error
+	switch derr := decode(data, &env); {
+	case derr != nil:
+		err = fmt.Errorf("%w: forwarded request: %v", objects.ErrBadInput, derr)
+	case r.OwnerOf(env.ID) != r.cfg.Node:
+		err = fmt.Errorf("%w: %s/%s belongs to %s in %s's view", errNotOwner, env.Class, env.ID, r.OwnerOf(env.ID), r.cfg.Node)
+	default:
+		r.stats.served.Add(1)
+		rep, err = r.runLocal(ctx, &env)
+	}
+	if rep == nil {
+		rep = &Reply{}
+	}
+	rep.Err = toWire(err)
+	out, eerr := encode(rep)
+	if eerr != nil {
+		out, _ = encode(&Reply{Err: toWire(fmt.Errorf("encode reply: %w", eerr))})
+	}
+	return out
+}
+
+// runLocal runs env on this node's runtime.
+func (r *Router) runLocal(ctx context.Context, env *Envelope) (*Reply, error) {
+	ref := env.ref()
+	switch env.Kind {
+	case KindCall:
+		codec := env.codec
+		if codec == nil {
+			codec = r.cfg.Codec
+		}
+		out, err := r.rt.Call(ctx, ref, env.Method, env.Body, codec, env.Cause)
+		return &Reply{Out: out}, err
+	case KindFetch:
+		req := env.req
+		if req == nil {
+			if env.HTTP == nil {
+				return nil, fmt.Errorf("%w: fetch without a request", objects.ErrBadInput)
+			}
+			var err error
+			req, err = http.NewRequestWithContext(ctx, env.HTTP.Method, env.HTTP.URL, bytes.NewReader(env.Body))
+			if err != nil {
+				return nil, fmt.Errorf("%w: forwarded fetch: %v", objects.ErrBadInput, err)
+			}
+			req.Header, req.Host = env.HTTP.Header, env.HTTP.Host
+			if req.Header == nil {
+				req.Header = http.Header{}
+			}
+		} else {
+			// The body was read once already: give each attempt its own.
+			req = req.Clone(ctx)
+			req.Body = io.NopCloser(bytes.NewReader(env.Body))
+		}
+		resp, err := r.rt.Fetch(ctx, ref, req, env.Cause)
+		return &Reply{Resp: resp}, err
+	case KindAlarm:
+		a := env.Alarm
+		if a == nil {
+			return nil, fmt.Errorf("%w: alarm fire without its alarm", objects.ErrBadInput)
+		}
+		info := objects.AlarmInfo{Name: a.Name, ScheduledAt: time.Unix(0, a.ScheduledAt), RetryCount: a.RetryCount, IsRetry: a.RetryCount > 0}
+		return &Reply{}, r.rt.Alarm(ctx, ref, info)
+	case KindGetAlarms:
+		all, err := r.rt.GetAlarms(ctx, ref, env.Cause)
+		return &Reply{Alarms: all}, err
+	case KindSetAlarm:
+		return &Reply{}, r.rt.SetAlarmAt(ctx, ref, env.AlarmName, time.Unix(0, env.At), env.Cause)
+	case KindDeleteAlarm:
+		ok, err := r.rt.DeleteAlarmAt(ctx, ref, env.AlarmName, env.Cause)
+		return &Reply{OK: ok}, err
+	}
+	return nil, fmt.Errorf("%w: unknown request kind %d", objects.ErrBadInput, env.Kind)
+}

@@ -1,0 +1,175 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/strata-objects/strata/cluster"
+	"github.com/strata-objects/strata/gateway"
+	"github.com/strata-objects/strata/log"
+)
+
+// clusterConfig is serve's scale-out flags (DESIGN.md, "Scale-out"):
+// --cluster runs this node as one of several, either on embedded NATS
+// servers joined by routes, or (with --nats-url) on an external NATS
+// cluster.
+type clusterConfig struct {
+	enabled      bool
+	node         string
+	listen       string
+	routes       string
+	name         string
+	replicas     int
+	user         string
+	password     string
+	passwordFile string
+	heartbeat    time.Duration
+	ttl          time.Duration
+	ownAll       bool   // split-brain test hook
+	httpAddr     string // set by serve once the gateway listens
+}
+
+func (c *clusterConfig) register(fs *flag.FlagSet) {
+	host, _ := os.Hostname()
+	fs.BoolVar(&c.enabled, "cluster", false, "run as one node of a cluster: embedded NATS servers joined by --routes, or an external NATS cluster with --nats-url")
+	fs.StringVar(&c.node, "node-name", host, "this node's name, unique in the cluster and the same across restarts (letters, digits, '-', '_')")
+	fs.StringVar(&c.listen, "cluster-listen", "127.0.0.1:6222", "route address of the embedded NATS server, where the other nodes' servers connect")
+	fs.StringVar(&c.routes, "routes", "", "comma-separated route addresses (host:port) of the cluster's servers; listing this node too is fine")
+	fs.StringVar(&c.name, "cluster-name", "strata", "NATS cluster name, the same on every node")
+	fs.IntVar(&c.replicas, "replicas", 0, "stream replicas (0: 3 with --cluster, 1 alone)")
+	fs.StringVar(&c.user, "nats-user", "strata", "user of the NATS credentials (routes and clients) in cluster mode")
+	fs.StringVar(&c.password, "nats-password", "", "password of the NATS credentials; prefer STRATA_NATS_PASSWORD or --nats-password-file (a flag shows in ps)")
+	fs.StringVar(&c.passwordFile, "nats-password-file", "", "file holding the NATS password (its first line)")
+	fs.DurationVar(&c.heartbeat, "heartbeat", time.Second, "interval of this node's membership heartbeat")
+	fs.DurationVar(&c.ttl, "node-ttl", 3*time.Second, "a node whose heartbeats stop is dropped after this long, and its objects move")
+	fs.BoolVar(&c.ownAll, "unsafe-own-all", false, "TESTS ONLY: this node believes it owns every object (a split brain that only fencing guards)")
+}
+
+// validate settles defaults and reads the password file.
+func (c *clusterConfig) validate(natsURL string) error {
+	if c.replicas < 0 || c.replicas > 5 {
+		return &usageError{fmt.Sprintf("--replicas %d: want 1..5 (0: the default)", c.replicas)}
+	}
+	if c.passwordFile != "" {
+		b, err := os.ReadFile(c.passwordFile)
+		if err != nil {
+			return &usageError{fmt.Sprintf("--nats-password-file: %v", err)}
+		}
+		c.password, _, _ = strings.Cut(strings.TrimRight(string(b), "\r\n"), "\n")
+	}
+	if !c.enabled {
+		if c.replicas == 0 {
+			c.replicas = 1
+		}
+		if c.ownAll {
+			return &usageError{"--unsafe-own-all needs --cluster"}
+		}
+		return nil
+	}
+	if c.replicas == 0 {
+		c.replicas = 3
+	}
+	if err := log.ValidNodeName(c.node); err != nil {
+		return &usageError{fmt.Sprintf("--node-name: %v", err)}
+	}
+	if c.heartbeat <= 0 || c.ttl < 2*c.heartbeat {
+		return &usageError{"--node-ttl must be at least two --heartbeat intervals"}
+	}
+	if natsURL != "" {
+		return nil // an external cluster: its own auth, in the URL or the flags
+	}
+	if c.routes == "" {
+		return &usageError{"--cluster needs --routes (or --nats-url for an external NATS cluster)"}
+	}
+	if c.password == "" {
+		return &usageError{"--cluster needs NATS credentials: STRATA_NATS_PASSWORD or --nats-password-file (node-to-node traffic is authenticated)"}
+	}
+	return nil
+}
+
+func (c *clusterConfig) auth() log.Auth {
+	if c.password == "" {
+		return log.Auth{}
+	}
+	return log.Auth{User: c.user, Password: c.password}
+}
+
+// embedded returns the route options of the embedded server, nil alone.
+func (c *clusterConfig) embedded(host string, port int) *log.ClusterConfig {
+	if !c.enabled {
+		return nil
+	}
+	var routes []string
+	for _, r := range strings.Split(c.routes, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			routes = append(routes, r)
+		}
+	}
+	return &log.ClusterConfig{Name: c.name, Host: host, Port: port, Routes: routes}
+}
+
+// newRouter returns the node's router, not started, or nil alone.
+func (c *clusterConfig) newRouter(l *log.Log, lc logConfig) (*cluster.Router, error) {
+	if !c.enabled {
+		return nil, nil
+	}
+	return cluster.New(cluster.Config{
+		Node: c.node, Log: l, Codec: gateway.JSONCodec, HTTPAddr: c.httpAddr,
+		Heartbeat: c.heartbeat, TTL: c.ttl, OwnAll: c.ownAll, Logger: lc.logger,
+	})
+}
+
+// runCluster prints a node's view of the cluster: strata cluster.
+func runCluster(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = flagUsage(fs, "cluster [flags]")
+	base := fs.String("url", "http://127.0.0.1:8080", "gateway of any node")
+	asJSON := fs.Bool("json", false, "print the answer as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	b, err := fetch(ctx, "GET", strings.TrimRight(*base, "/")+"/v1/cluster", nil)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		_, err := env.Stdout.Write(b)
+		return err
+	}
+	return printCluster(env, b)
+}
+
+// applyEmbedded sets the embedded server's name, routes and credentials.
+func (c *clusterConfig) applyEmbedded(ec *log.EmbeddedConfig) error {
+	ec.Auth = c.auth()
+	if !c.enabled {
+		return nil
+	}
+	host, port, err := splitHostPort("--cluster-listen", c.listen)
+	if err != nil {
+		return err
+	}
+	ec.ServerName = c.node
+	ec.Cluster = c.embedded(host, port)
+	return nil
+}
+
+// splitHostPort parses a listen address flag.
+func splitHostPort(flagName, addr string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, &usageError{fmt.Sprintf("%s %q: %v", flagName, addr, err)}
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, &usageError{fmt.Sprintf("%s %q: bad port", flagName, addr)}
+	}
+	return host, port, nil
+}
