@@ -3,10 +3,12 @@ package log
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,7 +121,18 @@ func TimerStream(n int) string { return "STRATA_TIMERS_" + strconv.Itoa(n) }
 // ObjectSubject is the subject holding one object's events:
 // strata.<shard>.obj.<class>.<idhex>.
 func ObjectSubject(shard int, class string, id ID) string {
-	return "strata." + strconv.Itoa(shard) + ".obj." + class + "." + id.String()
+	// One allocation: this runs for every append.
+	var b strings.Builder
+	b.Grow(len("strata.") + 4 + len(".obj.") + len(class) + 1 + hex.EncodedLen(len(id)))
+	b.WriteString("strata.")
+	b.WriteString(strconv.Itoa(shard))
+	b.WriteString(".obj.")
+	b.WriteString(class)
+	b.WriteByte('.')
+	var h [2 * len(ID{})]byte
+	hex.Encode(h[:], id[:])
+	b.Write(h[:])
+	return b.String()
 }
 
 // Open connects, creates or updates every shard's streams, and starts one
