@@ -27,6 +27,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	idle := fs.Duration("idle-timeout", 30*time.Second, "evict an object's activation after this long without a request")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop waits for turns to finish")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off when empty")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -38,6 +39,11 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	}
 	if err := lc.validate(); err != nil {
 		return err // before anything listens
+	}
+	if *pprofAddr != "" {
+		if err := validatePprofAddr(*pprofAddr); err != nil {
+			return err
+		}
 	}
 	logger, err := newLogger(env.Stderr, *level)
 	if err != nil {
@@ -59,6 +65,15 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		ln.Close()
 		n.close(context.Background())
 		return err
+	}
+	if *pprofAddr != "" {
+		prof, err := startPprof(*pprofAddr, logger)
+		if err != nil {
+			ln.Close()
+			n.close(context.Background())
+			return err
+		}
+		defer prof.stop()
 	}
 	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	served := make(chan error, 1)
