@@ -373,3 +373,24 @@ func Verify(ctx context.Context, l *log.Log, class string, id log.ID) (Report, e
 	rep.OK, rep.Head = rep.Reason == "", prev
 	return rep, nil
 }
+
+// Follow calls fn with each event of the object after version after, with
+// diffs, including events appended while it runs, until ctx ends or fn
+// fails.
+func Follow(ctx context.Context, l *log.Log, class string, id log.ID, after uint64, fn func(Entry) error) error {
+	rep, err := Replay(ctx, l, class, id, func(i log.CheckpointInfo) bool { return i.Version <= after },
+		func(ev *log.Event) bool { return ev.Version > after }, nil)
+	if err != nil {
+		return err
+	}
+	if rep.Version < after {
+		return fmt.Errorf("%w: version %d, the object's last is %d", ErrBadRange, after, rep.Version)
+	}
+	return l.Follow(ctx, class, id, rep.Seq+1, func(rec log.Record) error {
+		e, err := rep.Apply(rec)
+		if err != nil {
+			return err
+		}
+		return fn(e)
+	})
+}

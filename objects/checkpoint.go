@@ -46,6 +46,23 @@ func (c CheckpointConfig) every(class string) int {
 	return n
 }
 
+// check refuses retention of a class the runtime does not host, or on a
+// log that does not allow it.
+func (c CheckpointConfig) check(rt *Runtime) error {
+	for class := range c.Retain {
+		if _, err := rt.Class(class); err != nil {
+			return fmt.Errorf("objects: retention: %w", err)
+		}
+		if c.every(class) <= 0 {
+			return fmt.Errorf("objects: retention of %s needs checkpoints", class)
+		}
+		if !rt.log.AllowsRetention() {
+			return fmt.Errorf("objects: retention of %s: %w (the log was created without retention)", class, log.ErrAppendOnly)
+		}
+	}
+	return nil
+}
+
 // CheckpointStats count what the checkpointer did.
 type CheckpointStats struct {
 	Written uint64 // checkpoints stored

@@ -150,6 +150,9 @@ func New(cfg Config) (*Runtime, error) {
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
 	rt.appendCtx, rt.cutAppend = context.WithCancel(context.Background())
 	rt.mu.acts = map[actKey]*activation{}
+	if err := cfg.Checkpoints.check(rt); err != nil {
+		return nil, err
+	}
 	rt.ckpt = newCheckpointer(rt, cfg.Checkpoints)
 	return rt, nil
 }

@@ -27,10 +27,12 @@ func objectFlags(name, synopsis string, env *Env) (*flag.FlagSet, *string) {
 	return fs, fs.String("url", "http://127.0.0.1:8080", "gateway URL")
 }
 
-// runHistory prints an object's events: a table, or NDJSON with --json.
+// runHistory prints an object's events: a table, or NDJSON with --json;
+// with --follow it goes on printing new events until interrupted.
 func runHistory(ctx context.Context, env *Env, args []string) error {
 	fs, base := objectFlags("history", "history [flags] <class> <name>", env)
 	asJSON := fs.Bool("json", false, "print the events as NDJSON")
+	follow := fs.Bool("follow", false, "after the history, print new events as they are committed, until interrupted")
 	from := fs.Uint64("from", 0, "first version")
 	to := fs.Uint64("to", 0, "last version (0: the newest)")
 	limit := fs.Uint64("limit", 0, "at most this many events (0: all)")
@@ -47,6 +49,9 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 			q.Set(k, fmt.Sprint(v))
 		}
 	}
+	if *follow {
+		q.Set("follow", "true")
+	}
 	body, err := getObject(ctx, *base, fs.Arg(0), fs.Arg(1), "history", q)
 	if err != nil {
 		return err
@@ -54,6 +59,9 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 	defer body.Close()
 	if *asJSON {
 		_, err := io.Copy(env.Stdout, body)
+		if *follow && ctx.Err() != nil {
+			return nil // interrupted: the normal end of a follow
+		}
 		return err
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 2, 4, 2, ' ', 0)
@@ -99,6 +107,12 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v, ts, t.Via, t.Method, t.RequestID, strings.Join(cs, "; "))
 		}
+		if *follow {
+			tw.Flush() // each event as it comes (columns align per event)
+		}
+	}
+	if *follow && ctx.Err() != nil {
+		return tw.Flush() // interrupted: the normal end of a follow
 	}
 	if err := sc.Err(); err != nil {
 		return err

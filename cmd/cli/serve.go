@@ -27,6 +27,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	idle := fs.Duration("idle-timeout", 30*time.Second, "evict an object's activation after this long without a request")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop waits for turns to finish")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	checkpointFlags(fs, &lc.checkpoints)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
