@@ -166,6 +166,22 @@ type auditReport struct {
 	BrokenAt uint64 `json:"broken_at"`
 	Version  uint64
 	Reason   string
+	From     uint64 `json:"from_version"`
+	Ckpts    int    `json:"checkpoints"`
+}
+
+// scope says what an intact chain covered: from version 1, or from the
+// checkpoint a retaining class's log starts after, and the checkpoints
+// checked against it.
+func (r auditReport) scope() string {
+	s := ""
+	if r.From > 1 {
+		s = fmt.Sprintf(", verified from the checkpoint at version %d (older events dropped by retention)", r.From)
+	}
+	if r.Ckpts > 0 {
+		s += fmt.Sprintf(", %d checkpoints match", r.Ckpts)
+	}
+	return s
 }
 
 func fetchAudit(ctx context.Context, base, class, name string) (auditReport, error) {
@@ -206,7 +222,7 @@ func runAudit(ctx context.Context, env *Env, args []string) error {
 			fmt.Fprintf(env.Stdout, "%s/%s: BROKEN after %d good events: stream sequence %d (version %d): %s\n", class, fs.Arg(1), rep.Events, rep.BrokenAt, rep.Version, rep.Reason)
 			return fmt.Errorf("hash chain broken")
 		}
-		fmt.Fprintf(env.Stdout, "%s/%s: hash chain intact over %d events\n", class, fs.Arg(1), rep.Events)
+		fmt.Fprintf(env.Stdout, "%s/%s: hash chain intact over %d events%s\n", class, fs.Arg(1), rep.Events, rep.scope())
 		return nil
 	}
 	objs, err := listAll(ctx, *base, class)
