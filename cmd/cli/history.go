@@ -65,7 +65,11 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VERSION\tTIME\tVIA\tMETHOD\tREQUEST\tCHANGES")
+	if *follow {
+		fmt.Fprintf(env.Stdout, followFormat, "VERSION", "TIME", "VIA", "METHOD", "REQUEST", "CHANGES")
+	} else {
+		fmt.Fprintln(tw, "VERSION\tTIME\tVIA\tMETHOD\tREQUEST\tCHANGES")
+	}
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -105,10 +109,13 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 			if i > 0 {
 				v, ts = "", ""
 			}
+			if *follow {
+				// Each line as it comes: fixed columns, since a table
+				// cannot wait for the widest cell.
+				fmt.Fprintf(env.Stdout, followFormat, v, ts, t.Via, t.Method, t.RequestID, strings.Join(cs, "; "))
+				continue
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v, ts, t.Via, t.Method, t.RequestID, strings.Join(cs, "; "))
-		}
-		if *follow {
-			tw.Flush() // each event as it comes (columns align per event)
 		}
 	}
 	if *follow && ctx.Err() != nil {
@@ -119,6 +126,10 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 	}
 	return tw.Flush()
 }
+
+// followFormat is history --follow's line: the columns of the table, at
+// fixed widths.
+const followFormat = "%-8s  %-30s  %-6s  %-8s  %-24s  %s\n"
 
 func orNone(b json.RawMessage) string {
 	if len(b) == 0 {
@@ -178,7 +189,10 @@ func (r auditReport) scope() string {
 	if r.From > 1 {
 		s = fmt.Sprintf(", verified from the checkpoint at version %d (older events dropped by retention)", r.From)
 	}
-	if r.Ckpts > 0 {
+	switch {
+	case r.Ckpts == 1:
+		s += ", 1 checkpoint matches"
+	case r.Ckpts > 1:
 		s += fmt.Sprintf(", %d checkpoints match", r.Ckpts)
 	}
 	return s
