@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -159,6 +160,22 @@ func TestCheckpointProperty(t *testing.T) {
 				}
 			}
 		}
+		// History from a version (replayed from the checkpoint before it)
+		// shows the same entries, with the same diffs, as from the start.
+		var all []history.Entry
+		if err := h.rt.History(ctx, ref, history.Range{}, func(e history.Entry) error { all = append(all, e); return nil }); err != nil || len(all) != int(last) {
+			t.Fatalf("history: %d entries, %v", len(all), err)
+		}
+		for i := 0; i < 10; i++ {
+			from := 1 + rng.Uint64N(last)
+			var got []history.Entry
+			if err := h.rt.History(ctx, ref, history.Range{From: from, Limit: 3}, func(e history.Entry) error { got = append(got, e); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if want := all[from-1 : min(from-1+3, last)]; !reflect.DeepEqual(got, want) {
+				t.Fatalf("history from v%d: %+v, want %+v", from, got, want)
+			}
+		}
 		rep, err := h.rt.Verify(ctx, ref)
 		if err != nil || !rep.OK || rep.Checkpoints != n || rep.From != 1 {
 			t.Fatalf("verify: %+v %v", rep, err)
@@ -287,5 +304,21 @@ func TestRetentionNeedsAPurgeableLog(t *testing.T) {
 	_, err := log.Open(ctx, log.Config{URL: h.srv.ClientURL(), Logger: quiet, AllowRetention: true})
 	if !errors.Is(err, log.ErrAppendOnly) {
 		t.Fatalf("retention on an append-only log: %v", err)
+	}
+}
+
+// TestCheckpointQueueNeverBlocks: the ack path hands checkpoints over
+// without waiting; when the writer is behind, they are skipped and
+// counted, never queued without bound.
+func TestCheckpointQueueNeverBlocks(t *testing.T) {
+	c := &checkpointer{cfg: CheckpointConfig{Every: 2}, queue: make(chan ckptJob, 1)} // no writer running
+	for v := uint64(1); v <= 8; v++ {
+		c.committed("scratch", ID{}, v)
+	}
+	if len(c.queue) != 1 || c.stats.skipped.Load() != 3 {
+		t.Fatalf("queued %d, skipped %d; want 1 queued (v2) and 3 skipped (v4, v6, v8)", len(c.queue), c.stats.skipped.Load())
+	}
+	if job := <-c.queue; job.version != 2 {
+		t.Fatalf("queued v%d", job.version)
 	}
 }
