@@ -183,7 +183,9 @@ func TestHistoryFollowRoute(t *testing.T) {
 		}
 		var e struct {
 			Version int
-			Turns   []struct{ Changes []struct{ Old, New json.RawMessage } }
+			Turns   []struct {
+				Changes []struct{ Old, New json.RawMessage }
+			}
 		}
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			t.Fatal(err)
