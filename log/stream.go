@@ -68,6 +68,11 @@ type Config struct {
 	// RequestTimeout bounds one publish or read round trip when the
 	// caller's context allows longer; default 10s.
 	RequestTimeout time.Duration
+	// AllowRetention creates a new log's streams without DenyPurge, so
+	// classes that ask for it may drop events older than a checkpoint
+	// (DropBefore). It is fixed when the log is created: JetStream never
+	// lifts DenyPurge, so on an append-only log it is an error.
+	AllowRetention bool
 
 	hooks *hooks // tests only
 }
@@ -87,10 +92,11 @@ type Stats struct {
 	BatchedMessages uint64 // messages sent inside atomic batches
 	Conflicts       uint64 // appends refused: the object's subject had moved on
 	Duplicates      uint64 // appends found already stored (a retry of a landed append)
+	Read            uint64 // events returned by Read and Scan
 }
 
 type stats struct {
-	appends, publishes, batches, batched, conflicts, duplicates atomic.Uint64
+	appends, publishes, batches, batched, conflicts, duplicates, read atomic.Uint64
 }
 
 // Log is the typed event log over JetStream.
@@ -102,6 +108,7 @@ type Log struct {
 	maxEvent   int
 	committers []*committer
 	stats      stats
+	purgeable  bool // the log streams allow purges (AllowRetention at creation)
 
 	// stopping is closed by Close: committers take no more work.
 	stopping chan struct{}
@@ -231,9 +238,14 @@ func (c Config) withDefaults() (Config, error) {
 // creates or updates both streams of every shard. It returns P.
 func (l *Log) ensureStreams(ctx context.Context) (int, error) {
 	recorded := 0
+	l.purgeable = l.cfg.AllowRetention
 	s, err := l.js.Stream(ctx, LogStream(0))
 	switch {
 	case err == nil:
+		l.purgeable = !s.CachedInfo().Config.DenyPurge
+		if l.cfg.AllowRetention && !l.purgeable {
+			return 0, fmt.Errorf("%w: stream %s was created with DenyPurge, which JetStream never lifts, so no class can drop events on it (retention is chosen when the log is created)", ErrAppendOnly, LogStream(0))
+		}
 		meta := s.CachedInfo().Config.Metadata
 		if f := meta[metaFormat]; f != strconv.Itoa(FormatVersion) {
 			return 0, fmt.Errorf("log: stream %s has format %q, this binary writes %d", LogStream(0), f, FormatVersion)
@@ -256,7 +268,7 @@ func (l *Log) ensureStreams(ctx context.Context) (int, error) {
 	}
 	meta := map[string]string{metaShards: strconv.Itoa(shards), metaFormat: strconv.Itoa(FormatVersion)}
 	for n := range shards {
-		for _, sc := range []jetstream.StreamConfig{l.logStreamConfig(n, meta), l.timerStreamConfig(n, meta)} {
+		for _, sc := range []jetstream.StreamConfig{l.logStreamConfig(n, meta), l.timerStreamConfig(n, meta), l.ckptStreamConfig(n, meta)} {
 			if _, err := l.js.CreateOrUpdateStream(ctx, sc); err != nil {
 				return 0, fmt.Errorf("log: create or update stream %s: %w", sc.Name, err)
 			}
@@ -266,7 +278,8 @@ func (l *Log) ensureStreams(ctx context.Context) (int, error) {
 }
 
 // logStreamConfig: append-only (no deletes, no purges, no limits), so the
-// audit trail holds at the storage level too.
+// audit trail holds at the storage level too. A log created with
+// AllowRetention allows purges, which Strata uses only through DropBefore.
 func (l *Log) logStreamConfig(n int, meta map[string]string) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:               LogStream(n),
@@ -283,7 +296,7 @@ func (l *Log) logStreamConfig(n int, meta map[string]string) jetstream.StreamCon
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
 		DenyDelete:         true,
-		DenyPurge:          true,
+		DenyPurge:          !l.purgeable,
 		Metadata:           meta,
 	}
 }
@@ -384,6 +397,7 @@ func (l *Log) Stats() Stats {
 		BatchedMessages: l.stats.batched.Load(),
 		Conflicts:       l.stats.conflicts.Load(),
 		Duplicates:      l.stats.duplicates.Load(),
+		Read:            l.stats.read.Load(),
 	}
 }
 

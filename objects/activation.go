@@ -231,6 +231,14 @@ func (a *activation) load() error {
 		return fmt.Errorf("load %s/%s: snapshot at sequence %d is ahead of the log at %d", a.class.name, a.id, meta.Seq, last.Seq)
 	}
 	if last.Seq > meta.Seq {
+		if meta, err = a.skipAhead(ctx, meta, last); err != nil {
+			return fmt.Errorf("load %s/%s from its checkpoint: %w", a.class.name, a.id, err)
+		}
+		a.applied.Store(meta.Version)
+		a.version, a.lastSeq, a.lastHash = meta.Version, meta.Seq, meta.Hash
+		if a.name == "" {
+			a.name = meta.Name
+		}
 		err := a.rt.log.Read(ctx, a.class.name, a.id, meta.Seq+1, func(rec log.Record) error {
 			return a.catchUp(ctx, rec)
 		})
@@ -434,6 +442,7 @@ func (a *activation) acked(r appendResult) {
 	}
 	a.lastSeq, a.lastHash = r.rec.Seq, r.rec.Hash()
 	a.rt.hooks.acked(a.class.name, a.id, c.version, r.rec.Seq)
+	a.rt.ckpt.committed(a.class.name, a.id, c.version)
 	if sched := a.rt.cfg.Alarms; sched != nil {
 		if changes := alarmChanges(c.turns); len(changes) > 0 {
 			sched.AlarmsCommitted(Ref{Class: a.class.name, ID: a.id, Name: a.name}, c.version, changes)

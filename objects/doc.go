@@ -87,4 +87,16 @@
 // version is read, the log is read from there (catch-up), Init runs, then
 // the mailbox is served. After IdleTimeout without a request the activation
 // is evicted; its storage stays.
+//
+// # Checkpoints and retention
+//
+// After an acknowledged event whose version is a multiple of
+// CheckpointConfig.Every (default 1,000), a node goroutine derives the
+// object's state at that version from the log (previous checkpoint plus the
+// events since, history.Replay) and stores it (log.WriteCheckpoint); the
+// ack path only drops a job in a bounded queue. An activation whose
+// snapshot is at least that far behind installs the newest checkpoint
+// (projector.Install) and reads only the events after it. A class in
+// CheckpointConfig.Retain drops its events older than each new checkpoint,
+// on a log created with log.Config.AllowRetention.
 package objects

@@ -40,6 +40,9 @@ type Config struct {
 	// acknowledged and of the pending alarms of each activated object (the
 	// alarms package schedules them). Nil: alarms are recorded only.
 	Alarms AlarmScheduler
+	// Checkpoints: how often objects are checkpointed, and which classes
+	// drop events older than their newest checkpoint (objects/checkpoint.go).
+	Checkpoints CheckpointConfig
 }
 
 // Hooks observe the write path. Tests use them to see progress instead of
@@ -102,6 +105,7 @@ type Runtime struct {
 	}
 	wg          sync.WaitGroup
 	activations atomic.Uint64
+	ckpt        *checkpointer
 }
 
 // New validates cfg and returns a running Runtime.
@@ -146,6 +150,10 @@ func New(cfg Config) (*Runtime, error) {
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
 	rt.appendCtx, rt.cutAppend = context.WithCancel(context.Background())
 	rt.mu.acts = map[actKey]*activation{}
+	if err := cfg.Checkpoints.check(rt); err != nil {
+		return nil, err
+	}
+	rt.ckpt = newCheckpointer(rt, cfg.Checkpoints)
 	return rt, nil
 }
 
@@ -171,6 +179,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	}
 	rt.cancel()
 	rt.cutAppend()
+	rt.ckpt.close()
 	return ctx.Err()
 }
 

@@ -27,6 +27,7 @@ type logConfig struct {
 	fsyncInterval time.Duration
 	shards        int
 	logger        *slog.Logger
+	checkpoints   objects.CheckpointConfig // checkpoints and per-class retention (cmd/cli/checkpoint.go)
 }
 
 func (c *logConfig) validate() error {
@@ -96,7 +97,7 @@ func openLog(ctx context.Context, c logConfig) (*logNode, error) {
 		url = n.srv.ClientURL()
 		c.logger.Info("embedded NATS running", "url", url, "fsync", c.fsync)
 	}
-	l, err := log.Open(ctx, log.Config{URL: url, Shards: c.shards, ConnName: "strata", Logger: c.logger})
+	l, err := log.Open(ctx, log.Config{URL: url, Shards: c.shards, ConnName: "strata", Logger: c.logger, AllowRetention: len(c.checkpoints.Retain) > 0})
 	if err != nil {
 		return nil, err
 	}
@@ -166,6 +167,7 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 	}
 	rt, err = objects.New(objects.Config{
 		Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger, Alarms: n.alarms,
+		Checkpoints: lc.checkpoints,
 	})
 	if err != nil {
 		n.alarms.Close(ctx)

@@ -28,6 +28,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop waits for turns to finish")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off when empty")
+	checkpointFlags(fs, &lc.checkpoints)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
