@@ -102,6 +102,7 @@ type Runtime struct {
 	}
 	wg          sync.WaitGroup
 	activations atomic.Uint64
+	sockets     hub // WebSockets by object; outlives activations (websocket.go)
 }
 
 // New validates cfg and returns a running Runtime.
