@@ -27,7 +27,13 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	idle := fs.Duration("idle-timeout", 30*time.Second, "evict an object's activation after this long without a request")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop waits for turns to finish")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	var wsf wsFlags
+	wsf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	wsCfg, err := wsf.config()
+	if err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -54,7 +60,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		ln.Close()
 		return err
 	}
-	gw, err := gateway.New(gateway.Config{Backend: n.rt, Logger: logger, Alarms: n.alarms})
+	gw, err := gateway.New(gateway.Config{Backend: n.rt, Logger: logger, Alarms: n.alarms, WebSocket: wsCfg})
 	if err != nil {
 		ln.Close()
 		n.close(context.Background())
@@ -74,6 +80,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
 	defer cancel()
 	gw.CloseStreams() // tails would hold Shutdown to its deadline
+	if err := gw.CloseWebSockets(sctx); err != nil {
+		logger.Warn("websockets did not all close", "err", err)
+	}
 	herr := srv.Shutdown(sctx)
 	if errors.Is(herr, http.ErrServerClosed) {
 		herr = nil
