@@ -47,7 +47,8 @@ type chatFrame struct {
 	Type    string        `json:"type"` // welcome, message, join, leave, error
 	You     string        `json:"you,omitempty"`
 	Name    string        `json:"name,omitempty"`
-	Members []string      `json:"members,omitempty"`
+	Members []string      `json:"members,omitempty"` // welcome only: the full list
+	Count   int           `json:"count,omitempty"`   // join and leave: members now
 	History []ChatMessage `json:"history,omitempty"`
 	Error   string        `json:"error,omitempty"`
 	Message *ChatMessage  `json:"message,omitempty"`
@@ -97,7 +98,9 @@ func (c *chat) WebSocketConnect(ctx *objects.Ctx, ws *objects.WebSocket, r *http
 	if err := sendJSON(ws, chatFrame{Type: "welcome", You: name, Members: members, History: history}); err != nil {
 		return err
 	}
-	return broadcast(ctx, ws, chatFrame{Type: "join", Name: name, Members: members})
+	// Join and leave carry the count, not the list: a list in every one
+	// would make filling a room of n members cost n² names.
+	return broadcast(ctx, ws, chatFrame{Type: "join", Name: name, Count: len(members)})
 }
 
 // WebSocketMessage posts a text message to the room.
@@ -130,7 +133,7 @@ func (c *chat) WebSocketError(ctx *objects.Ctx, ws *objects.WebSocket, err error
 func (c *chat) left(ctx *objects.Ctx, ws *objects.WebSocket) error {
 	var who chatMember
 	json.Unmarshal(ws.Attachment(), &who)
-	return broadcast(ctx, nil, chatFrame{Type: "leave", Name: who.Name, Members: chatMembers(ctx)})
+	return broadcast(ctx, nil, chatFrame{Type: "leave", Name: who.Name, Count: len(ctx.Sockets(chatMemberTag))})
 }
 
 // Post posts a message over RPC; it is broadcast like any other.

@@ -1,12 +1,14 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	_ "embed"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -64,7 +66,8 @@ type WebSocketConfig struct {
 	// same origin only (requests without an Origin header are not browsers
 	// and always pass).
 	AllowedOrigins []string
-	// ReadBufferBytes is each socket's read buffer. Default 1 KiB.
+	// ReadBufferBytes is each socket's read buffer (at least 257). Default
+	// 512: an idle socket costs it, a large message is read past it.
 	ReadBufferBytes int
 }
 
@@ -84,8 +87,8 @@ func (c *WebSocketConfig) defaults() {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
-	if c.ReadBufferBytes <= 0 {
-		c.ReadBufferBytes = 1 << 10
+	if c.ReadBufferBytes <= 256 {
+		c.ReadBufferBytes = 512
 	}
 }
 
@@ -118,7 +121,7 @@ func (g *Gateway) initWebSockets(cfg WebSocketConfig) {
 	h.mu.conns = map[*wsConn]struct{}{}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   cfg.ReadBufferBytes,
+		ReadBufferSize:   0, // the reader hijackWriter hands over
 		WriteBufferSize:  4 << 10,
 		WriteBufferPool:  &sync.Pool{},
 		CheckOrigin:      func(r *http.Request) bool { return originAllowed(r, cfg.AllowedOrigins) },
@@ -199,7 +202,8 @@ func (g *Gateway) webSocket(ctx context.Context, w http.ResponseWriter, r *http.
 		return
 	}
 	c.id = id
-	conn, err := h.upgrader.Upgrade(w, r, nil)
+	hw := &hijackWriter{ResponseWriter: w, readBufferBytes: h.cfg.ReadBufferBytes}
+	conn, err := h.upgrader.Upgrade(hw, r, nil)
 	if err != nil {
 		// The object accepted a socket the client never got.
 		h.remove(c)
@@ -210,7 +214,29 @@ func (g *Gateway) webSocket(ctx context.Context, w http.ResponseWriter, r *http.
 		}
 		return
 	}
-	c.start(conn, g.cfg.RequestTimeout)
+	c.start(conn, hw.br, g.cfg.RequestTimeout)
+}
+
+// hijackWriter gives the WebSocket a read buffer of the gateway's choosing
+// and keeps it in view: with an empty buffer, an idle socket's reader can
+// wait for the network without a deep stack (waitReadable).
+type hijackWriter struct {
+	http.ResponseWriter
+	readBufferBytes int
+	br              *bufio.Reader // the socket's read buffer, once hijacked
+}
+
+func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("gateway: response does not implement http.Hijacker")
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil || brw.Reader.Buffered() > 0 {
+		return conn, brw, err // the upgrade refuses early data itself
+	}
+	h.br = bufio.NewReaderSize(conn, h.readBufferBytes)
+	return conn, bufio.NewReadWriter(h.br, brw.Writer), nil
 }
 
 func (h *wsHub) add(c *wsConn) bool {
@@ -240,9 +266,9 @@ func (h *wsHub) isClosing() bool {
 	return h.mu.closing
 }
 
-// pinger pings every socket once per interval from one goroutine; the
-// pings go through each socket's queue, so a socket's writes stay on one
-// writer at a time.
+// pinger pings every idle socket once per interval from one goroutine,
+// writing the ping itself: an idle socket's send buffer is empty, so the
+// write does not wait, and no writer goroutine starts for it.
 func (h *wsHub) pinger() {
 	defer h.wg.Done()
 	t := time.NewTicker(h.cfg.PingInterval)
@@ -261,7 +287,7 @@ func (h *wsHub) pinger() {
 		}
 		h.mu.Unlock()
 		for _, c := range conns {
-			c.enqueue(outFrame{kind: websocket.PingMessage})
+			c.ping()
 		}
 		clear(conns)
 	}
@@ -308,7 +334,7 @@ func (h *wsHub) wait(ctx context.Context) error {
 
 // outFrame is one frame waiting in a socket's send queue.
 type outFrame struct {
-	kind   int // websocket.TextMessage, BinaryMessage, CloseMessage, PingMessage
+	kind   int // websocket.TextMessage, BinaryMessage or CloseMessage
 	data   []byte
 	code   int // close
 	reason string
@@ -355,9 +381,6 @@ func (c *wsConn) enqueue(f outFrame) error {
 	if c.mu.closed || c.mu.fatal != nil {
 		return objects.ErrSocketClosed
 	}
-	if f.kind == websocket.PingMessage && (c.mu.writing || len(c.mu.queue) > 0) {
-		return nil // the socket is busy anyway
-	}
 	if f.kind == websocket.CloseMessage {
 		c.mu.closed, c.mu.byUs = true, true
 	} else if len(c.mu.queue) >= c.h.cfg.SendQueueLen || c.mu.bytes+len(f.data) > c.h.cfg.SendQueueBytes {
@@ -368,6 +391,32 @@ func (c *wsConn) enqueue(f outFrame) error {
 	c.mu.bytes += len(f.data)
 	c.startWriterLocked()
 	return nil
+}
+
+// pingWriteTimeout bounds a ping's write. A socket whose kernel buffer is
+// full while its queue is empty has a client that stopped reading: the
+// failed ping cuts it.
+const pingWriteTimeout = 50 * time.Millisecond
+
+// ping writes a ping frame unless the socket is busy (a busy socket shows
+// its client is alive when its writes go through).
+func (c *wsConn) ping() {
+	c.mu.Lock()
+	conn := c.mu.conn
+	if conn == nil || c.mu.writing || len(c.mu.queue) > 0 || c.mu.closed || c.mu.fatal != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.mu.writing = true // no writer starts meanwhile
+	c.mu.Unlock()
+	err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(pingWriteTimeout))
+	c.mu.Lock()
+	c.mu.writing = false
+	if err != nil {
+		c.cutLocked(fmt.Errorf("websocket: ping: %w", err))
+	}
+	c.startWriterLocked() // what was queued meanwhile
+	c.mu.Unlock()
 }
 
 func (c *wsConn) startWriterLocked() {
@@ -411,8 +460,6 @@ func (c *wsConn) writer(conn *websocket.Conn) {
 		deadline := time.Now().Add(c.h.cfg.WriteTimeout)
 		var err error
 		switch f.kind {
-		case websocket.PingMessage:
-			err = conn.WriteControl(websocket.PingMessage, nil, deadline)
 		case websocket.CloseMessage:
 			err = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(f.code, f.reason), deadline)
 			conn.SetReadDeadline(time.Now().Add(closeWait))
@@ -430,7 +477,7 @@ func (c *wsConn) writer(conn *websocket.Conn) {
 
 // start begins serving an upgraded connection: messages queued during the
 // connect turn go out first.
-func (c *wsConn) start(conn *websocket.Conn, turnTimeout time.Duration) {
+func (c *wsConn) start(conn *websocket.Conn, br *bufio.Reader, turnTimeout time.Duration) {
 	conn.SetReadLimit(c.h.cfg.ReadLimitBytes)
 	pongWait := 2*c.h.cfg.PingInterval + c.h.cfg.WriteTimeout
 	conn.SetReadDeadline(time.Now().Add(pongWait))
@@ -446,15 +493,24 @@ func (c *wsConn) start(conn *websocket.Conn, turnTimeout time.Duration) {
 	c.startWriterLocked()
 	c.mu.Unlock()
 	c.h.wg.Add(1)
-	go c.reader(conn, pongWait, turnTimeout)
+	go c.reader(conn, br, pongWait, turnTimeout)
 }
 
 // reader turns messages into turns, one at a time, until the socket ends,
 // then reports how it ended.
-func (c *wsConn) reader(conn *websocket.Conn, pongWait, turnTimeout time.Duration) {
+func (c *wsConn) reader(conn *websocket.Conn, br *bufio.Reader, pongWait, turnTimeout time.Duration) {
 	defer c.h.wg.Done()
 	var err error
 	for {
+		if br != nil {
+			if br.Buffered() == 0 {
+				waitReadable(conn.NetConn())
+			}
+			if skipPong(br) {
+				conn.SetReadDeadline(time.Now().Add(pongWait))
+				continue
+			}
+		}
 		var kind int
 		var data []byte
 		kind, data, err = conn.ReadMessage()
@@ -530,6 +586,26 @@ func (c *wsConn) finish(conn *websocket.Conn, readErr error) {
 		c.log.Debug("websocket end turn", "object", c.ref, "socket", c.id, "err", err)
 		c.b.WebSocketDrop(c.ref, c.id)
 	}
+}
+
+// skipPong consumes a pong frame waiting at the head of br, between
+// messages (where the reader loop calls it), and reports whether it did.
+// Handing a pong to gorilla would park this goroutine deep inside its frame
+// reader until the next data message, with the bigger stack that takes;
+// every idle socket answers a ping per interval, so that is most sockets.
+// Anything else (a ping, a fragment, a bad frame) is gorilla's to read.
+func skipPong(br *bufio.Reader) bool {
+	const finPong, masked = 0x8A, 0x80
+	h, err := br.Peek(2)
+	if err != nil || h[0] != finPong || h[1]&masked == 0 || h[1]&0x7f > 125 {
+		return false
+	}
+	n := 2 + 4 + int(h[1]&0x7f) // header, mask key, payload
+	if _, err := br.Peek(n); err != nil {
+		return false
+	}
+	br.Discard(n)
+	return true
 }
 
 func isTimeout(err error) bool {

@@ -510,3 +510,44 @@ func TestWebSocketShutdown(t *testing.T) {
 		t.Fatalf("at shutdown: %v, want 1001", err)
 	}
 }
+
+// TestWebSocketKeepAlive: the server pings; a client that answers stays,
+// one that does not is dropped and its object is told.
+func TestWebSocketKeepAlive(t *testing.T) {
+	f := startWS(t, time.Minute, gateway.WebSocketConfig{PingInterval: 50 * time.Millisecond, WriteTimeout: 100 * time.Millisecond})
+	alive := f.dial("/v1/objects/wsroom/ka/ws")
+	aliveID := hello(t, alive).ID
+	var pings atomic.Int64
+	alive.SetPingHandler(func(data string) error {
+		pings.Add(1)
+		return alive.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	replies := make(chan string, 1)
+	go func() {
+		for {
+			_, b, err := alive.ReadMessage() // answers pings while it waits
+			if err != nil {
+				close(replies)
+				return
+			}
+			replies <- string(b)
+		}
+	}()
+	silent := f.dial("/v1/objects/wsroom/ka/ws")
+	silentID := hello(t, silent).ID // never reads again: never answers a ping
+
+	key := fmt.Sprintf(`"error:%d"`, silentID)
+	waitFor(t, "the silent client's WebSocketError turn", func() bool { return f.call("wsroom", "ka", "get", key) != `""` })
+	if got := f.call("wsroom", "ka", "get", key); !strings.Contains(got, "pong") {
+		t.Fatalf("silent client's error: %s", got)
+	}
+	waitFor(t, "ten pings", func() bool { return pings.Load() >= 10 })
+	if got := f.call("wsroom", "ka", "get", fmt.Sprintf(`"error:%d"`, aliveID)); got != `""` {
+		t.Fatalf("the client that answers pings was dropped: %s", got)
+	}
+	alive.WriteMessage(websocket.TextMessage, []byte("list"))
+	var socks []sockInfo
+	if err := json.Unmarshal([]byte(<-replies), &socks); err != nil || len(socks) != 1 || socks[0].ID != aliveID {
+		t.Fatalf("sockets after the silent one was dropped: %+v %v", socks, err)
+	}
+}
