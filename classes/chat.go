@@ -213,7 +213,7 @@ func chatKey(seq int64) string { return fmt.Sprintf("msg:%020d", seq) }
 
 // chatMembers lists the members by their name tags, in joining order.
 func chatMembers(ctx *objects.Ctx) []string {
-	var names []string
+	names := []string{}
 	for _, ws := range ctx.Sockets(chatMemberTag) {
 		for _, tag := range ws.Tags() {
 			if name, ok := strings.CutPrefix(tag, chatNameTagPfx); ok {

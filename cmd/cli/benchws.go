@@ -343,7 +343,7 @@ type fanOutResult struct {
 // messages (at most window unanswered each) and measures deliveries per
 // second until every member has every message.
 func fanOut(ctx context.Context, wsBase, room string, clients, senders, msgs int, sources []net.IP, progressTo io.Writer) (fanOutResult, error) {
-	const window = 16
+	const window = 4 // unanswered messages per sender
 	pool := newClientPool(sources)
 	defer pool.closeAll()
 	var delivered atomic.Int64
