@@ -138,6 +138,10 @@ type hub struct {
 func (h *hub) set(k actKey, create bool) *socketSet {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.setLocked(k, create)
+}
+
+func (h *hub) setLocked(k actKey, create bool) *socketSet {
 	s := h.objs[k]
 	if s == nil && create {
 		if h.objs == nil {
@@ -150,8 +154,12 @@ func (h *hub) set(k actKey, create bool) *socketSet {
 	return s
 }
 
+// add holds the hub's lock while it inserts, so that remove cannot drop
+// the object's record in between (lock order: hub, then record).
 func (h *hub) add(k actKey, s *socket) {
-	set := h.set(k, true)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	set := h.setLocked(k, true)
 	set.mu.Lock()
 	defer set.mu.Unlock()
 	set.mu.byID[s.id] = s
@@ -372,7 +380,10 @@ func (c *Ctx) SetAutoResponse(request, response string) error {
 	if len(request) > AutoResponseBytesMax || len(response) > AutoResponseBytesMax {
 		return tooLarge("auto-response", max(len(request), len(response)), AutoResponseBytesMax)
 	}
-	set := c.t.a.rt.sockets.set(c.t.a.key, true)
+	h := &c.t.a.rt.sockets
+	h.mu.Lock() // remove drops records with no auto-response: not in between
+	defer h.mu.Unlock()
+	set := h.setLocked(c.t.a.key, true)
 	if request == "" {
 		set.auto.Store(nil)
 		return nil
