@@ -551,3 +551,17 @@ func TestWebSocketKeepAlive(t *testing.T) {
 		t.Fatalf("sockets after the silent one was dropped: %+v %v", socks, err)
 	}
 }
+
+// TestChatPage: /ui/chat serves the page that talks to the chat class.
+func TestChatPage(t *testing.T) {
+	f := startWS(t, time.Minute, gateway.WebSocketConfig{})
+	resp, err := http.Get(f.url + "/ui/chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !bytes.Contains(body, []byte("/v1/objects/chat/")) {
+		t.Fatalf("GET /ui/chat: %d %s, %d bytes", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+	}
+}
