@@ -79,8 +79,9 @@ type request struct {
 }
 
 type result struct {
-	out any
-	err error
+	out     any
+	err     error
+	sockOps []sockOp // WebSocket sends and closes, released with the response
 }
 
 // commit is a group of turns appended as one event.
@@ -103,6 +104,9 @@ type turn struct {
 	req  *request
 	st   *Storage
 	done bool
+
+	sockOps    []sockOp // WebSocket sends and closes held for the output gate
+	connecting *socket  // the socket a WebSocketConnect turn decides on
 }
 
 // errBounced means the activation ended before running the request; the
@@ -309,7 +313,7 @@ func (a *activation) handle(req *request) {
 	if !t.st.ws.empty() {
 		a.stage(req.cause, t.st.ws)
 	}
-	a.gate(req, result{out: out})
+	a.gate(req, result{out: out, sockOps: t.sockOps})
 }
 
 func (a *activation) invoke(t *turn) (out any, err error, panicked bool) {
@@ -384,7 +388,7 @@ func (a *activation) gate(req *request, r result) {
 		c = a.inflight
 	}
 	if c == nil {
-		req.result <- r
+		a.deliver(req, r)
 		return
 	}
 	c.waiters = append(c.waiters, req)
@@ -461,8 +465,17 @@ func (a *activation) release(c *commit, err error) {
 		if err != nil {
 			r = result{err: err}
 		}
-		req.result <- r
+		a.deliver(req, r)
 	}
+}
+
+// deliver releases a response and the WebSocket sends of its turn, in turn
+// order, on this goroutine.
+func (a *activation) deliver(req *request, r result) {
+	if r.err == nil && len(r.sockOps) > 0 {
+		a.releaseSockOps(r.sockOps)
+	}
+	req.result <- r
 }
 
 // fail ends the activation: everything unacknowledged fails with err, the

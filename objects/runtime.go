@@ -106,6 +106,7 @@ type Runtime struct {
 	wg          sync.WaitGroup
 	activations atomic.Uint64
 	ckpt        *checkpointer
+	sockets     hub // WebSockets by object; outlives activations (websocket.go)
 }
 
 // New validates cfg and returns a running Runtime.

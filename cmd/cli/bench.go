@@ -52,6 +52,9 @@ type benchResult struct {
 }
 
 func runBench(ctx context.Context, env *Env, args []string) error {
+	if len(args) > 0 && args[0] == "ws" {
+		return runBenchWS(ctx, env, args[1:])
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.Usage = flagUsage(fs, "bench [flags]")
@@ -62,7 +65,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&bc.clients, "clients", 32, "concurrent HTTP clients for W2, W3, W4")
 	fs.IntVar(&bc.objects, "objects", 1000, "objects for W3 and W4")
 	fs.IntVar(&bc.history, "history", 10000, "events of the object W5 activates cold")
-	fs.StringVar(&bc.workloads, "workloads", "W1,W2,W3,W4,W5", "workloads to run")
+	fs.StringVar(&bc.workloads, "workloads", "W1,W2,W3,W4,W5,W6", "workloads to run (W6: WebSocket broadcast to a room of 1,000; `strata bench ws` measures memory per connection)")
 	fs.BoolVar(&bc.json, "json", false, "print results as JSON lines")
 	fs.IntVar(&bc.shards, "shards", 0, "shard count of the temporary server (0: the default)")
 	if err := parseFlags(fs, args); err != nil {
@@ -175,6 +178,13 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	}
 	if want["W5"] {
 		r, err := b.cold(ctx, run)
+		if err != nil {
+			return err
+		}
+		add(r)
+	}
+	if want["W6"] {
+		r, err := b.fanOut(ctx, run)
 		if err != nil {
 			return err
 		}

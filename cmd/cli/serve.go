@@ -29,7 +29,13 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off when empty")
 	checkpointFlags(fs, &lc.checkpoints)
+	var wsf wsFlags
+	wsf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	wsCfg, err := wsf.config()
+	if err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -61,7 +67,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		ln.Close()
 		return err
 	}
-	gw, err := gateway.New(gateway.Config{Backend: n.rt, Logger: logger, Alarms: n.alarms})
+	gw, err := gateway.New(gateway.Config{Backend: n.rt, Logger: logger, Alarms: n.alarms, WebSocket: wsCfg})
 	if err != nil {
 		ln.Close()
 		n.close(context.Background())
@@ -90,6 +96,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
 	defer cancel()
 	gw.CloseStreams() // tails would hold Shutdown to its deadline
+	if err := gw.CloseWebSockets(sctx); err != nil {
+		logger.Warn("websockets did not all close", "err", err)
+	}
 	herr := srv.Shutdown(sctx)
 	if errors.Is(herr, http.ErrServerClosed) {
 		herr = nil
