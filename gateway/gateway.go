@@ -9,6 +9,9 @@
 //	ANY  /v1/objects/{class}/{name}/fetch/{path...}   the class's Fetch handler
 //	ANY  /v1/objects/{class}/id/{hex}/fetch/{path...}
 //	GET/PUT/DELETE /v1/objects/{class}/{name}/alarm  the object's alarms (alarm.go)
+//	GET  /v1/objects/{class}/{name}/ws                WebSocket upgrade (websocket.go)
+//	GET  /v1/objects/{class}/id/{hex}/ws
+//	GET  /ui/chat                                     the chat room page
 //	GET  /v1/objects/{class}?prefix=&limit=&cursor=           list objects
 //	GET  /v1/objects/{class}/{name}/history?from=&to=&limit=   events as NDJSON
 //	GET  /v1/objects/{class}/{name}/state?version=N | ?at=T    past storage
@@ -61,6 +64,8 @@ type Config struct {
 	Logger         *slog.Logger
 	// Alarms, if set, serves the operator's alarm routes (alarm.go).
 	Alarms AlarmAdmin
+	// WebSocket is the WebSocket protocol's configuration (websocket.go).
+	WebSocket WebSocketConfig
 }
 
 // Gateway is an http.Handler.
@@ -71,6 +76,7 @@ type Gateway struct {
 
 	streams     context.Context // ends long-lived responses at shutdown
 	stopStreams context.CancelFunc
+	ws          *wsHub
 }
 
 // New returns a Gateway serving cfg.Backend.
@@ -99,6 +105,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Alarms != nil {
 		g.alarmAdminRoutes()
 	}
+	g.initWebSockets(cfg.WebSocket)
 	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, &routeError{http.StatusNotFound, "not_found", "no route for " + r.Method + " " + r.URL.Path})
 	})
@@ -156,13 +163,13 @@ func (g *Gateway) parseRoute(r *http.Request) (route, error) {
 		return route{}, err
 	}
 	if !isAction(segs[0]) {
-		return route{}, &routeError{http.StatusNotFound, "not_found", fmt.Sprintf("unknown action %q: want rpc, fetch, alarm, history, state, audit or restore", segs[0])}
+		return route{}, &routeError{http.StatusNotFound, "not_found", fmt.Sprintf("unknown action %q: want rpc, fetch, alarm, ws, history, state, audit or restore", segs[0])}
 	}
 	return route{ref: ref, action: segs[0], rest: strings.Join(segs[1:], "/")}, nil
 }
 
 func isAction(s string) bool {
-	return s == "rpc" || s == "fetch" || s == "alarm" || isPastAction(s)
+	return s == "rpc" || s == "fetch" || s == "alarm" || s == "ws" || isPastAction(s)
 }
 
 func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
@@ -184,6 +191,8 @@ func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 		g.past(ctx, w, r, rt, cause)
 	case "alarm":
 		g.alarm(ctx, w, r, rt, cause)
+	case "ws":
+		g.webSocket(ctx, w, r, rt, cause)
 	}
 }
 

@@ -187,7 +187,14 @@ func uintParam(r *http.Request, name string) (uint64, error) {
 	return n, nil
 }
 
-// history streams GET …/history?from=&to=&limit= as NDJSON.
+// Follower is what GET …/history?follow=true needs of the backend.
+type Follower interface {
+	Follow(ctx context.Context, ref objects.Ref, after uint64, fn func(objects.HistoryEntry) error) error
+}
+
+// history streams GET …/history?from=&to=&limit=[&follow=true] as NDJSON.
+// With follow, the stream goes on with each new event, flushed as it is
+// committed, until the client goes away or the gateway stops.
 func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) {
 	h, err := g.historian()
 	if err != nil {
@@ -202,17 +209,28 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 			hr.Limit = int(min(limit, 1<<31))
 		}
 	}
+	var follower Follower
+	if err == nil {
+		follower, err = g.follower(r, hr)
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
+	flusher, _ := w.(http.Flusher)
 	enc := json.NewEncoder(w)
 	started := false
-	err = h.History(ctx, rt.ref, hr, func(e objects.HistoryEntry) error {
+	start := func() {
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
 			started = true
 		}
+	}
+	var shown uint64
+	emit := func(e objects.HistoryEntry) error {
+		start()
+		shown = e.Version
 		line := historyEntry{Version: e.Version, Seq: e.Seq, Time: e.Time, Name: e.Name}
 		for _, t := range e.Turns {
 			ht := historyTurn{RequestID: t.Cause.RequestID, Principal: t.Cause.Principal, Method: t.Cause.Method, Via: t.Cause.Via.String(), Changes: []historyChange{}}
@@ -226,8 +244,30 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 			}
 			line.Turns = append(line.Turns, ht)
 		}
-		return enc.Encode(line)
-	})
+		if err := enc.Encode(line); err != nil {
+			return err
+		}
+		if follower != nil && flusher != nil {
+			flusher.Flush()
+		}
+		return nil
+	}
+	err = h.History(ctx, rt.ref, hr, emit)
+	if err == nil && follower != nil {
+		start()
+		if flusher != nil {
+			flusher.Flush()
+		}
+		// Follow until the client goes away or the gateway stops.
+		fctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(g.streams, cancel)
+		defer stop()
+		err = follower.Follow(fctx, rt.ref, max(shown, hr.From-min(hr.From, 1)), emit)
+		if fctx.Err() != nil {
+			return
+		}
+	}
 	if err != nil {
 		if !started {
 			writeError(w, r, err)
@@ -239,10 +279,26 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 		enc.Encode(body)
 		return
 	}
-	if !started {
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		w.WriteHeader(http.StatusOK)
+	start()
+}
+
+// follower is the backend's Follower if the request asks to follow.
+func (g *Gateway) follower(r *http.Request, hr objects.HistoryRange) (Follower, error) {
+	switch v := r.URL.Query().Get("follow"); v {
+	case "", "false", "0":
+		return nil, nil
+	case "true", "1":
+	default:
+		return nil, fmt.Errorf("%w: follow=%q, want true or false", objects.ErrBadInput, v)
 	}
+	if hr.To != 0 || hr.Limit != 0 {
+		return nil, fmt.Errorf("%w: follow goes on past the last event: it takes no to or limit", objects.ErrBadInput)
+	}
+	f, ok := g.cfg.Backend.(Follower)
+	if !ok {
+		return nil, &routeError{http.StatusNotImplemented, "not_implemented", "this backend cannot follow history"}
+	}
+	return f, nil
 }
 
 type stateBody struct {

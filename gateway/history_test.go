@@ -152,3 +152,46 @@ func TestTailRoute(t *testing.T) {
 		}
 	}
 }
+
+// TestHistoryFollowRoute: ?follow=true sends the history, then each new
+// event of the object from the next version on, flushed as it comes; a
+// bad follow value, or follow with to or limit, is a 400.
+func TestHistoryFollowRoute(t *testing.T) {
+	f := start(t)
+	f.post("/v1/objects/kv/fo/rpc/put", `{"key":"a","value":1}`)
+	for _, q := range []string{"follow=maybe", "follow=true&limit=1", "follow=1&to=3"} {
+		if code, body, _ := f.do(http.MethodGet, "/v1/objects/kv/fo/history?"+q, ""); code != 400 {
+			t.Fatalf("history?%s: %d %s", q, code, body)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.url+"/v1/objects/kv/fo/history?follow=true", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for want := 1; want <= 3; want++ {
+		if want > 1 {
+			f.post("/v1/objects/kv/other/rpc/put", `{"key":"a","value":0}`)
+			f.post("/v1/objects/kv/fo/rpc/put", fmt.Sprintf(`{"key":"a","value":%d}`, want))
+		}
+		if !sc.Scan() {
+			t.Fatalf("follow ended before version %d: %v", want, sc.Err())
+		}
+		var e struct {
+			Version int
+			Turns   []struct {
+				Changes []struct{ Old, New json.RawMessage }
+			}
+		}
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatal(err)
+		}
+		if c := e.Turns[0].Changes[0]; e.Version != want || string(c.New) != fmt.Sprint(want) || want > 1 && string(c.Old) != fmt.Sprint(want-1) {
+			t.Fatalf("follow line %d: %s", want, sc.Bytes())
+		}
+	}
+}

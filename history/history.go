@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 
@@ -18,6 +19,9 @@ import (
 // Sentinel errors for bad requests; the gateway maps them to 400.
 var (
 	ErrBadRange = errors.New("bad history range")
+	// ErrRetained: the events asked for were dropped by the class's
+	// retention; history starts at a checkpoint. It wraps ErrBadRange.
+	ErrRetained = fmt.Errorf("%w: before the retained history", ErrBadRange)
 )
 
 // Change is one key's change in a turn: Old and New are nil when the key
@@ -49,12 +53,37 @@ type Entry struct {
 // says what each changed. It checks that versions follow one another.
 type Replayer struct {
 	State   map[string][]byte
+	Alarms  map[string]int64 // alarm name -> due time, Unix ns
 	Version uint64
-	Time    int64 // Unix ns of the last event applied
+	Time    int64    // Unix ns of the last event applied
+	Seq     uint64   // stream sequence of the last event applied
+	Hash    log.Hash // chain hash of the last event applied
+	Name    string   // the object's name, from its first event
+	next    uint64   // the version Replay stopped before (0: the log's end)
 }
 
 // NewReplayer starts from an object with no events.
-func NewReplayer() *Replayer { return &Replayer{State: map[string][]byte{}} }
+func NewReplayer() *Replayer {
+	return &Replayer{State: map[string][]byte{}, Alarms: map[string]int64{}}
+}
+
+// FromCheckpoint starts from a checkpoint's state (which it takes over).
+func FromCheckpoint(ck *log.Checkpoint) *Replayer {
+	r := &Replayer{State: ck.Keys, Alarms: ck.Alarms, Version: ck.Version, Time: ck.Time, Seq: ck.Seq, Hash: ck.Hash, Name: ck.Name}
+	if r.State == nil {
+		r.State = map[string][]byte{}
+	}
+	if r.Alarms == nil {
+		r.Alarms = map[string]int64{}
+	}
+	return r
+}
+
+// Checkpoint is the replayer's state as a checkpoint of class and id.
+func (r *Replayer) Checkpoint(class string, id log.ID) *log.Checkpoint {
+	return &log.Checkpoint{Class: class, ID: id, Name: r.Name, Version: r.Version, Seq: r.Seq, Time: r.Time,
+		Hash: r.Hash, Keys: maps.Clone(r.State), Alarms: maps.Clone(r.Alarms)}
+}
 
 // Apply applies one event and returns its entry with diffs.
 func (r *Replayer) Apply(rec log.Record) (Entry, error) {
@@ -88,6 +117,9 @@ func (r *Replayer) Apply(rec log.Record) (Entry, error) {
 				clear(r.State)
 			case log.OpSetAlarm:
 				c.At = w.At
+				r.Alarms[w.Key] = w.At
+			case log.OpDeleteAlarm:
+				delete(r.Alarms, w.Key)
 			}
 			if w.Op != log.OpDeleteAll {
 				turn.Changes = append(turn.Changes, c)
@@ -95,8 +127,78 @@ func (r *Replayer) Apply(rec log.Record) (Entry, error) {
 		}
 		e.Turns = append(e.Turns, turn)
 	}
-	r.Version, r.Time = ev.Version, ev.Time
+	r.Version, r.Time, r.Seq, r.Hash = ev.Version, ev.Time, rec.Seq, rec.Hash()
+	if r.Name == "" {
+		r.Name = ev.Name
+	}
 	return e, nil
+}
+
+// errStop ends a read early; it never leaves this package.
+var errStop = errors.New("stop")
+
+// Replay folds the object's events into a replayer, starting from the
+// newest checkpoint that start accepts (nil: from the first event), up
+// to the event before the first one until accepts (nil: to the end), and
+// calls fn (if not nil) after each event applied with its entry; fn
+// returns errStop to end. When the log has dropped events (a retaining class), replay
+// rebases on the checkpoint the log starts after; if the events wanted
+// are gone, it returns ErrRetained. It returns the replayer.
+func Replay(ctx context.Context, l *log.Log, class string, id log.ID, start func(log.CheckpointInfo) bool, until func(*log.Event) bool, fn func(Entry) error) (*Replayer, error) {
+	rep := NewReplayer()
+	if start != nil {
+		info, err := l.CheckpointBefore(ctx, class, id, start)
+		switch {
+		case err == nil:
+			ck, err := l.LoadCheckpoint(ctx, info)
+			if err != nil {
+				return nil, err
+			}
+			rep = FromCheckpoint(ck)
+		case !errors.Is(err, log.ErrNotFound):
+			return nil, err
+		}
+	}
+	err := l.Read(ctx, class, id, rep.Seq+1, func(rec log.Record) error {
+		// A replayer with some state may stop before a gap; one with none
+		// must learn why the log starts later.
+		if until != nil && until(rec.Event) && rep.Version > 0 {
+			rep.next = rec.Event.Version
+			return errStop
+		}
+		if v := rec.Event.Version; v > rep.Version+1 {
+			// The events between were dropped: rebase on the checkpoint
+			// the retained log starts from, if it is at or after this point.
+			info, err := l.CheckpointBefore(ctx, class, id, func(i log.CheckpointInfo) bool { return i.Version <= v })
+			if err != nil || info.Version+1 < v || info.Version < rep.Version {
+				return fmt.Errorf("%w: events %d to %d are not in the log (the retained history starts at version %d)", ErrRetained, rep.Version+1, v-1, v)
+			}
+			ck, err := l.LoadCheckpoint(ctx, info)
+			if err != nil {
+				return err
+			}
+			rep = FromCheckpoint(ck)
+			if v <= rep.Version {
+				return nil // the checkpoint's own event, kept so the log's end survives
+			}
+		}
+		if until != nil && until(rec.Event) {
+			rep.next = rec.Event.Version
+			return errStop
+		}
+		e, err := rep.Apply(rec)
+		if err != nil {
+			return err
+		}
+		if fn != nil {
+			return fn(e)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, err
+	}
+	return rep, nil
 }
 
 // Range selects events: versions From..To inclusive (0: unbounded), at most
@@ -107,31 +209,28 @@ type Range struct {
 }
 
 // Events calls fn for each event of the object in r, in order, with diffs.
-// Diffs need the state before each event, so events before From are
-// replayed but not shown.
+// Diffs need the state before each event, so replay starts from the newest
+// checkpoint before From and events between it and From are replayed but
+// not shown. For a class whose old events were dropped, history starts
+// after the checkpoint the retained log begins with.
 func Events(ctx context.Context, l *log.Log, class string, id log.ID, r Range, fn func(Entry) error) error {
 	if r.Limit < 0 || r.To != 0 && r.From > r.To {
 		return fmt.Errorf("%w: from %d, to %d, limit %d", ErrBadRange, r.From, r.To, r.Limit)
 	}
-	rep := NewReplayer()
 	shown := 0
-	errDone := errors.New("done")
-	err := l.Read(ctx, class, id, 1, func(rec log.Record) error {
-		e, err := rep.Apply(rec)
-		if err != nil {
-			return err
-		}
+	until := func(ev *log.Event) bool { return r.To != 0 && ev.Version > r.To }
+	_, err := Replay(ctx, l, class, id, func(i log.CheckpointInfo) bool { return i.Version < r.From }, until, func(e Entry) error {
 		if e.Version < r.From {
 			return nil
 		}
-		if r.To != 0 && e.Version > r.To || r.Limit > 0 && shown >= r.Limit {
-			return errDone
+		if r.Limit > 0 && shown >= r.Limit {
+			return errStop
 		}
 		shown++
 		return fn(e)
 	})
-	if errors.Is(err, errDone) {
-		return nil
+	if errors.Is(err, ErrRetained) && r.From == 0 {
+		return nil // nothing after the checkpoint yet
 	}
 	return err
 }
@@ -150,39 +249,48 @@ type State struct {
 	Keys    map[string][]byte // storage keys and values
 }
 
-// StateAt replays the object up to at. A version beyond the object's last,
-// or a time before its first event, is ErrBadRange.
+// StateAt replays the object up to at, from the newest checkpoint at or
+// before it. A version beyond the object's last, a time before its first
+// event, or a moment before a retaining class's retained history, is
+// ErrBadRange.
 func StateAt(ctx context.Context, l *log.Log, class string, id log.ID, at At) (State, error) {
-	rep := NewReplayer()
-	errDone := errors.New("done")
-	err := l.Read(ctx, class, id, 1, func(rec log.Record) error {
-		if at.Version == 0 && rec.Event.Time > at.Time.UnixNano() {
-			return errDone
-		}
-		if _, err := rep.Apply(rec); err != nil {
-			return err
-		}
-		if at.Version != 0 && rep.Version == at.Version {
-			return errDone
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errDone) {
+	before := func(i log.CheckpointInfo) bool { return i.Version <= at.Version }
+	if at.Version == 0 {
+		before = func(i log.CheckpointInfo) bool { return i.Time <= at.Time.UnixNano() }
+	}
+	until := func(ev *log.Event) bool { return ev.Version > at.Version }
+	if at.Version == 0 {
+		until = func(ev *log.Event) bool { return ev.Time > at.Time.UnixNano() }
+	}
+	past, err := Replay(ctx, l, class, id, before, until, nil)
+	if err != nil {
 		return State{}, err
 	}
 	switch {
-	case at.Version != 0 && rep.Version != at.Version:
-		return State{}, fmt.Errorf("%w: version %d, the object's last is %d", ErrBadRange, at.Version, rep.Version)
-	case at.Version == 0 && rep.Version == 0:
+	case at.Version != 0 && past.Version > at.Version || at.Version == 0 && past.Time > at.Time.UnixNano():
+		return State{}, fmt.Errorf("%w: it starts at version %d (%s)", ErrRetained, past.Version, time.Unix(0, past.Time).UTC().Format(time.RFC3339Nano))
+	case at.Version == 0 && past.next > past.Version+1:
+		return State{}, fmt.Errorf("%w: versions %d to %d were dropped (the retained history starts at version %d)", ErrRetained, past.Version+1, past.next-1, past.next)
+	case at.Version != 0 && past.Version < at.Version && past.next > past.Version+1:
+		return State{}, fmt.Errorf("%w: versions %d to %d were dropped (the retained history starts at version %d)", ErrRetained, past.Version+1, past.next-1, past.next)
+	case at.Version != 0 && past.Version < at.Version:
+		return State{}, fmt.Errorf("%w: version %d, the object's last is %d", ErrBadRange, at.Version, past.Version)
+	case at.Version == 0 && past.Version == 0:
 		return State{}, fmt.Errorf("%w: %s is before the object's first event", ErrBadRange, at.Time.UTC().Format(time.RFC3339Nano))
 	}
-	return State{Version: rep.Version, Time: time.Unix(0, rep.Time).UTC(), Keys: rep.State}, nil
+	return State{Version: past.Version, Time: time.Unix(0, past.Time).UTC(), Keys: past.State}, nil
 }
 
 // Report is the result of verifying an object's hash chain.
 type Report struct {
 	Events uint64 `json:"events"`
 	OK     bool   `json:"ok"`
+	// From is the first version verified: 1, or for a class whose old
+	// events were dropped, the version of the checkpoint the retained log
+	// starts from, whose chain hash anchors the rest.
+	From uint64 `json:"from_version,omitempty"`
+	// Checkpoints is how many checkpoints were checked against the chain.
+	Checkpoints int `json:"checkpoints,omitempty"`
 	// BrokenAt is the stream sequence of the first event that does not
 	// link to the one before it (0 when OK), and Reason says how.
 	BrokenAt uint64   `json:"broken_at,omitempty"`
@@ -193,25 +301,63 @@ type Report struct {
 
 // Verify recomputes the object's hash chain from its stored bytes and
 // reports the first broken link: an event whose PrevHash is not the chain
-// hash of the event before it, or whose version does not follow.
+// hash of the event before it, or whose version does not follow, or a
+// checkpoint whose chain hash is not the log's at its version. When a
+// retaining class's log starts after a checkpoint, the chain is verified
+// from that checkpoint's hash, and From says so.
 func Verify(ctx context.Context, l *log.Log, class string, id log.ID) (Report, error) {
 	var rep Report
+	ckpts := map[uint64]log.Hash{}
+	err := l.Checkpoints(ctx, class, id, func(i log.CheckpointInfo) error {
+		ckpts[i.Version] = i.Hash
+		return nil
+	})
+	if err != nil {
+		return Report{}, err
+	}
 	var prev log.Hash
 	var version uint64
 	errBroken := errors.New("broken")
-	err := l.Read(ctx, class, id, 1, func(rec log.Record) error {
+	err = l.Read(ctx, class, id, 1, func(rec log.Record) error {
 		ev := rec.Event
+		if version == 0 && ev.Version > 1 {
+			// Dropped by retention: anchor on the checkpoint at this
+			// event (or the one before it).
+			if h, ok := ckpts[ev.Version]; ok {
+				if h != rec.Hash() {
+					rep.Reason = fmt.Sprintf("the retained log starts at version %d with chain hash %s, its checkpoint says %s", ev.Version, rec.Hash(), h)
+					rep.BrokenAt, rep.Version = rec.Seq, ev.Version
+					return errBroken
+				}
+				prev, version, rep.From = h, ev.Version, ev.Version
+				rep.Checkpoints++
+				rep.Events++
+				return nil
+			}
+			if h, ok := ckpts[ev.Version-1]; ok {
+				prev, version, rep.From = h, ev.Version-1, ev.Version-1
+			}
+		}
 		switch {
 		case ev.Version != version+1:
 			rep.Reason = fmt.Sprintf("version %d follows version %d", ev.Version, version)
 		case !bytes.Equal(ev.PrevHash[:], prev[:]):
 			rep.Reason = fmt.Sprintf("previous hash %s, the chain says %s", ev.PrevHash, prev)
 		}
+		if h, ok := ckpts[ev.Version]; ok && rep.Reason == "" {
+			if h != rec.Hash() {
+				rep.Reason = fmt.Sprintf("the checkpoint at version %d has chain hash %s, the log %s", ev.Version, h, rec.Hash())
+			}
+			rep.Checkpoints++
+		}
 		if rep.Reason != "" {
 			rep.BrokenAt, rep.Version = rec.Seq, ev.Version
 			return errBroken
 		}
 		prev, version = rec.Hash(), ev.Version
+		if rep.From == 0 {
+			rep.From = ev.Version
+		}
 		rep.Events++
 		return nil
 	})
@@ -226,4 +372,25 @@ func Verify(ctx context.Context, l *log.Log, class string, id log.ID) (Report, e
 	}
 	rep.OK, rep.Head = rep.Reason == "", prev
 	return rep, nil
+}
+
+// Follow calls fn with each event of the object after version after, with
+// diffs, including events appended while it runs, until ctx ends or fn
+// fails.
+func Follow(ctx context.Context, l *log.Log, class string, id log.ID, after uint64, fn func(Entry) error) error {
+	rep, err := Replay(ctx, l, class, id, func(i log.CheckpointInfo) bool { return i.Version <= after },
+		func(ev *log.Event) bool { return ev.Version > after }, nil)
+	if err != nil {
+		return err
+	}
+	if rep.Version < after {
+		return fmt.Errorf("%w: version %d, the object's last is %d", ErrBadRange, after, rep.Version)
+	}
+	return l.Follow(ctx, class, id, rep.Seq+1, func(rec log.Record) error {
+		e, err := rep.Apply(rec)
+		if err != nil {
+			return err
+		}
+		return fn(e)
+	})
 }

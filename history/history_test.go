@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/strata-objects/strata/classes"
@@ -228,5 +229,64 @@ func TestAuditCatchesForgery(t *testing.T) {
 	}
 	if rep.OK || rep.BrokenAt != ack.Sequence || rep.Version != forged.Version {
 		t.Fatalf("forgery at sequence %d not caught: %+v", ack.Sequence, rep)
+	}
+}
+
+// TestAuditCatchesForgedCheckpoint: a checkpoint manifest republished
+// behind Strata's back with another chain hash breaks the audit, and one
+// whose state does not match its chunks does not load.
+func TestAuditCatchesForgedCheckpoint(t *testing.T) {
+	n := testnode.Start(t, classes.All(), func(c *objects.Config) { c.Checkpoints = objects.CheckpointConfig{Every: 5} })
+	workload(t, n, "c", 12)
+	ctx := context.Background()
+	if err := n.Runtime.FlushCheckpoints(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id := objects.IDFromName("kv", "c")
+	rep, err := history.Verify(ctx, n.Log, "kv", id)
+	if err != nil || !rep.OK || rep.Checkpoints != 2 {
+		t.Fatalf("honest chain with checkpoints: %+v %v", rep, err)
+	}
+	info, err := n.Log.LastCheckpoint(ctx, "kv", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(n.Server.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	subj := fmt.Sprintf("strata.%d.ckpt.kv.%s.m", n.Log.ShardOf(id), id)
+	forge := func(edit func(*log.CheckpointInfo)) {
+		t.Helper()
+		f := info
+		edit(&f)
+		data, err := cbor.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Publish(subj, data); err != nil {
+			t.Fatal(err)
+		}
+		nc.Flush()
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			if got, err := n.Log.LastCheckpoint(ctx, "kv", id); err == nil && got.StateHash == f.StateHash && got.Hash == f.Hash {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("forged manifest not stored")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	forge(func(f *log.CheckpointInfo) { f.StateHash[0] ^= 1 })
+	forged, _ := n.Log.LastCheckpoint(ctx, "kv", id)
+	if _, err := n.Log.LoadCheckpoint(ctx, forged); !errors.Is(err, log.ErrBadCheckpoint) {
+		t.Fatalf("checkpoint with a forged state hash loaded: %v", err)
+	}
+	forge(func(f *log.CheckpointInfo) { f.Hash[0] ^= 1 })
+	rep, err = history.Verify(ctx, n.Log, "kv", id)
+	if err != nil || rep.OK || rep.Version != info.Version {
+		t.Fatalf("forged checkpoint hash at v%d not caught: %+v %v", info.Version, rep, err)
 	}
 }

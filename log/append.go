@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -127,10 +129,11 @@ func (l *Log) Append(ctx context.Context, e *Event, expectSeq uint64) (Record, e
 		return Record{}, fmt.Errorf("log: append %s %s v%d: %d bytes, at most %d: %w", e.Class, e.ID, e.Version, len(data), l.maxEvent, ErrTooLarge)
 	}
 	shard := l.ShardOf(e.ID)
+	subj := ObjectSubject(shard, e.Class, e.ID)
 	p := &pendingAppend{
 		ctx:    ctx,
-		subj:   ObjectSubject(shard, e.Class, e.ID),
-		msgID:  e.ID.String() + "." + strconv.FormatUint(e.Version, 10),
+		subj:   subj,
+		msgID:  messageID(subj, e.Version),
 		data:   data,
 		expect: expectSeq,
 		done:   make(chan appendResult, 1),
@@ -138,6 +141,13 @@ func (l *Log) Append(ctx context.Context, e *Event, expectSeq uint64) (Record, e
 	c := l.committers[shard]
 	if l.closed() {
 		return Record{}, ErrClosed
+	}
+	if c.tryInline(p) {
+		r := <-p.done
+		if r.err != nil {
+			return Record{}, r.err
+		}
+		return Record{Seq: r.seq, Data: data, Event: e}, nil
 	}
 	select {
 	case c.in <- p:
@@ -165,6 +175,18 @@ func (l *Log) Append(ctx context.Context, e *Event, expectSeq uint64) (Record, e
 	return Record{Seq: r.seq, Data: data, Event: e}, nil
 }
 
+// messageID is the Nats-Msg-Id of an object's version: its id in hex (the
+// subject's last token) and the version, "<hex>.<version>".
+func messageID(subj string, version uint64) string {
+	var b strings.Builder
+	b.Grow(2*len(ID{}) + 1 + 20)
+	b.WriteString(subj[len(subj)-2*len(ID{}):])
+	b.WriteByte('.')
+	var v [20]byte
+	b.Write(strconv.AppendUint(v[:0], version, 10))
+	return b.String()
+}
+
 // committer owns the publishing of one shard (invariant 1).
 type committer struct {
 	l      *Log
@@ -178,6 +200,39 @@ type committer struct {
 	queue    []*pendingAppend
 	queueMax int
 	seen     map[string]struct{} // scratch for next
+	// inFlight is held by whoever has the shard's one publish out
+	// (invariant 1): the committer goroutine, or an appender publishing
+	// inline (tryInline).
+	inFlight chan struct{}
+	// idle is true while the committer waits for work with nothing
+	// queued.
+	idle atomic.Bool
+	// held counts the appends the committer holds while it waits for an
+	// inline publish to finish (tests read it).
+	held atomic.Int64
+}
+
+// tryInline publishes p on the caller's goroutine when the shard is idle:
+// nothing queued, nothing in flight. A lone append then costs what a raw
+// publish costs, without two goroutine hand-offs; appends that arrive
+// meanwhile queue for the committer as usual and go out as the next group
+// when this publish is answered.
+func (c *committer) tryInline(p *pendingAppend) bool {
+	if !c.idle.Load() || len(c.in) > 0 {
+		return false
+	}
+	select {
+	case c.inFlight <- struct{}{}:
+	default:
+		return false
+	}
+	defer func() { <-c.inFlight }()
+	if err := p.ctx.Err(); err != nil {
+		p.done <- appendResult{err: fmt.Errorf("log: append to %s: %w", p.subj, err)}
+		return true
+	}
+	c.commit([]*pendingAppend{p})
+	return true
 }
 
 func newCommitter(l *Log, shard int) *committer {
@@ -185,6 +240,7 @@ func newCommitter(l *Log, shard int) *committer {
 		l: l, shard: shard, stream: LogStream(shard),
 		in:       make(chan *pendingAppend, appendQueueLen),
 		done:     make(chan struct{}),
+		inFlight: make(chan struct{}, 1),
 		queueMax: 2 * l.cfg.BatchMessagesMax,
 		seen:     make(map[string]struct{}),
 	}
@@ -193,18 +249,31 @@ func newCommitter(l *Log, shard int) *committer {
 func (c *committer) run() {
 	defer close(c.done)
 	defer c.failQueued()
+	// On the way out, wait for an inline publish to finish (Close cancels
+	// l.ctx if it takes too long) and keep the token, so no appender
+	// publishes after Close.
+	defer func() { c.inFlight <- struct{}{} }()
 	for {
 		if len(c.queue) == 0 {
+			c.idle.Store(true)
 			select {
 			case p := <-c.in:
+				c.idle.Store(false)
 				c.queue = append(c.queue, p)
 			case <-c.l.stopping:
+				c.idle.Store(false)
 				return
 			}
 		}
+		// Wait out an inline publish; what queues meanwhile joins this
+		// group.
+		c.held.Store(int64(len(c.queue)))
+		c.inFlight <- struct{}{}
+		c.held.Store(0)
 		// Once Close has begun nothing more is sent, even if the select
 		// above took an append in the same instant.
 		if c.l.closed() {
+			<-c.inFlight
 			return
 		}
 	fill:
@@ -219,6 +288,7 @@ func (c *committer) run() {
 		if batch := c.next(); len(batch) > 0 {
 			c.commit(batch)
 		}
+		<-c.inFlight
 	}
 }
 

@@ -161,7 +161,8 @@ func (g *gate) drain() {
 func queued(t testing.TB, l *Log, shard, n int) {
 	t.Helper()
 	checkFor(t, 10*time.Second, time.Millisecond, func() error {
-		if got := len(l.committers[shard].in); got < n {
+		c := l.committers[shard]
+		if got := len(c.in) + int(c.held.Load()); got < n {
 			return fmt.Errorf("%d appends queued, want %d", got, n)
 		}
 		return nil

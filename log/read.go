@@ -195,11 +195,28 @@ func (l *Log) readRange(ctx context.Context, shard int, filter string, from uint
 	if l.closed() {
 		return ErrClosed
 	}
-	from = max(from, 1)
 	upTo, err := l.LastSeq(ctx, shard)
 	if err != nil {
 		return fmt.Errorf("log: read %s: %w", filter, err)
 	}
+	stream := LogStream(shard)
+	return l.readSubject(ctx, stream, filter, from, upTo, func(sm storedMsg) error {
+		rec, err := record(stream, shard, sm)
+		if err != nil {
+			return err
+		}
+		l.stats.read.Add(1)
+		return fn(rec)
+	})
+}
+
+// readSubject calls fn with each message of stream on filter from
+// sequence from up to upTo, in batches.
+func (l *Log) readSubject(ctx context.Context, stream, filter string, from, upTo uint64, fn func(storedMsg) error) error {
+	if l.closed() {
+		return ErrClosed
+	}
+	from = max(from, 1)
 	inbox := l.nc.NewInbox()
 	sub, err := l.nc.SubscribeSync(inbox)
 	if err != nil {
@@ -207,17 +224,16 @@ func (l *Log) readRange(ctx context.Context, shard int, filter string, from uint
 	}
 	defer sub.Unsubscribe()
 	for more := from <= upTo; more; {
-		if from, more, err = l.readBatch(ctx, sub, shard, filter, from, upTo, fn); err != nil {
+		if from, more, err = l.readBatch(ctx, sub, stream, filter, from, upTo, fn); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// readBatch asks for one batch from sequence from and hands its records to
-// fn. It returns where the next batch starts and whether there is one.
-func (l *Log) readBatch(ctx context.Context, sub *nats.Subscription, shard int, filter string, from, upTo uint64, fn func(Record) error) (uint64, bool, error) {
-	stream := LogStream(shard)
+// readBatch asks for one batch from sequence from and hands its messages
+// to fn. It returns where the next batch starts and whether there is one.
+func (l *Log) readBatch(ctx context.Context, sub *nats.Subscription, stream, filter string, from, upTo uint64, fn func(storedMsg) error) (uint64, bool, error) {
 	req, err := json.Marshal(directGetRequest{Seq: from, NextFor: filter, Batch: readBatch, MaxBytes: readBytesMax, UpToSeq: upTo})
 	if err != nil {
 		return 0, false, fmt.Errorf("log: read %s: %w", filter, err)
@@ -253,11 +269,7 @@ func (l *Log) readBatch(ctx context.Context, sub *nats.Subscription, shard int, 
 			// dropped with the subscription.
 			return next, false, nil
 		}
-		rec, err := record(stream, shard, sm)
-		if err != nil {
-			return 0, false, err
-		}
-		if err := fn(rec); err != nil {
+		if err := fn(sm); err != nil {
 			return 0, false, err
 		}
 		next, got = sm.seq+1, got+1

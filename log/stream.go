@@ -3,10 +3,12 @@ package log
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +71,11 @@ type Config struct {
 	// RequestTimeout bounds one publish or read round trip when the
 	// caller's context allows longer; default 10s.
 	RequestTimeout time.Duration
+	// AllowRetention creates a new log's streams without DenyPurge, so
+	// classes that ask for it may drop events older than a checkpoint
+	// (DropBefore). It is fixed when the log is created: JetStream never
+	// lifts DenyPurge, so on an append-only log it is an error.
+	AllowRetention bool
 
 	hooks *hooks // tests only
 }
@@ -88,10 +95,11 @@ type Stats struct {
 	BatchedMessages uint64 // messages sent inside atomic batches
 	Conflicts       uint64 // appends refused: the object's subject had moved on
 	Duplicates      uint64 // appends found already stored (a retry of a landed append)
+	Read            uint64 // events returned by Read and Scan
 }
 
 type stats struct {
-	appends, publishes, batches, batched, conflicts, duplicates atomic.Uint64
+	appends, publishes, batches, batched, conflicts, duplicates, read atomic.Uint64
 }
 
 // Log is the typed event log over JetStream.
@@ -103,6 +111,7 @@ type Log struct {
 	maxEvent   int
 	committers []*committer
 	stats      stats
+	purgeable  bool // the log streams allow purges (AllowRetention at creation)
 
 	// stopping is closed by Close: committers take no more work.
 	stopping chan struct{}
@@ -122,7 +131,18 @@ func TimerStream(n int) string { return "STRATA_TIMERS_" + strconv.Itoa(n) }
 // ObjectSubject is the subject holding one object's events:
 // strata.<shard>.obj.<class>.<idhex>.
 func ObjectSubject(shard int, class string, id ID) string {
-	return "strata." + strconv.Itoa(shard) + ".obj." + class + "." + id.String()
+	// One allocation: this runs for every append.
+	var b strings.Builder
+	b.Grow(len("strata.") + 4 + len(".obj.") + len(class) + 1 + hex.EncodedLen(len(id)))
+	b.WriteString("strata.")
+	b.WriteString(strconv.Itoa(shard))
+	b.WriteString(".obj.")
+	b.WriteString(class)
+	b.WriteByte('.')
+	var h [2 * len(ID{})]byte
+	hex.Encode(h[:], id[:])
+	b.Write(h[:])
+	return b.String()
 }
 
 // Open connects, creates or updates every shard's streams, and starts one
@@ -224,9 +244,14 @@ func (c Config) withDefaults() (Config, error) {
 // creates or updates both streams of every shard. It returns P.
 func (l *Log) ensureStreams(ctx context.Context) (int, error) {
 	recorded := 0
+	l.purgeable = l.cfg.AllowRetention
 	s, err := l.js.Stream(ctx, LogStream(0))
 	switch {
 	case err == nil:
+		l.purgeable = !s.CachedInfo().Config.DenyPurge
+		if l.cfg.AllowRetention && !l.purgeable {
+			return 0, fmt.Errorf("%w: stream %s was created with DenyPurge, which JetStream never lifts, so no class can drop events on it (retention is chosen when the log is created)", ErrAppendOnly, LogStream(0))
+		}
 		meta := s.CachedInfo().Config.Metadata
 		if f := meta[metaFormat]; f != strconv.Itoa(FormatVersion) {
 			return 0, fmt.Errorf("log: stream %s has format %q, this binary writes %d", LogStream(0), f, FormatVersion)
@@ -249,7 +274,7 @@ func (l *Log) ensureStreams(ctx context.Context) (int, error) {
 	}
 	meta := map[string]string{metaShards: strconv.Itoa(shards), metaFormat: strconv.Itoa(FormatVersion)}
 	for n := range shards {
-		for _, sc := range []jetstream.StreamConfig{l.logStreamConfig(n, meta), l.timerStreamConfig(n, meta)} {
+		for _, sc := range []jetstream.StreamConfig{l.logStreamConfig(n, meta), l.timerStreamConfig(n, meta), l.ckptStreamConfig(n, meta)} {
 			if _, err := l.js.CreateOrUpdateStream(ctx, sc); err != nil {
 				return 0, fmt.Errorf("log: create or update stream %s: %w", sc.Name, err)
 			}
@@ -259,7 +284,8 @@ func (l *Log) ensureStreams(ctx context.Context) (int, error) {
 }
 
 // logStreamConfig: append-only (no deletes, no purges, no limits), so the
-// audit trail holds at the storage level too.
+// audit trail holds at the storage level too. A log created with
+// AllowRetention allows purges, which Strata uses only through DropBefore.
 func (l *Log) logStreamConfig(n int, meta map[string]string) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:               LogStream(n),
@@ -276,7 +302,7 @@ func (l *Log) logStreamConfig(n int, meta map[string]string) jetstream.StreamCon
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
 		DenyDelete:         true,
-		DenyPurge:          true,
+		DenyPurge:          !l.purgeable,
 		Metadata:           meta,
 	}
 }
@@ -377,6 +403,7 @@ func (l *Log) Stats() Stats {
 		BatchedMessages: l.stats.batched.Load(),
 		Conflicts:       l.stats.conflicts.Load(),
 		Duplicates:      l.stats.duplicates.Load(),
+		Read:            l.stats.read.Load(),
 	}
 }
 

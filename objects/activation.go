@@ -83,8 +83,9 @@ type request struct {
 }
 
 type result struct {
-	out any
-	err error
+	out     any
+	err     error
+	sockOps []sockOp // WebSocket sends and closes, released with the response
 }
 
 // commit is a group of turns appended as one event.
@@ -107,6 +108,9 @@ type turn struct {
 	req  *request
 	st   *Storage
 	done bool
+
+	sockOps    []sockOp // WebSocket sends and closes held for the output gate
+	connecting *socket  // the socket a WebSocketConnect turn decides on
 }
 
 // errBounced means the activation ended before running the request; the
@@ -242,6 +246,14 @@ func (a *activation) load() error {
 		return fmt.Errorf("load %s/%s: snapshot at sequence %d is ahead of the log at %d", a.class.name, a.id, meta.Seq, last.Seq)
 	}
 	if last.Seq > meta.Seq {
+		if meta, err = a.skipAhead(ctx, meta, last); err != nil {
+			return fmt.Errorf("load %s/%s from its checkpoint: %w", a.class.name, a.id, err)
+		}
+		a.applied.Store(meta.Version)
+		a.version, a.lastSeq, a.lastHash = meta.Version, meta.Seq, meta.Hash
+		if a.name == "" {
+			a.name = meta.Name
+		}
 		err := a.rt.log.Read(ctx, a.class.name, a.id, meta.Seq+1, func(rec log.Record) error {
 			return a.catchUp(ctx, rec)
 		})
@@ -312,7 +324,7 @@ func (a *activation) handle(req *request) {
 	if !t.st.ws.empty() {
 		a.stage(req.cause, t.st.ws)
 	}
-	a.gate(req, result{out: out})
+	a.gate(req, result{out: out, sockOps: t.sockOps})
 }
 
 func (a *activation) invoke(t *turn) (out any, err error, panicked bool) {
@@ -387,7 +399,7 @@ func (a *activation) gate(req *request, r result) {
 		c = a.inflight
 	}
 	if c == nil {
-		req.result <- r
+		a.deliver(req, r)
 		return
 	}
 	c.waiters = append(c.waiters, req)
@@ -445,6 +457,7 @@ func (a *activation) acked(r appendResult) {
 	}
 	a.lastSeq, a.lastHash = r.rec.Seq, r.rec.Hash()
 	a.rt.hooks.acked(a.class.name, a.id, c.version, r.rec.Seq)
+	a.rt.ckpt.committed(a.class.name, a.id, c.version)
 	if sched := a.rt.cfg.Alarms; sched != nil {
 		if changes := alarmChanges(c.turns); len(changes) > 0 {
 			sched.AlarmsCommitted(Ref{Class: a.class.name, ID: a.id, Name: a.name}, c.version, changes)
@@ -463,8 +476,17 @@ func (a *activation) release(c *commit, err error) {
 		if err != nil {
 			r = result{err: err}
 		}
-		req.result <- r
+		a.deliver(req, r)
 	}
+}
+
+// deliver releases a response and the WebSocket sends of its turn, in turn
+// order, on this goroutine.
+func (a *activation) deliver(req *request, r result) {
+	if r.err == nil && len(r.sockOps) > 0 {
+		a.releaseSockOps(r.sockOps)
+	}
+	req.result <- r
 }
 
 // fail ends the activation: everything unacknowledged fails with err, the

@@ -99,8 +99,8 @@ func Define[T any](name string, newT func() *T) *Class {
 		}
 	}
 	_, c.fetches = any(new(T)).(Fetcher)
-	if len(c.methods) == 0 && !c.fetches {
-		panic(fmt.Sprintf("objects.Define(%q): %v has no RPC method and no Fetch", name, c.typ))
+	if len(c.methods) == 0 && !c.fetches && !acceptsSockets(c.typ) {
+		panic(fmt.Sprintf("objects.Define(%q): %v has no RPC method, no Fetch and no WebSocket handler", name, c.typ))
 	}
 	return c
 }

@@ -81,10 +81,62 @@
 // scheduled) and runs fires through Runtime.Alarm, which drops a fire that
 // no longer matches the object's alarm.
 //
+// # WebSockets and hibernation
+//
+// A class takes WebSockets at /v1/objects/{class}/{name}/ws by implementing
+// any of WebSocketConnecter, WebSocketMessager, WebSocketCloser and
+// WebSocketErrorer:
+//
+//	func (r *Room) WebSocketConnect(ctx *objects.Ctx, ws *objects.WebSocket, req *http.Request) error {
+//		// nil accepts; objects.Errorf(403, …) refuses the upgrade
+//		return ws.SetTags("member", "name:"+req.URL.Query().Get("name"))
+//	}
+//
+//	func (r *Room) WebSocketMessage(ctx *objects.Ctx, ws *objects.WebSocket, m objects.Message) error {
+//		if err := ctx.Storage().Put("last", m.Data); err != nil {
+//			return err
+//		}
+//		for _, s := range ctx.Sockets("member") {
+//			s.SendMessage(m) // leaves once "last" is durable
+//		}
+//		return nil
+//	}
+//
+// The gateway holds the connections; the runtime keeps each object's
+// sockets (ids, tags, attachments, the auto-response pair) in a hub that
+// outlives activations. So an object whose clients sit idle is evicted like
+// any other, its sockets stay open, and the next message activates it again
+// with Ctx.Sockets returning the same sockets, tags and attachments
+// (WebSocket.SetAttachment, at most 2 KiB). Ctx.SetAutoResponse sets a
+// request/response pair the gateway answers itself, without waking the
+// object; WebSocket.AutoResponseAt says when it last did.
+//
+// WebSocket turns follow the write path like any turn: their writes are
+// events (cause via websocket), and Send, SendBytes, SendMessage and Close
+// are held in the turn and released with its response, after the event
+// holding its writes is acknowledged (step 5), in turn order. A failing turn
+// sends nothing. Any turn may send (an RPC method or an Alarm can broadcast
+// too). A WebSocket handle is valid for the turn that handed it out; get
+// it again from Ctx.Sockets in a later one. Sends never block the object: a
+// socket whose client does not keep up is disconnected by the gateway and
+// the object gets its WebSocketError turn.
+//
 // # Activation and eviction
 //
 // An object is activated on its first request: the snapshot's applied
 // version is read, the log is read from there (catch-up), Init runs, then
 // the mailbox is served. After IdleTimeout without a request the activation
 // is evicted; its storage stays.
+//
+// # Checkpoints and retention
+//
+// After an acknowledged event whose version is a multiple of
+// CheckpointConfig.Every (default 1,000), a node goroutine derives the
+// object's state at that version from the log (previous checkpoint plus the
+// events since, history.Replay) and stores it (log.WriteCheckpoint); the
+// ack path only drops a job in a bounded queue. An activation whose
+// snapshot is at least that far behind installs the newest checkpoint
+// (projector.Install) and reads only the events after it. A class in
+// CheckpointConfig.Retain drops its events older than each new checkpoint,
+// on a log created with log.Config.AllowRetention.
 package objects

@@ -54,9 +54,17 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 // server are two nodes sharing one log.
 func newHarnessOn(t testing.TB, srv *log.Server, opts ...harnessOpt) *harness {
 	t.Helper()
+	return newHarnessWith(t, srv, log.Config{}, opts...)
+}
+
+// newHarnessWith is newHarnessOn with a log config (its URL and logger are
+// filled in).
+func newHarnessWith(t testing.TB, srv *log.Server, lcfg log.Config, opts ...harnessOpt) *harness {
+	t.Helper()
 	h := &harness{t: t, srv: srv}
 	ctx := context.Background()
-	l, err := log.Open(ctx, log.Config{URL: srv.ClientURL(), Logger: quiet})
+	lcfg.URL, lcfg.Logger = srv.ClientURL(), quiet
+	l, err := log.Open(ctx, lcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,15 @@ func (rt *Runtime) History(ctx context.Context, ref Ref, r history.Range, fn fun
 	return history.Events(ctx, rt.log, ref.Class, ref.ID, r, fn)
 }
 
+// Follow calls fn for each of ref's events after version after, with
+// causes and diffs, as they are committed, until ctx ends or fn fails.
+func (rt *Runtime) Follow(ctx context.Context, ref Ref, after uint64, fn func(history.Entry) error) error {
+	if _, err := rt.Class(ref.Class); err != nil {
+		return err
+	}
+	return history.Follow(ctx, rt.log, ref.Class, ref.ID, after, fn)
+}
+
 // StateAt is ref's storage as of a past version or time.
 func (rt *Runtime) StateAt(ctx context.Context, ref Ref, at history.At) (history.State, error) {
 	if _, err := rt.Class(ref.Class); err != nil {

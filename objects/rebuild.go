@@ -2,6 +2,7 @@ package objects
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/strata-objects/strata/log"
@@ -62,9 +63,23 @@ func replay(ctx context.Context, l *log.Log, p *projector.Projector, after func(
 		if last <= from {
 			continue
 		}
+		var seen map[log.ID]bool
 		err = l.Scan(ctx, shard, from+1, func(rec log.Record) error {
 			if rec.Seq > last {
 				return nil
+			}
+			if l.AllowsRetention() && !seen[rec.Event.ID] {
+				// A retaining class's log may start after a checkpoint.
+				if seen == nil {
+					seen = map[log.ID]bool{}
+				}
+				seen[rec.Event.ID] = true
+				if err := apply(); err != nil {
+					return err
+				}
+				if err := installDropped(ctx, l, p, rec); err != nil {
+					return err
+				}
 			}
 			batch = append(batch, rec)
 			if len(batch) == cap(batch) {
@@ -83,6 +98,32 @@ func replay(ctx context.Context, l *log.Log, p *projector.Projector, after func(
 		}
 	}
 	return n, nil
+}
+
+// installDropped installs the checkpoint that rec's object's retained
+// events start from, when the snapshot is behind it.
+func installDropped(ctx context.Context, l *log.Log, p *projector.Projector, rec log.Record) error {
+	ev := rec.Event
+	if ev.Version == 1 {
+		return nil
+	}
+	meta, err := p.Meta(ev.Class, ev.ID)
+	if err != nil || meta.Version+1 >= ev.Version {
+		return err
+	}
+	info, err := l.CheckpointBefore(ctx, ev.Class, ev.ID, func(i log.CheckpointInfo) bool { return i.Version <= ev.Version })
+	if errors.Is(err, log.ErrNotFound) || err == nil && info.Version+1 < ev.Version {
+		return nil // a real gap: the projector logs it and the object catches up when it loads
+	}
+	if err != nil {
+		return err
+	}
+	ck, err := l.LoadCheckpoint(ctx, info)
+	if err != nil {
+		return err
+	}
+	_, err = p.Install(ck)
+	return err
 }
 
 // MarkCaughtUp sets every shard's watermark to the log's end. Only a node

@@ -43,6 +43,9 @@ type Config struct {
 	// Claim, if set, runs before an activation loads: in a cluster it asks
 	// the other nodes to release the object first (handoff.go).
 	Claim func(ctx context.Context, class string, id ID)
+	// Checkpoints: how often objects are checkpointed, and which classes
+	// drop events older than their newest checkpoint (objects/checkpoint.go).
+	Checkpoints CheckpointConfig
 }
 
 // Hooks observe the write path. Tests use them to see progress instead of
@@ -105,6 +108,8 @@ type Runtime struct {
 	}
 	wg          sync.WaitGroup
 	activations atomic.Uint64
+	ckpt        *checkpointer
+	sockets     hub // WebSockets by object; outlives activations (websocket.go)
 }
 
 // New validates cfg and returns a running Runtime.
@@ -149,6 +154,10 @@ func New(cfg Config) (*Runtime, error) {
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
 	rt.appendCtx, rt.cutAppend = context.WithCancel(context.Background())
 	rt.mu.acts = map[actKey]*activation{}
+	if err := cfg.Checkpoints.check(rt); err != nil {
+		return nil, err
+	}
+	rt.ckpt = newCheckpointer(rt, cfg.Checkpoints)
 	return rt, nil
 }
 
@@ -174,6 +183,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	}
 	rt.cancel()
 	rt.cutAppend()
+	rt.ckpt.close()
 	return ctx.Err()
 }
 

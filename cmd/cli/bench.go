@@ -47,9 +47,14 @@ type benchResult struct {
 	Limit       string  `json:"limit,omitempty"`
 	LimitPerSec float64 `json:"limit_per_second,omitempty"`
 	Ratio       float64 `json:"ratio,omitempty"`
+	// P50Ratio is p50 over the raw sequential publish's p50 (W1).
+	P50Ratio float64 `json:"p50_ratio,omitempty"`
 }
 
 func runBench(ctx context.Context, env *Env, args []string) error {
+	if len(args) > 0 && args[0] == "ws" {
+		return runBenchWS(ctx, env, args[1:])
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.Usage = flagUsage(fs, "bench [flags]")
@@ -60,7 +65,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&bc.clients, "clients", 32, "concurrent HTTP clients for W2, W3, W4")
 	fs.IntVar(&bc.objects, "objects", 1000, "objects for W3 and W4")
 	fs.IntVar(&bc.history, "history", 10000, "events of the object W5 activates cold")
-	fs.StringVar(&bc.workloads, "workloads", "W1,W2,W3,W4,W5", "workloads to run")
+	fs.StringVar(&bc.workloads, "workloads", "W1,W2,W3,W4,W5,W6", "workloads to run (W6: WebSocket broadcast to a room of 1,000; `strata bench ws` measures memory per connection)")
 	fs.BoolVar(&bc.json, "json", false, "print results as JSON lines")
 	fs.IntVar(&bc.shards, "shards", 0, "shard count of the temporary server (0: the default)")
 	if err := parseFlags(fs, args); err != nil {
@@ -142,6 +147,9 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			return "/v1/objects/counter/w1-" + run + "/rpc/increment", `{"by":1}`
 		})
 		ratio(&r, "raw-sync", limits.syncPerSec)
+		if limits.syncP50 > 0 {
+			r.P50Ratio = r.P50Millis / limits.syncP50
+		}
 		add(r)
 	}
 	if want["W2"] {
@@ -175,6 +183,13 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		}
 		add(r)
 	}
+	if want["W6"] {
+		r, err := b.fanOut(ctx, run)
+		if err != nil {
+			return err
+		}
+		add(r)
+	}
 	if !bc.json {
 		printTable(env.Stdout, results)
 	}
@@ -202,13 +217,25 @@ func (b *bencher) load(ctx context.Context, name, what string, clients int, next
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(c), 42))
+			conn, err := newBenchConn(b.base)
+			if err != nil {
+				errs.Add(1)
+				return
+			}
+			defer conn.close()
 			for ctx.Err() == nil {
 				t0 := time.Now()
 				if t0.After(end) {
 					return
 				}
 				path, body := next(c, rng)
-				err := b.post(ctx, path, body, nil)
+				status, data, err := conn.post(ctx, path, body)
+				if err == nil && status != http.StatusOK {
+					err = fmt.Errorf("%s: %d %s", path, status, data)
+				}
+				if err != nil && errs.Load() == 0 {
+					fmt.Fprintf(b.out, "\n%s: first error: %v\n", name, err)
+				}
 				if t0.Before(measureFrom) {
 					continue
 				}
@@ -356,7 +383,9 @@ func measureRaw(ctx context.Context, l *log.Log, bc benchConfig, w io.Writer) (r
 	lim.batchPerSec = float64(n) / time.Since(t0).Seconds()
 
 	fmt.Fprintf(w, "raw: async publish             \r")
-	const asyncN = 20000
+	// About duration's worth at this machine's rate, so a short run stays
+	// short.
+	asyncN := min(max(int(bc.duration.Seconds()*2000), 500), 20000)
 	subjs, data = make([]string, asyncN), make([][]byte, asyncN)
 	for i := range subjs {
 		subjs[i], data[i] = log.RawSubject(i%1000), msg
@@ -365,7 +394,7 @@ func measureRaw(ctx context.Context, l *log.Log, bc benchConfig, w io.Writer) (r
 	if err := raw.PublishAsync(ctx, subjs, data, 256); err != nil {
 		return lim, fmt.Errorf("raw async: %w", err)
 	}
-	lim.asyncPerSec = asyncN / time.Since(t0).Seconds()
+	lim.asyncPerSec = float64(asyncN) / time.Since(t0).Seconds()
 	fmt.Fprintf(w, "%-40s\r", "")
 	return lim, nil
 }
@@ -376,6 +405,9 @@ func printTable(w io.Writer, rs []benchResult) {
 		vs := ""
 		if r.Limit != "" {
 			vs = fmt.Sprintf("%.2f× %s", r.Ratio, r.Limit)
+		}
+		if r.P50Ratio > 0 {
+			vs += fmt.Sprintf(", p50 %.2f× its p50", r.P50Ratio)
 		}
 		fmt.Fprintf(w, "%-10s %-46s %10.0f %8.3f %8.3f %7d  %s\n", r.Workload, r.What, r.PerSecond, r.P50Millis, r.P99Millis, r.Errors, vs)
 	}

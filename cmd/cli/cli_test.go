@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io"
+	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -45,11 +48,38 @@ func TestUsageErrors(t *testing.T) {
 		{"serve", "--fsync", "sometimes"},
 		{"serve", "--idle-timeout", "0s"},
 		{"call", "counter"},
+		{"serve", "--pprof", "0.0.0.0:6060"},
+		{"serve", "--pprof", "6060"},
 	}
 	for _, args := range cases {
 		err := Run(context.Background(), env, args)
 		if exitCode(err) != 2 {
 			t.Errorf("%v: err %v (exit %d), want a usage error", args, err, exitCode(err))
 		}
+	}
+}
+
+// TestPprof: the profiler answers on its own loopback listener and stops
+// with the server.
+func TestPprof(t *testing.T) {
+	p, err := startPprof("127.0.0.1:0", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + p.ln.Addr().String() + "/debug/pprof/goroutine?debug=1"
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte("goroutine profile")) {
+		t.Fatalf("pprof: %d %.80q", resp.StatusCode, body)
+	}
+	if err := p.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get(url); err == nil {
+		t.Fatal("pprof still answers after stop")
 	}
 }

@@ -27,10 +27,12 @@ func objectFlags(name, synopsis string, env *Env) (*flag.FlagSet, *string) {
 	return fs, fs.String("url", "http://127.0.0.1:8080", "gateway URL")
 }
 
-// runHistory prints an object's events: a table, or NDJSON with --json.
+// runHistory prints an object's events: a table, or NDJSON with --json;
+// with --follow it goes on printing new events until interrupted.
 func runHistory(ctx context.Context, env *Env, args []string) error {
 	fs, base := objectFlags("history", "history [flags] <class> <name>", env)
 	asJSON := fs.Bool("json", false, "print the events as NDJSON")
+	follow := fs.Bool("follow", false, "after the history, print new events as they are committed, until interrupted")
 	from := fs.Uint64("from", 0, "first version")
 	to := fs.Uint64("to", 0, "last version (0: the newest)")
 	limit := fs.Uint64("limit", 0, "at most this many events (0: all)")
@@ -47,6 +49,9 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 			q.Set(k, fmt.Sprint(v))
 		}
 	}
+	if *follow {
+		q.Set("follow", "true")
+	}
 	body, err := getObject(ctx, *base, fs.Arg(0), fs.Arg(1), "history", q)
 	if err != nil {
 		return err
@@ -54,10 +59,17 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 	defer body.Close()
 	if *asJSON {
 		_, err := io.Copy(env.Stdout, body)
+		if *follow && ctx.Err() != nil {
+			return nil // interrupted: the normal end of a follow
+		}
 		return err
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VERSION\tTIME\tVIA\tMETHOD\tREQUEST\tCHANGES")
+	if *follow {
+		fmt.Fprintf(env.Stdout, followFormat, "VERSION", "TIME", "VIA", "METHOD", "REQUEST", "CHANGES")
+	} else {
+		fmt.Fprintln(tw, "VERSION\tTIME\tVIA\tMETHOD\tREQUEST\tCHANGES")
+	}
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -97,14 +109,27 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 			if i > 0 {
 				v, ts = "", ""
 			}
+			if *follow {
+				// Each line as it comes: fixed columns, since a table
+				// cannot wait for the widest cell.
+				fmt.Fprintf(env.Stdout, followFormat, v, ts, t.Via, t.Method, t.RequestID, strings.Join(cs, "; "))
+				continue
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v, ts, t.Via, t.Method, t.RequestID, strings.Join(cs, "; "))
 		}
+	}
+	if *follow && ctx.Err() != nil {
+		return tw.Flush() // interrupted: the normal end of a follow
 	}
 	if err := sc.Err(); err != nil {
 		return err
 	}
 	return tw.Flush()
 }
+
+// followFormat is history --follow's line: the columns of the table, at
+// fixed widths.
+const followFormat = "%-8s  %-30s  %-6s  %-8s  %-24s  %s\n"
 
 func orNone(b json.RawMessage) string {
 	if len(b) == 0 {
@@ -152,6 +177,25 @@ type auditReport struct {
 	BrokenAt uint64 `json:"broken_at"`
 	Version  uint64
 	Reason   string
+	From     uint64 `json:"from_version"`
+	Ckpts    int    `json:"checkpoints"`
+}
+
+// scope says what an intact chain covered: from version 1, or from the
+// checkpoint a retaining class's log starts after, and the checkpoints
+// checked against it.
+func (r auditReport) scope() string {
+	s := ""
+	if r.From > 1 {
+		s = fmt.Sprintf(", verified from the checkpoint at version %d (older events dropped by retention)", r.From)
+	}
+	switch {
+	case r.Ckpts == 1:
+		s += ", 1 checkpoint matches"
+	case r.Ckpts > 1:
+		s += fmt.Sprintf(", %d checkpoints match", r.Ckpts)
+	}
+	return s
 }
 
 func fetchAudit(ctx context.Context, base, class, name string) (auditReport, error) {
@@ -192,7 +236,7 @@ func runAudit(ctx context.Context, env *Env, args []string) error {
 			fmt.Fprintf(env.Stdout, "%s/%s: BROKEN after %d good events: stream sequence %d (version %d): %s\n", class, fs.Arg(1), rep.Events, rep.BrokenAt, rep.Version, rep.Reason)
 			return fmt.Errorf("hash chain broken")
 		}
-		fmt.Fprintf(env.Stdout, "%s/%s: hash chain intact over %d events\n", class, fs.Arg(1), rep.Events)
+		fmt.Fprintf(env.Stdout, "%s/%s: hash chain intact over %d events%s\n", class, fs.Arg(1), rep.Events, rep.scope())
 		return nil
 	}
 	objs, err := listAll(ctx, *base, class)

@@ -26,7 +26,8 @@ type logConfig struct {
 	fsyncInterval time.Duration
 	shards        int
 	logger        *slog.Logger
-	cluster       clusterConfig // scale-out (cluster.go); zero: one node alone
+	cluster       clusterConfig            // scale-out (cluster.go); zero: one node alone
+	checkpoints   objects.CheckpointConfig // checkpoints and per-class retention (cmd/cli/checkpoint.go)
 }
 
 func (c *logConfig) validate() error {
@@ -95,7 +96,7 @@ func openLog(ctx context.Context, c logConfig) (*logNode, error) {
 		url = n.srv.ClientURL()
 		c.logger.Info("embedded NATS running", "url", url, "fsync", c.fsync)
 	}
-	l, err := log.Open(ctx, log.Config{URL: url, Shards: c.shards, ConnName: "strata", Logger: c.logger, Replicas: c.cluster.replicas, Auth: c.cluster.auth()})
+	l, err := log.Open(ctx, log.Config{URL: url, Shards: c.shards, ConnName: "strata", Logger: c.logger, Replicas: c.cluster.replicas, Auth: c.cluster.auth(), AllowRetention: len(c.checkpoints.Retain) > 0})
 	if err != nil {
 		return nil, err
 	}
@@ -174,6 +175,7 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 		return nil, err
 	}
 	oc.Alarms = n.alarms
+	oc.Checkpoints = lc.checkpoints
 	rt, err = objects.New(oc)
 	if err != nil {
 		n.alarms.Close(ctx)

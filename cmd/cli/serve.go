@@ -28,7 +28,15 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop waits for turns to finish")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	lc.cluster.register(fs)
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off when empty")
+	checkpointFlags(fs, &lc.checkpoints)
+	var wsf wsFlags
+	wsf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	wsCfg, err := wsf.config()
+	if err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -39,6 +47,11 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	}
 	if err := lc.validate(); err != nil {
 		return err // before anything listens
+	}
+	if *pprofAddr != "" {
+		if err := validatePprofAddr(*pprofAddr); err != nil {
+			return err
+		}
 	}
 	logger, err := newLogger(env.Stderr, *level)
 	if err != nil {
@@ -60,11 +73,20 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if n.router != nil {
 		backend = n.router // requests go to their object's owner
 	}
-	gw, err := gateway.New(gateway.Config{Backend: backend, Logger: logger, Alarms: n.alarms})
+	gw, err := gateway.New(gateway.Config{Backend: backend, Logger: logger, Alarms: n.alarms, WebSocket: wsCfg})
 	if err != nil {
 		ln.Close()
 		n.close(context.Background())
 		return err
+	}
+	if *pprofAddr != "" {
+		prof, err := startPprof(*pprofAddr, logger)
+		if err != nil {
+			ln.Close()
+			n.close(context.Background())
+			return err
+		}
+		defer prof.stop()
 	}
 	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	served := make(chan error, 1)
@@ -80,6 +102,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
 	defer cancel()
 	gw.CloseStreams() // tails would hold Shutdown to its deadline
+	if err := gw.CloseWebSockets(sctx); err != nil {
+		logger.Warn("websockets did not all close", "err", err)
+	}
 	herr := srv.Shutdown(sctx)
 	if errors.Is(herr, http.ErrServerClosed) {
 		herr = nil

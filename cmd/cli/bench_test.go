@@ -1,0 +1,43 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/strata-objects/strata/classes"
+)
+
+// TestBenchRuns: a short `strata bench` against its temporary server
+// measures the raw limit and the workloads through the gateway, without
+// errors, and W5 reads back every event it wrote.
+func TestBenchRuns(t *testing.T) {
+	var out, errOut bytes.Buffer
+	env := &Env{Stdout: &out, Stderr: &errOut, Classes: classes.All()}
+	args := []string{"bench", "--json", "--duration", "300ms", "--warmup", "0s", "--clients", "4", "--objects", "20", "--history", "20", "--workloads", "W1,W3,W4,W5"}
+	if err := Run(context.Background(), env, args); err != nil {
+		t.Fatalf("bench: %v\n%s", err, errOut.String())
+	}
+	got := map[string]benchResult{}
+	dec := json.NewDecoder(&out)
+	for dec.More() {
+		var r benchResult
+		if err := dec.Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		got[r.Workload] = r
+	}
+	for _, w := range []string{"raw-sync", "raw-batch", "raw-async", "W1", "W3", "W4", "W5"} {
+		r, ok := got[w]
+		if !ok {
+			t.Fatalf("no %s row in %v", w, got)
+		}
+		if r.PerSecond <= 0 || r.Errors != 0 {
+			t.Errorf("%s: %+v", w, r)
+		}
+	}
+	if got["W1"].Ratio <= 0 || got["W1"].P50Ratio <= 0 {
+		t.Errorf("W1 has no ratio to the raw limit: %+v", got["W1"])
+	}
+}
