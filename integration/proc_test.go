@@ -66,6 +66,9 @@ type proc struct {
 	logs *bytes.Buffer
 	mu   *sync.Mutex
 	done chan struct{}
+
+	addr     chan string // the gateway's address, once it listens
+	startErr error
 }
 
 var (
@@ -77,17 +80,33 @@ var (
 // its gateway answers.
 func serve(t *testing.T, dataDir string, extra ...string) *proc {
 	t.Helper()
+	strataBinary(t)
+	p := launch(t, nil, dataDir, extra...)
+	if err := p.waitServing(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// launch starts strata serve on dataDir with random ports (extra flags
+// override them) and env added to the test's environment, without waiting;
+// strataBinary must have run. waitServing tells when it answers.
+func launch(t *testing.T, env []string, dataDir string, extra ...string) *proc {
 	args := append([]string{"serve", "--data", dataDir, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0"}, extra...)
-	cmd := exec.Command(strataBinary(t), args...)
+	cmd := exec.Command(binPath, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	p := &proc{t: t, cmd: cmd, logs: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{}), addr: make(chan string, 1)}
 	stderr, err := cmd.StderrPipe()
+	if err == nil {
+		err = cmd.Start()
+	}
 	if err != nil {
-		t.Fatal(err)
+		p.startErr = err
+		close(p.done)
+		return p
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{t: t, cmd: cmd, logs: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{})}
-	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -102,22 +121,30 @@ func serve(t *testing.T, dataDir string, extra ...string) *proc {
 				p.mu.Unlock()
 			}
 			if m := servingLine.FindStringSubmatch(line); m != nil {
-				addr <- m[1]
+				p.addr <- m[1]
 			}
 		}
 		io.Copy(io.Discard, stderr)
 	}()
 	go func() { cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.kill() })
-	select {
-	case a := <-addr:
-		p.url = "http://" + a
-	case <-p.done:
-		t.Fatalf("strata serve exited early:\n%s", p.output())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("strata serve did not start:\n%s", p.output())
-	}
 	return p
+}
+
+// waitServing waits until the gateway listens, and sets p.url.
+func (p *proc) waitServing(timeout time.Duration) error {
+	if p.startErr != nil {
+		return fmt.Errorf("start strata serve: %w", p.startErr)
+	}
+	select {
+	case a := <-p.addr:
+		p.url = "http://" + a
+		return nil
+	case <-p.done:
+		return fmt.Errorf("strata serve %v exited early:\n%s", p.cmd.Args[1:], p.output())
+	case <-time.After(timeout):
+		return fmt.Errorf("strata serve %v did not start within %s:\n%s", p.cmd.Args[1:], timeout, p.output())
+	}
 }
 
 func (p *proc) output() string {
@@ -128,6 +155,9 @@ func (p *proc) output() string {
 
 // kill sends SIGKILL and waits for the process to be gone.
 func (p *proc) kill() {
+	if p.startErr != nil {
+		return
+	}
 	select {
 	case <-p.done:
 		return

@@ -1,0 +1,266 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testCluster is n `strata serve --cluster` processes on 127.0.0.1, each
+// with its own data folder and fixed ports (picked free at start), so a
+// node restarts with the same name, data, route, NATS and HTTP addresses.
+type testCluster struct {
+	t     *testing.T
+	extra []string
+	env   []string
+	nodes []*clusterNode
+	mu    sync.Mutex // guards each node's p
+}
+
+type clusterNode struct {
+	name              string
+	dir               string
+	http, nats, route int
+	p                 *proc // nil while down
+}
+
+// Cluster timing of the tests: a dead node is dropped from the membership
+// 1.5 s after its last heartbeat.
+const (
+	testHeartbeat = 250 * time.Millisecond
+	testNodeTTL   = 1500 * time.Millisecond
+	// clusterUpTimeout bounds a cluster's forming (JetStream's meta leader
+	// election, R3 stream creation) on a loaded machine.
+	clusterUpTimeout = 2 * time.Minute
+)
+
+// testClusterPassword is the shared NATS credential of test clusters.
+const testClusterPassword = "integration-cluster-secret"
+
+// startCluster starts n nodes, every one with extra flags appended, and
+// waits until each node's GET /v1/cluster lists n live nodes.
+func startCluster(t *testing.T, n int, extra ...string) *testCluster {
+	t.Helper()
+	strataBinary(t)
+	start := time.Now()
+	c := &testCluster{t: t, extra: extra, env: []string{"STRATA_NATS_PASSWORD=" + testClusterPassword}}
+	for i := range n {
+		c.nodes = append(c.nodes, &clusterNode{
+			name: fmt.Sprintf("n%d", i+1), dir: filepath.Join(t.TempDir(), fmt.Sprintf("n%d", i+1)),
+			http: freePort(t), nats: freePort(t), route: freePort(t),
+		})
+	}
+	// All at once: a node's streams are created only once a quorum of
+	// servers has joined, so one alone never answers.
+	for i := range c.nodes {
+		c.launch(i)
+	}
+	for i, nd := range c.nodes {
+		if err := nd.p.waitServing(clusterUpTimeout); err != nil {
+			t.Fatalf("node %d (%s): %v", i, nd.name, err)
+		}
+	}
+	c.WaitLive(t, n)
+	t.Logf("%d-node cluster up in %s", n, time.Since(start).Round(time.Millisecond))
+	return c
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func (c *testCluster) routes() string {
+	var r []string
+	for _, nd := range c.nodes {
+		r = append(r, fmt.Sprintf("127.0.0.1:%d", nd.route))
+	}
+	return strings.Join(r, ",")
+}
+
+// launch starts node i's process without waiting for it.
+func (c *testCluster) launch(i int) {
+	nd := c.nodes[i]
+	args := []string{
+		"--cluster", "--node-name", nd.name,
+		"--http", fmt.Sprintf("127.0.0.1:%d", nd.http),
+		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", nd.nats),
+		"--cluster-listen", fmt.Sprintf("127.0.0.1:%d", nd.route),
+		"--routes", c.routes(),
+		"--heartbeat", testHeartbeat.String(), "--node-ttl", testNodeTTL.String(),
+	}
+	p := launch(c.t, c.env, nd.dir, append(args, c.extra...)...)
+	c.mu.Lock()
+	nd.p = p
+	c.mu.Unlock()
+}
+
+// Name is node i's --node-name: n1, n2, ...
+func (c *testCluster) Name(i int) string { return c.nodes[i].name }
+
+// Index is the index of the node named name, -1 if none.
+func (c *testCluster) Index(name string) int {
+	for i, nd := range c.nodes {
+		if nd.name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// URL is node i's gateway base URL, "" while it is down.
+func (c *testCluster) URL(i int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.nodes[i].p == nil {
+		return ""
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", c.nodes[i].http)
+}
+
+// Logs is node i's output so far (of its current or last run).
+func (c *testCluster) Logs(i int) string {
+	c.mu.Lock()
+	p := c.nodes[i].p
+	c.mu.Unlock()
+	if p == nil {
+		return ""
+	}
+	return p.output()
+}
+
+// Kill sends node i SIGKILL and waits for it to exit.
+func (c *testCluster) Kill(i int) {
+	c.mu.Lock()
+	p := c.nodes[i].p
+	c.nodes[i].p = nil
+	c.mu.Unlock()
+	if p != nil {
+		p.kill()
+	}
+}
+
+// Restart starts node i again with the same name, data folder and ports,
+// and waits until its gateway answers (not until it is live: WaitLive).
+func (c *testCluster) Restart(i int) {
+	c.t.Helper()
+	nd := c.nodes[i]
+	if c.URL(i) != "" {
+		c.t.Fatalf("Restart(%d): %s is running", i, nd.name)
+	}
+	for _, port := range []int{nd.http, nd.nats, nd.route} {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			c.t.Fatalf("Restart(%d): %s's port %d is taken by another process, cannot restart on the same address: %v", i, nd.name, port, err)
+		}
+		ln.Close()
+	}
+	c.launch(i)
+	if err := nd.p.waitServing(clusterUpTimeout); err != nil {
+		c.t.Fatalf("Restart(%d) (%s): %v", i, nd.name, err)
+	}
+}
+
+// clusterView is GET /v1/cluster.
+type clusterView struct {
+	Mode  string `json:"mode"`
+	Node  string `json:"node"`
+	Nodes []struct {
+		Name    string `json:"name"`
+		HTTP    string `json:"http"`
+		State   string `json:"state"`
+		Objects int    `json:"objects"`
+	} `json:"nodes"`
+	Stats map[string]uint64 `json:"stats"`
+}
+
+// Status is node i's GET /v1/cluster.
+func (c *testCluster) Status(i int) (clusterView, error) {
+	var v clusterView
+	base := c.URL(i)
+	if base == "" {
+		return v, fmt.Errorf("%s is down", c.nodes[i].name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/cluster", nil)
+	if err != nil {
+		return v, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return v, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return v, fmt.Errorf("GET /v1/cluster: %s", resp.Status)
+	}
+	return v, json.NewDecoder(resp.Body).Decode(&v)
+}
+
+// WaitLive waits until every running node lists want live nodes.
+func (c *testCluster) WaitLive(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(clusterUpTimeout)
+	for {
+		var last []string
+		ok := true
+		for i := range c.nodes {
+			if c.URL(i) == "" {
+				continue
+			}
+			v, err := c.Status(i)
+			if err != nil || len(v.Nodes) != want {
+				ok = false
+				last = append(last, fmt.Sprintf("%s: %d live (%v)", c.nodes[i].name, len(v.Nodes), err))
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not every node sees %d live nodes after %s: %s", want, clusterUpTimeout, strings.Join(last, "; "))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestClusterHarness: three nodes form a cluster; a killed node drops out
+// of the others' view and comes back after a restart on the same address.
+func TestClusterHarness(t *testing.T) {
+	c := startCluster(t, 3)
+	v, err := c.Status(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Mode != "cluster" || v.Node != "n1" {
+		t.Fatalf("GET /v1/cluster on n1: %+v", v)
+	}
+	url := c.URL(2)
+	c.Kill(2)
+	if c.URL(2) != "" {
+		t.Fatal("URL of a killed node is not empty")
+	}
+	c.WaitLive(t, 2)
+	c.Restart(2)
+	if c.URL(2) != url {
+		t.Fatalf("restarted on %s, was %s", c.URL(2), url)
+	}
+	c.WaitLive(t, 3)
+	if _, err := call(context.Background(), c.URL(2), "counter", "h", "increment", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+}
