@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -173,7 +174,7 @@ func (l *Log) ensureStreamsRetrying(ctx context.Context) (int, error) {
 		shards, err := l.ensureStreams(actx)
 		acancel()
 		if err == nil {
-			return shards, nil
+			return shards, l.awaitStreamLeaders(ctx, shards)
 		}
 		if attempt == 1 || attempt%20 == 0 {
 			l.cfg.Logger.Info("log: waiting for the cluster to form", "replicas", l.cfg.Replicas, "err", err)
@@ -184,6 +185,42 @@ func (l *Log) ensureStreamsRetrying(ctx context.Context) (int, error) {
 		case <-time.After(clusterFormRetry):
 		}
 	}
+}
+
+// awaitStreamLeaders returns once every stream of every shard answers a
+// request for its state. A stream just created has no leader until its Raft
+// group elects one, and a request meanwhile is dropped, not refused: the
+// reads that follow Open (the snapshot's catch-up) would each wait out a
+// whole RequestTimeout.
+func (l *Log) awaitStreamLeaders(ctx context.Context, shards int) error {
+	var names []string
+	for n := range shards {
+		names = append(names, LogStream(n), TimerStream(n), CkptStream(n))
+	}
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				actx, acancel := context.WithTimeout(ctx, clusterAttemptTimeout)
+				_, err := l.js.Stream(actx, name)
+				acancel()
+				if err == nil {
+					return
+				}
+				select {
+				case <-ctx.Done():
+					errs[i] = fmt.Errorf("log: stream %s has no leader within %s: %w", name, clusterFormTimeout, err)
+					return
+				case <-time.After(clusterFormRetry):
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 const (

@@ -108,21 +108,37 @@ func (l *Log) JoinMembers(ctx context.Context, cfg MembersConfig) (*Members, err
 	return m, nil
 }
 
+// membersBucket creates or opens the bucket. While a cluster forms (or
+// elects a new JetStream meta leader, which a loaded machine does now and
+// then) a request can go unanswered: it is retried, as the streams are,
+// for up to clusterFormTimeout.
 func (l *Log) membersBucket(ctx context.Context, ttl time.Duration) (jetstream.KeyValue, error) {
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
-	defer cancel()
-	kv, err := l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	cfg := jetstream.KeyValueConfig{
 		Bucket:      MembersBucket,
 		Description: "Strata node heartbeats",
 		History:     1,
 		TTL:         ttl,
 		Storage:     jetstream.MemoryStorage, // heartbeats are not worth a disk
 		Replicas:    l.cfg.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("log: members bucket: %w", err)
 	}
-	return kv, nil
+	deadline := time.Now().Add(clusterFormTimeout)
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
+		kv, err := l.js.CreateOrUpdateKeyValue(actx, cfg)
+		cancel()
+		if err == nil {
+			return kv, nil
+		}
+		if l.cfg.Replicas <= 1 || ctx.Err() != nil || time.Now().After(deadline) {
+			return nil, fmt.Errorf("log: members bucket (%d attempts): %w", attempt, err)
+		}
+		l.cfg.Logger.Info("log: members bucket not ready; retrying", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("log: members bucket: %w", ctx.Err())
+		case <-time.After(clusterFormRetry):
+		}
+	}
 }
 
 func (m *Members) initial(ctx context.Context, w jetstream.KeyWatcher) error {

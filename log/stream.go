@@ -273,12 +273,27 @@ func (l *Log) ensureStreams(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("log: the log has %d shards, %d were asked for: the shard count never changes in place (migrate instead)", recorded, shards)
 	}
 	meta := map[string]string{metaShards: strconv.Itoa(shards), metaFormat: strconv.Itoa(FormatVersion)}
+	var configs []jetstream.StreamConfig
 	for n := range shards {
-		for _, sc := range []jetstream.StreamConfig{l.logStreamConfig(n, meta), l.timerStreamConfig(n, meta), l.ckptStreamConfig(n, meta)} {
+		configs = append(configs, l.logStreamConfig(n, meta), l.timerStreamConfig(n, meta), l.ckptStreamConfig(n, meta))
+	}
+	// All at once: on a cluster each new replicated stream waits for its
+	// own Raft group to elect a leader (seconds on a loaded machine), and
+	// the elections overlap.
+	errs := make([]error, len(configs))
+	var wg sync.WaitGroup
+	for i, sc := range configs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			if _, err := l.js.CreateOrUpdateStream(ctx, sc); err != nil {
-				return 0, fmt.Errorf("log: create or update stream %s: %w", sc.Name, err)
+				errs[i] = fmt.Errorf("log: create or update stream %s: %w", sc.Name, err)
 			}
-		}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
 	}
 	return shards, nil
 }
