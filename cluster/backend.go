@@ -131,3 +131,32 @@ func (r *Router) ListObjects(class, namePrefix, cursor string, limit int) ([]obj
 func (r *Router) Tail(ctx context.Context, class string, fn func(objects.Record) error) error {
 	return r.rt.Tail(ctx, class, fn)
 }
+
+// NodeHeader is the response header naming the node that ran a request's
+// turn (RPC and fetch through a cluster node's gateway): operators and
+// tests see where an object lives without reproducing the placement.
+const NodeHeader = "Strata-Node"
+
+type ranOnKey struct{}
+
+// TrackNode returns a context in which the router records the node that
+// runs the request's turn; RanOn reads it after the call.
+func TrackNode(ctx context.Context) context.Context {
+	return context.WithValue(ctx, ranOnKey{}, new(string))
+}
+
+// RanOn is the node that ran the turn of a request made with a TrackNode
+// context, "" if none did (or it did not go through a router).
+func RanOn(ctx context.Context) string {
+	if p, ok := ctx.Value(ranOnKey{}).(*string); ok {
+		return *p
+	}
+	return ""
+}
+
+// ranOn records node in ctx's tracker, if any.
+func ranOn(ctx context.Context, node string) {
+	if p, ok := ctx.Value(ranOnKey{}).(*string); ok {
+		*p = node
+	}
+}

@@ -252,6 +252,9 @@ func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 			r.stats.forwarded.Add(1)
 			rep, err = r.forward(ctx, owner, env)
 		}
+		if err == nil {
+			ranOn(ctx, owner)
+		}
 		if err == nil || !inMotion(err) {
 			return rep, err
 		}

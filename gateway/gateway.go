@@ -37,6 +37,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/strata-objects/strata/cluster"
 	"github.com/strata-objects/strata/objects"
 )
 
@@ -211,11 +212,13 @@ func (g *Gateway) rpc(ctx context.Context, w http.ResponseWriter, r *http.Reques
 		writeError(w, r, bodyError(err))
 		return
 	}
+	ctx = cluster.TrackNode(ctx)
 	out, err := g.cfg.Backend.Call(ctx, rt.ref, rt.rest, body, jsonCodec{}, cause)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
+	setRanOn(ctx, w)
 	if out == nil {
 		out = []byte("{}")
 	}
@@ -238,6 +241,7 @@ func (g *Gateway) fetch(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	in.RequestURI = ""
 	in.Body = io.NopCloser(bytes.NewReader(body))
 	in.ContentLength = int64(len(body))
+	ctx = cluster.TrackNode(ctx)
 	resp, err := g.cfg.Backend.Fetch(ctx, rt.ref, in, cause)
 	if err != nil {
 		writeError(w, r, err)
@@ -246,8 +250,17 @@ func (g *Gateway) fetch(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	for k, vs := range resp.Header {
 		w.Header()[k] = vs
 	}
+	setRanOn(ctx, w)
 	w.WriteHeader(resp.Status)
 	w.Write(resp.Body)
+}
+
+// setRanOn names the node that ran the turn in the Strata-Node header, in
+// a cluster.
+func setRanOn(ctx context.Context, w http.ResponseWriter) {
+	if node := cluster.RanOn(ctx); node != "" {
+		w.Header().Set(cluster.NodeHeader, node)
+	}
 }
 
 func bodyError(err error) error {
