@@ -501,8 +501,12 @@ func (c *committer) publishPipelined(ctx context.Context, batch []*pendingAppend
 				firstErr = cmp.Or(firstErr, fmt.Errorf("publish: %w", ack.Error))
 			case ack.Duplicate:
 				// Not a duplicateAck: that verdict is about a lone publish,
-				// and the others of this pipeline must not inherit it.
-				firstErr = cmp.Or(firstErr, fmt.Errorf("publish %s: duplicate of sequence %d", batch[i].subj, ack.Seq))
+				// and the others of this pipeline must not inherit it. But
+				// resolvable: the others were stored or not each on its
+				// own, and only reading back tells (a plain error here
+				// failed every append of the pipeline, landed or not, for
+				// one object's stale writer).
+				firstErr = cmp.Or(firstErr, fmt.Errorf("publish %s: duplicate of sequence %d: %w", batch[i].subj, ack.Seq, errUnknownOutcome))
 			default:
 				seqs[i] = ack.Seq
 			}

@@ -126,8 +126,16 @@ func TestBatchWithFencedObject(t *testing.T) {
 // TestBatchWithReusedMessageID: an append whose version (so message id)
 // is already stored with other bytes, under an expectation that still
 // holds, is refused by the server every time. In a batch it must fail
-// alone, with ErrConflict, and the others land.
+// alone, with ErrConflict, and the others land: in an atomic batch and in
+// a pipeline of single publishes (fewer than pipelineBelow), whose
+// duplicate ack says nothing about the others.
 func TestBatchWithReusedMessageID(t *testing.T) {
+	for _, others := range []int{pipelineBelow - 2, 20} {
+		t.Run(fmt.Sprint(others+1, "_appends"), func(t *testing.T) { testReusedMessageID(t, others) })
+	}
+}
+
+func testReusedMessageID(t *testing.T, others int) {
 	g := newGate()
 	l := openLog(t, startServer(t), Config{Shards: 1, hooks: g.hooks()})
 	ctx := context.Background()
@@ -145,7 +153,6 @@ func TestBatchWithReusedMessageID(t *testing.T) {
 	plug := make(chan error, 1)
 	go func() { _, err := l.Append(ctx, testEvent(objID(2), 1, "plug"), 0); plug <- err }()
 	g.nextSize(t)
-	const others = 20
 	errs := make(chan error, others)
 	var wg sync.WaitGroup
 	for i := range others {
