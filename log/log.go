@@ -23,6 +23,9 @@ var (
 	ErrTooLarge = errors.New("log: event too large")
 	// ErrClosed: the log was closed.
 	ErrClosed = errors.New("log: closed")
+	// ErrLagging: on a replicated stream, the replicas that answered a
+	// read kept lagging the stream's leader; nothing is wrong, retry.
+	ErrLagging = errors.New("log: replicas lag the stream leader; retry")
 )
 
 // Record is one stored event with its position in the shard's stream.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -106,6 +108,9 @@ func (l *Log) lastMsg(ctx context.Context, stream, subj string) (storedMsg, erro
 // lastMsgs is lastMsg for many subjects, pipelined: at most lastWindow
 // requests in flight, answers matched by reply subject.
 func (l *Log) lastMsgs(ctx context.Context, stream string, subjs []string) ([]storedMsg, []error) {
+	if l.cfg.Replicas > 1 {
+		return l.leaderLastMsgs(ctx, stream, subjs)
+	}
 	n := len(subjs)
 	out, errs := make([]storedMsg, n), make([]error, n)
 	if n == 1 {
@@ -165,12 +170,113 @@ func (l *Log) Last(ctx context.Context, class string, id ID) (Record, error) {
 		return Record{}, ErrClosed
 	}
 	shard := l.ShardOf(id)
-	m, err := l.lastMsg(ctx, LogStream(shard), ObjectSubject(shard, class, id))
+	last := l.lastMsg
+	if l.cfg.Replicas > 1 {
+		last = l.leaderLastMsg
+	}
+	m, err := last(ctx, LogStream(shard), ObjectSubject(shard, class, id))
 	if err != nil {
 		return Record{}, err
 	}
 	return record(LogStream(shard), shard, m)
 }
+
+// Reads of replicated streams. A direct get is answered by any replica,
+// and a follower can lag the leader: by the last few appends in steady
+// state, by up to a tenth of the stream while it catches up after a restart
+// (it serves direct gets from 90% on). Such an answer is silently short: a
+// history without its newest events, an activation loaded from the past.
+// So Last asks the stream's leader (the non-direct message get API), and a
+// read first learns from the leader how far it must go, then reads with
+// direct gets (batched, any replica) and goes on from where a short answer
+// stopped until it gets there.
+
+// streamMsgGetResponse is the answer of $JS.API.STREAM.MSG.GET.
+type streamMsgGetResponse struct {
+	Message *struct {
+		Subject string `json:"subject"`
+		Seq     uint64 `json:"seq"`
+		Data    []byte `json:"data"`
+	} `json:"message"`
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+}
+
+// errCodeNoMessageFound is the message get API's "no message found".
+const errCodeNoMessageFound = 10037
+
+// leaderLastMsg is lastMsg, answered by the stream's leader.
+func (l *Log) leaderLastMsg(ctx context.Context, stream, subj string) (storedMsg, error) {
+	req, err := json.Marshal(directGetRequest{LastFor: subj})
+	if err != nil {
+		return storedMsg{}, fmt.Errorf("log: last of %s: %w", subj, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
+	defer cancel()
+	// While the stream elects a leader (its leader's node died) the request
+	// is dropped, not refused: ask again, so that the answer comes soon
+	// after the election rather than at the timeout.
+	var resp *nats.Msg
+	for {
+		actx, acancel := context.WithTimeout(ctx, leaderGetAttempt)
+		resp, err = l.nc.RequestWithContext(actx, "$JS.API.STREAM.MSG.GET."+stream, req)
+		acancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrNoResponders) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(lagRetryMin):
+		}
+	}
+	if err != nil {
+		return storedMsg{}, fmt.Errorf("log: last of %s: %w", subj, err)
+	}
+	var r streamMsgGetResponse
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return storedMsg{}, fmt.Errorf("log: last of %s: bad answer %q: %w", subj, resp.Data, err)
+	}
+	switch {
+	case r.Error != nil && r.Error.ErrCode == errCodeNoMessageFound:
+		return storedMsg{}, ErrNotFound
+	case r.Error != nil:
+		return storedMsg{}, fmt.Errorf("log: last of %s: %d %s", subj, r.Error.ErrCode, r.Error.Description)
+	case r.Message == nil || r.Message.Seq == 0:
+		return storedMsg{}, fmt.Errorf("log: last of %s: answer without a message: %q", subj, resp.Data)
+	}
+	return storedMsg{seq: r.Message.Seq, subj: r.Message.Subject, data: r.Message.Data}, nil
+}
+
+// leaderLastMsgs is leaderLastMsg for many subjects, at most lastWindow at
+// once. Resolving a failed publish needs it: a lagging replica's older last
+// message would look like another writer's, and the append, stored in fact,
+// would be reported fenced and its turn run again.
+func (l *Log) leaderLastMsgs(ctx context.Context, stream string, subjs []string) ([]storedMsg, []error) {
+	out, errs := make([]storedMsg, len(subjs)), make([]error, len(subjs))
+	sem := make(chan struct{}, lastWindow)
+	var wg sync.WaitGroup
+	for i, subj := range subjs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out[i], errs[i] = l.leaderLastMsg(ctx, stream, subj)
+		}()
+	}
+	wg.Wait()
+	return out, errs
+}
+
+// Bounds of a read's wait for lagging replicas.
+const (
+	// leaderGetAttempt bounds one try of a request to a stream's leader.
+	leaderGetAttempt = time.Second
+	lagRetryMin      = 10 * time.Millisecond
+	lagRetryMax      = 200 * time.Millisecond
+)
 
 // Read calls fn with each of the object's events at stream sequence
 // fromSeq or later, in order, up to the stream's last sequence when Read
@@ -178,7 +284,20 @@ func (l *Log) Last(ctx context.Context, class string, id ID) (Record, error) {
 // read and is returned as is.
 func (l *Log) Read(ctx context.Context, class string, id ID, fromSeq uint64, fn func(Record) error) error {
 	shard := l.ShardOf(id)
-	return l.readRange(ctx, shard, ObjectSubject(shard, class, id), fromSeq, fn)
+	subj := ObjectSubject(shard, class, id)
+	if l.cfg.Replicas <= 1 {
+		return l.readRange(ctx, shard, subj, fromSeq, 0, fn)
+	}
+	last, err := l.leaderLastMsg(ctx, LogStream(shard), subj)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("log: read %s: %w", subj, err)
+	case last.seq < fromSeq:
+		return nil
+	}
+	return l.readRange(ctx, shard, subj, fromSeq, last.seq, fn)
 }
 
 // Scan calls fn with every event of shard's log from fromSeq, in order, up
@@ -188,26 +307,61 @@ func (l *Log) Scan(ctx context.Context, shard int, fromSeq uint64, fn func(Recor
 	if err := l.checkShard(shard); err != nil {
 		return err
 	}
-	return l.readRange(ctx, shard, fmt.Sprintf(logSubjectsFmt, shard), fromSeq, fn)
+	return l.readRange(ctx, shard, fmt.Sprintf(logSubjectsFmt, shard), fromSeq, 0, fn)
 }
 
-func (l *Log) readRange(ctx context.Context, shard int, filter string, from uint64, fn func(Record) error) error {
+// readRange reads shard's log on filter from sequence from up to reach, a
+// message known to be there, or (reach 0) up to the stream's last
+// sequence as its leader knows it (which, for the whole shard, is a
+// message there too). On a replicated stream a lagging replica's short
+// answer is continued until the read gets there (ErrLagging past
+// RequestTimeout).
+func (l *Log) readRange(ctx context.Context, shard int, filter string, from, reach uint64, fn func(Record) error) error {
 	if l.closed() {
 		return ErrClosed
 	}
-	upTo, err := l.LastSeq(ctx, shard)
-	if err != nil {
-		return fmt.Errorf("log: read %s: %w", filter, err)
+	upTo := reach
+	if upTo == 0 {
+		var err error
+		if upTo, err = l.LastSeq(ctx, shard); err != nil {
+			return fmt.Errorf("log: read %s: %w", filter, err)
+		}
+		if filter != fmt.Sprintf(logSubjectsFmt, shard) {
+			reach = 0 // the stream's last message need not be on filter
+		} else {
+			reach = upTo
+		}
 	}
 	stream := LogStream(shard)
-	return l.readSubject(ctx, stream, filter, from, upTo, func(sm storedMsg) error {
+	from = max(from, 1)
+	next := from
+	read := func(sm storedMsg) error {
 		rec, err := record(stream, shard, sm)
 		if err != nil {
 			return err
 		}
 		l.stats.read.Add(1)
+		next = sm.seq + 1
 		return fn(rec)
-	})
+	}
+	wait, deadline := lagRetryMin, time.Now().Add(l.cfg.RequestTimeout)
+	for {
+		if err := l.readSubject(ctx, stream, filter, next, upTo, read); err != nil {
+			return err
+		}
+		if l.cfg.Replicas <= 1 || next > reach {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("log: read %s: %w: the replicas answered up to sequence %d, the leader has %d", filter, ErrLagging, next-1, reach)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("log: read %s: %w", filter, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, lagRetryMax)
+	}
 }
 
 // readSubject calls fn with each message of stream on filter from
