@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -445,7 +446,7 @@ func (c *committer) publish(batch []*pendingAppend) ([]uint64, error) {
 	if h := c.l.cfg.hooks; h != nil && h.beforePublish != nil {
 		h.beforePublish(c.l.ctx, c.shard, len(batch))
 	}
-	ctx, cancel := context.WithTimeout(c.l.ctx, c.l.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(c.l.ctx, c.l.publishTimeout())
 	defer cancel()
 	switch {
 	case len(batch) == 1:
@@ -456,6 +457,23 @@ func (c *committer) publish(batch []*pendingAppend) ([]uint64, error) {
 	}
 	return c.publishBatch(ctx, batch)
 }
+
+// publishTimeout bounds one publish attempt. On a replicated stream whose
+// leader's node died, a publish in flight is lost without an answer (the
+// followers ignore it) and every append of the shard waits behind it: a
+// shorter attempt lets resolve (which asks the new leader) and the retry
+// take over sooner. A publish that is only slow is resolved the same way:
+// read back, found stored or sent again under the same message id.
+func (l *Log) publishTimeout() time.Duration {
+	if l.cfg.Replicas > 1 {
+		return min(l.cfg.RequestTimeout, clusterPublishAttempt)
+	}
+	return l.cfg.RequestTimeout
+}
+
+// clusterPublishAttempt: see publishTimeout. Replicated commits take
+// milliseconds; seconds mean the leader is gone.
+const clusterPublishAttempt = 3 * time.Second
 
 // pipelineBelow is the batch size under which single publishes, all sent
 // before the first ack is awaited, beat one atomic batch. On one node an
