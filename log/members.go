@@ -122,8 +122,15 @@ func (l *Log) membersBucket(ctx context.Context, ttl time.Duration) (jetstream.K
 		Replicas:    l.cfg.Replicas,
 	}
 	deadline := time.Now().Add(clusterFormTimeout)
+	attemptTimeout := l.cfg.RequestTimeout
+	if l.cfg.Replicas > 1 {
+		// A dropped request is retried sooner than RequestTimeout: the
+		// answer to a create often goes missing while the bucket's stream
+		// elects its first leader.
+		attemptTimeout = min(attemptTimeout, clusterAttemptTimeout)
+	}
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		kv, err := l.js.CreateOrUpdateKeyValue(actx, cfg)
 		cancel()
 		if err == nil {
