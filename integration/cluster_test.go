@@ -150,7 +150,8 @@ func (l *clusterLoad) stop() []result {
 
 // histEvent is one line of GET …/history.
 type histEvent struct {
-	Version uint64 `json:"version"`
+	Version uint64    `json:"version"`
+	Time    time.Time `json:"time"`
 	Turns   []struct {
 		RequestID string `json:"request_id"`
 		Method    string `json:"method"`
@@ -466,6 +467,9 @@ func TestClusterKillAndRestart(t *testing.T) {
 		for _, e := range h {
 			for _, turn := range e.Turns {
 				if turn.Via == "alarm" {
+					if e.Time.Before(killAt) {
+						t.Errorf("session %s's alarm fired at kill%+.3fs, before the kill: it proves nothing", sess, e.Time.Sub(killAt).Seconds())
+					}
 					return true
 				}
 			}
