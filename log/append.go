@@ -355,6 +355,16 @@ func (c *committer) commit(batch []*pendingAppend) {
 			c.failAll(batch, err)
 			return
 		}
+		if inProcess(err) {
+			// Another writer's message of the same object and version is
+			// being stored right now: read back once it is, so the append
+			// fails as the conflict it is (its turn is fenced and can run
+			// again), not as undecided after every round ran into it.
+			select {
+			case <-c.l.ctx.Done():
+			case <-time.After(inProcessWait):
+			}
+		}
 		batch = c.resolve(batch, err, round >= resolveRoundsMax)
 		if len(batch) > 1 && round >= 2 {
 			// Refused twice with every remaining subject still at its
@@ -367,6 +377,15 @@ func (c *committer) commit(batch []*pendingAppend) {
 			return
 		}
 	}
+}
+
+// inProcessWait is the pause after a "duplicate message id is in process"
+// refusal: a replicated commit takes milliseconds.
+const inProcessWait = 20 * time.Millisecond
+
+func inProcess(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeDupInProcess
 }
 
 func (c *committer) failAll(batch []*pendingAppend, err error) {
