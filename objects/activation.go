@@ -220,12 +220,14 @@ func (a *activation) finish() {
 	close(a.done)
 }
 
-// load reads the snapshot's position, catches up from the log, and runs the
-// class's Init.
-func (a *activation) load() error {
-	ctx, cancel := context.WithTimeout(a.rt.ctx, a.rt.cfg.LoadTimeout)
-	defer cancel()
-	a.claim(ctx)
+// errGap: the log skipped versions of an object (its older events were
+// dropped after a checkpoint the read did not start from).
+var errGap = errors.New("gap in the object's events")
+
+// loadState moves the activation to the object's newest state: the
+// snapshot's, its newest checkpoint's if that is ahead, then the events
+// after it.
+func (a *activation) loadState(ctx context.Context) error {
 	meta, err := a.rt.proj.Meta(a.class.name, a.id)
 	if err != nil {
 		return fmt.Errorf("load %s/%s: %w", a.class.name, a.id, err)
@@ -245,26 +247,54 @@ func (a *activation) load() error {
 	if last.Seq < meta.Seq {
 		return fmt.Errorf("load %s/%s: snapshot at sequence %d is ahead of the log at %d", a.class.name, a.id, meta.Seq, last.Seq)
 	}
-	if last.Seq > meta.Seq {
-		if meta, err = a.skipAhead(ctx, meta, last); err != nil {
-			return fmt.Errorf("load %s/%s from its checkpoint: %w", a.class.name, a.id, err)
+	if last.Seq == meta.Seq {
+		return nil
+	}
+	if meta, err = a.skipAhead(ctx, meta, last); err != nil {
+		return fmt.Errorf("load %s/%s from its checkpoint: %w", a.class.name, a.id, err)
+	}
+	a.applied.Store(meta.Version)
+	a.version, a.lastSeq, a.lastHash = meta.Version, meta.Seq, meta.Hash
+	if a.name == "" {
+		a.name = meta.Name
+	}
+	a.rt.hooks.loading(a.class.name, a.id)
+	err = a.rt.log.Read(ctx, a.class.name, a.id, meta.Seq+1, func(rec log.Record) error {
+		return a.catchUp(ctx, rec)
+	})
+	if err != nil {
+		return fmt.Errorf("catch up %s/%s: %w", a.class.name, a.id, err)
+	}
+	// The read must reach what Last saw: in a cluster a lagging replica
+	// could answer short, and appending from there would be fenced.
+	if a.lastSeq < last.Seq {
+		return fmt.Errorf("catch up %s/%s: %w: read reached sequence %d, log is at %d", a.class.name, a.id, ErrUnavailable, a.lastSeq, last.Seq)
+	}
+	return nil
+}
+
+// load reads the snapshot's position, catches up from the log, and runs the
+// class's Init.
+func (a *activation) load() error {
+	ctx, cancel := context.WithTimeout(a.rt.ctx, a.rt.cfg.LoadTimeout)
+	defer cancel()
+	a.claim(ctx)
+	for attempt := 1; ; attempt++ {
+		err := a.loadState(ctx)
+		if err == nil {
+			break
 		}
-		a.applied.Store(meta.Version)
-		a.version, a.lastSeq, a.lastHash = meta.Version, meta.Seq, meta.Hash
-		if a.name == "" {
-			a.name = meta.Name
+		// A class that retains only from its checkpoints may have dropped
+		// the events this read wanted, after a newer checkpoint than the
+		// one it started from: start again from the newest.
+		if !errors.Is(err, errGap) || !a.rt.ckpt.cfg.Retain[a.class.name] {
+			return err
 		}
-		err := a.rt.log.Read(ctx, a.class.name, a.id, meta.Seq+1, func(rec log.Record) error {
-			return a.catchUp(ctx, rec)
-		})
-		if err != nil {
-			return fmt.Errorf("catch up %s/%s: %w", a.class.name, a.id, err)
+		if attempt == 3 {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err) // the caller may retry
 		}
-		// The read must reach what Last saw: in a cluster a lagging replica
-		// could answer short, and appending from there would be fenced.
-		if a.lastSeq < last.Seq {
-			return fmt.Errorf("catch up %s/%s: %w: read reached sequence %d, log is at %d", a.class.name, a.id, ErrUnavailable, a.lastSeq, last.Seq)
-		}
+		a.rt.logger.Debug("activation raced a checkpoint's purge; loading again", "class", a.class.name, "id", a.id, "err", err)
+		a.overlay, a.clearVer, a.trimmedAt = layer{}, 0, 0
 	}
 	a.inst = a.class.newInst()
 	if init, ok := a.inst.(Initer); ok {
@@ -285,7 +315,7 @@ func (a *activation) load() error {
 func (a *activation) catchUp(ctx context.Context, rec log.Record) error {
 	ev := rec.Event
 	if ev.Version != a.version+1 {
-		return fmt.Errorf("event at sequence %d has version %d, want %d", rec.Seq, ev.Version, a.version+1)
+		return fmt.Errorf("%w: event at sequence %d has version %d, want %d", errGap, rec.Seq, ev.Version, a.version+1)
 	}
 	for _, t := range ev.Turns {
 		a.overlayWrites(ev.Version, t.Writes)

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/strata-objects/strata/history"
@@ -290,6 +291,58 @@ func TestRetention(t *testing.T) {
 	}
 	if got := storageOf(t, h2, "r"); !maps.Equal(got, states[kept+1]) {
 		t.Fatalf("after restore to v%d: %v, want %v", kept+1, got, states[kept+1])
+	}
+}
+
+// TestActivationRacesRetention: a node activates an object while another
+// node's checkpointer writes a newer checkpoint and drops the events the
+// activation was about to read. The activation starts again from the newer
+// checkpoint and ends at the object's newest state; nothing fails.
+func TestActivationRacesRetention(t *testing.T) {
+	const every = 5
+	srv := startServer(t)
+	cfg := CheckpointConfig{Every: every, Retain: map[string]bool{"scratch": true}}
+	h := newHarnessWith(t, srv, log.Config{AllowRetention: true}, func(c *Config) { c.Checkpoints = cfg })
+	ctx := context.Background()
+	ckptWorkload(t, h, "race", 11, 23) // newest checkpoint: v20
+	if err := h.rt.FlushCheckpoints(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ref := h.ref("scratch", "race")
+	var raced atomic.Int32
+	h2 := newHarnessWith(t, srv, log.Config{AllowRetention: true}, func(c *Config) {
+		c.Checkpoints = cfg
+		c.Hooks.Loading = func(class string, id ID) {
+			if class != "scratch" || id != ref.ID || raced.Add(1) != 1 {
+				return
+			}
+			// h2 starts from the v20 checkpoint; meanwhile the object
+			// reaches v33 on h, which checkpoints v25 and v30 and drops
+			// every event before v30.
+			for i := 0; i < 10; i++ {
+				h.must("race", put(fmt.Sprint("late", i), fmt.Sprint(i)))
+			}
+			if err := h.rt.FlushCheckpoints(ctx); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	got := storageOf(t, h2, "race")
+	if raced.Load() < 2 {
+		t.Fatalf("the activation loaded %d times: the race did not happen or was not retried", raced.Load())
+	}
+	if want := storageOf(t, h, "race"); !maps.Equal(got, want) {
+		t.Fatalf("activation after the race: %v, want %v", got, want)
+	}
+	var first uint64
+	h.log.Read(ctx, "scratch", ref.ID, 1, func(r log.Record) error {
+		if first == 0 {
+			first = r.Event.Version
+		}
+		return nil
+	})
+	if first != 30 {
+		t.Fatalf("retained events start at v%d, want v30: the purge the test races did not happen", first)
 	}
 }
 

@@ -55,8 +55,11 @@ type Hooks struct {
 	Activated    func(class string, id ID)
 	Evicted      func(class string, id ID)
 	BeforeAppend func(class string, id ID, version uint64)
-	Acked        func(class string, id ID, version, seq uint64)
-	Fenced       func(class string, id ID)
+	// Loading: an activation has chosen where its catch-up starts and is
+	// about to read the log from there.
+	Loading func(class string, id ID)
+	Acked   func(class string, id ID, version, seq uint64)
+	Fenced  func(class string, id ID)
 }
 
 func (h Hooks) activated(c string, id ID) {
@@ -67,6 +70,11 @@ func (h Hooks) activated(c string, id ID) {
 func (h Hooks) evicted(c string, id ID) {
 	if h.Evicted != nil {
 		h.Evicted(c, id)
+	}
+}
+func (h Hooks) loading(c string, id ID) {
+	if h.Loading != nil {
+		h.Loading(c, id)
 	}
 }
 func (h Hooks) beforeAppend(c string, id ID, v uint64) {
