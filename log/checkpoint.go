@@ -152,7 +152,7 @@ func (l *Log) WriteCheckpoint(ctx context.Context, ck *Checkpoint) error {
 	shard := l.ShardOf(ck.ID)
 	stream, msubj := CkptStream(shard), ckptSubject(shard, ck.Class, ck.ID, "m")
 	var expect uint64
-	switch last, err := l.lastMsg(ctx, stream, msubj); {
+	switch last, err := l.currentLastMsg(ctx, stream, msubj); {
 	case errors.Is(err, ErrNotFound):
 	case err != nil:
 		return fmt.Errorf("log: checkpoint %s v%d: %w", ck.ID, ck.Version, err)
@@ -225,7 +225,7 @@ func (l *Log) LastCheckpoint(ctx context.Context, class string, id ID) (Checkpoi
 	}
 	shard := l.ShardOf(id)
 	stream, msubj := CkptStream(shard), ckptSubject(shard, class, id, "m")
-	m, err := l.lastMsg(ctx, stream, msubj)
+	m, err := l.currentLastMsg(ctx, stream, msubj)
 	if err != nil {
 		return CheckpointInfo{}, err
 	}
@@ -331,7 +331,12 @@ func (l *Log) msgAt(ctx context.Context, stream string, seq uint64) (storedMsg, 
 	if err != nil {
 		return storedMsg{}, fmt.Errorf("log: get %s sequence %d: %w", stream, seq, err)
 	}
-	return parseDirect(resp, stream)
+	m, err := parseDirect(resp, stream)
+	if errors.Is(err, ErrNotFound) && l.cfg.Replicas > 1 {
+		// The replica that answered may not have it yet: ask the leader.
+		return l.leaderGet(ctx, stream, directGetRequest{Seq: seq}, fmt.Sprintf("get %s sequence %d", stream, seq))
+	}
+	return m, err
 }
 
 // ErrAppendOnly: the log was created append-only, and JetStream never

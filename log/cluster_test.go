@@ -143,6 +143,33 @@ func TestClusterR3(t *testing.T) {
 		}
 	})
 
+	t.Run("checkpoint read on another node", func(t *testing.T) {
+		id := objID(7)
+		r, err := logs[0].Append(ctx, testEvent(id, 1, "a"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ck := &Checkpoint{Class: "test", ID: id, Version: 1, Seq: r.Seq, Hash: r.Hash(), Keys: map[string][]byte{"k": []byte("v")}, Alarms: map[string]int64{}}
+		if err := logs[0].WriteCheckpoint(ctx, ck); err != nil {
+			t.Fatal(err)
+		}
+		// The other nodes ask the checkpoint stream's leader for the
+		// newest manifest, and its leader for a chunk a replica lacks.
+		for _, l := range logs[1:] {
+			info, err := l.LastCheckpoint(ctx, "test", id)
+			if err != nil || info.Version != 1 {
+				t.Fatalf("last checkpoint: %+v %v", info, err)
+			}
+			got, err := l.LoadCheckpoint(ctx, info)
+			if err != nil || string(got.Keys["k"]) != "v" {
+				t.Fatalf("load checkpoint: %+v %v", got, err)
+			}
+		}
+		if _, err := logs[1].msgAt(ctx, CkptStream(logs[1].ShardOf(id)), 1<<40); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("a sequence no replica has: %v, want ErrNotFound (from the leader)", err)
+		}
+	})
+
 	t.Run("membership", func(t *testing.T) {
 		var views [3]*Members
 		for i := range 3 {

@@ -170,11 +170,7 @@ func (l *Log) Last(ctx context.Context, class string, id ID) (Record, error) {
 		return Record{}, ErrClosed
 	}
 	shard := l.ShardOf(id)
-	last := l.lastMsg
-	if l.cfg.Replicas > 1 {
-		last = l.leaderLastMsg
-	}
-	m, err := last(ctx, LogStream(shard), ObjectSubject(shard, class, id))
+	m, err := l.currentLastMsg(ctx, LogStream(shard), ObjectSubject(shard, class, id))
 	if err != nil {
 		return Record{}, err
 	}
@@ -208,11 +204,27 @@ type streamMsgGetResponse struct {
 // errCodeNoMessageFound is the message get API's "no message found".
 const errCodeNoMessageFound = 10037
 
+// currentLastMsg is the last message on subj as the stream's leader has
+// it: on one node a direct get; on replicated streams the leader's answer,
+// since a lagging replica would answer an older message.
+func (l *Log) currentLastMsg(ctx context.Context, stream, subj string) (storedMsg, error) {
+	if l.cfg.Replicas > 1 {
+		return l.leaderLastMsg(ctx, stream, subj)
+	}
+	return l.lastMsg(ctx, stream, subj)
+}
+
 // leaderLastMsg is lastMsg, answered by the stream's leader.
 func (l *Log) leaderLastMsg(ctx context.Context, stream, subj string) (storedMsg, error) {
-	req, err := json.Marshal(directGetRequest{LastFor: subj})
+	return l.leaderGet(ctx, stream, directGetRequest{LastFor: subj}, "last of "+subj)
+}
+
+// leaderGet is a message get answered by the stream's leader; what names
+// the message in errors.
+func (l *Log) leaderGet(ctx context.Context, stream string, get directGetRequest, what string) (storedMsg, error) {
+	req, err := json.Marshal(get)
 	if err != nil {
-		return storedMsg{}, fmt.Errorf("log: last of %s: %w", subj, err)
+		return storedMsg{}, fmt.Errorf("log: %s: %w", what, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
 	defer cancel()
@@ -233,19 +245,19 @@ func (l *Log) leaderLastMsg(ctx context.Context, stream, subj string) (storedMsg
 		}
 	}
 	if err != nil {
-		return storedMsg{}, fmt.Errorf("log: last of %s: %w", subj, err)
+		return storedMsg{}, fmt.Errorf("log: %s: %w", what, err)
 	}
 	var r streamMsgGetResponse
 	if err := json.Unmarshal(resp.Data, &r); err != nil {
-		return storedMsg{}, fmt.Errorf("log: last of %s: bad answer %q: %w", subj, resp.Data, err)
+		return storedMsg{}, fmt.Errorf("log: %s: bad answer %q: %w", what, resp.Data, err)
 	}
 	switch {
 	case r.Error != nil && r.Error.ErrCode == errCodeNoMessageFound:
 		return storedMsg{}, ErrNotFound
 	case r.Error != nil:
-		return storedMsg{}, fmt.Errorf("log: last of %s: %d %s", subj, r.Error.ErrCode, r.Error.Description)
+		return storedMsg{}, fmt.Errorf("log: %s: %d %s", what, r.Error.ErrCode, r.Error.Description)
 	case r.Message == nil || r.Message.Seq == 0:
-		return storedMsg{}, fmt.Errorf("log: last of %s: answer without a message: %q", subj, resp.Data)
+		return storedMsg{}, fmt.Errorf("log: %s: answer without a message: %q", what, resp.Data)
 	}
 	return storedMsg{seq: r.Message.Seq, subj: r.Message.Subject, data: r.Message.Data}, nil
 }

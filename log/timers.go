@@ -302,7 +302,7 @@ func (l *Log) FirePending(ctx context.Context, f Fire) (bool, error) {
 		return false, ErrClosed
 	}
 	shard := l.ShardOf(f.ID)
-	m, err := l.lastMsg(ctx, TimerStream(shard), FireSubject(shard, f.Class, f.ID, f.Name))
+	m, err := l.currentLastMsg(ctx, TimerStream(shard), FireSubject(shard, f.Class, f.ID, f.Name))
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return false, nil
@@ -320,7 +320,7 @@ func (l *Log) Scheduled(ctx context.Context, class string, id ID, name string) (
 		return false, ErrClosed
 	}
 	shard := l.ShardOf(id)
-	_, err := l.lastMsg(ctx, TimerStream(shard), SchedSubject(shard, class, id, name))
+	_, err := l.currentLastMsg(ctx, TimerStream(shard), SchedSubject(shard, class, id, name))
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return false, nil
