@@ -55,6 +55,9 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	if len(args) > 0 && args[0] == "ws" {
 		return runBenchWS(ctx, env, args[1:])
 	}
+	if len(args) > 0 && args[0] == "cluster" {
+		return runBenchCluster(ctx, env, args[1:])
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.Usage = flagUsage(fs, "bench [flags]")
@@ -201,6 +204,9 @@ type bencher struct {
 	base   string
 	out    io.Writer
 	client *http.Client
+	// bases, if set, spreads load clients over several gateways (client c
+	// uses bases[c%len(bases)]) instead of base.
+	bases []string
 }
 
 // load runs clients closed-loop for warmup + duration and measures the
@@ -217,7 +223,11 @@ func (b *bencher) load(ctx context.Context, name, what string, clients int, next
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(c), 42))
-			conn, err := newBenchConn(b.base)
+			base := b.base
+			if len(b.bases) > 0 {
+				base = b.bases[c%len(b.bases)]
+			}
+			conn, err := newBenchConn(base)
 			if err != nil {
 				errs.Add(1)
 				return
@@ -350,23 +360,10 @@ func measureRaw(ctx context.Context, l *log.Log, bc benchConfig, w io.Writer) (r
 	}
 	defer raw.Close(context.Background())
 	msg := make([]byte, 160) // about a counter turn's event
-	var lim rawLimits
-
-	fmt.Fprintf(w, "raw: sequential publish for %s\r", bc.duration)
-	var lat []time.Duration
-	var expect uint64
-	end := time.Now().Add(bc.duration)
-	for time.Now().Before(end) {
-		t0 := time.Now()
-		seq, err := raw.PublishSync(ctx, log.RawSubject(0), msg, expect)
-		if err != nil {
-			return lim, fmt.Errorf("raw publish: %w", err)
-		}
-		lat = append(lat, time.Since(t0))
-		expect = seq
+	lim, err := rawSync(ctx, raw, msg, bc.duration, w)
+	if err != nil {
+		return lim, err
 	}
-	r := summarize("raw-sync", "", lat, 0, bc.duration)
-	lim.syncPerSec, lim.syncP50, lim.syncP99 = r.PerSecond, r.P50Millis, r.P99Millis
 
 	fmt.Fprintf(w, "raw: atomic batches for %s    \r", bc.duration/2)
 	subjs, data := make([]string, 100), make([][]byte, 100)
@@ -411,4 +408,35 @@ func printTable(w io.Writer, rs []benchResult) {
 		}
 		fmt.Fprintf(w, "%-10s %-46s %10.0f %8.3f %8.3f %7d  %s\n", r.Workload, r.What, r.PerSecond, r.P50Millis, r.P99Millis, r.Errors, vs)
 	}
+}
+
+// measureRawSync measures only JetStream's sequential fsynced publish on l.
+func measureRawSync(ctx context.Context, l *log.Log, bc benchConfig, w io.Writer) (rawLimits, error) {
+	raw, err := l.Raw(ctx)
+	if err != nil {
+		return rawLimits{}, err
+	}
+	defer raw.Close(context.Background())
+	return rawSync(ctx, raw, make([]byte, 160), bc.duration, w)
+}
+
+// rawSync publishes msg sequentially, each waiting for its ack, for d.
+func rawSync(ctx context.Context, raw *log.Raw, msg []byte, d time.Duration, w io.Writer) (rawLimits, error) {
+	var lim rawLimits
+	fmt.Fprintf(w, "raw: sequential publish for %s\r", d)
+	var lat []time.Duration
+	var expect uint64
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		t0 := time.Now()
+		seq, err := raw.PublishSync(ctx, log.RawSubject(0), msg, expect)
+		if err != nil {
+			return lim, fmt.Errorf("raw publish: %w", err)
+		}
+		lat = append(lat, time.Since(t0))
+		expect = seq
+	}
+	r := summarize("raw-sync", "", lat, 0, d)
+	lim.syncPerSec, lim.syncP50, lim.syncP99 = r.PerSecond, r.P50Millis, r.P99Millis
+	return lim, nil
 }

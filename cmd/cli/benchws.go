@@ -146,24 +146,43 @@ func runBenchWS(ctx context.Context, env *Env, args []string) error {
 // childServer is `serve` run from this same binary on a temporary folder.
 type childServer struct {
 	cmd  *exec.Cmd
+	name string
 	url  string
 	dir  string
 	done chan struct{}
+	addr chan string // the HTTP address, once it serves
 }
 
 var servingRE = regexp.MustCompile(`msg=serving http=(\S+)`)
 
 func startChildServer(ctx context.Context, logTo io.Writer, idle time.Duration) (*childServer, error) {
+	s, err := launchChildServer("ws", nil, "--idle-timeout", idle.String())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.wait(ctx, logTo); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// launchChildServer starts `serve` from this same binary on a temporary
+// folder with the extra flags and environment, without waiting for it:
+// the nodes of a cluster start together (each waits for the others).
+func launchChildServer(name string, env []string, flags ...string) (*childServer, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "strata-bench-ws-")
+	dir, err := os.MkdirTemp("", "strata-bench-"+name+"-")
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, "serve", "--data", filepath.Join(dir, "data"), "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0",
-		"--idle-timeout", idle.String(), "--log-level", "info")
+	args := append([]string{"serve", "--data", filepath.Join(dir, "data"), "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--log-level", "info"}, flags...)
+	cmd := exec.Command(exe, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		os.RemoveAll(dir)
@@ -173,34 +192,38 @@ func startChildServer(ctx context.Context, logTo io.Writer, idle time.Duration) 
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	s := &childServer{cmd: cmd, dir: dir, done: make(chan struct{})}
-	addr := make(chan string, 1)
+	s := &childServer{cmd: cmd, name: name, dir: dir, done: make(chan struct{}), addr: make(chan string, 1)}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			if m := servingRE.FindStringSubmatch(sc.Text()); m != nil {
 				select {
-				case addr <- m[1]:
+				case s.addr <- m[1]:
 				default:
 				}
 			}
 		}
 	}()
 	go func() { cmd.Wait(); close(s.done) }()
+	return s, nil
+}
+
+// wait waits until the server serves HTTP (it is stopped if it does not).
+func (s *childServer) wait(ctx context.Context, logTo io.Writer) error {
 	select {
-	case a := <-addr:
+	case a := <-s.addr:
 		s.url = "http://" + a
-		fmt.Fprintf(logTo, "ws: server pid %d at %s, data in %s\n", cmd.Process.Pid, s.url, dir)
-		return s, nil
+		fmt.Fprintf(logTo, "%s: server pid %d at %s, data in %s\n", s.name, s.cmd.Process.Pid, s.url, s.dir)
+		return nil
 	case <-s.done:
-		os.RemoveAll(dir)
-		return nil, errors.New("the server exited before serving")
+		os.RemoveAll(s.dir)
+		return fmt.Errorf("%s: the server exited before serving", s.name)
 	case <-ctx.Done():
 		s.stop()
-		return nil, ctx.Err()
+		return ctx.Err()
 	case <-time.After(60 * time.Second):
 		s.stop()
-		return nil, errors.New("the server did not start in 60s")
+		return fmt.Errorf("%s: the server did not start in 60s", s.name)
 	}
 }
 
