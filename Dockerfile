@@ -1,0 +1,28 @@
+# Strata: a static binary in a minimal image.
+#
+#   docker build -t strata .
+#   docker run -p 8080:8080 -v strata-data:/data strata
+#
+# The image runs `strata serve` as an unprivileged user with its data
+# (the embedded JetStream store and the Badger snapshot) in the /data
+# volume. docker-compose.yml runs three of them as a cluster.
+
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/strata ./cmd/strata \
+ && mkdir -p /out/data
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/strata /strata
+# A named volume mounted here starts with this folder's owner (nonroot).
+COPY --from=build --chown=nonroot:nonroot /out/data /data
+USER nonroot:nonroot
+# HTTP gateway; NATS cluster routes (only with --cluster).
+EXPOSE 8080 6222
+VOLUME ["/data"]
+ENV STRATA_DATA=/data STRATA_HTTP=0.0.0.0:8080
+ENTRYPOINT ["/strata"]
+CMD ["serve"]
