@@ -30,6 +30,7 @@ type clusterNode struct {
 	http, nats, route int
 	p                 *proc    // nil while down
 	own               []string // this node's own flags, before the cluster's extra
+	past              string   // the output of its earlier runs (guarded by mu)
 }
 
 // Cluster timing of the tests: a dead node is dropped from the membership
@@ -152,6 +153,18 @@ func (c *testCluster) Logs(i int) string {
 	return p.output()
 }
 
+// AllLogs is node i's output over all its runs, each run's after a line
+// naming it.
+func (c *testCluster) AllLogs(i int) string {
+	c.mu.Lock()
+	past, p := c.nodes[i].past, c.nodes[i].p
+	c.mu.Unlock()
+	if p != nil {
+		past += "--- current run\n" + p.output()
+	}
+	return past
+}
+
 // Kill sends node i SIGKILL and waits for it to exit.
 func (c *testCluster) Kill(i int) {
 	c.mu.Lock()
@@ -160,6 +173,9 @@ func (c *testCluster) Kill(i int) {
 	c.mu.Unlock()
 	if p != nil {
 		p.kill()
+		c.mu.Lock()
+		c.nodes[i].past += "--- run ended by SIGKILL\n" + p.output()
+		c.mu.Unlock()
 	}
 }
 

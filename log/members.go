@@ -15,10 +15,13 @@ import (
 // Membership (DESIGN.md, "Scale-out"): every node puts a heartbeat under
 // its name in a JetStream KV bucket every Heartbeat, and watches the
 // bucket. A node is live while its heartbeats keep arriving: one whose
-// last heartbeat this node received more than TTL ago is dropped from the
-// view (the bucket's own TTL removes the key too, without a marker, which
-// is why liveness is judged on receipt with the local clock). A node that
-// stops gracefully deletes its key, which every watcher sees at once.
+// last heartbeat this node received more than TTL before its own latest
+// is dropped from the view (the bucket's own TTL removes the key too,
+// without a marker, which is why liveness is judged on receipt with the
+// local clock; against its own heartbeat, so that a bucket that stores
+// nothing for a while freezes the view instead of emptying it: expire). A
+// node that stops gracefully deletes its key, which every watcher sees at
+// once.
 //
 // The view is only a hint for placement: two nodes may disagree for a
 // moment, and fencing keeps storage correct meanwhile.
@@ -61,9 +64,10 @@ type Members struct {
 
 	mu struct {
 		sync.Mutex
-		info  []byte
-		nodes map[string]Member
-		live  []string // sorted names, the last view given to OnChange
+		info    []byte
+		nodes   map[string]Member
+		live    []string // sorted names, the last view given to OnChange
+		stalled bool     // own heartbeats have not come back for a TTL (expire)
 	}
 }
 
@@ -237,15 +241,47 @@ func (m *Members) apply(e jetstream.KeyValueEntry) {
 	}
 }
 
+// expire drops the nodes whose heartbeats stopped. Silence is measured
+// against this node's own heartbeat as it comes back through the bucket,
+// not against the clock: while the bucket stores nothing (its stream
+// electing a leader after its leader's server died, which takes 4 to 9 s,
+// longer than a TTL) every node goes silent at once, and dropping them
+// all would leave each node alone in its view, the owner of every object,
+// next to the others doing the same. So the view holds until heartbeats
+// flow again, and a node is dropped only once this node's own heartbeat
+// arrived more than a TTL after that node's last. The price: a node that
+// dies while the bucket is stalled is dropped only a TTL after heartbeats
+// flow again. Not covered: a node cut off from the bucket alone (a network
+// partition) holds its view too while the others drop it, and serves the
+// objects it owned from memory until it rejoins; that would need a lease.
 func (m *Members) expire() {
 	m.mu.Lock()
+	ref := time.Now()
+	if own, ok := m.mu.nodes[m.cfg.Node]; ok {
+		ref = own.Seen
+	}
 	for n, mem := range m.mu.nodes {
-		if n != m.cfg.Node && time.Since(mem.Seen) > m.cfg.TTL {
+		if n != m.cfg.Node && silent(mem.Seen, ref, m.cfg.TTL) {
 			delete(m.mu.nodes, n)
 		}
 	}
+	stalled := time.Since(ref) > m.cfg.TTL
+	was := m.mu.stalled
+	m.mu.stalled = stalled
 	m.mu.Unlock()
+	switch {
+	case stalled && !was:
+		m.logger.Warn("own heartbeats have not come back for a TTL: the membership bucket stores nothing; holding the view until they do", "ttl", m.cfg.TTL)
+	case !stalled && was:
+		m.logger.Info("own heartbeats come back again; the view follows the heartbeats")
+	}
 	m.changed()
+}
+
+// silent reports whether a node last heard of at seen has been silent for
+// more than ttl by ref, the arrival of this node's own latest heartbeat.
+func silent(seen, ref time.Time, ttl time.Duration) bool {
+	return ref.Sub(seen) > ttl
 }
 
 // changed calls OnChange if the set of live names moved.
