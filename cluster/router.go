@@ -65,6 +65,9 @@ type Router struct {
 	started  time.Time
 	run      int64 // started in unix nanoseconds: this process's run
 	stop     chan struct{}
+	stopCtx  context.Context // canceled with stop
+	cancel   context.CancelFunc
+	ends     chan endJob // WebSocketError turns of sockets held for lost edges (websocket.go)
 	wg       sync.WaitGroup
 
 	mu struct {
@@ -103,7 +106,8 @@ func New(cfg Config) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	r := &Router{cfg: cfg, log: cfg.Log, logger: cfg.Logger.With("component", "cluster", "node", cfg.Node), stop: make(chan struct{})}
+	r := &Router{cfg: cfg, log: cfg.Log, logger: cfg.Logger.With("component", "cluster", "node", cfg.Node), stop: make(chan struct{}), ends: make(chan endJob, endQueueLen)}
+	r.stopCtx, r.cancel = context.WithCancel(context.Background())
 	r.mu.nodes = []string{cfg.Node}
 	r.mu.gone = map[string]chan struct{}{}
 	r.ws.edge = map[objects.SocketID]*edgeSocket{}
@@ -143,8 +147,11 @@ func (r *Router) Start(ctx context.Context, rt *objects.Runtime) error {
 		return fmt.Errorf("cluster: join: %w", err)
 	}
 	r.onChange(r.members.Live())
-	r.wg.Add(1)
+	r.wg.Add(1 + endWorkers)
 	go r.refreshInfo()
+	for range endWorkers {
+		go r.endWorker()
+	}
 	r.logger.Info("joined the cluster", "nodes", r.Nodes())
 	return nil
 }
@@ -158,6 +165,7 @@ func (r *Router) Close(ctx context.Context) error {
 		return nil
 	}
 	close(r.stop)
+	r.cancel()
 	r.wg.Wait()
 	leave := r.members.Leave(ctx)
 	r.closeHeld()

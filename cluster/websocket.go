@@ -89,6 +89,10 @@ var (
 	errSocketLost = errors.New("cluster: the socket's owner no longer holds it")
 	// errEdgeGone is the WebSocketError of a socket whose edge node left.
 	errEdgeGone = errors.New("websocket: the node holding the connection left the cluster")
+	// errEdgeDropped is the WebSocketError of a socket its edge dropped
+	// without a turn of its own (it stopped, lost frames, or could not
+	// forward the socket's end).
+	errEdgeDropped = errors.New("websocket: the node holding the connection dropped it")
 )
 
 const (
@@ -96,8 +100,13 @@ const (
 	// the owner answered socket_closed (the frame left before the answer,
 	// on another subscription of the same connection).
 	closedFrameWait = 5 * time.Second
-	// edgeEndTimeout bounds the WebSocketError turns of a lost edge.
-	edgeEndTimeout   = 10 * time.Second
+	// endTurnTimeout bounds the WebSocketError turn of a socket its edge
+	// lost or dropped.
+	endTurnTimeout = 10 * time.Second
+	// endQueueLen and endWorkers bound those turns: past the queue a
+	// socket is dropped without one.
+	endQueueLen      = 4096
+	endWorkers       = 8
 	reasonOwnerLeft  = "object's node left the cluster; reconnect"
 	reasonOwnerLost  = "socket lost on the object's node; reconnect"
 	reasonFramesLost = "messages lost between nodes; reconnect"
@@ -528,16 +537,64 @@ func (r *Router) onFrame(data []byte) {
 	es.conn.Send(objects.Message{Binary: f.Binary, Data: f.Data})
 }
 
-// dropHeld forgets a socket its edge dropped, without a turn.
+// dropHeld ends a socket its edge dropped: its object learns it with a
+// WebSocketError turn, as of a connection that broke.
 func (r *Router) dropHeld(edge runKey, sock uint64) {
 	r.ws.Lock()
 	rs := r.ws.held[edge][sock]
 	r.ws.Unlock()
-	if rs == nil || !rs.end() {
+	if rs != nil {
+		r.endSocket(rs, errEdgeDropped)
+	}
+}
+
+// endJob is a held socket's WebSocketError turn to run.
+type endJob struct {
+	rs  *remoteSocket
+	err error
+}
+
+// endSocket forgets rs and queues its WebSocketError turn (the edge's
+// frame subscription must not wait for turns); with the queue full, or
+// the router stopping, it is dropped without one.
+func (r *Router) endSocket(rs *remoteSocket, err error) {
+	if !rs.end() {
 		return
 	}
 	r.unhold(rs)
+	if r.stopCtx.Err() == nil {
+		select {
+		case r.ends <- endJob{rs, err}:
+			return
+		default:
+		}
+	}
 	r.rt.WebSocketDrop(rs.ref, rs.id)
+}
+
+// endWorker runs queued WebSocketError turns until the router stops.
+func (r *Router) endWorker() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.stop:
+			for {
+				select {
+				case j := <-r.ends:
+					r.rt.WebSocketDrop(j.rs.ref, j.rs.id)
+				default:
+					return
+				}
+			}
+		case j := <-r.ends:
+			ctx, cancel := context.WithTimeout(r.stopCtx, endTurnTimeout)
+			err := r.rt.WebSocketError(ctx, j.rs.ref, j.rs.id, j.err, objects.Cause{})
+			cancel()
+			if err != nil {
+				r.rt.WebSocketDrop(j.rs.ref, j.rs.id)
+			}
+		}
+	}
 }
 
 // sweepSockets ends the sockets whose other node left view or restarted:
@@ -586,8 +643,9 @@ func (r *Router) sweepSockets(view []log.Member) {
 	}
 	if len(held) > 0 {
 		r.logger.Info("ending websockets whose connection's node left", "sockets", len(held))
-		r.wg.Add(1)
-		go r.endHeld(held)
+	}
+	for _, rs := range held {
+		r.endSocket(rs, errEdgeGone)
 	}
 }
 
@@ -599,28 +657,6 @@ func (r *Router) heldGrace() time.Duration {
 		ttl = 3 * time.Second
 	}
 	return max(2*ttl, 5*time.Second)
-}
-
-// endHeld runs the WebSocketError turns of sockets whose edge is lost.
-func (r *Router) endHeld(held []*remoteSocket) {
-	defer r.wg.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), edgeEndTimeout)
-	defer cancel()
-	go func() {
-		select {
-		case <-r.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	for _, rs := range held {
-		if !rs.end() {
-			continue
-		}
-		if err := r.rt.WebSocketError(ctx, rs.ref, rs.id, errEdgeGone, objects.Cause{}); err != nil {
-			r.rt.WebSocketDrop(rs.ref, rs.id)
-		}
-	}
 }
 
 // closeHeld closes every socket held here for another node with 1012: this
