@@ -111,6 +111,9 @@ const (
 	reasonOwnerLost  = "socket lost on the object's node; reconnect"
 	reasonFramesLost = "messages lost between nodes; reconnect"
 	reasonStopping   = "node stopping; reconnect"
+	reasonNotRelayed = "message could not be relayed between nodes"
+	// closeInternalError is WebSocket's 1011.
+	closeInternalError = 1011
 )
 
 // edgeSocket is a client's socket on this node (the edge). Fields past
@@ -141,15 +144,24 @@ type remoteSocket struct {
 	}
 }
 
-// Send publishes m to the edge; it never waits for the edge.
+// Send publishes m to the edge; it never waits for the edge. A message
+// that cannot leave (larger than the NATS server takes, or the connection
+// is down) ends the socket: the client must not miss it silently.
 func (s *remoteSocket) Send(m objects.Message) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.mu.closed {
+		s.mu.Unlock()
 		return objects.ErrSocketClosed
 	}
 	s.mu.seq++
-	return s.r.publishFrame(s.edge, &wsFrame{Op: opSend, Sock: s.sock, Seq: s.mu.seq, Binary: m.Binary, Data: m.Data})
+	err := s.r.publishFrame(s.edge, &wsFrame{Op: opSend, Sock: s.sock, Seq: s.mu.seq, Binary: m.Binary, Data: m.Data})
+	s.mu.Unlock()
+	if err != nil {
+		s.r.logger.Warn("websocket message not relayed to the connection's node; closing the socket", "object", s.ref, "edge", s.edge.node, "bytes", len(m.Data), "err", err)
+		s.Close(closeInternalError, reasonNotRelayed)
+		s.r.queueEnd(s, fmt.Errorf("websocket: message not relayed to the connection's node: %w", err))
+	}
+	return err
 }
 
 // Close publishes the close to the edge and forgets the socket.
@@ -416,17 +428,21 @@ func (r *Router) connectHere(ctx context.Context, env *Envelope) (*Reply, error)
 		return nil, err
 	}
 	rs.id = id
-	r.hold(rs)
+	if !r.hold(rs) {
+		// Closed in its own connect turn, or its first message could not
+		// be relayed: the client gets the close; the hub forgets it.
+		r.rt.WebSocketDrop(rs.ref, id)
+	}
 	return &Reply{Socket: id, Node: r.cfg.Node, Run: r.run}, nil
 }
 
 // hold records rs under its edge, unless it closed during its connect
-// turn.
-func (r *Router) hold(rs *remoteSocket) {
+// turn; it reports whether it did.
+func (r *Router) hold(rs *remoteSocket) bool {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if rs.mu.closed {
-		return
+		return false
 	}
 	r.ws.Lock()
 	defer r.ws.Unlock()
@@ -437,6 +453,7 @@ func (r *Router) hold(rs *remoteSocket) {
 		r.ws.heldSince[rs.edge] = time.Now()
 	}
 	m[rs.sock] = rs
+	return true
 }
 
 func (r *Router) unhold(rs *remoteSocket) {
@@ -562,6 +579,11 @@ func (r *Router) endSocket(rs *remoteSocket, err error) {
 		return
 	}
 	r.unhold(rs)
+	r.queueEnd(rs, err)
+}
+
+// queueEnd queues the WebSocketError turn of rs, which is out of held.
+func (r *Router) queueEnd(rs *remoteSocket, err error) {
 	if r.stopCtx.Err() == nil {
 		select {
 		case r.ends <- endJob{rs, err}:
