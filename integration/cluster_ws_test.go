@@ -173,6 +173,18 @@ func TestClusterWebSockets(t *testing.T) {
 		}
 	}
 
+	// GET /v1/cluster counts the sockets that span two nodes.
+	for _, want := range []struct {
+		node int
+		stat string
+		n    uint64
+	}{{owner, "sockets_held", 2}, {owner, "sockets_remote", 0}, {rest[0], "sockets_remote", 1}, {rest[1], "sockets_remote", 1}, {rest[0], "sockets_held", 0}} {
+		v, err := c.Status(want.node)
+		if err != nil || v.Stats[want.stat] != want.n {
+			t.Fatalf("%s's %s = %d (%v), want %d", c.Name(want.node), want.stat, v.Stats[want.stat], err, want.n)
+		}
+	}
+
 	// The auto-response through a node that does not own the room.
 	alice := members[0]
 	if err := alice.c.WriteMessage(websocket.TextMessage, []byte("ping")); err != nil {
