@@ -43,8 +43,11 @@ import (
 //     reconnects and lands on the new owner.
 //  5. Edge loss: the owner ends the sockets of an edge that left its view
 //     or restarted with WebSocketError turns (the clients' connections
-//     died with it); the edge's gateway closing a socket on its own (going
-//     away, a failed end turn) sends the owner a drop.
+//     died with it). A socket the edge's gateway ends without a turn of
+//     its own (the node stops: 1001; a frame was lost; its end turn could
+//     not be forwarded) is sent to the owner as a drop, which runs a
+//     WebSocketError turn there too. A frame the owner cannot publish ends
+//     the socket with 1011 and a WebSocketError turn.
 //
 // A node's subject is strata.ws.<node>.<run>, run being the process's start
 // time in unix nanoseconds, so frames meant for a previous run of a
