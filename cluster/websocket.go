@@ -625,8 +625,8 @@ func (r *Router) endWorker() {
 // sweepSockets ends the sockets whose other node left view or restarted:
 // the edge closes its clients' with 1012, the owner runs WebSocketError
 // turns for those held for a lost edge. An edge absent from the view is
-// lost only once it has been absent past the grace (a new node's first
-// sockets may arrive before this node sees its heartbeat).
+// lost only once this node has held sockets for it for the grace (a new
+// node's first sockets may arrive before this node sees its heartbeat).
 func (r *Router) sweepSockets(view []log.Member) {
 	runs := make(map[string]int64, len(view))
 	for _, m := range view {

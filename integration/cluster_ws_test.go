@@ -147,7 +147,9 @@ func others(c *testCluster, skip int) []int {
 // are closed with 1012 (not left hanging), members reconnect through the
 // survivors and find the room's history intact. Then it restarts and
 // takes the room back: the sockets on the interim owner are closed with
-// 1012 too, and reconnecting lands on it.
+// 1012 too, and reconnecting lands on it. Last, a member's node (not the
+// owner) stops gracefully, then is killed: either way she leaves the room
+// (the owner runs her WebSocketError turn).
 func TestClusterWebSockets(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and kills real processes")
@@ -322,27 +324,63 @@ func TestClusterWebSockets(t *testing.T) {
 	}
 	t.Logf("the room is back on %s, in %d attempts", pair[0].owner, attempts)
 
-	// SIGKILL alice's node (not the owner): the owner ends the socket it
-	// held for her (a WebSocketError turn), so she leaves the room.
-	edgeKilled := time.Now()
+	// SIGTERM alice's node (not the owner): it closes her socket with 1001
+	// (going away) and tells the owner, which runs her WebSocketError turn
+	// without waiting for the node to leave its view.
+	stopped := time.Now()
+	stopErr := make(chan error, 1)
+	go func() { stopErr <- c.stopNode(rest[0]) }()
+	if code, err := pair[0].waitClose(60 * time.Second); err != nil || code != websocket.CloseGoingAway {
+		t.Fatalf("alice through %s when it stopped: close %d, %v; want 1001", c.Name(rest[0]), code, err)
+	}
+	if err := <-stopErr; err != nil {
+		t.Fatalf("SIGTERM %s: %v", c.Name(rest[0]), err)
+	}
+	waitLeft(t, c, owner, room, "alice", "SIGTERM", stopped)
+
+	// Back, then SIGKILL: the owner ends the socket it held for her once
+	// her node has been out of its view for the grace.
+	c.Restart(rest[0])
+	c.WaitLive(t, 3)
+	settledChat(t, c, room, []int{rest[0], rest[1]}, []string{"alice", "carol"}, "again", 90*time.Second)
+	killed = time.Now()
 	c.Kill(rest[0])
-	// (carol may have been closed with 1012 meanwhile, if her node's view
-	// lost the owner for a moment while the streams elected leaders.)
+	waitLeft(t, c, owner, room, "alice", "SIGKILL", killed)
+}
+
+// stopNode sends node i SIGTERM and waits for a clean exit.
+func (c *testCluster) stopNode(i int) error {
+	c.mu.Lock()
+	p := c.nodes[i].p
+	c.nodes[i].p = nil
+	c.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("%s is not running", c.nodes[i].name)
+	}
+	return p.stop()
+}
+
+// waitLeft waits until name is no longer among room's members, as node
+// via answers, and logs how long after since it took. (Other members may
+// be closed with 1012 meanwhile, if their node's view lost the owner for
+// a moment while the streams elected leaders.)
+func waitLeft(t *testing.T, c *testCluster, via int, room, name, what string, since time.Time) {
+	t.Helper()
 	var names []string
 	var err error
 	gone := waitFor(60*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		names = nil
-		if _, err = call(ctx, c.URL(owner), "chat", room, "members", nil, &names); err != nil {
+		if _, err = call(ctx, c.URL(via), "chat", room, "members", nil, &names); err != nil {
 			return false
 		}
-		return !slices.Contains(names, "alice")
+		return !slices.Contains(names, name)
 	})
 	if !gone {
-		t.Fatalf("alice is still a member %s after her node's SIGKILL: members %v, %v\n%s", time.Since(edgeKilled).Round(time.Millisecond), names, err, c.Logs(owner))
+		t.Fatalf("%s is still a member %s after her node's %s: members %v, %v\n%s", name, time.Since(since).Round(time.Millisecond), what, names, err, c.Logs(via))
 	}
-	t.Logf("alice left the room %s after her node's SIGKILL", time.Since(edgeKilled).Round(time.Millisecond))
+	t.Logf("%s left the room %s after her node's %s", name, time.Since(since).Round(time.Millisecond), what)
 }
 
 // settledChat connects names through vias until every socket runs on one
