@@ -15,11 +15,11 @@ import (
 
 // The forwarding envelope: one request for one object's turn, as it
 // travels from the node that received it to the object's owner. It is
-// generic over entry points (Kind): RPC calls, fetches, alarm fires and the
-// alarm operations today; a WebSocket event is one more Kind (the socket
-// stays on the receiving node's gateway, and the owner's answer carries
-// what to send), without changing the transport. CBOR, like events:
-// nothing inside the cluster speaks JSON.
+// generic over entry points (Kind): RPC calls, fetches, alarm fires, the
+// alarm operations and WebSocket events (the socket stays on the receiving
+// node's gateway; what the owner's turns send travels back as wsFrames,
+// websocket.go). CBOR, like events: nothing inside the cluster speaks
+// JSON.
 
 // Kind says which entry point an Envelope runs.
 type Kind uint8
@@ -31,6 +31,10 @@ const (
 	KindGetAlarms                   // GetAlarms
 	KindSetAlarm                    // SetAlarmAt: AlarmName, At
 	KindDeleteAlarm                 // DeleteAlarmAt: AlarmName
+	KindWSConnect                   // WebSocketConnect: HTTP, Sock, EdgeRun
+	KindWSMessage                   // WebSocketMessage: Sock, EdgeRun, OwnerRun, Body, Binary
+	KindWSClose                     // WebSocketClose: Sock, EdgeRun, OwnerRun, Code, Reason
+	KindWSError                     // WebSocketError: Sock, EdgeRun, OwnerRun, Reason (the error's text)
 )
 
 // Envelope is a forwarded request.
@@ -47,12 +51,23 @@ type Envelope struct {
 	// AlarmName and At: KindSetAlarm, KindDeleteAlarm.
 	AlarmName string `cbor:"10,keyasint,omitempty"`
 	At        int64  `cbor:"11,keyasint,omitempty"` // unix nanoseconds
-	From      string `cbor:"12,keyasint"`           // the forwarding node, for logs
+	From      string `cbor:"12,keyasint"`           // the forwarding node
+	// WebSocket events: the socket is Sock on the forwarding node's run
+	// EdgeRun; OwnerRun is the owner's run that accepted it (a restarted
+	// owner no longer holds it). A run is a node process's start time in
+	// unix nanoseconds.
+	Sock     uint64 `cbor:"13,keyasint,omitempty"`
+	EdgeRun  int64  `cbor:"14,keyasint,omitempty"`
+	OwnerRun int64  `cbor:"15,keyasint,omitempty"`
+	Binary   bool   `cbor:"16,keyasint,omitempty"` // KindWSMessage: a binary frame
+	Code     int    `cbor:"17,keyasint,omitempty"` // KindWSClose
+	Reason   string `cbor:"18,keyasint,omitempty"` // KindWSClose, KindWSError
 
 	// Not sent: the receiving node's own handles, used when it runs the
 	// request itself.
 	codec objects.Codec
 	req   *http.Request
+	conn  objects.SocketConn // KindWSConnect run here: the gateway's socket
 }
 
 // HTTPRequest is what a Fetch handler sees of the request.
@@ -79,6 +94,11 @@ type Reply struct {
 	Alarms map[string]time.Time `cbor:"3,keyasint,omitempty"` // KindGetAlarms
 	OK     bool                 `cbor:"4,keyasint,omitempty"` // KindDeleteAlarm: it was set
 	Err    *WireError           `cbor:"5,keyasint,omitempty"`
+	// KindWSConnect: the socket's id on the node that ran the turn, that
+	// node and its run.
+	Socket objects.SocketID `cbor:"6,keyasint,omitempty"`
+	Node   string           `cbor:"7,keyasint,omitempty"`
+	Run    int64            `cbor:"8,keyasint,omitempty"`
 }
 
 // WireError is an error as it crosses nodes: a code that maps back to the
@@ -116,6 +136,8 @@ var wireErrors = []struct {
 	{objects.ErrFenced, "fenced"},
 	{objects.ErrMoved, "moved"},
 	{errNotOwner, "not_owner"},
+	{errSocketLost, "socket_lost"},
+	{objects.ErrSocketClosed, "socket_closed"},
 	{objects.ErrOverloaded, "overloaded"},
 	{objects.ErrUnavailable, "unavailable"},
 	{objects.ErrClosed, "closed"},

@@ -61,8 +61,13 @@ type Router struct {
 	members  *log.Members
 	serving  *log.Responder
 	releases *log.Responder
+	frames   *log.Subscription // WebSocket frames for this run (websocket.go)
 	started  time.Time
+	run      int64 // started in unix nanoseconds: this process's run
 	stop     chan struct{}
+	stopCtx  context.Context // canceled with stop
+	cancel   context.CancelFunc
+	ends     chan endJob // WebSocketError turns of sockets held for lost edges (websocket.go)
 	wg       sync.WaitGroup
 
 	mu struct {
@@ -72,6 +77,16 @@ type Router struct {
 	}
 	stats struct {
 		local, forwarded, served, retries, notOwner, claims, released atomic.Uint64
+	}
+	// ws holds the sockets this node serves with another node
+	// (websocket.go).
+	ws struct {
+		sync.Mutex
+		next      uint64
+		edge      map[objects.SocketID]*edgeSocket            // every socket whose client is here
+		byOwner   map[runKey]map[objects.SocketID]*edgeSocket // those whose object is on another node
+		held      map[runKey]map[uint64]*remoteSocket         // sockets of objects here whose client is on another node, by edge
+		heldSince map[runKey]time.Time                        // when held[edge] was created
 	}
 }
 
@@ -91,9 +106,14 @@ func New(cfg Config) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	r := &Router{cfg: cfg, log: cfg.Log, logger: cfg.Logger.With("component", "cluster", "node", cfg.Node), stop: make(chan struct{})}
+	r := &Router{cfg: cfg, log: cfg.Log, logger: cfg.Logger.With("component", "cluster", "node", cfg.Node), stop: make(chan struct{}), ends: make(chan endJob, endQueueLen)}
+	r.stopCtx, r.cancel = context.WithCancel(context.Background())
 	r.mu.nodes = []string{cfg.Node}
 	r.mu.gone = map[string]chan struct{}{}
+	r.ws.edge = map[objects.SocketID]*edgeSocket{}
+	r.ws.byOwner = map[runKey]map[objects.SocketID]*edgeSocket{}
+	r.ws.held = map[runKey]map[uint64]*remoteSocket{}
+	r.ws.heldSince = map[runKey]time.Time{}
 	return r, nil
 }
 
@@ -103,12 +123,18 @@ func New(cfg Config) (*Router, error) {
 func (r *Router) Start(ctx context.Context, rt *objects.Runtime) error {
 	r.rt = rt
 	r.started = time.Now()
+	r.run = r.started.UnixNano()
 	var err error
+	if r.frames, err = r.log.Subscribe(wsSubject(runKey{r.cfg.Node, r.run}), r.onFrame); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
 	if r.serving, err = r.log.Serve(log.NodeSubject(r.cfg.Node), r.handle); err != nil {
+		r.frames.Stop()
 		return fmt.Errorf("cluster: %w", err)
 	}
 	if r.releases, err = r.log.Serve(releaseSubject, r.handleRelease); err != nil {
 		r.serving.Stop(ctx)
+		r.frames.Stop()
 		return fmt.Errorf("cluster: %w", err)
 	}
 	r.members, err = r.log.JoinMembers(ctx, log.MembersConfig{
@@ -117,24 +143,35 @@ func (r *Router) Start(ctx context.Context, rt *objects.Runtime) error {
 	if err != nil {
 		r.serving.Stop(ctx)
 		r.releases.Stop(ctx)
+		r.frames.Stop()
 		return fmt.Errorf("cluster: join: %w", err)
 	}
 	r.onChange(r.members.Live())
-	r.wg.Add(1)
+	r.wg.Add(1 + endWorkers)
 	go r.refreshInfo()
+	for range endWorkers {
+		go r.endWorker()
+	}
 	r.logger.Info("joined the cluster", "nodes", r.Nodes())
 	return nil
 }
 
 // Close leaves the membership (the others stop routing here at once),
-// then stops serving forwarded requests, waiting for those running.
+// closes the sockets held here for other nodes' clients with 1012 (they
+// reconnect to the objects' new owners), then stops serving forwarded
+// requests, waiting for those running.
 func (r *Router) Close(ctx context.Context) error {
 	if r.members == nil {
 		return nil
 	}
 	close(r.stop)
+	r.cancel()
 	r.wg.Wait()
-	return errors.Join(r.members.Leave(ctx), r.serving.Stop(ctx), r.releases.Stop(ctx))
+	leave := r.members.Leave(ctx)
+	r.closeHeld()
+	err := errors.Join(leave, r.serving.Stop(ctx), r.releases.Stop(ctx))
+	r.frames.Stop()
+	return err
 }
 
 // nodeInfo is a node's heartbeat payload.
@@ -167,6 +204,9 @@ func (r *Router) refreshInfo() {
 			return
 		case <-t.C:
 			r.members.SetInfo(r.info())
+			// A node that restarted within its TTL never left the view:
+			// its run, in its heartbeat, tells.
+			r.sweepSockets(r.members.Live())
 		}
 	}
 }
@@ -193,7 +233,11 @@ func (r *Router) onChange(view []log.Member) {
 	old := r.mu.nodes
 	r.mu.nodes = nodes
 	r.mu.Unlock()
-	if r.cfg.OwnAll || r.rt == nil {
+	if r.rt == nil {
+		return
+	}
+	r.sweepSockets(view)
+	if r.cfg.OwnAll {
 		return
 	}
 	moved := r.rt.ReleaseIf(func(_ string, id objects.ID) bool { return Owner(id, nodes) != r.cfg.Node })
@@ -397,6 +441,14 @@ func (r *Router) runLocal(ctx context.Context, env *Envelope) (*Reply, error) {
 	case KindDeleteAlarm:
 		ok, err := r.rt.DeleteAlarmAt(ctx, ref, env.AlarmName, env.Cause)
 		return &Reply{OK: ok}, err
+	case KindWSConnect:
+		if env.conn == nil {
+			return r.connectHere(ctx, env) // the client is on env.From
+		}
+		id, err := r.rt.WebSocketConnect(ctx, ref, env.req, env.conn, env.Cause)
+		return &Reply{Socket: id, Node: r.cfg.Node, Run: r.run}, err
+	case KindWSMessage, KindWSClose, KindWSError:
+		return r.socketHere(ctx, env)
 	}
 	return nil, fmt.Errorf("%w: unknown request kind %d", objects.ErrBadInput, env.Kind)
 }

@@ -32,6 +32,10 @@ type RouterStats struct {
 	NotOwner  uint64 `json:"not_owner"` // forwards refused by a node that disagreed on the owner
 	Claims    uint64 `json:"claims"`    // activations that asked the others to release first
 	Released  uint64 `json:"released"`  // activations released for another node's claim
+	// SocketsRemote: WebSockets whose client is on this node and whose
+	// object is on another; SocketsHeld: the reverse (websocket.go).
+	SocketsRemote int `json:"sockets_remote"`
+	SocketsHeld   int `json:"sockets_held"`
 }
 
 // Status returns this node's view.
@@ -41,6 +45,7 @@ func (r *Router) Status() Status {
 		Retries: r.stats.retries.Load(), NotOwner: r.stats.notOwner.Load(), Claims: r.stats.claims.Load(),
 		Released: r.stats.released.Load(),
 	}}
+	s.Stats.SocketsRemote, s.Stats.SocketsHeld = r.socketCounts()
 	if r.members == nil {
 		return s
 	}

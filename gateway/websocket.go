@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/strata-objects/strata/cluster"
 	"github.com/strata-objects/strata/objects"
 )
 
@@ -194,6 +195,7 @@ func (g *Gateway) webSocket(ctx context.Context, w http.ResponseWriter, r *http.
 		writeError(w, r, objects.ErrClosed)
 		return
 	}
+	ctx = cluster.TrackNode(ctx)
 	id, err := wb.WebSocketConnect(ctx, rt.ref, r, c, cause)
 	if err != nil {
 		h.remove(c)
@@ -201,8 +203,12 @@ func (g *Gateway) webSocket(ctx context.Context, w http.ResponseWriter, r *http.
 		return
 	}
 	c.id = id
+	var header http.Header
+	if node := cluster.RanOn(ctx); node != "" {
+		header = http.Header{cluster.NodeHeader: {node}}
+	}
 	hw := &hijackWriter{ResponseWriter: w, readBufferBytes: h.cfg.ReadBufferBytes}
-	conn, err := h.upgrader.Upgrade(hw, r, nil)
+	conn, err := h.upgrader.Upgrade(hw, r, header)
 	if err != nil {
 		// The object accepted a socket the client never got.
 		h.remove(c)

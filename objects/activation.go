@@ -217,6 +217,10 @@ func (a *activation) run() {
 func (a *activation) finish() {
 	a.closeWith(errBounced)
 	a.rt.remove(a)
+	if a.moved() {
+		// Its last turns' sends are out: now the sockets go (handoff.go).
+		a.rt.closeSockets(a.key, CloseServiceRestart, closeMovedReason)
+	}
 	close(a.done)
 }
 

@@ -21,11 +21,21 @@ import (
 //     activation: admissions stop at once (new requests get ErrMoved), the
 //     requests already queued run, their events are acknowledged, then the
 //     activation is evicted.
+//   - The object's WebSockets on this node are closed with 1012 (service
+//     restart) once the activation has drained (at once if it hibernates):
+//     the new owner's hub does not know them, so their clients reconnect
+//     and land there. The auto-response pair goes with them.
 
 // ErrMoved: the object's activation on this node was released because the
 // object belongs to another node; nothing ran. The cluster layer retries it
 // on the owner.
 var ErrMoved = errors.New("object moved to another node; retry")
+
+// CloseServiceRestart is the WebSocket close code (1012, service restart)
+// of a socket whose object moved to another node: reconnect.
+const CloseServiceRestart = 1012
+
+const closeMovedReason = "object moved to another node; reconnect"
 
 // claim runs Config.Claim before a load, if set.
 func (a *activation) claim(ctx context.Context) {
@@ -44,15 +54,23 @@ func (a *activation) releaseNow() {
 	a.releaseOnce.Do(func() { close(a.handoff) })
 }
 
+// moved reports whether releaseNow ran.
+func (a *activation) moved() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.mu.moved
+}
+
 // Release drains and evicts class/id's activation on this node, if there
-// is one, and waits until it has ended (or ctx). It reports whether there
-// was one.
+// is one, and waits until it has ended (or ctx); then the object's sockets
+// here are closed. It reports whether there was an activation or a socket.
 func (rt *Runtime) Release(ctx context.Context, class string, id ID) (bool, error) {
+	k := actKey{class, id}
 	rt.mu.Lock()
-	a, ok := rt.mu.acts[actKey{class, id}]
+	a, ok := rt.mu.acts[k]
 	rt.mu.Unlock()
 	if !ok {
-		return false, nil
+		return rt.closeSockets(k, CloseServiceRestart, closeMovedReason) > 0, nil
 	}
 	a.releaseNow()
 	select {
@@ -64,19 +82,28 @@ func (rt *Runtime) Release(ctx context.Context, class string, id ID) (bool, erro
 }
 
 // ReleaseIf releases, without waiting, every activation for which moved
-// reports true, and returns how many. The cluster layer calls it when the
-// membership changes.
+// reports true, closes the sockets of such objects that hibernate, and
+// returns how many objects it released. The cluster layer calls it when
+// the membership changes.
 func (rt *Runtime) ReleaseIf(moved func(class string, id ID) bool) int {
 	rt.mu.Lock()
 	var out []*activation
+	active := make(map[actKey]bool, len(rt.mu.acts))
 	for k, a := range rt.mu.acts {
+		active[k] = true
 		if moved(k.class, k.id) {
 			out = append(out, a)
 		}
 	}
 	rt.mu.Unlock()
 	for _, a := range out {
-		a.releaseNow()
+		a.releaseNow() // its sockets close when it ends (finish)
 	}
-	return len(out)
+	n := len(out)
+	for _, k := range rt.sockets.keys() {
+		if !active[k] && moved(k.class, k.id) && rt.closeSockets(k, CloseServiceRestart, closeMovedReason) > 0 {
+			n++
+		}
+	}
+	return n
 }

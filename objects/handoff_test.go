@@ -2,7 +2,13 @@ package objects
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 )
 
 // TestHandoff: two nodes share one log; each claims an object by asking
@@ -54,5 +60,87 @@ func TestHandoff(t *testing.T) {
 	waitFor(t, "release", func() bool { return b.rt.Stats().Live == 0 })
 	if ok, err := b.rt.Release(ctx, "tally", IDFromName("tally", "moving")); ok || err != nil {
 		t.Fatalf("release of a released object: %v %v", ok, err)
+	}
+}
+
+// sockroom accepts sockets and echoes messages.
+type sockroom struct{}
+
+func (*sockroom) WebSocketMessage(c *Ctx, ws *WebSocket, m Message) error {
+	return ws.Send("echo " + string(m.Data))
+}
+
+// recordingConn is a SocketConn that records what reaches the gateway.
+type recordingConn struct {
+	mu  sync.Mutex
+	ops []string
+}
+
+func (r *recordingConn) Send(m Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ops = append(r.ops, "send "+string(m.Data))
+	return nil
+}
+
+func (r *recordingConn) Close(code int, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ops = append(r.ops, fmt.Sprint("close ", code))
+}
+
+func (r *recordingConn) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.ops)
+}
+
+// TestReleaseClosesSockets: an object released to another node closes its
+// sockets here with 1012 after what its last turns sent, whether its
+// activation is live or it hibernates, and forgets them.
+func TestReleaseClosesSockets(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.Classes = append(c.Classes, Define("sockroom", func() *sockroom { return &sockroom{} }))
+		c.IdleTimeout = 50 * time.Millisecond
+	})
+	ctx := context.Background()
+	req := httptest.NewRequest("GET", "/ws", nil)
+	connect := func(name string) (Ref, SocketID, *recordingConn) {
+		ref := h.ref("sockroom", name)
+		conn := &recordingConn{}
+		id, err := h.rt.WebSocketConnect(ctx, ref, req, conn, Cause{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ref, id, conn
+	}
+
+	// Live: the echo of the last turn leaves before the close.
+	live, liveID, liveConn := connect("live")
+	if err := h.rt.WebSocketMessage(ctx, live, liveID, Message{Data: []byte("hi")}, Cause{}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := h.rt.Release(ctx, "sockroom", live.ID); !ok || err != nil {
+		t.Fatalf("release: %v %v", ok, err)
+	}
+	if got := liveConn.got(); !slices.Equal(got, []string{"send echo hi", "close 1012"}) {
+		t.Fatalf("live object's socket saw %q", got)
+	}
+	if err := h.rt.WebSocketMessage(ctx, live, liveID, Message{Data: []byte("again")}, Cause{}); !errors.Is(err, ErrSocketClosed) {
+		t.Fatalf("message after the release: %v, want ErrSocketClosed", err)
+	}
+
+	// Hibernating: no activation, the socket is still in the hub.
+	_, _, sleepConn := connect("sleeping")
+	_, _, stayConn := connect("staying")
+	waitFor(t, "eviction", func() bool { return h.rt.Stats().Live == 0 })
+	if n := h.rt.ReleaseIf(func(_ string, id ID) bool { return id == IDFromName("sockroom", "sleeping") }); n != 1 {
+		t.Fatalf("ReleaseIf released %d objects, want 1", n)
+	}
+	if got := sleepConn.got(); !slices.Equal(got, []string{"close 1012"}) {
+		t.Fatalf("hibernating object's socket saw %q", got)
+	}
+	if got := stayConn.got(); len(got) != 0 {
+		t.Fatalf("an object that stays saw %q", got)
 	}
 }

@@ -200,6 +200,45 @@ func (h *hub) remove(k actKey, id SocketID) *socket {
 	return s
 }
 
+// keys returns the objects the hub holds a record of.
+func (h *hub) keys() []actKey {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]actKey, 0, len(h.objs))
+	for k := range h.objs {
+		out = append(out, k)
+	}
+	return out
+}
+
+// closeSockets drops k's record (its sockets and auto-response pair) and
+// closes its sockets with code and reason, in the order they were
+// accepted. It returns how many sockets it closed.
+func (rt *Runtime) closeSockets(k actKey, code int, reason string) int {
+	h := &rt.sockets
+	h.mu.Lock()
+	set := h.objs[k]
+	delete(h.objs, k)
+	h.mu.Unlock()
+	if set == nil {
+		return 0
+	}
+	set.mu.Lock()
+	socks := make([]*socket, 0, len(set.mu.byID))
+	for _, s := range set.mu.byID {
+		s.gone.Store(true)
+		socks = append(socks, s)
+	}
+	clear(set.mu.byID)
+	set.mu.sorted = nil
+	set.mu.Unlock()
+	slices.SortFunc(socks, func(a, b *socket) int { return cmp.Compare(a.id, b.id) })
+	for _, s := range socks {
+		s.conn.Close(code, reason)
+	}
+	return len(socks)
+}
+
 func (h *hub) list(k actKey) []*socket {
 	set := h.set(k, false)
 	if set == nil {

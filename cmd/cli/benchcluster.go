@@ -22,7 +22,8 @@ import (
 // runBenchCluster is `strata bench cluster`: W3 on one `serve` alone (R1)
 // and on three `serve --cluster` processes (R3) in the same run, and on
 // the cluster sequential increments sent to an object's owner (local)
-// versus another node (forwarded over NATS request/reply). The servers
+// versus another node (forwarded over NATS request/reply), and the same
+// for WebSocket round trips (benchcluster_ws.go). The servers
 // are child processes of this binary on temporary folders; the raw
 // limit is JetStream's sequential fsynced publish on an R1 log opened in
 // this process with the same settings.
@@ -121,6 +122,28 @@ func runBenchCluster(ctx context.Context, env *Env, args []string) error {
 	}
 	add(ratio(seq("R3-local", fmt.Sprintf("1 client, %d objects owned by the node asked", len(local)), local)))
 	add(ratio(seq("R3-fwd", fmt.Sprintf("1 client, %d objects owned by other nodes", len(remote)), remote)))
+
+	// WebSocket round trips through node 1, local and forwarded
+	// (benchcluster_ws.go).
+	localRoom, remoteRoom, err := b3.roomsOwnedBy(ctx, "ws-"+run, nodes[0].name)
+	if err != nil {
+		return err
+	}
+	for _, w := range []struct {
+		name, what, room string
+		ping             bool
+	}{
+		{"WS-ping-l", "1 socket, ping→pong, room owned by the node asked", localRoom, true},
+		{"WS-ping-f", "1 socket, ping→pong, room owned by another node", remoteRoom, true},
+		{"WS-post-l", "1 socket, post→broadcast, room on the node asked", localRoom, false},
+		{"WS-post-f", "1 socket, post→broadcast, room on another node", remoteRoom, false},
+	} {
+		r, err := b3.wsRoundTrips(ctx, w.name, w.what, w.room, w.ping)
+		if err != nil {
+			return err
+		}
+		add(r)
+	}
 	if !bc.json {
 		printTable(env.Stdout, results)
 	}

@@ -173,3 +173,6 @@ func splitHostPort(flagName, addr string) (string, int, error) {
 	}
 	return host, port, nil
 }
+
+// A cluster node serves WebSockets through its router.
+var _ gateway.WebSocketBackend = (*cluster.Router)(nil)
