@@ -48,7 +48,8 @@ import (
 // A batch is all or nothing and the server's error does not say which
 // message failed. So after a conflict, a duplicate, or a failure whose
 // outcome is unknown (timeout, incomplete batch), the committer reads each
-// message's subject back: if its last message is byte-identical to ours,
+// message's subject back: if its last message (or, when others wrote on
+// top, its first message after the expectation) is byte-identical to ours,
 // ours landed earlier (a retry whose first attempt was stored; the server
 // answers that with 10071 on one node and a duplicate ack on R3) and the
 // append completes with that sequence; if the subject still ends at the
@@ -431,8 +432,23 @@ func (c *committer) resolve(batch []*pendingAppend, cause error, giveUp bool) []
 			c.l.stats.appends.Add(1)
 			p.done <- appendResult{seq: last.seq}
 		case last.seq != p.expect: // a missing subject is at 0
-			c.l.stats.conflicts.Add(1)
-			p.done <- appendResult{err: fmt.Errorf("log: append to %s: expected last sequence %d, the subject is at %d: %w", p.subj, p.expect, last.seq, ErrConflict)}
+			// Someone wrote after our expectation. It may be that ours
+			// landed (its answer was lost) and another writer, having read
+			// it, wrote on top before this read: then the message right
+			// after the expectation is ours, and it must not be reported
+			// as a conflict, or the caller would run the turn again.
+			first, ferr := c.l.firstAfter(c.l.ctx, c.stream, p.subj, p.expect)
+			switch {
+			case ferr == nil && bytes.Equal(first.data, p.data):
+				c.l.stats.duplicates.Add(1)
+				c.l.stats.appends.Add(1)
+				p.done <- appendResult{seq: first.seq}
+			case ferr != nil && !errors.Is(ferr, ErrNotFound):
+				p.done <- appendResult{err: fmt.Errorf("log: append to %s: publish failed (%v), then reading the subject back failed: %w", p.subj, cause, ferr)}
+			default:
+				c.l.stats.conflicts.Add(1)
+				p.done <- appendResult{err: fmt.Errorf("log: append to %s: expected last sequence %d, the subject is at %d: %w", p.subj, p.expect, last.seq, ErrConflict)}
+			}
 		case errors.As(cause, &dup):
 			// Our version's message id belongs to other bytes: this
 			// version of the object was written by another writer, so the

@@ -143,6 +143,25 @@ func TestClusterR3(t *testing.T) {
 		}
 	})
 
+	t.Run("retry of a landed append under another's", func(t *testing.T) {
+		id := objID(2)
+		ours := testEvent(id, 1, "ours")
+		r1, err := logs[0].Append(ctx, ours, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := logs[1].Append(ctx, testEvent(id, 2, "theirs"), r1.Seq); err != nil {
+			t.Fatal(err)
+		}
+		// The leader's answer: node 3's replica may lag.
+		if again, err := logs[2].Append(ctx, ours, 0); err != nil || again.Seq != r1.Seq {
+			t.Fatalf("retry on another node: seq %d, %v; want %d", again.Seq, err, r1.Seq)
+		}
+		if _, err := logs[2].Append(ctx, testEvent(id, 1, "other"), 0); !errors.Is(err, ErrConflict) {
+			t.Fatalf("another version 1: %v, want ErrConflict", err)
+		}
+	})
+
 	t.Run("checkpoint read on another node", func(t *testing.T) {
 		id := objID(7)
 		r, err := logs[0].Append(ctx, testEvent(id, 1, "a"), 0)

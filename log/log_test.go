@@ -260,6 +260,35 @@ func TestRetriedAppendLanded(t *testing.T) {
 	}
 }
 
+// TestRetriedAppendLandedUnderAnother: an append whose first attempt
+// landed, retried after another writer has written on top of it, is
+// answered with its original sequence, not ErrConflict: its caller would
+// otherwise run the same turn again (a duplicate in the history).
+func TestRetriedAppendLandedUnderAnother(t *testing.T) {
+	l := openLog(t, startServer(t), Config{})
+	ctx := context.Background()
+	id := objID(5)
+	ours := testEvent(id, 1, "ours")
+	first, err := l.Append(ctx, ours, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, testEvent(id, 2, "theirs, after reading ours"), first.Seq); err != nil {
+		t.Fatal(err)
+	}
+	again, err := l.Append(ctx, ours, 0)
+	if err != nil || again.Seq != first.Seq {
+		t.Fatalf("retry of a landed append under another's: seq %d, %v; want seq %d", again.Seq, err, first.Seq)
+	}
+	// Not ours after the expectation: a conflict.
+	if _, err := l.Append(ctx, testEvent(id, 1, "a third writer's"), 0); !errors.Is(err, ErrConflict) {
+		t.Fatalf("another version 1 after ours: %v, want ErrConflict", err)
+	}
+	if n := len(readAll(t, l, "test", id, 0)); n != 2 {
+		t.Fatalf("%d events stored, want 2", n)
+	}
+}
+
 // TestConcurrentAppendsBatch: appends of many objects at once go out in
 // atomic batches, and every object's history comes back in order.
 func TestConcurrentAppendsBatch(t *testing.T) {

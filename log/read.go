@@ -155,6 +155,28 @@ func (l *Log) lastMsgs(ctx context.Context, stream string, subjs []string) ([]st
 	return out, errs
 }
 
+// firstAfter is the first message on subj after stream sequence seq, or
+// ErrNotFound: on replicated streams the leader's answer, since a lagging
+// replica may not have it yet.
+func (l *Log) firstAfter(ctx context.Context, stream, subj string, seq uint64) (storedMsg, error) {
+	get := directGetRequest{Seq: seq + 1, NextFor: subj}
+	what := fmt.Sprintf("first of %s after %d", subj, seq)
+	if l.cfg.Replicas > 1 {
+		return l.leaderGet(ctx, stream, get, what)
+	}
+	req, err := json.Marshal(get)
+	if err != nil {
+		return storedMsg{}, fmt.Errorf("log: %s: %w", what, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
+	defer cancel()
+	resp, err := l.nc.RequestWithContext(ctx, directGetSubject(stream), req)
+	if err != nil {
+		return storedMsg{}, fmt.Errorf("log: %s: %w", what, err)
+	}
+	return parseDirect(resp, what)
+}
+
 // nextMsg waits for the next message on sub for at most the request
 // timeout. The timeout is per message, not per read: the caller's callback
 // runs between messages and may take its time.
