@@ -168,9 +168,7 @@ func (l *Log) ConsumeFires(ctx context.Context, shard int, fn func(*FireMsg)) (*
 	if err := l.checkShard(shard); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
-	defer cancel()
-	cons, err := l.js.CreateOrUpdateConsumer(ctx, TimerStream(shard), jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		Durable:       firesConsumer,
 		Description:   "Strata: alarm fires of this shard",
 		FilterSubject: fmt.Sprintf(fireSubjectsFmt, shard),
@@ -180,7 +178,8 @@ func (l *Log) ConsumeFires(ctx context.Context, shard int, fn func(*FireMsg)) (*
 		MaxAckPending: firesInFlightMax,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		Replicas:      l.cfg.Replicas,
-	})
+	}
+	cons, err := l.createConsumer(ctx, TimerStream(shard), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("log: fire consumer of shard %d: %w", shard, err)
 	}
@@ -274,4 +273,39 @@ func (l *Log) RemoveDead(ctx context.Context, d DeadFire) error {
 func (l *Log) TimerMessages(ctx context.Context, shard int) (uint64, error) {
 	st, err := l.streamState(ctx, shard, TimerStream(shard))
 	return st.Msgs, err
+}
+
+// createConsumer creates or updates a durable consumer. On replicated
+// streams it waits (until ctx ends, at most clusterFormTimeout) while the
+// stream or the meta group elects a leader, which drops requests rather
+// than refusing them: a node restarting into a cluster that is electing
+// leaders for the streams its dead peer led would otherwise fail to start.
+func (l *Log) createConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	if l.cfg.Replicas <= 1 {
+		ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
+		defer cancel()
+		return l.js.CreateOrUpdateConsumer(ctx, stream, cfg)
+	}
+	ctx, cancel := context.WithTimeout(ctx, clusterFormTimeout)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		actx, acancel := context.WithTimeout(ctx, clusterAttemptTimeout)
+		cons, err := l.js.CreateOrUpdateConsumer(actx, stream, cfg)
+		acancel()
+		if err == nil {
+			return cons, nil
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.Code != 503 && apiErr.Code != 500 {
+			return nil, err // refused for a reason waiting does not change
+		}
+		if attempt == 1 || attempt%20 == 0 {
+			l.cfg.Logger.Info("log: waiting for a stream leader to create a consumer", "stream", stream, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("log: consumer of %s: no leader within %s: %w", stream, clusterFormTimeout, err)
+		case <-time.After(clusterFormRetry):
+		}
+	}
 }
