@@ -437,13 +437,38 @@ func (l *Log) streamState(ctx context.Context, shard int, stream string) (jetstr
 	if l.closed() {
 		return jetstream.StreamState{}, ErrClosed
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
-	defer cancel()
-	s, err := l.js.Stream(ctx, stream)
-	if err != nil {
-		return jetstream.StreamState{}, fmt.Errorf("log: stream %s: %w", stream, err)
+	if l.cfg.Replicas <= 1 {
+		ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
+		defer cancel()
+		s, err := l.js.Stream(ctx, stream)
+		if err != nil {
+			return jetstream.StreamState{}, fmt.Errorf("log: stream %s: %w", stream, err)
+		}
+		return s.CachedInfo().State, nil
 	}
-	return s.CachedInfo().State, nil
+	// A replicated stream electing a leader (or a cluster whose meta
+	// leader is moving, as on a loaded machine while it forms) drops the
+	// request rather than refusing it: ask again within the caller's
+	// context, at most clusterFormTimeout, as at start.
+	ctx, cancel := context.WithTimeout(ctx, clusterFormTimeout)
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(ctx, clusterAttemptTimeout)
+		s, err := l.js.Stream(actx, stream)
+		acancel()
+		if err == nil {
+			return s.CachedInfo().State, nil
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.Code != 503 && apiErr.Code != 500 {
+			return jetstream.StreamState{}, fmt.Errorf("log: stream %s: %w", stream, err)
+		}
+		select {
+		case <-ctx.Done():
+			return jetstream.StreamState{}, fmt.Errorf("log: stream %s: %w", stream, err)
+		case <-time.After(clusterFormRetry):
+		}
+	}
 }
 
 func (l *Log) checkShard(shard int) error {
