@@ -76,7 +76,7 @@ type Router struct {
 		gone  map[string]chan struct{} // closed when a node leaves the view
 	}
 	stats struct {
-		local, forwarded, served, retries, notOwner, claims, released atomic.Uint64
+		local, forwarded, served, retries, notOwner, claims, claimsHeld, released atomic.Uint64
 	}
 	// ws holds the sockets this node serves with another node
 	// (websocket.go).

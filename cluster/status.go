@@ -31,7 +31,10 @@ type RouterStats struct {
 	Retries   uint64 `json:"retries"`   // attempts repeated because the object was moving
 	NotOwner  uint64 `json:"not_owner"` // forwards refused by a node that disagreed on the owner
 	Claims    uint64 `json:"claims"`    // activations that asked the others to release first
-	Released  uint64 `json:"released"`  // activations released for another node's claim
+	// ClaimsHeld: claims that found a live node still holding the object
+	// after ClaimTimeout; the load waited (the request was retried).
+	ClaimsHeld uint64 `json:"claims_held"`
+	Released   uint64 `json:"released"` // activations released for another node's claim
 	// SocketsRemote: WebSockets whose client is on this node and whose
 	// object is on another; SocketsHeld: the reverse (websocket.go).
 	SocketsRemote int `json:"sockets_remote"`
@@ -43,7 +46,7 @@ func (r *Router) Status() Status {
 	s := Status{Node: r.cfg.Node, Stats: RouterStats{
 		Local: r.stats.local.Load(), Forwarded: r.stats.forwarded.Load(), Served: r.stats.served.Load(),
 		Retries: r.stats.retries.Load(), NotOwner: r.stats.notOwner.Load(), Claims: r.stats.claims.Load(),
-		Released: r.stats.released.Load(),
+		ClaimsHeld: r.stats.claimsHeld.Load(), Released: r.stats.released.Load(),
 	}}
 	s.Stats.SocketsRemote, s.Stats.SocketsHeld = r.socketCounts()
 	if r.members == nil {

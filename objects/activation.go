@@ -282,7 +282,9 @@ func (a *activation) loadState(ctx context.Context) error {
 func (a *activation) load() error {
 	ctx, cancel := context.WithTimeout(a.rt.ctx, a.rt.cfg.LoadTimeout)
 	defer cancel()
-	a.claim(ctx)
+	if err := a.claim(ctx); err != nil {
+		return err
+	}
 	for attempt := 1; ; attempt++ {
 		err := a.loadState(ctx)
 		if err == nil {

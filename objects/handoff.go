@@ -15,7 +15,8 @@ import (
 //     which asks every other node to release the object and waits for
 //     them (bounded). An activation left behind on another node could
 //     otherwise answer reads from memory that the new owner has since
-//     written over.
+//     written over. If a node that is still live did not release in time,
+//     Claim fails (with ErrMoved: nothing ran, retry) and so does the load.
 //   - Release: a node that receives such a request, or that learns from the
 //     membership that an object is no longer its own, releases the
 //     activation: admissions stop at once (new requests get ErrMoved), the
@@ -37,11 +38,13 @@ const CloseServiceRestart = 1012
 
 const closeMovedReason = "object moved to another node; reconnect"
 
-// claim runs Config.Claim before a load, if set.
-func (a *activation) claim(ctx context.Context) {
-	if a.rt.cfg.Claim != nil {
-		a.rt.cfg.Claim(ctx, a.class.name, a.id)
+// claim runs Config.Claim before a load, if set. Its error fails the
+// load, and with it the requests waiting for the activation.
+func (a *activation) claim(ctx context.Context) error {
+	if a.rt.cfg.Claim == nil {
+		return nil
 	}
+	return a.rt.cfg.Claim(ctx, a.class.name, a.id)
 }
 
 // releaseNow stops admissions (ErrMoved from now on) and asks run to end

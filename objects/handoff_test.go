@@ -20,10 +20,11 @@ func TestHandoff(t *testing.T) {
 	var a, b *harness
 	claimFrom := func(other **harness) harnessOpt {
 		return func(c *Config) {
-			c.Claim = func(ctx context.Context, class string, id ID) {
+			c.Claim = func(ctx context.Context, class string, id ID) error {
 				if _, err := (*other).rt.Release(ctx, class, id); err != nil {
 					t.Errorf("release: %v", err)
 				}
+				return nil
 			}
 		}
 	}
@@ -142,5 +143,44 @@ func TestReleaseClosesSockets(t *testing.T) {
 	}
 	if got := stayConn.got(); len(got) != 0 {
 		t.Fatalf("an object that stays saw %q", got)
+	}
+}
+
+// TestClaimRefusedFailsTheLoad: while Claim fails (another node still
+// holds the object), the activation does not load and its requests fail
+// with the claim's error, having run nothing; once Claim succeeds the
+// object loads with nothing lost.
+func TestClaimRefusedFailsTheLoad(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		refuse = true
+		claims int
+	)
+	h := newHarness(t, func(c *Config) {
+		c.Claim = func(ctx context.Context, class string, id ID) error {
+			mu.Lock()
+			defer mu.Unlock()
+			claims++
+			if refuse {
+				return fmt.Errorf("%w: n2 did not release it in time", ErrMoved)
+			}
+			return nil
+		}
+	})
+	ctx := context.Background()
+	if _, err := h.add(ctx, "held", 1); !errors.Is(err, ErrMoved) {
+		t.Fatalf("add while the claim is refused: %v, want ErrMoved", err)
+	}
+	mu.Lock()
+	refuse = false
+	mu.Unlock()
+	got, err := h.add(ctx, "held", 1)
+	if err != nil || got != 1 {
+		t.Fatalf("add after the claim went through = %d, %v; want 1 (the refused one must not have run)", got, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if claims != 2 {
+		t.Fatalf("%d claims, want one per load (2)", claims)
 	}
 }

@@ -42,7 +42,7 @@ type Config struct {
 	Alarms AlarmScheduler
 	// Claim, if set, runs before an activation loads: in a cluster it asks
 	// the other nodes to release the object first (handoff.go).
-	Claim func(ctx context.Context, class string, id ID)
+	Claim func(ctx context.Context, class string, id ID) error
 	// Checkpoints: how often objects are checkpointed, and which classes
 	// drop events older than their newest checkpoint (objects/checkpoint.go).
 	Checkpoints CheckpointConfig
