@@ -3,7 +3,6 @@ package log
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -321,20 +320,11 @@ func (l *Log) LoadCheckpoint(ctx context.Context, info CheckpointInfo) (*Checkpo
 
 // msgAt is the message at one stream sequence.
 func (l *Log) msgAt(ctx context.Context, stream string, seq uint64) (storedMsg, error) {
-	req, err := json.Marshal(directGetRequest{Seq: seq})
-	if err != nil {
-		return storedMsg{}, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
-	defer cancel()
-	resp, err := l.nc.RequestWithContext(ctx, directGetSubject(stream), req)
-	if err != nil {
-		return storedMsg{}, fmt.Errorf("log: get %s sequence %d: %w", stream, seq, err)
-	}
-	m, err := parseDirect(resp, stream)
+	what := fmt.Sprintf("get %s sequence %d", stream, seq)
+	m, err := l.directGet(ctx, stream, directGetRequest{Seq: seq}, what)
 	if errors.Is(err, ErrNotFound) && l.cfg.Replicas > 1 {
 		// The replica that answered may not have it yet: ask the leader.
-		return l.leaderGet(ctx, stream, directGetRequest{Seq: seq}, fmt.Sprintf("get %s sequence %d", stream, seq))
+		return l.leaderGet(ctx, stream, directGetRequest{Seq: seq}, what)
 	}
 	return m, err
 }

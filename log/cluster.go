@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Clustering of embedded servers (DESIGN.md, "Scale-out"). Each node runs
@@ -203,24 +204,46 @@ func (l *Log) awaitStreamLeaders(ctx context.Context, shards int) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				actx, acancel := context.WithTimeout(ctx, clusterAttemptTimeout)
-				_, err := l.js.Stream(actx, name)
-				acancel()
-				if err == nil {
-					return
+			err := whileElecting(ctx, func(ctx context.Context) error {
+				if _, err := l.js.Stream(ctx, name); err != nil {
+					// Any answer but the state means not yet (a stream
+					// just created can be unknown to the server asked).
+					return fmt.Errorf("no answer yet: %v", err)
 				}
-				select {
-				case <-ctx.Done():
-					errs[i] = fmt.Errorf("log: stream %s has no leader within %s: %w", name, clusterFormTimeout, err)
-					return
-				case <-time.After(clusterFormRetry):
-				}
+				return nil
+			})
+			if err != nil {
+				errs[i] = fmt.Errorf("log: stream %s has no leader within %s: %w", name, clusterFormTimeout, err)
 			}
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// whileElecting runs attempt, each try bounded by clusterAttemptTimeout,
+// again every clusterFormRetry while it fails for want of a leader (the
+// request timed out, had no responders, or JetStream answered 500 or 503),
+// until ctx ends. A replicated stream electing a leader, or a cluster whose
+// meta leader is moving, drops requests rather than refusing them.
+func whileElecting(ctx context.Context, attempt func(ctx context.Context) error) error {
+	for {
+		actx, acancel := context.WithTimeout(ctx, clusterAttemptTimeout)
+		err := attempt(actx)
+		acancel()
+		if err == nil {
+			return nil
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.Code != 503 && apiErr.Code != 500 {
+			return err // refused for a reason waiting does not change
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(clusterFormRetry):
+		}
+	}
 }
 
 const (

@@ -288,24 +288,10 @@ func (l *Log) createConsumer(ctx context.Context, stream string, cfg jetstream.C
 	}
 	ctx, cancel := context.WithTimeout(ctx, clusterFormTimeout)
 	defer cancel()
-	for attempt := 1; ; attempt++ {
-		actx, acancel := context.WithTimeout(ctx, clusterAttemptTimeout)
-		cons, err := l.js.CreateOrUpdateConsumer(actx, stream, cfg)
-		acancel()
-		if err == nil {
-			return cons, nil
-		}
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.Code != 503 && apiErr.Code != 500 {
-			return nil, err // refused for a reason waiting does not change
-		}
-		if attempt == 1 || attempt%20 == 0 {
-			l.cfg.Logger.Info("log: waiting for a stream leader to create a consumer", "stream", stream, "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("log: consumer of %s: no leader within %s: %w", stream, clusterFormTimeout, err)
-		case <-time.After(clusterFormRetry):
-		}
-	}
+	var cons jetstream.Consumer
+	err := whileElecting(ctx, func(ctx context.Context) (err error) {
+		cons, err = l.js.CreateOrUpdateConsumer(ctx, stream, cfg)
+		return err
+	})
+	return cons, err
 }

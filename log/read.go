@@ -90,19 +90,25 @@ func record(stream string, shard int, m storedMsg) (Record, error) {
 	return Record{Seq: m.seq, Data: m.data, Event: e}, nil
 }
 
-// lastMsg is the last message on subj, or ErrNotFound.
-func (l *Log) lastMsg(ctx context.Context, stream, subj string) (storedMsg, error) {
-	req, err := json.Marshal(directGetRequest{LastFor: subj})
+// directGet is one direct get, answered by any replica; what names the
+// message in errors.
+func (l *Log) directGet(ctx context.Context, stream string, get directGetRequest, what string) (storedMsg, error) {
+	req, err := json.Marshal(get)
 	if err != nil {
-		return storedMsg{}, fmt.Errorf("log: last of %s: %w", subj, err)
+		return storedMsg{}, fmt.Errorf("log: %s: %w", what, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
 	defer cancel()
 	resp, err := l.nc.RequestWithContext(ctx, directGetSubject(stream), req)
 	if err != nil {
-		return storedMsg{}, fmt.Errorf("log: last of %s: %w", subj, err)
+		return storedMsg{}, fmt.Errorf("log: %s: %w", what, err)
 	}
-	return parseDirect(resp, subj)
+	return parseDirect(resp, what)
+}
+
+// lastMsg is the last message on subj, or ErrNotFound.
+func (l *Log) lastMsg(ctx context.Context, stream, subj string) (storedMsg, error) {
+	return l.directGet(ctx, stream, directGetRequest{LastFor: subj}, "last of "+subj)
 }
 
 // lastMsgs is lastMsg for many subjects, pipelined: at most lastWindow
@@ -164,17 +170,7 @@ func (l *Log) firstAfter(ctx context.Context, stream, subj string, seq uint64) (
 	if l.cfg.Replicas > 1 {
 		return l.leaderGet(ctx, stream, get, what)
 	}
-	req, err := json.Marshal(get)
-	if err != nil {
-		return storedMsg{}, fmt.Errorf("log: %s: %w", what, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
-	defer cancel()
-	resp, err := l.nc.RequestWithContext(ctx, directGetSubject(stream), req)
-	if err != nil {
-		return storedMsg{}, fmt.Errorf("log: %s: %w", what, err)
-	}
-	return parseDirect(resp, what)
+	return l.directGet(ctx, stream, get, what)
 }
 
 // nextMsg waits for the next message on sub for at most the request

@@ -452,23 +452,18 @@ func (l *Log) streamState(ctx context.Context, shard int, stream string) (jetstr
 	// context, at most clusterFormTimeout, as at start.
 	ctx, cancel := context.WithTimeout(ctx, clusterFormTimeout)
 	defer cancel()
-	for {
-		actx, acancel := context.WithTimeout(ctx, clusterAttemptTimeout)
-		s, err := l.js.Stream(actx, stream)
-		acancel()
+	var st jetstream.StreamState
+	err := whileElecting(ctx, func(ctx context.Context) error {
+		s, err := l.js.Stream(ctx, stream)
 		if err == nil {
-			return s.CachedInfo().State, nil
+			st = s.CachedInfo().State
 		}
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.Code != 503 && apiErr.Code != 500 {
-			return jetstream.StreamState{}, fmt.Errorf("log: stream %s: %w", stream, err)
-		}
-		select {
-		case <-ctx.Done():
-			return jetstream.StreamState{}, fmt.Errorf("log: stream %s: %w", stream, err)
-		case <-time.After(clusterFormRetry):
-		}
+		return err
+	})
+	if err != nil {
+		return st, fmt.Errorf("log: stream %s: %w", stream, err)
 	}
+	return st, nil
 }
 
 func (l *Log) checkShard(shard int) error {
