@@ -68,6 +68,14 @@ type Members struct {
 		nodes   map[string]Member
 		live    []string // sorted names, the last view given to OnChange
 		stalled bool     // own heartbeats have not come back for a TTL (expire)
+		// resumed is when this node's own heartbeat came back after a gap
+		// of more than two intervals: the others' heartbeats, held up by
+		// the same gap, are counted silent only from then (silent).
+		resumed time.Time
+		// stored is when this node sent its latest heartbeat that the
+		// bucket acknowledged (LeaseUntil).
+		stored time.Time
+		lapses uint64 // times a stored heartbeat came after the lease had run out
 	}
 }
 
@@ -224,10 +232,46 @@ func (m *Members) beat(ctx context.Context) error {
 	m.mu.Lock()
 	info := m.mu.info
 	m.mu.Unlock()
+	sent := time.Now()
 	if _, err := m.kv.Put(ctx, m.cfg.Node, info); err != nil {
 		return fmt.Errorf("log: heartbeat of %s: %w", m.cfg.Node, err)
 	}
+	m.mu.Lock()
+	if sent.After(m.mu.stored) {
+		if !m.mu.stored.IsZero() && sent.After(m.leaseLocked()) {
+			m.mu.lapses++
+		}
+		m.mu.stored = sent
+	}
+	m.mu.Unlock()
 	return nil
+}
+
+// LeaseUntil is when this node's lease on its place in the others' views
+// ends: two thirds of a TTL after it sent its latest heartbeat that the
+// bucket stored. No other node drops this one before a whole TTL has
+// passed since it received that heartbeat (which it did after it was
+// sent), so until LeaseUntil no other node can have taken this node's
+// objects, and this node may serve them from memory. After it, it must
+// not: it may be cut off (a partition, a paused process, a stalled bucket)
+// while the others have already moved its objects. The last third of the
+// TTL is the margin for turns already admitted and for clock rates.
+func (m *Members) LeaseUntil() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.leaseLocked()
+}
+
+func (m *Members) leaseLocked() time.Time { return m.mu.stored.Add(m.cfg.TTL * 2 / 3) }
+
+// Lapses counts the times the lease ran out and was renewed again. A
+// holder of in-memory state compares it with the count it last acted on:
+// a lease renewed before the holder noticed it had run out (a process
+// paused past it) still means the others may have moved its objects.
+func (m *Members) Lapses() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.mu.lapses
 }
 
 func (m *Members) apply(e jetstream.KeyValueEntry) {
@@ -235,7 +279,13 @@ func (m *Members) apply(e jetstream.KeyValueEntry) {
 	defer m.mu.Unlock()
 	switch e.Operation() {
 	case jetstream.KeyValuePut:
-		m.mu.nodes[e.Key()] = Member{Node: e.Key(), Info: e.Value(), Seen: time.Now()}
+		now := time.Now()
+		if e.Key() == m.cfg.Node {
+			if prev, ok := m.mu.nodes[e.Key()]; ok && now.Sub(prev.Seen) > 2*m.cfg.Heartbeat {
+				m.mu.resumed = now
+			}
+		}
+		m.mu.nodes[e.Key()] = Member{Node: e.Key(), Info: e.Value(), Seen: now}
 	default:
 		delete(m.mu.nodes, e.Key())
 	}
@@ -261,7 +311,7 @@ func (m *Members) expire() {
 		ref = own.Seen
 	}
 	for n, mem := range m.mu.nodes {
-		if n != m.cfg.Node && silent(mem.Seen, ref, m.cfg.TTL) {
+		if n != m.cfg.Node && silent(mem.Seen, m.mu.resumed, ref, m.cfg.TTL) {
 			delete(m.mu.nodes, n)
 		}
 	}
@@ -279,8 +329,17 @@ func (m *Members) expire() {
 }
 
 // silent reports whether a node last heard of at seen has been silent for
-// more than ttl by ref, the arrival of this node's own latest heartbeat.
-func silent(seen, ref time.Time, ttl time.Duration) bool {
+// more than ttl by ref, the arrival of this node's own latest heartbeat,
+// counting only from resumed, when this node's own heartbeats came back
+// after a gap: the bucket that held ours back held the others' too, and
+// theirs, put on their own clocks, may come back a little after ours.
+// (Judged from seen alone, the first own heartbeat after a stall dropped
+// every other node at once, and the node, alone in its view, took every
+// object while the others still served them.)
+func silent(seen, resumed, ref time.Time, ttl time.Duration) bool {
+	if resumed.After(seen) {
+		seen = resumed
+	}
 	return ref.Sub(seen) > ttl
 }
 
