@@ -50,6 +50,11 @@ const (
 // responder, or it is stopping); nothing ran.
 var errOwnerGone = errors.New("cluster: owner is gone")
 
+// errNoLease: this node's membership lease ran out (its heartbeats are not
+// being stored), so it may no longer be the owner in the others' views
+// and runs nothing until the lease is back (Members.LeaseUntil).
+var errNoLease = errors.New("cluster: this node's membership lease ran out")
+
 // Router places requests on their owners. It is the gateway's backend in
 // a cluster, and the alarm fires' deliverer.
 type Router struct {
@@ -78,6 +83,9 @@ type Router struct {
 	stats struct {
 		local, forwarded, served, retries, notOwner, claims, claimsHeld, released atomic.Uint64
 	}
+	// lapsesSeen is the count of lease lapses watchLease has released
+	// every activation for (leased).
+	lapsesSeen atomic.Uint64
 	// ws holds the sockets this node serves with another node
 	// (websocket.go).
 	ws struct {
@@ -147,8 +155,9 @@ func (r *Router) Start(ctx context.Context, rt *objects.Runtime) error {
 		return fmt.Errorf("cluster: join: %w", err)
 	}
 	r.onChange(r.members.Live())
-	r.wg.Add(1 + endWorkers)
+	r.wg.Add(2 + endWorkers)
 	go r.refreshInfo()
+	go r.watchLease()
 	for range endWorkers {
 		go r.endWorker()
 	}
@@ -189,6 +198,51 @@ func (r *Router) info() []byte {
 	b, _ := encode(nodeInfo{HTTP: r.cfg.HTTPAddr, Objects: live, Started: r.started.UnixNano()})
 	return b
 }
+
+// leased reports whether this node's membership lease holds and every
+// lapse of it has been acted on (watchLease): always alone, and under the
+// split-brain test hook.
+func (r *Router) leased() bool {
+	if r.members == nil || r.cfg.OwnAll {
+		return true
+	}
+	return time.Now().Before(r.members.LeaseUntil()) && r.members.Lapses() == r.lapsesSeen.Load()
+}
+
+// watchLease releases every activation when the lease runs out: the
+// others may already have moved these objects, and an activation kept
+// here would answer from stale memory once the lease is back. Requests
+// meanwhile are refused as in motion (errNoLease) and retried.
+func (r *Router) watchLease() {
+	defer r.wg.Done()
+	t := time.NewTicker(leaseCheck)
+	defer t.Stop()
+	held := true
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		// A lapse renewed before this tick (the process was paused past
+		// the lease) counts as one: leased() refuses until it is handled.
+		lapses := r.members.Lapses()
+		expired := !time.Now().Before(r.members.LeaseUntil())
+		if held && (expired || lapses != r.lapsesSeen.Load()) {
+			n := r.rt.ReleaseIf(func(string, objects.ID) bool { return true })
+			r.logger.Warn("membership lease ran out (heartbeats not stored): released every activation; serving nothing until it is back", "released", n)
+			held = false
+		}
+		r.lapsesSeen.Store(lapses)
+		if !held && !expired {
+			r.logger.Info("membership lease is back")
+			held = true
+		}
+	}
+}
+
+// leaseCheck is how often watchLease looks at the lease.
+const leaseCheck = 50 * time.Millisecond
 
 func (r *Router) refreshInfo() {
 	defer r.wg.Done()
@@ -291,7 +345,11 @@ func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 		)
 		if owner == r.cfg.Node {
 			r.stats.local.Add(1)
-			rep, err = r.runLocal(ctx, env)
+			if r.leased() {
+				rep, err = r.runLocal(ctx, env)
+			} else {
+				err = errNoLease
+			}
 		} else {
 			r.stats.forwarded.Add(1)
 			rep, err = r.forward(ctx, owner, env)
@@ -321,7 +379,7 @@ func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 // the object is changing owners; running it again is safe.
 func inMotion(err error) bool {
 	return errors.Is(err, objects.ErrFenced) || errors.Is(err, objects.ErrMoved) ||
-		errors.Is(err, errNotOwner) || errors.Is(err, errOwnerGone)
+		errors.Is(err, errNotOwner) || errors.Is(err, errOwnerGone) || errors.Is(err, errNoLease)
 }
 
 // forward sends env to owner and waits for its reply, the caller's
@@ -378,6 +436,8 @@ func (r *Router) handle(ctx context.Context, data []byte) []byte {
 		err = fmt.Errorf("%w: forwarded request: %v", objects.ErrBadInput, derr)
 	case r.OwnerOf(env.ID) != r.cfg.Node:
 		err = fmt.Errorf("%w: %s/%s belongs to %s in %s's view", errNotOwner, env.Class, env.ID, r.OwnerOf(env.ID), r.cfg.Node)
+	case !r.leased():
+		err = fmt.Errorf("%w: %s's membership lease ran out", errNotOwner, r.cfg.Node)
 	default:
 		r.stats.served.Add(1)
 		rep, err = r.runLocal(ctx, &env)

@@ -362,11 +362,12 @@ func TestClusterLinearizableRegisters(t *testing.T) {
 
 	// Whether the nemesis hit the membership bucket's leader: the
 	// survivors then hold their view while the bucket elects a new one.
-	held := 0
+	held, lapsed := 0, 0
 	for i := range c.nodes {
 		held += strings.Count(c.AllLogs(i), "holding the view")
+		lapsed += strings.Count(c.AllLogs(i), "membership lease ran out")
 	}
-	t.Logf("membership views held while the members bucket stored nothing: %d times over the nodes", held)
+	t.Logf("membership views held while the members bucket stored nothing: %d times over the nodes; leases lapsed (every activation released): %d times", held, lapsed)
 	t.Logf("the run started at %s (operation times are seconds from then)", h.start.UTC().Format(time.RFC3339Nano))
 	checkLinearizable(t, c, ops, end+1)
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -261,5 +262,25 @@ func (c *testCluster) WaitLive(t *testing.T, want int) {
 			t.Fatalf("not every node sees %d live nodes after %s: %s", want, clusterUpTimeout, strings.Join(last, "; "))
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Pause stops node i's process (SIGSTOP) without killing it: to the
+// others it looks dead, and it will not notice until Resume.
+func (c *testCluster) Pause(i int) { c.signal(i, syscall.SIGSTOP) }
+
+// Resume continues node i's process (SIGCONT) after Pause.
+func (c *testCluster) Resume(i int) { c.signal(i, syscall.SIGCONT) }
+
+func (c *testCluster) signal(i int, sig syscall.Signal) {
+	c.t.Helper()
+	c.mu.Lock()
+	p := c.nodes[i].p
+	c.mu.Unlock()
+	if p == nil || p.startErr != nil {
+		c.t.Fatalf("signal %v: %s is down", sig, c.nodes[i].name)
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		c.t.Fatalf("signal %v to %s: %v", sig, c.nodes[i].name, err)
 	}
 }

@@ -247,37 +247,44 @@ func (l *Log) leaderGet(ctx context.Context, stream string, get directGetRequest
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
 	defer cancel()
 	// While the stream elects a leader (its leader's node died) the request
-	// is dropped, not refused: ask again, so that the answer comes soon
-	// after the election rather than at the timeout.
-	var resp *nats.Msg
+	// is dropped, or refused with 503 ("JetStream system temporarily
+	// unavailable"): ask again, so that the answer comes soon after the
+	// election rather than as an error (an activation failing to load).
 	for {
-		actx, acancel := context.WithTimeout(ctx, leaderGetAttempt)
-		resp, err = l.nc.RequestWithContext(actx, "$JS.API.STREAM.MSG.GET."+stream, req)
-		acancel()
-		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrNoResponders) {
-			break
+		m, again, err := l.leaderGetOnce(ctx, stream, req, what)
+		if !again || ctx.Err() != nil {
+			return m, err
 		}
 		select {
 		case <-ctx.Done():
+			return m, err
 		case <-time.After(lagRetryMin):
 		}
 	}
+}
+
+// leaderGetOnce is one attempt of leaderGet; again reports an error that
+// a leader election explains.
+func (l *Log) leaderGetOnce(ctx context.Context, stream string, req []byte, what string) (storedMsg, bool, error) {
+	actx, acancel := context.WithTimeout(ctx, leaderGetAttempt)
+	resp, err := l.nc.RequestWithContext(actx, "$JS.API.STREAM.MSG.GET."+stream, req)
+	acancel()
 	if err != nil {
-		return storedMsg{}, fmt.Errorf("log: %s: %w", what, err)
+		return storedMsg{}, errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders), fmt.Errorf("log: %s: %w", what, err)
 	}
 	var r streamMsgGetResponse
 	if err := json.Unmarshal(resp.Data, &r); err != nil {
-		return storedMsg{}, fmt.Errorf("log: %s: bad answer %q: %w", what, resp.Data, err)
+		return storedMsg{}, false, fmt.Errorf("log: %s: bad answer %q: %w", what, resp.Data, err)
 	}
 	switch {
 	case r.Error != nil && r.Error.ErrCode == errCodeNoMessageFound:
-		return storedMsg{}, ErrNotFound
+		return storedMsg{}, false, ErrNotFound
 	case r.Error != nil:
-		return storedMsg{}, fmt.Errorf("log: %s: %d %s", what, r.Error.ErrCode, r.Error.Description)
+		return storedMsg{}, r.Error.Code == 503, fmt.Errorf("log: %s: %d %s", what, r.Error.ErrCode, r.Error.Description)
 	case r.Message == nil || r.Message.Seq == 0:
-		return storedMsg{}, fmt.Errorf("log: %s: answer without a message: %q", what, resp.Data)
+		return storedMsg{}, false, fmt.Errorf("log: %s: answer without a message: %q", what, resp.Data)
 	}
-	return storedMsg{seq: r.Message.Seq, subj: r.Message.Subject, data: r.Message.Data}, nil
+	return storedMsg{seq: r.Message.Seq, subj: r.Message.Subject, data: r.Message.Data}, false, nil
 }
 
 // leaderLastMsgs is leaderLastMsg for many subjects, at most lastWindow at
