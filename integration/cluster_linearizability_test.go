@@ -61,24 +61,11 @@ type linRun struct {
 	start time.Time
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
-	mu    sync.Mutex
-	ops   []linOp
+	recorder[linOp]
 }
 
 // now is the run's clock: ns since start, monotonic.
 func (h *linRun) now() int64 { return time.Since(h.start).Nanoseconds() }
-
-func (h *linRun) add(op linOp) {
-	h.mu.Lock()
-	h.ops = append(h.ops, op)
-	h.mu.Unlock()
-}
-
-func (h *linRun) snapshot() []linOp {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return slices.Clone(h.ops)
-}
 
 // startClients starts linClients clients, each with its own seeded
 // randomness, until stopClients.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -283,4 +284,23 @@ func (c *testCluster) signal(i int, sig syscall.Signal) {
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		c.t.Fatalf("signal %v to %s: %v", sig, c.nodes[i].name, err)
 	}
+}
+
+// recorder collects what concurrent clients record, in arrival order.
+type recorder[T any] struct {
+	mu    sync.Mutex
+	items []T
+}
+
+func (r *recorder[T]) add(x T) {
+	r.mu.Lock()
+	r.items = append(r.items, x)
+	r.mu.Unlock()
+}
+
+// snapshot copies what was recorded so far.
+func (r *recorder[T]) snapshot() []T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.items)
 }

@@ -73,13 +73,12 @@ func increment(base string, via int, name, token string) (r result) {
 // clusterLoad is workers writing increments round-robin over counters and
 // over the running nodes among via.
 type clusterLoad struct {
-	c       *testCluster
-	names   []string
-	via     []int
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	results []result
+	c      *testCluster
+	names  []string
+	via    []int
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	recorder[result]
 }
 
 // startLoad starts workers; each makes perWorker increments, or runs until
@@ -118,19 +117,6 @@ func startLoad(c *testCluster, names []string, via []int, workers, perWorker int
 		}()
 	}
 	return l
-}
-
-func (l *clusterLoad) add(r result) {
-	l.mu.Lock()
-	l.results = append(l.results, r)
-	l.mu.Unlock()
-}
-
-// snapshot copies the results so far.
-func (l *clusterLoad) snapshot() []result {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.results)
 }
 
 // wait waits for workers of a fixed count and returns every result.
@@ -499,7 +485,7 @@ func TestClusterKillAndRestart(t *testing.T) {
 		t.Errorf("%s, owned by %s before the kill, does not run there after its restart", victims[0], vname)
 	}
 	time.Sleep(time.Second)
-	results := append(l.stop(), warm.results...)
+	results := append(l.stop(), warm.snapshot()...)
 
 	ranOn := map[string]map[string]int{} // phase → node → turns
 	for _, r := range results {
