@@ -215,16 +215,10 @@ func pickRegisters(t *testing.T, c *testCluster) []string {
 			t.Fatalf("200 kv objects read, owners of the picked ones: %v", owned)
 		}
 		name := fmt.Sprint("reg", i)
-		req, _ := http.NewRequest(http.MethodPost, c.URL(0)+"/v1/objects/kv/"+name+"/rpc/get", strings.NewReader(`{"key":"`+linKey+`"}`))
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		status, node, _, err := rpc(context.Background(), c.URL(0), "kv", name, "get", map[string]string{"key": linKey})
+		if err != nil || status != http.StatusOK {
+			t.Fatalf("get kv/%s: %d %v", name, status, err)
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("get kv/%s: %s", name, resp.Status)
-		}
-		node := resp.Header.Get("Strata-Node")
 		if len(owned[node]) < per {
 			owned[node] = append(owned[node], name)
 			names = append(names, name)

@@ -1,33 +1,20 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"testing"
 	"time"
 )
 
-// kvCall posts an RPC of the kv class and returns the status, the node
-// that ran it (Strata-Node) and the decoded answer.
+// kvCall is rpc on the kv class, its answer decoded.
 func kvCall(ctx context.Context, base, name, method string, in any) (int, string, map[string]any, error) {
-	b, _ := json.Marshal(in)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/objects/kv/"+name+"/rpc/"+method, bytes.NewReader(b))
-	if err != nil {
-		return 0, "", nil, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, "", nil, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	status, node, body, err := rpc(ctx, base, "kv", name, method, in)
 	var out map[string]any
 	json.Unmarshal(body, &out)
-	return resp.StatusCode, resp.Header.Get("Strata-Node"), out, nil
+	return status, node, out, err
 }
 
 // TestClusterPausedOwnerServesNoStaleRead: an owner that stops for longer

@@ -313,16 +313,11 @@ func sessionOwnedBy(t *testing.T, c *testCluster, via int, owner string) string 
 	t.Helper()
 	for i := range 200 {
 		name := fmt.Sprint("s", i)
-		req, _ := http.NewRequest(http.MethodPost, c.URL(via)+"/v1/objects/session/"+name+"/rpc/touch", strings.NewReader(`{"ttl":"1h"}`))
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		status, node, _, err := rpc(context.Background(), c.URL(via), "session", name, "touch", map[string]string{"ttl": "1h"})
+		if err != nil || status != http.StatusOK {
+			t.Fatalf("touch %s: %d %v", name, status, err)
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("touch %s: %s", name, resp.Status)
-		}
-		if resp.Header.Get("Strata-Node") == owner {
+		if node == owner {
 			return name
 		}
 	}

@@ -183,28 +183,34 @@ func (p *proc) stop() error {
 
 var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
 
-// call posts an RPC and decodes the answer into out. A non-2xx status is
-// an error carrying the status.
-func call(ctx context.Context, base, class, name, method string, in, out any) (int, error) {
-	body, _ := json.Marshal(in)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/v1/objects/%s/%s/rpc/%s", base, class, name, method), bytes.NewReader(body))
+// rpc posts an RPC and returns the status, the node that ran it (the
+// Strata-Node header, in a cluster) and the answer's body.
+func rpc(ctx context.Context, base, class, name, method string, in any) (status int, node string, body []byte, err error) {
+	b, _ := json.Marshal(in)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/v1/objects/%s/%s/rpc/%s", base, class, name, method), bytes.NewReader(b))
 	if err != nil {
-		return 0, err
+		return 0, "", nil, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, "", nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
+	body, err = io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Strata-Node"), body, err
+}
+
+// call posts an RPC and decodes the answer into out. A non-2xx status is
+// an error carrying the status.
+func call(ctx context.Context, base, class, name, method string, in, out any) (int, error) {
+	status, _, b, err := rpc(ctx, base, class, name, method, in)
+	switch {
+	case err != nil:
+		return status, err
+	case status != http.StatusOK:
+		return status, fmt.Errorf("%s %s/%s: %d %s", method, class, name, status, strings.TrimSpace(string(b)))
+	case out != nil:
+		return status, json.Unmarshal(b, out)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return resp.StatusCode, fmt.Errorf("%s %s/%s: %d %s", method, class, name, resp.StatusCode, strings.TrimSpace(string(b)))
-	}
-	if out != nil {
-		return resp.StatusCode, json.Unmarshal(b, out)
-	}
-	return resp.StatusCode, nil
+	return status, nil
 }
