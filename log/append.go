@@ -212,6 +212,15 @@ type committer struct {
 	// held counts the appends the committer holds while it waits for an
 	// inline publish to finish (tests read it).
 	held atomic.Int64
+	// replies receives the acks of pipelined publishes, on one
+	// subscription for the committer's life: a subscription per pipeline
+	// made the server rebuild its subject match cache on every group.
+	// Reply subjects are inbox.<pipeline>.<index>; pipeline counts the
+	// pipelines sent (under inFlight), so that the late acks of one that
+	// gave up are told apart and dropped.
+	inbox    string
+	replies  chan *nats.Msg
+	pipeline uint64
 }
 
 // tryInline publishes p on the caller's goroutine when the shard is idle:
@@ -237,15 +246,23 @@ func (c *committer) tryInline(p *pendingAppend) bool {
 	return true
 }
 
-func newCommitter(l *Log, shard int) *committer {
-	return &committer{
+func newCommitter(l *Log, shard int) (*committer, error) {
+	c := &committer{
 		l: l, shard: shard, stream: LogStream(shard),
 		in:       make(chan *pendingAppend, appendQueueLen),
 		done:     make(chan struct{}),
 		inFlight: make(chan struct{}, 1),
 		queueMax: 2 * l.cfg.BatchMessagesMax,
 		seen:     make(map[string]struct{}),
+		inbox:    l.nc.NewRespInbox(),
+		// Room for one pipeline's acks and the late ones of others.
+		replies: make(chan *nats.Msg, 4*pipelineBelow),
 	}
+	// Unsubscribed with the connection (Close drains it).
+	if _, err := l.nc.ChanSubscribe(c.inbox+".*.*", c.replies); err != nil {
+		return nil, fmt.Errorf("log: shard %d: subscribe to publish acks: %w", shard, err)
+	}
+	return c, nil
 }
 
 func (c *committer) run() {
@@ -523,26 +540,25 @@ const pipelineBelow = 16
 // publish; if any fails, resolve settles all of them by reading back.
 func (c *committer) publishPipelined(ctx context.Context, batch []*pendingAppend) ([]uint64, error) {
 	c.l.stats.publishes.Add(uint64(len(batch)))
-	inbox := c.l.nc.NewRespInbox()
-	replies := make(chan *nats.Msg, len(batch))
-	sub, err := c.l.nc.ChanSubscribe(inbox+".*", replies)
-	if err != nil {
-		return nil, fmt.Errorf("publish: %w", err)
-	}
-	defer sub.Unsubscribe()
+	c.pipeline++
+	prefix := c.inbox + "." + strconv.FormatUint(c.pipeline, 10) + "."
 	for i, p := range batch {
 		m := message(p)
-		m.Reply = inbox + "." + strconv.Itoa(i)
+		m.Reply = prefix + strconv.Itoa(i)
 		if err := c.l.nc.PublishMsg(m); err != nil {
 			return nil, fmt.Errorf("publish: %w", err)
 		}
 	}
 	seqs := make([]uint64, len(batch))
 	var firstErr error
-	for got := 0; got < len(batch); got++ {
+	for got := 0; got < len(batch); {
 		select {
-		case m := <-replies:
-			i, err := strconv.Atoi(m.Subject[len(inbox)+1:])
+		case m := <-c.replies:
+			if !strings.HasPrefix(m.Subject, prefix) {
+				continue // a pipeline's that gave up on it
+			}
+			got++
+			i, err := strconv.Atoi(m.Subject[len(prefix):])
 			if err != nil || i < 0 || i >= len(batch) {
 				return nil, fmt.Errorf("publish: unexpected reply subject %q", m.Subject)
 			}

@@ -13,44 +13,74 @@ import (
 )
 
 // Raw is the baseline Strata is measured against: JetStream publishing to
-// a stream configured like a shard's log stream (same storage, replicas,
+// streams configured like the shards' log streams (same storage, replicas,
 // duplicate window, direct get and atomic publish, on the same server with
-// the same fsync mode), with no Strata in between. It exists for
-// benchmarks (go test -bench, strata bench), since only this package may
-// speak NATS, and writes only to its own scratch stream, which Close
-// deletes.
+// the same fsync mode, one per shard), with no Strata in between. It
+// exists for benchmarks (go test -bench, strata bench), since only this
+// package may speak NATS, and writes only to its own scratch streams,
+// which Close deletes.
 type Raw struct {
-	l  *Log
-	js jetstream.JetStream
+	l       *Log
+	js      jetstream.JetStream
+	streams int
 }
 
-// rawStreamName is the scratch stream; its subjects are strata.raw.>,
-// apart from every shard's.
+// rawStreamName prefixes the scratch streams: stream n's subjects are
+// strata.raw.<n>.>, apart from every shard's. (Before there was one
+// stream per shard, one stream of this name held strata.raw.>.)
 const rawStreamName = "STRATA_RAW_BENCH"
 
-// RawSubject is the raw stream's subject for object i.
-func RawSubject(i int) string { return "strata.raw.obj.bench." + strconv.Itoa(i) }
+func rawStream(n int) string { return rawStreamName + "_" + strconv.Itoa(n) }
 
-// Raw creates the scratch stream afresh.
+// RawSubject is object i's subject on the first raw stream.
+func RawSubject(i int) string { return RawStreamSubject(0, i) }
+
+// RawStreamSubject is object i's subject on raw stream n.
+func RawStreamSubject(n, i int) string {
+	return "strata.raw." + strconv.Itoa(n) + ".obj.bench." + strconv.Itoa(i)
+}
+
+// Raw creates the scratch streams afresh, as many as the log has shards.
 func (l *Log) Raw(ctx context.Context) (*Raw, error) {
 	if l.closed() {
 		return nil, ErrClosed
 	}
-	cfg := l.logStreamConfig(0, nil)
-	cfg.Name, cfg.Description, cfg.Subjects = rawStreamName, "Strata benchmark baseline, deleted after use", []string{"strata.raw.>"}
-	if err := l.js.DeleteStream(ctx, rawStreamName); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("log: raw stream: delete the old one: %w", err)
+	r := &Raw{l: l, js: l.js, streams: l.shards}
+	// A bench that did not finish leaves its streams behind.
+	if err := r.deleteStreams(ctx); err != nil {
+		return nil, fmt.Errorf("log: raw streams: delete the old ones: %w", err)
 	}
-	if _, err := l.js.CreateStream(ctx, cfg); err != nil {
-		return nil, fmt.Errorf("log: raw stream: %w", err)
+	for n := range r.streams {
+		cfg := l.logStreamConfig(n, nil)
+		cfg.Name, cfg.Description = rawStream(n), "Strata benchmark baseline, deleted after use"
+		cfg.Subjects = []string{"strata.raw." + strconv.Itoa(n) + ".>"}
+		if _, err := l.js.CreateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("log: raw stream %d: %w", n, err)
+		}
 	}
-	return &Raw{l: l, js: l.js}, nil
+	return r, nil
 }
 
-// Close deletes the scratch stream.
+// Streams is the number of raw streams, the log's shard count.
+func (r *Raw) Streams() int { return r.streams }
+
+// Close deletes the scratch streams.
 func (r *Raw) Close(ctx context.Context) error {
-	if err := r.js.DeleteStream(ctx, rawStreamName); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("log: delete raw stream: %w", err)
+	if err := r.deleteStreams(ctx); err != nil {
+		return fmt.Errorf("log: delete raw streams: %w", err)
+	}
+	return nil
+}
+
+func (r *Raw) deleteStreams(ctx context.Context) error {
+	names := []string{rawStreamName}
+	for n := range r.streams {
+		names = append(names, rawStream(n))
+	}
+	for _, name := range names {
+		if err := r.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return err
+		}
 	}
 	return nil
 }

@@ -192,8 +192,15 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	for n := range l.shards {
-		c := newCommitter(l, n)
+		c, err := newCommitter(l, n)
+		if err != nil {
+			l.cancel()
+			l.nc.Close()
+			return nil, err
+		}
 		l.committers = append(l.committers, c)
+	}
+	for _, c := range l.committers {
 		go c.run()
 	}
 	return l, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -49,6 +50,9 @@ type benchResult struct {
 	Ratio       float64 `json:"ratio,omitempty"`
 	// P50Ratio is p50 over the raw sequential publish's p50 (W1).
 	P50Ratio float64 `json:"p50_ratio,omitempty"`
+	// ConcRatio is requests/s over raw-conc's, JetStream's own rate in
+	// W3's shape (W3).
+	ConcRatio float64 `json:"ratio_to_raw_conc,omitempty"`
 }
 
 func runBench(ctx context.Context, env *Env, args []string) error {
@@ -138,6 +142,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		add(benchResult{Workload: "raw-sync", What: "JetStream publish+ack, sequential, fsync", PerSecond: limits.syncPerSec, P50Millis: limits.syncP50, P99Millis: limits.syncP99})
 		add(benchResult{Workload: "raw-batch", What: "JetStream atomic batches of 100, fsync", PerSecond: limits.batchPerSec})
 		add(benchResult{Workload: "raw-async", What: "JetStream async publish, 1000 subjects, fsync", PerSecond: limits.asyncPerSec})
+		add(limits.conc)
 	}
 	ratio := func(r *benchResult, name string, perSec float64) {
 		if perSec > 0 {
@@ -170,6 +175,9 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			return objPath(rng.IntN(bc.objects), "increment"), `{"by":1}`
 		})
 		ratio(&r, "raw-sync", limits.syncPerSec)
+		if limits.conc.PerSecond > 0 {
+			r.ConcRatio = r.PerSecond / limits.conc.PerSecond
+		}
 		add(r)
 	}
 	if want["W4"] {
@@ -349,6 +357,7 @@ func (b *bencher) cold(ctx context.Context, run string) (benchResult, error) {
 type rawLimits struct {
 	syncPerSec, syncP50, syncP99 float64
 	batchPerSec, asyncPerSec     float64
+	conc                         benchResult // W3's shape
 }
 
 // measureRaw measures JetStream alone on the bench server, with the same
@@ -392,8 +401,53 @@ func measureRaw(ctx context.Context, l *log.Log, bc benchConfig, w io.Writer) (r
 		return lim, fmt.Errorf("raw async: %w", err)
 	}
 	lim.asyncPerSec = float64(asyncN) / time.Since(t0).Seconds()
+
+	fmt.Fprintf(w, "raw: concurrent publish for %s\r", bc.duration/2)
+	if lim.conc, err = rawConcurrent(ctx, raw, msg, bc.clients, bc.objects, bc.duration/2); err != nil {
+		return lim, err
+	}
 	fmt.Fprintf(w, "%-40s\r", "")
 	return lim, nil
+}
+
+// rawConcObjects numbers raw-conc's subjects past the other raw rows'.
+const rawConcObjects = 1_000_000
+
+// rawConcurrent is JetStream's rate in W3's shape: clients publishers,
+// each publishing and waiting for its ack in turn, over objects subjects
+// spread across one raw stream per shard, each publish with an
+// expectation and a message id like an append. Publisher c takes the
+// objects i with i % clients == c in turn, so no two race on a subject.
+func rawConcurrent(ctx context.Context, raw *log.Raw, msg []byte, clients, objects int, d time.Duration) (benchResult, error) {
+	clients = max(1, min(clients, objects))
+	lats := make([][]time.Duration, clients)
+	errs := make([]error, clients)
+	end := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			last := map[int]uint64{}
+			for i := c; time.Now().Before(end); i += clients {
+				if i >= objects {
+					i = c
+				}
+				t0 := time.Now()
+				seq, err := raw.PublishSync(ctx, log.RawStreamSubject(i%raw.Streams(), rawConcObjects+i), msg, last[i])
+				if err != nil {
+					errs[c] = fmt.Errorf("raw concurrent publish: %w", err)
+					return
+				}
+				lats[c] = append(lats[c], time.Since(t0))
+				last[i] = seq
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return benchResult{}, err
+	}
+	what := fmt.Sprintf("%d publishers, %d subjects, %d streams, fsync", clients, objects, raw.Streams())
+	return summarize("raw-conc", what, slices.Concat(lats...), 0, d), nil
 }
 
 func printTable(w io.Writer, rs []benchResult) {
@@ -405,6 +459,9 @@ func printTable(w io.Writer, rs []benchResult) {
 		}
 		if r.P50Ratio > 0 {
 			vs += fmt.Sprintf(", p50 %.2f× its p50", r.P50Ratio)
+		}
+		if r.ConcRatio > 0 {
+			vs += fmt.Sprintf(", %.2f× raw-conc", r.ConcRatio)
 		}
 		fmt.Fprintf(w, "%-10s %-46s %10.0f %8.3f %8.3f %7d  %s\n", r.Workload, r.What, r.PerSecond, r.P50Millis, r.P99Millis, r.Errors, vs)
 	}

@@ -10,8 +10,10 @@ import (
 )
 
 // TestBenchRuns: a short `strata bench` against its temporary server
-// measures the raw limit and the workloads through the gateway, without
-// errors, and W5 reads back every event it wrote.
+// measures the raw limits (raw-conc: 4 publishers over the shards'
+// streams, whose expectations fail if two share a subject) and the
+// workloads through the gateway, without errors, and W5 reads back every
+// event it wrote.
 func TestBenchRuns(t *testing.T) {
 	var out, errOut bytes.Buffer
 	env := &Env{Stdout: &out, Stderr: &errOut, Classes: classes.All()}
@@ -28,7 +30,7 @@ func TestBenchRuns(t *testing.T) {
 		}
 		got[r.Workload] = r
 	}
-	for _, w := range []string{"raw-sync", "raw-batch", "raw-async", "W1", "W3", "W4", "W5"} {
+	for _, w := range []string{"raw-sync", "raw-batch", "raw-async", "raw-conc", "W1", "W3", "W4", "W5"} {
 		r, ok := got[w]
 		if !ok {
 			t.Fatalf("no %s row in %v", w, got)
@@ -39,5 +41,8 @@ func TestBenchRuns(t *testing.T) {
 	}
 	if got["W1"].Ratio <= 0 || got["W1"].P50Ratio <= 0 {
 		t.Errorf("W1 has no ratio to the raw limit: %+v", got["W1"])
+	}
+	if got["W3"].ConcRatio <= 0 {
+		t.Errorf("W3 has no ratio to raw-conc: %+v", got["W3"])
 	}
 }
