@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -148,12 +150,22 @@ func benchRawAtomicBatch(b *testing.B, size int) {
 // BenchmarkAppendParallel1000Objects: 32 goroutines append to 1,000
 // objects (each goroutine owns every 32nd object, so each object has one
 // append in flight, as under activations). Node-wide group commit turns
-// the concurrency into batches.
+// the concurrency into batches. raw-conc is the same load as plain
+// JetStream publishes, each waiting for its ack, over one raw stream per
+// shard on the same server: what the log is compared with.
 func BenchmarkAppendParallel1000Objects(b *testing.B) {
 	for _, shards := range []int{1, DefaultShards, 16} {
-		b.Run(fmt.Sprint("shards=", shards), func(b *testing.B) {
+		l := openLog(b, startServer(b), Config{Shards: shards})
+		raw, err := l.Raw(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		data := benchPayload(b)
+		// Every run of a sub-benchmark (b.N grows) takes fresh objects.
+		var runs atomic.Int64
+		parallel := func(b *testing.B, publish func(o int, last uint64, version uint64) (uint64, error)) {
 			const workers = 32
-			l := openLog(b, startServer(b), Config{Shards: shards})
+			base := int(runs.Add(1)) * 10 * benchObjects
 			var next atomic.Int64
 			var wg sync.WaitGroup
 			errs := make(chan error, workers)
@@ -171,12 +183,12 @@ func BenchmarkAppendParallel1000Objects(b *testing.B) {
 							k, o = 0, w
 						}
 						version[k]++
-						r, err := l.Append(context.Background(), benchEvent(objID(o), version[k]), last[k])
+						seq, err := publish(base+o, last[k], version[k])
 						if err != nil {
 							errs <- err
 							return
 						}
-						last[k] = r.Seq
+						last[k] = seq
 					}
 				})
 			}
@@ -187,9 +199,60 @@ func BenchmarkAppendParallel1000Objects(b *testing.B) {
 				b.Fatal(err)
 			}
 			reportRate(b, b.N)
-			if s := l.Stats(); s.Batches > 0 {
-				b.ReportMetric(float64(s.BatchedMessages)/float64(s.Batches), "msgs/batch")
+		}
+		b.Run(fmt.Sprint("shards=", shards, "/raw-conc"), func(b *testing.B) {
+			parallel(b, func(o int, last, _ uint64) (uint64, error) {
+				return raw.PublishSync(context.Background(), RawStreamSubject(o%shards, o), data, last)
+			})
+		})
+		b.Run(fmt.Sprint("shards=", shards, "/append"), func(b *testing.B) {
+			before := l.Stats()
+			parallel(b, func(o int, last, version uint64) (uint64, error) {
+				r, err := l.Append(context.Background(), benchEvent(objID(o), version), last)
+				return r.Seq, err
+			})
+			if s := l.Stats(); s.Batches > before.Batches {
+				b.ReportMetric(float64(s.BatchedMessages-before.BatchedMessages)/float64(s.Batches-before.Batches), "msgs/batch")
 			}
+		})
+	}
+}
+
+// BenchmarkDiskSyncedWrites measures the disk under the log, not Strata:
+// n goroutines each append 200-byte O_SYNC writes to a file of its own in
+// the test's temporary folder (put TMPDIR on the disk of the data folder).
+// It shows whether the disk syncs several files at once, which is what
+// lets the shards' streams, each storing its messages one at a time, add
+// up (docs/benchmarks.md).
+func BenchmarkDiskSyncedWrites(b *testing.B) {
+	for _, n := range []int{1, 4, 16} {
+		b.Run(fmt.Sprint("files=", n), func(b *testing.B) {
+			dir := b.TempDir()
+			files := make([]*os.File, n)
+			for i := range files {
+				f, err := os.OpenFile(filepath.Join(dir, fmt.Sprint(i)), os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_SYNC, 0o600)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.Close()
+				files[i] = f
+			}
+			data := make([]byte, benchEventBytes)
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for _, f := range files {
+				wg.Go(func() {
+					for next.Add(1) <= int64(b.N) {
+						if _, err := f.Write(data); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			reportRate(b, b.N)
 		})
 	}
 }
