@@ -173,6 +173,9 @@ func TestClaimRefusedFailsTheLoad(t *testing.T) {
 	}
 	mu.Lock()
 	refuse = false
+	// The refused add may have claimed twice: an activation that ends
+	// before it admits the request bounces it to the next one.
+	refused := claims
 	mu.Unlock()
 	got, err := h.add(ctx, "held", 1)
 	if err != nil || got != 1 {
@@ -180,7 +183,7 @@ func TestClaimRefusedFailsTheLoad(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if claims != 2 {
-		t.Fatalf("%d claims, want one per load (2)", claims)
+	if refused < 1 || claims-refused != 1 {
+		t.Fatalf("%d claims while refused, %d after; want at least one, then one for the load", refused, claims-refused)
 	}
 }
