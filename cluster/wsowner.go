@@ -22,11 +22,12 @@ type remoteSocket struct {
 	edge runKey
 	sock uint64
 	ref  objects.Ref
-	id   objects.SocketID // the runtime's, once connected
+	id   objects.SocketID // the runtime's, set before hold
 	mu   struct {
 		sync.Mutex
 		seq    uint64
 		closed bool
+		held   bool // its connect turn ended and hold recorded it
 	}
 }
 
@@ -41,11 +42,14 @@ func (s *remoteSocket) Send(m objects.Message) error {
 	}
 	s.mu.seq++
 	err := s.r.publishFrame(s.edge, &wsFrame{Op: opSend, Sock: s.sock, Seq: s.mu.seq, Binary: m.Binary, Data: m.Data})
+	held := s.mu.held
 	s.mu.Unlock()
 	if err != nil {
 		s.r.logger.Warn("websocket message not relayed to the connection's node; closing the socket", "object", s.ref, "edge", s.edge.node, "bytes", len(m.Data), "err", err)
 		s.Close(closeInternalError, reasonNotRelayed)
-		s.r.queueEnd(s, fmt.Errorf("websocket: message not relayed to the connection's node: %w", err))
+		if held {
+			s.r.queueEnd(s, fmt.Errorf("websocket: message not relayed to the connection's node: %w", err))
+		} // else in its connect turn: connectHere drops it, without an end turn
 	}
 	return err
 }
@@ -115,6 +119,7 @@ func (r *Router) hold(rs *remoteSocket) bool {
 	if rs.mu.closed {
 		return false
 	}
+	rs.mu.held = true
 	r.ws.Lock()
 	defer r.ws.Unlock()
 	m := r.ws.held[rs.edge]
