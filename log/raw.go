@@ -19,11 +19,7 @@ import (
 // exists for benchmarks (go test -bench, strata bench), since only this
 // package may speak NATS, and writes only to its own scratch streams,
 // which Close deletes.
-type Raw struct {
-	l       *Log
-	js      jetstream.JetStream
-	streams int
-}
+type Raw struct{ l *Log }
 
 // rawStreamName prefixes the scratch streams: stream n's subjects are
 // strata.raw.<n>.>, apart from every shard's. (Before there was one
@@ -45,12 +41,12 @@ func (l *Log) Raw(ctx context.Context) (*Raw, error) {
 	if l.closed() {
 		return nil, ErrClosed
 	}
-	r := &Raw{l: l, js: l.js, streams: l.shards}
+	r := &Raw{l: l}
 	// A bench that did not finish leaves its streams behind.
 	if err := r.deleteStreams(ctx); err != nil {
 		return nil, fmt.Errorf("log: raw streams: delete the old ones: %w", err)
 	}
-	for n := range r.streams {
+	for n := range r.l.shards {
 		cfg := l.logStreamConfig(n, nil)
 		cfg.Name, cfg.Description = rawStream(n), "Strata benchmark baseline, deleted after use"
 		cfg.Subjects = []string{"strata.raw." + strconv.Itoa(n) + ".>"}
@@ -62,7 +58,7 @@ func (l *Log) Raw(ctx context.Context) (*Raw, error) {
 }
 
 // Streams is the number of raw streams, the log's shard count.
-func (r *Raw) Streams() int { return r.streams }
+func (r *Raw) Streams() int { return r.l.shards }
 
 // Close deletes the scratch streams.
 func (r *Raw) Close(ctx context.Context) error {
@@ -74,11 +70,11 @@ func (r *Raw) Close(ctx context.Context) error {
 
 func (r *Raw) deleteStreams(ctx context.Context) error {
 	names := []string{rawStreamName}
-	for n := range r.streams {
+	for n := range r.l.shards {
 		names = append(names, rawStream(n))
 	}
 	for _, name := range names {
-		if err := r.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err := r.l.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return err
 		}
 	}
@@ -96,7 +92,7 @@ func rawMessage(subj string, data []byte, expect uint64) *nats.Msg {
 // message id and the expected last subject sequence) and waits for its
 // ack. It returns the stream sequence.
 func (r *Raw) PublishSync(ctx context.Context, subj string, data []byte, expect uint64) (uint64, error) {
-	ack, err := r.js.PublishMsg(ctx, rawMessage(subj, data, expect))
+	ack, err := r.l.js.PublishMsg(ctx, rawMessage(subj, data, expect))
 	if err != nil {
 		return 0, fmt.Errorf("log: raw publish to %s: %w", subj, err)
 	}
