@@ -74,9 +74,9 @@ func TestReplaceBeforeFiringRunsOnlyTheNew(t *testing.T) {
 	n.mustCall(t.Name(), "set", SetIn{At: time.Now().Add(300 * time.Millisecond)})
 	due := time.Now().Add(900 * time.Millisecond)
 	n.mustCall(t.Name(), "set", SetIn{At: due})
-	fs := waitFires(t, rec, 1, 5*time.Second)
+	waitFires(t, rec, 1, 5*time.Second)
 	time.Sleep(quietPeriod)
-	fs = rec.snapshot()
+	fs := rec.snapshot()
 	if len(fs) != 1 || !fs[0].info.ScheduledAt.Equal(due) || fs[0].at.Before(due) {
 		t.Fatalf("fires %+v, want one at %s", fs, due)
 	}

@@ -104,15 +104,6 @@ func (w *wsClient) readMessage() (chatMsg, error) {
 	}
 }
 
-func (w *wsClient) nextMessage(t *testing.T) chatMsg {
-	t.Helper()
-	m, err := w.readMessage()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 // waitClose reads until the socket ends and returns how, with the time it
 // took from start.
 func (w *wsClient) waitClose(limit time.Duration) (int, error) {
@@ -292,7 +283,7 @@ func TestClusterWebSockets(t *testing.T) {
 	if alice.owner == c.Name(owner) {
 		t.Fatalf("after the kill the room ran on the dead node %s", alice.owner)
 	}
-	if got := carol.hello.History; len(got) < len(posted) || !slices.Equal(got[len(got)-len(posted):len(got)], posted) {
+	if got := carol.hello.History; len(got) < len(posted) || !slices.Equal(got[len(got)-len(posted):], posted) {
 		// The welcome may also hold probes of earlier attempts, after the
 		// posted messages.
 		tail := got

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 
 	"github.com/strata-objects/strata/history"
@@ -81,7 +80,6 @@ type checkpointer struct {
 	cfg   CheckpointConfig
 	queue chan ckptJob
 	done  chan struct{}
-	stop  sync.Once
 	stats struct{ written, skipped, failed, dropped atomic.Uint64 }
 }
 

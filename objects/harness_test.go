@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,7 +26,6 @@ type harness struct {
 	activations atomic.Int64
 	evictions   atomic.Int64
 	fences      atomic.Int64
-	acked       sync.Map // version key -> seq
 }
 
 type harnessOpt func(*Config)
