@@ -62,7 +62,7 @@ type activation struct {
 	lastHash  log.Hash
 	overlay   layer
 	idem      map[string]idemEntry // records of keyed turns not yet applied, by key
-	clearVer  uint64 // version of the newest DeleteAll in the overlay
+	clearVer  uint64               // version of the newest DeleteAll in the overlay
 	trimmedAt uint64
 	pending   *commit
 	inflight  *commit
@@ -79,13 +79,13 @@ type actKey struct {
 
 // request is one turn to run.
 type request struct {
-	ctx    context.Context
-	cause  Cause
-	label  string // method or entry point, for errors
+	ctx   context.Context
+	cause Cause
+	label string // method or entry point, for errors
 	// outcome, set for a keyed request, records and replays its answer.
 	outcome *outcomeCodec
 	run     func(c *Ctx, inst any) (any, error)
-	result chan result // buffered 1
+	result  chan result // buffered 1
 }
 
 type result struct {
@@ -110,8 +110,8 @@ type appendResult struct {
 
 // turn is the state of one running turn.
 type turn struct {
-	a    *activation
-	req  *request
+	a      *activation
+	req    *request
 	st     *Storage
 	done   bool
 	synced bool // Sync staged some of the turn's writes

@@ -132,7 +132,7 @@ type Runtime struct {
 	activations atomic.Uint64
 	ckpt        *checkpointer
 	sweepDone   chan struct{} // closed when sweepIdem has returned
-	sockets     hub // WebSockets by object; outlives activations (websocket.go)
+	sockets     hub           // WebSockets by object; outlives activations (websocket.go)
 }
 
 // New validates cfg and returns a running Runtime.
