@@ -24,19 +24,23 @@ func (rt *Runtime) GetAlarms(ctx context.Context, ref Ref, cause Cause) (map[str
 }
 
 // SetAlarmAt sets ref's alarm name ("" is the default alarm) to at and
-// returns once the change is durable.
-func (rt *Runtime) SetAlarmAt(ctx context.Context, ref Ref, name string, at time.Time, cause Cause) error {
+// returns once the change is durable. It returns the time set: at, or for
+// a keyed retry the time its first attempt set.
+func (rt *Runtime) SetAlarmAt(ctx context.Context, ref Ref, name string, at time.Time, cause Cause) (time.Time, error) {
 	cause.Via, cause.Method = ViaSystem, "PUT alarm"
 	err := keyed(&cause, func() []byte {
 		return requestHash(ViaSystem, cause.Method, []byte(name), binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano())))
 	})
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
-	_, err = rt.dispatch(ctx, ref, cause, "SetAlarm", setAlarmOutcome, func(c *Ctx, _ any) (any, error) {
-		return nil, c.Storage().SetAlarmNamed(name, at)
+	out, err := rt.dispatch(ctx, ref, cause, "SetAlarm", setAlarmOutcome, func(c *Ctx, _ any) (any, error) {
+		return at, c.Storage().SetAlarmNamed(name, at)
 	})
-	return err
+	if err != nil {
+		return time.Time{}, err
+	}
+	return out.(time.Time), nil
 }
 
 // DeleteAlarmAt deletes ref's alarm name and reports whether it was set.

@@ -147,8 +147,15 @@ var (
 		},
 	}
 	setAlarmOutcome = &outcomeCodec{
-		record: func(any) log.Outcome { return newOutcome(http.StatusOK, "", "", nil) },
-		replay: func(*log.Outcome) any { return nil },
+		record: func(out any) log.Outcome {
+			return newOutcome(http.StatusOK, "", "", binary.BigEndian.AppendUint64(nil, uint64(out.(time.Time).UnixNano())))
+		},
+		replay: func(o *log.Outcome) any {
+			if len(o.Body) != 8 {
+				return time.Time{}
+			}
+			return time.Unix(0, int64(binary.BigEndian.Uint64(o.Body)))
+		},
 	}
 	deleteAlarmOutcome = &outcomeCodec{
 		record: func(out any) log.Outcome {
@@ -276,16 +283,21 @@ func (rt *Runtime) sweepIdem() {
 	}
 }
 
-// keyed prepares a keyed request's cause: the key is checked and the hash
-// of what it asks is set. Without a key it does nothing.
+// keyed prepares a keyed request's cause: the key is checked and, unless
+// the caller set one (the gateway does for alarm writes, whose body may
+// say "in 5s": the retry must match the request, not the time it works
+// out), the hash of what it asks is set. Without a key it does nothing.
 func keyed(cause *Cause, hash func() []byte) error {
-	cause.IdemHash, cause.Outcome = nil, nil
+	cause.Outcome = nil
 	if cause.IdemKey == "" {
+		cause.IdemHash = nil
 		return nil
 	}
 	if err := ValidateIdempotencyKey(cause.IdemKey); err != nil {
 		return err
 	}
-	cause.IdemHash = hash()
+	if len(cause.IdemHash) != sha256.Size {
+		cause.IdemHash = hash()
+	}
 	return nil
 }
