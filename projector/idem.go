@@ -50,7 +50,7 @@ type IdemRecord struct {
 }
 
 func encodeIdem(r IdemRecord) ([]byte, error) {
-	c, err := log.EncodeCause(log.Cause{Via: r.Cause.Via, IdemKey: r.Cause.IdemKey, IdemHash: r.Cause.IdemHash, Outcome: r.Cause.Outcome})
+	c, err := log.EncodeCause(log.Cause{Via: r.Cause.Via, Method: r.Cause.Method, IdemKey: r.Cause.IdemKey, IdemHash: r.Cause.IdemHash, Outcome: r.Cause.Outcome})
 	if err != nil {
 		return nil, err
 	}
