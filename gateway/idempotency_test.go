@@ -99,6 +99,11 @@ func TestIdempotencyKeyRPC(t *testing.T) {
 	if v := f.version("counter", "alice"); v != 2 {
 		t.Fatalf("log at v%d after refused keys, want 2", v)
 	}
+	// History shows the key and the answer's status.
+	code, hist, _ := f.do(http.MethodGet, "/v1/objects/counter/alice/history?to=1", "")
+	if code != 200 || !strings.Contains(hist, `"idempotency_key":"order-1","status":200,`) {
+		t.Fatalf("history of the keyed turn: %d %s", code, hist)
+	}
 }
 
 func TestIdempotencyKeyFetch(t *testing.T) {
