@@ -59,12 +59,15 @@ type Replayer struct {
 	Seq     uint64   // stream sequence of the last event applied
 	Hash    log.Hash // chain hash of the last event applied
 	Name    string   // the object's name, from its first event
-	next    uint64   // the version Replay stopped before (0: the log's end)
+	// Keyed holds the records of keyed turns by key (the newest of a key),
+	// for checkpoints: a node that loads from one skips their events.
+	Keyed map[string]log.KeyedTurn
+	next  uint64 // the version Replay stopped before (0: the log's end)
 }
 
 // NewReplayer starts from an object with no events.
 func NewReplayer() *Replayer {
-	return &Replayer{State: map[string][]byte{}, Alarms: map[string]int64{}}
+	return &Replayer{State: map[string][]byte{}, Alarms: map[string]int64{}, Keyed: map[string]log.KeyedTurn{}}
 }
 
 // FromCheckpoint starts from a checkpoint's state (which it takes over).
@@ -76,13 +79,25 @@ func FromCheckpoint(ck *log.Checkpoint) *Replayer {
 	if r.Alarms == nil {
 		r.Alarms = map[string]int64{}
 	}
+	r.Keyed = make(map[string]log.KeyedTurn, len(ck.Keyed))
+	for _, k := range ck.Keyed {
+		r.Keyed[k.Cause.IdemKey] = k
+	}
 	return r
 }
 
-// Checkpoint is the replayer's state as a checkpoint of class and id.
-func (r *Replayer) Checkpoint(class string, id log.ID) *log.Checkpoint {
-	return &log.Checkpoint{Class: class, ID: id, Name: r.Name, Version: r.Version, Seq: r.Seq, Time: r.Time,
+// Checkpoint is the replayer's state as a checkpoint of class and id,
+// with the records of keyed turns since keyedSince (Unix ns), by key.
+func (r *Replayer) Checkpoint(class string, id log.ID, keyedSince int64) *log.Checkpoint {
+	ck := &log.Checkpoint{Class: class, ID: id, Name: r.Name, Version: r.Version, Seq: r.Seq, Time: r.Time,
 		Hash: r.Hash, Keys: maps.Clone(r.State), Alarms: maps.Clone(r.Alarms)}
+	for _, k := range r.Keyed {
+		if k.Time > keyedSince {
+			ck.Keyed = append(ck.Keyed, k)
+		}
+	}
+	sort.Slice(ck.Keyed, func(i, j int) bool { return ck.Keyed[i].Cause.IdemKey < ck.Keyed[j].Cause.IdemKey })
+	return ck
 }
 
 // Apply applies one event and returns its entry with diffs.
@@ -94,6 +109,9 @@ func (r *Replayer) Apply(rec log.Record) (Entry, error) {
 	e := Entry{Version: ev.Version, Seq: rec.Seq, Time: time.Unix(0, ev.Time).UTC(), Name: ev.Name}
 	for _, t := range ev.Turns {
 		turn := Turn{Cause: t.Cause, Changes: []Change{}}
+		if t.Cause.IdemKey != "" && t.Cause.Outcome != nil {
+			r.Keyed[t.Cause.IdemKey] = log.KeyedTurn{Time: ev.Time, Cause: t.Cause}
+		}
 		for _, w := range t.Writes {
 			c := Change{Op: w.Op.String(), Key: w.Key}
 			switch w.Op {

@@ -33,6 +33,16 @@ type Checkpoint struct {
 	Hash    Hash   // that event's chain hash (Record.Hash)
 	Keys    map[string][]byte
 	Alarms  map[string]int64 // alarm name -> due time, Unix ns
+	// Keyed are the records of keyed turns (Cause.IdemKey with an
+	// Outcome) that a retry may still ask for: a node that loads the
+	// object from this checkpoint skips the events that hold them.
+	Keyed []KeyedTurn
+}
+
+// KeyedTurn is the record of one keyed turn: its event's time and cause.
+type KeyedTurn struct {
+	Time  int64 `cbor:"1,keyasint"`
+	Cause Cause `cbor:"2,keyasint"`
 }
 
 // CheckpointInfo is a checkpoint's manifest: everything but the state.
@@ -51,6 +61,11 @@ type CheckpointInfo struct {
 	StateHash Hash         `cbor:"10,keyasint"`
 	Keys      uint64       `cbor:"11,keyasint"`
 	Alarms    []alarmEntry `cbor:"12,keyasint,omitempty"`
+	// KeyedChunks hold the keyed turns' records (Checkpoint.Keyed), Keyed
+	// of them; StateHash covers them after Chunks. Checkpoints written
+	// before they existed have none.
+	KeyedChunks []uint64 `cbor:"13,keyasint,omitempty"`
+	Keyed       uint64   `cbor:"14,keyasint,omitempty"`
 }
 
 type alarmEntry struct {
@@ -140,6 +155,41 @@ func encodeChunks(keys map[string][]byte) ([][]byte, error) {
 	return chunks, nil
 }
 
+// encodeKeyedChunks splits keyed turns' records into chunks.
+func encodeKeyedChunks(keyed []KeyedTurn) ([][]byte, error) {
+	var chunks [][]byte
+	var cur []KeyedTurn
+	size := 0
+	flush := func() error {
+		b, err := encMode.Marshal(cur)
+		if err != nil {
+			return fmt.Errorf("encode checkpoint records: %w", err)
+		}
+		chunks = append(chunks, b)
+		cur, size = cur[:0], 0
+		return nil
+	}
+	for _, k := range keyed {
+		if err := k.Cause.validateIdem(); err != nil || k.Cause.IdemKey == "" || k.Cause.Outcome == nil {
+			return nil, fmt.Errorf("encode checkpoint record %q: not a keyed turn's record (%v)", k.Cause.IdemKey, err)
+		}
+		n := len(k.Cause.IdemKey) + len(k.Cause.Method) + len(k.Cause.Outcome.Body) + 256
+		if len(cur) > 0 && (size+n > ckptChunkBytes || len(cur) == ckptChunkEntries) {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+		cur = append(cur, k)
+		size += n
+	}
+	if len(cur) > 0 {
+		if err := flush(); err != nil {
+			return nil, err
+		}
+	}
+	return chunks, nil
+}
+
 // WriteCheckpoint stores ck unless the object already has a checkpoint at
 // its version or later. It is idempotent: chunks carry message ids from
 // object, version and index, and the manifest expects the manifest subject
@@ -169,8 +219,12 @@ func (l *Log) WriteCheckpoint(ctx context.Context, ck *Checkpoint) error {
 	if err != nil {
 		return err
 	}
+	keyedChunks, err := encodeKeyedChunks(ck.Keyed)
+	if err != nil {
+		return err
+	}
 	info := CheckpointInfo{Format: FormatVersion, Class: ck.Class, ID: ck.ID, Name: ck.Name, Version: ck.Version,
-		Seq: ck.Seq, Time: ck.Time, Hash: ck.Hash, Keys: uint64(len(ck.Keys))}
+		Seq: ck.Seq, Time: ck.Time, Hash: ck.Hash, Keys: uint64(len(ck.Keys)), Keyed: uint64(len(ck.Keyed))}
 	for name, at := range ck.Alarms {
 		info.Alarms = append(info.Alarms, alarmEntry{Name: name, At: at})
 	}
@@ -178,13 +232,17 @@ func (l *Log) WriteCheckpoint(ctx context.Context, ck *Checkpoint) error {
 	sum := sha256.New()
 	dsubj := ckptSubject(shard, ck.Class, ck.ID, "d")
 	prefix := ck.ID.String() + "." + strconv.FormatUint(ck.Version, 10) + "."
-	for i, c := range chunks {
+	for i, c := range append(chunks, keyedChunks...) {
 		m := &nats.Msg{Subject: dsubj, Data: c, Header: nats.Header{hdrMsgID: []string{prefix + strconv.Itoa(i)}}}
 		ack, err := l.js.PublishMsg(ctx, m)
 		if err != nil {
 			return fmt.Errorf("log: checkpoint %s v%d chunk %d: %w", ck.ID, ck.Version, i, err)
 		}
-		info.Chunks = append(info.Chunks, ack.Sequence)
+		if i < len(chunks) {
+			info.Chunks = append(info.Chunks, ack.Sequence)
+		} else {
+			info.KeyedChunks = append(info.KeyedChunks, ack.Sequence)
+		}
 		sum.Write(c)
 	}
 	sum.Sum(info.StateHash[:0])
@@ -290,7 +348,7 @@ func (l *Log) LoadCheckpoint(ctx context.Context, info CheckpointInfo) (*Checkpo
 		return fmt.Errorf("log: checkpoint %s/%s v%d: %w: %s", info.Class, info.ID, info.Version, ErrBadCheckpoint, fmt.Sprintf(format, args...))
 	}
 	sum := sha256.New()
-	for _, seq := range info.Chunks {
+	read := func(seq uint64) ([]byte, error) {
 		m, err := l.msgAt(ctx, stream, seq)
 		if err != nil {
 			return nil, fmt.Errorf("log: checkpoint %s v%d chunk at %d: %w", info.ID, info.Version, seq, err)
@@ -299,8 +357,15 @@ func (l *Log) LoadCheckpoint(ctx context.Context, info CheckpointInfo) (*Checkpo
 			return nil, bad("chunk %d is on %s", seq, m.subj)
 		}
 		sum.Write(m.data)
+		return m.data, nil
+	}
+	for _, seq := range info.Chunks {
+		data, err := read(seq)
+		if err != nil {
+			return nil, err
+		}
 		var entries []keyEntry
-		if err := decMode.Unmarshal(m.data, &entries); err != nil {
+		if err := decMode.Unmarshal(data, &entries); err != nil {
 			return nil, bad("chunk %d: %v", seq, err)
 		}
 		for _, e := range entries {
@@ -310,10 +375,26 @@ func (l *Log) LoadCheckpoint(ctx context.Context, info CheckpointInfo) (*Checkpo
 			ck.Keys[e.Key] = e.Value
 		}
 	}
+	for _, seq := range info.KeyedChunks {
+		data, err := read(seq)
+		if err != nil {
+			return nil, err
+		}
+		var entries []KeyedTurn
+		if err := decMode.Unmarshal(data, &entries); err != nil {
+			return nil, bad("chunk %d: %v", seq, err)
+		}
+		for _, e := range entries {
+			if err := e.Cause.validateIdem(); err != nil || e.Cause.IdemKey == "" || e.Cause.Outcome == nil {
+				return nil, bad("chunk %d: record %q is not a keyed turn's (%v)", seq, e.Cause.IdemKey, err)
+			}
+		}
+		ck.Keyed = append(ck.Keyed, entries...)
+	}
 	var got Hash
 	sum.Sum(got[:0])
-	if got != info.StateHash || uint64(len(ck.Keys)) != info.Keys {
-		return nil, bad("state hash %s with %d keys, manifest says %s with %d", got, len(ck.Keys), info.StateHash, info.Keys)
+	if got != info.StateHash || uint64(len(ck.Keys)) != info.Keys || uint64(len(ck.Keyed)) != info.Keyed {
+		return nil, bad("state hash %s with %d keys and %d records, manifest says %s with %d and %d", got, len(ck.Keys), len(ck.Keyed), info.StateHash, info.Keys, info.Keyed)
 	}
 	return ck, nil
 }

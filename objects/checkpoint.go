@@ -142,7 +142,13 @@ func (c *checkpointer) write(ctx context.Context, class string, id ID, version u
 	if rep.Version != version {
 		return fmt.Errorf("checkpoint %s/%s v%d: the log ends at version %d", class, id, version, rep.Version)
 	}
-	ck := rep.Checkpoint(class, id)
+	// Keys a retry may still ask for travel with the checkpoint: a node
+	// that loads from it skips their events (idempotency.go).
+	window := DefaultIdempotencyWindow
+	if cl, ok := c.rt.classes[class]; ok {
+		window = cl.IdempotencyWindow()
+	}
+	ck := rep.Checkpoint(class, id, rep.Time-int64(window))
 	if err := l.WriteCheckpoint(ctx, ck); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -277,5 +278,58 @@ func TestIdempotentOutcomes(t *testing.T) {
 	turns = echoTurns.Load()
 	if _, err := h.echo(ctx, "big", "k", in); !errors.Is(err, ErrOutcomeNotKept) || echoTurns.Load() != turns {
 		t.Fatalf("retry of a large answer: %v, %d turns; want ErrOutcomeNotKept", err, echoTurns.Load()-turns)
+	}
+}
+
+// TestIdempotentRetryFromCheckpoint: a node that loads the object from a
+// checkpoint (its snapshot is far behind, or the class drops old events)
+// skips the events that hold the keys' records; the checkpoint carries the
+// records inside the class's window, so retries are still answered.
+func TestIdempotentRetryFromCheckpoint(t *testing.T) {
+	const every = 4
+	for _, retain := range []bool{false, true} {
+		t.Run(fmt.Sprint("retain=", retain), func(t *testing.T) {
+			srv := startServer(t)
+			cfg := func(c *Config) {
+				c.Checkpoints = CheckpointConfig{Every: every}
+				if retain {
+					c.Checkpoints.Retain = map[string]bool{"echo": true}
+				}
+			}
+			lcfg := log.Config{AllowRetention: retain}
+			h1 := newHarnessWith(t, srv, lcfg, cfg)
+			ctx := context.Background()
+			answers := map[string]string{}
+			for i := range 2 * every {
+				key := fmt.Sprint("k", i)
+				out, err := h1.echo(ctx, "a", key, echoIn{Key: "x", Value: key})
+				if err != nil {
+					t.Fatal(err)
+				}
+				answers[key] = out
+			}
+			if err := h1.rt.FlushCheckpoints(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if s := h1.rt.CheckpointStats(); s.Written != 2 {
+				t.Fatalf("checkpoints %+v, want 2 written", s)
+			}
+			h1.close()
+
+			h2 := newHarnessWith(t, srv, lcfg, cfg)
+			turns := echoTurns.Load()
+			before := h2.log.Stats().Read
+			for key, want := range answers {
+				if got, err := h2.echo(ctx, "a", key, echoIn{Key: "x", Value: key}); err != nil || got != want {
+					t.Fatalf("retry of %s on a node that loaded from the checkpoint: %s, %v; want %s", key, got, err, want)
+				}
+			}
+			if reads := h2.log.Stats().Read - before; reads != 0 {
+				t.Fatalf("the new node read %d events: it did not load from the checkpoint, so this proves nothing", reads)
+			}
+			if echoTurns.Load() != turns || h2.lastVersion("echo", "a") != 2*every {
+				t.Fatalf("retries ran %d turns, log at v%d", echoTurns.Load()-turns, h2.lastVersion("echo", "a"))
+			}
+		})
 	}
 }

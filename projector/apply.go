@@ -156,7 +156,7 @@ func (b *txnBatch) stage(rec log.Record, split bool) error {
 			}
 		}
 	}
-	if err := stageIdem(do, ev); err != nil {
+	if err := eventIdem(do, ev); err != nil {
 		return fmt.Errorf("projector: apply %s/%s v%d: %w", ev.Class, ev.ID, ev.Version, err)
 	}
 	next := Meta{Version: ev.Version, Seq: rec.Seq, Hash: rec.Hash(), Name: meta.Name, Updated: ev.Time}

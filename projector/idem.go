@@ -68,26 +68,34 @@ func decodeIdem(b []byte) (IdemRecord, error) {
 	return IdemRecord{Time: int64(binary.BigEndian.Uint64(b)), Cause: c}, nil
 }
 
-// stageIdem writes the records of ev's keyed turns through do.
-func stageIdem(do func(func(*badger.Txn) error) error, ev *log.Event) error {
+// eventIdem writes the records of ev's keyed turns through do.
+func eventIdem(do func(func(*badger.Txn) error) error, ev *log.Event) error {
 	for _, t := range ev.Turns {
 		if t.Cause.IdemKey == "" || t.Cause.Outcome == nil {
 			continue
 		}
-		v, err := encodeIdem(IdemRecord{Time: ev.Time, Cause: t.Cause})
-		if err != nil {
+		if err := stageIdem(do, ev.Class, ev.ID, log.KeyedTurn{Time: ev.Time, Cause: t.Cause}); err != nil {
 			return err
 		}
-		k, xk := idemKey(ev.Class, ev.ID, t.Cause.IdemKey), idemExpiryKey(ev.Time, ev.Class, ev.ID, t.Cause.IdemKey)
-		err = do(func(tx *badger.Txn) error {
-			if err := tx.Set(k, v); err != nil {
-				return err
-			}
-			return tx.Set(xk, nil)
-		})
-		if err != nil {
-			return fmt.Errorf("idempotency record %q: %w", t.Cause.IdemKey, err)
+	}
+	return nil
+}
+
+// stageIdem writes one keyed turn's record and its expiry entry through do.
+func stageIdem(do func(func(*badger.Txn) error) error, class string, id log.ID, t log.KeyedTurn) error {
+	v, err := encodeIdem(IdemRecord{Time: t.Time, Cause: t.Cause})
+	if err != nil {
+		return err
+	}
+	k, xk := idemKey(class, id, t.Cause.IdemKey), idemExpiryKey(t.Time, class, id, t.Cause.IdemKey)
+	err = do(func(tx *badger.Txn) error {
+		if err := tx.Set(k, v); err != nil {
+			return err
 		}
+		return tx.Set(xk, nil)
+	})
+	if err != nil {
+		return fmt.Errorf("idempotency record %q: %w", t.Cause.IdemKey, err)
 	}
 	return nil
 }
