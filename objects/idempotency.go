@@ -261,6 +261,9 @@ func (rt *Runtime) sweepIdem() {
 	for _, c := range rt.classes {
 		window = max(window, c.IdempotencyWindow())
 	}
+	if window == 0 {
+		return // no classes, no records
+	}
 	t := time.NewTicker(rt.cfg.IdempotencySweepEvery)
 	defer t.Stop()
 	for {
