@@ -100,6 +100,8 @@ type Reply struct {
 	Node   string           `cbor:"7,keyasint,omitempty"`
 	Run    int64            `cbor:"8,keyasint,omitempty"`
 	At     int64            `cbor:"9,keyasint,omitempty"` // KindSetAlarm: the time set, unix nanoseconds
+	// Replayed: the owner answered from the request's key's record.
+	Replayed bool `cbor:"10,keyasint,omitempty"`
 }
 
 // WireError is an error as it crosses nodes: a code that maps back to the

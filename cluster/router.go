@@ -364,6 +364,9 @@ func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 		if err == nil {
 			ranOn(ctx, owner)
 		}
+		if rep != nil && rep.Replayed {
+			objects.MarkReplayed(ctx)
+		}
 		if err == nil || !inMotion(err) && !(env.Cause.IdemKey != "" && errors.Is(err, errOutcomeUnknown)) {
 			return rep, err
 		}
@@ -447,11 +450,13 @@ func (r *Router) handle(ctx context.Context, data []byte) []byte {
 		err = fmt.Errorf("%w: %s's membership lease ran out", errNotOwner, r.cfg.Node)
 	default:
 		r.stats.served.Add(1)
+		ctx = objects.TrackReplay(ctx)
 		rep, err = r.runLocal(ctx, &env)
 	}
 	if rep == nil {
 		rep = &Reply{}
 	}
+	rep.Replayed = objects.Replayed(ctx)
 	rep.Err = toWire(err)
 	out, eerr := encode(rep)
 	if eerr != nil {

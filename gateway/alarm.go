@@ -94,6 +94,7 @@ func (g *Gateway) alarm(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			cause.IdemHash = alarmRequestHash(r.Method, name, body)
 		}
 		at, err = g.cfg.Backend.SetAlarmAt(ctx, rt.ref, name, at, cause)
+		setReplayed(ctx, w)
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -105,6 +106,7 @@ func (g *Gateway) alarm(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			cause.IdemHash = alarmRequestHash(r.Method, name, nil)
 		}
 		deleted, err := g.cfg.Backend.DeleteAlarmAt(ctx, rt.ref, name, cause)
+		setReplayed(ctx, w)
 		if err != nil {
 			writeError(w, r, err)
 			return

@@ -130,6 +130,18 @@ type reqIDKey struct{}
 // attempt's answer without running again (objects/idempotency.go).
 const IdempotencyKeyHeader = "Idempotency-Key"
 
+// ReplayedHeader is set ("true") on an answer given from an
+// Idempotency-Key's record, without running the request again.
+const ReplayedHeader = "Idempotent-Replayed"
+
+// setReplayed sets ReplayedHeader if the request made with ctx (a
+// objects.TrackReplay context) was answered from its key's record.
+func setReplayed(ctx context.Context, w http.ResponseWriter) {
+	if objects.Replayed(ctx) {
+		w.Header().Set(ReplayedHeader, "true")
+	}
+}
+
 // route is a parsed /v1/objects/... path.
 type route struct {
 	ref    objects.Ref
@@ -197,6 +209,7 @@ func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		cause.IdemKey = vs[0]
+		ctx = objects.TrackReplay(ctx)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, g.cfg.BodyBytesMax)
 	switch rt.action {
@@ -230,6 +243,7 @@ func (g *Gateway) rpc(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	}
 	ctx = cluster.TrackNode(ctx)
 	out, err := g.cfg.Backend.Call(ctx, rt.ref, rt.rest, body, jsonCodec{}, cause)
+	setReplayed(ctx, w)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -259,6 +273,7 @@ func (g *Gateway) fetch(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	in.ContentLength = int64(len(body))
 	ctx = cluster.TrackNode(ctx)
 	resp, err := g.cfg.Backend.Fetch(ctx, rt.ref, in, cause)
+	setReplayed(ctx, w)
 	if err != nil {
 		writeError(w, r, err)
 		return

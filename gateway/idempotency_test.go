@@ -64,9 +64,12 @@ func TestIdempotencyKeyRPC(t *testing.T) {
 	f := start(t)
 	const inc = "/v1/objects/counter/alice/rpc/increment"
 	for i := range 3 {
-		code, body, _ := f.doKeyed(http.MethodPost, inc, `{"by":5}`, "order-1")
+		code, body, hdr := f.doKeyed(http.MethodPost, inc, `{"by":5}`, "order-1")
 		if code != http.StatusOK || body != `{"value":5}` {
 			t.Fatalf("attempt %d: %d %s, want 200 {\"value\":5}", i, code, body)
+		}
+		if replayed := hdr.Get("Idempotent-Replayed") == "true"; replayed != (i > 0) {
+			t.Fatalf("attempt %d: Idempotent-Replayed %q", i, hdr.Get("Idempotent-Replayed"))
 		}
 	}
 	if v := f.version("counter", "alice"); v != 1 {
@@ -113,8 +116,8 @@ func TestIdempotencyKeyFetch(t *testing.T) {
 	if code != http.StatusAccepted || first != "PUT /p hits=1 stored=hello" {
 		t.Fatalf("first: %d %q", code, first)
 	}
-	code, again, _ := f.doKeyed(http.MethodPut, p, "hello", "put-1")
-	if code != http.StatusAccepted || again != first {
+	code, again, hdr := f.doKeyed(http.MethodPut, p, "hello", "put-1")
+	if code != http.StatusAccepted || again != first || hdr.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("retry: %d %q, want 202 %q", code, again, first)
 	}
 	if code, body, _ := f.doKeyed(http.MethodPut, "/v1/objects/echo/e1/fetch/p?q=2", "hello", "put-1"); code != http.StatusUnprocessableEntity {

@@ -16,7 +16,8 @@ import (
 
 // keyedIncrement posts one increment of counter/name with an
 // Idempotency-Key on a new connection (a retrying client cannot trust the
-// old one), and returns the status and the counter's value in the answer.
+// old one), and returns the status, the counter's value in the answer and
+// the body. replayedAnswers counts answers given from a key's record.
 func keyedIncrement(ctx context.Context, base, name, key string) (int, int64, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/objects/counter/"+name+"/rpc/increment", strings.NewReader(`{"by":1}`))
 	if err != nil {
@@ -37,8 +38,13 @@ func keyedIncrement(ctx context.Context, base, name, key string) (int, int64, st
 	if resp.StatusCode == http.StatusOK {
 		err = json.Unmarshal(b, &out)
 	}
+	if resp.Header.Get("Idempotent-Replayed") == "true" {
+		replayedAnswers.Add(1)
+	}
 	return resp.StatusCode, out.Value, string(bytes.TrimSpace(b)), err
 }
+
+var replayedAnswers atomic.Int64
 
 // retryingClients run workers that each make perWorker increments of one
 // counter, every one under its own key, retrying each (same key, any node
@@ -152,7 +158,7 @@ func TestIdempotentRetriesAcrossSIGKILL(t *testing.T) {
 	p = serve(t, dir)
 	url.Store(p.url)
 	rc.check(t, workers*perWorker)
-	t.Logf("%d increments answered before SIGKILL, %d retries", killedAt, rc.retries.Load())
+	t.Logf("%d increments answered before SIGKILL, %d retries, %d answers replayed", killedAt, rc.retries.Load(), replayedAnswers.Load())
 	if got := finalValue(t, p.url, "idem"); got != workers*perWorker {
 		t.Fatalf("counter at %d after %d keyed increments", got, workers*perWorker)
 	}
@@ -200,12 +206,16 @@ func TestClusterIdempotentRetriesOwnerDies(t *testing.T) {
 	c.Kill(victim)
 	killedAt := rc.acks.Load()
 	rc.check(t, workers*perWorker)
-	t.Logf("owner %s killed after %d answers; %d retries", owner, killedAt, rc.retries.Load())
+	t.Logf("owner %s killed after %d answers; %d retries, %d answers replayed", owner, killedAt, rc.retries.Load(), replayedAnswers.Load())
 	survivor := (victim + 1) % 3
 	if got := finalValue(t, c.URL(survivor), name); got != workers*perWorker {
 		t.Fatalf("counter at %d after %d keyed increments", got, workers*perWorker)
 	}
+	before := replayedAnswers.Load()
 	status, v, late, err := keyedIncrement(context.Background(), c.URL(survivor), name, "w00-000")
+	if replayedAnswers.Load() != before+1 {
+		t.Errorf("the late retry through %s was not marked Idempotent-Replayed", c.Name(survivor))
+	}
 	if err != nil || status != http.StatusOK || v != rc.answers["w00-000"] {
 		t.Fatalf("late retry of w00-000 on %s: %d %s %v, want its first answer %d", c.Name(survivor), status, late, err, rc.answers["w00-000"])
 	}

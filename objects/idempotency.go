@@ -1,11 +1,13 @@
 package objects
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -247,6 +249,7 @@ func (a *activation) answerFromRecord(req *request) bool {
 			a.class.name, a.id, truncate(req.cause.IdemKey), cause.Via, truncate(cause.Method))})
 	default:
 		a.rt.hooks.replayed(a.class.name, a.id)
+		MarkReplayed(req.ctx)
 		a.gate(req, a.replayOutcome(req, cause.Outcome))
 	}
 	return true
@@ -283,6 +286,30 @@ func (rt *Runtime) sweepIdem() {
 				break
 			}
 		}
+	}
+}
+
+type replayedKey struct{}
+
+// TrackReplay returns a context in which a keyed request notes whether it
+// was answered from its key's record rather than run (Replayed). The
+// gateway says so in a header.
+func TrackReplay(ctx context.Context) context.Context {
+	return context.WithValue(ctx, replayedKey{}, new(atomic.Bool))
+}
+
+// Replayed reports whether a request made with a TrackReplay context was
+// answered from its key's record.
+func Replayed(ctx context.Context) bool {
+	p, ok := ctx.Value(replayedKey{}).(*atomic.Bool)
+	return ok && p.Load()
+}
+
+// MarkReplayed notes in ctx's tracker, if any, that the request was
+// answered from a record (a cluster node relays its owner's answer).
+func MarkReplayed(ctx context.Context) {
+	if p, ok := ctx.Value(replayedKey{}).(*atomic.Bool); ok {
+		p.Store(true)
 	}
 }
 
