@@ -140,12 +140,14 @@ func TestIdempotencyKeyReused(t *testing.T) {
 func TestIdempotentRetryWhileInFlight(t *testing.T) {
 	release := make(chan struct{})
 	var stalled atomic.Bool
+	var replays atomic.Int64
 	h := newHarness(t, func(c *Config) {
 		c.Hooks.BeforeAppend = func(class string, _ ID, _ uint64) {
 			if class == "echo" && stalled.CompareAndSwap(false, true) {
 				<-release
 			}
 		}
+		c.Hooks.Replayed = func(string, ID) { replays.Add(1) }
 	})
 	ctx := context.Background()
 	turns := echoTurns.Load()
@@ -161,6 +163,12 @@ func TestIdempotentRetryWhileInFlight(t *testing.T) {
 		}()
 	}
 	waitFor(t, "the first attempt's append", stalled.Load)
+	// The others find the first attempt's record while its event is still
+	// being appended; their answers wait for its acknowledgement.
+	waitFor(t, "the retries to find the record", func() bool { return replays.Load() == n-1 })
+	if done := h.lastVersion("echo", "a"); done != 0 {
+		t.Fatalf("the stalled append is in the log (v%d) before its release", done)
+	}
 	close(release)
 	wg.Wait()
 	for i := range n {
@@ -168,8 +176,8 @@ func TestIdempotentRetryWhileInFlight(t *testing.T) {
 			t.Fatalf("attempt %d: %s, %v; want %s", i, answers[i], errs[i], answers[0])
 		}
 	}
-	if echoTurns.Load() != turns+1 || h.lastVersion("echo", "a") != 1 {
-		t.Fatalf("%d turns ran, log at v%d; want 1, v1", echoTurns.Load()-turns, h.lastVersion("echo", "a"))
+	if echoTurns.Load() != turns+1 || h.lastVersion("echo", "a") != 1 || replays.Load() != n-1 {
+		t.Fatalf("%d turns ran, %d replays, log at v%d; want 1, %d, v1", echoTurns.Load()-turns, replays.Load(), h.lastVersion("echo", "a"), n-1)
 	}
 }
 
