@@ -110,6 +110,9 @@ func (r *Replayer) Apply(rec log.Record) (Entry, error) {
 	for _, t := range ev.Turns {
 		turn := Turn{Cause: t.Cause, Changes: []Change{}}
 		if t.Cause.IdemKey != "" && t.Cause.Outcome != nil {
+			if r.Keyed == nil {
+				r.Keyed = map[string]log.KeyedTurn{}
+			}
 			r.Keyed[t.Cause.IdemKey] = log.KeyedTurn{Time: ev.Time, Cause: t.Cause}
 		}
 		for _, w := range t.Writes {
