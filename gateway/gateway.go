@@ -210,6 +210,7 @@ func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 		}
 		cause.IdemKey = vs[0]
 		ctx = objects.TrackReplay(ctx)
+		r = withKey(r)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, g.cfg.BodyBytesMax)
 	switch rt.action {

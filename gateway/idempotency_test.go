@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/strata-objects/strata/gateway"
+	"github.com/strata-objects/strata/internal/testnode"
 	"github.com/strata-objects/strata/objects"
 )
 
@@ -146,5 +150,43 @@ func TestIdempotencyKeyAlarm(t *testing.T) {
 	code2, del2, _ := f.doKeyed(http.MethodDelete, p, ``, "del-1")
 	if code != 200 || code2 != 200 || del1 != `{"deleted":true,"name":""}` || del2 != del1 {
 		t.Fatalf("keyed delete twice: %d %s, %d %s; want the first's answer twice", code, del1, code2, del2)
+	}
+}
+
+// slow waits for its caller's deadline: its requests time out.
+type slow struct{}
+
+func (slow) Wait(ctx *objects.Ctx) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestRetryableNeedsKey: an error whose outcome is unknown (here a 504
+// timeout) says retryable only when the request carried an
+// Idempotency-Key; without one a retry could run the request twice.
+func TestRetryableNeedsKey(t *testing.T) {
+	n := testnode.Start(t, []*objects.Class{objects.Define("slow", func() *slow { return &slow{} })}, nil)
+	gw, err := gateway.New(gateway.Config{Backend: n.Runtime, RequestTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw)
+	t.Cleanup(srv.Close)
+	f := &fixture{t: t, node: n, url: srv.URL}
+	for _, c := range []struct {
+		keys      []string
+		retryable bool
+	}{{nil, false}, {[]string{"k1"}, true}} {
+		code, body, hdr := f.doKeyed(http.MethodPost, "/v1/objects/slow/s/rpc/wait", "", c.keys...)
+		var e struct {
+			Error struct {
+				Code      string
+				Retryable bool
+			} `json:"error"`
+		}
+		json.Unmarshal([]byte(body), &e)
+		if code != http.StatusGatewayTimeout || e.Error.Code != "timeout" || e.Error.Retryable != c.retryable || (hdr.Get("Retry-After") != "") != c.retryable {
+			t.Fatalf("keys %v: %d %s Retry-After %q; want 504 timeout, retryable %v", c.keys, code, body, hdr.Get("Retry-After"), c.retryable)
+		}
 	}
 }
