@@ -59,8 +59,10 @@ type Replayer struct {
 	Seq     uint64   // stream sequence of the last event applied
 	Hash    log.Hash // chain hash of the last event applied
 	Name    string   // the object's name, from its first event
-	// Keyed holds the records of keyed turns by key (the newest of a key),
-	// for checkpoints: a node that loads from one skips their events.
+	// Keyed holds the records of keyed turns applied since the replay's
+	// start (its checkpoint), by key, the newest of a key: what the next
+	// checkpoint carries, since a node that loads from it skips their
+	// events.
 	Keyed map[string]log.KeyedTurn
 	next  uint64 // the version Replay stopped before (0: the log's end)
 }
@@ -71,6 +73,7 @@ func NewReplayer() *Replayer {
 }
 
 // FromCheckpoint starts from a checkpoint's state (which it takes over).
+// The checkpoint's keyed records stay with it: Keyed starts empty.
 func FromCheckpoint(ck *log.Checkpoint) *Replayer {
 	r := &Replayer{State: ck.Keys, Alarms: ck.Alarms, Version: ck.Version, Time: ck.Time, Seq: ck.Seq, Hash: ck.Hash, Name: ck.Name}
 	if r.State == nil {
@@ -79,15 +82,13 @@ func FromCheckpoint(ck *log.Checkpoint) *Replayer {
 	if r.Alarms == nil {
 		r.Alarms = map[string]int64{}
 	}
-	r.Keyed = make(map[string]log.KeyedTurn, len(ck.Keyed))
-	for _, k := range ck.Keyed {
-		r.Keyed[k.Cause.IdemKey] = k
-	}
+	r.Keyed = map[string]log.KeyedTurn{}
 	return r
 }
 
 // Checkpoint is the replayer's state as a checkpoint of class and id,
-// with the records of keyed turns since keyedSince (Unix ns), by key.
+// with the records of the keyed turns it applied whose time is after
+// keyedSince (Unix ns), by key.
 func (r *Replayer) Checkpoint(class string, id log.ID, keyedSince int64) *log.Checkpoint {
 	ck := &log.Checkpoint{Class: class, ID: id, Name: r.Name, Version: r.Version, Seq: r.Seq, Time: r.Time,
 		Hash: r.Hash, Keys: maps.Clone(r.State), Alarms: maps.Clone(r.Alarms)}

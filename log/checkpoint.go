@@ -34,8 +34,10 @@ type Checkpoint struct {
 	Keys    map[string][]byte
 	Alarms  map[string]int64 // alarm name -> due time, Unix ns
 	// Keyed are the records of keyed turns (Cause.IdemKey with an
-	// Outcome) that a retry may still ask for: a node that loads the
-	// object from this checkpoint skips the events that hold them.
+	// Outcome) in the events since the checkpoint before this one that a
+	// retry may still ask for: a node that loads the object from a
+	// checkpoint skips the events that hold them, and reads them from the
+	// checkpoints of the window instead (LoadKeyed).
 	Keyed []KeyedTurn
 }
 
@@ -62,10 +64,12 @@ type CheckpointInfo struct {
 	Keys      uint64       `cbor:"11,keyasint"`
 	Alarms    []alarmEntry `cbor:"12,keyasint,omitempty"`
 	// KeyedChunks hold the keyed turns' records (Checkpoint.Keyed), Keyed
-	// of them; StateHash covers them after Chunks. Checkpoints written
-	// before they existed have none.
+	// of them; KeyedHash is SHA-256 over their bytes in order, so they can
+	// be read without the state. Checkpoints written before they existed
+	// have none.
 	KeyedChunks []uint64 `cbor:"13,keyasint,omitempty"`
 	Keyed       uint64   `cbor:"14,keyasint,omitempty"`
+	KeyedHash   Hash     `cbor:"15,keyasint,omitempty"`
 }
 
 type alarmEntry struct {
@@ -229,7 +233,7 @@ func (l *Log) WriteCheckpoint(ctx context.Context, ck *Checkpoint) error {
 		info.Alarms = append(info.Alarms, alarmEntry{Name: name, At: at})
 	}
 	sort.Slice(info.Alarms, func(i, j int) bool { return info.Alarms[i].Name < info.Alarms[j].Name })
-	sum := sha256.New()
+	sum, keyedSum := sha256.New(), sha256.New()
 	dsubj := ckptSubject(shard, ck.Class, ck.ID, "d")
 	prefix := ck.ID.String() + "." + strconv.FormatUint(ck.Version, 10) + "."
 	for i, c := range append(chunks, keyedChunks...) {
@@ -240,12 +244,16 @@ func (l *Log) WriteCheckpoint(ctx context.Context, ck *Checkpoint) error {
 		}
 		if i < len(chunks) {
 			info.Chunks = append(info.Chunks, ack.Sequence)
+			sum.Write(c)
 		} else {
 			info.KeyedChunks = append(info.KeyedChunks, ack.Sequence)
+			keyedSum.Write(c)
 		}
-		sum.Write(c)
 	}
 	sum.Sum(info.StateHash[:0])
+	if len(keyedChunks) > 0 {
+		keyedSum.Sum(info.KeyedHash[:0])
+	}
 	b, err := encMode.Marshal(info)
 	if err != nil {
 		return fmt.Errorf("log: checkpoint %s v%d manifest: %w", ck.ID, ck.Version, err)
@@ -337,8 +345,6 @@ func (l *Log) LoadCheckpoint(ctx context.Context, info CheckpointInfo) (*Checkpo
 	if l.closed() {
 		return nil, ErrClosed
 	}
-	shard := l.ShardOf(info.ID)
-	stream, dsubj := CkptStream(shard), ckptSubject(shard, info.Class, info.ID, "d")
 	ck := &Checkpoint{Class: info.Class, ID: info.ID, Name: info.Name, Version: info.Version, Seq: info.Seq,
 		Time: info.Time, Hash: info.Hash, Keys: make(map[string][]byte, int(min(info.Keys, 1<<16))), Alarms: map[string]int64{}}
 	for _, a := range info.Alarms {
@@ -348,22 +354,12 @@ func (l *Log) LoadCheckpoint(ctx context.Context, info CheckpointInfo) (*Checkpo
 		return fmt.Errorf("log: checkpoint %s/%s v%d: %w: %s", info.Class, info.ID, info.Version, ErrBadCheckpoint, fmt.Sprintf(format, args...))
 	}
 	sum := sha256.New()
-	read := func(seq uint64) ([]byte, error) {
-		m, err := l.msgAt(ctx, stream, seq)
-		if err != nil {
-			return nil, fmt.Errorf("log: checkpoint %s v%d chunk at %d: %w", info.ID, info.Version, seq, err)
-		}
-		if m.subj != dsubj {
-			return nil, bad("chunk %d is on %s", seq, m.subj)
-		}
-		sum.Write(m.data)
-		return m.data, nil
-	}
 	for _, seq := range info.Chunks {
-		data, err := read(seq)
+		data, err := l.chunkAt(ctx, info, seq)
 		if err != nil {
 			return nil, err
 		}
+		sum.Write(data)
 		var entries []keyEntry
 		if err := decMode.Unmarshal(data, &entries); err != nil {
 			return nil, bad("chunk %d: %v", seq, err)
@@ -375,11 +371,48 @@ func (l *Log) LoadCheckpoint(ctx context.Context, info CheckpointInfo) (*Checkpo
 			ck.Keys[e.Key] = e.Value
 		}
 	}
+	var got Hash
+	sum.Sum(got[:0])
+	if got != info.StateHash || uint64(len(ck.Keys)) != info.Keys {
+		return nil, bad("state hash %s with %d keys, manifest says %s with %d", got, len(ck.Keys), info.StateHash, info.Keys)
+	}
+	var err error
+	if ck.Keyed, err = l.LoadKeyed(ctx, info); err != nil {
+		return nil, err
+	}
+	return ck, nil
+}
+
+// chunkAt reads one chunk of a checkpoint and checks its subject.
+func (l *Log) chunkAt(ctx context.Context, info CheckpointInfo, seq uint64) ([]byte, error) {
+	shard := l.ShardOf(info.ID)
+	m, err := l.msgAt(ctx, CkptStream(shard), seq)
+	if err != nil {
+		return nil, fmt.Errorf("log: checkpoint %s v%d chunk at %d: %w", info.ID, info.Version, seq, err)
+	}
+	if dsubj := ckptSubject(shard, info.Class, info.ID, "d"); m.subj != dsubj {
+		return nil, fmt.Errorf("log: checkpoint %s/%s v%d: %w: chunk %d is on %s", info.Class, info.ID, info.Version, ErrBadCheckpoint, seq, m.subj)
+	}
+	return m.data, nil
+}
+
+// LoadKeyed reads only the records of keyed turns a checkpoint holds
+// (Checkpoint.Keyed) and checks them against its manifest.
+func (l *Log) LoadKeyed(ctx context.Context, info CheckpointInfo) ([]KeyedTurn, error) {
+	if l.closed() {
+		return nil, ErrClosed
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("log: checkpoint %s/%s v%d: %w: %s", info.Class, info.ID, info.Version, ErrBadCheckpoint, fmt.Sprintf(format, args...))
+	}
+	var keyed []KeyedTurn
+	sum := sha256.New()
 	for _, seq := range info.KeyedChunks {
-		data, err := read(seq)
+		data, err := l.chunkAt(ctx, info, seq)
 		if err != nil {
 			return nil, err
 		}
+		sum.Write(data)
 		var entries []KeyedTurn
 		if err := decMode.Unmarshal(data, &entries); err != nil {
 			return nil, bad("chunk %d: %v", seq, err)
@@ -389,14 +422,16 @@ func (l *Log) LoadCheckpoint(ctx context.Context, info CheckpointInfo) (*Checkpo
 				return nil, bad("chunk %d: record %q is not a keyed turn's (%v)", seq, e.Cause.IdemKey, err)
 			}
 		}
-		ck.Keyed = append(ck.Keyed, entries...)
+		keyed = append(keyed, entries...)
 	}
 	var got Hash
-	sum.Sum(got[:0])
-	if got != info.StateHash || uint64(len(ck.Keys)) != info.Keys || uint64(len(ck.Keyed)) != info.Keyed {
-		return nil, bad("state hash %s with %d keys and %d records, manifest says %s with %d and %d", got, len(ck.Keys), len(ck.Keyed), info.StateHash, info.Keys, info.Keyed)
+	if len(info.KeyedChunks) > 0 {
+		sum.Sum(got[:0])
 	}
-	return ck, nil
+	if got != info.KeyedHash || uint64(len(keyed)) != info.Keyed {
+		return nil, bad("records hash %s with %d records, manifest says %s with %d", got, len(keyed), info.KeyedHash, info.Keyed)
+	}
+	return keyed, nil
 }
 
 // msgAt is the message at one stream sequence.

@@ -3,6 +3,7 @@ package log
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"testing"
@@ -42,9 +43,20 @@ func TestCheckpointKeyedTurns(t *testing.T) {
 	if !reflect.DeepEqual(got.Keyed, keyed) || string(got.Keys["k"]) != "v" {
 		t.Fatalf("loaded %d records and keys %v, want the 20 written and k=v", len(got.Keyed), got.Keys)
 	}
-	// A manifest that claims another count is refused.
-	info.Keyed = 19
-	if _, err := l.LoadCheckpoint(ctx, info); err == nil {
-		t.Fatal("a manifest with the wrong record count loaded")
+	// The records alone, without the state.
+	only, err := l.LoadKeyed(ctx, info)
+	if err != nil || !reflect.DeepEqual(only, keyed) {
+		t.Fatalf("LoadKeyed: %d records, %v", len(only), err)
+	}
+	// A manifest that claims another count, or misses a chunk, is refused.
+	bad := info
+	bad.Keyed = 19
+	if _, err := l.LoadCheckpoint(ctx, bad); !errors.Is(err, ErrBadCheckpoint) {
+		t.Fatalf("a manifest with the wrong record count: %v, want ErrBadCheckpoint", err)
+	}
+	bad = info
+	bad.KeyedChunks = bad.KeyedChunks[1:]
+	if _, err := l.LoadKeyed(ctx, bad); !errors.Is(err, ErrBadCheckpoint) {
+		t.Fatalf("a manifest missing a chunk: %v, want ErrBadCheckpoint", err)
 	}
 }

@@ -291,8 +291,10 @@ func TestIdempotentOutcomes(t *testing.T) {
 
 // TestIdempotentRetryFromCheckpoint: a node that loads the object from a
 // checkpoint (its snapshot is far behind, or the class drops old events)
-// skips the events that hold the keys' records; the checkpoint carries the
-// records inside the class's window, so retries are still answered.
+// skips the events that hold the keys' records; each checkpoint carries
+// the records since the one before it, and the node indexes those of the
+// window (k0-k3 from the first checkpoint, k4-k7 from the second), so
+// retries are still answered.
 func TestIdempotentRetryFromCheckpoint(t *testing.T) {
 	const every = 4
 	for _, retain := range []bool{false, true} {

@@ -190,3 +190,41 @@ func (p *Projector) ExpireIdem(before int64, max int) (int, error) {
 	}
 	return len(expired), nil
 }
+
+// InstallKeyed indexes records of keyed turns read from checkpoints (see
+// log.LoadKeyed), without touching the object's state or meta: records
+// are facts of events in the log, so writing them early, twice, or split
+// over several transactions is harmless.
+func (p *Projector) InstallKeyed(class string, id log.ID, recs []log.KeyedTurn) error {
+	if err := checkClass(class); err != nil {
+		return err
+	}
+	if !p.users.enter() {
+		return ErrClosed
+	}
+	defer p.users.leave()
+	p.applyMu.Lock()
+	defer p.applyMu.Unlock()
+	txn := p.db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+	do := func(op func(*badger.Txn) error) error {
+		err := op(txn)
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			if err := txn.Commit(); err != nil {
+				return err
+			}
+			txn = p.db.NewTransaction(true)
+			err = op(txn)
+		}
+		return err
+	}
+	for _, r := range recs {
+		if err := stageIdem(do, class, id, r); err != nil {
+			return fmt.Errorf("projector: install records of %s/%s: %w", class, id, err)
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("projector: install %d records of %s/%s: %w", len(recs), class, id, err)
+	}
+	return nil
+}

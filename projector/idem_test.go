@@ -94,3 +94,26 @@ func TestIdemExpire(t *testing.T) {
 		t.Fatalf("expiry touched state: %v", got)
 	}
 }
+
+// TestInstallKeyed: records read from checkpoints are indexed (and expire)
+// like those of applied events, without touching the object's meta.
+func TestInstallKeyed(t *testing.T) {
+	p := open(t, Config{InMemory: true})
+	o := newObj("counter", "a")
+	recs := []log.KeyedTurn{{Time: 10, Cause: keyedTurn("k1", "{}").Cause}, {Time: 20, Cause: keyedTurn("k2", "{}").Cause}}
+	if err := p.InstallKeyed(o.class, o.id, recs); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		got, ok, err := p.Idem(o.class, o.id, r.Cause.IdemKey)
+		if err != nil || !ok || got.Time != r.Time {
+			t.Fatalf("Idem(%s) = %+v, %v, %v", r.Cause.IdemKey, got, ok, err)
+		}
+	}
+	if m, err := p.Meta(o.class, o.id); err != nil || m.Version != 0 {
+		t.Fatalf("meta after InstallKeyed: %+v, %v", m, err)
+	}
+	if n, err := p.ExpireIdem(15, 10); err != nil || n != 1 {
+		t.Fatalf("ExpireIdem = %d, %v; want 1", n, err)
+	}
+}
