@@ -21,13 +21,19 @@ func (p *Projector) Apply(recs []log.Record) error {
 			return err
 		}
 	}
+	return p.asWriter(func() error { return p.applyLocked(recs) })
+}
+
+// asWriter runs fn as Badger's one writer (serialized with the apply
+// goroutine), unless the projector is closed.
+func (p *Projector) asWriter(fn func() error) error {
 	if !p.users.enter() {
 		return ErrClosed
 	}
 	defer p.users.leave()
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
-	return p.applyLocked(recs)
+	return fn()
 }
 
 // applyLocked applies checked records in as few transactions as fit,

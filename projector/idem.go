@@ -136,13 +136,15 @@ func (p *Projector) Idem(class string, id log.ID, key string) (IdemRecord, bool,
 // dropped: bounded work, so a caller sweeping on a timer never holds the
 // writer for long. A record re-made later under the same key (its first
 // one expired) is left alone.
-func (p *Projector) ExpireIdem(before int64, max int) (int, error) {
-	if !p.users.enter() {
-		return 0, ErrClosed
-	}
-	defer p.users.leave()
-	p.applyMu.Lock()
-	defer p.applyMu.Unlock()
+func (p *Projector) ExpireIdem(before int64, max int) (n int, err error) {
+	err = p.asWriter(func() error {
+		n, err = p.expireIdemLocked(before, max)
+		return err
+	})
+	return n, err
+}
+
+func (p *Projector) expireIdemLocked(before int64, max int) (int, error) {
 	txn := p.db.NewTransaction(true)
 	defer txn.Discard()
 	var expired [][]byte
@@ -199,12 +201,10 @@ func (p *Projector) InstallKeyed(class string, id log.ID, recs []log.KeyedTurn) 
 	if err := checkClass(class); err != nil {
 		return err
 	}
-	if !p.users.enter() {
-		return ErrClosed
-	}
-	defer p.users.leave()
-	p.applyMu.Lock()
-	defer p.applyMu.Unlock()
+	return p.asWriter(func() error { return p.installKeyedLocked(class, id, recs) })
+}
+
+func (p *Projector) installKeyedLocked(class string, id log.ID, recs []log.KeyedTurn) error {
 	txn := p.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	do := func(op func(*badger.Txn) error) error {
