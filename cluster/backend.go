@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,12 +29,28 @@ func envelope(kind Kind, ref objects.Ref, cause objects.Cause) *Envelope {
 	return &Envelope{Kind: kind, Class: ref.Class, ID: ref.ID, Name: ref.Name, Cause: cause}
 }
 
+// keyedEnvelope is envelope for the entry points that can be exactly-once
+// (objects/idempotency.go): a request without an Idempotency-Key gets one
+// here, so that route may run it again when its first attempt's outcome is
+// unknown (the owner left while running it) without running it twice.
+func keyedEnvelope(kind Kind, ref objects.Ref, cause objects.Cause) *Envelope {
+	if cause.IdemKey == "" {
+		var b [16]byte
+		rand.Read(b[:])
+		cause.IdemKey = routerKeyPrefix + hex.EncodeToString(b[:])
+	}
+	return envelope(kind, ref, cause)
+}
+
+// routerKeyPrefix marks the keys the router makes up, in history.
+const routerKeyPrefix = "strata-router-"
+
 // Call runs an RPC method on the object's owner.
 func (r *Router) Call(ctx context.Context, ref objects.Ref, method string, body []byte, codec objects.Codec, cause objects.Cause) ([]byte, error) {
 	if _, err := r.rt.Class(ref.Class); err != nil {
 		return nil, err
 	}
-	env := envelope(KindCall, ref, cause)
+	env := keyedEnvelope(KindCall, ref, cause)
 	env.Method, env.Body, env.codec = method, body, codec
 	rep, err := r.route(ctx, env)
 	if err != nil {
@@ -50,7 +68,7 @@ func (r *Router) Fetch(ctx context.Context, ref objects.Ref, req *http.Request, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: read body: %v", objects.ErrBadInput, err)
 	}
-	env := envelope(KindFetch, ref, cause)
+	env := keyedEnvelope(KindFetch, ref, cause)
 	env.Body, env.req = body, req
 	env.HTTP = &HTTPRequest{Method: req.Method, URL: req.URL.String(), Host: req.Host, Header: req.Header}
 	rep, err := r.route(ctx, env)
@@ -85,17 +103,21 @@ func (r *Router) GetAlarms(ctx context.Context, ref objects.Ref, cause objects.C
 	return rep.Alarms, nil
 }
 
-// SetAlarmAt sets an alarm on the object's owner.
-func (r *Router) SetAlarmAt(ctx context.Context, ref objects.Ref, name string, at time.Time, cause objects.Cause) error {
-	env := envelope(KindSetAlarm, ref, cause)
+// SetAlarmAt sets an alarm on the object's owner and returns the time set
+// (a keyed retry's is its first attempt's).
+func (r *Router) SetAlarmAt(ctx context.Context, ref objects.Ref, name string, at time.Time, cause objects.Cause) (time.Time, error) {
+	env := keyedEnvelope(KindSetAlarm, ref, cause)
 	env.AlarmName, env.At = name, at.UnixNano()
-	_, err := r.route(ctx, env)
-	return err
+	rep, err := r.route(ctx, env)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(0, rep.At), nil
 }
 
 // DeleteAlarmAt deletes an alarm on the object's owner.
 func (r *Router) DeleteAlarmAt(ctx context.Context, ref objects.Ref, name string, cause objects.Cause) (bool, error) {
-	env := envelope(KindDeleteAlarm, ref, cause)
+	env := keyedEnvelope(KindDeleteAlarm, ref, cause)
 	env.AlarmName = name
 	rep, err := r.route(ctx, env)
 	if err != nil {

@@ -99,6 +99,9 @@ type Reply struct {
 	Socket objects.SocketID `cbor:"6,keyasint,omitempty"`
 	Node   string           `cbor:"7,keyasint,omitempty"`
 	Run    int64            `cbor:"8,keyasint,omitempty"`
+	At     int64            `cbor:"9,keyasint,omitempty"` // KindSetAlarm: the time set, unix nanoseconds
+	// Replayed: the owner answered from the request's key's record.
+	Replayed bool `cbor:"10,keyasint,omitempty"`
 }
 
 // WireError is an error as it crosses nodes: a code that maps back to the
@@ -133,6 +136,9 @@ var wireErrors = []struct {
 	{objects.ErrUnknownClass, "unknown_class"},
 	{objects.ErrUnknownMethod, "unknown_method"},
 	{objects.ErrStaleAlarm, "stale_alarm"},
+	{objects.ErrInvalidIdempotencyKey, "invalid_idempotency_key"},
+	{objects.ErrIdempotencyKeyReused, "idempotency_key_reused"},
+	{objects.ErrOutcomeNotKept, "idempotency_outcome_not_kept"},
 	{objects.ErrFenced, "fenced"},
 	{objects.ErrMoved, "moved"},
 	{errNotOwner, "not_owner"},

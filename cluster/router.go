@@ -50,6 +50,13 @@ const (
 // responder, or it is stopping); nothing ran.
 var errOwnerGone = errors.New("cluster: owner is gone")
 
+// errOutcomeUnknown: the request reached the owner, which did not answer
+// (it left, or the connection failed); it may or may not have run. route
+// runs a keyed request again, which is safe because its key's record
+// answers a retry of a turn that did run (every request route sends is
+// keyed: keyedEnvelope).
+var errOutcomeUnknown = errors.New("outcome unknown")
+
 // errNoLease: this node's membership lease ran out (its heartbeats are not
 // being stored), so it may no longer be the owner in the others' views
 // and runs nothing until the lease is back (Members.LeaseUntil).
@@ -357,7 +364,10 @@ func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 		if err == nil {
 			ranOn(ctx, owner)
 		}
-		if err == nil || !inMotion(err) {
+		if rep != nil && rep.Replayed {
+			objects.MarkReplayed(ctx)
+		}
+		if err == nil || !inMotion(err) && !(env.Cause.IdemKey != "" && errors.Is(err, errOutcomeUnknown)) {
 			return rep, err
 		}
 		if errors.Is(err, errNotOwner) {
@@ -408,9 +418,9 @@ func (r *Router) forward(ctx context.Context, owner string, env *Envelope) (*Rep
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("%w: %s did not answer in time, outcome unknown: %v", objects.ErrUnavailable, owner, ctx.Err())
 		case rctx.Err() != nil:
-			return nil, fmt.Errorf("%w: %s left the cluster while running the request, outcome unknown", objects.ErrUnavailable, owner)
+			return nil, fmt.Errorf("%w: %w: %s left the cluster while running the request", objects.ErrUnavailable, errOutcomeUnknown, owner)
 		}
-		return nil, fmt.Errorf("%w: forward to %s, outcome unknown: %v", objects.ErrUnavailable, owner, err)
+		return nil, fmt.Errorf("%w: %w: forward to %s: %w", objects.ErrUnavailable, errOutcomeUnknown, owner, err)
 	}
 	var rep Reply
 	if err := decode(resp, &rep); err != nil {
@@ -440,11 +450,13 @@ func (r *Router) handle(ctx context.Context, data []byte) []byte {
 		err = fmt.Errorf("%w: %s's membership lease ran out", errNotOwner, r.cfg.Node)
 	default:
 		r.stats.served.Add(1)
+		ctx = objects.TrackReplay(ctx)
 		rep, err = r.runLocal(ctx, &env)
 	}
 	if rep == nil {
 		rep = &Reply{}
 	}
+	rep.Replayed = objects.Replayed(ctx)
 	rep.Err = toWire(err)
 	out, eerr := encode(rep)
 	if eerr != nil {
@@ -497,7 +509,8 @@ func (r *Router) runLocal(ctx context.Context, env *Envelope) (*Reply, error) {
 		all, err := r.rt.GetAlarms(ctx, ref, env.Cause)
 		return &Reply{Alarms: all}, err
 	case KindSetAlarm:
-		return &Reply{}, r.rt.SetAlarmAt(ctx, ref, env.AlarmName, time.Unix(0, env.At), env.Cause)
+		at, err := r.rt.SetAlarmAt(ctx, ref, env.AlarmName, time.Unix(0, env.At), env.Cause)
+		return &Reply{At: at.UnixNano()}, err
 	case KindDeleteAlarm:
 		ok, err := r.rt.DeleteAlarmAt(ctx, ref, env.AlarmName, env.Cause)
 		return &Reply{OK: ok}, err

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -87,14 +88,25 @@ func (g *Gateway) alarm(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			writeError(w, r, err)
 			return
 		}
-		if err := g.cfg.Backend.SetAlarmAt(ctx, rt.ref, name, at, cause); err != nil {
+		if cause.IdemKey != "" {
+			// What was asked, not the time it works out to: a retry of
+			// {"in":"5s"} asks the same.
+			cause.IdemHash = alarmRequestHash(r.Method, name, body)
+		}
+		at, err = g.cfg.Backend.SetAlarmAt(ctx, rt.ref, name, at, cause)
+		setReplayed(ctx, w)
+		if err != nil {
 			writeError(w, r, err)
 			return
 		}
 		view.At = &at
 		writeJSON(w, http.StatusOK, view)
 	case http.MethodDelete:
+		if cause.IdemKey != "" {
+			cause.IdemHash = alarmRequestHash(r.Method, name, nil)
+		}
 		deleted, err := g.cfg.Backend.DeleteAlarmAt(ctx, rt.ref, name, cause)
+		setReplayed(ctx, w)
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -104,6 +116,14 @@ func (g *Gateway) alarm(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		w.Header().Set("Allow", "GET, PUT, DELETE")
 		writeError(w, r, &routeError{http.StatusMethodNotAllowed, "method_not_allowed", "alarm takes GET, PUT or DELETE"})
 	}
+}
+
+// alarmRequestHash is what a keyed alarm write asked.
+func alarmRequestHash(method, name string, body []byte) []byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s alarm %d:%s\n", method, len(name), name)
+	h.Write(body)
+	return h.Sum(nil)
 }
 
 // AlarmAdmin is the operator's view of a node's alarms (the alarms

@@ -9,28 +9,40 @@ import (
 	"github.com/strata-objects/strata/objects"
 )
 
+// retry says when an error is worth retrying.
+type retry uint8
+
+const (
+	never     retry = iota
+	always          // nothing ran: a retry is safe
+	keyedOnly       // the outcome is unknown: only a read, or a retry with the same Idempotency-Key, is safe
+)
+
 // The one table from runtime errors to HTTP. Order matters: a handler error
 // that wraps a sentinel (a Put refused as too large) reports the sentinel.
 var errorTable = []struct {
 	err       error
 	status    int
 	code      string
-	retryable bool
+	retryable retry
 }{
-	{objects.ErrInvalidClass, http.StatusBadRequest, "invalid_class", false},
-	{objects.ErrInvalidName, http.StatusBadRequest, "invalid_name", false},
-	{objects.ErrInvalidID, http.StatusBadRequest, "invalid_id", false},
-	{objects.ErrInvalidKey, http.StatusBadRequest, "invalid_key", false},
-	{objects.ErrBadInput, http.StatusBadRequest, "bad_input", false},
-	{objects.ErrBadRange, http.StatusBadRequest, "bad_range", false},
-	{objects.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large", false},
-	{objects.ErrUnknownClass, http.StatusNotFound, "unknown_class", false},
-	{objects.ErrUnknownMethod, http.StatusNotFound, "unknown_method", false},
-	{objects.ErrFenced, http.StatusConflict, "fenced", true},
-	{objects.ErrOverloaded, http.StatusServiceUnavailable, "overloaded", true},
-	{objects.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", true},
-	{objects.ErrClosed, http.StatusServiceUnavailable, "shutting_down", true},
-	{context.DeadlineExceeded, http.StatusGatewayTimeout, "timeout", true},
+	{objects.ErrInvalidClass, http.StatusBadRequest, "invalid_class", never},
+	{objects.ErrInvalidName, http.StatusBadRequest, "invalid_name", never},
+	{objects.ErrInvalidID, http.StatusBadRequest, "invalid_id", never},
+	{objects.ErrInvalidKey, http.StatusBadRequest, "invalid_key", never},
+	{objects.ErrBadInput, http.StatusBadRequest, "bad_input", never},
+	{objects.ErrBadRange, http.StatusBadRequest, "bad_range", never},
+	{objects.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large", never},
+	{objects.ErrUnknownClass, http.StatusNotFound, "unknown_class", never},
+	{objects.ErrUnknownMethod, http.StatusNotFound, "unknown_method", never},
+	{objects.ErrInvalidIdempotencyKey, http.StatusBadRequest, "invalid_idempotency_key", never},
+	{objects.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused", never},
+	{objects.ErrOutcomeNotKept, http.StatusConflict, "idempotency_outcome_not_kept", never},
+	{objects.ErrFenced, http.StatusConflict, "fenced", always},
+	{objects.ErrOverloaded, http.StatusServiceUnavailable, "overloaded", always},
+	{objects.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", keyedOnly},
+	{objects.ErrClosed, http.StatusServiceUnavailable, "shutting_down", always},
+	{context.DeadlineExceeded, http.StatusGatewayTimeout, "timeout", keyedOnly},
 }
 
 // routeError is an error the gateway itself raises about a URL or method.
@@ -70,7 +82,8 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		matched := false
 		for _, row := range errorTable {
 			if errors.Is(err, row.err) {
-				status, body.Error.Code, body.Error.Retryable = row.status, row.code, row.retryable
+				status, body.Error.Code = row.status, row.code
+				body.Error.Retryable = row.retryable == always || row.retryable == keyedOnly && (keyedRequest(r) || r.Method == http.MethodGet || r.Method == http.MethodHead)
 				matched = true
 				break
 			}
@@ -86,6 +99,20 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, status, body)
+}
+
+type keyedKey struct{}
+
+// withKey marks r as carrying an Idempotency-Key the route honours.
+func withKey(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), keyedKey{}, true))
+}
+
+// keyedRequest reports whether r carries an Idempotency-Key its route
+// honours: then an error whose outcome is unknown is safe to retry.
+func keyedRequest(r *http.Request) bool {
+	keyed, _ := r.Context().Value(keyedKey{}).(bool)
+	return keyed
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -49,7 +49,7 @@ type Backend interface {
 	Call(ctx context.Context, ref objects.Ref, method string, body []byte, codec objects.Codec, cause objects.Cause) ([]byte, error)
 	Fetch(ctx context.Context, ref objects.Ref, r *http.Request, cause objects.Cause) (*objects.Response, error)
 	GetAlarms(ctx context.Context, ref objects.Ref, cause objects.Cause) (map[string]time.Time, error)
-	SetAlarmAt(ctx context.Context, ref objects.Ref, name string, at time.Time, cause objects.Cause) error
+	SetAlarmAt(ctx context.Context, ref objects.Ref, name string, at time.Time, cause objects.Cause) (time.Time, error)
 	DeleteAlarmAt(ctx context.Context, ref objects.Ref, name string, cause objects.Cause) (bool, error)
 }
 
@@ -125,6 +125,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 type reqIDKey struct{}
 
+// IdempotencyKeyHeader names the key that makes an RPC call, a fetch or an
+// alarm write exactly-once: a retry with the same key gets the first
+// attempt's answer without running again (objects/idempotency.go).
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// ReplayedHeader is set ("true") on an answer given from an
+// Idempotency-Key's record, without running the request again.
+const ReplayedHeader = "Idempotent-Replayed"
+
+// setReplayed sets ReplayedHeader if the request made with ctx (a
+// objects.TrackReplay context) was answered from its key's record.
+func setReplayed(ctx context.Context, w http.ResponseWriter) {
+	if objects.Replayed(ctx) {
+		w.Header().Set(ReplayedHeader, "true")
+	}
+}
+
 // route is a parsed /v1/objects/... path.
 type route struct {
 	ref    objects.Ref
@@ -182,6 +199,19 @@ func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
 	defer cancel()
 	cause := objects.Cause{RequestID: requestID(r)}
+	if vs, ok := r.Header[IdempotencyKeyHeader]; ok && (rt.action == "rpc" || rt.action == "fetch" || rt.action == "alarm") {
+		if len(vs) != 1 {
+			writeError(w, r, fmt.Errorf("%w: %d %s headers, want one", objects.ErrInvalidIdempotencyKey, len(vs), IdempotencyKeyHeader))
+			return
+		}
+		if err := objects.ValidateIdempotencyKey(vs[0]); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		cause.IdemKey = vs[0]
+		ctx = objects.TrackReplay(ctx)
+		r = withKey(r)
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, g.cfg.BodyBytesMax)
 	switch rt.action {
 	case "rpc":
@@ -214,6 +244,7 @@ func (g *Gateway) rpc(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	}
 	ctx = cluster.TrackNode(ctx)
 	out, err := g.cfg.Backend.Call(ctx, rt.ref, rt.rest, body, jsonCodec{}, cause)
+	setReplayed(ctx, w)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -243,6 +274,7 @@ func (g *Gateway) fetch(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	in.ContentLength = int64(len(body))
 	ctx = cluster.TrackNode(ctx)
 	resp, err := g.cfg.Backend.Fetch(ctx, rt.ref, in, cause)
+	setReplayed(ctx, w)
 	if err != nil {
 		writeError(w, r, err)
 		return

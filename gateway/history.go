@@ -147,11 +147,15 @@ type historyEntry struct {
 }
 
 type historyTurn struct {
-	RequestID string          `json:"request_id,omitempty"`
-	Principal string          `json:"principal,omitempty"`
-	Method    string          `json:"method,omitempty"`
-	Via       string          `json:"via"`
-	Changes   []historyChange `json:"changes"`
+	RequestID string `json:"request_id,omitempty"`
+	Principal string `json:"principal,omitempty"`
+	Method    string `json:"method,omitempty"`
+	Via       string `json:"via"`
+	// IdempotencyKey and Status: a keyed turn's key and the status of the
+	// answer recorded for its retries.
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	Status         int             `json:"status,omitempty"`
+	Changes        []historyChange `json:"changes"`
 }
 
 // historyChange shows values as JSON when they are JSON (what kv and
@@ -233,7 +237,10 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 		shown = e.Version
 		line := historyEntry{Version: e.Version, Seq: e.Seq, Time: e.Time, Name: e.Name}
 		for _, t := range e.Turns {
-			ht := historyTurn{RequestID: t.Cause.RequestID, Principal: t.Cause.Principal, Method: t.Cause.Method, Via: t.Cause.Via.String(), Changes: []historyChange{}}
+			ht := historyTurn{RequestID: t.Cause.RequestID, Principal: t.Cause.Principal, Method: t.Cause.Method, Via: t.Cause.Via.String(), IdempotencyKey: t.Cause.IdemKey, Changes: []historyChange{}}
+			if o := t.Cause.Outcome; o != nil {
+				ht.Status = o.Status
+			}
 			for _, c := range t.Changes {
 				hc := historyChange{Op: c.Op, Key: c.Key, Old: jsonValue(c.Old), New: jsonValue(c.New)}
 				if c.At != 0 {

@@ -59,15 +59,21 @@ type Replayer struct {
 	Seq     uint64   // stream sequence of the last event applied
 	Hash    log.Hash // chain hash of the last event applied
 	Name    string   // the object's name, from its first event
-	next    uint64   // the version Replay stopped before (0: the log's end)
+	// Keyed holds the records of keyed turns applied since the replay's
+	// start (its checkpoint), by key, the newest of a key: what the next
+	// checkpoint carries, since a node that loads from it skips their
+	// events.
+	Keyed map[string]log.KeyedTurn
+	next  uint64 // the version Replay stopped before (0: the log's end)
 }
 
 // NewReplayer starts from an object with no events.
 func NewReplayer() *Replayer {
-	return &Replayer{State: map[string][]byte{}, Alarms: map[string]int64{}}
+	return &Replayer{State: map[string][]byte{}, Alarms: map[string]int64{}, Keyed: map[string]log.KeyedTurn{}}
 }
 
 // FromCheckpoint starts from a checkpoint's state (which it takes over).
+// The checkpoint's keyed records stay with it: Keyed starts empty.
 func FromCheckpoint(ck *log.Checkpoint) *Replayer {
 	r := &Replayer{State: ck.Keys, Alarms: ck.Alarms, Version: ck.Version, Time: ck.Time, Seq: ck.Seq, Hash: ck.Hash, Name: ck.Name}
 	if r.State == nil {
@@ -76,13 +82,23 @@ func FromCheckpoint(ck *log.Checkpoint) *Replayer {
 	if r.Alarms == nil {
 		r.Alarms = map[string]int64{}
 	}
+	r.Keyed = map[string]log.KeyedTurn{}
 	return r
 }
 
-// Checkpoint is the replayer's state as a checkpoint of class and id.
-func (r *Replayer) Checkpoint(class string, id log.ID) *log.Checkpoint {
-	return &log.Checkpoint{Class: class, ID: id, Name: r.Name, Version: r.Version, Seq: r.Seq, Time: r.Time,
+// Checkpoint is the replayer's state as a checkpoint of class and id,
+// with the records of the keyed turns it applied whose time is after
+// keyedSince (Unix ns), by key.
+func (r *Replayer) Checkpoint(class string, id log.ID, keyedSince int64) *log.Checkpoint {
+	ck := &log.Checkpoint{Class: class, ID: id, Name: r.Name, Version: r.Version, Seq: r.Seq, Time: r.Time,
 		Hash: r.Hash, Keys: maps.Clone(r.State), Alarms: maps.Clone(r.Alarms)}
+	for _, k := range r.Keyed {
+		if k.Time > keyedSince {
+			ck.Keyed = append(ck.Keyed, k)
+		}
+	}
+	sort.Slice(ck.Keyed, func(i, j int) bool { return ck.Keyed[i].Cause.IdemKey < ck.Keyed[j].Cause.IdemKey })
+	return ck
 }
 
 // Apply applies one event and returns its entry with diffs.
@@ -94,6 +110,12 @@ func (r *Replayer) Apply(rec log.Record) (Entry, error) {
 	e := Entry{Version: ev.Version, Seq: rec.Seq, Time: time.Unix(0, ev.Time).UTC(), Name: ev.Name}
 	for _, t := range ev.Turns {
 		turn := Turn{Cause: t.Cause, Changes: []Change{}}
+		if t.Cause.IdemKey != "" && t.Cause.Outcome != nil {
+			if r.Keyed == nil {
+				r.Keyed = map[string]log.KeyedTurn{}
+			}
+			r.Keyed[t.Cause.IdemKey] = log.KeyedTurn{Time: ev.Time, Cause: t.Cause}
+		}
 		for _, w := range t.Writes {
 			c := Change{Op: w.Op.String(), Key: w.Key}
 			switch w.Op {

@@ -33,6 +33,18 @@ type Checkpoint struct {
 	Hash    Hash   // that event's chain hash (Record.Hash)
 	Keys    map[string][]byte
 	Alarms  map[string]int64 // alarm name -> due time, Unix ns
+	// Keyed are the records of keyed turns (Cause.IdemKey with an
+	// Outcome) in the events since the checkpoint before this one that a
+	// retry may still ask for: a node that loads the object from a
+	// checkpoint skips the events that hold them, and reads them from the
+	// checkpoints of the window instead (LoadKeyed).
+	Keyed []KeyedTurn
+}
+
+// KeyedTurn is the record of one keyed turn: its event's time and cause.
+type KeyedTurn struct {
+	Time  int64 `cbor:"1,keyasint"`
+	Cause Cause `cbor:"2,keyasint"`
 }
 
 // CheckpointInfo is a checkpoint's manifest: everything but the state.
@@ -51,6 +63,13 @@ type CheckpointInfo struct {
 	StateHash Hash         `cbor:"10,keyasint"`
 	Keys      uint64       `cbor:"11,keyasint"`
 	Alarms    []alarmEntry `cbor:"12,keyasint,omitempty"`
+	// KeyedChunks hold the keyed turns' records (Checkpoint.Keyed), Keyed
+	// of them; KeyedHash is SHA-256 over their bytes in order, so they can
+	// be read without the state. Checkpoints written before they existed
+	// have none.
+	KeyedChunks []uint64 `cbor:"13,keyasint,omitempty"`
+	Keyed       uint64   `cbor:"14,keyasint,omitempty"`
+	KeyedHash   Hash     `cbor:"15,keyasint,omitempty"`
 }
 
 type alarmEntry struct {
@@ -140,6 +159,41 @@ func encodeChunks(keys map[string][]byte) ([][]byte, error) {
 	return chunks, nil
 }
 
+// encodeKeyedChunks splits keyed turns' records into chunks.
+func encodeKeyedChunks(keyed []KeyedTurn) ([][]byte, error) {
+	var chunks [][]byte
+	var cur []KeyedTurn
+	size := 0
+	flush := func() error {
+		b, err := encMode.Marshal(cur)
+		if err != nil {
+			return fmt.Errorf("encode checkpoint records: %w", err)
+		}
+		chunks = append(chunks, b)
+		cur, size = cur[:0], 0
+		return nil
+	}
+	for _, k := range keyed {
+		if err := k.Cause.validateIdem(); err != nil || k.Cause.IdemKey == "" || k.Cause.Outcome == nil {
+			return nil, fmt.Errorf("encode checkpoint record %q: not a keyed turn's record (%v)", k.Cause.IdemKey, err)
+		}
+		n := len(k.Cause.IdemKey) + len(k.Cause.Method) + len(k.Cause.Outcome.Body) + 256
+		if len(cur) > 0 && (size+n > ckptChunkBytes || len(cur) == ckptChunkEntries) {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+		cur = append(cur, k)
+		size += n
+	}
+	if len(cur) > 0 {
+		if err := flush(); err != nil {
+			return nil, err
+		}
+	}
+	return chunks, nil
+}
+
 // WriteCheckpoint stores ck unless the object already has a checkpoint at
 // its version or later. It is idempotent: chunks carry message ids from
 // object, version and index, and the manifest expects the manifest subject
@@ -169,25 +223,37 @@ func (l *Log) WriteCheckpoint(ctx context.Context, ck *Checkpoint) error {
 	if err != nil {
 		return err
 	}
+	keyedChunks, err := encodeKeyedChunks(ck.Keyed)
+	if err != nil {
+		return err
+	}
 	info := CheckpointInfo{Format: FormatVersion, Class: ck.Class, ID: ck.ID, Name: ck.Name, Version: ck.Version,
-		Seq: ck.Seq, Time: ck.Time, Hash: ck.Hash, Keys: uint64(len(ck.Keys))}
+		Seq: ck.Seq, Time: ck.Time, Hash: ck.Hash, Keys: uint64(len(ck.Keys)), Keyed: uint64(len(ck.Keyed))}
 	for name, at := range ck.Alarms {
 		info.Alarms = append(info.Alarms, alarmEntry{Name: name, At: at})
 	}
 	sort.Slice(info.Alarms, func(i, j int) bool { return info.Alarms[i].Name < info.Alarms[j].Name })
-	sum := sha256.New()
+	sum, keyedSum := sha256.New(), sha256.New()
 	dsubj := ckptSubject(shard, ck.Class, ck.ID, "d")
 	prefix := ck.ID.String() + "." + strconv.FormatUint(ck.Version, 10) + "."
-	for i, c := range chunks {
+	for i, c := range append(chunks, keyedChunks...) {
 		m := &nats.Msg{Subject: dsubj, Data: c, Header: nats.Header{hdrMsgID: []string{prefix + strconv.Itoa(i)}}}
 		ack, err := l.js.PublishMsg(ctx, m)
 		if err != nil {
 			return fmt.Errorf("log: checkpoint %s v%d chunk %d: %w", ck.ID, ck.Version, i, err)
 		}
-		info.Chunks = append(info.Chunks, ack.Sequence)
-		sum.Write(c)
+		if i < len(chunks) {
+			info.Chunks = append(info.Chunks, ack.Sequence)
+			sum.Write(c)
+		} else {
+			info.KeyedChunks = append(info.KeyedChunks, ack.Sequence)
+			keyedSum.Write(c)
+		}
 	}
 	sum.Sum(info.StateHash[:0])
+	if len(keyedChunks) > 0 {
+		keyedSum.Sum(info.KeyedHash[:0])
+	}
 	b, err := encMode.Marshal(info)
 	if err != nil {
 		return fmt.Errorf("log: checkpoint %s v%d manifest: %w", ck.ID, ck.Version, err)
@@ -279,8 +345,6 @@ func (l *Log) LoadCheckpoint(ctx context.Context, info CheckpointInfo) (*Checkpo
 	if l.closed() {
 		return nil, ErrClosed
 	}
-	shard := l.ShardOf(info.ID)
-	stream, dsubj := CkptStream(shard), ckptSubject(shard, info.Class, info.ID, "d")
 	ck := &Checkpoint{Class: info.Class, ID: info.ID, Name: info.Name, Version: info.Version, Seq: info.Seq,
 		Time: info.Time, Hash: info.Hash, Keys: make(map[string][]byte, int(min(info.Keys, 1<<16))), Alarms: map[string]int64{}}
 	for _, a := range info.Alarms {
@@ -291,16 +355,13 @@ func (l *Log) LoadCheckpoint(ctx context.Context, info CheckpointInfo) (*Checkpo
 	}
 	sum := sha256.New()
 	for _, seq := range info.Chunks {
-		m, err := l.msgAt(ctx, stream, seq)
+		data, err := l.chunkAt(ctx, info, seq)
 		if err != nil {
-			return nil, fmt.Errorf("log: checkpoint %s v%d chunk at %d: %w", info.ID, info.Version, seq, err)
+			return nil, err
 		}
-		if m.subj != dsubj {
-			return nil, bad("chunk %d is on %s", seq, m.subj)
-		}
-		sum.Write(m.data)
+		sum.Write(data)
 		var entries []keyEntry
-		if err := decMode.Unmarshal(m.data, &entries); err != nil {
+		if err := decMode.Unmarshal(data, &entries); err != nil {
 			return nil, bad("chunk %d: %v", seq, err)
 		}
 		for _, e := range entries {
@@ -315,7 +376,62 @@ func (l *Log) LoadCheckpoint(ctx context.Context, info CheckpointInfo) (*Checkpo
 	if got != info.StateHash || uint64(len(ck.Keys)) != info.Keys {
 		return nil, bad("state hash %s with %d keys, manifest says %s with %d", got, len(ck.Keys), info.StateHash, info.Keys)
 	}
+	var err error
+	if ck.Keyed, err = l.LoadKeyed(ctx, info); err != nil {
+		return nil, err
+	}
 	return ck, nil
+}
+
+// chunkAt reads one chunk of a checkpoint and checks its subject.
+func (l *Log) chunkAt(ctx context.Context, info CheckpointInfo, seq uint64) ([]byte, error) {
+	shard := l.ShardOf(info.ID)
+	m, err := l.msgAt(ctx, CkptStream(shard), seq)
+	if err != nil {
+		return nil, fmt.Errorf("log: checkpoint %s v%d chunk at %d: %w", info.ID, info.Version, seq, err)
+	}
+	if dsubj := ckptSubject(shard, info.Class, info.ID, "d"); m.subj != dsubj {
+		return nil, fmt.Errorf("log: checkpoint %s/%s v%d: %w: chunk %d is on %s", info.Class, info.ID, info.Version, ErrBadCheckpoint, seq, m.subj)
+	}
+	return m.data, nil
+}
+
+// LoadKeyed reads only the records of keyed turns a checkpoint holds
+// (Checkpoint.Keyed) and checks them against its manifest.
+func (l *Log) LoadKeyed(ctx context.Context, info CheckpointInfo) ([]KeyedTurn, error) {
+	if l.closed() {
+		return nil, ErrClosed
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("log: checkpoint %s/%s v%d: %w: %s", info.Class, info.ID, info.Version, ErrBadCheckpoint, fmt.Sprintf(format, args...))
+	}
+	var keyed []KeyedTurn
+	sum := sha256.New()
+	for _, seq := range info.KeyedChunks {
+		data, err := l.chunkAt(ctx, info, seq)
+		if err != nil {
+			return nil, err
+		}
+		sum.Write(data)
+		var entries []KeyedTurn
+		if err := decMode.Unmarshal(data, &entries); err != nil {
+			return nil, bad("chunk %d: %v", seq, err)
+		}
+		for _, e := range entries {
+			if err := e.Cause.validateIdem(); err != nil || e.Cause.IdemKey == "" || e.Cause.Outcome == nil {
+				return nil, bad("chunk %d: record %q is not a keyed turn's (%v)", seq, e.Cause.IdemKey, err)
+			}
+		}
+		keyed = append(keyed, entries...)
+	}
+	var got Hash
+	if len(info.KeyedChunks) > 0 {
+		sum.Sum(got[:0])
+	}
+	if got != info.KeyedHash || uint64(len(keyed)) != info.Keyed {
+		return nil, bad("records hash %s with %d records, manifest says %s with %d", got, len(keyed), info.KeyedHash, info.Keyed)
+	}
+	return keyed, nil
 }
 
 // msgAt is the message at one stream sequence.

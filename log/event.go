@@ -97,7 +97,40 @@ type Cause struct {
 	Principal string `cbor:"2,keyasint,omitempty"`
 	Method    string `cbor:"3,keyasint,omitempty"` // RPC method, HTTP method and path, alarm name
 	Via       Via    `cbor:"4,keyasint"`
+	// IdemKey is the request's Idempotency-Key, if it carried one.
+	IdemKey string `cbor:"5,keyasint,omitempty"`
+	// IdemHash is SHA-256 over what the keyed request asked (entry point,
+	// method, body): a retry with the same key must ask the same. Empty or
+	// 32 bytes.
+	IdemHash []byte `cbor:"6,keyasint,omitempty"`
+	// Outcome is the answer of a keyed turn, kept so that a retry with the
+	// same key gets it again without running the turn.
+	Outcome *Outcome `cbor:"7,keyasint,omitempty"`
 }
+
+// Outcome is the answer one keyed turn gave. Events before idempotency keys
+// existed have none; the fields are new keys of Cause, so old events decode
+// (and hash) exactly as before.
+type Outcome struct {
+	Status int    `cbor:"1,keyasint"`           // HTTP status: 200, a fetch's own, a client error's, 500
+	Code   string `cbor:"2,keyasint,omitempty"` // error code; "" for an answer
+	// Body is the answer's bytes (RPC output, fetch body, error message)
+	// when they fit OutcomeBodyBytesMax. A larger body is not kept: Body is
+	// empty, BodyBytes its length and BodyHash its SHA-256.
+	Body        []byte `cbor:"3,keyasint,omitempty"`
+	ContentType string `cbor:"4,keyasint,omitempty"` // a fetch answer's Content-Type
+	BodyBytes   int    `cbor:"5,keyasint,omitempty"`
+	BodyHash    []byte `cbor:"6,keyasint,omitempty"`
+}
+
+// Kept reports whether the outcome's body was kept to be replayed.
+func (o *Outcome) Kept() bool { return o.BodyBytes == 0 }
+
+// Limits of what an idempotency record holds.
+const (
+	IdemKeyBytesMax     = 256      // an Idempotency-Key
+	OutcomeBodyBytesMax = 64 << 10 // a recorded answer's body; larger ones keep only their hash
+)
 
 // Write is one storage mutation. Key is the storage key for put and delete,
 // the alarm name for alarm ops ("" is the Durable Objects single alarm).
@@ -258,6 +291,9 @@ func (e *Event) Validate() error {
 		if !utf8.ValidString(t.Cause.RequestID) || !utf8.ValidString(t.Cause.Principal) || !utf8.ValidString(t.Cause.Method) {
 			return bad("turn %d: cause is not UTF-8", i)
 		}
+		if err := t.Cause.validateIdem(); err != nil {
+			return bad("turn %d: %v", i, err)
+		}
 		if len(t.Writes) > turnWritesMax {
 			return bad("turn %d: %d writes", i, len(t.Writes))
 		}
@@ -274,6 +310,60 @@ func (e *Event) Validate() error {
 		}
 	}
 	return nil
+}
+
+// validateIdem checks the idempotency fields of a cause.
+func (c *Cause) validateIdem() error {
+	switch {
+	case len(c.IdemKey) > IdemKeyBytesMax:
+		return fmt.Errorf("idempotency key of %d bytes", len(c.IdemKey))
+	case !utf8.ValidString(c.IdemKey):
+		return errors.New("idempotency key is not UTF-8")
+	case c.IdemKey == "" && (len(c.IdemHash) > 0 || c.Outcome != nil):
+		return errors.New("idempotency hash or outcome without a key")
+	case len(c.IdemHash) != 0 && len(c.IdemHash) != sha256.Size:
+		return fmt.Errorf("idempotency hash of %d bytes", len(c.IdemHash))
+	}
+	o := c.Outcome
+	if o == nil {
+		return nil
+	}
+	switch {
+	case o.Status < 100 || o.Status > 999:
+		return fmt.Errorf("outcome status %d", o.Status)
+	case len(o.Body) > OutcomeBodyBytesMax:
+		return fmt.Errorf("outcome body of %d bytes", len(o.Body))
+	case len(o.Code) > causeStringMax || len(o.ContentType) > causeStringMax:
+		return errors.New("outcome code or content type too long")
+	case !utf8.ValidString(o.Code) || !utf8.ValidString(o.ContentType):
+		return errors.New("outcome code or content type is not UTF-8")
+	case o.BodyBytes < 0 || o.BodyBytes > 0 && (len(o.Body) > 0 || len(o.BodyHash) != sha256.Size):
+		return errors.New("outcome body both kept and not kept")
+	case o.BodyBytes == 0 && len(o.BodyHash) > 0:
+		return errors.New("outcome body hash without a length")
+	}
+	return nil
+}
+
+// EncodeCause returns the canonical bytes of one cause, for stores that
+// keep a keyed turn's record apart from its event (the projector's index).
+func EncodeCause(c Cause) ([]byte, error) {
+	if err := c.validateIdem(); err != nil {
+		return nil, fmt.Errorf("encode cause: %w", err)
+	}
+	return encMode.Marshal(c)
+}
+
+// DecodeCause parses bytes from EncodeCause.
+func DecodeCause(b []byte) (Cause, error) {
+	var c Cause
+	if err := decMode.Unmarshal(b, &c); err != nil {
+		return Cause{}, fmt.Errorf("%w: cause: %w", ErrBadEvent, err)
+	}
+	if err := c.validateIdem(); err != nil {
+		return Cause{}, fmt.Errorf("%w: cause: %w", ErrBadEvent, err)
+	}
+	return c, nil
 }
 
 // ValidClass reports whether s is a class name: [a-z][a-z0-9-]{0,62}.

@@ -49,6 +49,16 @@ func eventTable() map[string]*Event {
 		"many writes": {Format: FormatVersion, Class: "big-class-1", Version: 9, Turns: []Turn{{Cause: Cause{Via: ViaRPC}, Writes: manyWrites}}},
 		"many turns":  {Format: FormatVersion, Class: "chat", Version: 10, Turns: manyTurns},
 		"long name":   {Format: FormatVersion, Class: "chat", Name: strings.Repeat("n", causeStringMax), Version: 1, Turns: []Turn{{Cause: Cause{Via: ViaRPC}}}},
+		"keyed": {Format: FormatVersion, Class: "counter", Version: 5, Turns: []Turn{{
+			Cause:  Cause{Via: ViaRPC, Method: "increment", IdemKey: strings.Repeat("k", IdemKeyBytesMax), IdemHash: bytes.Repeat([]byte{7}, 32), Outcome: &Outcome{Status: 200, Body: bytes.Repeat([]byte("x"), OutcomeBodyBytesMax)}},
+			Writes: []Write{{Op: OpPut, Key: "n", Value: []byte("1")}},
+		}}},
+		"keyed, answer not kept": {Format: FormatVersion, Class: "counter", Version: 6, Turns: []Turn{{
+			Cause: Cause{Via: ViaFetch, IdemKey: "k", IdemHash: bytes.Repeat([]byte{7}, 32), Outcome: &Outcome{Status: 201, ContentType: "text/plain", BodyBytes: OutcomeBodyBytesMax + 1, BodyHash: bytes.Repeat([]byte{9}, 32)}},
+		}}},
+		"keyed, error": {Format: FormatVersion, Class: "counter", Version: 7, Turns: []Turn{{
+			Cause: Cause{Via: ViaRPC, IdemKey: "k", IdemHash: bytes.Repeat([]byte{7}, 32), Outcome: &Outcome{Status: 409, Code: "conflict", Body: []byte("no")}},
+		}}},
 	}
 }
 
@@ -141,6 +151,24 @@ func TestEventValidate(t *testing.T) {
 		"alarm with value":   func(e *Event) { e.Turns[1].Writes[2].Value = []byte("x") },
 		"key not utf-8":      func(e *Event) { e.Turns[0].Writes[0].Key = "\xff\xfe" },
 		"alarm name invalid": func(e *Event) { e.Turns[1].Writes[3].Key = "\x80" },
+		"idem key long":      func(e *Event) { e.Turns[0].Cause.IdemKey = strings.Repeat("k", IdemKeyBytesMax+1) },
+		"idem key not utf-8": func(e *Event) { e.Turns[0].Cause.IdemKey = "\xff" },
+		"idem hash no key":   func(e *Event) { e.Turns[0].Cause.IdemHash = make([]byte, 32) },
+		"outcome no key":     func(e *Event) { e.Turns[0].Cause.Outcome = &Outcome{Status: 200} },
+		"idem hash short": func(e *Event) {
+			e.Turns[0].Cause.IdemKey, e.Turns[0].Cause.IdemHash = "k", make([]byte, 31)
+		},
+		"outcome status 0": func(e *Event) {
+			e.Turns[0].Cause.IdemKey, e.Turns[0].Cause.Outcome = "k", &Outcome{}
+		},
+		"outcome body long": func(e *Event) {
+			e.Turns[0].Cause.IdemKey = "k"
+			e.Turns[0].Cause.Outcome = &Outcome{Status: 200, Body: make([]byte, OutcomeBodyBytesMax+1)}
+		},
+		"outcome kept and not": func(e *Event) {
+			e.Turns[0].Cause.IdemKey = "k"
+			e.Turns[0].Cause.Outcome = &Outcome{Status: 200, Body: []byte("x"), BodyBytes: 9, BodyHash: make([]byte, 32)}
+		},
 	}
 	if err := fullEvent().Validate(); err != nil {
 		t.Fatalf("the base event is invalid: %v", err)
@@ -156,6 +184,68 @@ func TestEventValidate(t *testing.T) {
 				t.Fatalf("Encode: %v, want ErrBadEvent", err)
 			}
 		})
+	}
+}
+
+// TestEventBeforeIdempotencyKeys: an event written before causes had
+// idempotency fields encodes to the same bytes now (so its chain hash
+// holds) and decodes with none.
+func TestEventBeforeIdempotencyKeys(t *testing.T) {
+	type oldCause struct {
+		RequestID string `cbor:"1,keyasint,omitempty"`
+		Principal string `cbor:"2,keyasint,omitempty"`
+		Method    string `cbor:"3,keyasint,omitempty"`
+		Via       Via    `cbor:"4,keyasint"`
+	}
+	type oldTurn struct {
+		Cause  oldCause `cbor:"1,keyasint"`
+		Writes []Write  `cbor:"2,keyasint"`
+	}
+	type oldEvent struct {
+		Format   uint8     `cbor:"1,keyasint"`
+		Class    string    `cbor:"2,keyasint"`
+		ID       ID        `cbor:"3,keyasint"`
+		Name     string    `cbor:"4,keyasint,omitempty"`
+		Version  uint64    `cbor:"5,keyasint"`
+		Time     int64     `cbor:"6,keyasint"`
+		Turns    []oldTurn `cbor:"7,keyasint"`
+		PrevHash Hash      `cbor:"8,keyasint"`
+	}
+	old := oldEvent{Format: FormatVersion, Class: "counter", Version: 3, Time: 42, Turns: []oldTurn{{
+		Cause:  oldCause{RequestID: "r", Principal: "p", Method: "increment", Via: ViaRPC},
+		Writes: []Write{{Op: OpPut, Key: "n", Value: []byte("3")}},
+	}}}
+	b, err := encMode.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Decode(b)
+	if err != nil {
+		t.Fatalf("an old event no longer decodes: %v", err)
+	}
+	if c := e.Turns[0].Cause; c.IdemKey != "" || c.IdemHash != nil || c.Outcome != nil || c.Method != "increment" {
+		t.Fatalf("old cause decoded as %+v", c)
+	}
+	if again, _ := Encode(e); !bytes.Equal(again, b) {
+		t.Fatal("an old event re-encodes to other bytes: its chain hash would change")
+	}
+}
+
+func TestCauseRecordRoundTrip(t *testing.T) {
+	c := Cause{Via: ViaRPC, Method: "m", IdemKey: "k", IdemHash: bytes.Repeat([]byte{1}, 32), Outcome: &Outcome{Status: 200, Body: []byte("{}")}}
+	b, err := EncodeCause(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeCause(b)
+	if err != nil || !reflect.DeepEqual(got, c) {
+		t.Fatalf("DecodeCause = %+v, %v; want %+v", got, err, c)
+	}
+	if _, err := DecodeCause(b[:len(b)-1]); !errors.Is(err, ErrBadEvent) {
+		t.Fatalf("truncated cause: %v, want ErrBadEvent", err)
+	}
+	if _, err := EncodeCause(Cause{Via: ViaRPC, Outcome: &Outcome{Status: 200}}); err == nil {
+		t.Fatal("EncodeCause took an outcome without a key")
 	}
 }
 

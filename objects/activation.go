@@ -33,6 +33,9 @@ import (
 //     everything unacknowledged with ErrFenced and ends.
 //  5. Writes of staged turns are in the overlay until the projector reports
 //     their version applied, so reads never see the snapshot behind the log.
+//     So are the records of keyed turns (idem), so a retry finds them.
+//  6. A keyed request whose key has a record is answered from it, through
+//     the output gate, and does not run (idempotency.go).
 type activation struct {
 	rt    *Runtime
 	class *Class
@@ -58,7 +61,8 @@ type activation struct {
 	lastSeq   uint64 // stream sequence of the newest acknowledged event
 	lastHash  log.Hash
 	overlay   layer
-	clearVer  uint64 // version of the newest DeleteAll in the overlay
+	idem      map[string]idemEntry // records of keyed turns not yet applied, by key
+	clearVer  uint64               // version of the newest DeleteAll in the overlay
 	trimmedAt uint64
 	pending   *commit
 	inflight  *commit
@@ -75,11 +79,13 @@ type actKey struct {
 
 // request is one turn to run.
 type request struct {
-	ctx    context.Context
-	cause  Cause
-	label  string // method or entry point, for errors
-	run    func(c *Ctx, inst any) (any, error)
-	result chan result // buffered 1
+	ctx   context.Context
+	cause Cause
+	label string // method or entry point, for errors
+	// outcome, set for a keyed request, records and replays its answer.
+	outcome *outcomeCodec
+	run     func(c *Ctx, inst any) (any, error)
+	result  chan result // buffered 1
 }
 
 type result struct {
@@ -104,10 +110,11 @@ type appendResult struct {
 
 // turn is the state of one running turn.
 type turn struct {
-	a    *activation
-	req  *request
-	st   *Storage
-	done bool
+	a      *activation
+	req    *request
+	st     *Storage
+	done   bool
+	synced bool // Sync staged some of the turn's writes
 
 	sockOps    []sockOp // WebSocket sends and closes held for the output gate
 	connecting *socket  // the socket a WebSocketConnect turn decides on
@@ -300,7 +307,7 @@ func (a *activation) load() error {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err) // the caller may retry
 		}
 		a.rt.logger.Debug("activation raced a checkpoint's purge; loading again", "class", a.class.name, "id", a.id, "err", err)
-		a.overlay, a.clearVer, a.trimmedAt = layer{}, 0, 0
+		a.overlay, a.idem, a.clearVer, a.trimmedAt = layer{}, nil, 0, 0
 	}
 	a.inst = a.class.newInst()
 	if init, ok := a.inst.(Initer); ok {
@@ -326,6 +333,7 @@ func (a *activation) catchUp(ctx context.Context, rec log.Record) error {
 	for _, t := range ev.Turns {
 		a.overlayWrites(ev.Version, t.Writes)
 	}
+	a.overlayIdem(ev.Version, ev.Time, ev.Turns)
 	a.version, a.lastSeq, a.lastHash = ev.Version, rec.Seq, rec.Hash()
 	if a.name == "" && ev.Name != "" {
 		a.name = ev.Name
@@ -340,6 +348,9 @@ func (a *activation) handle(req *request) {
 		return
 	}
 	a.trim()
+	if req.outcome != nil && a.answerFromRecord(req) {
+		return
+	}
 	t := &turn{a: a, req: req}
 	t.st = &Storage{t: t, ws: newWriteSet(nil)}
 	out, err, panicked := a.invoke(t)
@@ -350,6 +361,13 @@ func (a *activation) handle(req *request) {
 		req.result <- result{err: a.broken}
 		return
 	case err != nil:
+		// Writes a Sync made durable stay: a keyed turn records its
+		// failure with them, so that its retry does not run them again.
+		if o, ok := errorOutcome(err); ok && req.outcome != nil && t.synced {
+			cause := req.cause
+			cause.Outcome = &o
+			a.stage(cause, nil)
+		}
 		a.gate(req, result{err: err})
 		if panicked {
 			a.broken = errReset
@@ -357,8 +375,13 @@ func (a *activation) handle(req *request) {
 		}
 		return
 	}
-	if !t.st.ws.empty() {
-		a.stage(req.cause, t.st.ws)
+	if !t.st.ws.empty() || req.outcome != nil && t.synced {
+		cause := req.cause
+		if req.outcome != nil {
+			o := req.outcome.record(out)
+			cause.Outcome = &o
+		}
+		a.stage(cause, t.st.ws)
 	}
 	a.gate(req, result{out: out, sockOps: t.sockOps})
 }
@@ -374,16 +397,26 @@ func (a *activation) invoke(t *turn) (out any, err error, panicked bool) {
 	return out, err, false
 }
 
-// stage moves a finished turn's writes into the next event and the overlay.
+// stage moves a finished turn's writes (ws may be nil: a keyed turn's
+// record alone) into the next event and the overlay.
 func (a *activation) stage(cause Cause, ws *writeSet) {
 	if a.pending == nil {
 		a.version++
 		a.pending = &commit{version: a.version}
 	}
-	writes := ws.writes()
-	a.pending.turns = append(a.pending.turns, log.Turn{Cause: cause, Writes: writes})
-	a.pending.bytes += ws.bytes + turnOverheadBytes
+	var writes []log.Write
+	if ws != nil {
+		writes = ws.writes()
+		a.pending.bytes += ws.bytes
+	}
+	turn := log.Turn{Cause: cause, Writes: writes}
+	a.pending.turns = append(a.pending.turns, turn)
+	a.pending.bytes += turnOverheadBytes
+	if o := cause.Outcome; o != nil {
+		a.pending.bytes += len(o.Body) + len(cause.IdemKey) + len(cause.IdemHash) + len(o.BodyHash) + len(o.Code) + len(o.ContentType)
+	}
 	a.overlayWrites(a.pending.version, writes)
+	a.overlayIdem(a.pending.version, a.rt.now().UnixNano(), a.pending.turns[len(a.pending.turns)-1:])
 }
 
 func (a *activation) overlayWrites(version uint64, writes []log.Write) {
@@ -424,6 +457,11 @@ func (a *activation) trim() {
 	if a.overlay.cleared && a.clearVer <= applied {
 		a.overlay.cleared = false
 	}
+	for k, e := range a.idem {
+		if e.ver <= applied {
+			delete(a.idem, k)
+		}
+	}
 	a.trimmedAt = applied
 }
 
@@ -446,7 +484,7 @@ func (a *activation) gate(req *request, r result) {
 func (a *activation) full() bool {
 	c := a.pending
 	return c != nil && (len(c.turns) >= maxTurnsPerEvent ||
-		c.bytes+WriteSetBytesMax+turnOverheadBytes+eventEnvelopeBytes > a.rt.maxEventBytes)
+		c.bytes+WriteSetBytesMax+turnOverheadBytes+outcomeBytesMax+eventEnvelopeBytes > a.rt.maxEventBytes)
 }
 
 // flush starts the next append if none is in flight.
@@ -534,6 +572,7 @@ func (a *activation) fail(err error) {
 	}
 	a.broken = err
 	a.overlay = layer{}
+	a.idem = nil
 	a.inst = nil
 	a.closeWith(errBounced)
 }
@@ -545,6 +584,7 @@ func (t *turn) sync() error {
 	if !t.st.ws.empty() {
 		a.stage(t.req.cause, t.st.ws)
 		t.st.ws = newWriteSet(nil)
+		t.synced = true
 	}
 	for a.pending != nil || a.inflight != nil {
 		a.flush()

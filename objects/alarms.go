@@ -322,7 +322,7 @@ func (rt *Runtime) Alarm(ctx context.Context, ref Ref, info AlarmInfo) error {
 		method += fmt.Sprintf(" (retry %d)", info.RetryCount)
 	}
 	cause := Cause{Via: ViaAlarm, Method: method}
-	_, err = rt.dispatch(ctx, ref, cause, "Alarm", func(c *Ctx, inst any) (any, error) {
+	_, err = rt.dispatch(ctx, ref, cause, "Alarm", nil, func(c *Ctx, inst any) (any, error) {
 		st := c.Storage()
 		at, ok, err := st.getAlarm(info.Name)
 		if err != nil {

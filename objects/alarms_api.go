@@ -2,6 +2,7 @@ package objects
 
 import (
 	"context"
+	"encoding/binary"
 	"time"
 )
 
@@ -13,7 +14,7 @@ import (
 // GetAlarms returns ref's pending alarms by name ("" is the default alarm).
 func (rt *Runtime) GetAlarms(ctx context.Context, ref Ref, cause Cause) (map[string]time.Time, error) {
 	cause.Via, cause.Method = ViaSystem, "GET alarm"
-	out, err := rt.dispatch(ctx, ref, cause, "GetAlarms", func(c *Ctx, _ any) (any, error) {
+	out, err := rt.dispatch(ctx, ref, cause, "GetAlarms", nil, func(c *Ctx, _ any) (any, error) {
 		return c.Storage().Alarms()
 	})
 	if err != nil {
@@ -23,19 +24,32 @@ func (rt *Runtime) GetAlarms(ctx context.Context, ref Ref, cause Cause) (map[str
 }
 
 // SetAlarmAt sets ref's alarm name ("" is the default alarm) to at and
-// returns once the change is durable.
-func (rt *Runtime) SetAlarmAt(ctx context.Context, ref Ref, name string, at time.Time, cause Cause) error {
+// returns once the change is durable. It returns the time set: at, or for
+// a keyed retry the time its first attempt set.
+func (rt *Runtime) SetAlarmAt(ctx context.Context, ref Ref, name string, at time.Time, cause Cause) (time.Time, error) {
 	cause.Via, cause.Method = ViaSystem, "PUT alarm"
-	_, err := rt.dispatch(ctx, ref, cause, "SetAlarm", func(c *Ctx, _ any) (any, error) {
-		return nil, c.Storage().SetAlarmNamed(name, at)
+	err := keyed(&cause, func() []byte {
+		return requestHash(ViaSystem, cause.Method, []byte(name), binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano())))
 	})
-	return err
+	if err != nil {
+		return time.Time{}, err
+	}
+	out, err := rt.dispatch(ctx, ref, cause, "SetAlarm", setAlarmOutcome, func(c *Ctx, _ any) (any, error) {
+		return at, c.Storage().SetAlarmNamed(name, at)
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	return out.(time.Time), nil
 }
 
 // DeleteAlarmAt deletes ref's alarm name and reports whether it was set.
 func (rt *Runtime) DeleteAlarmAt(ctx context.Context, ref Ref, name string, cause Cause) (bool, error) {
 	cause.Via, cause.Method = ViaSystem, "DELETE alarm"
-	out, err := rt.dispatch(ctx, ref, cause, "DeleteAlarm", func(c *Ctx, _ any) (any, error) {
+	if err := keyed(&cause, func() []byte { return requestHash(ViaSystem, cause.Method, []byte(name)) }); err != nil {
+		return false, err
+	}
+	out, err := rt.dispatch(ctx, ref, cause, "DeleteAlarm", deleteAlarmOutcome, func(c *Ctx, _ any) (any, error) {
 		return c.Storage().DeleteAlarmNamed(name)
 	})
 	if err != nil {
@@ -60,7 +74,7 @@ type AlarmRecord struct {
 // an alarm turn of its own, so history shows the alarm was given up.
 func (rt *Runtime) AbandonAlarm(ctx context.Context, ref Ref, name string, at time.Time) error {
 	cause := Cause{Via: ViaAlarm, Method: "alarm abandoned " + name}
-	_, err := rt.dispatch(ctx, ref, cause, "AbandonAlarm", func(c *Ctx, _ any) (any, error) {
+	_, err := rt.dispatch(ctx, ref, cause, "AbandonAlarm", nil, func(c *Ctx, _ any) (any, error) {
 		st := c.Storage()
 		cur, ok, err := st.getAlarm(name)
 		if err != nil || !ok || cur != at.UnixNano() {
@@ -76,7 +90,7 @@ func (rt *Runtime) AbandonAlarm(ctx context.Context, ref Ref, name string, at ti
 // the past, so it fires at once). It reports whether it set it.
 func (rt *Runtime) RearmAlarm(ctx context.Context, ref Ref, name string, at time.Time) (bool, error) {
 	cause := Cause{Via: ViaSystem, Method: "alarm retry " + name}
-	out, err := rt.dispatch(ctx, ref, cause, "RearmAlarm", func(c *Ctx, _ any) (any, error) {
+	out, err := rt.dispatch(ctx, ref, cause, "RearmAlarm", nil, func(c *Ctx, _ any) (any, error) {
 		st := c.Storage()
 		if _, ok, err := st.getAlarm(name); err != nil || ok {
 			return false, err

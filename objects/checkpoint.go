@@ -142,7 +142,13 @@ func (c *checkpointer) write(ctx context.Context, class string, id ID, version u
 	if rep.Version != version {
 		return fmt.Errorf("checkpoint %s/%s v%d: the log ends at version %d", class, id, version, rep.Version)
 	}
-	ck := rep.Checkpoint(class, id)
+	// Keys a retry may still ask for travel with the checkpoint: a node
+	// that loads from it skips their events (idempotency.go).
+	window := DefaultIdempotencyWindow
+	if cl, ok := c.rt.classes[class]; ok {
+		window = cl.IdempotencyWindow()
+	}
+	ck := rep.Checkpoint(class, id, rep.Time-int64(window))
 	if err := l.WriteCheckpoint(ctx, ck); err != nil {
 		return err
 	}
@@ -185,6 +191,33 @@ func (rt *Runtime) CheckpointStats() CheckpointStats {
 	return CheckpointStats{Written: s.written.Load(), Skipped: s.skipped.Load(), Failed: s.failed.Load(), Dropped: s.dropped.Load()}
 }
 
+// installKeyed indexes the keyed records of the object's checkpoints
+// after version applied and before newest whose time is inside the
+// class's window (idempotency.go).
+func (a *activation) installKeyed(ctx context.Context, applied uint64, newest log.CheckpointInfo) error {
+	since := a.rt.now().Add(-a.class.IdempotencyWindow()).UnixNano()
+	var infos []log.CheckpointInfo
+	err := a.rt.log.Checkpoints(ctx, a.class.name, a.id, func(i log.CheckpointInfo) error {
+		if i.Version > applied && i.Version < newest.Version && i.Time > since && i.Keyed > 0 {
+			infos = append(infos, i)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list checkpoints of %s/%s: %w", a.class.name, a.id, err)
+	}
+	for _, i := range infos {
+		recs, err := a.rt.log.LoadKeyed(ctx, i)
+		if err != nil {
+			return err
+		}
+		if err := a.rt.proj.InstallKeyed(a.class.name, a.id, recs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // skipAhead moves an object's snapshot to its newest checkpoint when the
 // snapshot is behind the log by at least a checkpoint interval, or the
 // class drops old events: then activation reads at most the events after
@@ -207,6 +240,13 @@ func (a *activation) skipAhead(ctx context.Context, meta projector.Meta, last lo
 	}
 	ck, err := a.rt.log.LoadCheckpoint(ctx, info)
 	if err != nil {
+		return meta, err
+	}
+	// The events the checkpoint lets this node skip hold records of keyed
+	// turns; each checkpoint carries those since the one before it. Index
+	// the older checkpoints' records first: once the newest is installed,
+	// the snapshot is past them and nothing would read them again.
+	if err := a.installKeyed(ctx, meta.Version, info); err != nil {
 		return meta, err
 	}
 	if _, err := a.rt.proj.Install(ck); err != nil {

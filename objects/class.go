@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -19,6 +20,8 @@ type Class struct {
 	fetches bool               // implements Fetcher
 	// alarmRetries overrides DefaultAlarmRetries (WithAlarmRetries).
 	alarmRetries *int
+	// idemWindow overrides DefaultIdempotencyWindow (WithIdempotencyWindow).
+	idemWindow time.Duration
 }
 
 // Name is the class name used in URLs and subjects.

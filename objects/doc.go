@@ -66,6 +66,13 @@
 //  7. After the ack the event goes to the projector, which applies it to
 //     Badger in batches. Until it reports the version applied, the
 //     activation serves those keys from its overlay.
+//  8. Exactly-once: a request with an idempotency key (Cause.IdemKey) whose
+//     turn writes records its answer in its cause, in the same event as
+//     its writes. Before a keyed request runs, the activation looks its key
+//     up (overlay, then the snapshot's index); a record within the class's
+//     window answers it through the output gate without running the turn,
+//     and a record of a different request is ErrIdempotencyKeyReused
+//     (idempotency.go).
 //
 // # Alarms
 //

@@ -139,6 +139,7 @@ func testClasses() []*Class {
 	return []*Class{
 		Define("scratch", func() *scratch { return &scratch{mem: map[string]int{}} }),
 		Define("tally", func() *tally { return &tally{} }),
+		Define("echo", func() *echo { return &echo{} }).WithIdempotencyWindow(time.Hour),
 	}
 }
 

@@ -135,7 +135,7 @@ func (rt *Runtime) Restore(ctx context.Context, ref Ref, at PastAt, cause Cause)
 		return RestoreResult{}, err
 	}
 	cause.Via, cause.Method = ViaSystem, "restore"
-	out, err := rt.dispatch(ctx, ref, cause, "restore", func(c *Ctx, _ any) (any, error) {
+	out, err := rt.dispatch(ctx, ref, cause, "restore", nil, func(c *Ctx, _ any) (any, error) {
 		past, err := history.StateAt(c, rt.log, ref.Class, ref.ID, at)
 		if err != nil {
 			return nil, err

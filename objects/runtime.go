@@ -46,6 +46,12 @@ type Config struct {
 	// Checkpoints: how often objects are checkpointed, and which classes
 	// drop events older than their newest checkpoint (objects/checkpoint.go).
 	Checkpoints CheckpointConfig
+	// Now is the clock that idempotency windows are measured with.
+	// Default time.Now; tests move it instead of waiting.
+	Now func() time.Time
+	// IdempotencySweepEvery is how often records of keyed turns older than
+	// every class's window are dropped from the snapshot. Default 1m.
+	IdempotencySweepEvery time.Duration
 }
 
 // Hooks observe the write path. Tests use them to see progress instead of
@@ -60,6 +66,9 @@ type Hooks struct {
 	Loading func(class string, id ID)
 	Acked   func(class string, id ID, version, seq uint64)
 	Fenced  func(class string, id ID)
+	// Replayed: a keyed request was answered from its key's record
+	// without running.
+	Replayed func(class string, id ID)
 }
 
 func (h Hooks) activated(c string, id ID) {
@@ -85,6 +94,11 @@ func (h Hooks) beforeAppend(c string, id ID, v uint64) {
 func (h Hooks) acked(c string, id ID, v, seq uint64) {
 	if h.Acked != nil {
 		h.Acked(c, id, v, seq)
+	}
+}
+func (h Hooks) replayed(c string, id ID) {
+	if h.Replayed != nil {
+		h.Replayed(c, id)
 	}
 }
 func (h Hooks) fenced(c string, id ID) {
@@ -117,7 +131,8 @@ type Runtime struct {
 	wg          sync.WaitGroup
 	activations atomic.Uint64
 	ckpt        *checkpointer
-	sockets     hub // WebSockets by object; outlives activations (websocket.go)
+	sweepDone   chan struct{} // closed when sweepIdem has returned
+	sockets     hub           // WebSockets by object; outlives activations (websocket.go)
 }
 
 // New validates cfg and returns a running Runtime.
@@ -140,6 +155,12 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.IdempotencySweepEvery <= 0 {
+		cfg.IdempotencySweepEvery = time.Minute
+	}
 	rt := &Runtime{
 		cfg:           cfg,
 		log:           cfg.Log,
@@ -149,8 +170,9 @@ func New(cfg Config) (*Runtime, error) {
 		hooks:         cfg.Hooks,
 		maxEventBytes: cfg.Log.MaxEventBytes(),
 		stopping:      make(chan struct{}),
+		sweepDone:     make(chan struct{}),
 	}
-	if need := WriteSetBytesMax + turnOverheadBytes + eventEnvelopeBytes; rt.maxEventBytes < need {
+	if need := WriteSetBytesMax + turnOverheadBytes + outcomeBytesMax + eventEnvelopeBytes; rt.maxEventBytes < need {
 		return nil, fmt.Errorf("objects: the log takes events of at most %d bytes, a turn needs %d: raise the NATS server's max_payload", rt.maxEventBytes, need)
 	}
 	for _, c := range cfg.Classes {
@@ -166,8 +188,11 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	rt.ckpt = newCheckpointer(rt, cfg.Checkpoints)
+	go rt.sweepIdem()
 	return rt, nil
 }
+
+func (rt *Runtime) now() time.Time { return rt.cfg.Now() }
 
 // Close stops taking requests, lets every activation finish its queued
 // turns and acknowledged-or-failed appends, and waits for them. If ctx ends
@@ -192,6 +217,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	rt.cancel()
 	rt.cutAppend()
 	rt.ckpt.close()
+	<-rt.sweepDone
 	return ctx.Err()
 }
 
@@ -272,7 +298,10 @@ func (rt *Runtime) Call(ctx context.Context, ref Ref, method string, body []byte
 		}
 	}
 	cause.Via, cause.Method = ViaRPC, method
-	out, err := rt.dispatch(ctx, ref, cause, method, func(c *Ctx, inst any) (any, error) {
+	if err := keyed(&cause, func() []byte { return requestHash(ViaRPC, method, body) }); err != nil {
+		return nil, err
+	}
+	out, err := rt.dispatch(ctx, ref, cause, method, rpcOutcome, func(c *Ctx, inst any) (any, error) {
 		out, err := m.call(inst, c, in)
 		if err != nil {
 			return nil, handlerError(class.name, method, err)
@@ -308,7 +337,10 @@ func (rt *Runtime) Fetch(ctx context.Context, ref Ref, r *http.Request, cause Ca
 		return nil, fmt.Errorf("%w: read body: %v", ErrBadInput, err)
 	}
 	cause.Via, cause.Method = ViaFetch, r.Method+" "+r.URL.Path
-	out, err := rt.dispatch(ctx, ref, cause, "Fetch", func(c *Ctx, inst any) (any, error) {
+	if err := keyed(&cause, func() []byte { return requestHash(ViaFetch, cause.Method, []byte(r.URL.RawQuery), body) }); err != nil {
+		return nil, err
+	}
+	out, err := rt.dispatch(ctx, ref, cause, "Fetch", fetchOutcome, func(c *Ctx, inst any) (any, error) {
 		req := r.Clone(c)
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		rec := newRecorder()
@@ -333,13 +365,18 @@ func handlerError(class, method string, err error) error {
 }
 
 // dispatch runs fn as a turn on ref's activation, creating it if needed,
-// and waits for the gated result.
-func (rt *Runtime) dispatch(ctx context.Context, ref Ref, cause Cause, label string, fn func(*Ctx, any) (any, error)) (any, error) {
+// and waits for the gated result. A keyed cause (see keyed) with an
+// outcome codec makes the turn exactly-once (idempotency.go); an entry
+// point without a codec ignores the key.
+func (rt *Runtime) dispatch(ctx context.Context, ref Ref, cause Cause, label string, outcome *outcomeCodec, fn func(*Ctx, any) (any, error)) (any, error) {
 	class, err := rt.Class(ref.Class)
 	if err != nil {
 		return nil, err
 	}
-	req := &request{ctx: ctx, cause: cause, label: label, run: fn, result: make(chan result, 1)}
+	if cause.IdemKey == "" || cause.IdemHash == nil || outcome == nil {
+		cause.IdemKey, cause.IdemHash, cause.Outcome, outcome = "", nil, nil, nil
+	}
+	req := &request{ctx: ctx, cause: cause, label: label, outcome: outcome, run: fn, result: make(chan result, 1)}
 	for attempt := 0; attempt < rt.cfg.DispatchAttempts; attempt++ {
 		a, err := rt.activation(class, ref)
 		if err != nil {

@@ -461,7 +461,7 @@ func (rt *Runtime) WebSocketConnect(ctx context.Context, ref Ref, r *http.Reques
 	k := actKey{class.name, ref.ID}
 	s := &socket{id: SocketID(rt.sockets.next.Add(1)), conn: conn}
 	cause.Via, cause.Method = ViaWebSocket, "connect"
-	_, err = rt.dispatch(ctx, ref, cause, "WebSocketConnect", func(c *Ctx, inst any) (any, error) {
+	_, err = rt.dispatch(ctx, ref, cause, "WebSocketConnect", nil, func(c *Ctx, inst any) (any, error) {
 		rt.sockets.add(k, s)
 		c.t.connecting = s
 		if h, ok := inst.(WebSocketConnecter); ok {
@@ -559,7 +559,7 @@ func (rt *Runtime) socketTurn(ctx context.Context, ref Ref, id SocketID, cause C
 	if s == nil {
 		return fmt.Errorf("socket %d of %s: %w", id, ref, ErrSocketClosed)
 	}
-	_, err = rt.dispatch(ctx, ref, cause, label, func(c *Ctx, inst any) (any, error) {
+	_, err = rt.dispatch(ctx, ref, cause, label, nil, func(c *Ctx, inst any) (any, error) {
 		if err := fn(c, inst, &WebSocket{s: s, t: c.t}); err != nil {
 			return nil, handlerError(class.name, label, err)
 		}

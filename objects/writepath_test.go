@@ -375,10 +375,11 @@ func dump(t *testing.T, p *projector.Projector) []byte {
 }
 
 // TestLargestTurnFits: the largest write set a turn may make, plus the
-// event envelope, is accepted by the log end to end.
+// largest recorded answer and the event envelope, is accepted by the log
+// end to end.
 func TestLargestTurnFits(t *testing.T) {
 	h := newHarness(t)
-	if need := WriteSetBytesMax + turnOverheadBytes + eventEnvelopeBytes; h.log.MaxEventBytes() < need {
+	if need := WriteSetBytesMax + turnOverheadBytes + outcomeBytesMax + eventEnvelopeBytes; h.log.MaxEventBytes() < need {
 		t.Fatalf("log takes %d bytes, a full turn needs %d", h.log.MaxEventBytes(), need)
 	}
 	h.must("big", func(c *Ctx, _ *scratch) (any, error) {

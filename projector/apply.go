@@ -21,13 +21,19 @@ func (p *Projector) Apply(recs []log.Record) error {
 			return err
 		}
 	}
+	return p.asWriter(func() error { return p.applyLocked(recs) })
+}
+
+// asWriter runs fn as Badger's one writer (serialized with the apply
+// goroutine), unless the projector is closed.
+func (p *Projector) asWriter(fn func() error) error {
 	if !p.users.enter() {
 		return ErrClosed
 	}
 	defer p.users.leave()
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
-	return p.applyLocked(recs)
+	return fn()
 }
 
 // applyLocked applies checked records in as few transactions as fit,
@@ -155,6 +161,9 @@ func (b *txnBatch) stage(rec log.Record, split bool) error {
 				return fmt.Errorf("projector: apply %s/%s v%d turn %d write %d (%s): %w", ev.Class, ev.ID, ev.Version, ti, wi, w.Op, err)
 			}
 		}
+	}
+	if err := eventIdem(do, ev); err != nil {
+		return fmt.Errorf("projector: apply %s/%s v%d: %w", ev.Class, ev.ID, ev.Version, err)
 	}
 	next := Meta{Version: ev.Version, Seq: rec.Seq, Hash: rec.Hash(), Name: meta.Name, Updated: ev.Time}
 	if next.Name == "" {

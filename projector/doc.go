@@ -47,6 +47,8 @@
 //	d<class>\x00<id 32 bytes><key>   state: the value
 //	m<class>\x00<id 32 bytes>        meta: see encodeMeta
 //	a<class>\x00<id 32 bytes><name>  pending alarm: due time, Unix ns, 8 bytes big-endian
+//	i<class>\x00<id 32 bytes><key>   a keyed turn's record (idem.go)
+//	x<time><class>\x00<id><key>      its expiry entry, in time order (idem.go)
 //
 // One object's keys of each kind are contiguous, so List and DeleteAll are
 // range scans and DeleteAll cannot reach the meta or the alarms.

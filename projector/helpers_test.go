@@ -61,6 +61,16 @@ func newStream(t testing.TB) *stream { return &stream{t: t, last: map[obj]log.Re
 // next returns the object's next event, with one turn per writes list.
 func (s *stream) next(o obj, turns ...[]log.Write) log.Record {
 	s.t.Helper()
+	ts := make([]log.Turn, len(turns))
+	for i, w := range turns {
+		ts[i] = log.Turn{Cause: log.Cause{Via: log.ViaRPC, RequestID: fmt.Sprint("r", s.seq, ".", i)}, Writes: w}
+	}
+	return s.nextTurns(o, ts...)
+}
+
+// nextTurns returns the object's next event with these turns.
+func (s *stream) nextTurns(o obj, turns ...log.Turn) log.Record {
+	s.t.Helper()
 	prev, ok := s.last[o]
 	ev := &log.Event{Format: log.FormatVersion, Class: o.class, ID: o.id, Version: 1, Time: time.Unix(1700000000, 0).UnixNano() + int64(s.seq)}
 	if ok {
@@ -69,9 +79,7 @@ func (s *stream) next(o obj, turns ...[]log.Write) log.Record {
 	} else {
 		ev.Name = fmt.Sprintf("name-of-%x", o.id[:4])
 	}
-	for i, w := range turns {
-		ev.Turns = append(ev.Turns, log.Turn{Cause: log.Cause{Via: log.ViaRPC, RequestID: fmt.Sprint("r", s.seq, ".", i)}, Writes: w})
-	}
+	ev.Turns = turns
 	data, err := log.Encode(ev)
 	if err != nil {
 		s.t.Fatal(err)

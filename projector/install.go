@@ -53,6 +53,12 @@ func (p *Projector) Install(ck *log.Checkpoint) (bool, error) {
 		}
 		err = txn.Set(alarmKey(ck.Class, ck.ID, name), encodeAlarm(at))
 	}
+	for _, k := range ck.Keyed {
+		if err != nil {
+			break
+		}
+		err = stageIdem(do, ck.Class, ck.ID, k)
+	}
 	if err == nil {
 		name := meta.Name
 		if name == "" {

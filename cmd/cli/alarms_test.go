@@ -27,7 +27,7 @@ func TestAlarmsCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Runtime.SetAlarmAt(context.Background(), ref, "reminder", time.Now().Add(time.Hour), objects.Cause{}); err != nil {
+	if _, err := n.Runtime.SetAlarmAt(context.Background(), ref, "reminder", time.Now().Add(time.Hour), objects.Cause{}); err != nil {
 		t.Fatal(err)
 	}
 	run := func(args ...string) string {

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strata-objects/strata/classes"
+	"github.com/strata-objects/strata/objects"
 )
 
 // TestEnvFlags: every flag takes its STRATA_* variable unless the command
@@ -50,6 +53,7 @@ func TestUsageErrors(t *testing.T) {
 		{"call", "counter"},
 		{"serve", "--pprof", "0.0.0.0:6060"},
 		{"serve", "--pprof", "6060"},
+		{"serve", "--idempotency-window", "nosuch=1h"},
 	}
 	for _, args := range cases {
 		err := Run(context.Background(), env, args)
@@ -81,5 +85,37 @@ func TestPprof(t *testing.T) {
 	}
 	if _, err := http.Get(url); err == nil {
 		t.Fatal("pprof still answers after stop")
+	}
+}
+
+// TestIdempotencyWindowFlag: --idempotency-window sets the windows of the
+// classes it names.
+func TestIdempotencyWindowFlag(t *testing.T) {
+	var windows map[string]time.Duration
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	idempotencyFlags(fs, &windows)
+	for _, bad := range []string{"kv", "kv=-1h", "kv=soon", "Bad=1h"} {
+		if err := parseFlags(fs, []string{"--idempotency-window", bad}); err == nil {
+			t.Fatalf("--idempotency-window %s was taken", bad)
+		}
+	}
+	if err := parseFlags(fs, []string{"--idempotency-window", "kv=1h, counter=90s"}); err != nil {
+		t.Fatal(err)
+	}
+	cls := classes.All()
+	if err := applyIdemWindows(windows, cls); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cls {
+		want := objects.DefaultIdempotencyWindow
+		switch c.Name() {
+		case "kv":
+			want = time.Hour
+		case "counter":
+			want = 90 * time.Second
+		}
+		if got := c.IdempotencyWindow(); got != want {
+			t.Fatalf("%s: window %s, want %s", c.Name(), got, want)
+		}
 	}
 }

@@ -28,6 +28,7 @@ type logConfig struct {
 	logger        *slog.Logger
 	cluster       clusterConfig            // scale-out (cluster.go); zero: one node alone
 	checkpoints   objects.CheckpointConfig // checkpoints and per-class retention (cmd/cli/checkpoint.go)
+	idemWindows   map[string]time.Duration // per-class idempotency windows (cmd/cli/idempotency.go)
 }
 
 func (c *logConfig) validate() error {

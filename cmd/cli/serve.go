@@ -30,6 +30,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	lc.cluster.register(fs)
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off when empty")
 	checkpointFlags(fs, &lc.checkpoints)
+	idempotencyFlags(fs, &lc.idemWindows)
 	var wsf wsFlags
 	wsf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -47,6 +48,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	}
 	if err := lc.validate(); err != nil {
 		return err // before anything listens
+	}
+	if err := applyIdemWindows(lc.idemWindows, env.Classes); err != nil {
+		return err
 	}
 	if *pprofAddr != "" {
 		if err := validatePprofAddr(*pprofAddr); err != nil {
