@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
 )
 
@@ -31,6 +32,9 @@ var errorTable = []struct {
 	{objects.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", true},
 	{objects.ErrClosed, http.StatusServiceUnavailable, "shutting_down", true},
 	{context.DeadlineExceeded, http.StatusGatewayTimeout, "timeout", true},
+	{log.ErrNoToken, http.StatusNotFound, "unknown_token", false},
+	{log.ErrTokenExists, http.StatusConflict, "token_exists", false},
+	{errAuthOff, http.StatusNotFound, "auth_off", false},
 }
 
 // routeError is an error the gateway itself raises about a URL or method.
