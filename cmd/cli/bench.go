@@ -34,6 +34,7 @@ type benchConfig struct {
 	workloads string
 	json      bool
 	shards    int
+	auth      bool
 }
 
 // benchResult is one row of the table.
@@ -75,8 +76,14 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&bc.workloads, "workloads", "W1,W2,W3,W4,W5,W6", "workloads to run (W6: WebSocket broadcast to a room of 1,000; `strata bench ws` measures memory per connection)")
 	fs.BoolVar(&bc.json, "json", false, "print results as JSON lines")
 	fs.IntVar(&bc.shards, "shards", 0, "shard count of the temporary server (0: the default)")
+	fs.BoolVar(&bc.auth, "auth", false, "temporary server: also run W1–W4 through a second gateway on the same node with auth on, sending a token (rows +auth): the cost of auth")
+	var ca clientAuth
+	ca.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if bc.auth && bc.url != "" {
+		return &usageError{"--auth measures a temporary server; against --url, give the server's token with --token"}
 	}
 	if bc.duration <= 0 || bc.clients <= 0 || bc.objects <= 0 || bc.history <= 0 || bc.warmup < 0 {
 		return &usageError{"--duration, --clients, --objects and --history must be positive"}
@@ -84,10 +91,16 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	logger := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 	var (
-		l       *log.Log
-		baseURL = strings.TrimRight(bc.url, "/")
-		n       *node
+		l         *log.Log
+		baseURL   = strings.TrimRight(bc.url, "/")
+		n         *node
+		authBase  string // the gateway with auth on (--auth)
+		authToken string
+		token     string // sent to --url
 	)
+	if baseURL != "" {
+		token = ca.bearer()
+	}
 	if baseURL == "" {
 		dir, err := os.MkdirTemp("", "strata-bench-")
 		if err != nil {
@@ -101,22 +114,37 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		defer n.close(context.Background())
-		gw, err := gateway.New(gateway.Config{Backend: n.rt, Logger: logger})
+		url, stop, err := serveBench(gateway.Config{Backend: n.rt, Logger: logger})
 		if err != nil {
 			return err
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		srv := &http.Server{Handler: gw}
-		go srv.Serve(ln)
-		defer srv.Close()
-		baseURL, l = "http://"+ln.Addr().String(), n.log
+		defer stop()
+		baseURL, l = url, n.log
 		fmt.Fprintf(env.Stderr, "bench: temporary server at %s, data in %s, fsync always\n", baseURL, dir)
+		if bc.auth {
+			tokens, err := n.log.OpenTokens(ctx)
+			if err != nil {
+				return err
+			}
+			defer tokens.Close()
+			rec, secret, err := gateway.NewToken("bench", "strata bench", []string{gateway.ScopeCall}, "strata bench", time.Now())
+			if err != nil {
+				return err
+			}
+			if err := tokens.CreateToken(ctx, rec); err != nil {
+				return err
+			}
+			url, stop, err := serveBench(gateway.Config{Backend: n.rt, Logger: logger, Tokens: tokens})
+			if err != nil {
+				return err
+			}
+			defer stop()
+			authBase, authToken = url, secret
+			fmt.Fprintf(env.Stderr, "bench: the same node with auth on at %s\n", authBase)
+		}
 	}
 
-	b := &bencher{cfg: bc, base: baseURL, out: env.Stderr, client: &http.Client{
+	b := &bencher{cfg: bc, base: baseURL, token: token, out: env.Stderr, client: &http.Client{
 		Transport: &http.Transport{MaxIdleConns: 4 * bc.clients, MaxIdleConnsPerHost: 4 * bc.clients},
 		Timeout:   30 * time.Second,
 	}}
@@ -150,43 +178,62 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 	run := fmt.Sprint(time.Now().UnixNano())
-	if want["W1"] {
+	// With --auth, each of W1–W4 runs twice on the same node, one after
+	// the other: through the gateway without auth, then through one with
+	// auth on, with a token (rows +auth, objects of their own).
+	variants := []benchVariant{{base: baseURL, token: b.token}}
+	if authBase != "" {
+		variants = append(variants, benchVariant{suffix: "+auth", tag: "-auth", base: authBase, token: authToken})
+	}
+	each := func(w string, f func(v benchVariant) benchResult) {
+		if !want[w] {
+			return
+		}
+		for _, v := range variants {
+			b.base, b.token = v.base, v.token
+			r := f(v)
+			r.Workload += v.suffix
+			add(r)
+		}
+		b.base, b.token = baseURL, variants[0].token
+	}
+	each("W1", func(v benchVariant) benchResult {
 		r := b.load(ctx, "W1", "1 counter, 1 client, sequential increments", 1, func(int, *rand.Rand) (string, string) {
-			return "/v1/objects/counter/w1-" + run + "/rpc/increment", `{"by":1}`
+			return "/v1/objects/counter/w1-" + run + v.tag + "/rpc/increment", `{"by":1}`
 		})
 		ratio(&r, "raw-sync", limits.syncPerSec)
 		if limits.syncP50 > 0 {
 			r.P50Ratio = r.P50Millis / limits.syncP50
 		}
-		add(r)
-	}
-	if want["W2"] {
+		return r
+	})
+	each("W2", func(v benchVariant) benchResult {
 		r := b.load(ctx, "W2", fmt.Sprintf("1 counter, %d clients", bc.clients), bc.clients, func(int, *rand.Rand) (string, string) {
-			return "/v1/objects/counter/w2-" + run + "/rpc/increment", `{"by":1}`
+			return "/v1/objects/counter/w2-" + run + v.tag + "/rpc/increment", `{"by":1}`
 		})
 		ratio(&r, "raw-sync", limits.syncPerSec)
-		add(r)
+		return r
+	})
+	objPath := func(tag string, i int, method string) string {
+		return fmt.Sprintf("/v1/objects/counter/w3-%s%s-%d/rpc/%s", run, tag, i, method)
 	}
-	objPath := func(i int, method string) string {
-		return fmt.Sprintf("/v1/objects/counter/w3-%s-%d/rpc/%s", run, i, method)
-	}
-	if want["W3"] {
+	each("W3", func(v benchVariant) benchResult {
 		r := b.load(ctx, "W3", fmt.Sprintf("%d counters, %d clients, uniform", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand) (string, string) {
-			return objPath(rng.IntN(bc.objects), "increment"), `{"by":1}`
+			return objPath(v.tag, rng.IntN(bc.objects), "increment"), `{"by":1}`
 		})
 		ratio(&r, "raw-sync", limits.syncPerSec)
 		if limits.conc.PerSecond > 0 {
 			r.ConcRatio = r.PerSecond / limits.conc.PerSecond
 		}
-		add(r)
-	}
-	if want["W4"] {
+		return r
+	})
+	each("W4", func(v benchVariant) benchResult {
 		r := b.load(ctx, "W4", fmt.Sprintf("%d counters, %d clients, reads only", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand) (string, string) {
-			return objPath(rng.IntN(bc.objects), "get"), ``
+			return objPath(v.tag, rng.IntN(bc.objects), "get"), ``
 		})
 		ratio(&r, "raw-sync", limits.syncPerSec)
-		add(r)
-	}
+		return r
+	})
 	if want["W5"] {
 		r, err := b.cold(ctx, run)
 		if err != nil {
@@ -207,9 +254,17 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
+// benchVariant is one gateway W1–W4 run through: its rows' suffix, its
+// objects' name tag, its URL and the token it sends.
+type benchVariant struct {
+	suffix, tag string
+	base, token string
+}
+
 type bencher struct {
 	cfg    benchConfig
 	base   string
+	token  string // bearer token sent with every request, "" for none
 	out    io.Writer
 	client *http.Client
 	// bases, if set, spreads load clients over several gateways (client c
@@ -235,7 +290,7 @@ func (b *bencher) load(ctx context.Context, name, what string, clients int, next
 			if len(b.bases) > 0 {
 				base = b.bases[c%len(b.bases)]
 			}
-			conn, err := newBenchConn(base)
+			conn, err := newBenchConn(base, b.token)
 			if err != nil {
 				errs.Add(1)
 				return
@@ -306,6 +361,9 @@ func (b *bencher) post(ctx context.Context, path, body string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+path, strings.NewReader(body))
 	if err != nil {
 		return err
+	}
+	if b.token != "" {
+		req.Header.Set("Authorization", "Bearer "+b.token)
 	}
 	resp, err := b.client.Do(req)
 	if err != nil {
@@ -496,4 +554,19 @@ func rawSync(ctx context.Context, raw *log.Raw, msg []byte, d time.Duration, w i
 	r := summarize("raw-sync", "", lat, 0, d)
 	lim.syncPerSec, lim.syncP50, lim.syncP99 = r.PerSecond, r.P50Millis, r.P99Millis
 	return lim, nil
+}
+
+// serveBench serves a temporary gateway on a loopback port.
+func serveBench(cfg gateway.Config) (url string, stop func(), err error) {
+	gw, err := gateway.New(cfg)
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: gw}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
 }
