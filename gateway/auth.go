@@ -167,7 +167,7 @@ func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request) (*http.Reque
 	}
 	raw, fromProtocol := bearer(r, class != "" && isWebSocketPath(r))
 	if raw == "" {
-		unauthorized(w, r, "", "a bearer token is required: Authorization: Bearer <token>")
+		unauthorized(w, r, "", "a bearer token is required: Authorization: Bearer TOKEN")
 		return r, false
 	}
 	tok, ok := g.checkToken(raw)
@@ -187,6 +187,20 @@ func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request) (*http.Reque
 	// The credential goes no further: not to the object's handlers, not
 	// to the owner node.
 	r.Header.Del("Authorization")
+	if fromProtocol != "" {
+		var keep []string
+		for _, h := range r.Header.Values("Sec-Websocket-Protocol") {
+			for _, p := range strings.Split(h, ",") {
+				if p = strings.TrimSpace(p); !strings.HasPrefix(p, wsTokenProtocolPrefix) {
+					keep = append(keep, p)
+				}
+			}
+		}
+		r.Header.Del("Sec-Websocket-Protocol")
+		if len(keep) > 0 {
+			r.Header.Set("Sec-Websocket-Protocol", strings.Join(keep, ", "))
+		}
+	}
 	if q := r.URL.Query(); q.Has(tokenQueryParam) {
 		q.Del(tokenQueryParam)
 		r.URL.RawQuery = q.Encode()

@@ -40,6 +40,11 @@ func (fetchEcho) Fetch(ctx *objects.Ctx, w http.ResponseWriter, r *http.Request)
 	fmt.Fprintf(w, "auth header %q", r.Header.Get("Authorization"))
 }
 
+// WebSocketConnect tells the client what of the request it saw.
+func (fetchEcho) WebSocketConnect(ctx *objects.Ctx, ws *objects.WebSocket, r *http.Request) error {
+	return ws.Send(r.Header.Get("Authorization") + "|" + r.Header.Get("Sec-Websocket-Protocol") + "|" + r.URL.RawQuery)
+}
+
 func startAuth(t *testing.T) *authFixture {
 	t.Helper()
 	cls := append(classes.All(), objects.Define("echo", func() *fetchEcho { return &fetchEcho{} }))
@@ -339,6 +344,28 @@ func TestAuthWebSocketToken(t *testing.T) {
 		t.Fatalf("query: %v %v", err, resp)
 	}
 	c.Close()
+	// The object never sees the token, however it came.
+	echoURL := "ws" + strings.TrimPrefix(f.url, "http") + "/v1/objects/echo/e/ws?x=1"
+	for _, h := range []http.Header{
+		{"Authorization": {f.secret["call"]}},
+		{"Sec-Websocket-Protocol": {"strata, strata.token." + secret}},
+		{"Sec-Websocket-Protocol": {"strata.token." + secret}},
+		nil,
+	} {
+		u := echoURL
+		if h == nil {
+			u += "&access_token=" + secret
+		}
+		c, resp, err := d.Dial(u, h)
+		if err != nil {
+			t.Fatalf("echo %v: %v %v", h, err, resp)
+		}
+		_, seen, err := c.ReadMessage()
+		c.Close()
+		if err != nil || strings.Contains(string(seen), secret) || !strings.HasSuffix(string(seen), "|x=1") {
+			t.Fatalf("echo %v: the object saw %q (%v)", h, seen, err)
+		}
+	}
 	for _, bad := range []string{"&access_token=nonsense", ""} {
 		_, resp, err = d.Dial(wsURL+bad, nil)
 		if err == nil || resp == nil || resp.StatusCode != 401 {
@@ -398,5 +425,33 @@ func TestAllowsAndScopes(t *testing.T) {
 	sort.Strings(keys)
 	if !slices.Contains(keys, "GET /healthz") || routeAccess["GET /healthz"] != accessOpen {
 		t.Fatal("/healthz must stay open")
+	}
+}
+
+// BenchmarkAuthorize is the wrapper's cost per request: finding the
+// route's scope, the token's record, its SHA-256 and the scope check.
+func BenchmarkAuthorize(b *testing.B) {
+	n := testnode.Start(b, classes.All(), nil)
+	store, err := n.Log.OpenTokens(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	gw, err := New(Config{Backend: n.Runtime, Tokens: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec, secret, _ := NewToken("bench", "", []string{"call:counter"}, "", time.Now())
+	if err := store.CreateToken(context.Background(), rec); err != nil {
+		b.Fatal(err)
+	}
+	req := httptest.NewRequest("POST", "/v1/objects/counter/c/rpc/increment", nil)
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	for b.Loop() {
+		req.Header.Set("Authorization", "Bearer "+secret)
+		if _, ok := gw.authorize(w, req); !ok {
+			b.Fatal("refused")
+		}
 	}
 }
