@@ -76,7 +76,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&bc.workloads, "workloads", "W1,W2,W3,W4,W5,W6", "workloads to run (W6: WebSocket broadcast to a room of 1,000; `strata bench ws` measures memory per connection)")
 	fs.BoolVar(&bc.json, "json", false, "print results as JSON lines")
 	fs.IntVar(&bc.shards, "shards", 0, "shard count of the temporary server (0: the default)")
-	fs.BoolVar(&bc.auth, "auth", false, "temporary server: also run W1–W4 through a second gateway on the same node with auth on, sending a token (rows +auth): the cost of auth")
+	fs.BoolVar(&bc.auth, "auth", false, "temporary server: W1–W4 alternate each client's requests between the gateway and a second one on the same node with auth on, sending a token (rows +auth, each with its half of the requests): the cost of auth")
 	var ca clientAuth
 	ca.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -178,62 +178,48 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 	run := fmt.Sprint(time.Now().UnixNano())
-	// With --auth, each of W1–W4 runs twice on the same node, one after
-	// the other: through the gateway without auth, then through one with
-	// auth on, with a token (rows +auth, objects of their own).
-	variants := []benchVariant{{base: baseURL, token: b.token}}
+	// With --auth, W1–W4 go through two gateways of the same node at once,
+	// one without auth and one with auth on and a token (rows +auth, with
+	// objects of their own): each client alternates its requests between
+	// them (loadVariants).
+	variants := []benchVariant{{}}
 	if authBase != "" {
-		variants = append(variants, benchVariant{suffix: "+auth", tag: "-auth", base: authBase, token: authToken})
+		variants = []benchVariant{{base: baseURL}, {suffix: "+auth", tag: "-auth", base: authBase, token: authToken}}
 	}
-	each := func(w string, f func(v benchVariant) benchResult) {
+	each := func(w, what string, clients int, next func(c int, rng *rand.Rand, v benchVariant) (string, string), fill func(*benchResult)) {
 		if !want[w] {
 			return
 		}
-		for _, v := range variants {
-			b.base, b.token = v.base, v.token
-			r := f(v)
-			r.Workload += v.suffix
+		for _, r := range b.loadVariants(ctx, w, what, clients, variants, next) {
+			fill(&r)
 			add(r)
 		}
-		b.base, b.token = baseURL, variants[0].token
 	}
-	each("W1", func(v benchVariant) benchResult {
-		r := b.load(ctx, "W1", "1 counter, 1 client, sequential increments", 1, func(int, *rand.Rand) (string, string) {
-			return "/v1/objects/counter/w1-" + run + v.tag + "/rpc/increment", `{"by":1}`
-		})
-		ratio(&r, "raw-sync", limits.syncPerSec)
+	each("W1", "1 counter, 1 client, sequential increments", 1, func(_ int, _ *rand.Rand, v benchVariant) (string, string) {
+		return "/v1/objects/counter/w1-" + run + v.tag + "/rpc/increment", `{"by":1}`
+	}, func(r *benchResult) {
+		ratio(r, "raw-sync", limits.syncPerSec)
 		if limits.syncP50 > 0 {
 			r.P50Ratio = r.P50Millis / limits.syncP50
 		}
-		return r
 	})
-	each("W2", func(v benchVariant) benchResult {
-		r := b.load(ctx, "W2", fmt.Sprintf("1 counter, %d clients", bc.clients), bc.clients, func(int, *rand.Rand) (string, string) {
-			return "/v1/objects/counter/w2-" + run + v.tag + "/rpc/increment", `{"by":1}`
-		})
-		ratio(&r, "raw-sync", limits.syncPerSec)
-		return r
-	})
+	each("W2", fmt.Sprintf("1 counter, %d clients", bc.clients), bc.clients, func(_ int, _ *rand.Rand, v benchVariant) (string, string) {
+		return "/v1/objects/counter/w2-" + run + v.tag + "/rpc/increment", `{"by":1}`
+	}, func(r *benchResult) { ratio(r, "raw-sync", limits.syncPerSec) })
 	objPath := func(tag string, i int, method string) string {
 		return fmt.Sprintf("/v1/objects/counter/w3-%s%s-%d/rpc/%s", run, tag, i, method)
 	}
-	each("W3", func(v benchVariant) benchResult {
-		r := b.load(ctx, "W3", fmt.Sprintf("%d counters, %d clients, uniform", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand) (string, string) {
-			return objPath(v.tag, rng.IntN(bc.objects), "increment"), `{"by":1}`
-		})
-		ratio(&r, "raw-sync", limits.syncPerSec)
+	each("W3", fmt.Sprintf("%d counters, %d clients, uniform", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand, v benchVariant) (string, string) {
+		return objPath(v.tag, rng.IntN(bc.objects), "increment"), `{"by":1}`
+	}, func(r *benchResult) {
+		ratio(r, "raw-sync", limits.syncPerSec)
 		if limits.conc.PerSecond > 0 {
 			r.ConcRatio = r.PerSecond / limits.conc.PerSecond
 		}
-		return r
 	})
-	each("W4", func(v benchVariant) benchResult {
-		r := b.load(ctx, "W4", fmt.Sprintf("%d counters, %d clients, reads only", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand) (string, string) {
-			return objPath(v.tag, rng.IntN(bc.objects), "get"), ``
-		})
-		ratio(&r, "raw-sync", limits.syncPerSec)
-		return r
-	})
+	each("W4", fmt.Sprintf("%d counters, %d clients, reads only", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand, v benchVariant) (string, string) {
+		return objPath(v.tag, rng.IntN(bc.objects), "get"), ``
+	}, func(r *benchResult) { ratio(r, "raw-sync", limits.syncPerSec) })
 	if want["W5"] {
 		r, err := b.cold(ctx, run)
 		if err != nil {
@@ -254,7 +240,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
-// benchVariant is one gateway W1–W4 run through: its rows' suffix, its
+// benchVariant is one gateway a load goes through: its rows' suffix, its
 // objects' name tag, its URL and the token it sends.
 type benchVariant struct {
 	suffix, tag string
@@ -275,48 +261,72 @@ type bencher struct {
 // load runs clients closed-loop for warmup + duration and measures the
 // requests that started after the warmup.
 func (b *bencher) load(ctx context.Context, name, what string, clients int, next func(client int, rng *rand.Rand) (string, string)) benchResult {
+	return b.loadVariants(ctx, name, what, clients, []benchVariant{{}}, func(c int, rng *rand.Rand, _ benchVariant) (string, string) {
+		return next(c, rng)
+	})[0]
+}
+
+// loadVariants is load over several gateways at once: each client sends
+// its requests to the variants in turn (client c's k-th request goes to
+// variant (c+k) mod len(vs)), so every variant runs on the same machine
+// at the same moments and a difference between them is theirs, not the
+// machine's. One result per variant, its name suffixed with the
+// variant's; a variant without a base uses the bencher's gateways.
+func (b *bencher) loadVariants(ctx context.Context, name, what string, clients int, vs []benchVariant, next func(client int, rng *rand.Rand, v benchVariant) (string, string)) []benchResult {
 	start := time.Now()
 	measureFrom := start.Add(b.cfg.warmup)
 	end := measureFrom.Add(b.cfg.duration)
-	lat := make([][]time.Duration, clients)
-	var errs, done atomic.Int64
+	lat := make([][][]time.Duration, len(vs)) // [variant][client]
+	for i := range lat {
+		lat[i] = make([][]time.Duration, clients)
+	}
+	errs := make([]atomic.Int64, len(vs))
+	var done atomic.Int64
 	var wg sync.WaitGroup
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(c), 42))
-			base := b.base
-			if len(b.bases) > 0 {
-				base = b.bases[c%len(b.bases)]
+			conns := make([]*benchConn, len(vs))
+			for i, v := range vs {
+				base, token := v.base, v.token
+				if base == "" {
+					base, token = b.base, b.token
+					if len(b.bases) > 0 {
+						base = b.bases[c%len(b.bases)]
+					}
+				}
+				conn, err := newBenchConn(base, token)
+				if err != nil {
+					errs[i].Add(1)
+					return
+				}
+				defer conn.close()
+				conns[i] = conn
 			}
-			conn, err := newBenchConn(base, b.token)
-			if err != nil {
-				errs.Add(1)
-				return
-			}
-			defer conn.close()
-			for ctx.Err() == nil {
+			for k := c; ctx.Err() == nil; k++ {
 				t0 := time.Now()
 				if t0.After(end) {
 					return
 				}
-				path, body := next(c, rng)
-				status, data, err := conn.post(ctx, path, body)
+				i := k % len(vs)
+				path, body := next(c, rng, vs[i])
+				status, data, err := conns[i].post(ctx, path, body)
 				if err == nil && status != http.StatusOK {
 					err = fmt.Errorf("%s: %d %s", path, status, data)
 				}
-				if err != nil && errs.Load() == 0 {
-					fmt.Fprintf(b.out, "\n%s: first error: %v\n", name, err)
+				if err != nil && errs[i].Load() == 0 {
+					fmt.Fprintf(b.out, "\n%s%s: first error: %v\n", name, vs[i].suffix, err)
 				}
 				if t0.Before(measureFrom) {
 					continue
 				}
 				if err != nil {
-					errs.Add(1)
+					errs[i].Add(1)
 					continue
 				}
-				lat[c] = append(lat[c], time.Since(t0))
+				lat[i][c] = append(lat[i][c], time.Since(t0))
 				done.Add(1)
 			}
 		}()
@@ -325,11 +335,15 @@ func (b *bencher) load(ctx context.Context, name, what string, clients int, next
 	go progress(b.out, name, start, end, &done, stop)
 	wg.Wait()
 	close(stop)
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
+	out := make([]benchResult, len(vs))
+	for i, v := range vs {
+		var all []time.Duration
+		for _, l := range lat[i] {
+			all = append(all, l...)
+		}
+		out[i] = summarize(name+v.suffix, what, all, int(errs[i].Load()), b.cfg.duration)
 	}
-	return summarize(name, what, all, int(errs.Load()), b.cfg.duration)
+	return out
 }
 
 func progress(w io.Writer, name string, start, end time.Time, done *atomic.Int64, stop chan struct{}) {
