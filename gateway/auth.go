@@ -120,24 +120,25 @@ func (g *Gateway) handle(pattern string, h http.HandlerFunc) {
 	g.mux.HandleFunc(pattern, h)
 }
 
-// need says what r needs, and for the call scope, the object's class.
-func (g *Gateway) need(r *http.Request) (access, string) {
+// need says what r needs, and for the object route, the object's class
+// and the action.
+func (g *Gateway) need(r *http.Request) (a access, class, action string) {
 	_, pattern := g.mux.Handler(r)
 	a, ok := routeAccess[pattern]
 	if !ok {
-		return accessToken, "" // a redirect or a 405: nothing is served
+		return accessToken, "", "" // a redirect or a 405: nothing is served
 	}
 	if a != accessByAction {
-		return a, ""
+		return a, "", ""
 	}
 	p, err := splitObjectPath(r)
 	if err != nil {
-		return accessToken, ""
+		return accessToken, "", ""
 	}
 	if a, ok := actionAccess[p.action]; ok {
-		return a, p.class
+		return a, p.class, p.action
 	}
-	return accessToken, "" // the handler answers 404
+	return accessToken, "", "" // the handler answers 404
 }
 
 type principalKey struct{}
@@ -161,11 +162,11 @@ const (
 // authorize lets r through (returning it with its principal) or answers
 // 401 or 403 and returns false.
 func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
-	need, class := g.need(r)
+	need, class, action := g.need(r)
 	if need == accessOpen {
 		return r, true
 	}
-	raw, fromProtocol := bearer(r, class != "" && isWebSocketPath(r))
+	raw, fromProtocol := bearer(r, action == "ws")
 	if raw == "" {
 		unauthorized(w, r, "", "a bearer token is required: Authorization: Bearer TOKEN")
 		return r, false
@@ -201,7 +202,8 @@ func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request) (*http.Reque
 			r.Header.Set("Sec-Websocket-Protocol", strings.Join(keep, ", "))
 		}
 	}
-	if q := r.URL.Query(); q.Has(tokenQueryParam) {
+	if action == "ws" && strings.Contains(r.URL.RawQuery, tokenQueryParam) {
+		q := r.URL.Query()
 		q.Del(tokenQueryParam)
 		r.URL.RawQuery = q.Encode()
 	}
@@ -219,11 +221,6 @@ func unauthorized(w http.ResponseWriter, r *http.Request, code, msg string) {
 	}
 	w.Header().Set("WWW-Authenticate", h)
 	writeError(w, r, &routeError{http.StatusUnauthorized, "unauthorized", msg})
-}
-
-func isWebSocketPath(r *http.Request) bool {
-	p, err := splitObjectPath(r)
-	return err == nil && p.action == "ws"
 }
 
 // bearer finds r's token: the Authorization header, or for a WebSocket

@@ -180,7 +180,7 @@ func TestAuthMatrix(t *testing.T) {
 	creds := []string{"none", "garbage", "wrong", "revoked", "read", "call-count", "call", "admin"}
 	for _, rt := range authRoutes {
 		req := httptest.NewRequest(rt.method, rt.path, nil)
-		need, class := f.gw.need(req)
+		need, class, _ := f.gw.need(req)
 		for _, cred := range creds {
 			var want int // 0: let in
 			switch {
