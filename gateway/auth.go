@@ -269,6 +269,19 @@ func wsAnswerProtocol(r *http.Request) string {
 	return p
 }
 
+// tokenRevoked returns, with auth on, a check of whether the token id
+// still stands (for what outlives its request: a WebSocket); nil with auth
+// off.
+func (g *Gateway) tokenRevoked(id string) func() bool {
+	if g.cfg.Tokens == nil {
+		return nil
+	}
+	return func() bool {
+		tok, ok := g.cfg.Tokens.Token(id)
+		return !ok || tok.Revoked()
+	}
+}
+
 // checkToken finds raw's record and checks its secret and that it is in
 // force.
 func (g *Gateway) checkToken(raw string) (log.Token, bool) {

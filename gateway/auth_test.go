@@ -455,3 +455,53 @@ func BenchmarkAuthorize(b *testing.B) {
 		}
 	}
 }
+
+// A socket opened with a token that is then revoked is closed (1008) at
+// its next message, which writes nothing.
+func TestAuthWebSocketRevoked(t *testing.T) {
+	f := startAuth(t)
+	secret := f.mint("chatter", []string{"call:chat"})
+	d := websocket.Dialer{HandshakeTimeout: 30 * time.Second}
+	c, resp, err := d.Dial("ws"+strings.TrimPrefix(f.url, "http")+"/v1/objects/chat/rev/ws?name=ann", http.Header{"Authorization": {"Bearer " + secret}})
+	if err != nil {
+		t.Fatalf("dial: %v %v", err, resp)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, _, err := c.ReadMessage(); err != nil { // the welcome
+		t.Fatal(err)
+	}
+	before := f.written()
+	if err := c.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if _, m, err := c.ReadMessage(); err != nil || !strings.Contains(string(m), "hello") {
+		t.Fatalf("echo of the message: %q %v", m, err)
+	}
+	if f.written() == before {
+		t.Fatal("the message wrote nothing")
+	}
+	if _, err := f.tokens.RevokeToken(context.Background(), "chatter", "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	before = f.written()
+	if err := c.WriteMessage(websocket.TextMessage, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, m, err := c.ReadMessage()
+		if err == nil {
+			if strings.Contains(string(m), "after") {
+				t.Fatalf("a revoked token's message was posted: %s", m)
+			}
+			continue
+		}
+		if !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+			t.Fatalf("socket ended with %v, want close 1008", err)
+		}
+		break
+	}
+	if after := f.written(); after != before {
+		t.Fatalf("written after revocation: %s -> %s", before, after)
+	}
+}

@@ -190,7 +190,7 @@ func (g *Gateway) webSocket(ctx context.Context, w http.ResponseWriter, r *http.
 		writeError(w, r, &routeError{http.StatusForbidden, "origin_not_allowed", fmt.Sprintf("origin %q may not open WebSockets here", r.Header.Get("Origin"))})
 		return
 	}
-	c := &wsConn{h: h, b: wb, ref: rt.ref, cause: cause, log: g.log}
+	c := &wsConn{h: h, b: wb, ref: rt.ref, cause: cause, log: g.log, revoked: g.tokenRevoked(cause.Principal)}
 	if !h.add(c) {
 		writeError(w, r, objects.ErrClosed)
 		return
