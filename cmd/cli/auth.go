@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,7 +19,8 @@ import (
 )
 
 // Auth at serve (docs/security.md): --auth is on unless every listen
-// address is loopback; off on a reachable address needs
+// address (the gateway's, and the embedded NATS server's client and route
+// addresses) is loopback; off with a reachable one needs
 // --insecure-no-auth, said out loud. With auth on, the first node to start
 // with no token makes an admin token and writes it to the data folder.
 
@@ -35,13 +38,22 @@ type authFlags struct {
 }
 
 func (a *authFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.mode, "auth", "auto", "bearer tokens: 'on', 'off', or 'auto' (on unless every listen address is loopback)")
+	fs.StringVar(&a.mode, "auth", "auto", "bearer tokens: 'on', 'off', or 'auto' (on unless every listen address, --http, --nats-listen and --cluster-listen, is loopback)")
 	fs.BoolVar(&a.insecureOK, "insecure-no-auth", false, "INSECURE: allow --auth=off on an address other machines can reach; anyone who reaches it can read, write, restore and wipe every object")
 }
 
-// on settles whether auth is on for a gateway listening on httpAddr.
-func (a *authFlags) on(httpAddr string, logger *slog.Logger) (bool, error) {
-	loopback := isLoopbackAddr(httpAddr)
+// on settles whether auth is on for a node listening on listens (flag
+// name → address; an empty address listens nowhere).
+func (a *authFlags) on(listens map[string]string, logger *slog.Logger) (bool, error) {
+	loopback := true
+	var open []string
+	for _, name := range slices.Sorted(maps.Keys(listens)) {
+		if addr := listens[name]; addr != "" && !isLoopbackAddr(addr) {
+			loopback = false
+			open = append(open, name+" "+addr)
+		}
+	}
+	reachable := strings.Join(open, ", ")
 	switch a.mode {
 	case "on":
 		return true, nil
@@ -52,9 +64,9 @@ func (a *authFlags) on(httpAddr string, logger *slog.Logger) (bool, error) {
 			return false, nil
 		}
 		if !a.insecureOK {
-			return false, &usageError{fmt.Sprintf("--auth=off on %s, which other machines can reach: refused. Use a loopback address, turn auth on, or add --insecure-no-auth if you really mean it", httpAddr)}
+			return false, &usageError{fmt.Sprintf("--auth=off with %s, which other machines can reach: refused. Use loopback addresses, turn auth on, or add --insecure-no-auth if you really mean it", reachable)}
 		}
-		logger.Warn("INSECURE: auth is off on an address other machines can reach (--insecure-no-auth): anyone who reaches it can read, write, restore and wipe every object", "http", httpAddr)
+		logger.Warn("INSECURE: auth is off on an address other machines can reach (--insecure-no-auth): anyone who reaches it can read, write, restore and wipe every object", "listening", reachable)
 		return false, nil
 	}
 	return false, &usageError{fmt.Sprintf("--auth %q: want on, off or auto", a.mode)}

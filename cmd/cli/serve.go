@@ -61,7 +61,14 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	lc.logger = logger
-	authOn, err := af.on(*httpAddr, logger)
+	listens := map[string]string{"--http": *httpAddr}
+	if lc.natsURL == "" {
+		listens["--nats-listen"] = lc.natsListen
+		if lc.cluster.enabled {
+			listens["--cluster-listen"] = lc.cluster.listen
+		}
+	}
+	authOn, err := af.on(listens, logger)
 	if err != nil {
 		return err // before anything listens
 	}
