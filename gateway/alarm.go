@@ -158,7 +158,7 @@ func alarmRecords(rs []objects.AlarmRecord) map[string]any {
 //	POST /v1/alarms/dead/retry    fire every dead-lettered alarm again
 func (g *Gateway) alarmAdminRoutes() {
 	a := g.cfg.Alarms
-	g.mux.HandleFunc("GET /v1/alarms", func(w http.ResponseWriter, r *http.Request) {
+	g.handle("GET /v1/alarms", func(w http.ResponseWriter, r *http.Request) {
 		class := r.URL.Query().Get("class")
 		if class != "" {
 			if err := objects.ValidateClassName(class); err != nil {
@@ -173,7 +173,7 @@ func (g *Gateway) alarmAdminRoutes() {
 		}
 		writeJSON(w, http.StatusOK, alarmRecords(rs))
 	})
-	g.mux.HandleFunc("GET /v1/alarms/dead", func(w http.ResponseWriter, r *http.Request) {
+	g.handle("GET /v1/alarms/dead", func(w http.ResponseWriter, r *http.Request) {
 		rs, err := a.DeadAlarms(r.Context())
 		if err != nil {
 			writeError(w, r, err)
@@ -181,7 +181,7 @@ func (g *Gateway) alarmAdminRoutes() {
 		}
 		writeJSON(w, http.StatusOK, alarmRecords(rs))
 	})
-	g.mux.HandleFunc("POST /v1/alarms/dead/retry", func(w http.ResponseWriter, r *http.Request) {
+	g.handle("POST /v1/alarms/dead/retry", func(w http.ResponseWriter, r *http.Request) {
 		n, err := a.RetryDead(r.Context())
 		if err != nil {
 			writeError(w, r, err)

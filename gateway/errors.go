@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
 )
 
@@ -43,6 +44,9 @@ var errorTable = []struct {
 	{objects.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", keyedOnly},
 	{objects.ErrClosed, http.StatusServiceUnavailable, "shutting_down", always},
 	{context.DeadlineExceeded, http.StatusGatewayTimeout, "timeout", keyedOnly},
+	{log.ErrNoToken, http.StatusNotFound, "unknown_token", never},
+	{log.ErrTokenExists, http.StatusConflict, "token_exists", never},
+	{errAuthOff, http.StatusNotFound, "auth_off", never},
 }
 
 // routeError is an error the gateway itself raises about a URL or method.

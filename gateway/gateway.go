@@ -67,6 +67,9 @@ type Config struct {
 	Alarms AlarmAdmin
 	// WebSocket is the WebSocket protocol's configuration (websocket.go).
 	WebSocket WebSocketConfig
+	// Tokens, if set, turns auth on (auth.go): every route but /healthz
+	// needs a bearer token with the route's scope. Nil: auth is off.
+	Tokens TokenStore
 }
 
 // Gateway is an http.Handler.
@@ -78,6 +81,9 @@ type Gateway struct {
 	streams     context.Context // ends long-lived responses at shutdown
 	stopStreams context.CancelFunc
 	ws          *wsHub
+
+	patterns  []string // every registered route (auth.go, handle)
+	routeErrs []error  // routes registered without a row in routeAccess
 }
 
 // New returns a Gateway serving cfg.Backend.
@@ -96,20 +102,24 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
 	g.streams, g.stopStreams = context.WithCancel(context.Background())
-	g.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	g.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	g.mux.HandleFunc("/v1/objects/{class}/{rest...}", g.objectRoute)
-	g.mux.HandleFunc("GET /v1/objects/{class}", g.listObjects)
-	g.mux.HandleFunc("GET /v1/tail", g.tail)
-	g.mux.HandleFunc("GET /v1/cluster", g.cluster)
+	g.handle("/v1/objects/{class}/{rest...}", g.objectRoute)
+	g.handle("GET /v1/objects/{class}", g.listObjects)
+	g.handle("GET /v1/tail", g.tail)
+	g.handle("GET /v1/cluster", g.cluster)
 	if cfg.Alarms != nil {
 		g.alarmAdminRoutes()
 	}
+	g.tokenRoutes()
 	g.initWebSockets(cfg.WebSocket)
-	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	g.handle("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, &routeError{http.StatusNotFound, "not_found", "no route for " + r.Method + " " + r.URL.Path})
 	})
+	if err := errors.Join(g.routeErrs...); err != nil {
+		return nil, err
+	}
 	return g, nil
 }
 
@@ -120,6 +130,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Request-Id", reqID)
 	r = r.WithContext(context.WithValue(r.Context(), reqIDKey{}, reqID))
+	if g.cfg.Tokens != nil {
+		var ok bool
+		if r, ok = g.authorize(w, r); !ok {
+			return
+		}
+	}
 	g.mux.ServeHTTP(w, r)
 }
 
@@ -149,41 +165,64 @@ type route struct {
 	rest   string // the method, or the fetch path
 }
 
-// parseRoute splits /v1/objects/{class}/{name}/{action}/{rest} and
+// objectPath is a /v1/objects/... path split in its parts.
+type objectPath struct {
+	class  string
+	byID   bool   // /v1/objects/{class}/id/{hex}/...
+	object string // the name, or the hex id when byID
+	action string // "" when the path has no action segment
+	rest   string // after the action; the whole remainder without one
+}
+
+// splitObjectPath splits /v1/objects/{class}/{name}/{action}/{rest} and
 // /v1/objects/{class}/id/{hex}/{action}/{rest}. Segments are unescaped one
 // by one so a name may hold an escaped slash.
-func (g *Gateway) parseRoute(r *http.Request) (route, error) {
+func splitObjectPath(r *http.Request) (objectPath, error) {
 	p := strings.TrimPrefix(r.URL.EscapedPath(), "/v1/objects/")
 	segs := strings.Split(p, "/")
 	for i, s := range segs {
 		u, err := url.PathUnescape(s)
 		if err != nil {
-			return route{}, fmt.Errorf("%w: bad escape in path: %v", objects.ErrBadInput, err)
+			return objectPath{}, fmt.Errorf("%w: bad escape in path: %w", objects.ErrBadInput, err)
 		}
 		segs[i] = u
 	}
 	if len(segs) < 3 {
-		return route{}, &routeError{http.StatusNotFound, "not_found", "want /v1/objects/{class}/{name}/rpc/{method} or …/fetch/{path}"}
+		return objectPath{}, &routeError{http.StatusNotFound, "not_found", "want /v1/objects/{class}/{name}/rpc/{method} or …/fetch/{path}"}
 	}
-	class := segs[0]
-	var (
-		ref objects.Ref
-		err error
-	)
+	op := objectPath{class: segs[0]}
 	if segs[1] == "id" && len(segs) >= 4 && isAction(segs[3]) {
-		ref, err = g.cfg.Backend.RefByID(class, segs[2])
-		segs = segs[3:]
+		op.byID, op.object, segs = true, segs[2], segs[3:]
 	} else {
-		ref, err = g.cfg.Backend.RefByName(class, segs[1])
-		segs = segs[2:]
+		op.object, segs = segs[1], segs[2:]
+	}
+	if isAction(segs[0]) {
+		op.action, segs = segs[0], segs[1:]
+	}
+	op.rest = strings.Join(segs, "/")
+	return op, nil
+}
+
+// parseRoute resolves a /v1/objects/... path to its object and action.
+func (g *Gateway) parseRoute(r *http.Request) (route, error) {
+	op, err := splitObjectPath(r)
+	if err != nil {
+		return route{}, err
+	}
+	var ref objects.Ref
+	if op.byID {
+		ref, err = g.cfg.Backend.RefByID(op.class, op.object)
+	} else {
+		ref, err = g.cfg.Backend.RefByName(op.class, op.object)
 	}
 	if err != nil {
 		return route{}, err
 	}
-	if !isAction(segs[0]) {
-		return route{}, &routeError{http.StatusNotFound, "not_found", fmt.Sprintf("unknown action %q: want rpc, fetch, alarm, ws, history, state, audit or restore", segs[0])}
+	if op.action == "" {
+		seg, _, _ := strings.Cut(op.rest, "/")
+		return route{}, &routeError{http.StatusNotFound, "not_found", fmt.Sprintf("unknown action %q: want rpc, fetch, alarm, ws, history, state, audit or restore", seg)}
 	}
-	return route{ref: ref, action: segs[0], rest: strings.Join(segs[1:], "/")}, nil
+	return route{ref: ref, action: op.action, rest: op.rest}, nil
 }
 
 func isAction(s string) bool {
@@ -198,7 +237,7 @@ func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
 	defer cancel()
-	cause := objects.Cause{RequestID: requestID(r)}
+	cause := objects.Cause{RequestID: requestID(r), Principal: principal(r)}
 	if vs, ok := r.Header[IdempotencyKeyHeader]; ok && (rt.action == "rpc" || rt.action == "fetch" || rt.action == "alarm") {
 		if len(vs) != 1 {
 			writeError(w, r, fmt.Errorf("%w: %d %s headers, want one", objects.ErrInvalidIdempotencyKey, len(vs), IdempotencyKeyHeader))

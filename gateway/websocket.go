@@ -130,7 +130,7 @@ func (g *Gateway) initWebSockets(cfg WebSocketConfig) {
 		},
 	}
 	g.ws = h
-	g.mux.HandleFunc("GET /ui/chat", serveChatPage)
+	g.handle("GET /ui/chat", serveChatPage)
 }
 
 // originAllowed is the origin check: same host, a listed host, or "*".
@@ -190,7 +190,7 @@ func (g *Gateway) webSocket(ctx context.Context, w http.ResponseWriter, r *http.
 		writeError(w, r, &routeError{http.StatusForbidden, "origin_not_allowed", fmt.Sprintf("origin %q may not open WebSockets here", r.Header.Get("Origin"))})
 		return
 	}
-	c := &wsConn{h: h, b: wb, ref: rt.ref, cause: cause, log: g.log}
+	c := &wsConn{h: h, b: wb, ref: rt.ref, cause: cause, log: g.log, revoked: g.tokenRevoked(cause.Principal)}
 	if !h.add(c) {
 		writeError(w, r, objects.ErrClosed)
 		return
@@ -203,9 +203,12 @@ func (g *Gateway) webSocket(ctx context.Context, w http.ResponseWriter, r *http.
 		return
 	}
 	c.id = id
-	var header http.Header
+	header := http.Header{}
 	if node := cluster.RanOn(ctx); node != "" {
-		header = http.Header{cluster.NodeHeader: {node}}
+		header.Set(cluster.NodeHeader, node)
+	}
+	if p := wsAnswerProtocol(r); p != "" {
+		header.Set("Sec-Websocket-Protocol", p)
 	}
 	hw := &hijackWriter{ResponseWriter: w, readBufferBytes: h.cfg.ReadBufferBytes}
 	conn, err := h.upgrader.Upgrade(hw, r, header)

@@ -33,6 +33,9 @@ type wsConn struct {
 	id    objects.SocketID
 	cause objects.Cause
 	log   *slog.Logger
+	// revoked, with auth on, says whether the token the socket was opened
+	// with has been revoked since: its next message closes it (1008).
+	revoked func() bool
 
 	mu struct {
 		sync.Mutex
@@ -203,6 +206,11 @@ func (c *wsConn) reader(conn *websocket.Conn, br *bufio.Reader, pongWait, turnTi
 			break
 		}
 		conn.SetReadDeadline(time.Now().Add(pongWait))
+		if c.revoked != nil && c.revoked() {
+			c.b.WebSocketDrop(c.ref, c.id)
+			c.Close(websocket.ClosePolicyViolation, "token revoked")
+			continue // the read ends once the close is done
+		}
 		if kind == websocket.TextMessage {
 			if resp, ok := c.b.WebSocketAutoResponse(c.ref, c.id, data); ok {
 				c.Send(objects.Message{Data: []byte(resp)})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -228,6 +229,9 @@ func (c *testCluster) Status(i int) (clusterView, error) {
 	if err != nil {
 		return v, err
 	}
+	if tok := c.adminToken(); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok) // nodes run with --auth=on
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return v, err
@@ -237,6 +241,17 @@ func (c *testCluster) Status(i int) (clusterView, error) {
 		return v, fmt.Errorf("GET /v1/cluster: %s", resp.Status)
 	}
 	return v, json.NewDecoder(resp.Body).Decode(&v)
+}
+
+// adminToken is the first admin token, from the data folder of whichever
+// node made it; "" when auth is off.
+func (c *testCluster) adminToken() string {
+	for _, nd := range c.nodes {
+		if b, err := os.ReadFile(filepath.Join(nd.dir, "admin.token")); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	return ""
 }
 
 // WaitLive waits until every running node lists want live nodes.

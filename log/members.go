@@ -120,19 +120,23 @@ func (l *Log) JoinMembers(ctx context.Context, cfg MembersConfig) (*Members, err
 	return m, nil
 }
 
-// membersBucket creates or opens the bucket. While a cluster forms (or
-// elects a new JetStream meta leader, which a loaded machine does now and
-// then) a request can go unanswered: it is retried, as the streams are,
-// for up to clusterFormTimeout.
+// membersBucket creates or opens the bucket.
 func (l *Log) membersBucket(ctx context.Context, ttl time.Duration) (jetstream.KeyValue, error) {
-	cfg := jetstream.KeyValueConfig{
+	return l.openBucket(ctx, jetstream.KeyValueConfig{
 		Bucket:      MembersBucket,
 		Description: "Strata node heartbeats",
 		History:     1,
 		TTL:         ttl,
 		Storage:     jetstream.MemoryStorage, // heartbeats are not worth a disk
 		Replicas:    l.cfg.Replicas,
-	}
+	})
+}
+
+// openBucket creates or opens a KV bucket. While a cluster forms (or
+// elects a new JetStream meta leader, which a loaded machine does now and
+// then) a request can go unanswered: it is retried, as the streams are,
+// for up to clusterFormTimeout.
+func (l *Log) openBucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	deadline := time.Now().Add(clusterFormTimeout)
 	attemptTimeout := l.cfg.RequestTimeout
 	if l.cfg.Replicas > 1 {
@@ -149,12 +153,12 @@ func (l *Log) membersBucket(ctx context.Context, ttl time.Duration) (jetstream.K
 			return kv, nil
 		}
 		if l.cfg.Replicas <= 1 || ctx.Err() != nil || time.Now().After(deadline) {
-			return nil, fmt.Errorf("log: members bucket (%d attempts): %w", attempt, err)
+			return nil, fmt.Errorf("log: bucket %s (%d attempts): %w", cfg.Bucket, attempt, err)
 		}
-		l.cfg.Logger.Info("log: members bucket not ready; retrying", "attempt", attempt, "err", err)
+		l.cfg.Logger.Info("log: bucket not ready; retrying", "bucket", cfg.Bucket, "attempt", attempt, "err", err)
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("log: members bucket: %w", ctx.Err())
+			return nil, fmt.Errorf("log: bucket %s: %w", cfg.Bucket, ctx.Err())
 		case <-time.After(clusterFormRetry):
 		}
 	}

@@ -19,10 +19,13 @@ func runAlarms(ctx context.Context, env *Env, args []string) error {
 	fs.SetOutput(env.Stderr)
 	fs.Usage = flagUsage(fs, "alarms [flags] ls [class] | dead | retry")
 	base := fs.String("url", "http://127.0.0.1:8080", "gateway URL")
+	var ca clientAuth
+	ca.register(fs)
 	timeout := fs.Duration("timeout", 30*time.Second, "request timeout")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	ctx = ca.with(ctx)
 	root := strings.TrimRight(*base, "/") + "/v1/alarms"
 	var method, u string
 	switch {

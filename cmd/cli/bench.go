@@ -34,6 +34,7 @@ type benchConfig struct {
 	workloads string
 	json      bool
 	shards    int
+	auth      bool
 }
 
 // benchResult is one row of the table.
@@ -75,8 +76,14 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&bc.workloads, "workloads", "W1,W2,W3,W4,W5,W6", "workloads to run (W6: WebSocket broadcast to a room of 1,000; `strata bench ws` measures memory per connection)")
 	fs.BoolVar(&bc.json, "json", false, "print results as JSON lines")
 	fs.IntVar(&bc.shards, "shards", 0, "shard count of the temporary server (0: the default)")
+	fs.BoolVar(&bc.auth, "auth", false, "temporary server: W1–W4 alternate each client's requests between the gateway and a second one on the same node with auth on, sending a token (rows +auth, each with its half of the requests): the cost of auth")
+	var ca clientAuth
+	ca.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if bc.auth && bc.url != "" {
+		return &usageError{"--auth measures a temporary server; against --url, give the server's token with --token"}
 	}
 	if bc.duration <= 0 || bc.clients <= 0 || bc.objects <= 0 || bc.history <= 0 || bc.warmup < 0 {
 		return &usageError{"--duration, --clients, --objects and --history must be positive"}
@@ -84,10 +91,16 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	logger := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 	var (
-		l       *log.Log
-		baseURL = strings.TrimRight(bc.url, "/")
-		n       *node
+		l         *log.Log
+		baseURL   = strings.TrimRight(bc.url, "/")
+		n         *node
+		authBase  string // the gateway with auth on (--auth)
+		authToken string
+		token     string // sent to --url
 	)
+	if baseURL != "" {
+		token = ca.bearer()
+	}
 	if baseURL == "" {
 		dir, err := os.MkdirTemp("", "strata-bench-")
 		if err != nil {
@@ -101,22 +114,37 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		defer n.close(context.Background())
-		gw, err := gateway.New(gateway.Config{Backend: n.rt, Logger: logger})
+		url, stop, err := serveBench(gateway.Config{Backend: n.rt, Logger: logger})
 		if err != nil {
 			return err
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		srv := &http.Server{Handler: gw}
-		go srv.Serve(ln)
-		defer srv.Close()
-		baseURL, l = "http://"+ln.Addr().String(), n.log
+		defer stop()
+		baseURL, l = url, n.log
 		fmt.Fprintf(env.Stderr, "bench: temporary server at %s, data in %s, fsync always\n", baseURL, dir)
+		if bc.auth {
+			tokens, err := n.log.OpenTokens(ctx)
+			if err != nil {
+				return err
+			}
+			defer tokens.Close()
+			rec, secret, err := gateway.NewToken("bench", "strata bench", []string{gateway.ScopeCall}, "strata bench", time.Now())
+			if err != nil {
+				return err
+			}
+			if err := tokens.CreateToken(ctx, rec); err != nil {
+				return err
+			}
+			url, stop, err := serveBench(gateway.Config{Backend: n.rt, Logger: logger, Tokens: tokens})
+			if err != nil {
+				return err
+			}
+			defer stop()
+			authBase, authToken = url, secret
+			fmt.Fprintf(env.Stderr, "bench: the same node with auth on at %s\n", authBase)
+		}
 	}
 
-	b := &bencher{cfg: bc, base: baseURL, out: env.Stderr, client: &http.Client{
+	b := &bencher{cfg: bc, base: baseURL, token: token, out: env.Stderr, client: &http.Client{
 		Transport: &http.Transport{MaxIdleConns: 4 * bc.clients, MaxIdleConnsPerHost: 4 * bc.clients},
 		Timeout:   30 * time.Second,
 	}}
@@ -150,43 +178,48 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 	run := fmt.Sprint(time.Now().UnixNano())
-	if want["W1"] {
-		r := b.load(ctx, "W1", "1 counter, 1 client, sequential increments", 1, func(int, *rand.Rand) (string, string) {
-			return "/v1/objects/counter/w1-" + run + "/rpc/increment", `{"by":1}`
-		})
-		ratio(&r, "raw-sync", limits.syncPerSec)
+	// With --auth, W1–W4 go through two gateways of the same node at once,
+	// one without auth and one with auth on and a token (rows +auth, with
+	// objects of their own): each client alternates its requests between
+	// them (loadVariants).
+	variants := []benchVariant{{}}
+	if authBase != "" {
+		variants = []benchVariant{{base: baseURL}, {suffix: "+auth", tag: "-auth", base: authBase, token: authToken}}
+	}
+	each := func(w, what string, clients int, next func(c int, rng *rand.Rand, v benchVariant) (string, string), fill func(*benchResult)) {
+		if !want[w] {
+			return
+		}
+		for _, r := range b.loadVariants(ctx, w, what, clients, variants, next) {
+			fill(&r)
+			add(r)
+		}
+	}
+	each("W1", "1 counter, 1 client, sequential increments", 1, func(_ int, _ *rand.Rand, v benchVariant) (string, string) {
+		return "/v1/objects/counter/w1-" + run + v.tag + "/rpc/increment", `{"by":1}`
+	}, func(r *benchResult) {
+		ratio(r, "raw-sync", limits.syncPerSec)
 		if limits.syncP50 > 0 {
 			r.P50Ratio = r.P50Millis / limits.syncP50
 		}
-		add(r)
+	})
+	each("W2", fmt.Sprintf("1 counter, %d clients", bc.clients), bc.clients, func(_ int, _ *rand.Rand, v benchVariant) (string, string) {
+		return "/v1/objects/counter/w2-" + run + v.tag + "/rpc/increment", `{"by":1}`
+	}, func(r *benchResult) { ratio(r, "raw-sync", limits.syncPerSec) })
+	objPath := func(tag string, i int, method string) string {
+		return fmt.Sprintf("/v1/objects/counter/w3-%s%s-%d/rpc/%s", run, tag, i, method)
 	}
-	if want["W2"] {
-		r := b.load(ctx, "W2", fmt.Sprintf("1 counter, %d clients", bc.clients), bc.clients, func(int, *rand.Rand) (string, string) {
-			return "/v1/objects/counter/w2-" + run + "/rpc/increment", `{"by":1}`
-		})
-		ratio(&r, "raw-sync", limits.syncPerSec)
-		add(r)
-	}
-	objPath := func(i int, method string) string {
-		return fmt.Sprintf("/v1/objects/counter/w3-%s-%d/rpc/%s", run, i, method)
-	}
-	if want["W3"] {
-		r := b.load(ctx, "W3", fmt.Sprintf("%d counters, %d clients, uniform", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand) (string, string) {
-			return objPath(rng.IntN(bc.objects), "increment"), `{"by":1}`
-		})
-		ratio(&r, "raw-sync", limits.syncPerSec)
+	each("W3", fmt.Sprintf("%d counters, %d clients, uniform", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand, v benchVariant) (string, string) {
+		return objPath(v.tag, rng.IntN(bc.objects), "increment"), `{"by":1}`
+	}, func(r *benchResult) {
+		ratio(r, "raw-sync", limits.syncPerSec)
 		if limits.conc.PerSecond > 0 {
 			r.ConcRatio = r.PerSecond / limits.conc.PerSecond
 		}
-		add(r)
-	}
-	if want["W4"] {
-		r := b.load(ctx, "W4", fmt.Sprintf("%d counters, %d clients, reads only", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand) (string, string) {
-			return objPath(rng.IntN(bc.objects), "get"), ``
-		})
-		ratio(&r, "raw-sync", limits.syncPerSec)
-		add(r)
-	}
+	})
+	each("W4", fmt.Sprintf("%d counters, %d clients, reads only", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand, v benchVariant) (string, string) {
+		return objPath(v.tag, rng.IntN(bc.objects), "get"), ``
+	}, func(r *benchResult) { ratio(r, "raw-sync", limits.syncPerSec) })
 	if want["W5"] {
 		r, err := b.cold(ctx, run)
 		if err != nil {
@@ -207,9 +240,17 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
+// benchVariant is one gateway a load goes through: its rows' suffix, its
+// objects' name tag, its URL and the token it sends.
+type benchVariant struct {
+	suffix, tag string
+	base, token string
+}
+
 type bencher struct {
 	cfg    benchConfig
 	base   string
+	token  string // bearer token sent with every request, "" for none
 	out    io.Writer
 	client *http.Client
 	// bases, if set, spreads load clients over several gateways (client c
@@ -220,48 +261,72 @@ type bencher struct {
 // load runs clients closed-loop for warmup + duration and measures the
 // requests that started after the warmup.
 func (b *bencher) load(ctx context.Context, name, what string, clients int, next func(client int, rng *rand.Rand) (string, string)) benchResult {
+	return b.loadVariants(ctx, name, what, clients, []benchVariant{{}}, func(c int, rng *rand.Rand, _ benchVariant) (string, string) {
+		return next(c, rng)
+	})[0]
+}
+
+// loadVariants is load over several gateways at once: each client sends
+// its requests to the variants in turn (client c's k-th request goes to
+// variant (c+k) mod len(vs)), so every variant runs on the same machine
+// at the same moments and a difference between them is theirs, not the
+// machine's. One result per variant, its name suffixed with the
+// variant's; a variant without a base uses the bencher's gateways.
+func (b *bencher) loadVariants(ctx context.Context, name, what string, clients int, vs []benchVariant, next func(client int, rng *rand.Rand, v benchVariant) (string, string)) []benchResult {
 	start := time.Now()
 	measureFrom := start.Add(b.cfg.warmup)
 	end := measureFrom.Add(b.cfg.duration)
-	lat := make([][]time.Duration, clients)
-	var errs, done atomic.Int64
+	lat := make([][][]time.Duration, len(vs)) // [variant][client]
+	for i := range lat {
+		lat[i] = make([][]time.Duration, clients)
+	}
+	errs := make([]atomic.Int64, len(vs))
+	var done atomic.Int64
 	var wg sync.WaitGroup
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(c), 42))
-			base := b.base
-			if len(b.bases) > 0 {
-				base = b.bases[c%len(b.bases)]
+			conns := make([]*benchConn, len(vs))
+			for i, v := range vs {
+				base, token := v.base, v.token
+				if base == "" {
+					base, token = b.base, b.token
+					if len(b.bases) > 0 {
+						base = b.bases[c%len(b.bases)]
+					}
+				}
+				conn, err := newBenchConn(base, token)
+				if err != nil {
+					errs[i].Add(1)
+					return
+				}
+				defer conn.close()
+				conns[i] = conn
 			}
-			conn, err := newBenchConn(base)
-			if err != nil {
-				errs.Add(1)
-				return
-			}
-			defer conn.close()
-			for ctx.Err() == nil {
+			for k := c; ctx.Err() == nil; k++ {
 				t0 := time.Now()
 				if t0.After(end) {
 					return
 				}
-				path, body := next(c, rng)
-				status, data, err := conn.post(ctx, path, body)
+				i := k % len(vs)
+				path, body := next(c, rng, vs[i])
+				status, data, err := conns[i].post(ctx, path, body)
 				if err == nil && status != http.StatusOK {
 					err = fmt.Errorf("%s: %d %s", path, status, data)
 				}
-				if err != nil && errs.Load() == 0 {
-					fmt.Fprintf(b.out, "\n%s: first error: %v\n", name, err)
+				if err != nil && errs[i].Load() == 0 {
+					fmt.Fprintf(b.out, "\n%s%s: first error: %v\n", name, vs[i].suffix, err)
 				}
 				if t0.Before(measureFrom) {
 					continue
 				}
 				if err != nil {
-					errs.Add(1)
+					errs[i].Add(1)
 					continue
 				}
-				lat[c] = append(lat[c], time.Since(t0))
+				lat[i][c] = append(lat[i][c], time.Since(t0))
 				done.Add(1)
 			}
 		}()
@@ -270,11 +335,15 @@ func (b *bencher) load(ctx context.Context, name, what string, clients int, next
 	go progress(b.out, name, start, end, &done, stop)
 	wg.Wait()
 	close(stop)
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
+	out := make([]benchResult, len(vs))
+	for i, v := range vs {
+		var all []time.Duration
+		for _, l := range lat[i] {
+			all = append(all, l...)
+		}
+		out[i] = summarize(name+v.suffix, what, all, int(errs[i].Load()), b.cfg.duration)
 	}
-	return summarize(name, what, all, int(errs.Load()), b.cfg.duration)
+	return out
 }
 
 func progress(w io.Writer, name string, start, end time.Time, done *atomic.Int64, stop chan struct{}) {
@@ -306,6 +375,9 @@ func (b *bencher) post(ctx context.Context, path, body string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+path, strings.NewReader(body))
 	if err != nil {
 		return err
+	}
+	if b.token != "" {
+		req.Header.Set("Authorization", "Bearer "+b.token)
 	}
 	resp, err := b.client.Do(req)
 	if err != nil {
@@ -496,4 +568,19 @@ func rawSync(ctx context.Context, raw *log.Raw, msg []byte, d time.Duration, w i
 	r := summarize("raw-sync", "", lat, 0, d)
 	lim.syncPerSec, lim.syncP50, lim.syncP99 = r.PerSecond, r.P50Millis, r.P99Millis
 	return lim, nil
+}
+
+// serveBench serves a temporary gateway on a loopback port.
+func serveBench(cfg gateway.Config) (url string, stop func(), err error) {
+	gw, err := gateway.New(cfg)
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: gw}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
 }

@@ -21,13 +21,13 @@ import (
 // connection is dialled again on the next request.
 type benchConn struct {
 	host string // host:port to dial
-	hdr  string // the Host header
+	hdr  string // the Host header, and Authorization if there is a token
 	conn net.Conn
 	br   *bufio.Reader
 	buf  []byte
 }
 
-func newBenchConn(base string) (*benchConn, error) {
+func newBenchConn(base, token string) (*benchConn, error) {
 	u, err := url.Parse(base)
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		return nil, fmt.Errorf("bench: load needs an http:// gateway URL, got %q", base)
@@ -36,7 +36,11 @@ func newBenchConn(base string) (*benchConn, error) {
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), "80")
 	}
-	return &benchConn{host: host, hdr: u.Host}, nil
+	hdr := u.Host
+	if token != "" {
+		hdr += "\r\nAuthorization: Bearer " + token
+	}
+	return &benchConn{host: host, hdr: hdr}, nil
 }
 
 // post sends one POST and returns the status and body. The deadline

@@ -33,12 +33,15 @@ func runCall(ctx context.Context, env *Env, args []string) error {
 	fs.SetOutput(env.Stderr)
 	fs.Usage = flagUsage(fs, "call [flags] <class> <name> <method> [json]")
 	base := fs.String("url", "http://127.0.0.1:8080", "gateway URL")
+	var ca clientAuth
+	ca.register(fs)
 	timeout := fs.Duration("timeout", 30*time.Second, "request timeout, retries included")
 	key := fs.String("idempotency-key", "", `Idempotency-Key to send (default: a random one per call; "none": send none)`)
 	retries := fs.Int("retries", 5, "retries after a failure whose outcome is unknown or retryable (0: none)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	ctx = ca.with(ctx)
 	if fs.NArg() < 3 || fs.NArg() > 4 {
 		fs.Usage()
 		return &usageError{"call needs <class> <name> <method> [json]"}

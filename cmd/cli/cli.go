@@ -59,6 +59,7 @@ func commands() []command {
 		{"ls", "list the objects of a class", runLs},
 		{"tail", "print every change as it is committed", runTail},
 		{"cluster", "show the cluster's nodes, their state and objects", runCluster},
+		{"token", "create, list (ls) or revoke bearer tokens (admin scope)", runToken},
 	}
 }
 

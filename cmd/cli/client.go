@@ -30,6 +30,9 @@ func open(ctx context.Context, method, u string, body []byte) (io.ReadCloser, er
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if tok := bearerFrom(ctx); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, u, err)

@@ -131,10 +131,13 @@ func runCluster(ctx context.Context, env *Env, args []string) error {
 	fs.SetOutput(env.Stderr)
 	fs.Usage = flagUsage(fs, "cluster [flags]")
 	base := fs.String("url", "http://127.0.0.1:8080", "gateway of any node")
+	var ca clientAuth
+	ca.register(fs)
 	asJSON := fs.Bool("json", false, "print the answer as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	ctx = ca.with(ctx)
 	b, err := fetch(ctx, "GET", strings.TrimRight(*base, "/")+"/v1/cluster", nil)
 	if err != nil {
 		return err

@@ -20,17 +20,19 @@ func getObject(ctx context.Context, base, class, name, action string, q url.Valu
 	return open(ctx, http.MethodGet, objectURL(base, class, name, action, q), nil)
 }
 
-func objectFlags(name, synopsis string, env *Env) (*flag.FlagSet, *string) {
+func objectFlags(name, synopsis string, env *Env) (*flag.FlagSet, *string, *clientAuth) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.Usage = flagUsage(fs, synopsis)
-	return fs, fs.String("url", "http://127.0.0.1:8080", "gateway URL")
+	var ca clientAuth
+	ca.register(fs)
+	return fs, fs.String("url", "http://127.0.0.1:8080", "gateway URL"), &ca
 }
 
 // runHistory prints an object's events: a table, or NDJSON with --json;
 // with --follow it goes on printing new events until interrupted.
 func runHistory(ctx context.Context, env *Env, args []string) error {
-	fs, base := objectFlags("history", "history [flags] <class> <name>", env)
+	fs, base, ca := objectFlags("history", "history [flags] <class> <name>", env)
 	asJSON := fs.Bool("json", false, "print the events as NDJSON")
 	follow := fs.Bool("follow", false, "after the history, print new events as they are committed, until interrupted")
 	from := fs.Uint64("from", 0, "first version")
@@ -39,6 +41,7 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	ctx = ca.with(ctx)
 	if fs.NArg() != 2 {
 		fs.Usage()
 		return &usageError{"history needs <class> <name>"}
@@ -140,13 +143,14 @@ func orNone(b json.RawMessage) string {
 
 // runState prints an object's storage as of a version or a time.
 func runState(ctx context.Context, env *Env, args []string) error {
-	fs, base := objectFlags("state", "state [flags] <class> <name>", env)
+	fs, base, ca := objectFlags("state", "state [flags] <class> <name>", env)
 	version := fs.Uint64("version", 0, "the state after this version")
 	at := fs.String("at", "", "the state as of this RFC 3339 time")
 	prefix := fs.String("prefix", "", "only keys with this prefix")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	ctx = ca.with(ctx)
 	if fs.NArg() != 2 {
 		fs.Usage()
 		return &usageError{"state needs <class> <name>"}
@@ -217,11 +221,12 @@ func runAudit(ctx context.Context, env *Env, args []string) error {
 	if len(args) == 0 || args[0] != "verify" {
 		return &usageError{"usage: strata audit verify [flags] <class> <name> | --all <class>"}
 	}
-	fs, base := objectFlags("audit verify", "audit verify [flags] <class> <name> | --all <class>", env)
+	fs, base, ca := objectFlags("audit verify", "audit verify [flags] <class> <name> | --all <class>", env)
 	all := fs.Bool("all", false, "verify every object of the class")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
+	ctx = ca.with(ctx)
 	if *all && fs.NArg() != 1 || !*all && fs.NArg() != 2 {
 		fs.Usage()
 		return &usageError{"audit verify needs <class> <name>, or --all <class>"}
@@ -333,11 +338,14 @@ func runLs(ctx context.Context, env *Env, args []string) error {
 	fs.SetOutput(env.Stderr)
 	fs.Usage = flagUsage(fs, "ls [flags] <class>")
 	base := fs.String("url", "http://127.0.0.1:8080", "gateway URL")
+	var ca clientAuth
+	ca.register(fs)
 	prefix := fs.String("prefix", "", "only objects whose name starts with this")
 	limit := fs.Int("limit", 0, "at most this many objects (0: all)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	ctx = ca.with(ctx)
 	if fs.NArg() != 1 || *limit < 0 {
 		fs.Usage()
 		return &usageError{"ls needs <class> and a non-negative --limit"}
@@ -361,13 +369,14 @@ func runLs(ctx context.Context, env *Env, args []string) error {
 
 // runRestore sets an object back to a past version or time, after asking.
 func runRestore(ctx context.Context, env *Env, args []string) error {
-	fs, base := objectFlags("restore", "restore [flags] <class> <name>", env)
+	fs, base, ca := objectFlags("restore", "restore [flags] <class> <name>", env)
 	version := fs.Uint64("version", 0, "restore to the state after this version")
 	at := fs.String("at", "", "restore to the state as of this RFC 3339 time")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	ctx = ca.with(ctx)
 	if fs.NArg() != 2 || (*version == 0) == (*at == "") {
 		fs.Usage()
 		return &usageError{"restore needs <class> <name> and exactly one of --version and --at"}
@@ -405,10 +414,13 @@ func runTail(ctx context.Context, env *Env, args []string) error {
 	fs.SetOutput(env.Stderr)
 	fs.Usage = flagUsage(fs, "tail [flags] [class]")
 	base := fs.String("url", "http://127.0.0.1:8080", "gateway URL")
+	var ca clientAuth
+	ca.register(fs)
 	asJSON := fs.Bool("json", false, "print NDJSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	ctx = ca.with(ctx)
 	if fs.NArg() > 1 {
 		return &usageError{"tail takes at most one class"}
 	}

@@ -14,14 +14,10 @@ import (
 // heap contents and can burn CPU on request, so it is never reachable from
 // another machine by accident.
 func validatePprofAddr(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return &usageError{fmt.Sprintf("--pprof %q: want host:port on a loopback address, e.g. 127.0.0.1:6060", addr)}
 	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+	if !isLoopbackAddr(addr) {
 		return &usageError{fmt.Sprintf("--pprof %q: the profiler listens on loopback only (127.0.0.1 or [::1])", addr)}
 	}
 	return nil

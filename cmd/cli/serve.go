@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/strata-objects/strata/gateway"
+	"github.com/strata-objects/strata/log"
 )
 
 func runServe(ctx context.Context, env *Env, args []string) error {
@@ -33,6 +34,8 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	idempotencyFlags(fs, &lc.idemWindows)
 	var wsf wsFlags
 	wsf.register(fs)
+	var af authFlags
+	af.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -62,6 +65,17 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	lc.logger = logger
+	listens := map[string]string{"--http": *httpAddr}
+	if lc.natsURL == "" {
+		listens["--nats-listen"] = lc.natsListen
+		if lc.cluster.enabled {
+			listens["--cluster-listen"] = lc.cluster.listen
+		}
+	}
+	authOn, err := af.on(listens, logger)
+	if err != nil {
+		return err // before anything listens
+	}
 
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
@@ -77,25 +91,40 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if n.router != nil {
 		backend = n.router // requests go to their object's owner
 	}
-	gw, err := gateway.New(gateway.Config{Backend: backend, Logger: logger, Alarms: n.alarms, WebSocket: wsCfg})
-	if err != nil {
+	gc := gateway.Config{Backend: backend, Logger: logger, Alarms: n.alarms, WebSocket: wsCfg}
+	var tokens *log.Tokens
+	fail := func(err error) error {
+		if tokens != nil {
+			tokens.Close()
+		}
 		ln.Close()
 		n.close(context.Background())
 		return err
 	}
+	if authOn {
+		if tokens, err = n.log.OpenTokens(ctx); err != nil {
+			return fail(err)
+		}
+		if err := ensureFirstAdmin(ctx, tokens, lc.dataDir, logger); err != nil {
+			return fail(err)
+		}
+		gc.Tokens = tokens
+	}
+	gw, err := gateway.New(gc)
+	if err != nil {
+		return fail(err)
+	}
 	if *pprofAddr != "" {
 		prof, err := startPprof(*pprofAddr, logger)
 		if err != nil {
-			ln.Close()
-			n.close(context.Background())
-			return err
+			return fail(err)
 		}
 		defer prof.stop()
 	}
 	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	logger.Info("serving", "http", ln.Addr().String(), "data", lc.dataDir)
+	logger.Info("serving", "http", ln.Addr().String(), "data", lc.dataDir, "auth", authOn)
 
 	select {
 	case <-ctx.Done():
@@ -112,6 +141,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	herr := srv.Shutdown(sctx)
 	if errors.Is(herr, http.ErrServerClosed) {
 		herr = nil
+	}
+	if tokens != nil {
+		tokens.Close() // its watch ends before the log's connection
 	}
 	nerr := n.close(sctx)
 	if err := errors.Join(herr, nerr); err != nil {
