@@ -135,7 +135,7 @@ func (l *Log) Append(ctx context.Context, e *Event, expectSeq uint64) (Record, e
 	p := &pendingAppend{
 		ctx:    ctx,
 		subj:   subj,
-		msgID:  messageID(subj, e.Version),
+		msgID:  messageID(subj, e.Class, e.Version),
 		data:   data,
 		expect: expectSeq,
 		done:   make(chan appendResult, 1),
@@ -177,12 +177,18 @@ func (l *Log) Append(ctx context.Context, e *Event, expectSeq uint64) (Record, e
 	return Record{Seq: r.seq, Data: data, Event: e}, nil
 }
 
-// messageID is the Nats-Msg-Id of an object's version: its id in hex (the
-// subject's last token) and the version, "<hex>.<version>".
-func messageID(subj string, version uint64) string {
+// messageID is the Nats-Msg-Id of an object's version: the object's
+// class and id (the subject's last two tokens) and the version,
+// "<class>.<hex>.<version>". The class is part of it because the same id
+// is reachable under every class: without it, any object could take the
+// message ids (and so deny the writes, as duplicates) of another class's
+// object with the same id. The shard is not needed: the duplicate window
+// is per stream, and a stream is one shard's.
+func messageID(subj, class string, version uint64) string {
+	tail := subj[len(subj)-len(class)-1-2*len(ID{}):]
 	var b strings.Builder
-	b.Grow(2*len(ID{}) + 1 + 20)
-	b.WriteString(subj[len(subj)-2*len(ID{}):])
+	b.Grow(len(tail) + 1 + 20)
+	b.WriteString(tail)
 	b.WriteByte('.')
 	var v [20]byte
 	b.Write(strconv.AppendUint(v[:0], version, 10))

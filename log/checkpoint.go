@@ -177,7 +177,9 @@ func (l *Log) WriteCheckpoint(ctx context.Context, ck *Checkpoint) error {
 	sort.Slice(info.Alarms, func(i, j int) bool { return info.Alarms[i].Name < info.Alarms[j].Name })
 	sum := sha256.New()
 	dsubj := ckptSubject(shard, ck.Class, ck.ID, "d")
-	prefix := ck.ID.String() + "." + strconv.FormatUint(ck.Version, 10) + "."
+	// Message ids name the class too: the same id is reachable under
+	// every class, and the duplicate window is per stream.
+	prefix := objectTail(ck.Class, ck.ID) + "." + strconv.FormatUint(ck.Version, 10) + "."
 	for i, c := range chunks {
 		m := &nats.Msg{Subject: dsubj, Data: c, Header: nats.Header{hdrMsgID: []string{prefix + strconv.Itoa(i)}}}
 		ack, err := l.js.PublishMsg(ctx, m)
