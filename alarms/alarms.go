@@ -12,6 +12,8 @@
 //     between them. So on Start (every pending alarm in the snapshot) and on
 //     each activation (the object's pending alarms after catch-up), a
 //     schedule that is missing from the timer stream is published again.
+//     A schedule counts only at the pending alarm's due time (a replaced
+//     alarm's old schedule does not), and checks run in batches.
 //  4. When due, JetStream copies the schedule into the object's fire
 //     subject. One durable consumer per shard takes fires; each runs as the
 //     object's Alarm turn (Runtime.Alarm, through the mailbox like any turn).
@@ -347,54 +349,121 @@ func (s *Service) fill(batch []job) []job {
 	return batch
 }
 
-// publishBatch publishes consecutive schedules pipelined; purges and
-// checks go one at a time, after everything before them is stored.
+// publishBatch publishes runs of consecutive schedules as batches and
+// checks runs of consecutive ensures with batched reads; purges go one at a
+// time, after everything before them is stored.
 func (s *Service) publishBatch(batch []job) {
 	var run []job
 	flush := func() {
-		if len(run) == 0 {
-			return
-		}
-		// One schedule per alarm in a batch: the last set wins anyway.
-		type alarmKey struct {
-			class string
-			id    log.ID
-			name  string
-		}
-		last := make(map[alarmKey]int, len(run))
-		for i, j := range run {
-			last[alarmKey{j.fire.Class, j.fire.ID, j.fire.Name}] = i
-		}
-		kept := run[:0]
-		for i, j := range run {
-			if last[alarmKey{j.fire.Class, j.fire.ID, j.fire.Name}] == i {
-				kept = append(kept, j)
-			}
-		}
-		run = kept
-		items := make([]log.ScheduleItem, len(run))
-		now := time.Now().UnixNano()
-		for i, j := range run {
-			items[i] = log.ScheduleItem{Fire: j.fire, MsgID: j.msgID, Now: j.fire.At <= now}
-		}
-		for i, err := range s.log.ScheduleMany(s.ctx, items) {
-			if err != nil {
-				s.publish(run[i]) // again, alone, with retries
-			} else {
-				s.published.Add(1)
-			}
+		switch {
+		case len(run) == 0:
+		case run[0].kind == jobSet:
+			s.setMany(run)
+		default:
+			s.ensureMany(run)
 		}
 		run = run[:0]
 	}
 	for _, j := range batch {
-		if j.kind == jobSet {
-			run = append(run, j)
+		if j.kind == jobDelete {
+			flush()
+			s.publish(j)
 			continue
 		}
-		flush()
-		s.publish(j)
+		if len(run) > 0 && run[0].kind != j.kind {
+			flush()
+		}
+		run = append(run, j)
 	}
 	flush()
+}
+
+// alarmKey names one alarm of one object.
+type alarmKey struct {
+	class string
+	id    log.ID
+	name  string
+}
+
+func keyOf(f log.Fire) alarmKey { return alarmKey{f.Class, f.ID, f.Name} }
+
+// setMany publishes a run of schedules as batches; one that fails is
+// published again alone, with retries.
+func (s *Service) setMany(run []job) {
+	// One schedule per alarm in a batch: the last set wins anyway.
+	last := make(map[alarmKey]int, len(run))
+	for i, j := range run {
+		last[keyOf(j.fire)] = i
+	}
+	kept := make([]job, 0, len(last))
+	for i, j := range run {
+		if last[keyOf(j.fire)] == i {
+			kept = append(kept, j)
+		}
+	}
+	s.scheduleMany(kept, false)
+}
+
+// scheduleMany publishes the schedules of jobs (or the fires themselves,
+// for alarms already due) as batches; one that fails is published again
+// alone, with retries. repair counts them as repaired.
+func (s *Service) scheduleMany(jobs []job, repair bool) {
+	items := make([]log.ScheduleItem, len(jobs))
+	now := time.Now().UnixNano()
+	for i, j := range jobs {
+		items[i] = log.ScheduleItem{Fire: j.fire, MsgID: j.msgID, Now: j.fire.At <= now}
+	}
+	for i, err := range s.log.ScheduleMany(s.ctx, items) {
+		if err != nil {
+			s.publish(jobs[i]) // again, alone, with retries
+			continue
+		}
+		s.published.Add(1)
+		if repair {
+			s.repaired.Add(1)
+		}
+	}
+}
+
+// ensureMany checks a run of pending alarms with batched reads and
+// publishes the schedules found missing as batches. One whose check fails
+// is checked again alone, with retries.
+func (s *Service) ensureMany(run []job) {
+	seen := make(map[alarmKey]bool, len(run))
+	var check []job
+	for _, j := range run {
+		if seen[keyOf(j.fire)] {
+			continue
+		}
+		seen[keyOf(j.fire)] = true
+		switch skip, err := s.superseded(j); {
+		case err != nil:
+			s.publish(j)
+		case !skip:
+			check = append(check, j)
+		}
+	}
+	if len(check) == 0 {
+		return
+	}
+	fires := make([]log.Fire, len(check))
+	for i, j := range check {
+		fires[i] = j.fire
+	}
+	missing, err := s.log.Unscheduled(s.ctx, fires)
+	if err != nil {
+		for _, j := range check {
+			s.publish(j)
+		}
+		return
+	}
+	var repair []job
+	for i, j := range check {
+		if missing[i] {
+			repair = append(repair, j)
+		}
+	}
+	s.scheduleMany(repair, true)
 }
 
 // publishAttempts bounds the tries of one schedule change; a change that
@@ -430,14 +499,8 @@ func (s *Service) publish(j job) {
 			if skip, err = s.superseded(j); err != nil || skip {
 				break
 			}
-			var ok bool
-			ok, err = s.log.Scheduled(s.ctx, j.fire.Class, j.fire.ID, j.fire.Name)
-			if err == nil && !ok {
-				// Fired and not yet acknowledged (a retry waiting out its
-				// backoff, say): publishing again would start a second run.
-				ok, err = s.log.FirePending(s.ctx, j.fire)
-			}
-			if err == nil && !ok {
+			var missing []bool
+			if missing, err = s.log.Unscheduled(s.ctx, []log.Fire{j.fire}); err == nil && missing[0] {
 				err = s.schedule(j.fire, "")
 				sent = err == nil
 				if sent {

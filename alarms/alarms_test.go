@@ -291,8 +291,10 @@ func TestFencedTurnSchedulesNothing(t *testing.T) {
 	b := startNodeOn(t, a.srv.ClientURL(), t.TempDir(), true, wakerClass)
 	rec := freshRecorder(t.Name())
 	a.mustCall(t.Name(), "runs", nil) // a holds an activation
-	b.mustCall(t.Name(), "set", SetIn{Name: "b", At: time.Now().Add(time.Hour)})
-	if _, err := a.call(t.Name(), "set", SetIn{Name: "x", At: time.Now().Add(200 * time.Millisecond)}); !errors.Is(err, objects.ErrFenced) {
+	bAt := time.Now().Add(time.Hour)
+	b.mustCall(t.Name(), "set", SetIn{Name: "b", At: bAt})
+	xAt := time.Now().Add(200 * time.Millisecond)
+	if _, err := a.call(t.Name(), "set", SetIn{Name: "x", At: xAt}); !errors.Is(err, objects.ErrFenced) {
 		t.Fatalf("stale node's write: %v, want ErrFenced", err)
 	}
 	time.Sleep(200*time.Millisecond + quietPeriod)
@@ -300,10 +302,42 @@ func TestFencedTurnSchedulesNothing(t *testing.T) {
 		t.Fatalf("an uncommitted alarm fired: %+v", fs)
 	}
 	id := objects.IDFromName("waker", t.Name())
-	for name, want := range map[string]bool{"x": false, "b": true} {
-		ok, err := a.log.Scheduled(context.Background(), "waker", id, name)
-		if err != nil || ok != want {
-			t.Fatalf("alarm %q scheduled = %v, %v; want %v", name, ok, err, want)
-		}
+	fires := []log.Fire{{Class: "waker", ID: id, Name: "x", At: xAt.UnixNano()}, {Class: "waker", ID: id, Name: "b", At: bAt.UnixNano()}}
+	missing, err := a.log.Unscheduled(context.Background(), fires)
+	if err != nil || !missing[0] || missing[1] {
+		t.Fatalf("unscheduled (x, b) = %v, %v; want x missing, b scheduled", missing, err)
+	}
+}
+
+// TestReplacedAlarmRepairedAfterCrash (issue 15, defect 2): an alarm set
+// to t1 (scheduled), then replaced by t2 whose event is acknowledged but
+// whose schedule is never published (the node dies between the two), is
+// scheduled at t2 on restart: t1's schedule on the same subject does not
+// count as t2's.
+func TestReplacedAlarmRepairedAfterCrash(t *testing.T) {
+	d := newDirs(t)
+	n := startNode(t, d, true, wakerClass)
+	rec := freshRecorder(t.Name())
+	t1 := time.Now().Add(time.Hour)
+	n.mustCall(t.Name(), "set", SetIn{At: t1})
+	id := objects.IDFromName("waker", t.Name())
+	eventually(t, 10*time.Second, "t1's schedule", func() bool {
+		m, err := n.log.Unscheduled(context.Background(), []log.Fire{{Class: "waker", ID: id, At: t1.UnixNano()}})
+		return err == nil && !m[0]
+	})
+	n.stop()
+	// The node without a scheduler stands for the one that died between
+	// the event's ack and the schedule's publish.
+	n = startNode(t, d, false, wakerClass)
+	t2 := time.Now().Add(300 * time.Millisecond)
+	n.mustCall(t.Name(), "set", SetIn{At: t2})
+	n.stop()
+	n = startNode(t, d, true, wakerClass)
+	fs := waitFires(t, rec, 1, 10*time.Second)
+	if got := fs[0].info.ScheduledAt; !got.Equal(t2) {
+		t.Fatalf("fired for %s, want t2 %s", got, t2)
+	}
+	if s := n.svc.Stats(); s.Repaired != 1 {
+		t.Fatalf("stats %+v, want 1 repaired", s)
 	}
 }

@@ -295,37 +295,49 @@ func (l *Log) Unschedule(ctx context.Context, class string, id ID, name string) 
 	return l.timerAPI(ctx, "STREAM.PURGE", shard, map[string]any{"filter": SchedSubject(shard, class, id, name)})
 }
 
-// FirePending reports whether f is waiting on its alarm's fire subject
-// (fired, not yet acknowledged and swept): the last fire there is f.
-func (l *Log) FirePending(ctx context.Context, f Fire) (bool, error) {
+// Unscheduled reports, for each of fires, whether nothing on the timer
+// stream will run it: neither its alarm's schedule is f (the same due
+// time: a schedule of an earlier time of the same alarm does not count,
+// it fires and is dropped as stale), nor f has fired and waits on its fire
+// subject (a retry waiting out its backoff, say: publishing it again would
+// start a second run). Those alarms must be scheduled again. The reads are
+// batched: two pipelined reads per shard, not two round trips per fire.
+// A failed read fails the call.
+func (l *Log) Unscheduled(ctx context.Context, fires []Fire) ([]bool, error) {
 	if l.closed() {
-		return false, ErrClosed
+		return nil, ErrClosed
 	}
-	shard := l.ShardOf(f.ID)
-	m, err := l.currentLastMsg(ctx, TimerStream(shard), FireSubject(shard, f.Class, f.ID, f.Name))
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return false, nil
-	case err != nil:
-		return false, err
+	out := make([]bool, len(fires))
+	byShard := map[int][]int{}
+	for i, f := range fires {
+		sh := l.ShardOf(f.ID)
+		byShard[sh] = append(byShard[sh], i)
 	}
-	last, err := decodeFire(m.data)
-	return err == nil && last == f, nil
-}
-
-// Scheduled reports whether an alarm's schedule is on the timer stream
-// (it is gone once it has fired).
-func (l *Log) Scheduled(ctx context.Context, class string, id ID, name string) (bool, error) {
-	if l.closed() {
-		return false, ErrClosed
+	for shard, idx := range byShard {
+		subjs := make([]string, 0, 2*len(idx))
+		for _, i := range idx {
+			f := fires[i]
+			subjs = append(subjs, SchedSubject(shard, f.Class, f.ID, f.Name))
+		}
+		for _, i := range idx {
+			f := fires[i]
+			subjs = append(subjs, FireSubject(shard, f.Class, f.ID, f.Name))
+		}
+		lasts, errs := l.lastMsgs(ctx, TimerStream(shard), subjs)
+		for k, i := range idx {
+			on := false // f is scheduled or waits as a fire
+			for _, j := range []int{k, len(idx) + k} {
+				switch err := errs[j]; {
+				case errors.Is(err, ErrNotFound):
+				case err != nil:
+					return nil, fmt.Errorf("log: alarms scheduled on shard %d: %w", shard, err)
+				default:
+					last, derr := decodeFire(lasts[j].data)
+					on = on || derr == nil && last == fires[i]
+				}
+			}
+			out[i] = !on
+		}
 	}
-	shard := l.ShardOf(id)
-	_, err := l.currentLastMsg(ctx, TimerStream(shard), SchedSubject(shard, class, id, name))
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return false, nil
-	case err != nil:
-		return false, err
-	}
-	return true, nil
+	return out, nil
 }
