@@ -125,8 +125,12 @@ type Service struct {
 		closed    bool
 	}
 	turns sync.WaitGroup // Alarm turns in flight
+	// firesStopped is closed by StopFires: fires waiting out a platform
+	// failure's backoff end unacknowledged.
+	firesStopped  chan struct{}
+	stopFiresOnce sync.Once
 
-	published, repaired, ran, stale, retried, dead atomic.Uint64
+	published, repaired, ran, stale, retried, deferred, dead atomic.Uint64
 }
 
 // Stats count what the Service did since New.
@@ -136,12 +140,13 @@ type Stats struct {
 	Ran       uint64 // Alarm turns completed and acknowledged
 	Stale     uint64 // fires dropped: the alarm had changed
 	Retried   uint64 // failed Alarm turns set to run again
+	Deferred  uint64 // Alarm turns the platform failed (not the handler), tried again without spending a retry
 	Dead      uint64 // fires dead-lettered
 }
 
 // Stats returns the counters since New.
 func (s *Service) Stats() Stats {
-	return Stats{Published: s.published.Load(), Repaired: s.repaired.Load(), Ran: s.ran.Load(), Stale: s.stale.Load(), Retried: s.retried.Load(), Dead: s.dead.Load()}
+	return Stats{Published: s.published.Load(), Repaired: s.repaired.Load(), Ran: s.ran.Load(), Stale: s.stale.Load(), Retried: s.retried.Load(), Deferred: s.deferred.Load(), Dead: s.dead.Load()}
 }
 
 // New returns a Service whose publisher runs. Pass it as
@@ -159,6 +164,7 @@ func New(cfg Config) (*Service, error) {
 		stopPublisher: make(chan struct{}),
 		publisherDone: make(chan struct{}),
 		sem:           make(chan struct{}, cfg.TurnsInFlight),
+		firesStopped:  make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.publisher()
@@ -208,6 +214,7 @@ func (s *Service) StopFires(ctx context.Context) error {
 	s.mu.consumers = nil
 	s.mu.firing = false
 	s.mu.Unlock()
+	s.stopFiresOnce.Do(func() { close(s.firesStopped) })
 	var errs []error
 	for _, c := range consumers {
 		errs = append(errs, c.Stop(ctx))

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/strata-objects/strata/alarms"
 	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
 )
@@ -339,5 +342,54 @@ func TestReplacedAlarmRepairedAfterCrash(t *testing.T) {
 	}
 	if s := n.svc.Stats(); s.Repaired != 1 {
 		t.Fatalf("stats %+v, want 1 repaired", s)
+	}
+}
+
+// TestPlatformFailuresSpendNoRetries (issue 15, defect 5): fires that the
+// platform fails to deliver (log unavailable, object fenced or moving,
+// timeouts: a failover) are tried again without spending the class's
+// retries, which only the handler's own failures spend. The class allows
+// one retry; the platform fails six times, then the handler once.
+func TestPlatformFailuresSpendNoRetries(t *testing.T) {
+	name := t.Name()
+	class := objects.Define("waker", func() *Waker { return &Waker{} }).WithAlarmRetries(1)
+	platform := []error{
+		fmt.Errorf("owner gone: %w", objects.ErrUnavailable),
+		fmt.Errorf("moving: %w", objects.ErrMoved),
+		fmt.Errorf("stale activation: %w", objects.ErrFenced),
+		fmt.Errorf("busy: %w", objects.ErrOverloaded),
+		context.DeadlineExceeded,
+		fmt.Errorf("forward: %w", objects.ErrUnavailable),
+	}
+	var mu sync.Mutex
+	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	n := startNodeWith(t, srv.ClientURL(), t.TempDir(), true, func(n *node, c *alarms.Config) {
+		c.RetryDelayMax = 200 * time.Millisecond
+		c.Deliver = func(ctx context.Context, ref objects.Ref, info objects.AlarmInfo) error {
+			mu.Lock()
+			if len(platform) > 0 {
+				err := platform[0]
+				platform = platform[1:]
+				mu.Unlock()
+				return err
+			}
+			mu.Unlock()
+			return n.rt.Alarm(ctx, ref, info)
+		}
+	}, class)
+	rec := freshRecorder(name)
+	rec.setFail(1)
+	n.mustCall(name, "set", SetIn{At: time.Now().Add(100 * time.Millisecond)})
+	fs := waitFires(t, rec, 2, 20*time.Second)
+	if !fs[0].err || fs[0].info.RetryCount != 0 || fs[1].err || fs[1].info.RetryCount != 1 {
+		t.Fatalf("handler runs %+v: want a failure at retry 0, a success at retry 1", fs)
+	}
+	eventually(t, 10*time.Second, "the alarm to complete", func() bool { return n.svc.Stats().Ran == 1 })
+	if s := n.svc.Stats(); s.Dead != 0 || s.Deferred != 6 || s.Retried != 1 {
+		t.Fatalf("stats %+v: want 6 deferred, 1 retried, none dead", s)
 	}
 }

@@ -30,26 +30,67 @@ func (s *Service) onFire(fm *log.FireMsg) {
 	s.mu.Unlock()
 	go func() {
 		defer s.turns.Done()
-		defer func() { <-s.sem }()
 		s.runFire(fm)
 	}()
 }
 
 // runFire runs the fire's Alarm turn and settles the fire: acknowledged
 // once the turn's event is, retried with backoff after a failure, or
-// dead-lettered once the class's retries are spent.
+// dead-lettered once the class's retries are spent. It holds a turn slot
+// (s.sem) on entry and gives it back.
+//
+// Only the handler's own failures (an error it returned, or a panic)
+// spend the class's retries, which the fire's delivery count tells. A
+// failure of the platform (the log unavailable, the object fenced or
+// moving, its owner gone, a timeout) is retried here, with backoff and
+// without the turn slot, while the fire is kept with InProgress: its
+// delivery count does not grow, so a long failover dead-letters nothing.
 func (s *Service) runFire(fm *log.FireMsg) {
+	held := true
+	defer func() {
+		if held {
+			<-s.sem
+		}
+	}()
 	retry := int(fm.Deliveries) - 1
 	info := objects.AlarmInfo{Name: fm.Name, ScheduledAt: time.Unix(0, fm.At), RetryCount: retry, IsRetry: retry > 0}
 	ref := objects.Ref{Class: fm.Class, ID: fm.ID}
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.TurnTimeout)
-	defer cancel()
 	deliver := s.rt.Alarm
 	if s.cfg.Deliver != nil {
 		deliver = s.cfg.Deliver
 	}
-	err := deliver(ctx, ref, info)
 	lg := s.logger.With("class", fm.Class, "id", fm.ID, "alarm", fm.Name, "retry", retry)
+	var err error
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.TurnTimeout)
+		err = deliver(ctx, ref, info)
+		cancel()
+		if !s.platformFailure(err) {
+			break
+		}
+		delay := s.platformBackoff(attempt)
+		lg.Warn("alarm not run: the platform failed; retrying without spending a retry", "in", delay, "err", err)
+		s.deferred.Add(1)
+		if perr := fm.InProgress(); perr != nil {
+			lg.Warn("alarm fire not kept; delivered again after the ack wait", "err", perr)
+			return
+		}
+		<-s.sem
+		held = false
+		select {
+		case <-time.After(delay):
+		case <-s.firesStopped:
+			return // not acknowledged: delivered again after the ack wait
+		case <-s.ctx.Done():
+			return
+		}
+		select {
+		case s.sem <- struct{}{}:
+			held = true
+		case <-s.ctx.Done():
+			return
+		}
+	}
 	switch {
 	case err == nil || errors.Is(err, objects.ErrStaleAlarm):
 		if err != nil {
@@ -83,6 +124,34 @@ func (s *Service) runFire(fm *log.FireMsg) {
 		lg.Warn("alarm retry not requested; delivered again after the ack wait", "err", rerr)
 	}
 }
+
+// platformFailure reports whether err is a failure of the platform rather
+// than of the alarm's handler: anything but success, a stale fire, the
+// node closing, undeliverable input, and the handler's own errors and
+// panics (objects.HandlerError, or a ClientError it returned).
+func (s *Service) platformFailure(err error) bool {
+	var he *objects.HandlerError
+	var ce *objects.ClientError
+	switch {
+	case err == nil, s.ctx.Err() != nil, errors.As(err, &he), errors.As(err, &ce),
+		errors.Is(err, objects.ErrStaleAlarm), errors.Is(err, objects.ErrClosed),
+		errors.Is(err, objects.ErrUnknownClass), errors.Is(err, objects.ErrInvalidName), errors.Is(err, objects.ErrBadInput):
+		return false
+	}
+	return true
+}
+
+// platformBackoff is the delay after the attempt-th platform failure of
+// one fire: RetryDelay doubled, at most RetryDelayMax and
+// platformRetryDelayMax.
+func (s *Service) platformBackoff(attempt int) time.Duration {
+	return min(s.backoff(attempt), platformRetryDelayMax)
+}
+
+// platformRetryDelayMax keeps a fire's wait between platform retries (plus
+// one turn, at most TurnTimeout) well under its ack wait, which each
+// InProgress starts over.
+const platformRetryDelayMax = log.FireAckWait / 4
 
 // deadLetter moves the fire to the dead letters and abandons the alarm in
 // the object (an event of its own), so that no activation or start

@@ -51,6 +51,13 @@ func startNode(t testing.TB, d dirs, withAlarms bool, classes ...*objects.Class)
 // log, as two nodes of a cluster do.
 func startNodeOn(t testing.TB, url, snapDir string, withAlarms bool, classes ...*objects.Class) *node {
 	t.Helper()
+	return startNodeWith(t, url, snapDir, withAlarms, nil, classes...)
+}
+
+// startNodeWith is startNodeOn whose alarms config tune changes (after
+// the defaults of the other nodes are set), with the node it is for.
+func startNodeWith(t testing.TB, url, snapDir string, withAlarms bool, tune func(*node, *alarms.Config), classes ...*objects.Class) *node {
+	t.Helper()
 	n := &node{t: t}
 	d := dirs{snap: snapDir}
 	var err error
@@ -69,7 +76,11 @@ func startNodeOn(t testing.TB, url, snapDir string, withAlarms bool, classes ...
 	}
 	cfg := objects.Config{Log: n.log, Projector: n.proj, Classes: classes, Logger: quiet}
 	if withAlarms {
-		n.svc, err = alarms.New(alarms.Config{Log: n.log, Projector: n.proj, Logger: quiet, RetryDelay: 100 * time.Millisecond})
+		acfg := alarms.Config{Log: n.log, Projector: n.proj, Logger: quiet, RetryDelay: 100 * time.Millisecond}
+		if tune != nil {
+			tune(n, &acfg)
+		}
+		n.svc, err = alarms.New(acfg)
 		if err != nil {
 			t.Fatal(err)
 		}
