@@ -369,6 +369,10 @@ func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
+			// The last cause with %v, not %w: it was a reason to retry
+			// (ErrFenced, ErrMoved, ...), handled here; what the caller
+			// gets is "unavailable", and an ErrFenced in the chain would
+			// turn the gateway's 503 into a 409.
 			return nil, fmt.Errorf("%w: %s/%s is moving between nodes (last: %v)", objects.ErrUnavailable, env.Class, env.ID, err)
 		}
 		backoff = min(2*backoff, retryBackoffMax)
@@ -404,22 +408,22 @@ func (r *Router) forward(ctx context.Context, owner string, env *Envelope) (*Rep
 	if err != nil {
 		switch {
 		case errors.Is(err, log.ErrNoResponder):
-			return nil, fmt.Errorf("%w: %s: %v", errOwnerGone, owner, err)
+			return nil, fmt.Errorf("%w: %s: %w", errOwnerGone, owner, err)
 		case ctx.Err() != nil:
-			return nil, fmt.Errorf("%w: %s did not answer in time, outcome unknown: %v", objects.ErrUnavailable, owner, ctx.Err())
+			return nil, fmt.Errorf("%w: %s did not answer in time, outcome unknown: %w", objects.ErrUnavailable, owner, ctx.Err())
 		case rctx.Err() != nil:
 			return nil, fmt.Errorf("%w: %s left the cluster while running the request, outcome unknown", objects.ErrUnavailable, owner)
 		}
-		return nil, fmt.Errorf("%w: forward to %s, outcome unknown: %v", objects.ErrUnavailable, owner, err)
+		return nil, fmt.Errorf("%w: forward to %s, outcome unknown: %w", objects.ErrUnavailable, owner, err)
 	}
 	var rep Reply
 	if err := decode(resp, &rep); err != nil {
-		return nil, fmt.Errorf("%w: bad reply from %s: %v", objects.ErrUnavailable, owner, err)
+		return nil, fmt.Errorf("%w: bad reply from %s: %w", objects.ErrUnavailable, owner, err)
 	}
 	if rep.Err != nil {
 		err := rep.Err.err()
 		if errors.Is(err, objects.ErrClosed) {
-			return nil, fmt.Errorf("%w: %s is stopping: %v", errOwnerGone, owner, err)
+			return nil, fmt.Errorf("%w: %s is stopping: %w", errOwnerGone, owner, err)
 		}
 		return nil, err
 	}
@@ -433,7 +437,7 @@ func (r *Router) handle(ctx context.Context, data []byte) []byte {
 	var err error
 	switch derr := decode(data, &env); {
 	case derr != nil:
-		err = fmt.Errorf("%w: forwarded request: %v", objects.ErrBadInput, derr)
+		err = fmt.Errorf("%w: forwarded request: %w", objects.ErrBadInput, derr)
 	case r.OwnerOf(env.ID) != r.cfg.Node:
 		err = fmt.Errorf("%w: %s/%s belongs to %s in %s's view", errNotOwner, env.Class, env.ID, r.OwnerOf(env.ID), r.cfg.Node)
 	case !r.leased():
@@ -473,7 +477,7 @@ func (r *Router) runLocal(ctx context.Context, env *Envelope) (*Reply, error) {
 			var err error
 			req, err = http.NewRequestWithContext(ctx, env.HTTP.Method, env.HTTP.URL, bytes.NewReader(env.Body))
 			if err != nil {
-				return nil, fmt.Errorf("%w: forwarded fetch: %v", objects.ErrBadInput, err)
+				return nil, fmt.Errorf("%w: forwarded fetch: %w", objects.ErrBadInput, err)
 			}
 			req.Header, req.Host = env.HTTP.Header, env.HTTP.Host
 			if req.Header == nil {

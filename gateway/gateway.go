@@ -141,7 +141,7 @@ func (g *Gateway) parseRoute(r *http.Request) (route, error) {
 	for i, s := range segs {
 		u, err := url.PathUnescape(s)
 		if err != nil {
-			return route{}, fmt.Errorf("%w: bad escape in path: %v", objects.ErrBadInput, err)
+			return route{}, fmt.Errorf("%w: bad escape in path: %w", objects.ErrBadInput, err)
 		}
 		segs[i] = u
 	}
@@ -268,7 +268,7 @@ func bodyError(err error) error {
 	if errors.As(err, &mbe) {
 		return fmt.Errorf("%w: request body over %d bytes", objects.ErrTooLarge, mbe.Limit)
 	}
-	return fmt.Errorf("%w: read body: %v", objects.ErrBadInput, err)
+	return fmt.Errorf("%w: read body: %w", objects.ErrBadInput, err)
 }
 
 // jsonCodec is the one place RPC values become JSON.

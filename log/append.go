@@ -373,7 +373,7 @@ func (c *committer) commit(batch []*pendingAppend) {
 			}
 			return
 		case c.l.ctx.Err() != nil: // Close gave up waiting for us
-			c.failAll(batch, fmt.Errorf("%w (publish abandoned: %v)", ErrClosed, err))
+			c.failAll(batch, fmt.Errorf("%w (publish abandoned: %w)", ErrClosed, err))
 			return
 		case !resolvable(err):
 			c.failAll(batch, err)
@@ -449,7 +449,7 @@ func (c *committer) resolve(batch []*pendingAppend, cause error, giveUp bool) []
 		last, err := lasts[i], errs[i]
 		switch {
 		case err != nil && !errors.Is(err, ErrNotFound):
-			p.done <- appendResult{err: fmt.Errorf("log: append to %s: publish failed (%v), then reading the subject back failed: %w", p.subj, cause, err)}
+			p.done <- appendResult{err: fmt.Errorf("log: append to %s: publish failed (%w), then reading the subject back failed: %w", p.subj, cause, err)}
 		case err == nil && bytes.Equal(last.data, p.data):
 			c.l.stats.duplicates.Add(1)
 			c.l.stats.appends.Add(1)
@@ -467,7 +467,7 @@ func (c *committer) resolve(batch []*pendingAppend, cause error, giveUp bool) []
 				c.l.stats.appends.Add(1)
 				p.done <- appendResult{seq: first.seq}
 			case ferr != nil && !errors.Is(ferr, ErrNotFound):
-				p.done <- appendResult{err: fmt.Errorf("log: append to %s: publish failed (%v), then reading the subject back failed: %w", p.subj, cause, ferr)}
+				p.done <- appendResult{err: fmt.Errorf("log: append to %s: publish failed (%w), then reading the subject back failed: %w", p.subj, cause, ferr)}
 			default:
 				c.l.stats.conflicts.Add(1)
 				p.done <- appendResult{err: fmt.Errorf("log: append to %s: expected last sequence %d, the subject is at %d: %w", p.subj, p.expect, last.seq, ErrConflict)}
@@ -648,7 +648,7 @@ func (c *committer) publishBatch(ctx context.Context, batch []*pendingAppend) ([
 		}
 		var ack batchAck
 		if err := json.Unmarshal(resp.Data, &ack); err != nil {
-			return nil, fmt.Errorf("batch %s of %d: ack %q: %v: %w", id, n, resp.Data, err, errUnknownOutcome)
+			return nil, fmt.Errorf("batch %s of %d: ack %q: %w: %w", id, n, resp.Data, err, errUnknownOutcome)
 		}
 		if ack.Error != nil {
 			return nil, fmt.Errorf("batch %s of %d: %w", id, n, ack.Error)

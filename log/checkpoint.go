@@ -211,7 +211,7 @@ func (l *Log) WriteCheckpoint(ctx context.Context, ck *Checkpoint) error {
 func decodeInfo(stream, subj string, m storedMsg) (CheckpointInfo, error) {
 	var info CheckpointInfo
 	if err := decMode.Unmarshal(m.data, &info); err != nil {
-		return info, fmt.Errorf("log: %s sequence %d: %w: %v", stream, m.seq, ErrBadCheckpoint, err)
+		return info, fmt.Errorf("log: %s sequence %d: %w: %w", stream, m.seq, ErrBadCheckpoint, err)
 	}
 	if info.Format != FormatVersion || m.subj != subj && subj != "" || info.Version == 0 {
 		return info, fmt.Errorf("log: %s sequence %d: %w: format %d, version %d on %s", stream, m.seq, ErrBadCheckpoint, info.Format, info.Version, m.subj)
