@@ -57,6 +57,19 @@ type Config struct {
 	// QueueLen bounds the schedule changes waiting to be published; past it
 	// the runtime waits (backpressure). Default 4096.
 	QueueLen int
+	// SweepInterval is how often the sweep checks one page of the
+	// snapshot's pending alarms and publishes the schedules found missing
+	// (repair.go). Default 10s; negative: no sweep.
+	SweepInterval time.Duration
+	// SweepPage bounds the pending alarms one sweep tick reads. Default
+	// 512.
+	SweepPage int
+	// TakeoverLookback is how far back in the log TakeOver looks for the
+	// alarms of objects gained from nodes that left. Default 1m.
+	TakeoverLookback time.Duration
+	// Owns, if set, reports whether this node owns an object; the sweep
+	// checks only those. Nil: every object (one node).
+	Owns func(class string, id log.ID) bool
 	// Deliver, if set, runs a fire's Alarm turn instead of the local
 	// runtime: in a cluster every node takes fires from the shared
 	// consumer, and the cluster router forwards each to its object's owner.
@@ -84,6 +97,15 @@ func (c *Config) setDefaults() error {
 	}
 	if c.QueueLen <= 0 {
 		c.QueueLen = 4096
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = 10 * time.Second
+	}
+	if c.SweepPage <= 0 {
+		c.SweepPage = 512
+	}
+	if c.TakeoverLookback <= 0 {
+		c.TakeoverLookback = time.Minute
 	}
 	return nil
 }
@@ -125,12 +147,19 @@ type Service struct {
 		closed    bool
 	}
 	turns sync.WaitGroup // Alarm turns in flight
-	// firesStopped is closed by StopFires: fires waiting out a platform
-	// failure's backoff end unacknowledged.
-	firesStopped  chan struct{}
-	stopFiresOnce sync.Once
+	// bgCtx is canceled by StopFires: it ends the sweep, the takeovers
+	// and the waits of fires a platform failure holds back (which end
+	// unacknowledged). bg counts the sweep and takeover goroutines.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+	// TakeOver's gained objects not yet read for, merged; takeWake
+	// (buffered, 1) wakes the takeover goroutine.
+	takeMu   sync.Mutex
+	takeNext func(class string, id log.ID) bool
+	takeWake chan struct{}
 
-	published, repaired, ran, stale, retried, deferred, dead atomic.Uint64
+	published, repaired, ran, stale, retried, deferred, dead, swept, takenOver atomic.Uint64
 }
 
 // Stats count what the Service did since New.
@@ -142,11 +171,14 @@ type Stats struct {
 	Retried   uint64 // failed Alarm turns set to run again
 	Deferred  uint64 // Alarm turns the platform failed (not the handler), tried again without spending a retry
 	Dead      uint64 // fires dead-lettered
+	Swept     uint64 // pending alarms the sweep queued for a check
+	TakenOver uint64 // alarms of objects gained from nodes that left, queued for a check
 }
 
 // Stats returns the counters since New.
 func (s *Service) Stats() Stats {
-	return Stats{Published: s.published.Load(), Repaired: s.repaired.Load(), Ran: s.ran.Load(), Stale: s.stale.Load(), Retried: s.retried.Load(), Deferred: s.deferred.Load(), Dead: s.dead.Load()}
+	return Stats{Published: s.published.Load(), Repaired: s.repaired.Load(), Ran: s.ran.Load(), Stale: s.stale.Load(), Retried: s.retried.Load(), Deferred: s.deferred.Load(), Dead: s.dead.Load(),
+		Swept: s.swept.Load(), TakenOver: s.takenOver.Load()}
 }
 
 // New returns a Service whose publisher runs. Pass it as
@@ -164,9 +196,10 @@ func New(cfg Config) (*Service, error) {
 		stopPublisher: make(chan struct{}),
 		publisherDone: make(chan struct{}),
 		sem:           make(chan struct{}, cfg.TurnsInFlight),
-		firesStopped:  make(chan struct{}),
+		takeWake:      make(chan struct{}, 1),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.bgCtx, s.bgCancel = context.WithCancel(s.ctx)
 	go s.publisher()
 	return s, nil
 }
@@ -202,6 +235,12 @@ func (s *Service) Start(ctx context.Context, rt *objects.Runtime) error {
 		}
 		s.mu.consumers = append(s.mu.consumers, c)
 	}
+	s.bg.Add(1)
+	go s.takeovers()
+	if s.cfg.SweepInterval > 0 {
+		s.bg.Add(1)
+		go s.sweep()
+	}
 	return nil
 }
 
@@ -214,7 +253,8 @@ func (s *Service) StopFires(ctx context.Context) error {
 	s.mu.consumers = nil
 	s.mu.firing = false
 	s.mu.Unlock()
-	s.stopFiresOnce.Do(func() { close(s.firesStopped) })
+	s.bgCancel()
+	s.bg.Wait()
 	var errs []error
 	for _, c := range consumers {
 		errs = append(errs, c.Stop(ctx))

@@ -362,12 +362,8 @@ func TestPlatformFailuresSpendNoRetries(t *testing.T) {
 		fmt.Errorf("forward: %w", objects.ErrUnavailable),
 	}
 	var mu sync.Mutex
-	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	n := startNodeWith(t, srv.ClientURL(), t.TempDir(), true, func(n *node, c *alarms.Config) {
+	url := startServer(t)
+	n := startNodeWith(t, url, t.TempDir(), true, func(n *node, c *alarms.Config) {
 		c.RetryDelayMax = 200 * time.Millisecond
 		c.Deliver = func(ctx context.Context, ref objects.Ref, info objects.AlarmInfo) error {
 			mu.Lock()
@@ -391,5 +387,83 @@ func TestPlatformFailuresSpendNoRetries(t *testing.T) {
 	eventually(t, 10*time.Second, "the alarm to complete", func() bool { return n.svc.Stats().Ran == 1 })
 	if s := n.svc.Stats(); s.Dead != 0 || s.Deferred != 6 || s.Retried != 1 {
 		t.Fatalf("stats %+v: want 6 deferred, 1 retried, none dead", s)
+	}
+}
+
+// TestSweepRepublishesLostSchedule (issue 15, defect 3): a pending alarm
+// whose schedule is gone from the timer stream (its publish lost) while
+// its object is not active is scheduled again by the periodic sweep,
+// without a restart or an activation.
+func TestSweepRepublishesLostSchedule(t *testing.T) {
+	url := startServer(t)
+	n := startNodeWith(t, url, t.TempDir(), true, func(_ *node, c *alarms.Config) {
+		c.SweepInterval, c.SweepPage = 50*time.Millisecond, 2
+	}, wakerClass)
+	name := t.Name()
+	id := objects.IDFromName("waker", name)
+	at := time.Now().Add(time.Hour)
+	// Other objects' alarms, so the lost one is found a page at a time.
+	for i := range 5 {
+		n.mustCall(fmt.Sprint(name, i), "set", SetIn{At: at})
+	}
+	n.mustCall(name, "set", SetIn{Name: "lost", At: at})
+	fire := log.Fire{Class: "waker", ID: id, Name: "lost", At: at.UnixNano()}
+	scheduled := func() bool {
+		m, err := n.log.Unscheduled(context.Background(), []log.Fire{fire})
+		return err == nil && !m[0]
+	}
+	eventually(t, 10*time.Second, "the schedule", scheduled)
+	n.rt.ReleaseIf(func(string, objects.ID) bool { return true })
+	eventually(t, 10*time.Second, "the activation to end", func() bool { return !n.rt.Active("waker", id) })
+	repaired := n.svc.Stats().Repaired
+	if err := n.log.Unschedule(context.Background(), "waker", id, "lost"); err != nil {
+		t.Fatal(err)
+	}
+	if scheduled() {
+		t.Fatal("still scheduled after the purge")
+	}
+	eventually(t, 10*time.Second, "the sweep to publish the schedule again", scheduled)
+	if s := n.svc.Stats(); s.Repaired != repaired+1 || s.Swept == 0 {
+		t.Fatalf("stats %+v, want one more repaired (was %d)", s, repaired)
+	}
+}
+
+// TestTakeOverRepairsDeadNodesAlarms (issue 15, defect 3): node a records
+// an alarm and dies for good before publishing its schedule; node b,
+// which takes the object over and never ran it (its snapshot has no such
+// alarm, so neither its start nor its sweep can find it), finds the alarm
+// in the last moments of the log and schedules it.
+func TestTakeOverRepairsDeadNodesAlarms(t *testing.T) {
+	url := startServer(t)
+	b := startNodeWith(t, url, t.TempDir(), true, func(_ *node, c *alarms.Config) {
+		c.SweepInterval = 50 * time.Millisecond
+	}, wakerClass)
+	a := startNodeOn(t, url, t.TempDir(), false, wakerClass)
+	name := t.Name()
+	rec := freshRecorder(name)
+	id := objects.IDFromName("waker", name)
+	other := objects.IDFromName("waker", name+" (not gained)")
+	due := time.Now().Add(time.Second)
+	a.mustCall(name, "set", SetIn{Name: "x", At: due.Add(time.Hour)}) // replaced below
+	a.mustCall(name, "set", SetIn{Name: "x", At: due})
+	a.mustCall(name, "set", SetIn{Name: "gone", At: due})
+	a.mustCall(name, "delete", SetIn{Name: "gone"})
+	a.mustCall(name+" (not gained)", "set", SetIn{At: due})
+	a.stop()
+	time.Sleep(quietPeriod) // b's sweeps run meanwhile
+	if fs := rec.snapshot(); len(fs) != 0 || b.svc.Stats().Repaired != 0 {
+		t.Fatalf("fired before the takeover: %+v, stats %+v", fs, b.svc.Stats())
+	}
+	b.svc.TakeOver(func(_ string, gid log.ID) bool { return gid == id })
+	fs := waitFires(t, rec, 1, 10*time.Second)
+	if fs[0].info.Name != "x" || !fs[0].info.ScheduledAt.Equal(due) {
+		t.Fatalf("fired %+v, want x at %s", fs[0].info, due)
+	}
+	if s := b.svc.Stats(); s.TakenOver != 1 || s.Repaired != 1 {
+		t.Fatalf("stats %+v, want 1 alarm taken over and repaired", s)
+	}
+	m, err := b.log.Unscheduled(context.Background(), []log.Fire{{Class: "waker", ID: other, At: due.UnixNano()}})
+	if err != nil || !m[0] {
+		t.Fatalf("the object not gained was scheduled: %v, %v", m, err)
 	}
 }

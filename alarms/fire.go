@@ -79,10 +79,8 @@ func (s *Service) runFire(fm *log.FireMsg) {
 		held = false
 		select {
 		case <-time.After(delay):
-		case <-s.firesStopped:
+		case <-s.bgCtx.Done():
 			return // not acknowledged: delivered again after the ack wait
-		case <-s.ctx.Done():
-			return
 		}
 		select {
 		case s.sem <- struct{}{}:

@@ -47,6 +47,24 @@ func startNode(t testing.TB, d dirs, withAlarms bool, classes ...*objects.Class)
 	return n
 }
 
+// startServer runs an embedded server for the test's nodes to share and
+// returns its URL.
+func startServer(t testing.TB) string {
+	t.Helper()
+	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("server shutdown: %v", err)
+		}
+	})
+	return srv.ClientURL()
+}
+
 // startNodeOn starts a node on a running server: two such nodes share one
 // log, as two nodes of a cluster do.
 func startNodeOn(t testing.TB, url, snapDir string, withAlarms bool, classes ...*objects.Class) *node {

@@ -62,6 +62,8 @@ type Router struct {
 	log    *log.Log
 	logger *slog.Logger
 	rt     *objects.Runtime
+	// onTakeover: see OnTakeover. Set before Start, read by onChange.
+	onTakeover func(gained func(class string, id objects.ID) bool)
 
 	members  *log.Members
 	serving  *log.Responder
@@ -296,7 +298,36 @@ func (r *Router) onChange(view []log.Member) {
 	}
 	moved := r.rt.ReleaseIf(func(_ string, id objects.ID) bool { return Owner(id, nodes) != r.cfg.Node })
 	r.logger.Info("membership changed", "was", old, "now", nodes, "released", moved)
+	if left := leftNodes(old, nodes); len(left) > 0 && r.onTakeover != nil {
+		me := r.cfg.Node
+		r.onTakeover(func(_ string, id objects.ID) bool {
+			return Owner(id, nodes) == me && left[Owner(id, old)]
+		})
+	}
 }
+
+// leftNodes is the set of nodes in old that are not in now.
+func leftNodes(old, now []string) map[string]bool {
+	left := map[string]bool{}
+	for _, n := range old {
+		left[n] = true
+	}
+	for _, n := range now {
+		delete(left, n)
+	}
+	return left
+}
+
+// OnTakeover sets fn to be told, whenever nodes leave this node's view, of
+// the objects this node gains from them (gained reports them): the alarms
+// service repairs their alarms (alarms.Service.TakeOver). fn runs on the
+// membership watcher and must not block. Call it before Start.
+func (r *Router) OnTakeover(fn func(gained func(class string, id objects.ID) bool)) {
+	r.onTakeover = fn
+}
+
+// Owns reports whether this node owns id in its view.
+func (r *Router) Owns(id objects.ID) bool { return r.OwnerOf(id) == r.cfg.Node }
 
 // Nodes returns the live nodes in this node's view.
 func (r *Router) Nodes() []string {

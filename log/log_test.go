@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestAppendLastRead(t *testing.T) {
@@ -384,5 +385,42 @@ func TestSameIDOtherClassDoesNotCollide(t *testing.T) {
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("version 1 of a/<id> and b/<id> at once: %v", err)
+	}
+}
+
+// TestReadSince: ReadSince reads every object's events of a shard stored
+// from a time on, and ends at the stream's end (or at once when nothing
+// was stored since).
+func TestReadSince(t *testing.T) {
+	l := openLog(t, startServer(t), Config{Shards: 1})
+	ctx := context.Background()
+	for i := range 3 {
+		if _, err := l.Append(ctx, testEvent(objID(i), 1, "before"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since := time.Now()
+	var got []string
+	read := func() {
+		got = got[:0]
+		if err := l.ReadSince(ctx, 0, since, func(r Record) error {
+			got = append(got, fmt.Sprintf("%v %s", r.Event.ID == objID(3) || r.Event.ID == objID(4), value(r)))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read()
+	if len(got) != 0 {
+		t.Fatalf("read %v since after the last event, want nothing", got)
+	}
+	for i := 3; i < 5; i++ {
+		if _, err := l.Append(ctx, testEvent(objID(i), 1, "after"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read()
+	if want := []string{"true after", "true after"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("read %v, want %v", got, want)
 	}
 }

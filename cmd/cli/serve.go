@@ -30,6 +30,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	lc.cluster.register(fs)
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off when empty")
 	checkpointFlags(fs, &lc.checkpoints)
+	lc.alarmRepair.register(fs)
 	var wsf wsFlags
 	wsf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
