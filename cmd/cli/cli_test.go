@@ -50,6 +50,9 @@ func TestUsageErrors(t *testing.T) {
 		{"call", "counter"},
 		{"serve", "--pprof", "0.0.0.0:6060"},
 		{"serve", "--pprof", "6060"},
+		{"serve", "--alarm-sweep-interval", "0s"},
+		{"serve", "--alarm-sweep-page", "0"},
+		{"serve", "--alarm-takeover-lookback", "-1s"},
 	}
 	for _, args := range cases {
 		err := Run(context.Background(), env, args)
