@@ -41,8 +41,8 @@ func (s *Service) onFire(fm *log.FireMsg) {
 //
 // Only the handler's own failures (an error it returned, or a panic)
 // spend the class's retries, which the fire's delivery count tells. A
-// failure of the platform (the log unavailable, the object fenced or
-// moving, its owner gone, a timeout) is retried here, with backoff and
+// failure of the platform (platformFailure: the log unavailable, the
+// object fenced or moving, its owner gone, a timeout) is retried here, with backoff and
 // without the turn slot, while the fire is kept with InProgress: its
 // delivery count does not grow, so a long failover dead-letters nothing.
 func (s *Service) runFire(fm *log.FireMsg) {
@@ -123,20 +123,26 @@ func (s *Service) runFire(fm *log.FireMsg) {
 	}
 }
 
-// platformFailure reports whether err is a failure of the platform rather
-// than of the alarm's handler: anything but success, a stale fire, the
-// node closing, undeliverable input, and the handler's own errors and
-// panics (objects.HandlerError, or a ClientError it returned).
+// platformFailure reports whether err is a failure of the platform, not
+// of the alarm's handler: the log unavailable, the object fenced, moving
+// or overloaded, a timeout, its owner gone (the cluster router reports that
+// as ErrUnavailable). A handler's own error or panic (objects.HandlerError)
+// is never one, even when it wraps one of these. An error of no known kind
+// is not one either: it spends a retry, so that a failure that repeats
+// forever ends in the dead letters rather than in an endless loop.
 func (s *Service) platformFailure(err error) bool {
 	var he *objects.HandlerError
 	var ce *objects.ClientError
-	switch {
-	case err == nil, s.ctx.Err() != nil, errors.As(err, &he), errors.As(err, &ce),
-		errors.Is(err, objects.ErrStaleAlarm), errors.Is(err, objects.ErrClosed),
-		errors.Is(err, objects.ErrUnknownClass), errors.Is(err, objects.ErrInvalidName), errors.Is(err, objects.ErrBadInput):
+	if err == nil || s.ctx.Err() != nil || errors.As(err, &he) || errors.As(err, &ce) {
 		return false
 	}
-	return true
+	for _, platform := range []error{objects.ErrUnavailable, objects.ErrFenced, objects.ErrMoved, objects.ErrOverloaded,
+		context.DeadlineExceeded, context.Canceled} {
+		if errors.Is(err, platform) {
+			return true
+		}
+	}
+	return false
 }
 
 // platformBackoff is the delay after the attempt-th platform failure of
