@@ -25,6 +25,7 @@
 package alarms
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -324,21 +325,27 @@ func (s *Service) AlarmsLoaded(ref objects.Ref, version uint64, pending map[stri
 }
 
 // superseded reports whether an ensure job's alarm has changed since it
-// was seen pending, as far as the snapshot can tell.
-func (s *Service) superseded(j job) (bool, error) {
+// was seen pending, as far as the snapshot can tell, and the version it
+// was seen at: the job's, or for a job without one (start, sweep) the
+// snapshot's.
+func (s *Service) superseded(j job) (seenAt uint64, skip bool, err error) {
 	meta, err := s.proj.Meta(j.fire.Class, j.fire.ID)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
-	if meta.Version < j.version {
-		return false, nil // the snapshot is behind what the activation saw
+	seenAt = j.version
+	if seenAt == 0 {
+		seenAt = meta.Version
+	}
+	if meta.Version < seenAt {
+		return seenAt, false, nil // the snapshot is behind what the activation saw
 	}
 	cur, err := s.proj.Alarms(j.fire.Class, j.fire.ID)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	at, ok := cur[j.fire.Name]
-	return !ok || at != j.fire.At, nil
+	return seenAt, !ok || at != j.fire.At, nil
 }
 
 func (s *Service) enqueue(ctx context.Context, j job) bool {
@@ -448,69 +455,125 @@ func (s *Service) setMany(run []job) {
 			kept = append(kept, j)
 		}
 	}
-	s.scheduleMany(kept, false)
+	failed, _ := s.scheduleMany(kept)
+	for _, j := range failed {
+		s.publish(j) // again, alone, with retries
+	}
 }
 
 // scheduleMany publishes the schedules of jobs (or the fires themselves,
-// for alarms already due) as batches; one that fails is published again
-// alone, with retries. repair counts them as repaired.
-func (s *Service) scheduleMany(jobs []job, repair bool) {
+// for alarms already due) as batches, and returns the jobs it could not
+// publish with the first error.
+func (s *Service) scheduleMany(jobs []job) ([]job, error) {
 	items := make([]log.ScheduleItem, len(jobs))
 	now := time.Now().UnixNano()
 	for i, j := range jobs {
 		items[i] = log.ScheduleItem{Fire: j.fire, MsgID: j.msgID, Now: j.fire.At <= now}
 	}
+	var failed []job
+	var first error
 	for i, err := range s.log.ScheduleMany(s.ctx, items) {
 		if err != nil {
-			s.publish(jobs[i]) // again, alone, with retries
+			failed, first = append(failed, jobs[i]), cmp.Or(first, err)
 			continue
 		}
 		s.published.Add(1)
-		if repair {
+		if jobs[i].kind == jobEnsure {
 			s.repaired.Add(1)
 		}
 	}
+	return failed, first
 }
 
 // ensureMany checks a run of pending alarms with batched reads and
-// publishes the schedules found missing as batches. One whose check fails
-// is checked again alone, with retries.
+// publishes the schedules found missing as batches. One whose check or
+// publish fails is checked again alone, with retries.
 func (s *Service) ensureMany(run []job) {
 	seen := make(map[alarmKey]bool, len(run))
-	var check []job
+	jobs := make([]job, 0, len(run))
 	for _, j := range run {
-		if seen[keyOf(j.fire)] {
-			continue
+		if !seen[keyOf(j.fire)] {
+			seen[keyOf(j.fire)] = true
+			jobs = append(jobs, j)
 		}
-		seen[keyOf(j.fire)] = true
-		switch skip, err := s.superseded(j); {
+	}
+	failed, _ := s.ensure(jobs)
+	for _, j := range failed {
+		s.publish(j)
+	}
+}
+
+// ensure checks ensure jobs of distinct alarms and publishes the
+// schedules that are missing. It returns the jobs whose check or publish
+// failed, with the first error.
+//
+// A job may run long after it was queued. If the snapshot has reached the
+// version the job was seen at and no longer holds the alarm at this time,
+// the alarm completed or changed meanwhile and needs nothing. If the
+// timer stream holds the alarm at another due time, the job's view may be
+// the old one (a snapshot behind the log: publishing would put the old
+// time back over the new): it is published only if the object's last
+// event in the log is still the version the alarm was seen at.
+func (s *Service) ensure(jobs []job) ([]job, error) {
+	var failed []job
+	var first error
+	fail := func(j job, err error) {
+		failed, first = append(failed, j), cmp.Or(first, err)
+	}
+	check := make([]job, 0, len(jobs))
+	for _, j := range jobs {
+		seenAt, skip, err := s.superseded(j)
+		switch {
 		case err != nil:
-			s.publish(j)
+			fail(j, err)
 		case !skip:
+			j.version = seenAt
 			check = append(check, j)
 		}
 	}
 	if len(check) == 0 {
-		return
+		return failed, first
 	}
 	fires := make([]log.Fire, len(check))
 	for i, j := range check {
 		fires[i] = j.fire
 	}
-	missing, err := s.log.Unscheduled(s.ctx, fires)
+	states, err := s.log.Schedules(s.ctx, fires)
 	if err != nil {
 		for _, j := range check {
-			s.publish(j)
+			fail(j, err)
 		}
-		return
+		return failed, first
 	}
 	var repair []job
 	for i, j := range check {
-		if missing[i] {
+		switch states[i] {
+		case log.Unscheduled:
 			repair = append(repair, j)
+		case log.ScheduledOther:
+			switch current, err := s.current(j); {
+			case err != nil:
+				fail(j, err)
+			case current:
+				repair = append(repair, j)
+			}
 		}
 	}
-	s.scheduleMany(repair, true)
+	more, err := s.scheduleMany(repair)
+	for _, j := range more {
+		fail(j, err)
+	}
+	return failed, first
+}
+
+// current reports whether the object's last event in the log is the
+// version j's alarm was seen at.
+func (s *Service) current(j job) (bool, error) {
+	last, err := s.log.Last(s.ctx, j.fire.Class, j.fire.ID)
+	if err != nil {
+		return false, err
+	}
+	return last.Event.Version == j.version, nil
 }
 
 // publishAttempts bounds the tries of one schedule change; a change that
@@ -538,22 +601,7 @@ func (s *Service) publish(j job) {
 		case jobDelete:
 			err = s.log.Unschedule(s.ctx, j.fire.Class, j.fire.ID, j.fire.Name)
 		case jobEnsure:
-			// The check may run long after the activation queued it: if
-			// the snapshot has reached the version the activation saw and
-			// no longer holds this alarm at this time, it completed or
-			// changed meanwhile and needs nothing.
-			var skip bool
-			if skip, err = s.superseded(j); err != nil || skip {
-				break
-			}
-			var missing []bool
-			if missing, err = s.log.Unscheduled(s.ctx, []log.Fire{j.fire}); err == nil && missing[0] {
-				err = s.schedule(j.fire, "")
-				sent = err == nil
-				if sent {
-					s.repaired.Add(1)
-				}
-			}
+			_, err = s.ensure([]job{j})
 		}
 		if err == nil || errors.Is(err, log.ErrClosed) {
 			break

@@ -306,9 +306,9 @@ func TestFencedTurnSchedulesNothing(t *testing.T) {
 	}
 	id := objects.IDFromName("waker", t.Name())
 	fires := []log.Fire{{Class: "waker", ID: id, Name: "x", At: xAt.UnixNano()}, {Class: "waker", ID: id, Name: "b", At: bAt.UnixNano()}}
-	missing, err := a.log.Unscheduled(context.Background(), fires)
-	if err != nil || !missing[0] || missing[1] {
-		t.Fatalf("unscheduled (x, b) = %v, %v; want x missing, b scheduled", missing, err)
+	states, err := a.log.Schedules(context.Background(), fires)
+	if err != nil || states[0] != log.Unscheduled || states[1] != log.Scheduled {
+		t.Fatalf("schedules of (x, b) = %v, %v; want x unscheduled, b scheduled", states, err)
 	}
 }
 
@@ -325,8 +325,8 @@ func TestReplacedAlarmRepairedAfterCrash(t *testing.T) {
 	n.mustCall(t.Name(), "set", SetIn{At: t1})
 	id := objects.IDFromName("waker", t.Name())
 	eventually(t, 10*time.Second, "t1's schedule", func() bool {
-		m, err := n.log.Unscheduled(context.Background(), []log.Fire{{Class: "waker", ID: id, At: t1.UnixNano()}})
-		return err == nil && !m[0]
+		st, err := n.log.Schedules(context.Background(), []log.Fire{{Class: "waker", ID: id, At: t1.UnixNano()}})
+		return err == nil && st[0] == log.Scheduled
 	})
 	n.stop()
 	// The node without a scheduler stands for the one that died between
@@ -409,8 +409,8 @@ func TestSweepRepublishesLostSchedule(t *testing.T) {
 	n.mustCall(name, "set", SetIn{Name: "lost", At: at})
 	fire := log.Fire{Class: "waker", ID: id, Name: "lost", At: at.UnixNano()}
 	scheduled := func() bool {
-		m, err := n.log.Unscheduled(context.Background(), []log.Fire{fire})
-		return err == nil && !m[0]
+		st, err := n.log.Schedules(context.Background(), []log.Fire{fire})
+		return err == nil && st[0] == log.Scheduled
 	}
 	eventually(t, 10*time.Second, "the schedule", scheduled)
 	n.rt.ReleaseIf(func(string, objects.ID) bool { return true })
@@ -462,8 +462,40 @@ func TestTakeOverRepairsDeadNodesAlarms(t *testing.T) {
 	if s := b.svc.Stats(); s.TakenOver != 1 || s.Repaired != 1 {
 		t.Fatalf("stats %+v, want 1 alarm taken over and repaired", s)
 	}
-	m, err := b.log.Unscheduled(context.Background(), []log.Fire{{Class: "waker", ID: other, At: due.UnixNano()}})
-	if err != nil || !m[0] {
-		t.Fatalf("the object not gained was scheduled: %v, %v", m, err)
+	st, err := b.log.Schedules(context.Background(), []log.Fire{{Class: "waker", ID: other, At: due.UnixNano()}})
+	if err != nil || st[0] != log.Unscheduled {
+		t.Fatalf("the object not gained was scheduled: %v, %v", st, err)
+	}
+}
+
+// TestSweepKeepsNewerSchedule: a node whose snapshot is behind the log
+// (another node replaced the alarm since) must not put the old time back
+// over the new schedule when it sweeps: the timer stream holding another
+// time is checked against the object's last event in the log.
+func TestSweepKeepsNewerSchedule(t *testing.T) {
+	url := startServer(t)
+	b := startNodeWith(t, url, t.TempDir(), true, func(_ *node, c *alarms.Config) {
+		c.SweepInterval = 20 * time.Millisecond
+	}, wakerClass)
+	a := startNodeOn(t, url, t.TempDir(), true, wakerClass)
+	name := t.Name()
+	id := objects.IDFromName("waker", name)
+	t1, t2 := time.Now().Add(time.Hour), time.Now().Add(2*time.Hour)
+	scheduled := func(at time.Time) bool {
+		st, err := b.log.Schedules(context.Background(), []log.Fire{{Class: "waker", ID: id, At: at.UnixNano()}})
+		return err == nil && st[0] == log.Scheduled
+	}
+	b.mustCall(name, "set", SetIn{At: t1})
+	eventually(t, 10*time.Second, "t1's schedule", func() bool { return scheduled(t1) })
+	b.rt.ReleaseIf(func(string, objects.ID) bool { return true })
+	eventually(t, 10*time.Second, "b's activation to end", func() bool { return !b.rt.Active("waker", id) })
+	a.mustCall(name, "set", SetIn{At: t2}) // b's snapshot still says t1
+	eventually(t, 10*time.Second, "t2's schedule", func() bool { return scheduled(t2) })
+	swept := b.svc.Stats().Swept
+	eventually(t, 10*time.Second, "b's sweep to pass over the alarm twice", func() bool {
+		return b.svc.Stats().Swept >= swept+2
+	})
+	if !scheduled(t2) || b.svc.Stats().Repaired != 0 {
+		t.Fatalf("b's sweep replaced t2's schedule with its stale t1 (t1 scheduled: %v); stats %+v", scheduled(t1), b.svc.Stats())
 	}
 }

@@ -142,11 +142,15 @@ func (s *Service) takeovers() {
 // still set.
 func (s *Service) takeOver(ctx context.Context, gained func(string, log.ID) bool, since time.Time) error {
 	type pending struct {
-		fire    log.Fire
-		version uint64
-		set     bool
+		fire log.Fire
+		set  bool
+	}
+	type object struct {
+		class string
+		id    log.ID
 	}
 	last := map[alarmKey]pending{}
+	versions := map[object]uint64{} // each gained object's last version read
 	var errs []error
 	for shard := range s.log.Shards() {
 		err := s.log.ReadSince(ctx, shard, since, func(r log.Record) error {
@@ -154,12 +158,13 @@ func (s *Service) takeOver(ctx context.Context, gained func(string, log.ID) bool
 			if !gained(e.Class, e.ID) {
 				return nil
 			}
+			versions[object{e.Class, e.ID}] = e.Version
 			for _, t := range e.Turns {
 				for _, w := range t.Writes {
 					switch w.Op {
 					case log.OpSetAlarm, log.OpDeleteAlarm:
 						f := log.Fire{Class: e.Class, ID: e.ID, Name: w.Key, At: w.At}
-						last[keyOf(f)] = pending{fire: f, version: e.Version, set: w.Op == log.OpSetAlarm}
+						last[keyOf(f)] = pending{fire: f, set: w.Op == log.OpSetAlarm}
 					}
 				}
 			}
@@ -172,7 +177,10 @@ func (s *Service) takeOver(ctx context.Context, gained func(string, log.ID) bool
 		if !p.set {
 			continue
 		}
-		if !s.enqueue(ctx, job{kind: jobEnsure, fire: p.fire, version: p.version}) {
+		// Seen at the object's last version read: the alarm's state is
+		// that version's, as no later event of it changed the alarm.
+		v := versions[object{p.fire.Class, p.fire.ID}]
+		if !s.enqueue(ctx, job{kind: jobEnsure, fire: p.fire, version: v}) {
 			return errors.Join(append(errs, errors.New("alarms: takeover: service stopping"))...)
 		}
 		n++

@@ -295,19 +295,32 @@ func (l *Log) Unschedule(ctx context.Context, class string, id ID, name string) 
 	return l.timerAPI(ctx, "STREAM.PURGE", shard, map[string]any{"filter": SchedSubject(shard, class, id, name)})
 }
 
-// Unscheduled reports, for each of fires, whether nothing on the timer
-// stream will run it: neither its alarm's schedule is f (the same due
-// time: a schedule of an earlier time of the same alarm does not count,
-// it fires and is dropped as stale), nor f has fired and waits on its fire
-// subject (a retry waiting out its backoff, say: publishing it again would
-// start a second run). Those alarms must be scheduled again. The reads are
-// batched: two pipelined reads per shard, not two round trips per fire.
-// A failed read fails the call.
-func (l *Log) Unscheduled(ctx context.Context, fires []Fire) ([]bool, error) {
+// ScheduleState is what the timer stream holds for one pending alarm.
+type ScheduleState uint8
+
+const (
+	// Scheduled: the alarm's schedule is this fire (the same due time),
+	// or the fire has fired and waits on its fire subject (a retry
+	// waiting out its backoff, say: publishing it again would start a
+	// second run).
+	Scheduled ScheduleState = iota + 1
+	// Unscheduled: nothing of this alarm: it must be scheduled again.
+	Unscheduled
+	// ScheduledOther: the alarm's schedule is for another due time. Either
+	// the alarm was replaced and the new schedule lost (it must be
+	// scheduled again), or whoever asks has an old view of the alarm (and
+	// publishing it would put the old time back): only the log can say.
+	ScheduledOther
+)
+
+// Schedules reports, for each of fires, what the timer stream holds of
+// it. The reads are batched: two pipelined reads per shard, not two round
+// trips per fire. A failed read fails the call.
+func (l *Log) Schedules(ctx context.Context, fires []Fire) ([]ScheduleState, error) {
 	if l.closed() {
 		return nil, ErrClosed
 	}
-	out := make([]bool, len(fires))
+	out := make([]ScheduleState, len(fires))
 	byShard := map[int][]int{}
 	for i, f := range fires {
 		sh := l.ShardOf(f.ID)
@@ -325,7 +338,7 @@ func (l *Log) Unscheduled(ctx context.Context, fires []Fire) ([]bool, error) {
 		}
 		lasts, errs := l.lastMsgs(ctx, TimerStream(shard), subjs)
 		for k, i := range idx {
-			on := false // f is scheduled or waits as a fire
+			out[i] = Unscheduled
 			for _, j := range []int{k, len(idx) + k} {
 				switch err := errs[j]; {
 				case errors.Is(err, ErrNotFound):
@@ -333,10 +346,14 @@ func (l *Log) Unscheduled(ctx context.Context, fires []Fire) ([]bool, error) {
 					return nil, fmt.Errorf("log: alarms scheduled on shard %d: %w", shard, err)
 				default:
 					last, derr := decodeFire(lasts[j].data)
-					on = on || derr == nil && last == fires[i]
+					switch {
+					case derr == nil && last == fires[i]:
+						out[i] = Scheduled
+					case j == k && out[i] == Unscheduled:
+						out[i] = ScheduledOther
+					}
 				}
 			}
-			out[i] = !on
 		}
 	}
 	return out, nil
