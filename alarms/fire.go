@@ -42,9 +42,10 @@ func (s *Service) onFire(fm *log.FireMsg) {
 // Only the handler's own failures (an error it returned, or a panic)
 // spend the class's retries, which the fire's delivery count tells. A
 // failure of the platform (platformFailure: the log unavailable, the
-// object fenced or moving, its owner gone, a timeout) is retried here, with backoff and
-// without the turn slot, while the fire is kept with InProgress: its
-// delivery count does not grow, so a long failover dead-letters nothing.
+// object fenced or moving, its owner gone, a timeout) is retried here,
+// with backoff and without the turn slot, while the fire is kept with
+// InProgress (before each wait and each new attempt): its delivery count
+// does not grow, so a long failover dead-letters nothing.
 func (s *Service) runFire(fm *log.FireMsg) {
 	held := true
 	defer func() {
@@ -60,6 +61,13 @@ func (s *Service) runFire(fm *log.FireMsg) {
 		deliver = s.cfg.Deliver
 	}
 	lg := s.logger.With("class", fm.Class, "id", fm.ID, "alarm", fm.Name, "retry", retry)
+	keep := func() bool {
+		err := fm.InProgress()
+		if err != nil {
+			lg.Warn("alarm fire not kept; delivered again after the ack wait", "err", err)
+		}
+		return err == nil
+	}
 	var err error
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.TurnTimeout)
@@ -71,8 +79,7 @@ func (s *Service) runFire(fm *log.FireMsg) {
 		delay := s.platformBackoff(attempt)
 		lg.Warn("alarm not run: the platform failed; retrying without spending a retry", "in", delay, "err", err)
 		s.deferred.Add(1)
-		if perr := fm.InProgress(); perr != nil {
-			lg.Warn("alarm fire not kept; delivered again after the ack wait", "err", perr)
+		if !keep() {
 			return
 		}
 		<-s.sem
@@ -86,6 +93,11 @@ func (s *Service) runFire(fm *log.FireMsg) {
 		case s.sem <- struct{}{}:
 			held = true
 		case <-s.ctx.Done():
+			return
+		}
+		// The wait for a slot may have been long: the ack wait starts
+		// over before the turn.
+		if !keep() {
 			return
 		}
 	}
