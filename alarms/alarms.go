@@ -11,9 +11,13 @@
 //  3. Because the event and the schedule are two writes, a crash can fall
 //     between them. So on Start (every pending alarm in the snapshot) and on
 //     each activation (the object's pending alarms after catch-up), a
-//     schedule that is missing from the timer stream is published again.
-//     A schedule counts only at the pending alarm's due time (a replaced
-//     alarm's old schedule does not), and checks run in batches.
+//     schedule that is missing from the timer stream is published again;
+//     so does a periodic sweep of the snapshot's index, a page per tick,
+//     and, in a cluster, the node that gains a dead node's objects, from
+//     the last moments of the log (repair.go). A schedule counts only at
+//     the pending alarm's due time (a replaced alarm's old schedule does
+//     not); another due time on the subject is replaced only if the log
+//     confirms the repairer's view is current. Checks run in batches.
 //  4. When due, JetStream copies the schedule into the object's fire
 //     subject. One durable consumer per shard takes fires; each runs as the
 //     object's Alarm turn (Runtime.Alarm, through the mailbox like any turn).
@@ -21,7 +25,9 @@
 //  5. The fire is acknowledged only after the turn's event is acknowledged
 //     (at least once). A failing handler is retried with exponential backoff
 //     from RetryDelay; after the class's retries the fire is moved to the
-//     dead letters, which an operator lists and replays.
+//     dead letters, which an operator lists and replays. A failure of the
+//     platform rather than the handler (unavailable, fenced, moving,
+//     timeout) is retried without spending the class's retries (fire.go).
 package alarms
 
 import (
