@@ -215,20 +215,28 @@ func New(cfg Config) (*Service, error) {
 // alarms, then starts taking fires for rt.
 func (s *Service) Start(ctx context.Context, rt *objects.Runtime) error {
 	s.rt = rt
-	var pending []log.Fire
-	err := s.proj.EachAlarm("", func(class string, id log.ID, name string, at int64) error {
-		pending = append(pending, log.Fire{Class: class, ID: id, Name: name, At: at})
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("alarms: start: %w", err)
-	}
-	for _, f := range pending {
-		if !s.enqueue(ctx, job{kind: jobEnsure, fire: f}) {
-			return fmt.Errorf("alarms: start: %w", errors.Join(ctx.Err(), errors.New("service closed")))
+	// A page at a time: memory stays bounded however many alarms wait,
+	// and the publisher checks each page in batches while the next is
+	// read.
+	var cursor projector.AlarmCursor
+	pending := 0
+	for {
+		fires, next, err := s.alarmPage(cursor, publishBatchMax)
+		if err != nil {
+			return fmt.Errorf("alarms: start: %w", err)
 		}
+		for _, f := range fires {
+			if !s.enqueue(ctx, job{kind: jobEnsure, fire: f}) {
+				return fmt.Errorf("alarms: start: %w", errors.Join(ctx.Err(), errors.New("service closed")))
+			}
+		}
+		pending += len(fires)
+		if next == (projector.AlarmCursor{}) {
+			break
+		}
+		cursor = next
 	}
-	s.logger.Info("pending alarms checked", "alarms", len(pending))
+	s.logger.Info("pending alarms queued for a check", "alarms", pending)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.closed {

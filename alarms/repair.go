@@ -60,34 +60,44 @@ var errPageFull = errors.New("page full")
 // and returns where the next page starts (the zero cursor after the
 // index's end).
 func (s *Service) sweepPage(cursor projector.AlarmCursor) (projector.AlarmCursor, error) {
-	var jobs []job
-	visited := 0
-	next := cursor
+	fires, next, err := s.alarmPage(cursor, s.cfg.SweepPage)
+	if err != nil {
+		return cursor, err
+	}
+	n := 0
+	for _, f := range fires {
+		if !s.owns(f.Class, f.ID) || s.rt.Active(f.Class, f.ID) {
+			continue
+		}
+		if !s.enqueue(s.bgCtx, job{kind: jobEnsure, fire: f}) {
+			return cursor, errors.New("alarms: sweep: service stopping")
+		}
+		n++
+	}
+	s.swept.Add(uint64(n))
+	return next, nil
+}
+
+// alarmPage reads at most n entries of the snapshot's pending-alarm index
+// after cursor, and the cursor the next page starts after (the zero
+// cursor once the index's end is reached).
+func (s *Service) alarmPage(cursor projector.AlarmCursor, n int) ([]log.Fire, projector.AlarmCursor, error) {
+	var fires []log.Fire
 	err := s.proj.EachAlarmAfter(cursor, func(class string, id log.ID, name string, at int64) error {
-		if visited == s.cfg.SweepPage {
+		if len(fires) == n {
 			return errPageFull
 		}
-		visited++
-		next = projector.AlarmCursor{Class: class, ID: id, Name: name}
-		if s.owns(class, id) && !s.rt.Active(class, id) {
-			jobs = append(jobs, job{kind: jobEnsure, fire: log.Fire{Class: class, ID: id, Name: name, At: at}})
-		}
+		fires = append(fires, log.Fire{Class: class, ID: id, Name: name, At: at})
 		return nil
 	})
 	switch {
 	case errors.Is(err, errPageFull):
+		last := fires[len(fires)-1]
+		return fires, projector.AlarmCursor{Class: last.Class, ID: last.ID, Name: last.Name}, nil
 	case err != nil:
-		return cursor, err
-	default:
-		next = projector.AlarmCursor{} // the end: start over
+		return nil, cursor, err
 	}
-	for _, j := range jobs {
-		if !s.enqueue(s.bgCtx, j) {
-			return cursor, errors.New("alarms: sweep: service stopping")
-		}
-	}
-	s.swept.Add(uint64(len(jobs)))
-	return next, nil
+	return fires, projector.AlarmCursor{}, nil
 }
 
 func (s *Service) owns(class string, id log.ID) bool {
