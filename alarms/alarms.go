@@ -11,7 +11,13 @@
 //  3. Because the event and the schedule are two writes, a crash can fall
 //     between them. So on Start (every pending alarm in the snapshot) and on
 //     each activation (the object's pending alarms after catch-up), a
-//     schedule that is missing from the timer stream is published again.
+//     schedule that is missing from the timer stream is published again;
+//     so does a periodic sweep of the snapshot's index, a page per tick,
+//     and, in a cluster, the node that gains a dead node's objects, from
+//     the last moments of the log (repair.go). A schedule counts only at
+//     the pending alarm's due time (a replaced alarm's old schedule does
+//     not); another due time on the subject is replaced only if the log
+//     confirms the repairer's view is current. Checks run in batches.
 //  4. When due, JetStream copies the schedule into the object's fire
 //     subject. One durable consumer per shard takes fires; each runs as the
 //     object's Alarm turn (Runtime.Alarm, through the mailbox like any turn).
@@ -19,10 +25,13 @@
 //  5. The fire is acknowledged only after the turn's event is acknowledged
 //     (at least once). A failing handler is retried with exponential backoff
 //     from RetryDelay; after the class's retries the fire is moved to the
-//     dead letters, which an operator lists and replays.
+//     dead letters, which an operator lists and replays. A failure of the
+//     platform rather than the handler (unavailable, fenced, moving,
+//     timeout) is retried without spending the class's retries (fire.go).
 package alarms
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -55,6 +64,19 @@ type Config struct {
 	// QueueLen bounds the schedule changes waiting to be published; past it
 	// the runtime waits (backpressure). Default 4096.
 	QueueLen int
+	// SweepInterval is how often the sweep checks one page of the
+	// snapshot's pending alarms and publishes the schedules found missing
+	// (repair.go). Default 10s; negative: no sweep.
+	SweepInterval time.Duration
+	// SweepPage bounds the pending alarms one sweep tick reads. Default
+	// 512.
+	SweepPage int
+	// TakeoverLookback is how far back in the log TakeOver looks for the
+	// alarms of objects gained from nodes that left. Default 1m.
+	TakeoverLookback time.Duration
+	// Owns, if set, reports whether this node owns an object; the sweep
+	// checks only those. Nil: every object (one node).
+	Owns func(class string, id log.ID) bool
 	// Deliver, if set, runs a fire's Alarm turn instead of the local
 	// runtime: in a cluster every node takes fires from the shared
 	// consumer, and the cluster router forwards each to its object's owner.
@@ -82,6 +104,15 @@ func (c *Config) setDefaults() error {
 	}
 	if c.QueueLen <= 0 {
 		c.QueueLen = 4096
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = 10 * time.Second
+	}
+	if c.SweepPage <= 0 {
+		c.SweepPage = 512
+	}
+	if c.TakeoverLookback <= 0 {
+		c.TakeoverLookback = time.Minute
 	}
 	return nil
 }
@@ -123,8 +154,19 @@ type Service struct {
 		closed    bool
 	}
 	turns sync.WaitGroup // Alarm turns in flight
+	// bgCtx is canceled by StopFires: it ends the sweep, the takeovers
+	// and the waits of fires a platform failure holds back (which end
+	// unacknowledged). bg counts the sweep and takeover goroutines.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+	// TakeOver's gained objects not yet read for, merged; takeWake
+	// (buffered, 1) wakes the takeover goroutine.
+	takeMu   sync.Mutex
+	takeNext func(class string, id log.ID) bool
+	takeWake chan struct{}
 
-	published, repaired, ran, stale, retried, dead atomic.Uint64
+	published, repaired, ran, stale, retried, deferred, dead, swept, takenOver atomic.Uint64
 }
 
 // Stats count what the Service did since New.
@@ -134,12 +176,16 @@ type Stats struct {
 	Ran       uint64 // Alarm turns completed and acknowledged
 	Stale     uint64 // fires dropped: the alarm had changed
 	Retried   uint64 // failed Alarm turns set to run again
+	Deferred  uint64 // Alarm turns the platform failed (not the handler), tried again without spending a retry
 	Dead      uint64 // fires dead-lettered
+	Swept     uint64 // pending alarms the sweep queued for a check
+	TakenOver uint64 // alarms of objects gained from nodes that left, queued for a check
 }
 
 // Stats returns the counters since New.
 func (s *Service) Stats() Stats {
-	return Stats{Published: s.published.Load(), Repaired: s.repaired.Load(), Ran: s.ran.Load(), Stale: s.stale.Load(), Retried: s.retried.Load(), Dead: s.dead.Load()}
+	return Stats{Published: s.published.Load(), Repaired: s.repaired.Load(), Ran: s.ran.Load(), Stale: s.stale.Load(), Retried: s.retried.Load(), Deferred: s.deferred.Load(), Dead: s.dead.Load(),
+		Swept: s.swept.Load(), TakenOver: s.takenOver.Load()}
 }
 
 // New returns a Service whose publisher runs. Pass it as
@@ -157,8 +203,10 @@ func New(cfg Config) (*Service, error) {
 		stopPublisher: make(chan struct{}),
 		publisherDone: make(chan struct{}),
 		sem:           make(chan struct{}, cfg.TurnsInFlight),
+		takeWake:      make(chan struct{}, 1),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.bgCtx, s.bgCancel = context.WithCancel(s.ctx)
 	go s.publisher()
 	return s, nil
 }
@@ -167,20 +215,28 @@ func New(cfg Config) (*Service, error) {
 // alarms, then starts taking fires for rt.
 func (s *Service) Start(ctx context.Context, rt *objects.Runtime) error {
 	s.rt = rt
-	var pending []log.Fire
-	err := s.proj.EachAlarm("", func(class string, id log.ID, name string, at int64) error {
-		pending = append(pending, log.Fire{Class: class, ID: id, Name: name, At: at})
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("alarms: start: %w", err)
-	}
-	for _, f := range pending {
-		if !s.enqueue(ctx, job{kind: jobEnsure, fire: f}) {
-			return fmt.Errorf("alarms: start: %w", errors.Join(ctx.Err(), errors.New("service closed")))
+	// A page at a time: memory stays bounded however many alarms wait,
+	// and the publisher checks each page in batches while the next is
+	// read.
+	var cursor projector.AlarmCursor
+	pending := 0
+	for {
+		fires, next, err := s.alarmPage(cursor, publishBatchMax)
+		if err != nil {
+			return fmt.Errorf("alarms: start: %w", err)
 		}
+		for _, f := range fires {
+			if !s.enqueue(ctx, job{kind: jobEnsure, fire: f}) {
+				return fmt.Errorf("alarms: start: %w", errors.Join(ctx.Err(), errors.New("service closed")))
+			}
+		}
+		pending += len(fires)
+		if next == (projector.AlarmCursor{}) {
+			break
+		}
+		cursor = next
 	}
-	s.logger.Info("pending alarms checked", "alarms", len(pending))
+	s.logger.Info("pending alarms queued for a check", "alarms", pending)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.closed {
@@ -194,6 +250,12 @@ func (s *Service) Start(ctx context.Context, rt *objects.Runtime) error {
 		}
 		s.mu.consumers = append(s.mu.consumers, c)
 	}
+	s.bg.Add(1)
+	go s.takeovers()
+	if s.cfg.SweepInterval > 0 {
+		s.bg.Add(1)
+		go s.sweep()
+	}
 	return nil
 }
 
@@ -206,6 +268,8 @@ func (s *Service) StopFires(ctx context.Context) error {
 	s.mu.consumers = nil
 	s.mu.firing = false
 	s.mu.Unlock()
+	s.bgCancel()
+	s.bg.Wait()
 	var errs []error
 	for _, c := range consumers {
 		errs = append(errs, c.Stop(ctx))
@@ -275,21 +339,27 @@ func (s *Service) AlarmsLoaded(ref objects.Ref, version uint64, pending map[stri
 }
 
 // superseded reports whether an ensure job's alarm has changed since it
-// was seen pending, as far as the snapshot can tell.
-func (s *Service) superseded(j job) (bool, error) {
+// was seen pending, as far as the snapshot can tell, and the version it
+// was seen at: the job's, or for a job without one (start, sweep) the
+// snapshot's.
+func (s *Service) superseded(j job) (seenAt uint64, skip bool, err error) {
 	meta, err := s.proj.Meta(j.fire.Class, j.fire.ID)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
-	if meta.Version < j.version {
-		return false, nil // the snapshot is behind what the activation saw
+	seenAt = j.version
+	if seenAt == 0 {
+		seenAt = meta.Version
+	}
+	if meta.Version < seenAt {
+		return seenAt, false, nil // the snapshot is behind what the activation saw
 	}
 	cur, err := s.proj.Alarms(j.fire.Class, j.fire.ID)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	at, ok := cur[j.fire.Name]
-	return !ok || at != j.fire.At, nil
+	return seenAt, !ok || at != j.fire.At, nil
 }
 
 func (s *Service) enqueue(ctx context.Context, j job) bool {
@@ -347,54 +417,177 @@ func (s *Service) fill(batch []job) []job {
 	return batch
 }
 
-// publishBatch publishes consecutive schedules pipelined; purges and
-// checks go one at a time, after everything before them is stored.
+// publishBatch publishes runs of consecutive schedules as batches and
+// checks runs of consecutive ensures with batched reads; purges go one at a
+// time, after everything before them is stored.
 func (s *Service) publishBatch(batch []job) {
 	var run []job
 	flush := func() {
-		if len(run) == 0 {
-			return
-		}
-		// One schedule per alarm in a batch: the last set wins anyway.
-		type alarmKey struct {
-			class string
-			id    log.ID
-			name  string
-		}
-		last := make(map[alarmKey]int, len(run))
-		for i, j := range run {
-			last[alarmKey{j.fire.Class, j.fire.ID, j.fire.Name}] = i
-		}
-		kept := run[:0]
-		for i, j := range run {
-			if last[alarmKey{j.fire.Class, j.fire.ID, j.fire.Name}] == i {
-				kept = append(kept, j)
-			}
-		}
-		run = kept
-		items := make([]log.ScheduleItem, len(run))
-		now := time.Now().UnixNano()
-		for i, j := range run {
-			items[i] = log.ScheduleItem{Fire: j.fire, MsgID: j.msgID, Now: j.fire.At <= now}
-		}
-		for i, err := range s.log.ScheduleMany(s.ctx, items) {
-			if err != nil {
-				s.publish(run[i]) // again, alone, with retries
-			} else {
-				s.published.Add(1)
-			}
+		switch {
+		case len(run) == 0:
+		case run[0].kind == jobSet:
+			s.setMany(run)
+		default:
+			s.ensureMany(run)
 		}
 		run = run[:0]
 	}
 	for _, j := range batch {
-		if j.kind == jobSet {
-			run = append(run, j)
+		if j.kind == jobDelete {
+			flush()
+			s.publish(j)
 			continue
 		}
-		flush()
-		s.publish(j)
+		if len(run) > 0 && run[0].kind != j.kind {
+			flush()
+		}
+		run = append(run, j)
 	}
 	flush()
+}
+
+// alarmKey names one alarm of one object.
+type alarmKey struct {
+	class string
+	id    log.ID
+	name  string
+}
+
+func keyOf(f log.Fire) alarmKey { return alarmKey{f.Class, f.ID, f.Name} }
+
+// setMany publishes a run of schedules as batches; one that fails is
+// published again alone, with retries.
+func (s *Service) setMany(run []job) {
+	// One schedule per alarm in a batch: the last set wins anyway.
+	last := make(map[alarmKey]int, len(run))
+	for i, j := range run {
+		last[keyOf(j.fire)] = i
+	}
+	kept := make([]job, 0, len(last))
+	for i, j := range run {
+		if last[keyOf(j.fire)] == i {
+			kept = append(kept, j)
+		}
+	}
+	failed, _ := s.scheduleMany(kept)
+	for _, j := range failed {
+		s.publish(j) // again, alone, with retries
+	}
+}
+
+// scheduleMany publishes the schedules of jobs (or the fires themselves,
+// for alarms already due) as batches, and returns the jobs it could not
+// publish with the first error.
+func (s *Service) scheduleMany(jobs []job) ([]job, error) {
+	items := make([]log.ScheduleItem, len(jobs))
+	now := time.Now().UnixNano()
+	for i, j := range jobs {
+		items[i] = log.ScheduleItem{Fire: j.fire, MsgID: j.msgID, Now: j.fire.At <= now}
+	}
+	var failed []job
+	var first error
+	for i, err := range s.log.ScheduleMany(s.ctx, items) {
+		if err != nil {
+			failed, first = append(failed, jobs[i]), cmp.Or(first, err)
+			continue
+		}
+		s.published.Add(1)
+		if jobs[i].kind == jobEnsure {
+			s.repaired.Add(1)
+		}
+	}
+	return failed, first
+}
+
+// ensureMany checks a run of pending alarms with batched reads and
+// publishes the schedules found missing as batches. One whose check or
+// publish fails is checked again alone, with retries.
+func (s *Service) ensureMany(run []job) {
+	seen := make(map[alarmKey]bool, len(run))
+	jobs := make([]job, 0, len(run))
+	for _, j := range run {
+		if !seen[keyOf(j.fire)] {
+			seen[keyOf(j.fire)] = true
+			jobs = append(jobs, j)
+		}
+	}
+	failed, _ := s.ensure(jobs)
+	for _, j := range failed {
+		s.publish(j)
+	}
+}
+
+// ensure checks ensure jobs of distinct alarms and publishes the
+// schedules that are missing. It returns the jobs whose check or publish
+// failed, with the first error.
+//
+// A job may run long after it was queued. If the snapshot has reached the
+// version the job was seen at and no longer holds the alarm at this time,
+// the alarm completed or changed meanwhile and needs nothing. If the
+// timer stream holds the alarm at another due time, the job's view may be
+// the old one (a snapshot behind the log: publishing would put the old
+// time back over the new): it is published only if the object's last
+// event in the log is still the version the alarm was seen at.
+func (s *Service) ensure(jobs []job) ([]job, error) {
+	var failed []job
+	var first error
+	fail := func(j job, err error) {
+		failed, first = append(failed, j), cmp.Or(first, err)
+	}
+	check := make([]job, 0, len(jobs))
+	for _, j := range jobs {
+		seenAt, skip, err := s.superseded(j)
+		switch {
+		case err != nil:
+			fail(j, err)
+		case !skip:
+			j.version = seenAt
+			check = append(check, j)
+		}
+	}
+	if len(check) == 0 {
+		return failed, first
+	}
+	fires := make([]log.Fire, len(check))
+	for i, j := range check {
+		fires[i] = j.fire
+	}
+	states, err := s.log.Schedules(s.ctx, fires)
+	if err != nil {
+		for _, j := range check {
+			fail(j, err)
+		}
+		return failed, first
+	}
+	var repair []job
+	for i, j := range check {
+		switch states[i] {
+		case log.Unscheduled:
+			repair = append(repair, j)
+		case log.ScheduledOther:
+			switch current, err := s.current(j); {
+			case err != nil:
+				fail(j, err)
+			case current:
+				repair = append(repair, j)
+			}
+		}
+	}
+	more, err := s.scheduleMany(repair)
+	for _, j := range more {
+		fail(j, err)
+	}
+	return failed, first
+}
+
+// current reports whether the object's last event in the log is the
+// version j's alarm was seen at.
+func (s *Service) current(j job) (bool, error) {
+	last, err := s.log.Last(s.ctx, j.fire.Class, j.fire.ID)
+	if err != nil {
+		return false, err
+	}
+	return last.Event.Version == j.version, nil
 }
 
 // publishAttempts bounds the tries of one schedule change; a change that
@@ -422,28 +615,7 @@ func (s *Service) publish(j job) {
 		case jobDelete:
 			err = s.log.Unschedule(s.ctx, j.fire.Class, j.fire.ID, j.fire.Name)
 		case jobEnsure:
-			// The check may run long after the activation queued it: if
-			// the snapshot has reached the version the activation saw and
-			// no longer holds this alarm at this time, it completed or
-			// changed meanwhile and needs nothing.
-			var skip bool
-			if skip, err = s.superseded(j); err != nil || skip {
-				break
-			}
-			var ok bool
-			ok, err = s.log.Scheduled(s.ctx, j.fire.Class, j.fire.ID, j.fire.Name)
-			if err == nil && !ok {
-				// Fired and not yet acknowledged (a retry waiting out its
-				// backoff, say): publishing again would start a second run.
-				ok, err = s.log.FirePending(s.ctx, j.fire)
-			}
-			if err == nil && !ok {
-				err = s.schedule(j.fire, "")
-				sent = err == nil
-				if sent {
-					s.repaired.Add(1)
-				}
-			}
+			_, err = s.ensure([]job{j})
 		}
 		if err == nil || errors.Is(err, log.ErrClosed) {
 			break

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/strata-objects/strata/alarms"
 	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
 )
@@ -291,8 +294,10 @@ func TestFencedTurnSchedulesNothing(t *testing.T) {
 	b := startNodeOn(t, a.srv.ClientURL(), t.TempDir(), true, wakerClass)
 	rec := freshRecorder(t.Name())
 	a.mustCall(t.Name(), "runs", nil) // a holds an activation
-	b.mustCall(t.Name(), "set", SetIn{Name: "b", At: time.Now().Add(time.Hour)})
-	if _, err := a.call(t.Name(), "set", SetIn{Name: "x", At: time.Now().Add(200 * time.Millisecond)}); !errors.Is(err, objects.ErrFenced) {
+	bAt := time.Now().Add(time.Hour)
+	b.mustCall(t.Name(), "set", SetIn{Name: "b", At: bAt})
+	xAt := time.Now().Add(200 * time.Millisecond)
+	if _, err := a.call(t.Name(), "set", SetIn{Name: "x", At: xAt}); !errors.Is(err, objects.ErrFenced) {
 		t.Fatalf("stale node's write: %v, want ErrFenced", err)
 	}
 	time.Sleep(200*time.Millisecond + quietPeriod)
@@ -300,10 +305,197 @@ func TestFencedTurnSchedulesNothing(t *testing.T) {
 		t.Fatalf("an uncommitted alarm fired: %+v", fs)
 	}
 	id := objects.IDFromName("waker", t.Name())
-	for name, want := range map[string]bool{"x": false, "b": true} {
-		ok, err := a.log.Scheduled(context.Background(), "waker", id, name)
-		if err != nil || ok != want {
-			t.Fatalf("alarm %q scheduled = %v, %v; want %v", name, ok, err, want)
+	fires := []log.Fire{{Class: "waker", ID: id, Name: "x", At: xAt.UnixNano()}, {Class: "waker", ID: id, Name: "b", At: bAt.UnixNano()}}
+	states, err := a.log.Schedules(context.Background(), fires)
+	if err != nil || states[0] != log.Unscheduled || states[1] != log.Scheduled {
+		t.Fatalf("schedules of (x, b) = %v, %v; want x unscheduled, b scheduled", states, err)
+	}
+}
+
+// TestReplacedAlarmRepairedAfterCrash (issue 15, defect 2): an alarm set
+// to t1 (scheduled), then replaced by t2 whose event is acknowledged but
+// whose schedule is never published (the node dies between the two), is
+// scheduled at t2 on restart: t1's schedule on the same subject does not
+// count as t2's.
+func TestReplacedAlarmRepairedAfterCrash(t *testing.T) {
+	d := newDirs(t)
+	n := startNode(t, d, true, wakerClass)
+	rec := freshRecorder(t.Name())
+	t1 := time.Now().Add(time.Hour)
+	n.mustCall(t.Name(), "set", SetIn{At: t1})
+	id := objects.IDFromName("waker", t.Name())
+	eventually(t, 10*time.Second, "t1's schedule", func() bool {
+		st, err := n.log.Schedules(context.Background(), []log.Fire{{Class: "waker", ID: id, At: t1.UnixNano()}})
+		return err == nil && st[0] == log.Scheduled
+	})
+	n.stop()
+	// The node without a scheduler stands for the one that died between
+	// the event's ack and the schedule's publish.
+	n = startNode(t, d, false, wakerClass)
+	t2 := time.Now().Add(300 * time.Millisecond)
+	n.mustCall(t.Name(), "set", SetIn{At: t2})
+	n.stop()
+	n = startNode(t, d, true, wakerClass)
+	fs := waitFires(t, rec, 1, 10*time.Second)
+	if got := fs[0].info.ScheduledAt; !got.Equal(t2) {
+		t.Fatalf("fired for %s, want t2 %s", got, t2)
+	}
+	if s := n.svc.Stats(); s.Repaired != 1 {
+		t.Fatalf("stats %+v, want 1 repaired", s)
+	}
+}
+
+// TestPlatformFailuresSpendNoRetries (issue 15, defect 5): fires that the
+// platform fails to deliver (log unavailable, object fenced or moving,
+// timeouts: a failover) are tried again without spending the class's
+// retries, which only the handler's own failures spend. The class allows
+// one retry; the platform fails six times, then the handler once.
+func TestPlatformFailuresSpendNoRetries(t *testing.T) {
+	name := t.Name()
+	class := objects.Define("waker", func() *Waker { return &Waker{} }).WithAlarmRetries(1)
+	platform := []error{
+		fmt.Errorf("owner gone: %w", objects.ErrUnavailable),
+		fmt.Errorf("moving: %w", objects.ErrMoved),
+		fmt.Errorf("stale activation: %w", objects.ErrFenced),
+		fmt.Errorf("busy: %w", objects.ErrOverloaded),
+		context.DeadlineExceeded,
+		fmt.Errorf("forward: %w", objects.ErrUnavailable),
+	}
+	var mu sync.Mutex
+	url := startServer(t)
+	n := startNodeWith(t, url, t.TempDir(), true, func(n *node, c *alarms.Config) {
+		c.RetryDelayMax = 200 * time.Millisecond
+		c.Deliver = func(ctx context.Context, ref objects.Ref, info objects.AlarmInfo) error {
+			mu.Lock()
+			if len(platform) > 0 {
+				err := platform[0]
+				platform = platform[1:]
+				mu.Unlock()
+				return err
+			}
+			mu.Unlock()
+			return n.rt.Alarm(ctx, ref, info)
 		}
+	}, class)
+	rec := freshRecorder(name)
+	rec.setFail(1)
+	n.mustCall(name, "set", SetIn{At: time.Now().Add(100 * time.Millisecond)})
+	fs := waitFires(t, rec, 2, 20*time.Second)
+	if !fs[0].err || fs[0].info.RetryCount != 0 || fs[1].err || fs[1].info.RetryCount != 1 {
+		t.Fatalf("handler runs %+v: want a failure at retry 0, a success at retry 1", fs)
+	}
+	eventually(t, 10*time.Second, "the alarm to complete", func() bool { return n.svc.Stats().Ran == 1 })
+	if s := n.svc.Stats(); s.Dead != 0 || s.Deferred != 6 || s.Retried != 1 {
+		t.Fatalf("stats %+v: want 6 deferred, 1 retried, none dead", s)
+	}
+}
+
+// TestSweepRepublishesLostSchedule (issue 15, defect 3): a pending alarm
+// whose schedule is gone from the timer stream (its publish lost) while
+// its object is not active is scheduled again by the periodic sweep,
+// without a restart or an activation.
+func TestSweepRepublishesLostSchedule(t *testing.T) {
+	url := startServer(t)
+	n := startNodeWith(t, url, t.TempDir(), true, func(_ *node, c *alarms.Config) {
+		c.SweepInterval, c.SweepPage = 50*time.Millisecond, 2
+	}, wakerClass)
+	name := t.Name()
+	id := objects.IDFromName("waker", name)
+	at := time.Now().Add(time.Hour)
+	// Other objects' alarms, so the lost one is found a page at a time.
+	for i := range 5 {
+		n.mustCall(fmt.Sprint(name, i), "set", SetIn{At: at})
+	}
+	n.mustCall(name, "set", SetIn{Name: "lost", At: at})
+	fire := log.Fire{Class: "waker", ID: id, Name: "lost", At: at.UnixNano()}
+	scheduled := func() bool {
+		st, err := n.log.Schedules(context.Background(), []log.Fire{fire})
+		return err == nil && st[0] == log.Scheduled
+	}
+	eventually(t, 10*time.Second, "the schedule", scheduled)
+	n.rt.ReleaseIf(func(string, objects.ID) bool { return true })
+	eventually(t, 10*time.Second, "the activation to end", func() bool { return !n.rt.Active("waker", id) })
+	repaired := n.svc.Stats().Repaired
+	if err := n.log.Unschedule(context.Background(), "waker", id, "lost"); err != nil {
+		t.Fatal(err)
+	}
+	if scheduled() {
+		t.Fatal("still scheduled after the purge")
+	}
+	eventually(t, 10*time.Second, "the sweep to publish the schedule again", scheduled)
+	if s := n.svc.Stats(); s.Repaired != repaired+1 || s.Swept == 0 {
+		t.Fatalf("stats %+v, want one more repaired (was %d)", s, repaired)
+	}
+}
+
+// TestTakeOverRepairsDeadNodesAlarms (issue 15, defect 3): node a records
+// an alarm and dies for good before publishing its schedule; node b,
+// which takes the object over and never ran it (its snapshot has no such
+// alarm, so neither its start nor its sweep can find it), finds the alarm
+// in the last moments of the log and schedules it.
+func TestTakeOverRepairsDeadNodesAlarms(t *testing.T) {
+	url := startServer(t)
+	b := startNodeWith(t, url, t.TempDir(), true, func(_ *node, c *alarms.Config) {
+		c.SweepInterval = 50 * time.Millisecond
+	}, wakerClass)
+	a := startNodeOn(t, url, t.TempDir(), false, wakerClass)
+	name := t.Name()
+	rec := freshRecorder(name)
+	id := objects.IDFromName("waker", name)
+	other := objects.IDFromName("waker", name+" (not gained)")
+	due := time.Now().Add(time.Second)
+	a.mustCall(name, "set", SetIn{Name: "x", At: due.Add(time.Hour)}) // replaced below
+	a.mustCall(name, "set", SetIn{Name: "x", At: due})
+	a.mustCall(name, "set", SetIn{Name: "gone", At: due})
+	a.mustCall(name, "delete", SetIn{Name: "gone"})
+	a.mustCall(name+" (not gained)", "set", SetIn{At: due})
+	a.stop()
+	time.Sleep(quietPeriod) // b's sweeps run meanwhile
+	if fs := rec.snapshot(); len(fs) != 0 || b.svc.Stats().Repaired != 0 {
+		t.Fatalf("fired before the takeover: %+v, stats %+v", fs, b.svc.Stats())
+	}
+	b.svc.TakeOver(func(_ string, gid log.ID) bool { return gid == id })
+	fs := waitFires(t, rec, 1, 10*time.Second)
+	if fs[0].info.Name != "x" || !fs[0].info.ScheduledAt.Equal(due) {
+		t.Fatalf("fired %+v, want x at %s", fs[0].info, due)
+	}
+	if s := b.svc.Stats(); s.TakenOver != 1 || s.Repaired != 1 {
+		t.Fatalf("stats %+v, want 1 alarm taken over and repaired", s)
+	}
+	st, err := b.log.Schedules(context.Background(), []log.Fire{{Class: "waker", ID: other, At: due.UnixNano()}})
+	if err != nil || st[0] != log.Unscheduled {
+		t.Fatalf("the object not gained was scheduled: %v, %v", st, err)
+	}
+}
+
+// TestSweepKeepsNewerSchedule: a node whose snapshot is behind the log
+// (another node replaced the alarm since) must not put the old time back
+// over the new schedule when it sweeps: the timer stream holding another
+// time is checked against the object's last event in the log.
+func TestSweepKeepsNewerSchedule(t *testing.T) {
+	url := startServer(t)
+	b := startNodeWith(t, url, t.TempDir(), true, func(_ *node, c *alarms.Config) {
+		c.SweepInterval = 20 * time.Millisecond
+	}, wakerClass)
+	a := startNodeOn(t, url, t.TempDir(), true, wakerClass)
+	name := t.Name()
+	id := objects.IDFromName("waker", name)
+	t1, t2 := time.Now().Add(time.Hour), time.Now().Add(2*time.Hour)
+	scheduled := func(at time.Time) bool {
+		st, err := b.log.Schedules(context.Background(), []log.Fire{{Class: "waker", ID: id, At: at.UnixNano()}})
+		return err == nil && st[0] == log.Scheduled
+	}
+	b.mustCall(name, "set", SetIn{At: t1})
+	eventually(t, 10*time.Second, "t1's schedule", func() bool { return scheduled(t1) })
+	b.rt.ReleaseIf(func(string, objects.ID) bool { return true })
+	eventually(t, 10*time.Second, "b's activation to end", func() bool { return !b.rt.Active("waker", id) })
+	a.mustCall(name, "set", SetIn{At: t2}) // b's snapshot still says t1
+	eventually(t, 10*time.Second, "t2's schedule", func() bool { return scheduled(t2) })
+	swept := b.svc.Stats().Swept
+	eventually(t, 10*time.Second, "b's sweep to pass over the alarm twice", func() bool {
+		return b.svc.Stats().Swept >= swept+2
+	})
+	if !scheduled(t2) || b.svc.Stats().Repaired != 0 {
+		t.Fatalf("b's sweep replaced t2's schedule with its stale t1 (t1 scheduled: %v); stats %+v", scheduled(t1), b.svc.Stats())
 	}
 }

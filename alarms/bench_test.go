@@ -168,3 +168,61 @@ func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
 	}
 	return d
 }
+
+// BenchmarkStartRepair: every schedule of objects × per-object alarms is
+// missing (set on a node without a scheduler, as if it died after each
+// event's ack), and a node starts on the same folders: the time until
+// Start's repair has published them all. STRATA_BENCH_ALARM_OBJECTS and
+// STRATA_BENCH_ALARMS_PER_OBJECT size it (default 200 × 10).
+func BenchmarkStartRepair(b *testing.B) {
+	objectsN := envInt(b, "STRATA_BENCH_ALARM_OBJECTS", 200)
+	perObject := envInt(b, "STRATA_BENCH_ALARMS_PER_OBJECT", 10)
+	class := objects.Define("bencher", func() *Bencher { return &Bencher{} })
+	total := objectsN * perObject
+	for range b.N {
+		b.StopTimer()
+		d := newDirs(b)
+		n := startNode(b, d, false, class)
+		at := time.Now().Add(time.Hour).UnixNano()
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for o := range next {
+					in := SetManyIn{At: make([]int64, perObject)}
+					for i := range in.At {
+						in.At[i] = at
+					}
+					body, _ := json.Marshal(in)
+					ref, _ := n.rt.RefByName("bencher", "r"+strconv.Itoa(o))
+					if _, err := n.rt.Call(context.Background(), ref, "set-many", body, jsonCodec{}, objects.Cause{}); err != nil {
+						b.Error(err)
+					}
+				}
+			}()
+		}
+		for o := range objectsN {
+			next <- o
+		}
+		close(next)
+		wg.Wait()
+		n.stop()
+		b.StartTimer()
+		start := time.Now()
+		n = startNode(b, d, true, class)
+		deadline := start.Add(5 * time.Minute)
+		for n.svc.Stats().Repaired < uint64(total) {
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d schedules repaired", n.svc.Stats().Repaired, total)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		took := time.Since(start)
+		b.StopTimer()
+		b.ReportMetric(float64(took.Microseconds())/1000, "repair-ms")
+		b.ReportMetric(float64(total)/took.Seconds(), "alarms-repaired/s")
+		n.stop()
+	}
+}

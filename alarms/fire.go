@@ -30,26 +30,77 @@ func (s *Service) onFire(fm *log.FireMsg) {
 	s.mu.Unlock()
 	go func() {
 		defer s.turns.Done()
-		defer func() { <-s.sem }()
 		s.runFire(fm)
 	}()
 }
 
 // runFire runs the fire's Alarm turn and settles the fire: acknowledged
 // once the turn's event is, retried with backoff after a failure, or
-// dead-lettered once the class's retries are spent.
+// dead-lettered once the class's retries are spent. It holds a turn slot
+// (s.sem) on entry and gives it back.
+//
+// Only the handler's own failures (an error it returned, or a panic)
+// spend the class's retries, which the fire's delivery count tells. A
+// failure of the platform (platformFailure: the log unavailable, the
+// object fenced or moving, its owner gone, a timeout) is retried here,
+// with backoff and without the turn slot, while the fire is kept with
+// InProgress (before each wait and each new attempt): its delivery count
+// does not grow, so a long failover dead-letters nothing.
 func (s *Service) runFire(fm *log.FireMsg) {
+	held := true
+	defer func() {
+		if held {
+			<-s.sem
+		}
+	}()
 	retry := int(fm.Deliveries) - 1
 	info := objects.AlarmInfo{Name: fm.Name, ScheduledAt: time.Unix(0, fm.At), RetryCount: retry, IsRetry: retry > 0}
 	ref := objects.Ref{Class: fm.Class, ID: fm.ID}
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.TurnTimeout)
-	defer cancel()
 	deliver := s.rt.Alarm
 	if s.cfg.Deliver != nil {
 		deliver = s.cfg.Deliver
 	}
-	err := deliver(ctx, ref, info)
 	lg := s.logger.With("class", fm.Class, "id", fm.ID, "alarm", fm.Name, "retry", retry)
+	keep := func() bool {
+		err := fm.InProgress()
+		if err != nil {
+			lg.Warn("alarm fire not kept; delivered again after the ack wait", "err", err)
+		}
+		return err == nil
+	}
+	var err error
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.TurnTimeout)
+		err = deliver(ctx, ref, info)
+		cancel()
+		if !s.platformFailure(err) {
+			break
+		}
+		delay := s.platformBackoff(attempt)
+		lg.Warn("alarm not run: the platform failed; retrying without spending a retry", "in", delay, "err", err)
+		s.deferred.Add(1)
+		if !keep() {
+			return
+		}
+		<-s.sem
+		held = false
+		select {
+		case <-time.After(delay):
+		case <-s.bgCtx.Done():
+			return // not acknowledged: delivered again after the ack wait
+		}
+		select {
+		case s.sem <- struct{}{}:
+			held = true
+		case <-s.ctx.Done():
+			return
+		}
+		// The wait for a slot may have been long: the ack wait starts
+		// over before the turn.
+		if !keep() {
+			return
+		}
+	}
 	switch {
 	case err == nil || errors.Is(err, objects.ErrStaleAlarm):
 		if err != nil {
@@ -83,6 +134,40 @@ func (s *Service) runFire(fm *log.FireMsg) {
 		lg.Warn("alarm retry not requested; delivered again after the ack wait", "err", rerr)
 	}
 }
+
+// platformFailure reports whether err is a failure of the platform, not
+// of the alarm's handler: the log unavailable, the object fenced, moving
+// or overloaded, a timeout, its owner gone (the cluster router reports that
+// as ErrUnavailable). A handler's own error or panic (objects.HandlerError)
+// is never one, even when it wraps one of these. An error of no known kind
+// is not one either: it spends a retry, so that a failure that repeats
+// forever ends in the dead letters rather than in an endless loop.
+func (s *Service) platformFailure(err error) bool {
+	var he *objects.HandlerError
+	var ce *objects.ClientError
+	if err == nil || s.ctx.Err() != nil || errors.As(err, &he) || errors.As(err, &ce) {
+		return false
+	}
+	for _, platform := range []error{objects.ErrUnavailable, objects.ErrFenced, objects.ErrMoved, objects.ErrOverloaded,
+		context.DeadlineExceeded, context.Canceled} {
+		if errors.Is(err, platform) {
+			return true
+		}
+	}
+	return false
+}
+
+// platformBackoff is the delay after the attempt-th platform failure of
+// one fire: RetryDelay doubled, at most RetryDelayMax and
+// platformRetryDelayMax.
+func (s *Service) platformBackoff(attempt int) time.Duration {
+	return min(s.backoff(attempt), platformRetryDelayMax)
+}
+
+// platformRetryDelayMax keeps a fire's wait between platform retries (plus
+// one turn, at most TurnTimeout) well under its ack wait, which each
+// InProgress starts over.
+const platformRetryDelayMax = log.FireAckWait / 4
 
 // deadLetter moves the fire to the dead letters and abandons the alarm in
 // the object (an event of its own), so that no activation or start

@@ -47,9 +47,34 @@ func startNode(t testing.TB, d dirs, withAlarms bool, classes ...*objects.Class)
 	return n
 }
 
+// startServer runs an embedded server for the test's nodes to share and
+// returns its URL.
+func startServer(t testing.TB) string {
+	t.Helper()
+	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("server shutdown: %v", err)
+		}
+	})
+	return srv.ClientURL()
+}
+
 // startNodeOn starts a node on a running server: two such nodes share one
 // log, as two nodes of a cluster do.
 func startNodeOn(t testing.TB, url, snapDir string, withAlarms bool, classes ...*objects.Class) *node {
+	t.Helper()
+	return startNodeWith(t, url, snapDir, withAlarms, nil, classes...)
+}
+
+// startNodeWith is startNodeOn whose alarms config tune changes (after
+// the defaults of the other nodes are set), with the node it is for.
+func startNodeWith(t testing.TB, url, snapDir string, withAlarms bool, tune func(*node, *alarms.Config), classes ...*objects.Class) *node {
 	t.Helper()
 	n := &node{t: t}
 	d := dirs{snap: snapDir}
@@ -69,7 +94,11 @@ func startNodeOn(t testing.TB, url, snapDir string, withAlarms bool, classes ...
 	}
 	cfg := objects.Config{Log: n.log, Projector: n.proj, Classes: classes, Logger: quiet}
 	if withAlarms {
-		n.svc, err = alarms.New(alarms.Config{Log: n.log, Projector: n.proj, Logger: quiet, RetryDelay: 100 * time.Millisecond})
+		acfg := alarms.Config{Log: n.log, Projector: n.proj, Logger: quiet, RetryDelay: 100 * time.Millisecond}
+		if tune != nil {
+			tune(n, &acfg)
+		}
+		n.svc, err = alarms.New(acfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -66,7 +66,7 @@ func (r *Router) Fetch(ctx context.Context, ref objects.Ref, req *http.Request, 
 	}
 	body, err := io.ReadAll(req.Body)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read body: %v", objects.ErrBadInput, err)
+		return nil, fmt.Errorf("%w: read body: %w", objects.ErrBadInput, err)
 	}
 	env := keyedEnvelope(KindFetch, ref, cause)
 	env.Body, env.req = body, req

@@ -69,6 +69,8 @@ type Router struct {
 	log    *log.Log
 	logger *slog.Logger
 	rt     *objects.Runtime
+	// onTakeover: see OnTakeover. Set before Start, read by onChange.
+	onTakeover func(gained func(class string, id objects.ID) bool)
 
 	members  *log.Members
 	serving  *log.Responder
@@ -303,7 +305,36 @@ func (r *Router) onChange(view []log.Member) {
 	}
 	moved := r.rt.ReleaseIf(func(_ string, id objects.ID) bool { return Owner(id, nodes) != r.cfg.Node })
 	r.logger.Info("membership changed", "was", old, "now", nodes, "released", moved)
+	if left := leftNodes(old, nodes); len(left) > 0 && r.onTakeover != nil {
+		me := r.cfg.Node
+		r.onTakeover(func(_ string, id objects.ID) bool {
+			return Owner(id, nodes) == me && left[Owner(id, old)]
+		})
+	}
 }
+
+// leftNodes is the set of nodes in old that are not in now.
+func leftNodes(old, now []string) map[string]bool {
+	left := map[string]bool{}
+	for _, n := range old {
+		left[n] = true
+	}
+	for _, n := range now {
+		delete(left, n)
+	}
+	return left
+}
+
+// OnTakeover sets fn to be told, whenever nodes leave this node's view, of
+// the objects this node gains from them (gained reports them): the alarms
+// service repairs their alarms (alarms.Service.TakeOver). fn runs on the
+// membership watcher and must not block. Call it before Start.
+func (r *Router) OnTakeover(fn func(gained func(class string, id objects.ID) bool)) {
+	r.onTakeover = fn
+}
+
+// Owns reports whether this node owns id in its view.
+func (r *Router) Owns(id objects.ID) bool { return r.OwnerOf(id) == r.cfg.Node }
 
 // Nodes returns the live nodes in this node's view.
 func (r *Router) Nodes() []string {
@@ -379,6 +410,10 @@ func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
+			// The last cause with %v, not %w: it was a reason to retry
+			// (ErrFenced, ErrMoved, ...), handled here; what the caller
+			// gets is "unavailable", and an ErrFenced in the chain would
+			// turn the gateway's 503 into a 409.
 			return nil, fmt.Errorf("%w: %s/%s is moving between nodes (last: %v)", objects.ErrUnavailable, env.Class, env.ID, err)
 		}
 		backoff = min(2*backoff, retryBackoffMax)
@@ -414,9 +449,9 @@ func (r *Router) forward(ctx context.Context, owner string, env *Envelope) (*Rep
 	if err != nil {
 		switch {
 		case errors.Is(err, log.ErrNoResponder):
-			return nil, fmt.Errorf("%w: %s: %v", errOwnerGone, owner, err)
+			return nil, fmt.Errorf("%w: %s: %w", errOwnerGone, owner, err)
 		case ctx.Err() != nil:
-			return nil, fmt.Errorf("%w: %s did not answer in time, outcome unknown: %v", objects.ErrUnavailable, owner, ctx.Err())
+			return nil, fmt.Errorf("%w: %s did not answer in time, outcome unknown: %w", objects.ErrUnavailable, owner, ctx.Err())
 		case rctx.Err() != nil:
 			return nil, fmt.Errorf("%w: %w: %s left the cluster while running the request", objects.ErrUnavailable, errOutcomeUnknown, owner)
 		}
@@ -424,12 +459,12 @@ func (r *Router) forward(ctx context.Context, owner string, env *Envelope) (*Rep
 	}
 	var rep Reply
 	if err := decode(resp, &rep); err != nil {
-		return nil, fmt.Errorf("%w: bad reply from %s: %v", objects.ErrUnavailable, owner, err)
+		return nil, fmt.Errorf("%w: bad reply from %s: %w", objects.ErrUnavailable, owner, err)
 	}
 	if rep.Err != nil {
 		err := rep.Err.err()
 		if errors.Is(err, objects.ErrClosed) {
-			return nil, fmt.Errorf("%w: %s is stopping: %v", errOwnerGone, owner, err)
+			return nil, fmt.Errorf("%w: %s is stopping: %w", errOwnerGone, owner, err)
 		}
 		return nil, err
 	}
@@ -443,7 +478,7 @@ func (r *Router) handle(ctx context.Context, data []byte) []byte {
 	var err error
 	switch derr := decode(data, &env); {
 	case derr != nil:
-		err = fmt.Errorf("%w: forwarded request: %v", objects.ErrBadInput, derr)
+		err = fmt.Errorf("%w: forwarded request: %w", objects.ErrBadInput, derr)
 	case r.OwnerOf(env.ID) != r.cfg.Node:
 		err = fmt.Errorf("%w: %s/%s belongs to %s in %s's view", errNotOwner, env.Class, env.ID, r.OwnerOf(env.ID), r.cfg.Node)
 	case !r.leased():
@@ -485,7 +520,7 @@ func (r *Router) runLocal(ctx context.Context, env *Envelope) (*Reply, error) {
 			var err error
 			req, err = http.NewRequestWithContext(ctx, env.HTTP.Method, env.HTTP.URL, bytes.NewReader(env.Body))
 			if err != nil {
-				return nil, fmt.Errorf("%w: forwarded fetch: %v", objects.ErrBadInput, err)
+				return nil, fmt.Errorf("%w: forwarded fetch: %w", objects.ErrBadInput, err)
 			}
 			req.Header, req.Host = env.HTTP.Header, env.HTTP.Host
 			if req.Header == nil {

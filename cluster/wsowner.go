@@ -91,7 +91,7 @@ func (r *Router) connectHere(ctx context.Context, env *Envelope) (*Reply, error)
 	}
 	req, err := http.NewRequestWithContext(ctx, env.HTTP.Method, env.HTTP.URL, http.NoBody)
 	if err != nil {
-		return nil, fmt.Errorf("%w: forwarded websocket connect: %v", objects.ErrBadInput, err)
+		return nil, fmt.Errorf("%w: forwarded websocket connect: %w", objects.ErrBadInput, err)
 	}
 	req.Header, req.Host = env.HTTP.Header, env.HTTP.Host
 	if req.Header == nil {

@@ -38,7 +38,7 @@ func alarmTime(body []byte, now time.Time) (time.Time, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
-		return time.Time{}, fmt.Errorf("%w: alarm body: %v", objects.ErrBadInput, err)
+		return time.Time{}, fmt.Errorf("%w: alarm body: %w", objects.ErrBadInput, err)
 	}
 	switch {
 	case (in.At == "") == (in.In == ""):

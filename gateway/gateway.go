@@ -339,7 +339,7 @@ func bodyError(err error) error {
 	if errors.As(err, &mbe) {
 		return fmt.Errorf("%w: request body over %d bytes", objects.ErrTooLarge, mbe.Limit)
 	}
-	return fmt.Errorf("%w: read body: %v", objects.ErrBadInput, err)
+	return fmt.Errorf("%w: read body: %w", objects.ErrBadInput, err)
 }
 
 // jsonCodec is the one place RPC values become JSON.

@@ -215,3 +215,23 @@ func TestRequestID(t *testing.T) {
 		t.Fatalf("first event names the object %q", rec.Event.Name)
 	}
 }
+
+// TestSameIDOtherClass (issue 15, defect 1): anyone who knows a name can
+// write under its id in another class; that must not deny the object's own
+// writes (their message ids once collided, and counter/alice's increments
+// failed as conflicts for the duplicate window).
+func TestSameIDOtherClass(t *testing.T) {
+	f := start(t)
+	hex := objects.IDFromName("counter", "alice").String()
+	for _, path := range []string{"/v1/objects/kv/id/" + hex + "/rpc/put", "/v1/objects/kv/id/" + hex + "/rpc/put"} {
+		if code, got := f.post(path, `{"key":"k","value":1}`); code != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, code, got)
+		}
+	}
+	for want := 1; want <= 3; want++ {
+		code, got := f.post("/v1/objects/counter/alice/rpc/increment", ``)
+		if code != http.StatusOK || got != fmt.Sprintf(`{"value":%d}`, want) {
+			t.Fatalf("increment %d after kv wrote under alice's id: %d %s", want, code, got)
+		}
+	}
+}

@@ -71,7 +71,7 @@ func (g *Gateway) restore(ctx context.Context, w http.ResponseWriter, r *http.Re
 		At      string `json:"at"`
 	}
 	if err := (jsonCodec{}).Decode(body, &in); err != nil {
-		writeError(w, r, fmt.Errorf("%w: restore: %v", objects.ErrBadInput, err))
+		writeError(w, r, fmt.Errorf("%w: restore: %w", objects.ErrBadInput, err))
 		return
 	}
 	var at objects.PastAt

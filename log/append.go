@@ -135,7 +135,7 @@ func (l *Log) Append(ctx context.Context, e *Event, expectSeq uint64) (Record, e
 	p := &pendingAppend{
 		ctx:    ctx,
 		subj:   subj,
-		msgID:  messageID(subj, e.Version),
+		msgID:  messageID(subj, e.Class, e.Version),
 		data:   data,
 		expect: expectSeq,
 		done:   make(chan appendResult, 1),
@@ -177,12 +177,18 @@ func (l *Log) Append(ctx context.Context, e *Event, expectSeq uint64) (Record, e
 	return Record{Seq: r.seq, Data: data, Event: e}, nil
 }
 
-// messageID is the Nats-Msg-Id of an object's version: its id in hex (the
-// subject's last token) and the version, "<hex>.<version>".
-func messageID(subj string, version uint64) string {
+// messageID is the Nats-Msg-Id of an object's version: the object's
+// class and id (the subject's last two tokens) and the version,
+// "<class>.<hex>.<version>". The class is part of it because the same id
+// is reachable under every class: without it, any object could take the
+// message ids (and so deny the writes, as duplicates) of another class's
+// object with the same id. The shard is not needed: the duplicate window
+// is per stream, and a stream is one shard's.
+func messageID(subj, class string, version uint64) string {
+	tail := subj[len(subj)-len(class)-1-2*len(ID{}):]
 	var b strings.Builder
-	b.Grow(2*len(ID{}) + 1 + 20)
-	b.WriteString(subj[len(subj)-2*len(ID{}):])
+	b.Grow(len(tail) + 1 + 20)
+	b.WriteString(tail)
 	b.WriteByte('.')
 	var v [20]byte
 	b.Write(strconv.AppendUint(v[:0], version, 10))
@@ -367,7 +373,7 @@ func (c *committer) commit(batch []*pendingAppend) {
 			}
 			return
 		case c.l.ctx.Err() != nil: // Close gave up waiting for us
-			c.failAll(batch, fmt.Errorf("%w (publish abandoned: %v)", ErrClosed, err))
+			c.failAll(batch, fmt.Errorf("%w (publish abandoned: %w)", ErrClosed, err))
 			return
 		case !resolvable(err):
 			c.failAll(batch, err)
@@ -443,7 +449,7 @@ func (c *committer) resolve(batch []*pendingAppend, cause error, giveUp bool) []
 		last, err := lasts[i], errs[i]
 		switch {
 		case err != nil && !errors.Is(err, ErrNotFound):
-			p.done <- appendResult{err: fmt.Errorf("log: append to %s: publish failed (%v), then reading the subject back failed: %w", p.subj, cause, err)}
+			p.done <- appendResult{err: fmt.Errorf("log: append to %s: publish failed (%w), then reading the subject back failed: %w", p.subj, cause, err)}
 		case err == nil && bytes.Equal(last.data, p.data):
 			c.l.stats.duplicates.Add(1)
 			c.l.stats.appends.Add(1)
@@ -461,7 +467,7 @@ func (c *committer) resolve(batch []*pendingAppend, cause error, giveUp bool) []
 				c.l.stats.appends.Add(1)
 				p.done <- appendResult{seq: first.seq}
 			case ferr != nil && !errors.Is(ferr, ErrNotFound):
-				p.done <- appendResult{err: fmt.Errorf("log: append to %s: publish failed (%v), then reading the subject back failed: %w", p.subj, cause, ferr)}
+				p.done <- appendResult{err: fmt.Errorf("log: append to %s: publish failed (%w), then reading the subject back failed: %w", p.subj, cause, ferr)}
 			default:
 				c.l.stats.conflicts.Add(1)
 				p.done <- appendResult{err: fmt.Errorf("log: append to %s: expected last sequence %d, the subject is at %d: %w", p.subj, p.expect, last.seq, ErrConflict)}
@@ -642,7 +648,7 @@ func (c *committer) publishBatch(ctx context.Context, batch []*pendingAppend) ([
 		}
 		var ack batchAck
 		if err := json.Unmarshal(resp.Data, &ack); err != nil {
-			return nil, fmt.Errorf("batch %s of %d: ack %q: %v: %w", id, n, resp.Data, err, errUnknownOutcome)
+			return nil, fmt.Errorf("batch %s of %d: ack %q: %w: %w", id, n, resp.Data, err, errUnknownOutcome)
 		}
 		if ack.Error != nil {
 			return nil, fmt.Errorf("batch %s of %d: %w", id, n, ack.Error)

@@ -256,3 +256,13 @@ func BenchmarkDiskSyncedWrites(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMessageID is the Nats-Msg-Id built for every append: one
+// allocation.
+func BenchmarkMessageID(b *testing.B) {
+	subj := ObjectSubject(3, "counter", objID(1))
+	b.ReportAllocs()
+	for i := range b.N {
+		_ = messageID(subj, "counter", uint64(i))
+	}
+}

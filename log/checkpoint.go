@@ -235,7 +235,9 @@ func (l *Log) WriteCheckpoint(ctx context.Context, ck *Checkpoint) error {
 	sort.Slice(info.Alarms, func(i, j int) bool { return info.Alarms[i].Name < info.Alarms[j].Name })
 	sum, keyedSum := sha256.New(), sha256.New()
 	dsubj := ckptSubject(shard, ck.Class, ck.ID, "d")
-	prefix := ck.ID.String() + "." + strconv.FormatUint(ck.Version, 10) + "."
+	// Message ids name the class too: the same id is reachable under
+	// every class, and the duplicate window is per stream.
+	prefix := objectTail(ck.Class, ck.ID) + "." + strconv.FormatUint(ck.Version, 10) + "."
 	for i, c := range append(chunks, keyedChunks...) {
 		m := &nats.Msg{Subject: dsubj, Data: c, Header: nats.Header{hdrMsgID: []string{prefix + strconv.Itoa(i)}}}
 		ack, err := l.js.PublishMsg(ctx, m)
@@ -275,7 +277,7 @@ func (l *Log) WriteCheckpoint(ctx context.Context, ck *Checkpoint) error {
 func decodeInfo(stream, subj string, m storedMsg) (CheckpointInfo, error) {
 	var info CheckpointInfo
 	if err := decMode.Unmarshal(m.data, &info); err != nil {
-		return info, fmt.Errorf("log: %s sequence %d: %w: %v", stream, m.seq, ErrBadCheckpoint, err)
+		return info, fmt.Errorf("log: %s sequence %d: %w: %w", stream, m.seq, ErrBadCheckpoint, err)
 	}
 	if info.Format != FormatVersion || m.subj != subj && subj != "" || info.Version == 0 {
 		return info, fmt.Errorf("log: %s sequence %d: %w: format %d, version %d on %s", stream, m.seq, ErrBadCheckpoint, info.Format, info.Version, m.subj)

@@ -132,7 +132,7 @@ func applyCluster(opts *server.Options, cfg EmbeddedConfig) error {
 	for _, r := range c.Routes {
 		host, p, err := net.SplitHostPort(r)
 		if err != nil {
-			return fmt.Errorf("log: route %q: want host:port: %v", r, err)
+			return fmt.Errorf("log: route %q: want host:port: %w", r, err)
 		}
 		if n, err := strconv.Atoi(p); err != nil || n <= 0 || n > 65535 {
 			return fmt.Errorf("log: route %q: bad port", r)
@@ -208,6 +208,8 @@ func (l *Log) awaitStreamLeaders(ctx context.Context, shards int) error {
 				if _, err := l.js.Stream(ctx, name); err != nil {
 					// Any answer but the state means not yet (a stream
 					// just created can be unknown to the server asked).
+					// %v, not %w: whileElecting stops at an API error
+					// other than 500/503, and "not found" is one here.
 					return fmt.Errorf("no answer yet: %v", err)
 				}
 				return nil

@@ -252,7 +252,7 @@ func Decode(b []byte) (*Event, error) {
 	}
 	var e Event
 	if err := decMode.Unmarshal(b, &e); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadEvent, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadEvent, err)
 	}
 	if err := e.Validate(); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package log
 import (
 	"bytes"
 	"errors"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -364,4 +365,14 @@ func FuzzDecode(f *testing.F) {
 			t.Fatal("canonical bytes are not a fixed point")
 		}
 	})
+}
+
+// TestDecodeErrorKeepsCause: a malformed event is ErrBadEvent, and the
+// decoder's own error stays reachable with errors.As (it was formatted
+// with %v once, and lost).
+func TestDecodeErrorKeepsCause(t *testing.T) {
+	_, err := Decode([]byte{0xa1, 0x01}) // a map missing its value
+	if !errors.Is(err, ErrBadEvent) || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("decode of a truncated map: %v; want ErrBadEvent and io.ErrUnexpectedEOF", err)
+	}
 }

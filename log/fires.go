@@ -64,6 +64,20 @@ func (l *Log) timerAPI(ctx context.Context, op string, shard int, req any) error
 	return nil
 }
 
+// InProgress tells the server the fire is still being worked on: its
+// ack wait starts over, so it is not delivered again meanwhile (nor is its
+// delivery count raised).
+func (m *FireMsg) InProgress() error {
+	if err := m.msg.InProgress(); err != nil {
+		return fmt.Errorf("log: fire %s in progress: %w", m.msg.Subject(), err)
+	}
+	return nil
+}
+
+// FireAckWait is how long a fire may stay unacknowledged, and without
+// InProgress, before the server delivers it again.
+const FireAckWait = fireAckWait
+
 // Retry asks for the fire again after delay.
 func (m *FireMsg) Retry(delay time.Duration) error {
 	if err := m.msg.NakWithDelay(delay); err != nil {

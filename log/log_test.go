@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestAppendLastRead(t *testing.T) {
@@ -333,5 +334,93 @@ func TestConcurrentAppendsBatch(t *testing.T) {
 				t.Fatalf("object %d event %d: seq %d version %d value %q; appended at %d", i, j, r.Seq, r.Event.Version, value(r), seqs[i][j])
 			}
 		}
+	}
+}
+
+// TestSameIDOtherClassDoesNotCollide: the same 64-hex id is reachable
+// under every class, so an object of one class must not be able to take
+// the message ids of another class's object with that id. Before message
+// ids named the class, kv's version 1 made counter's version 1 (and every
+// later one, within the duplicate window) a conflict.
+func TestSameIDOtherClassDoesNotCollide(t *testing.T) {
+	l := openLog(t, startServer(t), Config{})
+	ctx := context.Background()
+	id := objID(7)
+	of := func(class string, v uint64, val string) *Event {
+		e := testEvent(id, v, val)
+		e.Class = class
+		return e
+	}
+	squat, err := l.Append(ctx, of("kv", 1, "squatter"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, of("kv", 2, "squatter"), squat.Seq); err != nil {
+		t.Fatal(err)
+	}
+	var expect uint64
+	for v := uint64(1); v <= 3; v++ {
+		r, err := l.Append(ctx, of("counter", v, fmt.Sprint(v)), expect)
+		if err != nil {
+			t.Fatalf("counter version %d after kv's of the same id: %v", v, err)
+		}
+		expect = r.Seq
+	}
+	if n := len(readAll(t, l, "counter", id, 0)); n != 3 {
+		t.Fatalf("counter has %d events, want 3", n)
+	}
+	if n := len(readAll(t, l, "kv", id, 0)); n != 2 {
+		t.Fatalf("kv has %d events, want 2", n)
+	}
+	// Both classes in one batch: distinct message ids, both stored.
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, class := range []string{"a", "b"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = l.Append(ctx, of(class, 1, class), 0)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("version 1 of a/<id> and b/<id> at once: %v", err)
+	}
+}
+
+// TestReadSince: ReadSince reads every object's events of a shard stored
+// from a time on, and ends at the stream's end (or at once when nothing
+// was stored since).
+func TestReadSince(t *testing.T) {
+	l := openLog(t, startServer(t), Config{Shards: 1})
+	ctx := context.Background()
+	for i := range 3 {
+		if _, err := l.Append(ctx, testEvent(objID(i), 1, "before"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since := time.Now()
+	var got []string
+	read := func() {
+		got = got[:0]
+		if err := l.ReadSince(ctx, 0, since, func(r Record) error {
+			got = append(got, fmt.Sprintf("%v %s", r.Event.ID == objID(3) || r.Event.ID == objID(4), value(r)))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read()
+	if len(got) != 0 {
+		t.Fatalf("read %v since after the last event, want nothing", got)
+	}
+	for i := 3; i < 5; i++ {
+		if _, err := l.Append(ctx, testEvent(objID(i), 1, "after"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read()
+	if want := []string{"true after", "true after"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("read %v, want %v", got, want)
 	}
 }

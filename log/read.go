@@ -41,6 +41,8 @@ type directGetRequest struct {
 	// UpToSeq is ignored by nats-server 2.15 for next_by_subj batches (it
 	// only bounds multi_last), so readers also stop at it themselves.
 	UpToSeq uint64 `json:"up_to_seq,omitempty"`
+	// StartTime asks for the first message stored at or after it.
+	StartTime *time.Time `json:"start_time,omitempty"`
 }
 
 func directGetSubject(stream string) string { return "$JS.API.DIRECT.GET." + stream }
@@ -167,6 +169,17 @@ func (l *Log) lastMsgs(ctx context.Context, stream string, subjs []string) ([]st
 func (l *Log) firstAfter(ctx context.Context, stream, subj string, seq uint64) (storedMsg, error) {
 	get := directGetRequest{Seq: seq + 1, NextFor: subj}
 	what := fmt.Sprintf("first of %s after %d", subj, seq)
+	if l.cfg.Replicas > 1 {
+		return l.leaderGet(ctx, stream, get, what)
+	}
+	return l.directGet(ctx, stream, get, what)
+}
+
+// firstSince is the first message on subj (a filter) stored at or after
+// since, or ErrNotFound; on replicated streams the leader's answer.
+func (l *Log) firstSince(ctx context.Context, stream, subj string, since time.Time) (storedMsg, error) {
+	get := directGetRequest{StartTime: &since, NextFor: subj}
+	what := fmt.Sprintf("first of %s since %s", subj, since.Format(time.RFC3339Nano))
 	if l.cfg.Replicas > 1 {
 		return l.leaderGet(ctx, stream, get, what)
 	}

@@ -295,37 +295,66 @@ func (l *Log) Unschedule(ctx context.Context, class string, id ID, name string) 
 	return l.timerAPI(ctx, "STREAM.PURGE", shard, map[string]any{"filter": SchedSubject(shard, class, id, name)})
 }
 
-// FirePending reports whether f is waiting on its alarm's fire subject
-// (fired, not yet acknowledged and swept): the last fire there is f.
-func (l *Log) FirePending(ctx context.Context, f Fire) (bool, error) {
-	if l.closed() {
-		return false, ErrClosed
-	}
-	shard := l.ShardOf(f.ID)
-	m, err := l.currentLastMsg(ctx, TimerStream(shard), FireSubject(shard, f.Class, f.ID, f.Name))
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return false, nil
-	case err != nil:
-		return false, err
-	}
-	last, err := decodeFire(m.data)
-	return err == nil && last == f, nil
-}
+// ScheduleState is what the timer stream holds for one pending alarm.
+type ScheduleState uint8
 
-// Scheduled reports whether an alarm's schedule is on the timer stream
-// (it is gone once it has fired).
-func (l *Log) Scheduled(ctx context.Context, class string, id ID, name string) (bool, error) {
+const (
+	// Scheduled: the alarm's schedule is this fire (the same due time),
+	// or the fire has fired and waits on its fire subject (a retry
+	// waiting out its backoff, say: publishing it again would start a
+	// second run).
+	Scheduled ScheduleState = iota + 1
+	// Unscheduled: nothing of this alarm: it must be scheduled again.
+	Unscheduled
+	// ScheduledOther: the alarm's schedule is for another due time. Either
+	// the alarm was replaced and the new schedule lost (it must be
+	// scheduled again), or whoever asks has an old view of the alarm (and
+	// publishing it would put the old time back): only the log can say.
+	ScheduledOther
+)
+
+// Schedules reports, for each of fires, what the timer stream holds of
+// it. The reads are batched: two pipelined reads per shard, not two round
+// trips per fire. A failed read fails the call.
+func (l *Log) Schedules(ctx context.Context, fires []Fire) ([]ScheduleState, error) {
 	if l.closed() {
-		return false, ErrClosed
+		return nil, ErrClosed
 	}
-	shard := l.ShardOf(id)
-	_, err := l.currentLastMsg(ctx, TimerStream(shard), SchedSubject(shard, class, id, name))
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return false, nil
-	case err != nil:
-		return false, err
+	out := make([]ScheduleState, len(fires))
+	byShard := map[int][]int{}
+	for i, f := range fires {
+		sh := l.ShardOf(f.ID)
+		byShard[sh] = append(byShard[sh], i)
 	}
-	return true, nil
+	for shard, idx := range byShard {
+		subjs := make([]string, 0, 2*len(idx))
+		for _, i := range idx {
+			f := fires[i]
+			subjs = append(subjs, SchedSubject(shard, f.Class, f.ID, f.Name))
+		}
+		for _, i := range idx {
+			f := fires[i]
+			subjs = append(subjs, FireSubject(shard, f.Class, f.ID, f.Name))
+		}
+		lasts, errs := l.lastMsgs(ctx, TimerStream(shard), subjs)
+		for k, i := range idx {
+			out[i] = Unscheduled
+			for _, j := range []int{k, len(idx) + k} {
+				switch err := errs[j]; {
+				case errors.Is(err, ErrNotFound):
+				case err != nil:
+					return nil, fmt.Errorf("log: alarms scheduled on shard %d: %w", shard, err)
+				default:
+					last, derr := decodeFire(lasts[j].data)
+					switch {
+					case derr == nil && last == fires[i]:
+						out[i] = Scheduled
+					case j == k && out[i] == Unscheduled:
+						out[i] = ScheduledOther
+					}
+				}
+			}
+		}
+	}
+	return out, nil
 }

@@ -253,7 +253,7 @@ func (a *activation) loadState(ctx context.Context) error {
 	case errors.Is(err, log.ErrNotFound):
 		last = log.Record{}
 	case err != nil:
-		return fmt.Errorf("load %s/%s: %w: %v", a.class.name, a.id, ErrUnavailable, err)
+		return fmt.Errorf("load %s/%s: %w: %w", a.class.name, a.id, ErrUnavailable, err)
 	}
 	if last.Seq < meta.Seq {
 		return fmt.Errorf("load %s/%s: snapshot at sequence %d is ahead of the log at %d", a.class.name, a.id, meta.Seq, last.Seq)
@@ -304,7 +304,7 @@ func (a *activation) load() error {
 			return err
 		}
 		if attempt == 3 {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err) // the caller may retry
+			return fmt.Errorf("%w: %w", ErrUnavailable, err) // the caller may retry
 		}
 		a.rt.logger.Debug("activation raced a checkpoint's purge; loading again", "class", a.class.name, "id", a.id, "err", err)
 		a.overlay, a.idem, a.clearVer, a.trimmedAt = layer{}, nil, 0, 0
@@ -390,7 +390,11 @@ func (a *activation) invoke(t *turn) (out any, err error, panicked bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			a.rt.logger.Error("handler panicked", "class", a.class.name, "id", a.id, "method", t.req.label, "panic", p, "stack", string(debug.Stack()))
-			out, err, panicked = nil, &HandlerError{Class: a.class.name, Method: t.req.label, Err: fmt.Errorf("%v", p), Panicked: true}, true
+			cause, ok := p.(error) // a panic with an error keeps it for errors.Is
+			if !ok {
+				cause = fmt.Errorf("%v", p)
+			}
+			out, err, panicked = nil, &HandlerError{Class: a.class.name, Method: t.req.label, Err: cause, Panicked: true}, true
 		}
 	}()
 	out, err = t.req.run(&Ctx{Context: t.req.ctx, t: t}, a.inst)
@@ -519,7 +523,7 @@ func (a *activation) acked(r appendResult) {
 	c := a.inflight
 	a.inflight = nil
 	if r.err != nil {
-		err := fmt.Errorf("%w: append %s/%s v%d: %v", ErrUnavailable, a.class.name, a.id, c.version, r.err)
+		err := fmt.Errorf("%w: append %s/%s v%d: %w", ErrUnavailable, a.class.name, a.id, c.version, r.err)
 		if errors.Is(r.err, log.ErrConflict) {
 			err = fmt.Errorf("%w: %s/%s v%d", ErrFenced, a.class.name, a.id, c.version)
 			a.rt.hooks.fenced(a.class.name, a.id)

@@ -84,6 +84,16 @@ func (rt *Runtime) Release(ctx context.Context, class string, id ID) (bool, erro
 	}
 }
 
+// Active reports whether the object has an activation on this node. The
+// alarm sweep leaves active objects alone: their alarms are checked on
+// activation and their changes are being published.
+func (rt *Runtime) Active(class string, id ID) bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	_, ok := rt.mu.acts[actKey{class, id}]
+	return ok
+}
+
 // ReleaseIf releases, without waiting, every activation for which moved
 // reports true, closes the sockets of such objects that hibernate, and
 // returns how many objects it released. The cluster layer calls it when

@@ -93,7 +93,7 @@ func (rt *Runtime) ListObjects(class, namePrefix, cursor string, limit int) ([]O
 	if cursor != "" {
 		id, err := ParseID(cursor)
 		if err != nil {
-			return nil, "", fmt.Errorf("%w: cursor: %v", ErrBadInput, err)
+			return nil, "", fmt.Errorf("%w: cursor: %w", ErrBadInput, err)
 		}
 		after = &id
 	}

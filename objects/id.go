@@ -53,7 +53,7 @@ func ParseID(s string) (ID, error) {
 		}
 	}
 	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
-		return id, fmt.Errorf("%w: %v", ErrInvalidID, err)
+		return id, fmt.Errorf("%w: %w", ErrInvalidID, err)
 	}
 	return id, nil
 }

@@ -293,7 +293,7 @@ func (rt *Runtime) Call(ctx context.Context, ref Ref, method string, body []byte
 		in = reflect.New(m.in)
 		if len(body) > 0 {
 			if err := codec.Decode(body, in.Interface()); err != nil {
-				return nil, fmt.Errorf("%w: %s.%s input: %v", ErrBadInput, class.name, method, err)
+				return nil, fmt.Errorf("%w: %s.%s input: %w", ErrBadInput, class.name, method, err)
 			}
 		}
 	}
@@ -334,7 +334,7 @@ func (rt *Runtime) Fetch(ctx context.Context, ref Ref, r *http.Request, cause Ca
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read body: %v", ErrBadInput, err)
+		return nil, fmt.Errorf("%w: read body: %w", ErrBadInput, err)
 	}
 	cause.Via, cause.Method = ViaFetch, r.Method+" "+r.URL.Path
 	if err := keyed(&cause, func() []byte { return requestHash(ViaFetch, cause.Method, []byte(r.URL.RawQuery), body) }); err != nil {

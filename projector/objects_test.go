@@ -1,7 +1,9 @@
 package projector
 
 import (
+	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 
 	"github.com/strata-objects/strata/log"
@@ -54,5 +56,66 @@ func TestObjectsListing(t *testing.T) {
 	p.Objects("kv", nil, "team-", func(o ObjectInfo) bool { teams++; return true })
 	if teams != 10 {
 		t.Fatalf("%d objects named team-*, want 10", teams)
+	}
+}
+
+// TestEachAlarmAfterPages: reading the pending-alarm index a page at a
+// time from a cursor visits every alarm once, in key order, across
+// classes, also when the alarm a cursor names was removed meanwhile.
+func TestEachAlarmAfterPages(t *testing.T) {
+	p := open(t, Config{InMemory: true})
+	s := newStream(t)
+	var recs []log.Record
+	for _, o := range []obj{newObj("a", "x"), newObj("a", "y"), newObj("b", "x")} {
+		recs = append(recs, s.next(o, []log.Write{setAlarm("", 1), setAlarm("n1", 2), setAlarm("n2", 3)}))
+	}
+	if err := p.Apply(recs); err != nil {
+		t.Fatal(err)
+	}
+	var all []AlarmCursor
+	if err := p.EachAlarm("", func(class string, id log.ID, name string, _ int64) error {
+		all = append(all, AlarmCursor{class, id, name})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 9 {
+		t.Fatalf("%d alarms, want 9", len(all))
+	}
+	errFull := errors.New("full")
+	page := func(after AlarmCursor, n int) []AlarmCursor {
+		var got []AlarmCursor
+		err := p.EachAlarmAfter(after, func(class string, id log.ID, name string, _ int64) error {
+			if len(got) == n {
+				return errFull
+			}
+			got = append(got, AlarmCursor{class, id, name})
+			return nil
+		})
+		if err != nil && !errors.Is(err, errFull) {
+			t.Fatal(err)
+		}
+		return got
+	}
+	var paged []AlarmCursor
+	for c := (AlarmCursor{}); ; {
+		got := page(c, 2)
+		if len(got) == 0 {
+			break
+		}
+		paged = append(paged, got...)
+		c = got[len(got)-1]
+	}
+	if !reflect.DeepEqual(paged, all) {
+		t.Fatalf("paged %v\nwant %v", paged, all)
+	}
+	// The cursor's own alarm deleted: the next page starts after where it was.
+	cur := all[4]
+	o := obj{cur.Class, cur.ID}
+	if err := p.Apply([]log.Record{s.next(o, []log.Write{delAlarm(cur.Name)})}); err != nil {
+		t.Fatal(err)
+	}
+	if got := page(cur, 1); len(got) != 1 || got[0] != all[5] {
+		t.Fatalf("after a deleted cursor: %v, want %v", got, all[5])
 	}
 }

@@ -242,10 +242,45 @@ func (p *Projector) EachAlarm(class string, fn func(class string, id log.ID, nam
 		}
 		prefix = append(append(prefix, class...), 0)
 	}
+	return p.eachAlarm(prefix, nil, fn)
+}
+
+// AlarmCursor is a position in the pending-alarm index: the alarm last
+// visited (the zero cursor is before the first).
+type AlarmCursor struct {
+	Class string
+	ID    log.ID
+	Name  string
+}
+
+// EachAlarmAfter is EachAlarm over every class, from the alarm after
+// cursor in key order: a sweep reads the index a page at a time with it,
+// stopping fn (with an error of its own) when the page is full.
+func (p *Projector) EachAlarmAfter(cursor AlarmCursor, fn func(class string, id log.ID, name string, at int64) error) error {
+	var after []byte
+	if cursor.Class != "" {
+		if err := checkClass(cursor.Class); err != nil {
+			return err
+		}
+		after = alarmKey(cursor.Class, cursor.ID, cursor.Name)
+	}
+	return p.eachAlarm([]byte{kindAlarm}, after, fn)
+}
+
+// eachAlarm visits the alarms under prefix whose keys are above after.
+func (p *Projector) eachAlarm(prefix, after []byte, fn func(class string, id log.ID, name string, at int64) error) error {
 	return p.view(func(tx *badger.Txn) error {
 		it := tx.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
+		if after == nil {
+			it.Rewind()
+		} else {
+			it.Seek(after)
+			if it.Valid() && bytes.Equal(it.Item().Key(), after) {
+				it.Next()
+			}
+		}
+		for ; it.Valid(); it.Next() {
 			k := it.Item().KeyCopy(nil)
 			sep := bytes.IndexByte(k, 0)
 			if sep < 1 || len(k) < sep+1+len(log.ID{}) {

@@ -54,6 +54,9 @@ func TestUsageErrors(t *testing.T) {
 		{"serve", "--pprof", "0.0.0.0:6060"},
 		{"serve", "--pprof", "6060"},
 		{"serve", "--idempotency-window", "nosuch=1h"},
+		{"serve", "--alarm-sweep-interval", "0s"},
+		{"serve", "--alarm-sweep-page", "0"},
+		{"serve", "--alarm-takeover-lookback", "-1s"},
 	}
 	for _, args := range cases {
 		err := Run(context.Background(), env, args)

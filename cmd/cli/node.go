@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -29,6 +30,33 @@ type logConfig struct {
 	cluster       clusterConfig            // scale-out (cluster.go); zero: one node alone
 	checkpoints   objects.CheckpointConfig // checkpoints and per-class retention (cmd/cli/checkpoint.go)
 	idemWindows   map[string]time.Duration // per-class idempotency windows (cmd/cli/idempotency.go)
+	alarmRepair   alarmRepairFlags
+}
+
+// alarmRepairFlags tune the alarm repair that runs beyond start and
+// activation (alarms/repair.go).
+type alarmRepairFlags struct {
+	sweepInterval    time.Duration
+	sweepPage        int
+	takeoverLookback time.Duration
+}
+
+func (f *alarmRepairFlags) register(fs *flag.FlagSet) {
+	fs.DurationVar(&f.sweepInterval, "alarm-sweep-interval", 10*time.Second, "how often one page of the pending alarms is checked for a missing schedule (negative: no sweep)")
+	fs.IntVar(&f.sweepPage, "alarm-sweep-page", 512, "pending alarms checked per sweep tick")
+	fs.DurationVar(&f.takeoverLookback, "alarm-takeover-lookback", time.Minute, "in a cluster, how far back in the log a node reads for the alarms of objects it gains from a node that left")
+}
+
+func (f alarmRepairFlags) validate() error {
+	switch {
+	case f.sweepInterval == 0:
+		return &usageError{"--alarm-sweep-interval must not be 0 (negative disables the sweep)"}
+	case f.sweepPage <= 0:
+		return &usageError{"--alarm-sweep-page must be positive"}
+	case f.takeoverLookback <= 0:
+		return &usageError{"--alarm-takeover-lookback must be positive"}
+	}
+	return nil
 }
 
 func (c *logConfig) validate() error {
@@ -46,6 +74,11 @@ func (c *logConfig) validate() error {
 	}
 	if c.shards < 0 {
 		return &usageError{"--shards must not be negative"}
+	}
+	if c.alarmRepair != (alarmRepairFlags{}) {
+		if err := c.alarmRepair.validate(); err != nil {
+			return err
+		}
 	}
 	return c.cluster.validate(c.natsURL)
 }
@@ -164,10 +197,13 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 		return nil, fmt.Errorf("catch up the snapshot: %w", err)
 	}
 	lc.logger.Info("snapshot caught up with the log", "events", caught, "took", time.Since(start).Round(time.Millisecond))
-	ac := alarms.Config{Log: ln.log, Projector: n.proj, Logger: lc.logger}
+	ac := alarms.Config{Log: ln.log, Projector: n.proj, Logger: lc.logger,
+		SweepInterval: lc.alarmRepair.sweepInterval, SweepPage: lc.alarmRepair.sweepPage, TakeoverLookback: lc.alarmRepair.takeoverLookback}
 	oc := objects.Config{Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger}
 	if n.router != nil {
 		ac.Deliver, oc.Claim = n.router.Alarm, n.router.Claim
+		router := n.router
+		ac.Owns = func(_ string, id log.ID) bool { return router.Owns(id) }
 	}
 	n.alarms, err = alarms.New(ac)
 	if err != nil {
@@ -176,6 +212,9 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 		return nil, err
 	}
 	oc.Alarms = n.alarms
+	if n.router != nil {
+		n.router.OnTakeover(n.alarms.TakeOver)
+	}
 	oc.Checkpoints = lc.checkpoints
 	rt, err = objects.New(oc)
 	if err != nil {

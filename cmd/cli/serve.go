@@ -32,6 +32,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off when empty")
 	checkpointFlags(fs, &lc.checkpoints)
 	idempotencyFlags(fs, &lc.idemWindows)
+	lc.alarmRepair.register(fs)
 	var wsf wsFlags
 	wsf.register(fs)
 	var af authFlags

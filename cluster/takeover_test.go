@@ -1,0 +1,163 @@
+package cluster_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/strata-objects/strata/alarms"
+	"github.com/strata-objects/strata/cluster"
+	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/objects"
+	"github.com/strata-objects/strata/projector"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type jsonCodec struct{}
+
+func (jsonCodec) Decode(b []byte, v any) error { return json.Unmarshal(b, v) }
+func (jsonCodec) Encode(v any) ([]byte, error) { return json.Marshal(v) }
+
+// Ringer sets its alarm on request and reports each Alarm turn on rang.
+type Ringer struct{}
+
+var rang = make(chan objects.AlarmInfo, 16)
+
+func (*Ringer) Set(ctx *objects.Ctx, at time.Time) error { return ctx.Storage().SetAlarm(at) }
+
+func (*Ringer) Alarm(ctx *objects.Ctx, info objects.AlarmInfo) error {
+	rang <- info
+	return nil
+}
+
+var ringer = objects.Define("ringer", func() *Ringer { return &Ringer{} })
+
+// member is one in-process cluster node on a shared embedded server.
+type member struct {
+	log    *log.Log
+	proj   *projector.Projector
+	rt     *objects.Runtime
+	router *cluster.Router
+	svc    *alarms.Service // nil: alarms are recorded, never scheduled
+}
+
+func startMember(t *testing.T, url, name string, withAlarms bool) *member {
+	t.Helper()
+	ctx := context.Background()
+	m := &member{}
+	var err error
+	if m.log, err = log.Open(ctx, log.Config{URL: url, Logger: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	if m.router, err = cluster.New(cluster.Config{Node: name, Log: m.log, Codec: jsonCodec{}, Logger: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	if m.proj, err = projector.Open(projector.Config{Dir: t.TempDir(), Logger: quiet, OnApplied: func(b []projector.Applied) {
+		if m.rt != nil {
+			m.rt.OnApplied(b)
+		}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	oc := objects.Config{Log: m.log, Projector: m.proj, Classes: []*objects.Class{ringer}, Logger: quiet, Claim: m.router.Claim}
+	if withAlarms {
+		router := m.router
+		m.svc, err = alarms.New(alarms.Config{Log: m.log, Projector: m.proj, Logger: quiet, Deliver: m.router.Alarm,
+			Owns: func(_ string, id log.ID) bool { return router.Owns(id) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		oc.Alarms = m.svc
+		m.router.OnTakeover(m.svc.TakeOver)
+	}
+	if m.rt, err = objects.New(oc); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.router.Start(ctx, m.rt); err != nil {
+		t.Fatal(err)
+	}
+	if m.svc != nil {
+		if err := m.svc.Start(ctx, m.rt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { m.stop(t) })
+	return m
+}
+
+func (m *member) stop(t *testing.T) {
+	if m.rt == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var errs []error
+	errs = append(errs, m.router.Close(ctx))
+	if m.svc != nil {
+		errs = append(errs, m.svc.StopFires(ctx))
+	}
+	errs = append(errs, m.rt.Close(ctx))
+	if m.svc != nil {
+		errs = append(errs, m.svc.Close(ctx))
+	}
+	errs = append(errs, m.proj.Close(ctx), m.log.Close(ctx))
+	m.rt = nil
+	if err := errors.Join(errs...); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+}
+
+// TestTakeoverRepairsAlarms (issue 15, defect 3): node a records an alarm
+// for an object it owns and leaves the cluster for good without having
+// published its schedule; node b, which gains the object, schedules it
+// (the router tells the alarms service what it gained), and it runs.
+func TestTakeoverRepairsAlarms(t *testing.T) {
+	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	b := startMember(t, srv.ClientURL(), "b", true)
+	a := startMember(t, srv.ClientURL(), "a", false)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(a.router.Nodes()) != 2 || len(b.router.Nodes()) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("views %v and %v, want both nodes", a.router.Nodes(), b.router.Nodes())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var ref objects.Ref
+	for i := 0; ; i++ {
+		if ref, err = a.rt.RefByName("ringer", fmt.Sprint(t.Name(), i)); err != nil {
+			t.Fatal(err)
+		}
+		if cluster.Owner(ref.ID, []string{"a", "b"}) == "a" {
+			break
+		}
+	}
+	due := time.Now().Add(500 * time.Millisecond)
+	in, _ := json.Marshal(due)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := a.router.Call(ctx, ref, "set", in, jsonCodec{}, objects.Cause{}); err != nil {
+		t.Fatal(err)
+	}
+	a.stop(t) // leaves the view: b gains the object
+	select {
+	case info := <-rang:
+		if !info.ScheduledAt.Equal(due) {
+			t.Fatalf("rang for %s, want %s", info.ScheduledAt, due)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the alarm never rang; b's alarm stats %+v", b.svc.Stats())
+	}
+	if s := b.svc.Stats(); s.TakenOver != 1 || s.Repaired != 1 {
+		t.Fatalf("b's alarm stats %+v, want 1 taken over and repaired", s)
+	}
+}
