@@ -67,13 +67,22 @@ type Config struct {
 	Alarms AlarmAdmin
 	// WebSocket is the WebSocket protocol's configuration (websocket.go).
 	WebSocket WebSocketConfig
+	// AllowedHosts lists the Host names served besides loopback ones
+	// (guard.go): host names, "*.domain", IP addresses; an unspecified
+	// address (0.0.0.0, ::) allows any IP address; "*" allows any Host.
+	AllowedHosts []string
+	// CORSOrigins lists the browser origins (scheme://host[:port]) other
+	// than the gateway's own that may call it (guard.go).
+	CORSOrigins []string
 }
 
 // Gateway is an http.Handler.
 type Gateway struct {
-	cfg Config
-	mux *http.ServeMux
-	log *slog.Logger
+	cfg     Config
+	mux     *http.ServeMux
+	log     *slog.Logger
+	guard   guardConfig
+	handler http.Handler // the mux behind the guard
 
 	streams     context.Context // ends long-lived responses at shutdown
 	stopStreams context.CancelFunc
@@ -94,7 +103,12 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	g := &Gateway{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
+	gc, err := newGuardConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, guard: gc}
+	g.handler = g.guard.guard(g.mux)
 	g.streams, g.stopStreams = context.WithCancel(context.Background())
 	g.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -120,7 +134,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Request-Id", reqID)
 	r = r.WithContext(context.WithValue(r.Context(), reqIDKey{}, reqID))
-	g.mux.ServeHTTP(w, r)
+	g.handler.ServeHTTP(w, r)
 }
 
 type reqIDKey struct{}

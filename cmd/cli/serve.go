@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/strata-objects/strata/gateway"
@@ -32,6 +33,8 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	checkpointFlags(fs, &lc.checkpoints)
 	var wsf wsFlags
 	wsf.register(fs)
+	allowedHosts := fs.String("allowed-hosts", "", "comma-separated Host names the gateway answers besides loopback ones and the --http host: names, *.domain, IP addresses ('*': any host; needed behind a DNS name or a proxy)")
+	corsOrigins := fs.String("cors-origins", "", "comma-separated browser origins (scheme://host[:port]) besides the gateway's own that may call it")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -73,7 +76,11 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if n.router != nil {
 		backend = n.router // requests go to their object's owner
 	}
-	gw, err := gateway.New(gateway.Config{Backend: backend, Logger: logger, Alarms: n.alarms, WebSocket: wsCfg})
+	gw, err := gateway.New(gateway.Config{
+		Backend: backend, Logger: logger, Alarms: n.alarms, WebSocket: wsCfg,
+		AllowedHosts: append(splitList(*allowedHosts), listenHost(ln.Addr().String(), *httpAddr)...),
+		CORSOrigins:  splitList(*corsOrigins),
+	})
 	if err != nil {
 		ln.Close()
 		n.close(context.Background())
@@ -118,4 +125,28 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		return nil
 	}
 	return err
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// listenHost is the host part of the listen address as given (a name such
+// as myhost in myhost:8080) and as bound (its IP address, or 0.0.0.0 when
+// every address is listened on), which the gateway serves as Host.
+func listenHost(bound, given string) []string {
+	var out []string
+	for _, a := range []string{given, bound} {
+		if h, _, err := net.SplitHostPort(a); err == nil && h != "" {
+			out = append(out, h)
+		}
+	}
+	return out
 }
