@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -43,15 +42,14 @@ func alarmTime(body []byte, now time.Time) (time.Time, error) {
 	case (in.At == "") == (in.In == ""):
 		return time.Time{}, fmt.Errorf("%w: alarm body needs exactly one of \"at\" (RFC 3339) or \"in\" (a duration such as \"5s\")", objects.ErrBadInput)
 	case in.At != "":
-		t, err := time.Parse(time.RFC3339Nano, in.At)
-		if err != nil {
-			return time.Time{}, fmt.Errorf("%w: alarm \"at\" %q is not an RFC 3339 time", objects.ErrBadInput, in.At)
-		}
-		return t, nil
+		return parseTime("alarm at", in.At)
 	default:
 		d, err := time.ParseDuration(in.In)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("%w: alarm \"in\" %q is not a duration", objects.ErrBadInput, in.In)
+		}
+		if now.Add(d).After(timeMax) {
+			return time.Time{}, fmt.Errorf("%w: alarm \"in\" %q ends past %s", objects.ErrBadRange, in.In, timeMax.Format(time.RFC3339))
 		}
 		return now.Add(d), nil
 	}
@@ -77,9 +75,9 @@ func (g *Gateway) alarm(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		view.Alarms = all
 		writeJSON(w, http.StatusOK, view)
 	case http.MethodPut:
-		body, err := io.ReadAll(r.Body)
+		body, err := readJSONBody(r)
 		if err != nil {
-			writeError(w, r, bodyError(err))
+			writeError(w, r, err)
 			return
 		}
 		at, err := alarmTime(body, time.Now())

@@ -36,6 +36,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/strata-objects/strata/cluster"
 	"github.com/strata-objects/strata/objects"
@@ -108,7 +109,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, guard: gc}
-	g.handler = g.guard.guard(g.mux)
+	g.handler = g.guard.guard(strictQuery(g.mux))
 	g.streams, g.stopStreams = context.WithCancel(context.Background())
 	g.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -135,6 +136,40 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", reqID)
 	r = r.WithContext(context.WithValue(r.Context(), reqIDKey{}, reqID))
 	g.handler.ServeHTTP(w, r)
+}
+
+// strictQuery refuses a query string the gateway would read ambiguously:
+// a parameter given twice (a proxy may check one and the gateway use the
+// other) or a pair that does not decode. Fetch routes are exempt: their
+// query belongs to the object's Fetch handler.
+func strictQuery(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// objectRoute checks its own, knowing which are fetch routes.
+		rest, isObject := strings.CutPrefix(r.URL.Path, "/v1/objects/")
+		if r.URL.RawQuery != "" && !(isObject && strings.Contains(rest, "/")) {
+			if err := checkQuery(r.URL.RawQuery); err != nil {
+				writeError(w, r, err)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func checkQuery(raw string) error {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return fmt.Errorf("%w: query: %v", objects.ErrBadInput, err)
+	}
+	for k, vs := range q {
+		if len(vs) > 1 {
+			return fmt.Errorf("%w: query parameter %q given %d times", objects.ErrBadInput, truncateReason(k), len(vs))
+		}
+		if !utf8.ValidString(k) || !utf8.ValidString(vs[0]) {
+			return fmt.Errorf("%w: query parameter %q is not valid UTF-8", objects.ErrBadInput, truncateReason(k))
+		}
+	}
+	return nil
 }
 
 type reqIDKey struct{}
@@ -189,6 +224,9 @@ func isAction(s string) bool {
 
 func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 	rt, err := g.parseRoute(r)
+	if err == nil && rt.action != "fetch" && r.URL.RawQuery != "" {
+		err = checkQuery(r.URL.RawQuery)
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -221,9 +259,9 @@ func (g *Gateway) rpc(ctx context.Context, w http.ResponseWriter, r *http.Reques
 		writeError(w, r, &routeError{http.StatusNotFound, "unknown_method", fmt.Sprintf("bad method %q", rt.rest)})
 		return
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := readJSONBody(r)
 	if err != nil {
-		writeError(w, r, bodyError(err))
+		writeError(w, r, err)
 		return
 	}
 	ctx = cluster.TrackNode(ctx)
@@ -275,6 +313,20 @@ func setRanOn(ctx context.Context, w http.ResponseWriter) {
 	if node := cluster.RanOn(ctx); node != "" {
 		w.Header().Set(cluster.NodeHeader, node)
 	}
+}
+
+// readJSONBody reads a JSON request body whole. Invalid UTF-8 is refused:
+// the JSON decoder would turn each bad byte into U+FFFD, so two different
+// keys would become one, and stored strings would not be what was sent.
+func readJSONBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, bodyError(err)
+	}
+	if !utf8.Valid(body) {
+		return nil, fmt.Errorf("%w: the JSON body is not valid UTF-8", objects.ErrBadInput)
+	}
+	return body, nil
 }
 
 func bodyError(err error) error {

@@ -96,6 +96,7 @@ const closeWait = 5 * time.Second
 var (
 	ErrSlowConsumer = errors.New("websocket: client does not read fast enough; send queue full")
 	ErrPongTimeout  = errors.New("websocket: no message or pong within two ping intervals")
+	ErrInvalidUTF8  = errors.New("websocket: text frame is not valid UTF-8 (closed with 1007)")
 )
 
 // wsHub is the gateway's set of live sockets, for pings and shutdown.
