@@ -35,6 +35,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -68,6 +69,9 @@ type Config struct {
 	Alarms AlarmAdmin
 	// WebSocket is the WebSocket protocol's configuration (websocket.go).
 	WebSocket WebSocketConfig
+	// StreamsMax caps the live tails and history follows of this gateway
+	// together: each holds server-side consumers; past it, 503. Default 256.
+	StreamsMax int
 	// AllowedHosts lists the Host names served besides loopback ones
 	// (guard.go): host names, "*.domain", IP addresses; an unspecified
 	// address (0.0.0.0, ::) allows any IP address; "*" allows any Host.
@@ -88,6 +92,7 @@ type Gateway struct {
 	streams     context.Context // ends long-lived responses at shutdown
 	stopStreams context.CancelFunc
 	ws          *wsHub
+	liveStreams atomic.Int64 // tails and follows running
 }
 
 // New returns a Gateway serving cfg.Backend.
@@ -103,6 +108,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.StreamsMax <= 0 {
+		cfg.StreamsMax = 256
 	}
 	gc, err := newGuardConfig(cfg)
 	if err != nil {

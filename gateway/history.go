@@ -236,6 +236,12 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err == nil {
 		follower, err = g.follower(r, hr)
 	}
+	if err == nil && follower != nil {
+		var release func()
+		if release, err = g.holdStream(); err == nil {
+			defer release()
+		}
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return

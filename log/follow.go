@@ -22,7 +22,7 @@ func (l *Log) Follow(ctx context.Context, class string, id ID, fromSeq uint64, f
 	}
 	shard := l.ShardOf(id)
 	stream, subj := LogStream(shard), ObjectSubject(shard, class, id)
-	cons, err := l.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+	cons, err := l.orderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subj},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    max(fromSeq, 1),
@@ -30,6 +30,7 @@ func (l *Log) Follow(ctx context.Context, class string, id ID, fromSeq uint64, f
 	if err != nil {
 		return fmt.Errorf("follow %s: %w", subj, err)
 	}
+	defer l.dropConsumer(stream, cons)
 	it, err := cons.Messages()
 	if err != nil {
 		return fmt.Errorf("follow %s: %w", subj, err)
