@@ -75,7 +75,7 @@ func (g *Gateway) alarm(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		view.Alarms = all
 		writeJSON(w, http.StatusOK, view)
 	case http.MethodPut:
-		body, err := readJSONBody(r)
+		body, err := g.readJSONBody(w, r)
 		if err != nil {
 			writeError(w, r, err)
 			return

@@ -267,7 +267,7 @@ func (g *Gateway) rpc(ctx context.Context, w http.ResponseWriter, r *http.Reques
 		writeError(w, r, &routeError{http.StatusNotFound, "unknown_method", fmt.Sprintf("bad method %q", rt.rest)})
 		return
 	}
-	body, err := readJSONBody(r)
+	body, err := g.readJSONBody(w, r)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -289,9 +289,9 @@ func (g *Gateway) rpc(ctx context.Context, w http.ResponseWriter, r *http.Reques
 }
 
 func (g *Gateway) fetch(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, cause objects.Cause) {
-	body, err := io.ReadAll(r.Body)
+	body, err := g.readBody(w, r)
 	if err != nil {
-		writeError(w, r, bodyError(err))
+		writeError(w, r, err)
 		return
 	}
 	// The object sees its own path, not the gateway's prefix.
@@ -326,13 +326,36 @@ func setRanOn(ctx context.Context, w http.ResponseWriter) {
 // readJSONBody reads a JSON request body whole. Invalid UTF-8 is refused:
 // the JSON decoder would turn each bad byte into U+FFFD, so two different
 // keys would become one, and stored strings would not be what was sent.
-func readJSONBody(r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(r.Body)
+func (g *Gateway) readJSONBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := g.readBody(w, r)
 	if err != nil {
-		return nil, bodyError(err)
+		return nil, err
 	}
 	if !utf8.Valid(body) {
 		return nil, fmt.Errorf("%w: the JSON body is not valid UTF-8", objects.ErrBadInput)
+	}
+	return body, nil
+}
+
+// readBody reads a request body whole, within RequestTimeout of now: a
+// client that trickles its body cannot hold the request (and its
+// goroutine and buffer) past it. The deadline is lifted once the body is
+// in, so it does not cut the response.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(g.cfg.RequestTimeout)) == nil
+	body, err := io.ReadAll(r.Body)
+	if deadline && err == nil {
+		rc.SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		if isTimeout(err) {
+			// The rest of the body is never read: the connection ends
+			// with the answer.
+			w.Header().Set("Connection", "close")
+			return nil, &routeError{http.StatusRequestTimeout, "request_timeout", fmt.Sprintf("the request body did not arrive within %s", g.cfg.RequestTimeout)}
+		}
+		return nil, bodyError(err)
 	}
 	return body, nil
 }

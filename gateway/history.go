@@ -61,7 +61,7 @@ func (g *Gateway) restore(ctx context.Context, w http.ResponseWriter, r *http.Re
 		writeError(w, r, err)
 		return
 	}
-	body, err := readJSONBody(r)
+	body, err := g.readJSONBody(w, r)
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -1,8 +1,12 @@
 package gateway_test
 
 import (
+	"bufio"
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -11,6 +15,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/strata-objects/strata/gateway"
+	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/objects"
 )
 
 // TestStrictInput: each probe of issue 14 is refused with its 4xx and
@@ -97,4 +103,48 @@ func TestWebSocketInvalidUTF8(t *testing.T) {
 	}
 	key := fmt.Sprintf(`"error:%d"`, id)
 	waitFor(t, "the error turn", func() bool { return strings.Contains(f.call("wsroom", "u", "get", key), "UTF-8") })
+}
+
+// TestTrickledBodyCut: a body sent one byte at a time is not waited for
+// past the request timeout: the client gets 408 while it is still
+// sending, and nothing is written.
+func TestTrickledBodyCut(t *testing.T) {
+	f := startWith(t, func(c *gateway.Config) { c.RequestTimeout = 2 * time.Second })
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := `{"key":"slow","value":"` + strings.Repeat("x", 200) + `"}`
+	fmt.Fprintf(conn, "POST /v1/objects/kv/trickle/rpc/put HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
+	answered := make(chan string, 1)
+	go func() {
+		conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			answered <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		answered <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}()
+	// The whole body would take 225 × 200 ms = 45 s; it must be answered
+	// before it is sent whole.
+	for i := 0; i < len(body); i++ {
+		select {
+		case got := <-answered:
+			if !strings.HasPrefix(got, "408 ") || !strings.Contains(got, "request_timeout") {
+				t.Fatalf("trickled body answered %q, want 408 request_timeout", got)
+			}
+			if _, err := f.node.Log.Last(context.Background(), "kv", objects.IDFromName("kv", "trickle")); !errors.Is(err, log.ErrNotFound) {
+				t.Fatalf("the trickled request wrote (%v)", err)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if _, err := conn.Write([]byte{body[i]}); err != nil {
+			break // the server closed the connection: read its answer
+		}
+	}
+	t.Fatalf("the whole trickled body was read; answer %q", <-answered)
 }
