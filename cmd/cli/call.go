@@ -5,7 +5,6 @@ import (
 	"flag"
 	"net/http"
 	"net/url"
-	"time"
 )
 
 func runCall(ctx context.Context, env *Env, args []string) error {
@@ -13,8 +12,12 @@ func runCall(ctx context.Context, env *Env, args []string) error {
 	fs.SetOutput(env.Stderr)
 	fs.Usage = flagUsage(fs, "call [flags] <class> <name> <method> [json]")
 	base := fs.String("url", "http://127.0.0.1:8080", "gateway URL")
-	timeout := fs.Duration("timeout", 30*time.Second, "request timeout")
+	timeout := timeoutFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	ctx, err := withTimeout(ctx, *timeout)
+	if err != nil {
 		return err
 	}
 	if fs.NArg() < 3 || fs.NArg() > 4 {
@@ -27,8 +30,6 @@ func runCall(ctx context.Context, env *Env, args []string) error {
 		body = fs.Arg(3)
 	}
 	u := objectURL(*base, class, name, "rpc/"+url.PathEscape(method), nil)
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
 	out, err := fetch(ctx, http.MethodPost, u, []byte(body))
 	if err != nil {
 		return err

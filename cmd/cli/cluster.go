@@ -132,7 +132,12 @@ func runCluster(ctx context.Context, env *Env, args []string) error {
 	fs.Usage = flagUsage(fs, "cluster [flags]")
 	base := fs.String("url", "http://127.0.0.1:8080", "gateway of any node")
 	asJSON := fs.Bool("json", false, "print the answer as JSON")
+	timeout := timeoutFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	ctx, err := withTimeout(ctx, *timeout)
+	if err != nil {
 		return err
 	}
 	b, err := fetch(ctx, "GET", strings.TrimRight(*base, "/")+"/v1/cluster", nil)
