@@ -160,6 +160,10 @@ func (g *Gateway) alarmAdminRoutes() {
 		writeJSON(w, http.StatusOK, alarmRecords(rs))
 	})
 	g.mux.HandleFunc("POST /v1/alarms/dead/retry", func(w http.ResponseWriter, r *http.Request) {
+		if err := g.health(); err != nil {
+			writeError(w, r, &routeError{http.StatusServiceUnavailable, "unhealthy", "this node refuses writes: " + err.Error()})
+			return
+		}
 		n, err := a.RetryDead(r.Context())
 		if err != nil {
 			writeError(w, r, err)

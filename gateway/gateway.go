@@ -69,6 +69,10 @@ type Config struct {
 	Alarms AlarmAdmin
 	// WebSocket is the WebSocket protocol's configuration (websocket.go).
 	WebSocket WebSocketConfig
+	// Health, if set, is the node's health: non-nil makes /healthz 503 with
+	// the reason, and refuses requests that could write (503 unhealthy)
+	// rather than acknowledging writes the node cannot keep up with.
+	Health func() error
 	// StreamsMax caps the live tails and history follows of this gateway
 	// together: each holds server-side consumers; past it, 503. Default 256.
 	StreamsMax int
@@ -120,6 +124,10 @@ func New(cfg Config) (*Gateway, error) {
 	g.handler = g.guard.guard(strictQuery(g.mux))
 	g.streams, g.stopStreams = context.WithCancel(context.Background())
 	g.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := g.health(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "reason": err.Error()})
+			return
+		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	g.mux.HandleFunc("/v1/objects/{class}/{rest...}", g.objectRoute)
@@ -134,6 +142,13 @@ func New(cfg Config) (*Gateway, error) {
 		writeError(w, r, &routeError{http.StatusNotFound, "not_found", "no route for " + r.Method + " " + r.URL.Path})
 	})
 	return g, nil
+}
+
+func (g *Gateway) health() error {
+	if g.cfg.Health == nil {
+		return nil
+	}
+	return g.cfg.Health()
 }
 
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -238,6 +253,12 @@ func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, r, err)
 		return
+	}
+	if !(r.Method == http.MethodGet && isPastAction(rt.action)) {
+		if err := g.health(); err != nil {
+			writeError(w, r, &routeError{http.StatusServiceUnavailable, "unhealthy", "this node refuses writes: " + err.Error()})
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
 	defer cancel()

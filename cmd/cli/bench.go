@@ -100,7 +100,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		defer n.close(context.Background())
+		defer n.close(context.Background(), nil)
 		gw, err := gateway.New(gateway.Config{Backend: n.rt, Logger: logger})
 		if err != nil {
 			return err
