@@ -66,29 +66,10 @@ func (g *Gateway) restore(ctx context.Context, w http.ResponseWriter, r *http.Re
 		writeError(w, r, err)
 		return
 	}
-	var in struct {
-		Version *uint64 `json:"version"`
-		At      string  `json:"at"`
-	}
-	if err := (jsonCodec{}).Decode(body, &in); err != nil {
-		writeError(w, r, fmt.Errorf("%w: restore: %v", objects.ErrBadInput, err))
+	at, err := restoreTarget(body)
+	if err != nil {
+		writeError(w, r, err)
 		return
-	}
-	var at objects.PastAt
-	switch {
-	case (in.Version == nil) == (in.At == ""):
-		writeError(w, r, fmt.Errorf("%w: restore takes exactly one of version and at", objects.ErrBadInput))
-		return
-	case in.At != "":
-		if at.Time, err = parseTime("at", in.At); err != nil {
-			writeError(w, r, err)
-			return
-		}
-	case *in.Version == 0:
-		writeError(w, r, fmt.Errorf("%w: version 0 is before the first event: versions start at 1", objects.ErrBadRange))
-		return
-	default:
-		at.Version = *in.Version
 	}
 	res, err := h.Restore(ctx, rt.ref, at, cause)
 	if err != nil {
@@ -96,6 +77,31 @@ func (g *Gateway) restore(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"restored_to_version": res.Version, "deleted": res.Deleted, "put": res.Put})
+}
+
+// restoreTarget reads a restore body: exactly one of a version (from 1)
+// or a representable time.
+func restoreTarget(body []byte) (objects.PastAt, error) {
+	var in struct {
+		Version *uint64 `json:"version"`
+		At      string  `json:"at"`
+	}
+	var at objects.PastAt
+	if err := (jsonCodec{}).Decode(body, &in); err != nil {
+		return at, fmt.Errorf("%w: restore: %v", objects.ErrBadInput, err)
+	}
+	var err error
+	switch {
+	case (in.Version == nil) == (in.At == ""):
+		return at, fmt.Errorf("%w: restore takes exactly one of version and at", objects.ErrBadInput)
+	case in.At != "":
+		at.Time, err = parseTime("at", in.At)
+	case *in.Version == 0:
+		err = fmt.Errorf("%w: version 0 is before the first event: versions start at 1", objects.ErrBadRange)
+	default:
+		at.Version = *in.Version
+	}
+	return at, err
 }
 
 // listObjects answers GET /v1/objects/{class}?prefix=&limit=&cursor=.
