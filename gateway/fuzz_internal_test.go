@@ -35,4 +35,3 @@ func FuzzBodyDecode(f *testing.F) {
 		}
 	})
 }
-
