@@ -163,11 +163,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // strictQuery refuses a query string the gateway would read ambiguously:
 // a parameter given twice (a proxy may check one and the gateway use the
-// other) or a pair that does not decode. Fetch routes are exempt: their
-// query belongs to the object's Fetch handler.
+// other) or a pair that does not decode. Fetch and WebSocket routes are
+// exempt: their query belongs to the object (Fetch, WebSocketConnect).
 func strictQuery(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// objectRoute checks its own, knowing which are fetch routes.
+		// objectRoute checks its own, knowing which are the object's.
 		rest, isObject := strings.CutPrefix(r.URL.Path, "/v1/objects/")
 		if r.URL.RawQuery != "" && !(isObject && strings.Contains(rest, "/")) {
 			if err := checkQuery(r.URL.RawQuery); err != nil {
@@ -247,7 +247,7 @@ func isAction(s string) bool {
 
 func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 	rt, err := g.parseRoute(r)
-	if err == nil && rt.action != "fetch" && r.URL.RawQuery != "" {
+	if err == nil && rt.action != "fetch" && rt.action != "ws" && r.URL.RawQuery != "" {
 		err = checkQuery(r.URL.RawQuery)
 	}
 	if err != nil {
