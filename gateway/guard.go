@@ -77,6 +77,14 @@ func newGuardConfig(cfg Config) (guardConfig, error) {
 	return gc, nil
 }
 
+// CheckEdge reports what New would refuse in Config.AllowedHosts and
+// Config.CORSOrigins, so that a command can refuse its flags before it
+// starts anything.
+func CheckEdge(allowedHosts, corsOrigins []string) error {
+	_, err := newGuardConfig(Config{AllowedHosts: allowedHosts, CORSOrigins: corsOrigins})
+	return err
+}
+
 func isIP(h string) bool {
 	_, err := netip.ParseAddr(h)
 	return err == nil

@@ -54,6 +54,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if err := lc.validate(); err != nil {
 		return err // before anything listens
 	}
+	if err := gateway.CheckEdge(splitList(*allowedHosts), splitList(*corsOrigins)); err != nil {
+		return &usageError{err.Error()}
+	}
 	if *pprofAddr != "" {
 		if err := validatePprofAddr(*pprofAddr); err != nil {
 			return err

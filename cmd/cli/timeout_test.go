@@ -106,3 +106,21 @@ func TestTailErrorLine(t *testing.T) {
 		t.Fatalf("tail printed %q", out.String())
 	}
 }
+
+// TestServeRefusesBadEdgeFlags: a malformed --cors-origins or
+// --allowed-hosts is a usage error before anything listens.
+func TestServeRefusesBadEdgeFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--cors-origins", "app.example.com"},
+		{"--cors-origins", "https://app.example.com/path"},
+		{"--allowed-hosts", "http://strata.example.com"},
+		{"--allowed-hosts", "strata.example.com:8080"},
+	} {
+		var out bytes.Buffer
+		err := Run(context.Background(), &Env{Stdout: &out, Stderr: &out}, append([]string{"serve", "--data", t.TempDir(), "--http", "127.0.0.1:0"}, args...))
+		var ue *usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("serve %v: %v, want a usage error", args, err)
+		}
+	}
+}
