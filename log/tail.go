@@ -18,8 +18,8 @@ const consumerOpTimeout = 10 * time.Second
 // server deletes one nobody pulls from for this long. A live reader keeps
 // pull requests waiting, so it is untouched (and were its consumer deleted,
 // the ordered consumer would make a new one from where it was). This is
-// the backstop for what dropConsumer cannot catch: a consumer the library
-// re-creates while its reader stops, or a reader's process that died.
+// the backstop for what dropConsumer cannot do: a delete that failed, or a
+// reader whose process died while an external NATS keeps its consumers.
 const readerInactive = 15 * time.Second
 
 // orderedConsumer creates an ordered consumer for a tail or a follow. The
@@ -84,9 +84,11 @@ func (l *Log) Tail(ctx context.Context, class string, fn func(Record) error) err
 		err error
 	}
 	items := make(chan item)
+	// Undone last first: each shard's reader stops before its consumer is
+	// deleted (a reader that sees its consumer go makes a new one).
 	var stops []func()
 	defer func() {
-		for _, stop := range stops {
+		for _, stop := range slices.Backward(stops) {
 			stop()
 		}
 	}()
@@ -128,7 +130,6 @@ func (l *Log) Tail(ctx context.Context, class string, fn func(Record) error) err
 		}
 		stops = append(stops, cc.Stop)
 	}
-	slices.Reverse(stops) // each shard's Stop before its consumer's delete
 	for {
 		select {
 		case it := <-items:
