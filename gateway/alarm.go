@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -44,15 +43,14 @@ func alarmTime(body []byte, now time.Time) (time.Time, error) {
 	case (in.At == "") == (in.In == ""):
 		return time.Time{}, fmt.Errorf("%w: alarm body needs exactly one of \"at\" (RFC 3339) or \"in\" (a duration such as \"5s\")", objects.ErrBadInput)
 	case in.At != "":
-		t, err := time.Parse(time.RFC3339Nano, in.At)
-		if err != nil {
-			return time.Time{}, fmt.Errorf("%w: alarm \"at\" %q is not an RFC 3339 time", objects.ErrBadInput, in.At)
-		}
-		return t, nil
+		return parseTime("alarm at", in.At)
 	default:
 		d, err := time.ParseDuration(in.In)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("%w: alarm \"in\" %q is not a duration", objects.ErrBadInput, in.In)
+		}
+		if now.Add(d).After(timeMax) {
+			return time.Time{}, fmt.Errorf("%w: alarm \"in\" %q ends past %s", objects.ErrBadRange, in.In, timeMax.Format(time.RFC3339))
 		}
 		return now.Add(d), nil
 	}
@@ -78,9 +76,9 @@ func (g *Gateway) alarm(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		view.Alarms = all
 		writeJSON(w, http.StatusOK, view)
 	case http.MethodPut:
-		body, err := io.ReadAll(r.Body)
+		body, err := g.readJSONBody(w, r)
 		if err != nil {
-			writeError(w, r, bodyError(err))
+			writeError(w, r, err)
 			return
 		}
 		at, err := alarmTime(body, time.Now())
@@ -182,6 +180,10 @@ func (g *Gateway) alarmAdminRoutes() {
 		writeJSON(w, http.StatusOK, alarmRecords(rs))
 	})
 	g.handle("POST /v1/alarms/dead/retry", func(w http.ResponseWriter, r *http.Request) {
+		if err := g.health(); err != nil {
+			writeError(w, r, &routeError{http.StatusServiceUnavailable, "unhealthy", "this node refuses writes: " + err.Error()})
+			return
+		}
 		n, err := a.RetryDead(r.Context())
 		if err != nil {
 			writeError(w, r, err)

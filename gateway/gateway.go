@@ -35,7 +35,9 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/strata-objects/strata/cluster"
 	"github.com/strata-objects/strata/objects"
@@ -70,20 +72,37 @@ type Config struct {
 	// Tokens, if set, turns auth on (auth.go): every route but /healthz
 	// needs a bearer token with the route's scope. Nil: auth is off.
 	Tokens TokenStore
+	// Health, if set, is the node's health: non-nil makes /healthz 503 with
+	// the reason, and refuses requests that could write (503 unhealthy)
+	// rather than acknowledging writes the node cannot keep up with.
+	Health func() error
+	// StreamsMax caps the live tails and history follows of this gateway
+	// together: each holds server-side consumers; past it, 503. Default 256.
+	StreamsMax int
+	// AllowedHosts lists the Host names served besides loopback ones
+	// (guard.go): host names, "*.domain", IP addresses; an unspecified
+	// address (0.0.0.0, ::) allows any IP address; "*" allows any Host.
+	AllowedHosts []string
+	// CORSOrigins lists the browser origins (scheme://host[:port]) other
+	// than the gateway's own that may call it (guard.go).
+	CORSOrigins []string
 }
 
 // Gateway is an http.Handler.
 type Gateway struct {
-	cfg Config
-	mux *http.ServeMux
-	log *slog.Logger
+	cfg     Config
+	mux     *http.ServeMux
+	log     *slog.Logger
+	guard   guardConfig
+	handler http.Handler // the mux behind the guard
 
 	streams     context.Context // ends long-lived responses at shutdown
 	stopStreams context.CancelFunc
 	ws          *wsHub
 
-	patterns  []string // every registered route (auth.go, handle)
-	routeErrs []error  // routes registered without a row in routeAccess
+	patterns    []string     // every registered route (auth.go, handle)
+	routeErrs   []error      // routes registered without a row in routeAccess
+	liveStreams atomic.Int64 // tails and follows running
 }
 
 // New returns a Gateway serving cfg.Backend.
@@ -100,9 +119,21 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	g := &Gateway{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
+	if cfg.StreamsMax <= 0 {
+		cfg.StreamsMax = 256
+	}
+	gc, err := newGuardConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, guard: gc}
+	g.handler = g.guard.guard(g.authorizeThen(strictQuery(g.mux)))
 	g.streams, g.stopStreams = context.WithCancel(context.Background())
 	g.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := g.health(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "reason": err.Error()})
+			return
+		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	g.handle("/v1/objects/{class}/{rest...}", g.objectRoute)
@@ -123,6 +154,13 @@ func New(cfg Config) (*Gateway, error) {
 	return g, nil
 }
 
+func (g *Gateway) health() error {
+	if g.cfg.Health == nil {
+		return nil
+	}
+	return g.cfg.Health()
+}
+
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := r.Header.Get("X-Request-Id")
 	if !validRequestID(reqID) {
@@ -130,13 +168,41 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Request-Id", reqID)
 	r = r.WithContext(context.WithValue(r.Context(), reqIDKey{}, reqID))
-	if g.cfg.Tokens != nil {
-		var ok bool
-		if r, ok = g.authorize(w, r); !ok {
-			return
+	g.handler.ServeHTTP(w, r)
+}
+
+// strictQuery refuses a query string the gateway would read ambiguously:
+// a parameter given twice (a proxy may check one and the gateway use the
+// other) or a pair that does not decode. Fetch and WebSocket routes are
+// exempt: their query belongs to the object (Fetch, WebSocketConnect).
+func strictQuery(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// objectRoute checks its own, knowing which are the object's.
+		rest, isObject := strings.CutPrefix(r.URL.Path, "/v1/objects/")
+		if r.URL.RawQuery != "" && !(isObject && strings.Contains(rest, "/")) {
+			if err := checkQuery(r.URL.RawQuery); err != nil {
+				writeError(w, r, err)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func checkQuery(raw string) error {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return fmt.Errorf("%w: query: %v", objects.ErrBadInput, err)
+	}
+	for k, vs := range q {
+		if len(vs) > 1 {
+			return fmt.Errorf("%w: query parameter %q given %d times", objects.ErrBadInput, truncateReason(k), len(vs))
+		}
+		if !utf8.ValidString(k) || !utf8.ValidString(vs[0]) {
+			return fmt.Errorf("%w: query parameter %q is not valid UTF-8", objects.ErrBadInput, truncateReason(k))
 		}
 	}
-	g.mux.ServeHTTP(w, r)
+	return nil
 }
 
 type reqIDKey struct{}
@@ -231,9 +297,18 @@ func isAction(s string) bool {
 
 func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 	rt, err := g.parseRoute(r)
+	if err == nil && rt.action != "fetch" && rt.action != "ws" && r.URL.RawQuery != "" {
+		err = checkQuery(r.URL.RawQuery)
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return
+	}
+	if !(r.Method == http.MethodGet && isPastAction(rt.action)) {
+		if err := g.health(); err != nil {
+			writeError(w, r, &routeError{http.StatusServiceUnavailable, "unhealthy", "this node refuses writes: " + err.Error()})
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
 	defer cancel()
@@ -276,9 +351,9 @@ func (g *Gateway) rpc(ctx context.Context, w http.ResponseWriter, r *http.Reques
 		writeError(w, r, &routeError{http.StatusNotFound, "unknown_method", fmt.Sprintf("bad method %q", rt.rest)})
 		return
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := g.readJSONBody(w, r)
 	if err != nil {
-		writeError(w, r, bodyError(err))
+		writeError(w, r, err)
 		return
 	}
 	ctx = cluster.TrackNode(ctx)
@@ -299,9 +374,9 @@ func (g *Gateway) rpc(ctx context.Context, w http.ResponseWriter, r *http.Reques
 }
 
 func (g *Gateway) fetch(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, cause objects.Cause) {
-	body, err := io.ReadAll(r.Body)
+	body, err := g.readBody(w, r)
 	if err != nil {
-		writeError(w, r, bodyError(err))
+		writeError(w, r, err)
 		return
 	}
 	// The object sees its own path, not the gateway's prefix.
@@ -332,6 +407,43 @@ func setRanOn(ctx context.Context, w http.ResponseWriter) {
 	if node := cluster.RanOn(ctx); node != "" {
 		w.Header().Set(cluster.NodeHeader, node)
 	}
+}
+
+// readJSONBody reads a JSON request body whole. Invalid UTF-8 is refused:
+// the JSON decoder would turn each bad byte into U+FFFD, so two different
+// keys would become one, and stored strings would not be what was sent.
+func (g *Gateway) readJSONBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := g.readBody(w, r)
+	if err != nil {
+		return nil, err
+	}
+	if !utf8.Valid(body) {
+		return nil, fmt.Errorf("%w: the JSON body is not valid UTF-8", objects.ErrBadInput)
+	}
+	return body, nil
+}
+
+// readBody reads a request body whole, within RequestTimeout of now: a
+// client that trickles its body cannot hold the request (and its
+// goroutine and buffer) past it. The deadline is lifted once the body is
+// in, so it does not cut the response.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(g.cfg.RequestTimeout)) == nil
+	body, err := io.ReadAll(r.Body)
+	if deadline && err == nil {
+		rc.SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		if isTimeout(err) {
+			// The rest of the body is never read: the connection ends
+			// with the answer.
+			w.Header().Set("Connection", "close")
+			return nil, &routeError{http.StatusRequestTimeout, "request_timeout", fmt.Sprintf("the request body did not arrive within %s", g.cfg.RequestTimeout)}
+		}
+		return nil, bodyError(err)
+	}
+	return body, nil
 }
 
 func bodyError(err error) error {

@@ -54,10 +54,17 @@ type fixture struct {
 	url  string
 }
 
-func start(t *testing.T) *fixture {
+func start(t *testing.T) *fixture { return startWith(t, nil) }
+
+// startWith starts a node and its gateway; edit adjusts the gateway's config.
+func startWith(t *testing.T, edit func(*gateway.Config)) *fixture {
 	cls := append(classes.All(), objects.Define("echo", func() *echo { return &echo{} }))
 	n := testnode.Start(t, cls, nil)
-	gw, err := gateway.New(gateway.Config{Backend: n.Runtime})
+	cfg := gateway.Config{Backend: n.Runtime}
+	if edit != nil {
+		edit(&cfg)
+	}
+	gw, err := gateway.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
+	"math"
 	"net/http"
 	"sort"
 	"strconv"
@@ -61,31 +61,15 @@ func (g *Gateway) restore(ctx context.Context, w http.ResponseWriter, r *http.Re
 		writeError(w, r, err)
 		return
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := g.readJSONBody(w, r)
 	if err != nil {
-		writeError(w, r, bodyError(err))
+		writeError(w, r, err)
 		return
 	}
-	var in struct {
-		Version uint64 `json:"version"`
-		At      string `json:"at"`
-	}
-	if err := (jsonCodec{}).Decode(body, &in); err != nil {
-		writeError(w, r, fmt.Errorf("%w: restore: %w", objects.ErrBadInput, err))
+	at, err := restoreTarget(body)
+	if err != nil {
+		writeError(w, r, err)
 		return
-	}
-	var at objects.PastAt
-	switch {
-	case (in.Version == 0) == (in.At == ""):
-		writeError(w, r, fmt.Errorf("%w: restore takes exactly one of version and at", objects.ErrBadInput))
-		return
-	case in.At != "":
-		if at.Time, err = time.Parse(time.RFC3339Nano, in.At); err != nil {
-			writeError(w, r, fmt.Errorf("%w: at=%q is not an RFC 3339 time", objects.ErrBadInput, in.At))
-			return
-		}
-	default:
-		at.Version = in.Version
 	}
 	res, err := h.Restore(ctx, rt.ref, at, cause)
 	if err != nil {
@@ -93,6 +77,31 @@ func (g *Gateway) restore(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"restored_to_version": res.Version, "deleted": res.Deleted, "put": res.Put})
+}
+
+// restoreTarget reads a restore body: exactly one of a version (from 1)
+// or a representable time.
+func restoreTarget(body []byte) (objects.PastAt, error) {
+	var in struct {
+		Version *uint64 `json:"version"`
+		At      string  `json:"at"`
+	}
+	var at objects.PastAt
+	if err := (jsonCodec{}).Decode(body, &in); err != nil {
+		return at, fmt.Errorf("%w: restore: %v", objects.ErrBadInput, err)
+	}
+	var err error
+	switch {
+	case (in.Version == nil) == (in.At == ""):
+		return at, fmt.Errorf("%w: restore takes exactly one of version and at", objects.ErrBadInput)
+	case in.At != "":
+		at.Time, err = parseTime("at", in.At)
+	case *in.Version == 0:
+		err = fmt.Errorf("%w: version 0 is before the first event: versions start at 1", objects.ErrBadRange)
+	default:
+		at.Version = *in.Version
+	}
+	return at, err
 }
 
 // listObjects answers GET /v1/objects/{class}?prefix=&limit=&cursor=.
@@ -179,6 +188,26 @@ func jsonValue(b []byte) json.RawMessage {
 	return s
 }
 
+// Times are kept as int64 nanoseconds since 1970: the representable range.
+var (
+	timeMin = time.Unix(0, math.MinInt64).UTC()
+	timeMax = time.Unix(0, math.MaxInt64).UTC()
+)
+
+// parseTime reads an RFC 3339 time that nanoseconds since 1970 can hold
+// (1677-09-21 to 2262-04-11); outside it the nanoseconds would wrap around
+// to another time, so it is refused as bad_range.
+func parseTime(field, v string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %s=%q is not an RFC 3339 time", objects.ErrBadInput, field, v)
+	}
+	if t.Before(timeMin) || t.After(timeMax) {
+		return time.Time{}, fmt.Errorf("%w: %s=%q is outside the representable times %s to %s", objects.ErrBadRange, field, v, timeMin.Format(time.RFC3339), timeMax.Format(time.RFC3339))
+	}
+	return t, nil
+}
+
 func uintParam(r *http.Request, name string) (uint64, error) {
 	v := r.URL.Query().Get(name)
 	if v == "" {
@@ -216,6 +245,12 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 	var follower Follower
 	if err == nil {
 		follower, err = g.follower(r, hr)
+	}
+	if err == nil && follower != nil {
+		var release func()
+		if release, err = g.holdStream(); err == nil {
+			defer release()
+		}
 	}
 	if err != nil {
 		writeError(w, r, err)
@@ -328,12 +363,15 @@ func (g *Gateway) state(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return
 	}
 	switch v := q.Get("at"); {
+	case q.Has("version") && at.Version == 0:
+		writeError(w, r, fmt.Errorf("%w: version=0 is before the first event: versions start at 1 (leave version out for the present)", objects.ErrBadRange))
+		return
 	case v != "" && at.Version != 0:
 		writeError(w, r, fmt.Errorf("%w: give version or at, not both", objects.ErrBadInput))
 		return
 	case v != "":
-		if at.Time, err = time.Parse(time.RFC3339Nano, v); err != nil {
-			writeError(w, r, fmt.Errorf("%w: at=%q is not an RFC 3339 time", objects.ErrBadInput, v))
+		if at.Time, err = parseTime("at", v); err != nil {
+			writeError(w, r, err)
 			return
 		}
 	case at.Version == 0:

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -67,6 +68,12 @@ func (g *Gateway) tail(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	release, err := g.holdStream()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	defer release()
 	start()
 	// A tail never ends by itself: it ends with the client, or when the
 	// gateway closes its streams at shutdown.
@@ -74,7 +81,7 @@ func (g *Gateway) tail(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	stop := context.AfterFunc(g.streams, cancel)
 	defer stop()
-	err := t.Tail(ctx, class, func(rec objects.Record) error {
+	err = t.Tail(ctx, class, func(rec objects.Record) error {
 		ev := rec.Event
 		line := tailLine{Class: ev.Class, ID: ev.ID.String(), Name: ev.Name, Version: ev.Version, Seq: rec.Seq, Time: time.Unix(0, ev.Time).UTC()}
 		for _, tu := range ev.Turns {
@@ -102,6 +109,16 @@ func (g *Gateway) tail(w http.ResponseWriter, r *http.Request) {
 func validClassForTail(g *Gateway, class string) error {
 	_, err := g.cfg.Backend.RefByName(class, "tail")
 	return err
+}
+
+// holdStream takes one of the gateway's StreamsMax places for a tail or a
+// follow; the caller calls release when the stream ends.
+func (g *Gateway) holdStream() (release func(), err error) {
+	if g.liveStreams.Add(1) > int64(g.cfg.StreamsMax) {
+		g.liveStreams.Add(-1)
+		return nil, fmt.Errorf("%w: %d tails and follows are running, the most this node serves (--streams-max)", objects.ErrOverloaded, g.cfg.StreamsMax)
+	}
+	return func() { g.liveStreams.Add(-1) }, nil
 }
 
 // CloseStreams ends every live stream (tails), so that a graceful shutdown

@@ -9,9 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -99,6 +96,7 @@ const closeWait = 5 * time.Second
 var (
 	ErrSlowConsumer = errors.New("websocket: client does not read fast enough; send queue full")
 	ErrPongTimeout  = errors.New("websocket: no message or pong within two ping intervals")
+	ErrInvalidUTF8  = errors.New("websocket: text frame is not valid UTF-8 (closed with 1007)")
 )
 
 // wsHub is the gateway's set of live sockets, for pings and shutdown.
@@ -124,29 +122,13 @@ func (g *Gateway) initWebSockets(cfg WebSocketConfig) {
 		ReadBufferSize:   0, // the reader hijackWriter hands over
 		WriteBufferSize:  4 << 10,
 		WriteBufferPool:  &sync.Pool{},
-		CheckOrigin:      func(r *http.Request) bool { return originAllowed(r, cfg.AllowedOrigins) },
+		CheckOrigin:      func(r *http.Request) bool { return g.guard.origin(r) != foreign },
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			writeError(w, r, &routeError{status, "bad_upgrade", reason.Error()})
 		},
 	}
 	g.ws = h
 	g.handle("GET /ui/chat", serveChatPage)
-}
-
-// originAllowed is the origin check: same host, a listed host, or "*".
-func originAllowed(r *http.Request, allowed []string) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	return slices.ContainsFunc(allowed, func(a string) bool { return a == "*" || strings.EqualFold(a, u.Host) })
 }
 
 // badUpgrade checks a WebSocket handshake before the object sees it.
@@ -186,10 +168,6 @@ func (g *Gateway) webSocket(ctx context.Context, w http.ResponseWriter, r *http.
 		return
 	}
 	h := g.ws
-	if !originAllowed(r, h.cfg.AllowedOrigins) {
-		writeError(w, r, &routeError{http.StatusForbidden, "origin_not_allowed", fmt.Sprintf("origin %q may not open WebSockets here", r.Header.Get("Origin"))})
-		return
-	}
 	c := &wsConn{h: h, b: wb, ref: rt.ref, cause: cause, log: g.log, revoked: g.tokenRevoked(cause.Principal)}
 	if !h.add(c) {
 		writeError(w, r, objects.ErrClosed)

@@ -457,7 +457,7 @@ func TestWebSocketBadUpgrades(t *testing.T) {
 		{"bad version", "GET", "/v1/objects/wsroom/x/ws", hdr("Sec-Websocket-Version", "8"), 400, "bad_upgrade"},
 		{"bad key", "GET", "/v1/objects/wsroom/x/ws", hdr("Sec-Websocket-Key", "short"), 400, "bad_upgrade"},
 		{"POST", "POST", "/v1/objects/wsroom/x/ws", hdr(), 405, "method_not_allowed"},
-		{"foreign origin", "GET", "/v1/objects/wsroom/x/ws", hdr("Origin", "http://evil.example"), 403, "origin_not_allowed"},
+		{"foreign origin", "GET", "/v1/objects/wsroom/x/ws", hdr("Origin", "http://evil.example"), 403, "forbidden_origin"},
 		{"object refuses", "GET", "/v1/objects/wsroom/x/ws?reject=1", hdr(), 403, "rejected"},
 		{"bad tag", "GET", "/v1/objects/wsroom/x/ws?tag=", hdr(), 400, "bad_input"},
 		{"class without sockets", "GET", "/v1/objects/counter/x/ws", hdr(), 404, "unknown_method"},

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -56,6 +57,13 @@ func (c *wsConn) Send(m objects.Message) error {
 		kind = websocket.BinaryMessage
 	}
 	return c.enqueue(outFrame{kind: kind, data: m.Data})
+}
+
+// closing reports whether a close frame is queued or sent.
+func (c *wsConn) closing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.closed
 }
 
 // Close queues a close frame; the client's reply (or closeWait) ends it.
@@ -206,10 +214,24 @@ func (c *wsConn) reader(conn *websocket.Conn, br *bufio.Reader, pongWait, turnTi
 			break
 		}
 		conn.SetReadDeadline(time.Now().Add(pongWait))
+		if c.closing() {
+			continue // the close is sent: what crosses it is dropped
+		}
 		if c.revoked != nil && c.revoked() {
 			c.b.WebSocketDrop(c.ref, c.id)
 			c.Close(websocket.ClosePolicyViolation, "token revoked")
 			continue // the read ends once the close is done
+		}
+		if kind == websocket.TextMessage && !utf8.Valid(data) {
+			// RFC 6455 §8.1: fail the connection with 1007. The object
+			// hears of it as the socket's error.
+			c.Close(websocket.CloseInvalidFramePayloadData, "text frame is not valid UTF-8")
+			ctx, cancel := context.WithTimeout(context.Background(), turnTimeout)
+			if err := c.b.WebSocketError(ctx, c.ref, c.id, ErrInvalidUTF8, c.cause); err != nil {
+				c.log.Debug("websocket error turn", "object", c.ref, "socket", c.id, "err", err)
+			}
+			cancel()
+			continue
 		}
 		if kind == websocket.TextMessage {
 			if resp, ok := c.b.WebSocketAutoResponse(c.ref, c.id, data); ok {

@@ -82,10 +82,11 @@ func (l *Log) ReadSince(ctx context.Context, shard int, since time.Time, fn func
 // error).
 func (l *Log) consumeOrdered(ctx context.Context, shard int, what string, cfg jetstream.OrderedConsumerConfig, fn func(Record) error) error {
 	stream := LogStream(shard)
-	cons, err := l.js.OrderedConsumer(ctx, stream, cfg)
+	cons, err := l.orderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	defer l.dropConsumer(stream, cons)
 	it, err := cons.Messages()
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)

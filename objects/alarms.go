@@ -105,7 +105,23 @@ func (w *writeSet) stageAlarm(name string, e entry) error {
 	return nil
 }
 
+// validAlarmName checks a name given for an alarm: alarmNameShape, and no
+// control characters (as object names).
 func validAlarmName(name string) error {
+	if err := alarmNameShape(name); err != nil {
+		return err
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%w: alarm name has control character %U", ErrBadInput, r)
+		}
+	}
+	return nil
+}
+
+// alarmNameShape checks what every alarm name, even one set before control
+// characters were refused, must be: at most AlarmNameBytesMax of UTF-8.
+func alarmNameShape(name string) error {
 	switch {
 	case len(name) > AlarmNameBytesMax:
 		return fmt.Errorf("%w: alarm name is %d bytes, at most %d", ErrBadInput, len(name), AlarmNameBytesMax)
@@ -310,7 +326,7 @@ func (rt *Runtime) Alarm(ctx context.Context, ref Ref, info AlarmInfo) error {
 	if err != nil {
 		return err
 	}
-	if err := validAlarmName(info.Name); err != nil {
+	if err := alarmNameShape(info.Name); err != nil {
 		return err
 	}
 	// The cause names the alarm and the attempt, so history shows retries.

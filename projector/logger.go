@@ -1,20 +1,52 @@
 package projector
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 )
 
 // badgerLogger sends Badger's warnings and errors to slog; its chatty info
-// and debug lines are dropped.
-type badgerLogger struct{ l *slog.Logger }
+// and debug lines are dropped. An error is also the projector's health:
+// Badger reports a failed write to its files (a memtable flush it retries
+// forever) only here.
+type badgerLogger struct {
+	l      *slog.Logger
+	health *health
+}
 
 func (b badgerLogger) Errorf(f string, args ...any) {
-	b.l.Error("badger: " + strings.TrimSpace(fmt.Sprintf(f, args...)))
+	msg := "badger: " + strings.TrimSpace(fmt.Sprintf(f, args...))
+	b.l.Error(msg)
+	b.health.badger.CompareAndSwap(nil, &msg) // the first says most
 }
 func (b badgerLogger) Warningf(f string, args ...any) {
 	b.l.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, args...)))
 }
 func (badgerLogger) Infof(string, ...any)  {}
 func (badgerLogger) Debugf(string, ...any) {}
+
+// health is what the projector knows of its own failures.
+type health struct {
+	badger atomic.Pointer[string] // Badger's first error: the snapshot cannot be written
+	apply  atomic.Pointer[string] // the last apply's failure; cleared by a success
+}
+
+// ErrUnhealthy is Health's error: the snapshot is not being written.
+var ErrUnhealthy = errors.New("projector: snapshot not written")
+
+// Health is nil while the snapshot is written, else an ErrUnhealthy that
+// says why. Badger's own errors stay until a restart (its failed memtable
+// flushes are retried forever); an apply failure lasts until an apply
+// succeeds.
+func (p *Projector) Health() error {
+	if m := p.health.badger.Load(); m != nil {
+		return fmt.Errorf("%w: %s", ErrUnhealthy, *m)
+	}
+	if m := p.health.apply.Load(); m != nil {
+		return fmt.Errorf("%w: %s", ErrUnhealthy, *m)
+	}
+	return nil
+}

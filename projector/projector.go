@@ -77,6 +77,8 @@ type Projector struct {
 	closed    chan struct{} // closed when Close has finished
 	closeErr  error         // Close's result, set before closed is closed
 
+	health *health
+
 	stats struct {
 		boundarySplits atomic.Uint64 // commits forced by ErrTxnTooBig at an event boundary
 		eventSplits    atomic.Uint64 // commits forced by ErrTxnTooBig inside one event
@@ -88,7 +90,8 @@ func Open(cfg Config) (*Projector, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	db, err := badger.Open(cfg.badgerOptions())
+	h := &health{}
+	db, err := badger.Open(cfg.badgerOptions(h))
 	if err != nil {
 		return nil, fmt.Errorf("projector: open snapshot %q: %w", cfg.Dir, err)
 	}
@@ -101,6 +104,7 @@ func Open(cfg Config) (*Projector, error) {
 		abort:    make(chan struct{}),
 		loopDone: make(chan struct{}),
 		closed:   make(chan struct{}),
+		health:   h,
 	}
 	p.submitters.init()
 	p.users.init()
@@ -136,7 +140,7 @@ func (cfg *Config) setDefaults() error {
 // compactors) take hundreds of MiB; the snapshot is a cache of the log, so
 // it trades some throughput for a footprint near 100 MiB, and does not
 // fsync (see doc.go). With one writer, conflict detection is only cost.
-func (cfg *Config) badgerOptions() badger.Options {
+func (cfg *Config) badgerOptions(h *health) badger.Options {
 	opts := badger.DefaultOptions(cfg.Dir).
 		WithInMemory(cfg.InMemory).
 		WithSyncWrites(false).
@@ -147,7 +151,7 @@ func (cfg *Config) badgerOptions() badger.Options {
 		WithIndexCacheSize(16 << 20).
 		WithValueLogFileSize(64 << 20).
 		WithNumCompactors(2).
-		WithLogger(badgerLogger{cfg.Logger})
+		WithLogger(badgerLogger{cfg.Logger, h})
 	if cfg.tune != nil {
 		cfg.tune(&opts)
 	}

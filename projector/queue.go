@@ -108,6 +108,10 @@ func (p *Projector) run() {
 				if flushErr == nil {
 					flushErr = err
 				}
+				msg := err.Error()
+				p.health.apply.Store(&msg)
+			} else {
+				p.health.apply.Store(nil)
 			}
 		}
 		if len(b.flushes) > 0 {

@@ -21,11 +21,15 @@ func runAlarms(ctx context.Context, env *Env, args []string) error {
 	base := fs.String("url", "http://127.0.0.1:8080", "gateway URL")
 	var ca clientAuth
 	ca.register(fs)
-	timeout := fs.Duration("timeout", 30*time.Second, "request timeout")
+	timeout := timeoutFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	ctx = ca.with(ctx)
+	ctx, err := withTimeout(ctx, *timeout)
+	if err != nil {
+		return err
+	}
 	root := strings.TrimRight(*base, "/") + "/v1/alarms"
 	var method, u string
 	switch {
@@ -42,8 +46,6 @@ func runAlarms(ctx context.Context, env *Env, args []string) error {
 		fs.Usage()
 		return &usageError{"alarms needs ls [class], dead or retry"}
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
 	body, err := fetch(ctx, method, u, nil)
 	if err != nil {
 		return err

@@ -113,7 +113,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		defer n.close(context.Background())
+		defer n.close(context.Background(), nil)
 		url, stop, err := serveBench(gateway.Config{Backend: n.rt, Logger: logger})
 		if err != nil {
 			return err

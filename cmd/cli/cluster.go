@@ -134,10 +134,15 @@ func runCluster(ctx context.Context, env *Env, args []string) error {
 	var ca clientAuth
 	ca.register(fs)
 	asJSON := fs.Bool("json", false, "print the answer as JSON")
+	timeout := timeoutFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	ctx = ca.with(ctx)
+	ctx, err := withTimeout(ctx, *timeout)
+	if err != nil {
+		return err
+	}
 	b, err := fetch(ctx, "GET", strings.TrimRight(*base, "/")+"/v1/cluster", nil)
 	if err != nil {
 		return err

@@ -20,19 +20,19 @@ func getObject(ctx context.Context, base, class, name, action string, q url.Valu
 	return open(ctx, http.MethodGet, objectURL(base, class, name, action, q), nil)
 }
 
-func objectFlags(name, synopsis string, env *Env) (*flag.FlagSet, *string, *clientAuth) {
+func objectFlags(name, synopsis string, env *Env) (*flag.FlagSet, *string, *clientAuth, *time.Duration) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.Usage = flagUsage(fs, synopsis)
 	var ca clientAuth
 	ca.register(fs)
-	return fs, fs.String("url", "http://127.0.0.1:8080", "gateway URL"), &ca
+	return fs, fs.String("url", "http://127.0.0.1:8080", "gateway URL"), &ca, timeoutFlag(fs)
 }
 
 // runHistory prints an object's events: a table, or NDJSON with --json;
 // with --follow it goes on printing new events until interrupted.
 func runHistory(ctx context.Context, env *Env, args []string) error {
-	fs, base, ca := objectFlags("history", "history [flags] <class> <name>", env)
+	fs, base, ca, timeout := objectFlags("history", "history [flags] <class> <name>", env)
 	asJSON := fs.Bool("json", false, "print the events as NDJSON")
 	follow := fs.Bool("follow", false, "after the history, print new events as they are committed, until interrupted")
 	from := fs.Uint64("from", 0, "first version")
@@ -42,6 +42,10 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	ctx = ca.with(ctx)
+	ctx, err := withTimeout(ctx, *timeout)
+	if err != nil {
+		return err
+	}
 	if fs.NArg() != 2 {
 		fs.Usage()
 		return &usageError{"history needs <class> <name>"}
@@ -143,7 +147,7 @@ func orNone(b json.RawMessage) string {
 
 // runState prints an object's storage as of a version or a time.
 func runState(ctx context.Context, env *Env, args []string) error {
-	fs, base, ca := objectFlags("state", "state [flags] <class> <name>", env)
+	fs, base, ca, timeout := objectFlags("state", "state [flags] <class> <name>", env)
 	version := fs.Uint64("version", 0, "the state after this version")
 	at := fs.String("at", "", "the state as of this RFC 3339 time")
 	prefix := fs.String("prefix", "", "only keys with this prefix")
@@ -151,6 +155,10 @@ func runState(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	ctx = ca.with(ctx)
+	ctx, err := withTimeout(ctx, *timeout)
+	if err != nil {
+		return err
+	}
 	if fs.NArg() != 2 {
 		fs.Usage()
 		return &usageError{"state needs <class> <name>"}
@@ -221,12 +229,16 @@ func runAudit(ctx context.Context, env *Env, args []string) error {
 	if len(args) == 0 || args[0] != "verify" {
 		return &usageError{"usage: strata audit verify [flags] <class> <name> | --all <class>"}
 	}
-	fs, base, ca := objectFlags("audit verify", "audit verify [flags] <class> <name> | --all <class>", env)
+	fs, base, ca, timeout := objectFlags("audit verify", "audit verify [flags] <class> <name> | --all <class>", env)
 	all := fs.Bool("all", false, "verify every object of the class")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	ctx = ca.with(ctx)
+	ctx, err := withTimeout(ctx, *timeout)
+	if err != nil {
+		return err
+	}
 	if *all && fs.NArg() != 1 || !*all && fs.NArg() != 2 {
 		fs.Usage()
 		return &usageError{"audit verify needs <class> <name>, or --all <class>"}
@@ -340,12 +352,17 @@ func runLs(ctx context.Context, env *Env, args []string) error {
 	base := fs.String("url", "http://127.0.0.1:8080", "gateway URL")
 	var ca clientAuth
 	ca.register(fs)
+	timeout := timeoutFlag(fs)
 	prefix := fs.String("prefix", "", "only objects whose name starts with this")
 	limit := fs.Int("limit", 0, "at most this many objects (0: all)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	ctx = ca.with(ctx)
+	ctx, err := withTimeout(ctx, *timeout)
+	if err != nil {
+		return err
+	}
 	if fs.NArg() != 1 || *limit < 0 {
 		fs.Usage()
 		return &usageError{"ls needs <class> and a non-negative --limit"}
@@ -353,7 +370,7 @@ func runLs(ctx context.Context, env *Env, args []string) error {
 	tw := tabwriter.NewWriter(env.Stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tVERSION\tUPDATED")
 	shown := 0
-	err := eachObject(ctx, *base, fs.Arg(0), *prefix, func(o listedObject) bool {
+	err = eachObject(ctx, *base, fs.Arg(0), *prefix, func(o listedObject) bool {
 		if *limit > 0 && shown == *limit {
 			return false
 		}
@@ -369,7 +386,7 @@ func runLs(ctx context.Context, env *Env, args []string) error {
 
 // runRestore sets an object back to a past version or time, after asking.
 func runRestore(ctx context.Context, env *Env, args []string) error {
-	fs, base, ca := objectFlags("restore", "restore [flags] <class> <name>", env)
+	fs, base, ca, timeout := objectFlags("restore", "restore [flags] <class> <name>", env)
 	version := fs.Uint64("version", 0, "restore to the state after this version")
 	at := fs.String("at", "", "restore to the state as of this RFC 3339 time")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
@@ -377,6 +394,10 @@ func runRestore(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	ctx = ca.with(ctx)
+	ctx, err := withTimeout(ctx, *timeout)
+	if err != nil {
+		return err
+	}
 	if fs.NArg() != 2 || (*version == 0) == (*at == "") {
 		fs.Usage()
 		return &usageError{"restore needs <class> <name> and exactly one of --version and --at"}
@@ -416,11 +437,16 @@ func runTail(ctx context.Context, env *Env, args []string) error {
 	base := fs.String("url", "http://127.0.0.1:8080", "gateway URL")
 	var ca clientAuth
 	ca.register(fs)
+	timeout := timeoutFlag(fs)
 	asJSON := fs.Bool("json", false, "print NDJSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	ctx = ca.with(ctx)
+	ctx, err := withTimeout(ctx, *timeout)
+	if err != nil {
+		return err
+	}
 	if fs.NArg() > 1 {
 		return &usageError{"tail takes at most one class"}
 	}
@@ -448,13 +474,20 @@ func runTail(ctx context.Context, env *Env, args []string) error {
 				Method, Via string
 				Writes      []struct{ Op, Key string }
 			}
+			Error *struct{ Code, Message string }
 		}
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			return fmt.Errorf("tail: %w", err)
 		}
+		if e.Error != nil { // the gateway ends a failed stream with its error
+			return fmt.Errorf("tail: %s: %s", e.Error.Code, e.Error.Message)
+		}
 		who := e.Name
 		if who == "" {
-			who = e.ID[:16] + "…"
+			who = e.ID
+			if len(who) > 16 {
+				who = who[:16] + "…"
+			}
 		}
 		for _, t := range e.Turns {
 			var ws []string

@@ -226,12 +226,12 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 	n.rt = rt
 	if n.router != nil {
 		if err := n.router.Start(ctx, rt); err != nil {
-			n.close(ctx)
+			n.close(ctx, nil)
 			return nil, err
 		}
 	}
 	if err := n.alarms.Start(ctx, rt); err != nil {
-		n.close(ctx)
+		n.close(ctx, nil)
 		return nil, err
 	}
 	return n, nil
@@ -240,23 +240,34 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 // close stops the node in dependency order: turns finish and their events
 // are acknowledged, the projector applies what it has, then the log and
 // NATS stop.
-func (n *node) close(ctx context.Context) error {
+func (n *node) close(ctx context.Context, step func(string)) error {
+	if step == nil {
+		step = func(string) {}
+	}
 	// Fires stop first (their turns need the runtime); the runtime's last
 	// acknowledged alarm changes are then published before the log closes.
 	var leave error
 	if n.router != nil {
+		step("leaving the cluster")
 		leave = n.router.Close(ctx) // the others route elsewhere from now on
 	}
+	step("stopping alarm fires")
 	stopFires := n.alarms.StopFires(ctx)
+	step("finishing turns (runtime)")
 	rt := n.rt.Close(ctx)
+	step("publishing alarm schedules")
 	al := n.alarms.Close(ctx)
 	// A single node (embedded NATS) is its log's one writer: once its
 	// projector has applied everything, the next start need not rescan.
 	var mark error
 	if n.srv != nil && n.router == nil && stopFires == nil && rt == nil && al == nil {
+		step("applying the last events to the snapshot")
 		if mark = n.proj.Flush(ctx); mark == nil {
 			mark = objects.MarkCaughtUp(ctx, n.log, n.proj)
 		}
 	}
-	return errors.Join(leave, stopFires, rt, al, mark, n.proj.Close(ctx), n.logNode.close(ctx))
+	step("closing the snapshot (Badger)")
+	perr := n.proj.Close(ctx)
+	step("closing the log")
+	return errors.Join(leave, stopFires, rt, al, mark, perr, n.logNode.close(ctx))
 }

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/strata-objects/strata/gateway"
@@ -26,7 +29,8 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&lc.shards, "shards", 0, "shard count P, fixed when the data folder is created (0: as recorded, or the default for a new folder)")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP listen address of the gateway")
 	idle := fs.Duration("idle-timeout", 30*time.Second, "evict an object's activation after this long without a request")
-	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop waits for turns to finish")
+	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop may take; past it the process says what it was waiting for and exits with an error")
+	streamsMax := fs.Int("streams-max", 256, "most live tails and history follows at once (each holds server-side consumers); past it, 503")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	lc.cluster.register(fs)
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off when empty")
@@ -37,6 +41,8 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	wsf.register(fs)
 	var af authFlags
 	af.register(fs)
+	allowedHosts := fs.String("allowed-hosts", "", "comma-separated Host names the gateway answers besides loopback ones and the --http host: names, *.domain, IP addresses ('*': any host; needed behind a DNS name or a proxy)")
+	corsOrigins := fs.String("cors-origins", "", "comma-separated browser origins (scheme://host[:port]) besides the gateway's own that may call it")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -47,14 +53,17 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if fs.NArg() > 0 {
 		return &usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
 	}
-	if *idle <= 0 {
-		return &usageError{"--idle-timeout must be positive"}
+	if *idle <= 0 || *shutdown <= 0 || *streamsMax <= 0 {
+		return &usageError{"--idle-timeout, --shutdown-timeout and --streams-max must be positive"}
 	}
 	if err := lc.validate(); err != nil {
 		return err // before anything listens
 	}
 	if err := applyIdemWindows(lc.idemWindows, env.Classes); err != nil {
 		return err
+	}
+	if err := gateway.CheckEdge(splitList(*allowedHosts), splitList(*corsOrigins)); err != nil {
+		return &usageError{err.Error()}
 	}
 	if *pprofAddr != "" {
 		if err := validatePprofAddr(*pprofAddr); err != nil {
@@ -92,14 +101,18 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if n.router != nil {
 		backend = n.router // requests go to their object's owner
 	}
-	gc := gateway.Config{Backend: backend, Logger: logger, Alarms: n.alarms, WebSocket: wsCfg}
+	gc := gateway.Config{
+		Backend: backend, Logger: logger, Alarms: n.alarms, WebSocket: wsCfg, Health: n.proj.Health, StreamsMax: *streamsMax,
+		AllowedHosts: append(splitList(*allowedHosts), listenHost(ln.Addr().String(), *httpAddr)...),
+		CORSOrigins:  splitList(*corsOrigins),
+	}
 	var tokens *log.Tokens
 	fail := func(err error) error {
 		if tokens != nil {
 			tokens.Close()
 		}
 		ln.Close()
-		n.close(context.Background())
+		n.close(context.Background(), nil)
 		return err
 	}
 	if authOn {
@@ -133,26 +146,90 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	case err = <-served:
 		logger.Error("http server failed", "err", err)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
-	defer cancel()
-	gw.CloseStreams() // tails would hold Shutdown to its deadline
-	if err := gw.CloseWebSockets(sctx); err != nil {
-		logger.Warn("websockets did not all close", "err", err)
-	}
-	herr := srv.Shutdown(sctx)
-	if errors.Is(herr, http.ErrServerClosed) {
-		herr = nil
-	}
-	if tokens != nil {
-		tokens.Close() // its watch ends before the log's connection
-	}
-	nerr := n.close(sctx)
-	if err := errors.Join(herr, nerr); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	if err := stopServing(logger, *shutdown, func(ctx context.Context, step func(string)) error {
+		step("closing tails and follows")
+		gw.CloseStreams() // tails would hold Shutdown to its deadline
+		step("closing websockets")
+		if err := gw.CloseWebSockets(ctx); err != nil {
+			logger.Warn("websockets did not all close", "err", err)
+		}
+		step("finishing HTTP requests")
+		herr := srv.Shutdown(ctx)
+		if errors.Is(herr, http.ErrServerClosed) {
+			herr = nil
+		}
+		if tokens != nil {
+			step("closing the token watch")
+			tokens.Close() // its watch ends before the log's connection
+		}
+		return errors.Join(herr, n.close(ctx, step))
+	}); err != nil {
+		return err
 	}
 	logger.Info("stopped")
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// listenHost is the host part of the listen address as given (a name such
+// as myhost in myhost:8080) and as bound (its IP address, or 0.0.0.0 when
+// every address is listened on), which the gateway serves as Host.
+func listenHost(bound, given string) []string {
+	var out []string
+	for _, a := range []string{given, bound} {
+		if h, _, err := net.SplitHostPort(a); err == nil && h != "" {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// ErrShutdownTimeout is a graceful stop that did not end within
+// --shutdown-timeout.
+var ErrShutdownTimeout = errors.New("shutdown timed out")
+
+// stopServing runs stop with a context that ends after timeout, and
+// returns when it does or when timeout passes, whichever comes first:
+// some steps cannot be interrupted (Badger's Close flushes its memtable and
+// retries a failed write forever), so the process must not wait on them.
+// Past the timeout it logs the step stop was in and returns
+// ErrShutdownTimeout; the process then exits non-zero, leaving the
+// stuck step behind. What is acknowledged is in the log already.
+func stopServing(logger *slog.Logger, timeout time.Duration, stop func(ctx context.Context, step func(string)) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var current atomic.Value
+	current.Store("starting")
+	step := func(s string) {
+		current.Store(s)
+		logger.Debug("stopping", "step", s)
+	}
+	done := make(chan error, 1)
+	go func() { done <- stop(ctx, step) }()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("shutdown: %w", err)
+		}
+		return nil
+	case <-timer.C:
+		waiting := current.Load().(string)
+		logger.Error("shutdown timed out; exiting without finishing", "timeout", timeout, "waiting_for", waiting)
+		return fmt.Errorf("%w after %s, waiting for %s", ErrShutdownTimeout, timeout, waiting)
+	}
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"flag"
-	"strings"
 	"time"
 
 	"github.com/strata-objects/strata/gateway"
@@ -30,10 +29,6 @@ func (w *wsFlags) config() (gateway.WebSocketConfig, error) {
 		return gateway.WebSocketConfig{}, &usageError{"--ws-ping-interval, --ws-read-limit, --ws-send-queue and --ws-send-queue-bytes must be positive"}
 	}
 	c := gateway.WebSocketConfig{PingInterval: w.ping, ReadLimitBytes: w.readLimit, SendQueueLen: w.queueLen, SendQueueBytes: w.queueBytes}
-	for _, o := range strings.Split(w.origins, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			c.AllowedOrigins = append(c.AllowedOrigins, o)
-		}
-	}
+	c.AllowedOrigins = splitList(w.origins)
 	return c, nil
 }
