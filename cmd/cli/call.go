@@ -65,6 +65,9 @@ func runCall(ctx context.Context, env *Env, args []string) error {
 	defer cancel()
 	out, err := callWithRetries(ctx, u, []byte(body), *key, *retries)
 	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("%w within %s (--timeout): %w", ErrNoAnswer, *timeout, err)
+		}
 		return err
 	}
 	_, err = env.Stdout.Write(out)
@@ -120,6 +123,9 @@ func callOnce(ctx context.Context, u string, body []byte, key string) (out []byt
 	req.Header.Set("Content-Type", "application/json")
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
+	}
+	if tok := bearerFrom(ctx); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
