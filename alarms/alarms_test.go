@@ -288,7 +288,7 @@ func TestMissingSchedulesRepublishedOnActivation(t *testing.T) {
 // refused (another node wrote the object first) is never scheduled.
 func TestFencedTurnSchedulesNothing(t *testing.T) {
 	a := startNode(t, newDirs(t), true, wakerClass)
-	b := startNodeOn(t, a.srv.ClientURL(), t.TempDir(), true, wakerClass)
+	b := startNodeOn(t, a.srv, t.TempDir(), true, wakerClass)
 	rec := freshRecorder(t.Name())
 	a.mustCall(t.Name(), "runs", nil) // a holds an activation
 	b.mustCall(t.Name(), "set", SetIn{Name: "b", At: time.Now().Add(time.Hour)})

@@ -42,20 +42,20 @@ func startNode(t testing.TB, d dirs, withAlarms bool, classes ...*objects.Class)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := startNodeOn(t, srv.ClientURL(), d.snap, withAlarms, classes...)
+	n := startNodeOn(t, srv, d.snap, withAlarms, classes...)
 	n.srv = srv
 	return n
 }
 
 // startNodeOn starts a node on a running server: two such nodes share one
 // log, as two nodes of a cluster do.
-func startNodeOn(t testing.TB, url, snapDir string, withAlarms bool, classes ...*objects.Class) *node {
+func startNodeOn(t testing.TB, srv *log.Server, snapDir string, withAlarms bool, classes ...*objects.Class) *node {
 	t.Helper()
 	n := &node{t: t}
 	d := dirs{snap: snapDir}
 	var err error
 	ctx := context.Background()
-	if n.log, err = log.Open(ctx, log.Config{URL: url, Logger: quiet}); err != nil {
+	if n.log, err = log.Open(ctx, log.Config{Server: srv, Logger: quiet}); err != nil {
 		t.Fatal(err)
 	}
 	var rt *objects.Runtime

@@ -354,7 +354,7 @@ func TestRetentionNeedsAPurgeableLog(t *testing.T) {
 	if err := h.log.DropBefore(ctx, "scratch", IDFromName("scratch", "x"), 10); !errors.Is(err, log.ErrAppendOnly) {
 		t.Fatalf("drop on an append-only log: %v", err)
 	}
-	_, err := log.Open(ctx, log.Config{URL: h.srv.ClientURL(), Logger: quiet, AllowRetention: true})
+	_, err := log.Open(ctx, log.Config{Server: h.srv, Logger: quiet, AllowRetention: true})
 	if !errors.Is(err, log.ErrAppendOnly) {
 		t.Fatalf("retention on an append-only log: %v", err)
 	}

@@ -25,7 +25,7 @@ func runRebuild(ctx context.Context, env *Env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	lc.natsListen, lc.fsync = "127.0.0.1:0", "always"
+	lc.fsync = "always"
 	logger, err := newLogger(env.Stderr, *level)
 	if err != nil {
 		return err

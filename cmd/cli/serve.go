@@ -19,7 +19,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	var lc logConfig
 	fs.StringVar(&lc.dataDir, "data", "./data", "data folder: the embedded JetStream store (nats/) and the Badger snapshot (snapshot/)")
 	fs.StringVar(&lc.natsURL, "nats-url", "", "use this external NATS (JetStream enabled) instead of the embedded server")
-	fs.StringVar(&lc.natsListen, "nats-listen", "127.0.0.1:0", "client address of the embedded NATS server (port 0: a free port)")
+	lc.registerNATS(fs)
 	fs.StringVar(&lc.fsync, "fsync", "always", "embedded JetStream durability: 'always' fsyncs before every acknowledgement; 'interval' is WEAKER: acknowledged writes can be lost in a machine crash")
 	fs.DurationVar(&lc.fsyncInterval, "fsync-interval", time.Second, "with --fsync=interval, how often JetStream fsyncs")
 	fs.IntVar(&lc.shards, "shards", 0, "shard count P, fixed when the data folder is created (0: as recorded, or the default for a new folder)")
