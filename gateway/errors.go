@@ -26,6 +26,8 @@ var errorTable = []struct {
 	{objects.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large", false},
 	{objects.ErrUnknownClass, http.StatusNotFound, "unknown_class", false},
 	{objects.ErrUnknownMethod, http.StatusNotFound, "unknown_method", false},
+	// Before the retryable rows: a corrupt log never heals by retrying.
+	{objects.ErrCorruptLog, http.StatusInternalServerError, "corrupt_log", false},
 	{objects.ErrFenced, http.StatusConflict, "fenced", true},
 	{objects.ErrOverloaded, http.StatusServiceUnavailable, "overloaded", true},
 	{objects.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", true},

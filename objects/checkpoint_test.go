@@ -274,7 +274,7 @@ func TestRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close(ctx)
-	if _, err := Rebuild(ctx, h.log, p, nil); err != nil {
+	if _, err := Rebuild(ctx, h.log, p, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	rebuilt := map[string]string{}

@@ -167,7 +167,14 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 	// Events acknowledged but not projected before a crash reach the
 	// snapshot (and its alarm index) before anything reads it.
 	start := time.Now()
-	caught, err := objects.CatchUp(ctx, ln.log, n.proj)
+	brokenLogged := 0
+	caught, err := objects.CatchUp(ctx, ln.log, n.proj, func(ce *log.CorruptError) {
+		// A forged or damaged message: that object answers corrupt_log,
+		// the node serves every other (strata rebuild lists them all).
+		if brokenLogged++; brokenLogged <= brokenShownMax {
+			lc.logger.Error("the log holds a message that is not a valid event of its object; skipped", "stream", ce.Stream, "seq", ce.Seq, "subject", ce.Subject, "err", ce.Err)
+		}
+	})
 	if err != nil {
 		n.proj.Close(ctx)
 		ln.close(ctx)
