@@ -24,6 +24,8 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&lc.fsyncInterval, "fsync-interval", time.Second, "with --fsync=interval, how often JetStream fsyncs")
 	fs.IntVar(&lc.shards, "shards", 0, "shard count P, fixed when the data folder is created (0: as recorded, or the default for a new folder)")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP listen address of the gateway")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the gateway: it serves HTTPS, reloading the files on SIGHUP and when they change")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	idle := fs.Duration("idle-timeout", 30*time.Second, "evict an object's activation after this long without a request")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop waits for turns to finish")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -45,6 +47,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if *idle <= 0 {
 		return &usageError{"--idle-timeout must be positive"}
 	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return &usageError{"--tls-cert and --tls-key go together"}
+	}
 	if err := lc.validate(); err != nil {
 		return err // before anything listens
 	}
@@ -59,6 +64,13 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	}
 	lc.logger = logger
 
+	var certs *certReloader
+	if *tlsCert != "" {
+		if certs, err = newCertReloader(*tlsCert, *tlsKey, certPollInterval, logger); err != nil {
+			return &usageError{err.Error()}
+		}
+		defer certs.stop()
+	}
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *httpAddr, err)
@@ -90,8 +102,13 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	}
 	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	logger.Info("serving", "http", ln.Addr().String(), "data", lc.dataDir)
+	if certs != nil {
+		srv.TLSConfig = certs.tlsConfig()
+		go func() { served <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { served <- srv.Serve(ln) }()
+	}
+	logger.Info("serving", "http", ln.Addr().String(), "tls", certs != nil, "data", lc.dataDir)
 
 	select {
 	case <-ctx.Done():
