@@ -3,8 +3,11 @@ package log
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/strata-objects/strata/internal/testcerts"
@@ -97,4 +100,70 @@ func TestClientListenerTLS(t *testing.T) {
 		t.Fatalf("in process beside a TLS listener: %v", err)
 	}
 	in.Close(ctx)
+}
+
+// TestClusterRoutesTLS: servers whose certificates the cluster's CA signed
+// form routes over mutual TLS and replicate; a server with the right
+// password but a certificate from another CA cannot join.
+func TestClusterRoutesTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("forms a JetStream cluster")
+	}
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, dir, "cluster")
+	ports := []int{freePort(t), freePort(t)}
+	routes := []string{fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])}
+	var srvs []*Server
+	for i, p := range ports {
+		cert, key := ca.Issue(fmt.Sprintf("n%d", i+1), fmt.Sprintf("n%d", i+1))
+		srv, err := RunEmbedded(EmbeddedConfig{
+			Dir: t.TempDir(), Logger: quiet, ServerName: fmt.Sprintf("n%d", i+1), Auth: testAuth,
+			TLS:     &TLSConfig{CertFile: cert, KeyFile: key, CAFile: ca.File},
+			Cluster: &ClusterConfig{Port: p, Routes: routes},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Shutdown(context.Background()) })
+		srvs = append(srvs, srv)
+	}
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		for i, s := range srvs {
+			if s.Routes() < 1 {
+				return fmt.Errorf("server %d has no route", i+1)
+			}
+		}
+		return nil
+	})
+	other := testcerts.NewCA(t, t.TempDir(), "other")
+	cert, key := other.Issue("intruder", "intruder")
+	rec := &logRecorder{}
+	bad, err := RunEmbedded(EmbeddedConfig{
+		Dir: t.TempDir(), Logger: slog.New(rec), ServerName: "intruder", Auth: testAuth,
+		TLS:     &TLSConfig{CertFile: cert, KeyFile: key, CAFile: other.File},
+		Cluster: &ClusterConfig{Routes: routes},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Shutdown(context.Background())
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if !rec.has("certificate") {
+			return errors.New("the intruder's route has not been refused yet")
+		}
+		return nil
+	})
+	if n := bad.Routes(); n != 0 {
+		t.Fatalf("the intruder has %d routes", n)
+	}
+	for i, s := range srvs {
+		if n := s.Routes(); n != 1 {
+			t.Fatalf("server %d has %d routes, want only its peer", i+1, n)
+		}
+	}
+	// Routes without a CA are refused at start.
+	if _, err := RunEmbedded(EmbeddedConfig{Dir: t.TempDir(), Logger: quiet, Auth: testAuth, ServerName: "x",
+		TLS: &TLSConfig{CertFile: cert, KeyFile: key}, Cluster: &ClusterConfig{Routes: routes}}); err == nil {
+		t.Fatal("routes with TLS and no CA accepted")
+	}
 }

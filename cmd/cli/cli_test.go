@@ -50,6 +50,11 @@ func TestUsageErrors(t *testing.T) {
 		{"call", "counter"},
 		{"serve", "--pprof", "0.0.0.0:6060"},
 		{"serve", "--pprof", "6060"},
+		{"serve", "--nats-listen", "0.0.0.0:4222"},     // off loopback without TLS
+		{"serve", "--nats-client-password-file", "pw"}, // without --nats-listen
+		{"serve", "--nats-tls-cert", "c.pem"},          // without its key
+		{"serve", "--tls-cert", "c.pem"},               // without its key
+		{"serve", "--nats-url", "nats://x:4222", "--nats-listen", "127.0.0.1:0"},
 	}
 	for _, args := range cases {
 		err := Run(context.Background(), env, args)
