@@ -291,7 +291,7 @@ func TestMissingSchedulesRepublishedOnActivation(t *testing.T) {
 // refused (another node wrote the object first) is never scheduled.
 func TestFencedTurnSchedulesNothing(t *testing.T) {
 	a := startNode(t, newDirs(t), true, wakerClass)
-	b := startNodeOn(t, a.srv.ClientURL(), t.TempDir(), true, wakerClass)
+	b := startNodeOn(t, a.srv, t.TempDir(), true, wakerClass)
 	rec := freshRecorder(t.Name())
 	a.mustCall(t.Name(), "runs", nil) // a holds an activation
 	bAt := time.Now().Add(time.Hour)
@@ -362,8 +362,8 @@ func TestPlatformFailuresSpendNoRetries(t *testing.T) {
 		fmt.Errorf("forward: %w", objects.ErrUnavailable),
 	}
 	var mu sync.Mutex
-	url := startServer(t)
-	n := startNodeWith(t, url, t.TempDir(), true, func(n *node, c *alarms.Config) {
+	srv := startServer(t)
+	n := startNodeWith(t, srv, t.TempDir(), true, func(n *node, c *alarms.Config) {
 		c.RetryDelayMax = 200 * time.Millisecond
 		c.Deliver = func(ctx context.Context, ref objects.Ref, info objects.AlarmInfo) error {
 			mu.Lock()
@@ -395,8 +395,8 @@ func TestPlatformFailuresSpendNoRetries(t *testing.T) {
 // its object is not active is scheduled again by the periodic sweep,
 // without a restart or an activation.
 func TestSweepRepublishesLostSchedule(t *testing.T) {
-	url := startServer(t)
-	n := startNodeWith(t, url, t.TempDir(), true, func(_ *node, c *alarms.Config) {
+	srv := startServer(t)
+	n := startNodeWith(t, srv, t.TempDir(), true, func(_ *node, c *alarms.Config) {
 		c.SweepInterval, c.SweepPage = 50*time.Millisecond, 2
 	}, wakerClass)
 	name := t.Name()
@@ -434,11 +434,11 @@ func TestSweepRepublishesLostSchedule(t *testing.T) {
 // alarm, so neither its start nor its sweep can find it), finds the alarm
 // in the last moments of the log and schedules it.
 func TestTakeOverRepairsDeadNodesAlarms(t *testing.T) {
-	url := startServer(t)
-	b := startNodeWith(t, url, t.TempDir(), true, func(_ *node, c *alarms.Config) {
+	srv := startServer(t)
+	b := startNodeWith(t, srv, t.TempDir(), true, func(_ *node, c *alarms.Config) {
 		c.SweepInterval = 50 * time.Millisecond
 	}, wakerClass)
-	a := startNodeOn(t, url, t.TempDir(), false, wakerClass)
+	a := startNodeOn(t, srv, t.TempDir(), false, wakerClass)
 	name := t.Name()
 	rec := freshRecorder(name)
 	id := objects.IDFromName("waker", name)
@@ -473,11 +473,11 @@ func TestTakeOverRepairsDeadNodesAlarms(t *testing.T) {
 // over the new schedule when it sweeps: the timer stream holding another
 // time is checked against the object's last event in the log.
 func TestSweepKeepsNewerSchedule(t *testing.T) {
-	url := startServer(t)
-	b := startNodeWith(t, url, t.TempDir(), true, func(_ *node, c *alarms.Config) {
+	srv := startServer(t)
+	b := startNodeWith(t, srv, t.TempDir(), true, func(_ *node, c *alarms.Config) {
 		c.SweepInterval = 20 * time.Millisecond
 	}, wakerClass)
-	a := startNodeOn(t, url, t.TempDir(), true, wakerClass)
+	a := startNodeOn(t, srv, t.TempDir(), true, wakerClass)
 	name := t.Name()
 	id := objects.IDFromName("waker", name)
 	t1, t2 := time.Now().Add(time.Hour), time.Now().Add(2*time.Hour)

@@ -42,14 +42,14 @@ func startNode(t testing.TB, d dirs, withAlarms bool, classes ...*objects.Class)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := startNodeOn(t, srv.ClientURL(), d.snap, withAlarms, classes...)
+	n := startNodeOn(t, srv, d.snap, withAlarms, classes...)
 	n.srv = srv
 	return n
 }
 
-// startServer runs an embedded server for the test's nodes to share and
-// returns its URL.
-func startServer(t testing.TB) string {
+// startServer runs an embedded server for the test's nodes to share (in
+// process, as one node's log is reached).
+func startServer(t testing.TB) *log.Server {
 	t.Helper()
 	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
 	if err != nil {
@@ -62,25 +62,25 @@ func startServer(t testing.TB) string {
 			t.Errorf("server shutdown: %v", err)
 		}
 	})
-	return srv.ClientURL()
+	return srv
 }
 
 // startNodeOn starts a node on a running server: two such nodes share one
 // log, as two nodes of a cluster do.
-func startNodeOn(t testing.TB, url, snapDir string, withAlarms bool, classes ...*objects.Class) *node {
+func startNodeOn(t testing.TB, srv *log.Server, snapDir string, withAlarms bool, classes ...*objects.Class) *node {
 	t.Helper()
-	return startNodeWith(t, url, snapDir, withAlarms, nil, classes...)
+	return startNodeWith(t, srv, snapDir, withAlarms, nil, classes...)
 }
 
 // startNodeWith is startNodeOn whose alarms config tune changes (after
 // the defaults of the other nodes are set), with the node it is for.
-func startNodeWith(t testing.TB, url, snapDir string, withAlarms bool, tune func(*node, *alarms.Config), classes ...*objects.Class) *node {
+func startNodeWith(t testing.TB, srv *log.Server, snapDir string, withAlarms bool, tune func(*node, *alarms.Config), classes ...*objects.Class) *node {
 	t.Helper()
 	n := &node{t: t}
 	d := dirs{snap: snapDir}
 	var err error
 	ctx := context.Background()
-	if n.log, err = log.Open(ctx, log.Config{URL: url, Logger: quiet}); err != nil {
+	if n.log, err = log.Open(ctx, log.Config{Server: srv, Logger: quiet}); err != nil {
 		t.Fatal(err)
 	}
 	var rt *objects.Runtime

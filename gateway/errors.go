@@ -39,6 +39,8 @@ var errorTable = []struct {
 	{objects.ErrInvalidIdempotencyKey, http.StatusBadRequest, "invalid_idempotency_key", never},
 	{objects.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused", never},
 	{objects.ErrOutcomeNotKept, http.StatusConflict, "idempotency_outcome_not_kept", never},
+	// Before the retryable rows: a corrupt log never heals by retrying.
+	{objects.ErrCorruptLog, http.StatusInternalServerError, "corrupt_log", never},
 	{objects.ErrFenced, http.StatusConflict, "fenced", always},
 	{objects.ErrOverloaded, http.StatusServiceUnavailable, "overloaded", always},
 	{objects.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", keyedOnly},

@@ -104,8 +104,8 @@ func (r *Replayer) Checkpoint(class string, id log.ID, keyedSince int64) *log.Ch
 // Apply applies one event and returns its entry with diffs.
 func (r *Replayer) Apply(rec log.Record) (Entry, error) {
 	ev := rec.Event
-	if ev.Version != r.Version+1 {
-		return Entry{}, fmt.Errorf("event at sequence %d has version %d after version %d", rec.Seq, ev.Version, r.Version)
+	if err := log.Follows(r.Version, r.Hash, rec); err != nil {
+		return Entry{}, err
 	}
 	e := Entry{Version: ev.Version, Seq: rec.Seq, Time: time.Unix(0, ev.Time).UTC(), Name: ev.Name}
 	for _, t := range ev.Turns {
@@ -384,10 +384,9 @@ func Verify(ctx context.Context, l *log.Log, class string, id log.ID) (Report, e
 		return nil
 	})
 	if err != nil && !errors.Is(err, errBroken) {
-		var bad error = err
-		if errors.Is(err, log.ErrBadEvent) {
+		if ce, ok := log.AsCorrupt(err); ok {
 			// Bytes that do not even decode are a broken link too.
-			rep.Reason = bad.Error()
+			rep.Reason, rep.BrokenAt = ce.Error(), ce.Seq
 			return rep, nil
 		}
 		return Report{}, err

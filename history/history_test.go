@@ -212,7 +212,7 @@ func TestAuditCatchesForgery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(n.Server.ClientURL())
+	nc, err := nats.Connect("", nats.InProcessServer(n.Server))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestAuditCatchesForgedCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(n.Server.ClientURL())
+	nc, err := nats.Connect("", nats.InProcessServer(n.Server))
 	if err != nil {
 		t.Fatal(err)
 	}

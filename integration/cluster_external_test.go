@@ -33,7 +33,7 @@ func externalNATS(t *testing.T) []string {
 	for i, p := range ports {
 		go func() {
 			srv, err := log.RunEmbedded(log.EmbeddedConfig{
-				Dir: t.TempDir(), ServerName: fmt.Sprintf("ext%d", i+1), Logger: quiet, Auth: auth,
+				Dir: t.TempDir(), ServerName: fmt.Sprintf("ext%d", i+1), Logger: quiet, Auth: auth, Listen: true,
 				Cluster: &log.ClusterConfig{Name: "external", Port: p, Routes: routes},
 			})
 			srvs[i] = srv

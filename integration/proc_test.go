@@ -92,7 +92,7 @@ func serve(t *testing.T, dataDir string, extra ...string) *proc {
 // override them) and env added to the test's environment, without waiting;
 // strataBinary must have run. waitServing tells when it answers.
 func launch(t *testing.T, env []string, dataDir string, extra ...string) *proc {
-	args := append([]string{"serve", "--data", dataDir, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0"}, extra...)
+	args := append([]string{"serve", "--data", dataDir, "--http", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(binPath, args...)
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -50,7 +51,8 @@ func TestExternalNATS(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	ctx := context.Background()
-	a := serve(t, t.TempDir())
+	dirA := t.TempDir()
+	a := serve(t, dirA, "--nats-listen", "127.0.0.1:0")
 	a.mu.Lock()
 	natsURL := a.nats
 	a.mu.Unlock()
@@ -61,7 +63,8 @@ func TestExternalNATS(t *testing.T) {
 	if _, err := call(ctx, a.url, "counter", "shared", "increment", map[string]int{"by": 5}, &v); err != nil || v.Value != 5 {
 		t.Fatal(v, err)
 	}
-	b := serve(t, t.TempDir(), "--nats-url", natsURL)
+	// a's listener wants the client password it made in its data folder.
+	b := serve(t, t.TempDir(), "--nats-url", natsURL, "--nats-password-file", filepath.Join(dirA, "nats-client-password"))
 	if _, err := call(ctx, b.url, "counter", "shared", "increment", map[string]int{"by": 1}, &v); err != nil || v.Value != 6 {
 		t.Fatalf("second node: %v %v, want 6", v, err)
 	}

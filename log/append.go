@@ -149,7 +149,7 @@ func (l *Log) Append(ctx context.Context, e *Event, expectSeq uint64) (Record, e
 		if r.err != nil {
 			return Record{}, r.err
 		}
-		return Record{Seq: r.seq, Data: data, Event: e}, nil
+		return Record{Shard: shard, Seq: r.seq, Data: data, Event: e}, nil
 	}
 	select {
 	case c.in <- p:
@@ -174,7 +174,7 @@ func (l *Log) Append(ctx context.Context, e *Event, expectSeq uint64) (Record, e
 	if r.err != nil {
 		return Record{}, r.err
 	}
-	return Record{Seq: r.seq, Data: data, Event: e}, nil
+	return Record{Shard: shard, Seq: r.seq, Data: data, Event: e}, nil
 }
 
 // messageID is the Nats-Msg-Id of an object's version: the object's

@@ -189,7 +189,7 @@ func testReusedMessageID(t *testing.T, others int) {
 func TestCloseFailsQueuedAppends(t *testing.T) {
 	srv := startServer(t)
 	g := newGate()
-	l, err := Open(context.Background(), Config{URL: srv.ClientURL(), Logger: quiet, Shards: 1, hooks: g.hooks()})
+	l, err := Open(context.Background(), Config{Server: srv, Logger: quiet, Shards: 1, hooks: g.hooks()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func TestCloseFailsQueuedAppends(t *testing.T) {
 func TestCloseAbandonsPublish(t *testing.T) {
 	srv := startServer(t)
 	g := newGate()
-	l, err := Open(context.Background(), Config{URL: srv.ClientURL(), Logger: quiet, Shards: 1, hooks: g.hooks()})
+	l, err := Open(context.Background(), Config{Server: srv, Logger: quiet, Shards: 1, hooks: g.hooks()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,7 +68,7 @@ func startCluster(t testing.TB, n int) []*Server {
 	}
 	for i := range n {
 		srv, err := RunEmbedded(EmbeddedConfig{
-			Dir: t.TempDir(), Logger: quiet, ServerName: fmt.Sprintf("n%d", i+1), Auth: testAuth,
+			Dir: t.TempDir(), Logger: quiet, ServerName: fmt.Sprintf("n%d", i+1), Auth: testAuth, Listen: true,
 			Cluster: &ClusterConfig{Port: ports[i], Routes: routes},
 		})
 		if err != nil {
@@ -96,7 +96,7 @@ func openClusterLog(t testing.TB, srv *Server, name string) *Log {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	l, err := Open(ctx, Config{URL: srv.ClientURL(), Replicas: 3, Shards: 2, Logger: quiet, ConnName: name, Auth: testAuth})
+	l, err := Open(ctx, Config{Server: srv, Replicas: 3, Shards: 2, Logger: quiet, ConnName: name, Auth: testAuth})
 	if err != nil {
 		t.Fatal(err)
 	}

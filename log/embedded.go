@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -16,9 +17,15 @@ import (
 // in-process (DESIGN.md, "Scale-out": one node needs no other process).
 // Zero values take the documented defaults.
 type EmbeddedConfig struct {
-	Dir  string // JetStream store directory (required)
-	Host string // listen address; default "127.0.0.1"
-	Port int    // client port; 0 picks a free port
+	Dir string // JetStream store directory (required)
+	// Listen opens a TCP client listener on Host:Port. Without it (the
+	// default) the server has no client port at all: Strata connects in
+	// process (Config.Server), so nothing outside the process can reach
+	// the log (DESIGN.md, "Security model"). In a cluster the routes have
+	// their own listener (ClusterConfig) either way.
+	Listen bool
+	Host   string // client listen address with Listen; default "127.0.0.1"
+	Port   int    // client port with Listen; 0 picks a free port
 	// SyncInterval 0 (the default) fsyncs before every acknowledgement
 	// (JetStream's SyncAlways): acknowledged means on disk. A positive value
 	// is JetStream's periodic fsync, faster and weaker: a machine crash can
@@ -32,8 +39,12 @@ type EmbeddedConfig struct {
 	Logger     *slog.Logger // server log lines; default slog.Default()
 	// Cluster, if set, joins this server to others by routes (cluster.go).
 	Cluster *ClusterConfig
-	// Auth, if set, is required of clients and, in a cluster, of routes.
+	// Auth, if set, is required of clients (in process too) and, in a
+	// cluster, of routes.
 	Auth Auth
+	// TLS, if set, is required of the client listener and, in a cluster,
+	// of the routes (tls.go).
+	TLS *TLSConfig
 }
 
 // Defaults of EmbeddedConfig.
@@ -46,9 +57,16 @@ const (
 	embeddedReadyTimeout = 10 * time.Second
 )
 
+// Errors of a client listener that RunEmbedded refuses to open.
+var (
+	ErrListenerNoAuth = errors.New("a client listener needs credentials (Auth): anyone reaching it could rewrite or delete the log")
+	ErrListenerNoTLS  = errors.New("a client listener off loopback needs TLS: its password would cross the network in clear")
+)
+
 // Server is an embedded NATS server with JetStream.
 type Server struct {
-	ns *server.Server
+	ns     *server.Server
+	listen bool // has a TCP client listener
 }
 
 // RunEmbedded starts a server and waits until it accepts connections.
@@ -80,10 +98,27 @@ func RunEmbedded(cfg EmbeddedConfig) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Cluster != nil && !cfg.Listen {
+		// nats-server starts its routes only once its client accept loop
+		// runs (Server.Start: StartRouting waits for clientListenReady,
+		// which AcceptLoop closes and DontListen skips), so a clustered
+		// server keeps a client listener: on loopback, on a free port,
+		// behind Auth like the routes.
+		cfg.Listen, cfg.Host, cfg.Port = true, defaultHost, server.RANDOM_PORT
+	}
+	if cfg.Listen {
+		if err := checkListener(cfg); err != nil {
+			return nil, err
+		}
+	} else {
+		// No client listener: the ports below are never opened.
+		cfg.Host, cfg.Port = defaultHost, server.RANDOM_PORT
+	}
 	opts := &server.Options{
 		ServerName: cfg.ServerName,
 		Host:       cfg.Host,
 		Port:       cfg.Port,
+		DontListen: !cfg.Listen,
 		MaxPayload: cfg.MaxPayload,
 		JetStream:  true,
 		StoreDir:   cfg.Dir,
@@ -95,6 +130,9 @@ func RunEmbedded(cfg EmbeddedConfig) (*Server, error) {
 		DisableJetStreamBanner: true,
 	}
 	if err := applyCluster(opts, cfg); err != nil {
+		return nil, fmt.Errorf("log: embedded nats: %w", err)
+	}
+	if err := applyTLS(opts, cfg); err != nil {
 		return nil, fmt.Errorf("log: embedded nats: %w", err)
 	}
 	ns, err := server.NewServer(opts)
@@ -122,11 +160,47 @@ func RunEmbedded(cfg EmbeddedConfig) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("log: embedded nats in %s: JetStream did not start", cfg.Dir)
 	}
-	return &Server{ns: ns}, nil
+	return &Server{ns: ns, listen: cfg.Listen}, nil
 }
 
-// ClientURL is the URL clients connect to, e.g. nats://127.0.0.1:4222.
-func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+// checkListener refuses a client listener that anyone could use: one
+// without credentials, or one off loopback without TLS (the password would
+// cross the network in clear).
+func checkListener(cfg EmbeddedConfig) error {
+	if !cfg.Auth.Enabled() {
+		return fmt.Errorf("log: embedded nats client listener on %s:%d: %w", cfg.Host, cfg.Port, ErrListenerNoAuth)
+	}
+	if cfg.TLS == nil && !IsLoopback(cfg.Host) {
+		return fmt.Errorf("log: embedded nats client listener on %s:%d: %w", cfg.Host, cfg.Port, ErrListenerNoTLS)
+	}
+	return nil
+}
+
+// IsLoopback reports whether host (a name or an address, no port) can
+// only be reached from this machine: localhost or a loopback address.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// ClientURL is the URL clients connect to over TCP, e.g.
+// nats://127.0.0.1:4222 (tls://… with TLS), or "" when the server has no
+// client listener: then only the process itself reaches it (Config.Server).
+func (s *Server) ClientURL() string {
+	if !s.listen {
+		return ""
+	}
+	return s.ns.ClientURL()
+}
+
+// InProcessConn is a client connection to the server inside this process,
+// with no network in between. It makes *Server a nats.go
+// InProcessConnProvider, which is how Open connects with Config.Server
+// (and how tests outside this package reach a server without a port).
+func (s *Server) InProcessConn() (net.Conn, error) { return s.ns.InProcessConn() }
 
 // Shutdown stops the server gracefully (JetStream flushes and closes its
 // stores) and waits for it, or for ctx. If ctx ends first the shutdown

@@ -33,7 +33,7 @@ func startServer(t testing.TB) *Server {
 // openLog opens a log on srv and closes it at the end of the test.
 func openLog(t testing.TB, srv *Server, cfg Config) *Log {
 	t.Helper()
-	cfg.URL = srv.ClientURL()
+	cfg.Server = srv
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}

@@ -30,10 +30,14 @@ var (
 
 // Record is one stored event with its position in the shard's stream.
 type Record struct {
+	Shard int    // the shard whose log stream holds it
 	Seq   uint64 // stream sequence (global to the shard, not the object's version)
 	Data  []byte // the canonical bytes as stored; the hash chain covers these
 	Event *Event
 }
+
+// Subject is the object subject the record is stored on.
+func (r Record) Subject() string { return ObjectSubject(r.Shard, r.Event.Class, r.Event.ID) }
 
 // Hash is the chain link of this record: what the next event's PrevHash is.
 func (r Record) Hash() Hash { return ChainHash(r.Event.PrevHash, r.Data) }

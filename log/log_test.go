@@ -256,7 +256,15 @@ func TestRetriedAppendLanded(t *testing.T) {
 	if _, err := l.Append(ctx, testEvent(id, 2, "other"), first.Seq); !errors.Is(err, ErrConflict) {
 		t.Fatalf("another writer's event of the same version: %v, want ErrConflict", err)
 	}
-	if s := l.Stats(); s.Duplicates != 2 || s.Conflicts != 1 || s.Appends != 4 {
+	// Same version and writes, another chain link: not ours either. The
+	// read-back compares the whole canonical event, PrevHash included,
+	// not the version (issue 15).
+	forged := testEvent(id, 2, "twice")
+	forged.PrevHash = Hash{9}
+	if _, err := l.Append(ctx, forged, first.Seq); !errors.Is(err, ErrConflict) {
+		t.Fatalf("version 2 with another PrevHash: %v, want ErrConflict", err)
+	}
+	if s := l.Stats(); s.Duplicates != 2 || s.Conflicts != 2 || s.Appends != 4 {
 		t.Fatalf("stats %+v", s)
 	}
 }

@@ -84,12 +84,12 @@ const (
 func record(stream string, shard int, m storedMsg) (Record, error) {
 	e, err := Decode(m.data)
 	if err != nil {
-		return Record{}, fmt.Errorf("log: %s sequence %d: %w", stream, m.seq, err)
+		return Record{}, &CorruptError{Stream: stream, Seq: m.seq, Subject: m.subj, Err: err}
 	}
 	if want := ObjectSubject(shard, e.Class, e.ID); m.subj != want {
-		return Record{}, fmt.Errorf("log: %s sequence %d: %w: event of %s stored on %s", stream, m.seq, ErrBadEvent, want, m.subj)
+		return Record{}, &CorruptError{Stream: stream, Seq: m.seq, Subject: m.subj, Err: fmt.Errorf("%w: event of %s", ErrBadEvent, want)}
 	}
-	return Record{Seq: m.seq, Data: m.data, Event: e}, nil
+	return Record{Shard: shard, Seq: m.seq, Data: m.data, Event: e}, nil
 }
 
 // directGet is one direct get, answered by any replica; what names the
@@ -336,7 +336,7 @@ func (l *Log) Read(ctx context.Context, class string, id ID, fromSeq uint64, fn 
 	shard := l.ShardOf(id)
 	subj := ObjectSubject(shard, class, id)
 	if l.cfg.Replicas <= 1 {
-		return l.readRange(ctx, shard, subj, fromSeq, 0, fn)
+		return l.readRange(ctx, shard, subj, fromSeq, 0, fn, nil)
 	}
 	last, err := l.leaderLastMsg(ctx, LogStream(shard), subj)
 	switch {
@@ -347,7 +347,7 @@ func (l *Log) Read(ctx context.Context, class string, id ID, fromSeq uint64, fn 
 	case last.seq < fromSeq:
 		return nil
 	}
-	return l.readRange(ctx, shard, subj, fromSeq, last.seq, fn)
+	return l.readRange(ctx, shard, subj, fromSeq, last.seq, fn, nil)
 }
 
 // Scan calls fn with every event of shard's log from fromSeq, in order, up
@@ -357,7 +357,19 @@ func (l *Log) Scan(ctx context.Context, shard int, fromSeq uint64, fn func(Recor
 	if err := l.checkShard(shard); err != nil {
 		return err
 	}
-	return l.readRange(ctx, shard, fmt.Sprintf(logSubjectsFmt, shard), fromSeq, 0, fn)
+	return l.readRange(ctx, shard, fmt.Sprintf(logSubjectsFmt, shard), fromSeq, 0, fn, nil)
+}
+
+// ScanPast is Scan that goes on past messages that are not valid events
+// (bytes that do not decode, an event stored on another object's subject):
+// it calls bad with each instead of stopping. An error from fn or bad stops
+// the scan and is returned as is. It is how a rebuild reports a forged or
+// damaged message and still rebuilds every other object.
+func (l *Log) ScanPast(ctx context.Context, shard int, fromSeq uint64, fn func(Record) error, bad func(*CorruptError) error) error {
+	if err := l.checkShard(shard); err != nil {
+		return err
+	}
+	return l.readRange(ctx, shard, fmt.Sprintf(logSubjectsFmt, shard), fromSeq, 0, fn, bad)
 }
 
 // readRange reads shard's log on filter from sequence from up to reach, a
@@ -366,7 +378,9 @@ func (l *Log) Scan(ctx context.Context, shard int, fromSeq uint64, fn func(Recor
 // message there too). On a replicated stream a lagging replica's short
 // answer is continued until the read gets there (ErrLagging past
 // RequestTimeout).
-func (l *Log) readRange(ctx context.Context, shard int, filter string, from, reach uint64, fn func(Record) error) error {
+// With bad, a message that is not a valid event goes to bad instead of
+// ending the read.
+func (l *Log) readRange(ctx context.Context, shard int, filter string, from, reach uint64, fn func(Record) error, bad func(*CorruptError) error) error {
 	if l.closed() {
 		return ErrClosed
 	}
@@ -387,6 +401,10 @@ func (l *Log) readRange(ctx context.Context, shard int, filter string, from, rea
 	next := from
 	read := func(sm storedMsg) error {
 		rec, err := record(stream, shard, sm)
+		if ce, ok := AsCorrupt(err); ok && bad != nil {
+			next = sm.seq + 1
+			return bad(ce)
+		}
 		if err != nil {
 			return err
 		}

@@ -51,7 +51,13 @@ const (
 
 // Config configures a Log. Zero values take the documented defaults.
 type Config struct {
-	URL string // NATS URL (required)
+	// URL is the NATS server's URL; or Server, an embedded server of this
+	// process, connected to in process (no network). One is required.
+	URL    string
+	Server *Server
+	// TLS, with a URL, makes the connection verify the server against
+	// its CA (TLSConfig.CAFile). A connection in process has no TLS.
+	TLS *TLSConfig
 	// Shards is P. 0 adopts the count recorded in existing streams, or
 	// DefaultShards for a new log. A non-zero count different from the
 	// recorded one is an error: P never changes in place.
@@ -173,13 +179,22 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.Auth.Enabled() {
 		opts = append(opts, nats.UserInfo(cfg.Auth.User, cfg.Auth.Password))
 	}
+	if cfg.Server != nil {
+		opts = append(opts, nats.InProcessServer(cfg.Server))
+	} else if cfg.TLS != nil {
+		tc, err := cfg.TLS.clientTLS()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.Secure(tc))
+	}
 	l.nc, err = nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("log: connect %s: %w", cfg.URL, err)
+		return nil, fmt.Errorf("log: connect %s: %w", cfg.where(), err)
 	}
 	if l.js, err = jetstream.New(l.nc); err != nil {
 		l.nc.Close()
-		return nil, fmt.Errorf("log: jetstream on %s: %w", cfg.URL, err)
+		return nil, fmt.Errorf("log: jetstream on %s: %w", cfg.where(), err)
 	}
 	if l.shards, err = l.ensureStreamsRetrying(ctx); err != nil {
 		l.nc.Close()
@@ -188,7 +203,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l.maxEvent = int(l.nc.MaxPayload()) - headerBytesMax
 	if l.maxEvent <= 0 {
 		l.nc.Close()
-		return nil, fmt.Errorf("log: server at %s allows %d-byte messages, too small for events", cfg.URL, l.nc.MaxPayload())
+		return nil, fmt.Errorf("log: server at %s allows %d-byte messages, too small for events", cfg.where(), l.nc.MaxPayload())
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	for n := range l.shards {
@@ -206,10 +221,18 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	return l, nil
 }
 
+// where names the server in errors.
+func (c Config) where() string {
+	if c.Server != nil {
+		return "the embedded server (in process)"
+	}
+	return c.URL
+}
+
 // withDefaults fills in defaults and validates, on a copy.
 func (c Config) withDefaults() (Config, error) {
-	if c.URL == "" {
-		return c, errors.New("log: Config.URL is required")
+	if (c.URL == "") == (c.Server == nil) {
+		return c, errors.New("log: want one of Config.URL and Config.Server")
 	}
 	if c.Shards < 0 || c.Shards > shardsMax {
 		return c, fmt.Errorf("log: %d shards, want 1..%d (0: recorded or default)", c.Shards, shardsMax)

@@ -49,7 +49,7 @@ func TestShardsRecorded(t *testing.T) {
 	srv := startServer(t)
 	ctx := context.Background()
 	open := func(shards int) (*Log, error) {
-		return Open(ctx, Config{URL: srv.ClientURL(), Shards: shards, Logger: quiet})
+		return Open(ctx, Config{Server: srv, Shards: shards, Logger: quiet})
 	}
 	l, err := open(3)
 	if err != nil {

@@ -252,6 +252,8 @@ func (a *activation) loadState(ctx context.Context) error {
 	switch {
 	case errors.Is(err, log.ErrNotFound):
 		last = log.Record{}
+	case errors.Is(err, log.ErrBadEvent):
+		return corrupt(a.class.name, a.id, err)
 	case err != nil:
 		return fmt.Errorf("load %s/%s: %w: %w", a.class.name, a.id, ErrUnavailable, err)
 	}
@@ -273,6 +275,9 @@ func (a *activation) loadState(ctx context.Context) error {
 	err = a.rt.log.Read(ctx, a.class.name, a.id, meta.Seq+1, func(rec log.Record) error {
 		return a.catchUp(ctx, rec)
 	})
+	if errors.Is(err, log.ErrBadEvent) && !errors.Is(err, errGap) {
+		return corrupt(a.class.name, a.id, err)
+	}
 	if err != nil {
 		return fmt.Errorf("catch up %s/%s: %w", a.class.name, a.id, err)
 	}
@@ -325,10 +330,24 @@ func (a *activation) load() error {
 	return nil
 }
 
+// corrupt is the error of an object whose log holds a message that is not
+// the next event of its chain: not retryable, and naming the message.
+func corrupt(class string, id ID, err error) error {
+	return fmt.Errorf("load %s/%s: %w: %w", class, id, ErrCorruptLog, err)
+}
+
+// catchUp applies the next event read from the log, which must follow the
+// chain: the next version, and PrevHash the chain hash of the event before
+// (a forged event with the right version is caught here, not applied).
 func (a *activation) catchUp(ctx context.Context, rec log.Record) error {
 	ev := rec.Event
-	if ev.Version != a.version+1 {
-		return fmt.Errorf("%w: event at sequence %d has version %d, want %d", errGap, rec.Seq, ev.Version, a.version+1)
+	if err := log.Follows(a.version, a.lastHash, rec); err != nil {
+		if ev.Version > a.version+1 && a.rt.ckpt.cfg.Retain[a.class.name] {
+			// Perhaps dropped after a newer checkpoint than the one this
+			// read started from: load retries from the newest.
+			return fmt.Errorf("%w: %w", errGap, err)
+		}
+		return err
 	}
 	for _, t := range ev.Turns {
 		a.overlayWrites(ev.Version, t.Writes)

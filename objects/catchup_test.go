@@ -22,18 +22,18 @@ func TestCatchUpFromWatermark(t *testing.T) {
 	}
 	defer fresh.Close(context.Background())
 	ctx := context.Background()
-	n, err := CatchUp(ctx, h.log, fresh)
+	n, err := CatchUp(ctx, h.log, fresh, nil)
 	if err != nil || n != 10 {
 		t.Fatalf("catch-up read %d events (%v), want 10", n, err)
 	}
 	if live, got := dump(t, h.proj), dump(t, fresh); !bytesHavePrefix(got, live) {
 		t.Fatal("caught-up snapshot differs from the live one")
 	}
-	if n, err := CatchUp(ctx, h.log, fresh); err != nil || n != 0 {
+	if n, err := CatchUp(ctx, h.log, fresh, nil); err != nil || n != 0 {
 		t.Fatalf("second catch-up read %d events (%v), want 0", n, err)
 	}
 	h.must("c0", put("later", "v"))
-	if n, _ := CatchUp(ctx, h.log, fresh); n != 1 {
+	if n, _ := CatchUp(ctx, h.log, fresh, nil); n != 1 {
 		t.Fatalf("catch-up after one more event read %d", n)
 	}
 }

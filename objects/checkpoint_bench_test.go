@@ -145,7 +145,7 @@ func BenchmarkHistory(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StartTimer()
-			n, err := Rebuild(ctx, h.log, p, nil)
+			n, err := Rebuild(ctx, h.log, p, nil, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -274,7 +274,7 @@ func TestRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close(ctx)
-	if _, err := Rebuild(ctx, h.log, p, nil); err != nil {
+	if _, err := Rebuild(ctx, h.log, p, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	rebuilt := map[string]string{}
@@ -354,7 +354,7 @@ func TestRetentionNeedsAPurgeableLog(t *testing.T) {
 	if err := h.log.DropBefore(ctx, "scratch", IDFromName("scratch", "x"), 10); !errors.Is(err, log.ErrAppendOnly) {
 		t.Fatalf("drop on an append-only log: %v", err)
 	}
-	_, err := log.Open(ctx, log.Config{URL: h.srv.ClientURL(), Logger: quiet, AllowRetention: true})
+	_, err := log.Open(ctx, log.Config{Server: h.srv, Logger: quiet, AllowRetention: true})
 	if !errors.Is(err, log.ErrAppendOnly) {
 		t.Fatalf("retention on an append-only log: %v", err)
 	}

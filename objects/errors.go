@@ -24,6 +24,13 @@ var (
 	ErrOverloaded  = errors.New("object overloaded; retry later")
 	ErrUnavailable = errors.New("log unavailable; outcome unknown, retry")
 	ErrClosed      = errors.New("runtime closed")
+
+	// ErrCorruptLog: the object's log holds a message that is not the next
+	// valid event of its chain (garbage, a forged or misplaced event). The
+	// object cannot load until an operator repairs its log; retrying does
+	// not help, and other objects are not affected. The error names the
+	// message's stream sequence (log.CorruptError).
+	ErrCorruptLog = errors.New("corrupt log")
 )
 
 // HandlerError is a failure of the class's own code: an error it returned or

@@ -55,13 +55,13 @@ func newHarnessOn(t testing.TB, srv *log.Server, opts ...harnessOpt) *harness {
 	return newHarnessWith(t, srv, log.Config{}, opts...)
 }
 
-// newHarnessWith is newHarnessOn with a log config (its URL and logger are
+// newHarnessWith is newHarnessOn with a log config (its server and logger are
 // filled in).
 func newHarnessWith(t testing.TB, srv *log.Server, lcfg log.Config, opts ...harnessOpt) *harness {
 	t.Helper()
 	h := &harness{t: t, srv: srv}
 	ctx := context.Background()
-	lcfg.URL, lcfg.Logger = srv.ClientURL(), quiet
+	lcfg.Server, lcfg.Logger = srv, quiet
 	l, err := log.Open(ctx, lcfg)
 	if err != nil {
 		t.Fatal(err)

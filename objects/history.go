@@ -3,6 +3,7 @@ package objects
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -36,7 +37,7 @@ func (rt *Runtime) History(ctx context.Context, ref Ref, r history.Range, fn fun
 	if _, err := rt.Class(ref.Class); err != nil {
 		return err
 	}
-	return history.Events(ctx, rt.log, ref.Class, ref.ID, r, fn)
+	return corruptLog(history.Events(ctx, rt.log, ref.Class, ref.ID, r, fn))
 }
 
 // Follow calls fn for each of ref's events after version after, with
@@ -45,7 +46,7 @@ func (rt *Runtime) Follow(ctx context.Context, ref Ref, after uint64, fn func(hi
 	if _, err := rt.Class(ref.Class); err != nil {
 		return err
 	}
-	return history.Follow(ctx, rt.log, ref.Class, ref.ID, after, fn)
+	return corruptLog(history.Follow(ctx, rt.log, ref.Class, ref.ID, after, fn))
 }
 
 // StateAt is ref's storage as of a past version or time.
@@ -53,7 +54,18 @@ func (rt *Runtime) StateAt(ctx context.Context, ref Ref, at history.At) (history
 	if _, err := rt.Class(ref.Class); err != nil {
 		return history.State{}, err
 	}
-	return history.StateAt(ctx, rt.log, ref.Class, ref.ID, at)
+	st, err := history.StateAt(ctx, rt.log, ref.Class, ref.ID, at)
+	return st, corruptLog(err)
+}
+
+// corruptLog marks a read that met a message that is not a valid event of
+// the object's chain as ErrCorruptLog (not retryable; the error names the
+// message's sequence).
+func corruptLog(err error) error {
+	if errors.Is(err, log.ErrBadEvent) && !errors.Is(err, ErrCorruptLog) {
+		return fmt.Errorf("%w: %w", ErrCorruptLog, err)
+	}
+	return err
 }
 
 // Verify recomputes ref's hash chain.

@@ -18,30 +18,46 @@ const rebuildBatch = 512
 // progress, if not nil, is called after each applied batch with the number
 // of events applied so far. The watermarks end at the log's end, so the
 // next start does not replay it all again.
-func Rebuild(ctx context.Context, l *log.Log, p *projector.Projector, progress func(events uint64)) (uint64, error) {
-	return replay(ctx, l, p, func(int) (uint64, error) { return 0, nil }, progress)
+//
+// A message that is not the next valid event of its object's chain
+// (garbage, a forged or misplaced event) is not applied: broken, if not
+// nil, is told of it, and every other object is rebuilt.
+func Rebuild(ctx context.Context, l *log.Log, p *projector.Projector, progress func(events uint64), broken func(*log.CorruptError)) (uint64, error) {
+	return replay(ctx, l, p, func(int) (uint64, error) { return 0, nil }, progress, broken)
 }
 
 // CatchUp applies to p every event of l after each shard's watermark and
 // advances the watermarks: at a node's start, before it serves, so that
 // events acknowledged but not projected before a crash are in the snapshot
 // (and their alarms in its index) even for objects nobody activates. It
-// returns how many events it read.
-func CatchUp(ctx context.Context, l *log.Log, p *projector.Projector) (uint64, error) {
-	return replay(ctx, l, p, p.Watermark, nil)
+// returns how many events it read. Broken messages are skipped and told
+// to broken, as in Rebuild: one forged message never stops a node's start.
+func CatchUp(ctx context.Context, l *log.Log, p *projector.Projector, broken func(*log.CorruptError)) (uint64, error) {
+	return replay(ctx, l, p, p.Watermark, nil, broken)
 }
 
 // replay applies each shard's events after after(shard), up to the shard's
 // last sequence when replay reached it, in batches, then moves the shard's
 // watermark there.
-func replay(ctx context.Context, l *log.Log, p *projector.Projector, after func(shard int) (uint64, error), progress func(uint64)) (uint64, error) {
+func replay(ctx context.Context, l *log.Log, p *projector.Projector, after func(shard int) (uint64, error), progress func(uint64), broken func(*log.CorruptError)) (uint64, error) {
 	var n uint64
 	batch := make([]log.Record, 0, rebuildBatch)
+	report := func(ce *log.CorruptError) error {
+		if broken != nil {
+			broken(ce)
+		}
+		return nil
+	}
+	skipped := func(_ log.Record, err error) {
+		if ce, ok := log.AsCorrupt(err); ok {
+			report(ce)
+		}
+	}
 	apply := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		if err := p.Apply(batch); err != nil {
+		if err := p.ApplyChecked(batch, skipped); err != nil {
 			return err
 		}
 		n += uint64(len(batch))
@@ -64,7 +80,7 @@ func replay(ctx context.Context, l *log.Log, p *projector.Projector, after func(
 			continue
 		}
 		var seen map[log.ID]bool
-		err = l.Scan(ctx, shard, from+1, func(rec log.Record) error {
+		err = l.ScanPast(ctx, shard, from+1, func(rec log.Record) error {
 			if rec.Seq > last {
 				return nil
 			}
@@ -86,7 +102,7 @@ func replay(ctx context.Context, l *log.Log, p *projector.Projector, after func(
 				return apply()
 			}
 			return nil
-		})
+		}, report)
 		if err == nil {
 			err = apply()
 		}

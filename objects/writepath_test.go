@@ -338,7 +338,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fresh.Close(context.Background())
-	n, err := Rebuild(context.Background(), h.log, fresh, nil)
+	n, err := Rebuild(context.Background(), h.log, fresh, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +357,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 		}
 	}
 	// The rebuild left watermarks at the log's end: a start replays nothing.
-	if n, err := CatchUp(context.Background(), h.log, fresh); err != nil || n != 0 {
+	if n, err := CatchUp(context.Background(), h.log, fresh, nil); err != nil || n != 0 {
 		t.Fatalf("catch-up after rebuild read %d events (%v), want 0", n, err)
 	}
 }

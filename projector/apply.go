@@ -15,13 +15,20 @@ import (
 // checked before anything is written; on a Badger error, the transactions
 // committed before it stay (applying is idempotent, so the caller may
 // simply apply recs again).
-func (p *Projector) Apply(recs []log.Record) error {
+func (p *Projector) Apply(recs []log.Record) error { return p.ApplyChecked(recs, nil) }
+
+// ApplyChecked is Apply that also calls broken, if not nil, with each record
+// it skipped because it does not follow its object's chain (invariant 3): a
+// version that is not the next one, or a PrevHash that is not the chain
+// hash of the applied version. The error is a *log.CorruptError. It is how
+// a rebuild reports forged events.
+func (p *Projector) ApplyChecked(recs []log.Record, broken func(log.Record, error)) error {
 	for _, rec := range recs {
 		if err := checkRecord(rec); err != nil {
 			return err
 		}
 	}
-	return p.asWriter(func() error { return p.applyLocked(recs) })
+	return p.asWriter(func() error { return p.applyLocked(recs, broken) })
 }
 
 // asWriter runs fn as Badger's one writer (serialized with the apply
@@ -39,8 +46,8 @@ func (p *Projector) asWriter(fn func() error) error {
 // applyLocked applies checked records in as few transactions as fit,
 // splitting only at event boundaries when it can (doc.go, invariant 4).
 // The caller holds applyMu.
-func (p *Projector) applyLocked(recs []log.Record) error {
-	b := &txnBatch{p: p, txn: p.db.NewTransaction(true)}
+func (p *Projector) applyLocked(recs []log.Record, broken func(log.Record, error)) error {
+	b := &txnBatch{p: p, txn: p.db.NewTransaction(true), broken: broken}
 	defer func() { b.txn.Discard() }()
 	for i := 0; i < len(recs); {
 		if b.considered >= p.cfg.BatchMax {
@@ -82,9 +89,10 @@ func (p *Projector) applyLocked(recs []log.Record) error {
 type txnBatch struct {
 	p          *Projector
 	txn        *badger.Txn
-	staged     []log.Record // events whose writes and meta are all in txn, in order
-	applied    []Applied    // what staged changed, for OnApplied after commit
-	considered int          // records taken in this transaction, skipped ones included
+	staged     []log.Record            // events whose writes and meta are all in txn, in order
+	applied    []Applied               // what staged changed, for OnApplied after commit
+	considered int                     // records taken in this transaction, skipped ones included
+	broken     func(log.Record, error) // told of records skipped as not following their chain; may be nil
 }
 
 // commit commits the transaction, reports what it applied, and starts the
@@ -138,9 +146,16 @@ func (b *txnBatch) stage(rec log.Record, split bool) error {
 	switch {
 	case ev.Version <= meta.Version:
 		return nil // applied already: idempotent
-	case ev.Version != meta.Version+1:
-		b.p.logger.Error("projector: event gap; skipped, the object catches up from the log when it loads",
-			"class", ev.Class, "id", ev.ID, "applied", meta.Version, "event", ev.Version, "seq", rec.Seq)
+	}
+	if err := log.Follows(meta.Version, meta.Hash, rec); err != nil {
+		// A gap, or a forged event with the right version: neither is
+		// applied. The object meets it again when it loads (a gap it can
+		// fill from the log; a broken link is its ErrCorruptLog).
+		b.p.logger.Error("projector: event does not follow the object's chain (a gap, or a forged link); skipped",
+			"class", ev.Class, "id", ev.ID, "applied", meta.Version, "event", ev.Version, "seq", rec.Seq, "err", err)
+		if b.broken != nil {
+			b.broken(rec, err)
+		}
 		return nil
 	}
 	do := func(op func(*badger.Txn) error) error {

@@ -377,3 +377,40 @@ func TestMetaEncoding(t *testing.T) {
 		}
 	}
 }
+
+// TestForgedLinkSkippedAndReported: an event with the next version whose
+// PrevHash is not the chain hash of the applied event (forged behind
+// Strata's back) is not applied; ApplyChecked reports it as a broken link
+// naming its sequence, and the events of other objects after it apply.
+func TestForgedLinkSkippedAndReported(t *testing.T) {
+	p := open(t, Config{InMemory: true, Logger: slog.New(&logSink{})})
+	s := newStream(t)
+	o, other := newObj("counter", "forged"), newObj("counter", "fine")
+	r1 := s.next(o, []log.Write{put("a", "1")})
+	ev := *s.next(o, []log.Write{put("a", "forged")}).Event
+	ev.PrevHash = log.Hash{0xba, 0xd}
+	data, err := log.Encode(&ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := log.Record{Seq: 99, Data: data, Event: &ev}
+	ok := s.next(other, []log.Write{put("b", "1")})
+	var broken []uint64
+	err = p.ApplyChecked([]log.Record{r1, forged, ok}, func(rec log.Record, err error) {
+		if ce, isCorrupt := log.AsCorrupt(err); !isCorrupt || !errors.Is(err, log.ErrBrokenChain) || ce.Seq != rec.Seq {
+			t.Errorf("reported %v for sequence %d, want a *log.CorruptError wrapping ErrBrokenChain", err, rec.Seq)
+		}
+		broken = append(broken, rec.Seq)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(broken) != 1 || broken[0] != 99 {
+		t.Fatalf("reported %v, want [99]", broken)
+	}
+	if v, _, _ := p.Get(o.class, o.id, "a"); string(v) != "1" {
+		t.Errorf("a = %q after the forged link, want 1", v)
+	}
+	checkMeta(t, p, o, r1)
+	checkMeta(t, p, other, ok)
+}

@@ -14,9 +14,11 @@
 //     missing, and catching up from Meta.Seq+1 restores the object.
 //  2. Apply is idempotent: an event whose version is ≤ the applied version
 //     is skipped. Replaying any suffix of the log is harmless.
-//  3. Versions are applied without gaps: an event whose version is not the
-//     applied version + 1 is not applied (it is logged at Error and
-//     skipped); the object catches up from the log when it next loads.
+//  3. Events are applied along the object's hash chain: an event whose
+//     version is not the applied version + 1, or whose PrevHash is not the
+//     chain hash of the applied version (a forged event), is not applied
+//     (it is logged at Error and skipped, and ApplyChecked reports it); the
+//     object meets it again when it next loads from the log.
 //  4. Transactions end at event boundaries. Many events (of many objects)
 //     share one transaction, up to Config.BatchMax. When Badger reports
 //     ErrTxnTooBig, the transaction is rebuilt without the event that did

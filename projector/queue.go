@@ -100,7 +100,7 @@ func (p *Projector) run() {
 	apply := func() {
 		if len(b.recs) > 0 {
 			p.applyMu.Lock()
-			err := p.applyLocked(b.recs)
+			err := p.applyLocked(b.recs, nil)
 			p.applyMu.Unlock()
 			if err != nil {
 				p.logger.Error("projector: apply failed; the objects catch up from the log when they load",

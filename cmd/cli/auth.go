@@ -79,11 +79,7 @@ func isLoopbackAddr(addr string) bool {
 	if err != nil {
 		return false
 	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return log.IsLoopback(host)
 }
 
 // ensureFirstAdmin makes the first admin token when the store has none:

@@ -107,7 +107,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		lc := logConfig{dataDir: dir, natsListen: "127.0.0.1:0", fsync: "always", shards: bc.shards, logger: logger}
+		lc := logConfig{dataDir: dir, fsync: "always", shards: bc.shards, logger: logger}
 		// A short idle timeout lets W5 find its object evicted.
 		n, err = openNode(ctx, lc, env.Classes, time.Second)
 		if err != nil {

@@ -64,7 +64,7 @@ func runBenchCluster(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	ln, err := openLog(ctx, logConfig{dataDir: dir, natsListen: "127.0.0.1:0", fsync: "always", logger: logger})
+	ln, err := openLog(ctx, logConfig{dataDir: dir, fsync: "always", logger: logger})
 	if err != nil {
 		return err
 	}

@@ -178,7 +178,7 @@ func launchChildServer(name string, env []string, flags ...string) (*childServer
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"serve", "--data", filepath.Join(dir, "data"), "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--log-level", "info"}, flags...)
+	args := append([]string{"serve", "--data", filepath.Join(dir, "data"), "--http", "127.0.0.1:0", "--log-level", "info"}, flags...)
 	cmd := exec.Command(exe, args...)
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)

@@ -57,6 +57,11 @@ func TestUsageErrors(t *testing.T) {
 		{"serve", "--alarm-sweep-interval", "0s"},
 		{"serve", "--alarm-sweep-page", "0"},
 		{"serve", "--alarm-takeover-lookback", "-1s"},
+		{"serve", "--nats-listen", "0.0.0.0:4222"},     // off loopback without TLS
+		{"serve", "--nats-client-password-file", "pw"}, // without --nats-listen
+		{"serve", "--nats-tls-cert", "c.pem"},          // without its key
+		{"serve", "--tls-cert", "c.pem"},               // without its key
+		{"serve", "--nats-url", "nats://x:4222", "--nats-listen", "127.0.0.1:0"},
 	}
 	for _, args := range cases {
 		err := Run(context.Background(), env, args)

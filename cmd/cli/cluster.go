@@ -43,7 +43,7 @@ func (c *clusterConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.routes, "routes", "", "comma-separated route addresses (host:port) of the cluster's servers; listing this node too is fine")
 	fs.StringVar(&c.name, "cluster-name", "strata", "NATS cluster name, the same on every node")
 	fs.IntVar(&c.replicas, "replicas", 0, "stream replicas (0: 3 with --cluster, 1 alone)")
-	fs.StringVar(&c.user, "nats-user", "strata", "user of the NATS credentials (routes and clients) in cluster mode")
+	fs.StringVar(&c.user, "nats-user", "strata", "user of the NATS credentials: of routes and clients in cluster mode, of --nats-listen clients alone")
 	fs.StringVar(&c.password, "nats-password", "", "password of the NATS credentials; prefer STRATA_NATS_PASSWORD or --nats-password-file (a flag shows in ps)")
 	fs.StringVar(&c.passwordFile, "nats-password-file", "", "file holding the NATS password (its first line)")
 	fs.DurationVar(&c.heartbeat, "heartbeat", time.Second, "interval of this node's membership heartbeat")

@@ -20,17 +20,21 @@ import (
 // logConfig says where the log lives: an embedded NATS server in the data
 // folder (the default), or an external NATS at URL.
 type logConfig struct {
-	dataDir       string
-	natsURL       string
-	natsListen    string
-	fsync         string
-	fsyncInterval time.Duration
-	shards        int
-	logger        *slog.Logger
-	cluster       clusterConfig            // scale-out (cluster.go); zero: one node alone
-	checkpoints   objects.CheckpointConfig // checkpoints and per-class retention (cmd/cli/checkpoint.go)
-	idemWindows   map[string]time.Duration // per-class idempotency windows (cmd/cli/idempotency.go)
-	alarmRepair   alarmRepairFlags
+	dataDir    string
+	natsURL    string
+	natsListen string // "" (the default): no client listener, in process only
+	// natsClientPasswordFile holds the client listener's password of a
+	// node alone; "" makes one in the data folder (natsauth.go).
+	natsClientPasswordFile string
+	natsTLS                log.TLSConfig // --nats-tls-*: the embedded server's, or the CA of --nats-url's
+	fsync                  string
+	fsyncInterval          time.Duration
+	shards                 int
+	logger                 *slog.Logger
+	cluster                clusterConfig            // scale-out (cluster.go); zero: one node alone
+	checkpoints            objects.CheckpointConfig // checkpoints and per-class retention (cmd/cli/checkpoint.go)
+	idemWindows            map[string]time.Duration // per-class idempotency windows (cmd/cli/idempotency.go)
+	alarmRepair            alarmRepairFlags
 }
 
 // alarmRepairFlags tune the alarm repair that runs beyond start and
@@ -80,7 +84,10 @@ func (c *logConfig) validate() error {
 			return err
 		}
 	}
-	return c.cluster.validate(c.natsURL)
+	if err := c.cluster.validate(c.natsURL); err != nil {
+		return err
+	}
+	return c.validateNATS()
 }
 
 // logNode is the log and, if embedded, its NATS server.
@@ -101,19 +108,18 @@ func openLog(ctx context.Context, c logConfig) (*logNode, error) {
 			n.close(context.Background())
 		}
 	}()
-	url := c.natsURL
-	if url == "" {
+	lcfg := log.Config{URL: c.natsURL, Shards: c.shards, ConnName: "strata", Logger: c.logger, Replicas: c.cluster.replicas, Auth: c.cluster.auth(), AllowRetention: len(c.checkpoints.Retain) > 0}
+	if c.natsURL != "" && c.natsTLS.CAFile != "" {
+		lcfg.TLS = &log.TLSConfig{CAFile: c.natsTLS.CAFile}
+	}
+	if c.natsURL == "" {
 		unlock, err := lockDataDir(c.dataDir)
 		if err != nil {
 			return nil, err
 		}
 		n.unlock = unlock
-		host, port, err := splitHostPort("--nats-listen", c.natsListen)
+		ec, err := c.embedded()
 		if err != nil {
-			return nil, err
-		}
-		ec := log.EmbeddedConfig{Dir: filepath.Join(c.dataDir, "nats"), Host: host, Port: port, Logger: c.logger}
-		if err := c.cluster.applyEmbedded(&ec); err != nil {
 			return nil, err
 		}
 		if c.fsync == "interval" {
@@ -127,10 +133,15 @@ func openLog(ctx context.Context, c logConfig) (*logNode, error) {
 		if err != nil {
 			return nil, err
 		}
-		url = n.srv.ClientURL()
-		c.logger.Info("embedded NATS running", "url", url, "fsync", c.fsync)
+		// The node itself always connects in process, listener or not.
+		lcfg.Server, lcfg.Auth = n.srv, ec.Auth
+		if url := n.srv.ClientURL(); url != "" {
+			c.logger.Info("embedded NATS running", "url", url, "fsync", c.fsync, "user", ec.Auth.User, "tls", ec.TLS != nil)
+		} else {
+			c.logger.Info("embedded NATS running", "listener", "none (in process only)", "fsync", c.fsync)
+		}
 	}
-	l, err := log.Open(ctx, log.Config{URL: url, Shards: c.shards, ConnName: "strata", Logger: c.logger, Replicas: c.cluster.replicas, Auth: c.cluster.auth(), AllowRetention: len(c.checkpoints.Retain) > 0})
+	l, err := log.Open(ctx, lcfg)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +201,14 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 	// Events acknowledged but not projected before a crash reach the
 	// snapshot (and its alarm index) before anything reads it.
 	start := time.Now()
-	caught, err := objects.CatchUp(ctx, ln.log, n.proj)
+	brokenLogged := 0
+	caught, err := objects.CatchUp(ctx, ln.log, n.proj, func(ce *log.CorruptError) {
+		// A forged or damaged message: that object answers corrupt_log,
+		// the node serves every other (strata rebuild lists them all).
+		if brokenLogged++; brokenLogged <= brokenShownMax {
+			lc.logger.Error("the log holds a message that is not a valid event of its object; skipped", "stream", ce.Stream, "seq", ce.Seq, "subject", ce.Subject, "err", ce.Err)
+		}
+	})
 	if err != nil {
 		n.proj.Close(ctx)
 		ln.close(ctx)

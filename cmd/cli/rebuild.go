@@ -4,9 +4,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
+	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
 	"github.com/strata-objects/strata/projector"
 )
@@ -25,7 +27,7 @@ func runRebuild(ctx context.Context, env *Env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	lc.natsListen, lc.fsync = "127.0.0.1:0", "always"
+	lc.fsync = "always"
 	logger, err := newLogger(env.Stderr, *level)
 	if err != nil {
 		return err
@@ -47,12 +49,13 @@ func runRebuild(ctx context.Context, env *Env, args []string) error {
 	}
 	start := time.Now()
 	last := start
+	var broken brokenReport
 	n, err := objects.Rebuild(ctx, ln.log, p, func(events uint64) {
 		if now := time.Now(); now.Sub(last) > 200*time.Millisecond {
 			last = now
 			fmt.Fprintf(env.Stderr, "\rrebuilding: %d events, %.0f events/s", events, float64(events)/now.Sub(start).Seconds())
 		}
-	})
+	}, broken.add)
 	cerr := p.Close(context.Background())
 	if err != nil {
 		return err
@@ -77,5 +80,34 @@ func runRebuild(ctx context.Context, env *Env, args []string) error {
 	}
 	rate := float64(n) / max(elapsed.Seconds(), 1e-9)
 	fmt.Fprintf(env.Stdout, "\rrebuilt snapshot from %d events in %s (%.0f events/s)\n", n, elapsed.Round(time.Millisecond), rate)
-	return nil
+	if broken.count == 0 {
+		return nil
+	}
+	broken.print(env.Stdout)
+	return fmt.Errorf("rebuild: the log holds %d messages that are not valid events of their object's chain (listed above): those objects stop before them and answer corrupt_log; every other object was rebuilt", broken.count)
+}
+
+// brokenReport collects the broken messages a rebuild skipped.
+type brokenReport struct {
+	count int
+	shown []*log.CorruptError // the first brokenShownMax
+}
+
+// brokenShownMax bounds the broken messages a rebuild lists.
+const brokenShownMax = 100
+
+func (b *brokenReport) add(ce *log.CorruptError) {
+	b.count++
+	if len(b.shown) < brokenShownMax {
+		b.shown = append(b.shown, ce)
+	}
+}
+
+func (b *brokenReport) print(w io.Writer) {
+	for _, ce := range b.shown {
+		fmt.Fprintf(w, "broken: %s sequence %d on %s: %v\n", ce.Stream, ce.Seq, ce.Subject, ce.Err)
+	}
+	if b.count > len(b.shown) {
+		fmt.Fprintf(w, "broken: … and %d more\n", b.count-len(b.shown))
+	}
 }

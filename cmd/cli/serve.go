@@ -23,11 +23,13 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	var lc logConfig
 	fs.StringVar(&lc.dataDir, "data", "./data", "data folder: the embedded JetStream store (nats/) and the Badger snapshot (snapshot/)")
 	fs.StringVar(&lc.natsURL, "nats-url", "", "use this external NATS (JetStream enabled) instead of the embedded server")
-	fs.StringVar(&lc.natsListen, "nats-listen", "127.0.0.1:0", "client address of the embedded NATS server (port 0: a free port)")
+	lc.registerNATS(fs)
 	fs.StringVar(&lc.fsync, "fsync", "always", "embedded JetStream durability: 'always' fsyncs before every acknowledgement; 'interval' is WEAKER: acknowledged writes can be lost in a machine crash")
 	fs.DurationVar(&lc.fsyncInterval, "fsync-interval", time.Second, "with --fsync=interval, how often JetStream fsyncs")
 	fs.IntVar(&lc.shards, "shards", 0, "shard count P, fixed when the data folder is created (0: as recorded, or the default for a new folder)")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP listen address of the gateway")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the gateway: it serves HTTPS, reloading the files on SIGHUP and when they change")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	idle := fs.Duration("idle-timeout", 30*time.Second, "evict an object's activation after this long without a request")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop may take; past it the process says what it was waiting for and exits with an error")
 	streamsMax := fs.Int("streams-max", 256, "most live tails and history follows at once (each holds server-side consumers); past it, 503")
@@ -56,6 +58,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if *idle <= 0 || *shutdown <= 0 || *streamsMax <= 0 {
 		return &usageError{"--idle-timeout, --shutdown-timeout and --streams-max must be positive"}
 	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return &usageError{"--tls-cert and --tls-key go together"}
+	}
 	if err := lc.validate(); err != nil {
 		return err // before anything listens
 	}
@@ -77,7 +82,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	lc.logger = logger
 	listens := map[string]string{"--http": *httpAddr}
 	if lc.natsURL == "" {
-		listens["--nats-listen"] = lc.natsListen
+		if lc.natsListen != "" { // "": no client listener at all
+			listens["--nats-listen"] = lc.natsListen
+		}
 		if lc.cluster.enabled {
 			listens["--cluster-listen"] = lc.cluster.listen
 		}
@@ -87,6 +94,13 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		return err // before anything listens
 	}
 
+	var certs *certReloader
+	if *tlsCert != "" {
+		if certs, err = newCertReloader(*tlsCert, *tlsKey, certPollInterval, logger); err != nil {
+			return &usageError{err.Error()}
+		}
+		defer certs.stop()
+	}
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *httpAddr, err)
@@ -137,8 +151,13 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	}
 	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	logger.Info("serving", "http", ln.Addr().String(), "data", lc.dataDir, "auth", authOn)
+	if certs != nil {
+		srv.TLSConfig = certs.tlsConfig()
+		go func() { served <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { served <- srv.Serve(ln) }()
+	}
+	logger.Info("serving", "http", ln.Addr().String(), "tls", certs != nil, "data", lc.dataDir, "auth", authOn)
 
 	select {
 	case <-ctx.Done():

@@ -33,7 +33,7 @@ func Start(t testing.TB, classes []*objects.Class, edit func(*objects.Config)) *
 	}
 	n := &Node{Server: srv}
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	n.Log, err = log.Open(context.Background(), log.Config{URL: srv.ClientURL()})
+	n.Log, err = log.Open(context.Background(), log.Config{Server: srv})
 	if err != nil {
 		t.Fatal(err)
 	}
