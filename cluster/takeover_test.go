@@ -47,12 +47,12 @@ type member struct {
 	svc    *alarms.Service // nil: alarms are recorded, never scheduled
 }
 
-func startMember(t *testing.T, url, name string, withAlarms bool) *member {
+func startMember(t *testing.T, srv *log.Server, name string, withAlarms bool) *member {
 	t.Helper()
 	ctx := context.Background()
 	m := &member{}
 	var err error
-	if m.log, err = log.Open(ctx, log.Config{URL: url, Logger: quiet}); err != nil {
+	if m.log, err = log.Open(ctx, log.Config{Server: srv, Logger: quiet}); err != nil {
 		t.Fatal(err)
 	}
 	if m.router, err = cluster.New(cluster.Config{Node: name, Log: m.log, Codec: jsonCodec{}, Logger: quiet}); err != nil {
@@ -123,8 +123,8 @@ func TestTakeoverRepairsAlarms(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	b := startMember(t, srv.ClientURL(), "b", true)
-	a := startMember(t, srv.ClientURL(), "a", false)
+	b := startMember(t, srv, "b", true)
+	a := startMember(t, srv, "a", false)
 	deadline := time.Now().Add(10 * time.Second)
 	for len(a.router.Nodes()) != 2 || len(b.router.Nodes()) != 2 {
 		if time.Now().After(deadline) {
