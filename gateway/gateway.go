@@ -420,7 +420,60 @@ func (g *Gateway) readJSONBody(w http.ResponseWriter, r *http.Request) ([]byte, 
 	if !utf8.Valid(body) {
 		return nil, fmt.Errorf("%w: the JSON body is not valid UTF-8", objects.ErrBadInput)
 	}
+	if at := loneSurrogate(body); at >= 0 {
+		return nil, fmt.Errorf("%w: the JSON body escapes a lone UTF-16 surrogate at byte %d (not a character; it would be stored as U+FFFD)", objects.ErrBadInput, at)
+	}
 	return body, nil
+}
+
+// loneSurrogate is the offset of the first \uXXXX escape in a JSON
+// string of body that names half of a UTF-16 surrogate pair without its
+// other half, or -1. encoding/json decodes such an escape to U+FFFD, so
+// "\ud800" and "\udfff" would become one key. body is valid UTF-8; its
+// JSON syntax is checked later, by the decoder.
+func loneSurrogate(body []byte) int {
+	hex4 := func(i int) (rune, bool) {
+		if i+6 > len(body) || body[i] != '\\' || body[i+1] != 'u' {
+			return 0, false
+		}
+		var r rune
+		for _, c := range body[i+2 : i+6] {
+			switch {
+			case '0' <= c && c <= '9':
+				r = r<<4 | rune(c-'0')
+			case 'a' <= c && c <= 'f':
+				r = r<<4 | rune(c-'a'+10)
+			case 'A' <= c && c <= 'F':
+				r = r<<4 | rune(c-'A'+10)
+			default:
+				return 0, false
+			}
+		}
+		return r, true
+	}
+	inString := false
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case c == '"':
+			inString = !inString
+		case c == '\\' && inString:
+			r, ok := hex4(i)
+			switch {
+			case !ok:
+				i++ // a short escape (\n, \", \\): skip what it escapes
+			case 0xD800 <= r && r < 0xDC00:
+				if lo, ok := hex4(i + 6); !ok || lo < 0xDC00 || lo > 0xDFFF {
+					return i
+				}
+				i += 11 // the pair
+			case 0xDC00 <= r && r <= 0xDFFF:
+				return i
+			default:
+				i += 5
+			}
+		}
+	}
+	return -1
 }
 
 // readBody reads a request body whole, within RequestTimeout of now: a

@@ -49,6 +49,11 @@ func TestStrictInput(t *testing.T) {
 		{"POST", "/v1/objects/kv/s/rpc/put", "{\"key\":\"a\",\"value\":\"\xfe\xff\"}", 400, "bad_input"},
 		{"POST", "/v1/objects/kv/s/restore", "{\"at\":\"\xff\"}", 400, "bad_input"},
 		{"PUT", "/v1/objects/kv/s/alarm", "{\"in\":\"1h\xff\"}", 400, "bad_input"},
+		// A lone UTF-16 surrogate escaped in JSON: "\ud800" and "\udfff"
+		// would both decode to U+FFFD, one key.
+		{"POST", "/v1/objects/kv/s/rpc/put", `{"key":"\ud800","value":1}`, 400, "bad_input"},
+		{"POST", "/v1/objects/kv/s/rpc/put", `{"key":"a\udfff","value":1}`, 400, "bad_input"},
+		{"POST", "/v1/objects/kv/s/rpc/put", `{"key":"a","value":"\ud83dx"}`, 400, "bad_input"},
 		{"POST", "/v1/objects/kv/%ff/rpc/put", `{"key":"a","value":1}`, 400, "invalid_name"},
 		// Alarm names refuse control characters, as object names do.
 		{"PUT", "/v1/objects/kv/s/alarm?name=a%01b", `{"in":"1h"}`, 400, "bad_input"},
