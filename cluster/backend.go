@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -88,6 +89,13 @@ func (r *Router) Alarm(ctx context.Context, ref objects.Ref, info objects.AlarmI
 	env := envelope(KindAlarm, ref, objects.Cause{})
 	env.Alarm = &AlarmFire{Name: info.Name, ScheduledAt: info.ScheduledAt.UnixNano(), RetryCount: info.RetryCount}
 	_, err := r.route(ctx, env)
+	if errors.Is(err, ErrNoLease) {
+		// Not this node's to deliver now: left unacknowledged, as by a
+		// node that is stopping, the fire is delivered again after the
+		// ack wait, to whichever node takes it, and spends none of the
+		// alarm's retries (which a cut-off node would spend in seconds).
+		return fmt.Errorf("%w: %w", objects.ErrClosed, err)
+	}
 	return err
 }
 

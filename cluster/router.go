@@ -57,10 +57,13 @@ var errOwnerGone = errors.New("cluster: owner is gone")
 // keyed: keyedEnvelope).
 var errOutcomeUnknown = errors.New("outcome unknown")
 
-// errNoLease: this node's membership lease ran out (its heartbeats are not
-// being stored), so it may no longer be the owner in the others' views
-// and runs nothing until the lease is back (Members.LeaseUntil).
-var errNoLease = errors.New("cluster: this node's membership lease ran out")
+// ErrNoLease: this node's membership lease ran out (its heartbeats are not
+// being stored: it is cut off from the cluster's majority, or the
+// membership bucket is stalled), so it may no longer be the owner in the
+// others' views and its view of who owns what may be stale. It runs and
+// forwards nothing until the lease is back (Members.LeaseUntil), and says
+// so at once: nothing ran, and another node may serve the request.
+var ErrNoLease = errors.New("cluster: this node's membership lease ran out")
 
 // Router places requests on their owners. It is the gateway's backend in
 // a cluster, and the alarm fires' deliverer.
@@ -219,7 +222,7 @@ func (r *Router) leased() bool {
 // watchLease releases every activation when the lease runs out: the
 // others may already have moved these objects, and an activation kept
 // here would answer from stale memory once the lease is back. Requests
-// meanwhile are refused as in motion (errNoLease) and retried.
+// meanwhile are refused at once (ErrNoLease).
 func (r *Router) watchLease() {
 	defer r.wg.Done()
 	t := time.NewTicker(leaseCheck)
@@ -341,10 +344,18 @@ func (r *Router) goneCh(node string) <-chan struct{} {
 }
 
 // route runs env on the object's owner, retrying while the object is in
-// motion, until ctx ends.
+// motion, until ctx ends. A node without its lease refuses at once
+// (ErrNoLease), before and between attempts: waiting for the lease would
+// hold the request for as long as a partition lasts, and the view it
+// would forward by may be stale. A request already running or forwarded
+// when the lease runs out ends within its deadline (the activation is
+// released by watchLease; a forward waits for the owner or ctx).
 func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 	backoff := retryBackoffMin
 	for {
+		if !r.leased() {
+			return nil, fmt.Errorf("%w: %s/%s not run on %s; retry, on another node if this one stays cut off", ErrNoLease, env.Class, env.ID, r.cfg.Node)
+		}
 		owner := r.OwnerOf(env.ID)
 		var (
 			rep *Reply
@@ -352,11 +363,7 @@ func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 		)
 		if owner == r.cfg.Node {
 			r.stats.local.Add(1)
-			if r.leased() {
-				rep, err = r.runLocal(ctx, env)
-			} else {
-				err = errNoLease
-			}
+			rep, err = r.runLocal(ctx, env)
 		} else {
 			r.stats.forwarded.Add(1)
 			rep, err = r.forward(ctx, owner, env)
@@ -389,7 +396,7 @@ func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 // the object is changing owners; running it again is safe.
 func inMotion(err error) bool {
 	return errors.Is(err, objects.ErrFenced) || errors.Is(err, objects.ErrMoved) ||
-		errors.Is(err, errNotOwner) || errors.Is(err, errOwnerGone) || errors.Is(err, errNoLease)
+		errors.Is(err, errNotOwner) || errors.Is(err, errOwnerGone)
 }
 
 // forward sends env to owner and waits for its reply, the caller's

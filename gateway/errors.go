@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/strata-objects/strata/cluster"
 	"github.com/strata-objects/strata/objects"
 )
 
@@ -39,6 +40,7 @@ var errorTable = []struct {
 	{objects.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused", never},
 	{objects.ErrOutcomeNotKept, http.StatusConflict, "idempotency_outcome_not_kept", never},
 	{objects.ErrFenced, http.StatusConflict, "fenced", always},
+	{cluster.ErrNoLease, http.StatusServiceUnavailable, "no_lease", always},
 	{objects.ErrOverloaded, http.StatusServiceUnavailable, "overloaded", always},
 	{objects.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", keyedOnly},
 	{objects.ErrClosed, http.StatusServiceUnavailable, "shutting_down", always},

@@ -204,9 +204,10 @@ func (c *testCluster) Restart(i int) {
 
 // clusterView is GET /v1/cluster.
 type clusterView struct {
-	Mode  string `json:"mode"`
-	Node  string `json:"node"`
-	Nodes []struct {
+	Mode   string `json:"mode"`
+	Node   string `json:"node"`
+	Leased bool   `json:"leased"`
+	Nodes  []struct {
 		Name    string `json:"name"`
 		HTTP    string `json:"http"`
 		State   string `json:"state"`
