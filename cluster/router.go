@@ -352,8 +352,13 @@ func (r *Router) goneCh(node string) <-chan struct{} {
 // released by watchLease; a forward waits for the owner or ctx).
 func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 	backoff := retryBackoffMin
+	var unknown error // an earlier attempt's, whose outcome is unknown
 	for {
 		if !r.leased() {
+			if unknown != nil {
+				// Not "nothing ran": an earlier attempt may have.
+				return nil, fmt.Errorf("%w (then %s lost its membership lease)", unknown, r.cfg.Node)
+			}
 			return nil, fmt.Errorf("%w: %s/%s not run on %s; retry, on another node if this one stays cut off", ErrNoLease, env.Class, env.ID, r.cfg.Node)
 		}
 		owner := r.OwnerOf(env.ID)
@@ -379,6 +384,9 @@ func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 		}
 		if errors.Is(err, errNotOwner) {
 			r.stats.notOwner.Add(1)
+		}
+		if errors.Is(err, errOutcomeUnknown) {
+			unknown = err
 		}
 		r.stats.retries.Add(1)
 		t := time.NewTimer(backoff)
