@@ -96,6 +96,12 @@ type Router struct {
 	// lapsesSeen is the count of lease lapses watchLease has released
 	// every activation for (leased).
 	lapsesSeen atomic.Uint64
+	// lapse is closed by watchLease when the lease runs out, and replaced
+	// when it is back: forwards in flight stop waiting (forward).
+	lapse struct {
+		sync.Mutex
+		ch chan struct{}
+	}
 	// ws holds the sockets this node serves with another node
 	// (websocket.go).
 	ws struct {
@@ -127,6 +133,7 @@ func New(cfg Config) (*Router, error) {
 	r := &Router{cfg: cfg, log: cfg.Log, logger: cfg.Logger.With("component", "cluster", "node", cfg.Node), stop: make(chan struct{}), ends: make(chan endJob, endQueueLen)}
 	r.stopCtx, r.cancel = context.WithCancel(context.Background())
 	r.mu.nodes = []string{cfg.Node}
+	r.lapse.ch = make(chan struct{})
 	r.mu.gone = map[string]chan struct{}{}
 	r.ws.edge = map[objects.SocketID]*edgeSocket{}
 	r.ws.byOwner = map[runKey]map[objects.SocketID]*edgeSocket{}
@@ -242,11 +249,17 @@ func (r *Router) watchLease() {
 			n := r.rt.ReleaseIf(func(string, objects.ID) bool { return true })
 			r.logger.Warn("membership lease ran out (heartbeats not stored): released every activation; serving nothing until it is back", "released", n)
 			held = false
+			r.lapse.Lock()
+			close(r.lapse.ch)
+			r.lapse.Unlock()
 		}
 		r.lapsesSeen.Store(lapses)
 		if !held && !expired {
 			r.logger.Info("membership lease is back")
 			held = true
+			r.lapse.Lock()
+			r.lapse.ch = make(chan struct{})
+			r.lapse.Unlock()
 		}
 	}
 }
@@ -357,7 +370,7 @@ func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 		if !r.leased() {
 			if unknown != nil {
 				// Not "nothing ran": an earlier attempt may have.
-				return nil, fmt.Errorf("%w (then %s lost its membership lease)", unknown, r.cfg.Node)
+				return nil, fmt.Errorf("%w (not retried: %s has no membership lease now)", unknown, r.cfg.Node)
 			}
 			return nil, fmt.Errorf("%w: %s/%s not run on %s; retry, on another node if this one stays cut off", ErrNoLease, env.Class, env.ID, r.cfg.Node)
 		}
@@ -408,7 +421,9 @@ func inMotion(err error) bool {
 }
 
 // forward sends env to owner and waits for its reply, the caller's
-// deadline, or the owner leaving the view.
+// deadline, the owner leaving the view, or this node's lease running out
+// (cut off, it would most likely wait for the deadline: it answers now,
+// outcome unknown).
 func (r *Router) forward(ctx context.Context, owner string, env *Envelope) (*Reply, error) {
 	env.From = r.cfg.Node
 	data, err := encode(env)
@@ -416,12 +431,17 @@ func (r *Router) forward(ctx context.Context, owner string, env *Envelope) (*Rep
 		return nil, fmt.Errorf("cluster: encode request: %w", err)
 	}
 	gone := r.goneCh(owner)
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	r.lapse.Lock()
+	lapse := r.lapse.ch
+	r.lapse.Unlock()
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	go func() {
 		select {
 		case <-gone:
-			cancel()
+			cancel(fmt.Errorf("%s left the cluster while running the request", owner))
+		case <-lapse:
+			cancel(fmt.Errorf("%s lost its membership lease while %s ran the request", r.cfg.Node, owner))
 		case <-rctx.Done():
 		}
 	}()
@@ -433,7 +453,7 @@ func (r *Router) forward(ctx context.Context, owner string, env *Envelope) (*Rep
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("%w: %s did not answer in time, outcome unknown: %v", objects.ErrUnavailable, owner, ctx.Err())
 		case rctx.Err() != nil:
-			return nil, fmt.Errorf("%w: %w: %s left the cluster while running the request", objects.ErrUnavailable, errOutcomeUnknown, owner)
+			return nil, fmt.Errorf("%w: %w: %v", objects.ErrUnavailable, errOutcomeUnknown, context.Cause(rctx))
 		}
 		return nil, fmt.Errorf("%w: %w: forward to %s: %w", objects.ErrUnavailable, errOutcomeUnknown, owner, err)
 	}

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -48,6 +49,21 @@ func TestClusterNoLeaseAnswersAtOnce(t *testing.T) {
 		}
 	}()
 	lapse := time.Now()
+	// A read sent at once, most likely before the lapse: n1 forwards it to
+	// the paused owner, who will not answer; it must end when n1's lease
+	// runs out, not at the request deadline.
+	type answer struct {
+		code int
+		body []byte
+		err  error
+		took time.Duration
+	}
+	admitted := make(chan answer, 1)
+	go func() {
+		start := time.Now()
+		code, _, body, err := rpc(ctx, n1, "kv", owned[false], "get", map[string]any{"key": "k"})
+		admitted <- answer{code, body, err, time.Since(start)}
+	}()
 	for {
 		v, err := c.Status(0)
 		if err == nil && !v.Leased {
@@ -59,6 +75,11 @@ func TestClusterNoLeaseAnswersAtOnce(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("n1 gave up its lease %s after the others paused", time.Since(lapse).Round(time.Millisecond))
+	a := <-admitted
+	if a.err != nil || a.code != http.StatusServiceUnavailable || a.took > 10*time.Second {
+		t.Fatalf("a read forwarded by n1 just before it lost its lease: %d %s %v in %s; want a 503 soon after the lapse", a.code, a.body, a.err, a.took)
+	}
+	t.Logf("a read forwarded just before the lapse: %d %s in %s", a.code, bytes.TrimSpace(a.body), a.took.Round(time.Millisecond))
 
 	// The target is 100 ms; the bound leaves room for a loaded machine and
 	// is far below the request deadline (30 s) the node used to hold for.
