@@ -2,7 +2,6 @@ package log
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -164,9 +163,6 @@ func TestRoutePingConfig(t *testing.T) {
 			})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("RunEmbedded: %v, want an error about %s", err, tc.want)
-			}
-			if errors.Is(err, context.DeadlineExceeded) {
-				t.Fatal("refused late")
 			}
 		})
 	}
