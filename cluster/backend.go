@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -87,8 +88,24 @@ func (r *Router) Fetch(ctx context.Context, ref objects.Ref, req *http.Request, 
 func (r *Router) Alarm(ctx context.Context, ref objects.Ref, info objects.AlarmInfo) error {
 	env := envelope(KindAlarm, ref, objects.Cause{})
 	env.Alarm = &AlarmFire{Name: info.Name, ScheduledAt: info.ScheduledAt.UnixNano(), RetryCount: info.RetryCount}
-	_, err := r.route(ctx, env)
-	return err
+	// A fire has no client waiting: while this node has no lease, it
+	// waits for the lease within ctx, as every request did before
+	// ErrNoLease (a majority node's lease lapses for seconds while the
+	// membership bucket elects a leader; the fire's redelivery would come
+	// only after the ack wait).
+	for {
+		_, err := r.route(ctx, env)
+		if !errors.Is(err, ErrNoLease) {
+			return err
+		}
+		t := time.NewTimer(leaseCheck)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w: alarm %q of %s/%s: %w", objects.ErrUnavailable, info.Name, ref.Class, ref.ID, err)
+		}
+	}
 }
 
 // GetAlarms returns the object's pending alarms, from its owner.

@@ -57,10 +57,13 @@ var errOwnerGone = errors.New("cluster: owner is gone")
 // keyed: keyedEnvelope).
 var errOutcomeUnknown = errors.New("outcome unknown")
 
-// errNoLease: this node's membership lease ran out (its heartbeats are not
-// being stored), so it may no longer be the owner in the others' views
-// and runs nothing until the lease is back (Members.LeaseUntil).
-var errNoLease = errors.New("cluster: this node's membership lease ran out")
+// ErrNoLease: this node's membership lease ran out (its heartbeats are not
+// being stored: it is cut off from the cluster's majority, or the
+// membership bucket is stalled), so it may no longer be the owner in the
+// others' views and its view of who owns what may be stale. It runs and
+// forwards nothing until the lease is back (Members.LeaseUntil), and says
+// so at once: nothing ran, and another node may serve the request.
+var ErrNoLease = errors.New("cluster: this node's membership lease ran out")
 
 // Router places requests on their owners. It is the gateway's backend in
 // a cluster, and the alarm fires' deliverer.
@@ -95,6 +98,12 @@ type Router struct {
 	// lapsesSeen is the count of lease lapses watchLease has released
 	// every activation for (leased).
 	lapsesSeen atomic.Uint64
+	// lapse is closed by watchLease when the lease runs out, and replaced
+	// when it is back: forwards in flight stop waiting (forward).
+	lapse struct {
+		sync.Mutex
+		ch chan struct{}
+	}
 	// ws holds the sockets this node serves with another node
 	// (websocket.go).
 	ws struct {
@@ -126,6 +135,7 @@ func New(cfg Config) (*Router, error) {
 	r := &Router{cfg: cfg, log: cfg.Log, logger: cfg.Logger.With("component", "cluster", "node", cfg.Node), stop: make(chan struct{}), ends: make(chan endJob, endQueueLen)}
 	r.stopCtx, r.cancel = context.WithCancel(context.Background())
 	r.mu.nodes = []string{cfg.Node}
+	r.lapse.ch = make(chan struct{})
 	r.mu.gone = map[string]chan struct{}{}
 	r.ws.edge = map[objects.SocketID]*edgeSocket{}
 	r.ws.byOwner = map[runKey]map[objects.SocketID]*edgeSocket{}
@@ -221,7 +231,7 @@ func (r *Router) leased() bool {
 // watchLease releases every activation when the lease runs out: the
 // others may already have moved these objects, and an activation kept
 // here would answer from stale memory once the lease is back. Requests
-// meanwhile are refused as in motion (errNoLease) and retried.
+// meanwhile are refused at once (ErrNoLease).
 func (r *Router) watchLease() {
 	defer r.wg.Done()
 	t := time.NewTicker(leaseCheck)
@@ -241,11 +251,17 @@ func (r *Router) watchLease() {
 			n := r.rt.ReleaseIf(func(string, objects.ID) bool { return true })
 			r.logger.Warn("membership lease ran out (heartbeats not stored): released every activation; serving nothing until it is back", "released", n)
 			held = false
+			r.lapse.Lock()
+			close(r.lapse.ch)
+			r.lapse.Unlock()
 		}
 		r.lapsesSeen.Store(lapses)
 		if !held && !expired {
 			r.logger.Info("membership lease is back")
 			held = true
+			r.lapse.Lock()
+			r.lapse.ch = make(chan struct{})
+			r.lapse.Unlock()
 		}
 	}
 }
@@ -372,10 +388,23 @@ func (r *Router) goneCh(node string) <-chan struct{} {
 }
 
 // route runs env on the object's owner, retrying while the object is in
-// motion, until ctx ends.
+// motion, until ctx ends. A node without its lease refuses at once
+// (ErrNoLease), before and between attempts: waiting for the lease would
+// hold the request for as long as a partition lasts, and the view it
+// would forward by may be stale. A request already running or forwarded
+// when the lease runs out ends within its deadline (the activation is
+// released by watchLease; a forward waits for the owner or ctx).
 func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 	backoff := retryBackoffMin
+	var unknown error // an earlier attempt's, whose outcome is unknown
 	for {
+		if !r.leased() {
+			if unknown != nil {
+				// Not "nothing ran": an earlier attempt may have.
+				return nil, fmt.Errorf("%w (not retried: %s has no membership lease now)", unknown, r.cfg.Node)
+			}
+			return nil, fmt.Errorf("%w: %s/%s not run on %s; retry, on another node if this one stays cut off", ErrNoLease, env.Class, env.ID, r.cfg.Node)
+		}
 		owner := r.OwnerOf(env.ID)
 		var (
 			rep *Reply
@@ -383,11 +412,7 @@ func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 		)
 		if owner == r.cfg.Node {
 			r.stats.local.Add(1)
-			if r.leased() {
-				rep, err = r.runLocal(ctx, env)
-			} else {
-				err = errNoLease
-			}
+			rep, err = r.runLocal(ctx, env)
 		} else {
 			r.stats.forwarded.Add(1)
 			rep, err = r.forward(ctx, owner, env)
@@ -403,6 +428,9 @@ func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 		}
 		if errors.Is(err, errNotOwner) {
 			r.stats.notOwner.Add(1)
+		}
+		if errors.Is(err, errOutcomeUnknown) {
+			unknown = err
 		}
 		r.stats.retries.Add(1)
 		t := time.NewTimer(backoff)
@@ -424,11 +452,13 @@ func (r *Router) route(ctx context.Context, env *Envelope) (*Reply, error) {
 // the object is changing owners; running it again is safe.
 func inMotion(err error) bool {
 	return errors.Is(err, objects.ErrFenced) || errors.Is(err, objects.ErrMoved) ||
-		errors.Is(err, errNotOwner) || errors.Is(err, errOwnerGone) || errors.Is(err, errNoLease)
+		errors.Is(err, errNotOwner) || errors.Is(err, errOwnerGone)
 }
 
 // forward sends env to owner and waits for its reply, the caller's
-// deadline, or the owner leaving the view.
+// deadline, the owner leaving the view, or this node's lease running out
+// (cut off, it would most likely wait for the deadline: it answers now,
+// outcome unknown).
 func (r *Router) forward(ctx context.Context, owner string, env *Envelope) (*Reply, error) {
 	env.From = r.cfg.Node
 	data, err := encode(env)
@@ -436,12 +466,17 @@ func (r *Router) forward(ctx context.Context, owner string, env *Envelope) (*Rep
 		return nil, fmt.Errorf("cluster: encode request: %w", err)
 	}
 	gone := r.goneCh(owner)
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	r.lapse.Lock()
+	lapse := r.lapse.ch
+	r.lapse.Unlock()
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	go func() {
 		select {
 		case <-gone:
-			cancel()
+			cancel(fmt.Errorf("%s left the cluster while running the request", owner))
+		case <-lapse:
+			cancel(fmt.Errorf("%s lost its membership lease while %s ran the request", r.cfg.Node, owner))
 		case <-rctx.Done():
 		}
 	}()
@@ -453,7 +488,7 @@ func (r *Router) forward(ctx context.Context, owner string, env *Envelope) (*Rep
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("%w: %s did not answer in time, outcome unknown: %w", objects.ErrUnavailable, owner, ctx.Err())
 		case rctx.Err() != nil:
-			return nil, fmt.Errorf("%w: %w: %s left the cluster while running the request", objects.ErrUnavailable, errOutcomeUnknown, owner)
+			return nil, fmt.Errorf("%w: %w: %v", objects.ErrUnavailable, errOutcomeUnknown, context.Cause(rctx))
 		}
 		return nil, fmt.Errorf("%w: %w: forward to %s: %w", objects.ErrUnavailable, errOutcomeUnknown, owner, err)
 	}

@@ -6,9 +6,12 @@ import (
 
 // Status is one node's view of the cluster (GET /v1/cluster).
 type Status struct {
-	Node  string       `json:"node"` // the node answering
-	Nodes []NodeStatus `json:"nodes"`
-	Stats RouterStats  `json:"stats"`
+	Node string `json:"node"` // the node answering
+	// Leased: the answering node holds its membership lease, so it serves
+	// requests; without it, it answers 503 no_lease (router.go, ErrNoLease).
+	Leased bool         `json:"leased"`
+	Nodes  []NodeStatus `json:"nodes"`
+	Stats  RouterStats  `json:"stats"`
 }
 
 // NodeStatus is one live node as the answering node sees it.
@@ -43,7 +46,7 @@ type RouterStats struct {
 
 // Status returns this node's view.
 func (r *Router) Status() Status {
-	s := Status{Node: r.cfg.Node, Stats: RouterStats{
+	s := Status{Node: r.cfg.Node, Leased: r.leased(), Stats: RouterStats{
 		Local: r.stats.local.Load(), Forwarded: r.stats.forwarded.Load(), Served: r.stats.served.Load(),
 		Retries: r.stats.retries.Load(), NotOwner: r.stats.notOwner.Load(), Claims: r.stats.claims.Load(),
 		ClaimsHeld: r.stats.claimsHeld.Load(), Released: r.stats.released.Load(),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/strata-objects/strata/cluster"
 	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
 )
@@ -42,6 +43,7 @@ var errorTable = []struct {
 	// Before the retryable rows: a corrupt log never heals by retrying.
 	{objects.ErrCorruptLog, http.StatusInternalServerError, "corrupt_log", never},
 	{objects.ErrFenced, http.StatusConflict, "fenced", always},
+	{cluster.ErrNoLease, http.StatusServiceUnavailable, "no_lease", always},
 	{objects.ErrOverloaded, http.StatusServiceUnavailable, "overloaded", always},
 	{objects.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", keyedOnly},
 	{objects.ErrClosed, http.StatusServiceUnavailable, "shutting_down", always},

@@ -33,7 +33,10 @@ type clusterNode struct {
 	http, nats, route int
 	p                 *proc    // nil while down
 	own               []string // this node's own flags, before the cluster's extra
-	past              string   // the output of its earlier runs (guarded by mu)
+	// host and routeHost are its HTTP and route addresses ("": 127.0.0.1),
+	// netns the network namespace it runs in ("": the test's own).
+	host, routeHost, netns string
+	past                   string // the output of its earlier runs (guarded by mu)
 }
 
 // Cluster timing of the tests: a dead node is dropped from the membership
@@ -60,16 +63,40 @@ func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 // then extra.
 func startClusterNodes(t *testing.T, own [][]string, extra ...string) *testCluster {
 	t.Helper()
-	strataBinary(t)
-	start := time.Now()
-	n := len(own)
 	c := &testCluster{t: t, extra: extra, env: []string{"STRATA_NATS_PASSWORD=" + testClusterPassword}}
-	for i := range n {
+	for i := range own {
 		c.nodes = append(c.nodes, &clusterNode{
 			name: fmt.Sprintf("n%d", i+1), dir: filepath.Join(t.TempDir(), fmt.Sprintf("n%d", i+1)),
 			http: freePort(t), nats: freePort(t), route: freePort(t), own: own[i],
 		})
 	}
+	c.start()
+	return c
+}
+
+// startClusterIn starts one node in each of lab's namespaces, routes on
+// the lab's route bridge, HTTP on its client bridge.
+func startClusterIn(t *testing.T, lab *netLab, extra ...string) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, extra: extra, env: []string{"STRATA_NATS_PASSWORD=" + testClusterPassword}}
+	for i := range lab.nodes {
+		c.nodes = append(c.nodes, &clusterNode{
+			name: fmt.Sprintf("n%d", i+1), dir: filepath.Join(t.TempDir(), fmt.Sprintf("n%d", i+1)),
+			http: 8080, nats: 4222, route: 6222, // each namespace has its own ports
+			host: lab.HTTPIP(i), routeHost: lab.RouteIP(i), netns: lab.Netns(i),
+		})
+	}
+	c.start()
+	return c
+}
+
+// start launches every node and waits until each lists them all live.
+func (c *testCluster) start() {
+	t := c.t
+	t.Helper()
+	strataBinary(t)
+	start := time.Now()
+	n := len(c.nodes)
 	// All at once: a node's streams are created only once a quorum of
 	// servers has joined, so one alone never answers.
 	for i := range c.nodes {
@@ -82,7 +109,6 @@ func startClusterNodes(t *testing.T, own [][]string, extra ...string) *testClust
 	}
 	c.WaitLive(t, n)
 	t.Logf("%d-node cluster up in %s", n, time.Since(start).Round(time.Millisecond))
-	return c
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -99,7 +125,7 @@ func freePort(t *testing.T) int {
 func (c *testCluster) routes() string {
 	var r []string
 	for _, nd := range c.nodes {
-		r = append(r, fmt.Sprintf("127.0.0.1:%d", nd.route))
+		r = append(r, net.JoinHostPort(orLoopback(nd.routeHost), fmt.Sprint(nd.route)))
 	}
 	return strings.Join(r, ",")
 }
@@ -109,14 +135,14 @@ func (c *testCluster) launch(i int) {
 	nd := c.nodes[i]
 	args := []string{
 		"--cluster", "--node-name", nd.name,
-		"--http", fmt.Sprintf("127.0.0.1:%d", nd.http),
+		"--http", net.JoinHostPort(orLoopback(nd.host), fmt.Sprint(nd.http)),
 		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", nd.nats),
-		"--cluster-listen", fmt.Sprintf("127.0.0.1:%d", nd.route),
+		"--cluster-listen", net.JoinHostPort(orLoopback(nd.routeHost), fmt.Sprint(nd.route)),
 		"--routes", c.routes(),
 		"--heartbeat", testHeartbeat.String(), "--node-ttl", testNodeTTL.String(),
 	}
 	args = append(append(args, nd.own...), c.extra...)
-	p := launch(c.t, c.env, nd.dir, args...)
+	p := launchIn(c.t, c.env, nd.netns, nd.dir, args...)
 	c.mu.Lock()
 	nd.p = p
 	c.mu.Unlock()
@@ -142,7 +168,14 @@ func (c *testCluster) URL(i int) string {
 	if c.nodes[i].p == nil {
 		return ""
 	}
-	return fmt.Sprintf("http://127.0.0.1:%d", c.nodes[i].http)
+	return "http://" + net.JoinHostPort(orLoopback(c.nodes[i].host), fmt.Sprint(c.nodes[i].http))
+}
+
+func orLoopback(host string) string {
+	if host == "" {
+		return "127.0.0.1"
+	}
+	return host
 }
 
 // Logs is node i's output so far (of its current or last run).
@@ -205,9 +238,10 @@ func (c *testCluster) Restart(i int) {
 
 // clusterView is GET /v1/cluster.
 type clusterView struct {
-	Mode  string `json:"mode"`
-	Node  string `json:"node"`
-	Nodes []struct {
+	Mode   string `json:"mode"`
+	Node   string `json:"node"`
+	Leased bool   `json:"leased"`
+	Nodes  []struct {
 		Name    string `json:"name"`
 		HTTP    string `json:"http"`
 		State   string `json:"state"`

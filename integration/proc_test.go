@@ -92,8 +92,18 @@ func serve(t *testing.T, dataDir string, extra ...string) *proc {
 // override them) and env added to the test's environment, without waiting;
 // strataBinary must have run. waitServing tells when it answers.
 func launch(t *testing.T, env []string, dataDir string, extra ...string) *proc {
+	return launchIn(t, env, "", dataDir, extra...)
+}
+
+// launchIn is launch inside the network namespace netns ("": the test's
+// own), by `ip netns exec`, which execs the binary: the process is
+// strata's, so signals reach it.
+func launchIn(t *testing.T, env []string, netns, dataDir string, extra ...string) *proc {
 	args := append([]string{"serve", "--data", dataDir, "--http", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(binPath, args...)
+	if netns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", netns, binPath}, args...)...)
+	}
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}

@@ -66,6 +66,17 @@ type ClusterConfig struct {
 	// Routes are the other servers' route addresses, host:port. A server
 	// may list itself; it ignores that route.
 	Routes []string
+	// RoutePingInterval is how often a route that carried nothing is
+	// pinged; default 1s. RouteMaxPingsOut is how many pings may go
+	// unanswered before the route is closed as stale; default 3. Together
+	// they bound how long a silently cut peer (packets dropped, no FIN or
+	// RST) keeps a route that swallows requests: about interval × (max+1),
+	// 4 s by default. NATS's own defaults for routes (a ping every 30 s,
+	// 2 out) left such routes open until the write deadline closed them,
+	// 14-33 s after a cut, and requests toward the cut peer timed out
+	// meanwhile (issue 22). Zero means the default; a ping is a few bytes.
+	RoutePingInterval time.Duration
+	RouteMaxPingsOut  int
 }
 
 // Defaults of ClusterConfig.
@@ -76,6 +87,14 @@ const (
 	// the other side connects: the cluster gossips routes, so one live
 	// route is enough to find the rest.
 	routeConnectRetries = 3600
+	// DefaultRoutePingInterval and DefaultRouteMaxPingsOut: a silent peer's
+	// routes close about 4 s after it falls silent (ClusterConfig).
+	DefaultRoutePingInterval = time.Second
+	DefaultRouteMaxPingsOut  = 3
+	// routePingIntervalMin keeps pings from becoming the routes' load;
+	// nats-server caps the interval of routes at 30 s itself.
+	routePingIntervalMin = 100 * time.Millisecond
+	routePingIntervalMax = 30 * time.Second
 )
 
 // serverNameRe is what a node (server) name may be: it is part of NATS
@@ -117,6 +136,18 @@ func applyCluster(opts *server.Options, cfg EmbeddedConfig) error {
 	if c.Host == "" {
 		c.Host = defaultHost
 	}
+	if c.RoutePingInterval == 0 {
+		c.RoutePingInterval = DefaultRoutePingInterval
+	}
+	if c.RouteMaxPingsOut == 0 {
+		c.RouteMaxPingsOut = DefaultRouteMaxPingsOut
+	}
+	if c.RoutePingInterval < routePingIntervalMin || c.RoutePingInterval > routePingIntervalMax {
+		return fmt.Errorf("log: route ping interval %s: want %s to %s", c.RoutePingInterval, routePingIntervalMin, routePingIntervalMax)
+	}
+	if c.RouteMaxPingsOut < 1 {
+		return fmt.Errorf("log: route max pings out %d: want at least 1", c.RouteMaxPingsOut)
+	}
 	port := c.Port
 	if port == 0 {
 		port = server.RANDOM_PORT
@@ -128,6 +159,10 @@ func applyCluster(opts *server.Options, cfg EmbeddedConfig) error {
 		Username:       cfg.Auth.User,
 		Password:       cfg.Auth.Password,
 		ConnectRetries: routeConnectRetries,
+		// Set here, in the cluster block, so they apply to routes; the
+		// top-level PingInterval and MaxPingsOut are the clients'.
+		PingInterval: c.RoutePingInterval,
+		MaxPingsOut:  c.RouteMaxPingsOut,
 	}
 	for _, r := range c.Routes {
 		host, p, err := net.SplitHostPort(r)

@@ -31,6 +31,8 @@ type clusterConfig struct {
 	passwordFile string
 	heartbeat    time.Duration
 	ttl          time.Duration
+	pingInterval time.Duration // of the embedded server's routes
+	maxPingsOut  int
 	ownAll       bool   // split-brain test hook
 	httpAddr     string // set by serve once the gateway listens
 }
@@ -48,6 +50,8 @@ func (c *clusterConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.passwordFile, "nats-password-file", "", "file holding the NATS password (its first line)")
 	fs.DurationVar(&c.heartbeat, "heartbeat", time.Second, "interval of this node's membership heartbeat")
 	fs.DurationVar(&c.ttl, "node-ttl", 3*time.Second, "a node whose heartbeats stop is dropped after this long, and its objects move")
+	fs.DurationVar(&c.pingInterval, "route-ping-interval", log.DefaultRoutePingInterval, "interval of pings on idle routes to the other nodes; with --route-max-pings-out it bounds how long a silently cut node's routes stay open (about interval × (max+1))")
+	fs.IntVar(&c.maxPingsOut, "route-max-pings-out", log.DefaultRouteMaxPingsOut, "unanswered route pings after which a route is closed as stale")
 	fs.BoolVar(&c.ownAll, "unsafe-own-all", false, "TESTS ONLY: this node believes it owns every object (a split brain that only fencing guards)")
 }
 
@@ -81,6 +85,9 @@ func (c *clusterConfig) validate(natsURL string) error {
 	if c.heartbeat <= 0 || c.ttl < 2*c.heartbeat {
 		return &usageError{"--node-ttl must be at least two --heartbeat intervals"}
 	}
+	if c.pingInterval <= 0 || c.maxPingsOut < 1 {
+		return &usageError{"--route-ping-interval must be positive and --route-max-pings-out at least 1"}
+	}
 	if natsURL != "" {
 		return nil // an external cluster: its own auth, in the URL or the flags
 	}
@@ -111,7 +118,10 @@ func (c *clusterConfig) embedded(host string, port int) *log.ClusterConfig {
 			routes = append(routes, r)
 		}
 	}
-	return &log.ClusterConfig{Name: c.name, Host: host, Port: port, Routes: routes}
+	return &log.ClusterConfig{
+		Name: c.name, Host: host, Port: port, Routes: routes,
+		RoutePingInterval: c.pingInterval, RouteMaxPingsOut: c.maxPingsOut,
+	}
 }
 
 // newRouter returns the node's router, not started, or nil alone.
