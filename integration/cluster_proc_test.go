@@ -78,6 +78,10 @@ func startClusterNodes(t *testing.T, own [][]string, extra ...string) *testClust
 // the lab's route bridge, HTTP on its client bridge.
 func startClusterIn(t *testing.T, lab *netLab, extra ...string) *testCluster {
 	t.Helper()
+	// The nodes listen on addresses of the lab's own namespaces, which
+	// turns tokens on by default; this test is about partitions, and its
+	// clients send none.
+	extra = append([]string{"--auth=off", "--insecure-no-auth"}, extra...)
 	c := &testCluster{t: t, extra: extra, env: []string{"STRATA_NATS_PASSWORD=" + testClusterPassword}}
 	for i := range lab.nodes {
 		c.nodes = append(c.nodes, &clusterNode{
