@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -384,6 +385,16 @@ func TestDockerComposeNodeKill(t *testing.T) {
 	if !waitFor(time.Minute, func() bool { return len(ackedAfter(l.snapshot(), time.Time{})) == len(names) }) {
 		t.Fatalf("the load wrote not every counter within a minute: %v", ackedAfter(l.stop(), time.Time{}))
 	}
+	// The counters the victim runs, just before the kill.
+	var victims []string
+	for _, r := range l.snapshot() {
+		if r.status == http.StatusOK && r.ranOn == "n3" && !slices.Contains(victims, r.obj) {
+			victims = append(victims, r.obj)
+		}
+	}
+	if len(victims) == 0 {
+		t.Fatalf("n3 ran no counter of %d", len(names))
+	}
 	killAt := time.Now()
 	d.kill(victim)
 	if !waitFor(time.Minute, func() bool { return len(ackedAfter(l.snapshot(), killAt)) == len(names) }) {
@@ -405,8 +416,8 @@ func TestDockerComposeNodeKill(t *testing.T) {
 	results := l.stop()
 	acked := checkCounters(t, d.URL(0), names, results)
 	perObj, obj, overall := longestGaps(results, killAt, restartAt)
-	t.Logf("%d of %d increments acknowledged", acked, len(results))
-	t.Logf("docker kill n3: longest wait for a counter's next acknowledged write %s (%s), for any write %s; restart to rejoined %s",
+	t.Logf("%d of %d increments acknowledged; n3 ran %v before the kill", acked, len(results), victims)
+	t.Logf("docker kill n3: longest wait for a counter's next acknowledged write %s (%s), for any write %s; docker start to n3 healthy and listed by all %s",
 		perObj.Round(time.Millisecond), obj, overall.Round(time.Millisecond), backAt.Sub(restartAt).Round(100*time.Millisecond))
 }
 
@@ -426,7 +437,9 @@ func TestDockerComposeDownUp(t *testing.T) {
 			}
 		}
 	}
-	var far struct{ ExpiresAt *time.Time }
+	var far struct {
+		ExpiresAt *time.Time `json:"expires_at"`
+	}
 	if _, err := call(ctx, d.URL(1), "session", "far", "touch", map[string]string{"ttl": "1h"}, &far); err != nil || far.ExpiresAt == nil {
 		t.Fatalf("touch far: %+v %v", far, err)
 	}
@@ -456,7 +469,7 @@ func TestDockerComposeDownUp(t *testing.T) {
 	}
 	var st struct {
 		Active    bool
-		ExpiresAt *time.Time
+		ExpiresAt *time.Time `json:"expires_at"`
 	}
 	if _, err := call(ctx, d.URL(0), "session", "far", "get", nil, &st); err != nil || !st.Active || st.ExpiresAt == nil || !st.ExpiresAt.Equal(*far.ExpiresAt) {
 		t.Errorf("session far after down and up: %+v %v; want active, expiring at %s", st, err, far.ExpiresAt)
