@@ -395,8 +395,21 @@ func TestDockerComposeNodeKill(t *testing.T) {
 	if len(victims) == 0 {
 		t.Fatalf("n3 ran no counter of %d", len(names))
 	}
-	killAt := time.Now()
+	// Which Raft groups n3 led, as its log says (nats-server logs "new
+	// stream leader" and "metadata leader" on the node elected): appends to
+	// a shard whose leader dies wait for an election.
+	logs, _ := exec.Command("docker", "logs", d.container(victim)).CombinedOutput()
+	var led []string
+	for _, line := range strings.Split(string(logs), "\n") {
+		if _, s, ok := strings.Cut(line, "new stream leader for '$G > "); ok {
+			led = append(led, strings.Trim(strings.Fields(s)[0], `'"`))
+		} else if strings.Contains(line, "Self is new JetStream cluster metadata leader") {
+			led = append(led, "meta")
+		}
+	}
+	t.Logf("n3 was elected leader of %v", led)
 	d.kill(victim)
+	killAt := time.Now() // docker kill has returned: n3 is dead
 	if !waitFor(time.Minute, func() bool { return len(ackedAfter(l.snapshot(), killAt)) == len(names) }) {
 		t.Fatalf("writes did not resume on every counter within a minute of the kill: %v", ackedAfter(l.stop(), killAt))
 	}
@@ -416,6 +429,11 @@ func TestDockerComposeNodeKill(t *testing.T) {
 	results := l.stop()
 	acked := checkCounters(t, d.URL(0), names, results)
 	perObj, obj, overall := longestGaps(results, killAt, restartAt)
+	for _, r := range results {
+		if r.status == http.StatusOK && r.ranOn == "n3" && r.start.After(killAt) && r.end.Before(restartAt) {
+			t.Errorf("%s (%s) ran on n3 while it was dead", r.obj, r.token)
+		}
+	}
 	t.Logf("%d of %d increments acknowledged; n3 ran %v before the kill", acked, len(results), victims)
 	t.Logf("docker kill n3: longest wait for a counter's next acknowledged write %s (%s), for any write %s; docker start to n3 healthy and listed by all %s",
 		perObj.Round(time.Millisecond), obj, overall.Round(time.Millisecond), backAt.Sub(restartAt).Round(100*time.Millisecond))
