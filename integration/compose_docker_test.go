@@ -83,8 +83,7 @@ func composeCommand() []string {
 }
 
 // startDockerCluster builds the image (`compose build`), runs `compose up
-// -d` and waits until
-// every node is healthy and sees the three live.
+// -d` and waits until every node is healthy and sees the three live.
 func startDockerCluster(t *testing.T) *dockerCluster {
 	t.Helper()
 	if testing.Short() {
