@@ -270,6 +270,24 @@ func (d *dockerCluster) start(i int) {
 	}
 }
 
+// restart is `compose restart` of node i (SIGTERM: it drains and
+// leaves, then starts again); clients leave it alone from just before the
+// stop until it is healthy and listed by all three again.
+func (d *dockerCluster) restart(i int) {
+	d.t.Helper()
+	d.mu.Lock()
+	d.down[i] = true
+	d.mu.Unlock()
+	d.compose("restart", fmt.Sprintf("n%d", i+1))
+	d.waitHealthy(i)
+	d.mu.Lock()
+	d.down[i] = false
+	d.mu.Unlock()
+	for j := range d.ports {
+		d.waitLive(j)
+	}
+}
+
 // getJSON GETs url with the package's client and decodes a 200.
 func getJSON(url string, out any) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -439,6 +457,49 @@ func TestDockerComposeNodeKill(t *testing.T) {
 	t.Logf("%d of %d increments acknowledged; n3 ran %v before the kill", acked, len(results), victims)
 	t.Logf("docker kill n3: longest wait for a counter's next acknowledged write %s (%s), for any write %s; docker start to n3 healthy and listed by all %s",
 		perObj.Round(time.Millisecond), obj, overall.Round(time.Millisecond), backAt.Sub(restartAt).Round(100*time.Millisecond))
+}
+
+// TestDockerComposeRollingRestart: `compose restart` of each node in
+// turn while clients write through the others: no non-retryable error, no
+// acknowledged write lost (every history gapless, each acknowledged
+// increment once with the value it answered), and every node runs turns
+// again at the end.
+func TestDockerComposeRollingRestart(t *testing.T) {
+	d := startDockerCluster(t)
+	names := counterNames(12)
+	l := d.startLoad(names, 6)
+	if !waitFor(time.Minute, func() bool { return len(ackedAfter(l.snapshot(), time.Time{})) == len(names) }) {
+		t.Fatalf("the load wrote not every counter within a minute: %v", ackedAfter(l.stop(), time.Time{}))
+	}
+	start := time.Now()
+	for i := range d.ports {
+		at := time.Now()
+		d.restart(i)
+		t.Logf("n%d restarted, healthy and listed by all in %s", i+1, time.Since(at).Round(100*time.Millisecond))
+	}
+	end := time.Now()
+	if !waitFor(time.Minute, func() bool {
+		ran := map[string]bool{}
+		for _, r := range l.snapshot() {
+			if r.status == http.StatusOK && r.start.After(end) {
+				ran[r.ranOn] = true
+			}
+		}
+		return len(ran) == len(d.ports)
+	}) {
+		t.Errorf("not every node ran turns within a minute of the rolling restart")
+	}
+	results := l.stop()
+	acked := checkCounters(t, d.URL(0), names, results)
+	retried := 0
+	for _, r := range results {
+		if r.status != http.StatusOK {
+			retried++
+		}
+	}
+	perObj, obj, overall := longestGaps(results, start, end)
+	t.Logf("rolling restart: %d of %d increments acknowledged, %d retryable failures; longest wait for a counter's next acknowledged write %s (%s), for any write %s",
+		acked, len(results), retried, perObj.Round(time.Millisecond), obj, overall.Round(time.Millisecond))
 }
 
 // TestDockerComposeDownUp: `compose down` then `up` keeps every object
