@@ -34,6 +34,7 @@ type composeService struct {
 	Image       string            `yaml:"image"`
 	DependsOn   map[string]any    `yaml:"depends_on"`
 	Healthcheck map[string]any    `yaml:"healthcheck"`
+	Tmpfs       []string          `yaml:"tmpfs"`
 	Hostname    string            `yaml:"hostname"`
 	Command     []string          `yaml:"command"`
 	Ports       []string          `yaml:"ports"`
@@ -210,6 +211,9 @@ func TestComposeFileIsACluster(t *testing.T) {
 	}
 	if !slices.Equal(sec.Volumes, []string{secretsVolume + ":" + secretsDir}) {
 		t.Errorf("%s: volumes %v, want the secrets volume at %s", secretsService, sec.Volumes, secretsDir)
+	}
+	if !slices.Equal(sec.Tmpfs, []string{"/data"}) {
+		t.Errorf("%s: tmpfs %v: want /data, or each down leaves the image's /data volume behind", secretsService, sec.Tmpfs)
 	}
 	if sec.Image != f.Services[nodes[0].service].Image || sec.Build == nil {
 		t.Errorf("%s: image %q: want the nodes' image, built", secretsService, sec.Image)
