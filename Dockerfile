@@ -6,6 +6,7 @@
 # The image runs `strata serve` as an unprivileged user with its data
 # (the embedded JetStream store and the Badger snapshot) in the /data
 # volume. docker-compose.yml runs three of them as a cluster.
+# Dockerfile.scratch builds the same image with no base image.
 
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
@@ -13,12 +14,15 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/strata ./cmd/strata \
- && mkdir -p /out/data
+ && mkdir -p /out/data /out/secrets
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/strata /strata
-# A named volume mounted here starts with this folder's owner (nonroot).
+# A named volume mounted on either starts with the folder's owner
+# (nonroot): /data for the node's data, /secrets for the cluster's secrets
+# (docker-compose.yml's secrets service).
 COPY --from=build --chown=nonroot:nonroot /out/data /data
+COPY --from=build --chown=nonroot:nonroot /out/secrets /secrets
 USER nonroot:nonroot
 # HTTP gateway; NATS cluster routes (only with --cluster).
 EXPOSE 8080 6222

@@ -31,6 +31,10 @@ type composeFile struct {
 
 type composeService struct {
 	Build       any               `yaml:"build"`
+	Image       string            `yaml:"image"`
+	DependsOn   map[string]any    `yaml:"depends_on"`
+	Healthcheck map[string]any    `yaml:"healthcheck"`
+	Tmpfs       []string          `yaml:"tmpfs"`
 	Hostname    string            `yaml:"hostname"`
 	Command     []string          `yaml:"command"`
 	Ports       []string          `yaml:"ports"`
@@ -44,6 +48,16 @@ type composeNode struct {
 	flags   map[string]string // --name → value ("true" for a bare --cluster)
 	order   []string          // flag names as given
 }
+
+// secretsService is the compose file's one-shot service that makes the
+// cluster's secrets before the nodes start.
+const secretsService = "secrets"
+
+// secretsVolume, mounted at secretsDir, holds the cluster's secrets.
+const (
+	secretsVolume = "secrets"
+	secretsDir    = "/secrets"
+)
 
 // addressFlags are the flags whose values name container addresses; the
 // local run replaces them.
@@ -68,6 +82,9 @@ func readCompose(t *testing.T) (composeFile, []composeNode) {
 		}
 	}) {
 		s := f.Services[name]
+		if name == secretsService {
+			continue
+		}
 		if len(s.Command) == 0 || s.Command[0] != "serve" {
 			t.Fatalf("service %s: command %q does not run serve", name, s.Command)
 		}
@@ -147,8 +164,8 @@ func TestComposeFileIsACluster(t *testing.T) {
 			hostPorts[hp] = true
 		}
 		data := n.flags["--data"]
-		if len(s.Volumes) != 1 {
-			t.Errorf("%s: volumes %v: want one volume for its data", n.service, s.Volumes)
+		if len(s.Volumes) != 2 {
+			t.Errorf("%s: volumes %v: want one volume for its data, then the secrets", n.service, s.Volumes)
 		} else if vol, dir, _ := strings.Cut(s.Volumes[0], ":"); dir != data || f.Volumes == nil {
 			t.Errorf("%s: volume %q is not mounted at --data %q", n.service, s.Volumes[0], data)
 		} else if _, ok := f.Volumes[vol]; !ok {
@@ -160,9 +177,20 @@ func TestComposeFileIsACluster(t *testing.T) {
 				}
 			}
 		}
-		pw, ok := s.Environment["STRATA_NATS_PASSWORD"]
-		if !ok || !strings.Contains(pw, ":?") {
-			t.Errorf("%s: STRATA_NATS_PASSWORD = %q: want it required from the environment (${STRATA_NATS_PASSWORD:?...})", n.service, pw)
+		if pw := s.Environment["STRATA_NATS_PASSWORD_FILE"]; pw != secretsDir+"/nats.password" {
+			t.Errorf("%s: STRATA_NATS_PASSWORD_FILE = %q: want the password the secrets service makes", n.service, pw)
+		}
+		if _, ok := s.Environment["STRATA_NATS_PASSWORD"]; ok {
+			t.Errorf("%s: the password is in the environment: the nodes read the secrets volume", n.service)
+		}
+		if !slices.Contains(s.Volumes, secretsVolume+":"+secretsDir+":ro") {
+			t.Errorf("%s: volumes %v: want the secrets volume read-only at %s", n.service, s.Volumes, secretsDir)
+		}
+		if _, ok := s.DependsOn[secretsService]; !ok {
+			t.Errorf("%s: does not depend on the secrets service", n.service)
+		}
+		if hc, _ := s.Healthcheck["test"].([]any); len(hc) < 3 || hc[1] != "/strata" || hc[2] != "health" {
+			t.Errorf("%s: healthcheck %v: want /strata health (the image has no shell)", n.service, s.Healthcheck["test"])
 		}
 		for k := range s.Environment {
 			if !known("--" + strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k, "STRATA_")), "_", "-")) {
@@ -174,13 +202,39 @@ func TestComposeFileIsACluster(t *testing.T) {
 		}
 	}
 
+	sec, ok := f.Services[secretsService]
+	if !ok {
+		t.Fatalf("docker-compose.yml has no %s service", secretsService)
+	}
+	if want := []string{"secrets", "init", "--dir", secretsDir}; !slices.Equal(sec.Command, want) {
+		t.Errorf("%s: command %q, want %q", secretsService, sec.Command, want)
+	}
+	if !slices.Equal(sec.Volumes, []string{secretsVolume + ":" + secretsDir}) {
+		t.Errorf("%s: volumes %v, want the secrets volume at %s", secretsService, sec.Volumes, secretsDir)
+	}
+	if !slices.Equal(sec.Tmpfs, []string{"/data"}) {
+		t.Errorf("%s: tmpfs %v: want /data, or each down leaves the image's /data volume behind", secretsService, sec.Tmpfs)
+	}
+	if sec.Image != f.Services[nodes[0].service].Image || sec.Build == nil {
+		t.Errorf("%s: image %q: want the nodes' image, built", secretsService, sec.Image)
+	}
+
 	df, err := os.ReadFile("../Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "./cmd/strata", `ENTRYPOINT ["/strata"]`, "USER nonroot"} {
+	for _, want := range []string{"CGO_ENABLED=0", "./cmd/strata", `ENTRYPOINT ["/strata"]`, "USER nonroot", "nonroot:nonroot /out/data /data", "nonroot:nonroot /out/secrets " + secretsDir} {
 		if !strings.Contains(string(df), want) {
 			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+	sdf, err := os.ReadFile("../Dockerfile.scratch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"\nFROM scratch\n", "CGO_ENABLED=0", `ENTRYPOINT ["/strata"]`, "USER 65532:65532", "ca-certificates.crt /etc/ssl/certs/", "65532:65532 build/scratch/data /data", "65532:65532 build/scratch/secrets " + secretsDir} {
+		if !strings.Contains(string(sdf), want) {
+			t.Errorf("Dockerfile.scratch lacks %q", want)
 		}
 	}
 	if n := strings.Count(string(df), "\nFROM "); n != 2 {

@@ -60,6 +60,8 @@ func commands() []command {
 		{"tail", "print every change as it is committed", runTail},
 		{"cluster", "show the cluster's nodes, their state and objects", runCluster},
 		{"token", "create, list (ls) or revoke bearer tokens (admin scope)", runToken},
+		{"secrets", "make a cluster's secrets once, in a folder its nodes share (secrets init)", runSecrets},
+		{"health", "exit 0 if a gateway answers GET /healthz (a container healthcheck)", runHealth},
 	}
 }
 
