@@ -43,10 +43,22 @@ func (p *Projector) applyLocked(recs []log.Record) error {
 			}
 		}
 		err := b.stage(recs[i], false)
+		var gap *gapError
 		switch {
 		case err == nil:
 			b.considered++
 			i++
+		case errors.As(err, &gap):
+			// The events before recs[i] were lost on the way (a failed
+			// batch, a dropped submit): read them from the log and apply
+			// them first. Without them recs[i] is skipped.
+			missing := p.missing(gap)
+			if len(missing) == 0 {
+				b.considered++
+				i++
+				break
+			}
+			recs = splice(recs, i, missing)
 		case !errors.Is(err, badger.ErrTxnTooBig):
 			return err
 		case len(b.staged) > 0:
@@ -78,14 +90,22 @@ type txnBatch struct {
 	txn        *badger.Txn
 	staged     []log.Record // events whose writes and meta are all in txn, in order
 	applied    []Applied    // what staged changed, for OnApplied after commit
+	done       []log.Record // every record this transaction settles, skipped ones included (watermarks)
 	considered int          // records taken in this transaction, skipped ones included
 }
 
 // commit commits the transaction, reports what it applied, and starts the
 // next one.
 func (b *txnBatch) commit() error {
-	if err := b.txn.Commit(); err != nil {
+	err := b.p.beforeCommit(len(b.done))
+	if err == nil {
+		err = b.txn.Commit()
+	}
+	if err != nil {
 		return fmt.Errorf("projector: commit %d events: %w", len(b.staged), err)
+	}
+	if err := b.p.settled(b.done); err != nil {
+		return err
 	}
 	if len(b.applied) > 0 && b.p.cfg.OnApplied != nil {
 		b.p.cfg.OnApplied(b.applied)
@@ -98,7 +118,7 @@ func (b *txnBatch) commit() error {
 func (b *txnBatch) restart() {
 	b.txn.Discard()
 	b.txn = b.p.db.NewTransaction(true)
-	b.staged, b.applied, b.considered = nil, nil, 0
+	b.staged, b.applied, b.done, b.considered = nil, nil, nil, 0
 }
 
 // restageAndCommit rebuilds the transaction with only the events fully
@@ -131,8 +151,12 @@ func (b *txnBatch) stage(rec log.Record, split bool) error {
 	}
 	switch {
 	case ev.Version <= meta.Version:
+		b.done = append(b.done, rec)
 		return nil // applied already: idempotent
 	case ev.Version != meta.Version+1:
+		if b.p.cfg.Log != nil {
+			return &gapError{rec: rec, meta: meta}
+		}
 		b.p.logger.Error("projector: event gap; skipped, the object catches up from the log when it loads",
 			"class", ev.Class, "id", ev.ID, "applied", meta.Version, "event", ev.Version, "seq", rec.Seq)
 		return nil
@@ -165,6 +189,7 @@ func (b *txnBatch) stage(rec log.Record, split bool) error {
 		return fmt.Errorf("projector: apply %s/%s v%d meta: %w", ev.Class, ev.ID, ev.Version, err)
 	}
 	b.staged = append(b.staged, rec)
+	b.done = append(b.done, rec)
 	b.applied = append(b.applied, Applied{Class: ev.Class, ID: ev.ID, Version: ev.Version, Seq: rec.Seq})
 	return nil
 }

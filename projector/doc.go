@@ -15,8 +15,11 @@
 //  2. Apply is idempotent: an event whose version is ≤ the applied version
 //     is skipped. Replaying any suffix of the log is harmless.
 //  3. Versions are applied without gaps: an event whose version is not the
-//     applied version + 1 is not applied (it is logged at Error and
-//     skipped); the object catches up from the log when it next loads.
+//     applied version + 1 is not applied as it is. With Config.Log the
+//     missing events are read from the log and applied first, and the
+//     objects of a batch that failed to commit are read again until they
+//     heal (heal.go); without it the event is logged at Error and skipped,
+//     and the object catches up from the log when it next loads.
 //  4. Transactions end at event boundaries. Many events (of many objects)
 //     share one transaction, up to Config.BatchMax. When Badger reports
 //     ErrTxnTooBig, the transaction is rebuilt without the event that did

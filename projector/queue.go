@@ -97,14 +97,18 @@ func (p *Projector) run() {
 	var b pending
 	b.recs = make([]log.Record, 0, p.cfg.BatchMax)
 	var flushErr error // the first apply error since flushes were last answered
+	var h healer
+	defer h.stop()
 	apply := func() {
 		if len(b.recs) > 0 {
 			p.applyMu.Lock()
 			err := p.applyLocked(b.recs)
 			p.applyMu.Unlock()
 			if err != nil {
-				p.logger.Error("projector: apply failed; the objects catch up from the log when they load",
+				p.stats.commitFailures.Add(1)
+				p.logger.Error("projector: apply failed; the objects heal from the log",
 					"records", len(b.recs), "err", err)
+				p.remember(&h, b.recs)
 				if flushErr == nil {
 					flushErr = err
 				}
@@ -147,8 +151,14 @@ func (p *Projector) run() {
 			b.take(it)
 			b.fill(p.queue, p.cfg.BatchMax)
 			apply()
+		case <-h.wake():
+			h.timer = nil
+			p.heal(&h)
 		case <-p.stop:
 			drain()
+			if len(h.missed) > 0 {
+				p.logger.Warn("projector: closed before healing; the objects catch up from the log", "objects", len(h.missed))
+			}
 			return
 		}
 	}
