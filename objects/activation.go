@@ -33,6 +33,11 @@ import (
 //     everything unacknowledged with ErrFenced and ends.
 //  5. Writes of staged turns are in the overlay until the projector reports
 //     their version applied, so reads never see the snapshot behind the log.
+//  6. The overlay is bounded in bytes (Config.OverlayBytesMax): past the
+//     bound the activation takes no new turn until the projector catches
+//     up (or the activation ends), so a projector that falls behind slows
+//     writers instead of growing memory. A turn adds at most
+//     WriteSetBytesMax, so the overlay never passes the bound by more.
 type activation struct {
 	rt    *Runtime
 	class *Class
@@ -47,8 +52,9 @@ type activation struct {
 		closed bool // no more admissions; set only by run
 		moved  bool // released to another node: admissions get ErrMoved (handoff.go)
 	}
-	applied atomic.Uint64 // newest version the projector has applied
-	done    chan struct{} // closed when run has returned
+	applied   atomic.Uint64 // newest version the projector has applied
+	projected chan struct{} // buffered 1: applied moved (OnApplied)
+	done      chan struct{} // closed when run has returned
 
 	handoff     chan struct{} // closed by releaseNow: drain, then end (handoff.go)
 	releaseOnce sync.Once
@@ -58,6 +64,7 @@ type activation struct {
 	lastSeq   uint64 // stream sequence of the newest acknowledged event
 	lastHash  log.Hash
 	overlay   layer
+	overlayB  int    // bytes of the overlay's keys, values and alarms (overlayCost)
 	clearVer  uint64 // version of the newest DeleteAll in the overlay
 	trimmedAt uint64
 	pending   *commit
@@ -189,10 +196,17 @@ func (a *activation) run() {
 			}
 		}
 		var mailbox <-chan *request
+		var projected <-chan struct{}
 		if a.broken == nil && !a.full() {
-			mailbox = a.mailbox
+			if a.overBudget() {
+				projected = a.projected // wait for the projector: it shrinks the overlay
+			} else {
+				mailbox = a.mailbox
+			}
 		}
 		select {
+		case <-projected:
+			a.rt.hooks.overlayWait(a.class.name, a.id)
 		case req := <-mailbox:
 			a.lastUsed = time.Now()
 			a.handle(req)
@@ -300,7 +314,7 @@ func (a *activation) load() error {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err) // the caller may retry
 		}
 		a.rt.logger.Debug("activation raced a checkpoint's purge; loading again", "class", a.class.name, "id", a.id, "err", err)
-		a.overlay, a.clearVer, a.trimmedAt = layer{}, 0, 0
+		a.overlay, a.overlayB, a.clearVer, a.trimmedAt = layer{}, 0, 0, 0
 	}
 	a.inst = a.class.newInst()
 	if init, ok := a.inst.(Initer); ok {
@@ -330,7 +344,47 @@ func (a *activation) catchUp(ctx context.Context, rec log.Record) error {
 	if a.name == "" && ev.Name != "" {
 		a.name = ev.Name
 	}
-	return a.rt.proj.Submit(ctx, rec)
+	if err := a.rt.proj.Submit(ctx, rec); err != nil {
+		return err
+	}
+	if a.overBudget() {
+		// A long catch-up: let the projector apply what it has, so the
+		// overlay stays bounded while loading too.
+		if err := a.rt.proj.Flush(ctx); err != nil {
+			a.rt.logger.Warn("projector flush during catch-up failed", "class", a.class.name, "id", a.id, "err", err)
+		}
+		a.trim()
+	}
+	return nil
+}
+
+// overBudget reports whether the overlay is at its byte bound: the next
+// turn waits for the projector (invariant 6).
+func (a *activation) overBudget() bool {
+	if a.overlayB < a.rt.cfg.OverlayBytesMax {
+		return false
+	}
+	a.trim()
+	return a.overlayB >= a.rt.cfg.OverlayBytesMax
+}
+
+// overlayCost is what an overlay entry counts against the bound.
+func overlayCost(key string, e entry) int { return writeCost(key, e.val) }
+
+func (a *activation) overlaySet(key string, e entry) {
+	if old, ok := a.overlay.keys[key]; ok {
+		a.overlayB -= overlayCost(key, old)
+	}
+	a.overlay.set(key, e)
+	a.overlayB += overlayCost(key, e)
+}
+
+func (a *activation) overlaySetAlarm(name string, e entry) {
+	if old, ok := a.overlay.alarms[name]; ok {
+		a.overlayB -= overlayCost(name, old)
+	}
+	a.overlay.setAlarm(name, e)
+	a.overlayB += overlayCost(name, e)
 }
 
 // handle runs one turn and routes its response through the output gate.
@@ -390,17 +444,20 @@ func (a *activation) overlayWrites(version uint64, writes []log.Write) {
 	for _, w := range writes {
 		switch w.Op {
 		case log.OpDeleteAll:
+			for k, e := range a.overlay.keys {
+				a.overlayB -= overlayCost(k, e)
+			}
 			a.overlay.keys = nil
 			a.overlay.cleared = true
 			a.clearVer = version
 		case log.OpPut:
-			a.overlay.set(w.Key, entry{val: w.Value, ver: version})
+			a.overlaySet(w.Key, entry{val: w.Value, ver: version})
 		case log.OpDelete:
-			a.overlay.set(w.Key, entry{del: true, ver: version})
+			a.overlaySet(w.Key, entry{del: true, ver: version})
 		case log.OpSetAlarm:
-			a.overlay.setAlarm(w.Key, entry{at: w.At, ver: version})
+			a.overlaySetAlarm(w.Key, entry{at: w.At, ver: version})
 		case log.OpDeleteAlarm:
-			a.overlay.setAlarm(w.Key, entry{del: true, ver: version})
+			a.overlaySetAlarm(w.Key, entry{del: true, ver: version})
 		}
 	}
 }
@@ -414,11 +471,13 @@ func (a *activation) trim() {
 	for k, e := range a.overlay.keys {
 		if e.ver <= applied {
 			delete(a.overlay.keys, k)
+			a.overlayB -= overlayCost(k, e)
 		}
 	}
 	for k, e := range a.overlay.alarms {
 		if e.ver <= applied {
 			delete(a.overlay.alarms, k)
+			a.overlayB -= overlayCost(k, e)
 		}
 	}
 	if a.overlay.cleared && a.clearVer <= applied {
@@ -533,7 +592,7 @@ func (a *activation) fail(err error) {
 		a.pending = nil
 	}
 	a.broken = err
-	a.overlay = layer{}
+	a.overlay, a.overlayB = layer{}, 0
 	a.inst = nil
 	a.closeWith(errBounced)
 }

@@ -29,6 +29,13 @@ type Config struct {
 	// MailboxLen bounds the requests queued on one activation; past it a
 	// request fails with ErrOverloaded. Default 1024.
 	MailboxLen int
+	// OverlayBytesMax bounds the bytes (keys, values, per-write overhead)
+	// an activation holds of events the projector has not yet applied.
+	// Past it the activation takes no new turn until the projector
+	// catches up: a stalled projector slows writers instead of growing
+	// memory. Default 4 MiB; a turn may pass it by at most
+	// WriteSetBytesMax.
+	OverlayBytesMax int
 	// LoadTimeout bounds an activation's catch-up from the log. Default 30s.
 	LoadTimeout time.Duration
 	// DispatchAttempts bounds how often a request that met an ending
@@ -60,6 +67,15 @@ type Hooks struct {
 	Loading func(class string, id ID)
 	Acked   func(class string, id ID, version, seq uint64)
 	Fenced  func(class string, id ID)
+	// OverlayWait: an activation at its overlay bound was woken by the
+	// projector's progress.
+	OverlayWait func(class string, id ID)
+}
+
+func (h Hooks) overlayWait(c string, id ID) {
+	if h.OverlayWait != nil {
+		h.OverlayWait(c, id)
+	}
 }
 
 func (h Hooks) activated(c string, id ID) {
@@ -130,6 +146,9 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if cfg.MailboxLen <= 0 {
 		cfg.MailboxLen = 1024
+	}
+	if cfg.OverlayBytesMax <= 0 {
+		cfg.OverlayBytesMax = 4 << 20
 	}
 	if cfg.LoadTimeout <= 0 {
 		cfg.LoadTimeout = 30 * time.Second
@@ -381,15 +400,16 @@ func (rt *Runtime) activation(class *Class, ref Ref) (*activation, error) {
 		return a, nil
 	}
 	a := &activation{
-		rt:      rt,
-		class:   class,
-		id:      ref.ID,
-		key:     k,
-		name:    ref.Name,
-		mailbox: make(chan *request, rt.cfg.MailboxLen),
-		done:    make(chan struct{}),
-		acks:    make(chan appendResult, 1),
-		handoff: make(chan struct{}),
+		rt:        rt,
+		class:     class,
+		id:        ref.ID,
+		key:       k,
+		name:      ref.Name,
+		mailbox:   make(chan *request, rt.cfg.MailboxLen),
+		done:      make(chan struct{}),
+		acks:      make(chan appendResult, 1),
+		projected: make(chan struct{}, 1),
+		handoff:   make(chan struct{}),
 	}
 	rt.mu.acts[k] = a
 	rt.activations.Add(1)
@@ -421,7 +441,14 @@ func (rt *Runtime) OnApplied(batch []projector.Applied) {
 		}
 		for {
 			cur := a.applied.Load()
-			if ap.Version <= cur || a.applied.CompareAndSwap(cur, ap.Version) {
+			if ap.Version <= cur {
+				break
+			}
+			if a.applied.CompareAndSwap(cur, ap.Version) {
+				select {
+				case a.projected <- struct{}{}:
+				default: // a wake-up is already waiting
+				}
 				break
 			}
 		}

@@ -143,6 +143,11 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 	n.proj, err = projector.Open(projector.Config{
 		Dir:    snapshotDir(lc.dataDir),
 		Logger: lc.logger,
+		Log:    ln.log,
+		// A single node is its log's one writer: every event of every
+		// shard passes its projector, so the watermarks can follow it and
+		// a restart after a crash replays only what was not yet settled.
+		TrackWatermarks: ln.srv != nil && n.router == nil,
 		OnApplied: func(b []projector.Applied) {
 			if rt != nil {
 				rt.OnApplied(b)
