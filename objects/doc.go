@@ -109,7 +109,9 @@
 // with Ctx.Sockets returning the same sockets, tags and attachments
 // (WebSocket.SetAttachment, at most 2 KiB). Ctx.SetAutoResponse sets a
 // request/response pair the gateway answers itself, without waking the
-// object; WebSocket.AutoResponseAt says when it last did.
+// object; WebSocket.AutoResponseAt says when it last did. The hub forgets
+// an object with its last socket (the pair included), so it holds nothing
+// for objects without sockets.
 //
 // WebSocket turns follow the write path like any turn: their writes are
 // events (cause via websocket), and Send, SendBytes, SendMessage and Close

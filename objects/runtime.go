@@ -457,12 +457,17 @@ func (rt *Runtime) OnApplied(batch []projector.Applied) {
 
 // Stats are counters since New.
 type Stats struct {
-	Activations uint64 // activations started
-	Live        int    // activations alive now
+	Activations   uint64 // activations started
+	Live          int    // activations alive now
+	SocketObjects int    // objects the socket hub holds a record of
 }
 
 func (rt *Runtime) Stats() Stats {
 	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	return Stats{Activations: rt.activations.Load(), Live: len(rt.mu.acts)}
+	st := Stats{Activations: rt.activations.Load(), Live: len(rt.mu.acts)}
+	rt.mu.Unlock()
+	rt.sockets.mu.Lock()
+	st.SocketObjects = len(rt.sockets.objs)
+	rt.sockets.mu.Unlock()
+	return st
 }
