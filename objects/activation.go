@@ -1,6 +1,7 @@
 package objects
 
 import (
+	lru "container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -46,12 +47,19 @@ type activation struct {
 	name  string
 	inst  any
 
-	mailbox chan *request
-	mu      struct {
+	ready chan struct{} // buffered 1: the mailbox went from empty to not
+	evict chan struct{} // buffered 1: the runtime is past MaxActivations
+	mu    struct {
 		sync.Mutex
 		closed bool // no more admissions; set only by run
 		moved  bool // released to another node: admissions get ErrMoved (handoff.go)
+		// mailbox holds the requests waiting for a turn, allocated on
+		// demand (an idle activation holds none), at most MailboxLen of
+		// them and MailboxBytesMax of their bytes.
+		mailbox      []*request
+		mailboxBytes int
 	}
+	lru       *lru.Element  // in rt.mu.lru; guarded by rt.mu
 	applied   atomic.Uint64 // newest version the projector has applied
 	projected chan struct{} // buffered 1: applied moved (OnApplied)
 	done      chan struct{} // closed when run has returned
@@ -82,6 +90,7 @@ type actKey struct {
 
 // request is one turn to run.
 type request struct {
+	size   int // bytes the request holds (its body), for the mailbox bound
 	ctx    context.Context
 	cause  Cause
 	label  string // method or entry point, for errors
@@ -120,6 +129,9 @@ type turn struct {
 	connecting *socket  // the socket a WebSocketConnect turn decides on
 }
 
+// alwaysReady is a closed channel: a select case on it is always ready.
+var alwaysReady = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 // errBounced means the activation ended before running the request; the
 // runtime sends it to the next activation.
 var errBounced = errors.New("activation ended before the turn ran")
@@ -136,24 +148,70 @@ func (a *activation) admit(req *request) error {
 	if a.mu.closed {
 		return errBounced
 	}
-	select {
-	case a.mailbox <- req:
-		return nil
-	default:
-		return fmt.Errorf("%w: %s %s mailbox holds %d requests", ErrOverloaded, a.class.name, a.id, cap(a.mailbox))
+	cost := req.size + requestOverheadBytes
+	switch {
+	case len(a.mu.mailbox) >= a.rt.cfg.MailboxLen:
+		return fmt.Errorf("%w: %s %s mailbox holds %d requests", ErrOverloaded, a.class.name, a.id, len(a.mu.mailbox))
+	case a.mu.mailboxBytes+cost > a.rt.cfg.MailboxBytesMax && len(a.mu.mailbox) > 0:
+		// One request always fits, however large: the gateway bounds it.
+		return fmt.Errorf("%w: %s %s mailbox holds %d bytes", ErrOverloaded, a.class.name, a.id, a.mu.mailboxBytes)
 	}
+	a.mu.mailbox = append(a.mu.mailbox, req)
+	a.mu.mailboxBytes += cost
+	if len(a.mu.mailbox) == 1 {
+		select {
+		case a.ready <- struct{}{}:
+		default: // a wake-up is already waiting
+		}
+	}
+	return nil
+}
+
+// requestOverheadBytes is what a queued request counts beyond its body.
+const requestOverheadBytes = 256
+
+// queued reports whether a request waits in the mailbox.
+func (a *activation) queued() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.mu.mailbox) > 0
+}
+
+// pop takes the oldest request from the mailbox; nil if it is empty.
+func (a *activation) pop() *request {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.popLocked()
+}
+
+func (a *activation) popLocked() *request {
+	if len(a.mu.mailbox) == 0 {
+		return nil
+	}
+	req := a.mu.mailbox[0]
+	a.mu.mailbox[0] = nil
+	a.mu.mailbox = a.mu.mailbox[1:]
+	a.mu.mailboxBytes -= req.size + requestOverheadBytes
+	if len(a.mu.mailbox) == 0 {
+		a.mu.mailbox = nil // an idle activation holds no slots
+	}
+	return req
 }
 
 // close stops admissions if the mailbox is empty, and reports whether it did.
 func (a *activation) close() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.mailbox) > 0 {
+	if len(a.mu.mailbox) > 0 {
 		return false
 	}
 	a.mu.closed = true
 	return true
 }
+
+// idle reports whether the activation may be evicted: nothing in flight,
+// nothing pending. It must then close() to end.
+func (a *activation) idle() bool { return a.inflight == nil && a.pending == nil }
 
 // closeWith stops admissions and answers every queued request with err
 // (errBounced sends them on to the next activation).
@@ -161,13 +219,8 @@ func (a *activation) closeWith(err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.mu.closed = true
-	for {
-		select {
-		case req := <-a.mailbox:
-			req.result <- result{err: err}
-		default:
-			return
-		}
+	for req := a.popLocked(); req != nil; req = a.popLocked() {
+		req.result <- result{err: err}
 	}
 }
 
@@ -195,29 +248,42 @@ func (a *activation) run() {
 				return
 			}
 		}
-		var mailbox <-chan *request
+		var mailbox <-chan struct{}
 		var projected <-chan struct{}
 		if a.broken == nil && !a.full() {
-			if a.overBudget() {
+			switch {
+			case a.overBudget():
 				projected = a.projected // wait for the projector: it shrinks the overlay
-			} else {
-				mailbox = a.mailbox
+			case a.queued():
+				mailbox = alwaysReady
+			default:
+				mailbox = a.ready
 			}
 		}
 		select {
 		case <-projected:
 			a.rt.hooks.overlayWait(a.class.name, a.id)
-		case req := <-mailbox:
-			a.lastUsed = time.Now()
-			a.handle(req)
+		case <-mailbox:
+			if req := a.pop(); req != nil {
+				a.lastUsed = time.Now()
+				a.handle(req)
+			}
 		case r := <-a.acks:
 			a.acked(r)
 		case <-idle.C:
-			if a.inflight == nil && a.pending == nil && time.Since(a.lastUsed) >= a.rt.cfg.IdleTimeout && a.close() {
+			if a.idle() && time.Since(a.lastUsed) >= a.rt.cfg.IdleTimeout && a.close() {
 				a.rt.hooks.evicted(a.class.name, a.id)
 				return
 			}
 			idle.Reset(a.rt.cfg.IdleTimeout)
+		case <-a.evict:
+			// Past MaxActivations, the least recently used go first, and
+			// only when idle, as at the idle timeout: an in-flight append
+			// or a queued request keeps it.
+			if a.idle() && a.rt.overCap() && a.close() {
+				a.rt.hooks.evicted(a.class.name, a.id)
+				return
+			}
 		case <-stopping:
 			stopping = nil
 			a.stopping = true

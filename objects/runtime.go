@@ -2,6 +2,7 @@ package objects
 
 import (
 	"bytes"
+	lru "container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -27,8 +28,19 @@ type Config struct {
 	// is evicted (memory goes, storage stays). Default 30s.
 	IdleTimeout time.Duration
 	// MailboxLen bounds the requests queued on one activation; past it a
-	// request fails with ErrOverloaded. Default 1024.
+	// request fails with ErrOverloaded. Default 1024. The mailbox grows on
+	// demand: an idle activation holds no slots.
 	MailboxLen int
+	// MailboxBytesMax bounds the bytes (bodies, plus a fixed overhead per
+	// request) queued on one activation; past it a request fails with
+	// ErrOverloaded. One request is always admitted. Default 16 MiB.
+	MailboxBytesMax int
+	// MaxActivations caps the live activations of the node. Past it, the
+	// least recently used idle activations are evicted (memory goes,
+	// storage and sockets stay), as at the idle timeout; busy ones stay
+	// until idle, so the cap may be passed while every activation is
+	// busy. Default 10000.
+	MaxActivations int
 	// OverlayBytesMax bounds the bytes (keys, values, per-write overhead)
 	// an activation holds of events the projector has not yet applied.
 	// Past it the activation takes no new turn until the projector
@@ -128,6 +140,7 @@ type Runtime struct {
 	mu struct {
 		sync.Mutex
 		acts    map[actKey]*activation
+		lru     lru.List // of *activation, most recently used first
 		closing bool
 	}
 	wg          sync.WaitGroup
@@ -146,6 +159,12 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if cfg.MailboxLen <= 0 {
 		cfg.MailboxLen = 1024
+	}
+	if cfg.MailboxBytesMax <= 0 {
+		cfg.MailboxBytesMax = 16 << 20
+	}
+	if cfg.MaxActivations <= 0 {
+		cfg.MaxActivations = 10000
 	}
 	if cfg.OverlayBytesMax <= 0 {
 		cfg.OverlayBytesMax = 4 << 20
@@ -291,7 +310,7 @@ func (rt *Runtime) Call(ctx context.Context, ref Ref, method string, body []byte
 		}
 	}
 	cause.Via, cause.Method = ViaRPC, method
-	out, err := rt.dispatch(ctx, ref, cause, method, func(c *Ctx, inst any) (any, error) {
+	out, err := rt.dispatchSized(ctx, ref, cause, method, len(body), func(c *Ctx, inst any) (any, error) {
 		out, err := m.call(inst, c, in)
 		if err != nil {
 			return nil, handlerError(class.name, method, err)
@@ -327,7 +346,7 @@ func (rt *Runtime) Fetch(ctx context.Context, ref Ref, r *http.Request, cause Ca
 		return nil, fmt.Errorf("%w: read body: %v", ErrBadInput, err)
 	}
 	cause.Via, cause.Method = ViaFetch, r.Method+" "+r.URL.Path
-	out, err := rt.dispatch(ctx, ref, cause, "Fetch", func(c *Ctx, inst any) (any, error) {
+	out, err := rt.dispatchSized(ctx, ref, cause, "Fetch", len(body), func(c *Ctx, inst any) (any, error) {
 		req := r.Clone(c)
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		rec := newRecorder()
@@ -354,11 +373,17 @@ func handlerError(class, method string, err error) error {
 // dispatch runs fn as a turn on ref's activation, creating it if needed,
 // and waits for the gated result.
 func (rt *Runtime) dispatch(ctx context.Context, ref Ref, cause Cause, label string, fn func(*Ctx, any) (any, error)) (any, error) {
+	return rt.dispatchSized(ctx, ref, cause, label, 0, fn)
+}
+
+// dispatchSized is dispatch for a request that holds size bytes (its
+// body) while it waits in the mailbox.
+func (rt *Runtime) dispatchSized(ctx context.Context, ref Ref, cause Cause, label string, size int, fn func(*Ctx, any) (any, error)) (any, error) {
 	class, err := rt.Class(ref.Class)
 	if err != nil {
 		return nil, err
 	}
-	req := &request{ctx: ctx, cause: cause, label: label, run: fn, result: make(chan result, 1)}
+	req := &request{size: size, ctx: ctx, cause: cause, label: label, run: fn, result: make(chan result, 1)}
 	for attempt := 0; attempt < rt.cfg.DispatchAttempts; attempt++ {
 		a, err := rt.activation(class, ref)
 		if err != nil {
@@ -397,6 +422,7 @@ func (rt *Runtime) activation(class *Class, ref Ref) (*activation, error) {
 		return nil, ErrClosed
 	}
 	if a, ok := rt.mu.acts[k]; ok {
+		rt.mu.lru.MoveToFront(a.lru)
 		return a, nil
 	}
 	a := &activation{
@@ -405,13 +431,16 @@ func (rt *Runtime) activation(class *Class, ref Ref) (*activation, error) {
 		id:        ref.ID,
 		key:       k,
 		name:      ref.Name,
-		mailbox:   make(chan *request, rt.cfg.MailboxLen),
+		ready:     make(chan struct{}, 1),
+		evict:     make(chan struct{}, 1),
 		done:      make(chan struct{}),
 		acks:      make(chan appendResult, 1),
 		projected: make(chan struct{}, 1),
 		handoff:   make(chan struct{}),
 	}
 	rt.mu.acts[k] = a
+	a.lru = rt.mu.lru.PushFront(a)
+	rt.evictLocked()
 	rt.activations.Add(1)
 	rt.wg.Add(1)
 	go func() {
@@ -426,7 +455,32 @@ func (rt *Runtime) remove(a *activation) {
 	defer rt.mu.Unlock()
 	if rt.mu.acts[a.key] == a {
 		delete(rt.mu.acts, a.key)
+		rt.mu.lru.Remove(a.lru)
 	}
+}
+
+// evictScanMax bounds how many activations one admission asks to leave.
+const evictScanMax = 64
+
+// evictLocked asks the least recently used activations to leave while
+// more than MaxActivations live. Each decides on its own goroutine, and
+// leaves only if idle (activation.run); asking twice is harmless.
+func (rt *Runtime) evictLocked() {
+	over := len(rt.mu.acts) - rt.cfg.MaxActivations
+	for e, n := rt.mu.lru.Back(), 0; e != nil && over > 0 && n < evictScanMax; e, n = e.Prev(), n+1 {
+		select {
+		case e.Value.(*activation).evict <- struct{}{}:
+			over--
+		default: // asked already
+		}
+	}
+}
+
+// overCap reports whether more activations live than MaxActivations.
+func (rt *Runtime) overCap() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return len(rt.mu.acts) > rt.cfg.MaxActivations
 }
 
 // OnApplied tells live activations how far the projector has applied their

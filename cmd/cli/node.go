@@ -28,7 +28,14 @@ type logConfig struct {
 	logger        *slog.Logger
 	cluster       clusterConfig            // scale-out (cluster.go); zero: one node alone
 	checkpoints   objects.CheckpointConfig // checkpoints and per-class retention (cmd/cli/checkpoint.go)
+	// maxActivations caps the live activations (--max-activations); 0
+	// takes maxActivationsDefault.
+	maxActivations int
 }
+
+// maxActivationsDefault is --max-activations' default: what a node keeps
+// live before it evicts the least recently used.
+const maxActivationsDefault = 10000
 
 func (c *logConfig) validate() error {
 	if c.dataDir == "" {
@@ -45,6 +52,9 @@ func (c *logConfig) validate() error {
 	}
 	if c.shards < 0 {
 		return &usageError{"--shards must not be negative"}
+	}
+	if c.maxActivations < 0 {
+		return &usageError{"--max-activations must not be negative"}
 	}
 	return c.cluster.validate(c.natsURL)
 }
@@ -169,7 +179,7 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 	}
 	lc.logger.Info("snapshot caught up with the log", "events", caught, "took", time.Since(start).Round(time.Millisecond))
 	ac := alarms.Config{Log: ln.log, Projector: n.proj, Logger: lc.logger}
-	oc := objects.Config{Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger}
+	oc := objects.Config{Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger, MaxActivations: lc.maxActivations}
 	if n.router != nil {
 		ac.Deliver, oc.Claim = n.router.Alarm, n.router.Claim
 	}

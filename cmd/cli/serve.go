@@ -25,6 +25,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&lc.shards, "shards", 0, "shard count P, fixed when the data folder is created (0: as recorded, or the default for a new folder)")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP listen address of the gateway")
 	idle := fs.Duration("idle-timeout", 30*time.Second, "evict an object's activation after this long without a request")
+	fs.IntVar(&lc.maxActivations, "max-activations", maxActivationsDefault, "most live activations on this node; past it the least recently used idle ones are evicted (storage and sockets stay)")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop waits for turns to finish")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	lc.cluster.register(fs)
