@@ -10,6 +10,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/strata-objects/strata/internal/budget"
 	"github.com/strata-objects/strata/log"
 )
 
@@ -18,8 +19,9 @@ var ErrClosed = errors.New("projector: closed")
 
 // Defaults for Config's zero values.
 const (
-	queueLenDefault = 4096
-	batchMaxDefault = 512
+	queueLenDefault      = 4096
+	queueBytesMaxDefault = 64 << 20
+	batchMaxDefault      = 512
 )
 
 // Config configures a Projector. Zero values take the documented defaults.
@@ -34,6 +36,11 @@ type Config struct {
 	// QueueLen is how many submitted records (and flushes) wait before
 	// Submit blocks. Default 4096; negative is invalid.
 	QueueLen int
+	// QueueBytesMax bounds the bytes of the submitted records waiting to
+	// be applied (an event's stored bytes and its decoded copy count);
+	// Submit blocks past it, as past QueueLen. One record always fits.
+	// Default 64 MiB; negative is invalid.
+	QueueBytesMax int
 	// BatchMax is the most records applied in one Badger transaction.
 	// Default 512; negative is invalid.
 	BatchMax int
@@ -81,6 +88,7 @@ type Projector struct {
 	logger *slog.Logger
 
 	queue    chan item
+	queued   *budget.Bytes // bytes of the records in queue and being applied
 	stop     chan struct{} // closed by Close once no Submit or Flush can enqueue
 	abort    chan struct{} // closed by Close when its context ends: drop the rest
 	loopDone chan struct{} // closed when the apply goroutine returns
@@ -120,6 +128,7 @@ func Open(cfg Config) (*Projector, error) {
 		db:       db,
 		logger:   cfg.Logger,
 		queue:    make(chan item, cfg.QueueLen),
+		queued:   budget.New(cfg.QueueBytesMax),
 		stop:     make(chan struct{}),
 		abort:    make(chan struct{}),
 		loopDone: make(chan struct{}),
@@ -138,6 +147,8 @@ func (cfg *Config) setDefaults() error {
 		return errors.New("projector: Config.Dir and Config.InMemory are exclusive")
 	case !cfg.InMemory && cfg.Dir == "":
 		return errors.New("projector: Config.Dir is required")
+	case cfg.QueueBytesMax < 0:
+		return fmt.Errorf("projector: Config.QueueBytesMax %d is negative", cfg.QueueBytesMax)
 	case cfg.QueueLen < 0:
 		return fmt.Errorf("projector: Config.QueueLen %d is negative", cfg.QueueLen)
 	case cfg.BatchMax < 0:
@@ -150,6 +161,9 @@ func (cfg *Config) setDefaults() error {
 	}
 	if cfg.QueueLen == 0 {
 		cfg.QueueLen = queueLenDefault
+	}
+	if cfg.QueueBytesMax == 0 {
+		cfg.QueueBytesMax = queueBytesMaxDefault
 	}
 	if cfg.BatchMax == 0 {
 		cfg.BatchMax = batchMaxDefault

@@ -2,8 +2,10 @@ package projector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"github.com/strata-objects/strata/internal/budget"
 	"github.com/strata-objects/strata/log"
 )
 
@@ -45,14 +47,44 @@ func (p *Projector) enqueue(ctx context.Context, it item) error {
 		return ErrClosed
 	}
 	defer p.submitters.leave()
+	size := it.bytes()
+	switch err := p.queued.Take(ctx, size, p.submitters.shutting); {
+	case errors.Is(err, budget.ErrStopped):
+		return ErrClosed
+	case err != nil:
+		return fmt.Errorf("projector: submit: %w", err)
+	}
 	select {
 	case p.queue <- it:
 		return nil
 	case <-p.submitters.shutting:
+		p.queued.Give(size)
 		return ErrClosed
 	case <-ctx.Done():
+		p.queued.Give(size)
 		return fmt.Errorf("projector: submit: %w", ctx.Err())
 	}
+}
+
+// recordOverheadBytes is what a queued record counts beyond its data.
+const recordOverheadBytes = 256
+
+// bytes is what a queued item counts against Config.QueueBytesMax: the
+// stored bytes and the decoded event (about as large) of a record.
+func (it item) bytes() int {
+	if it.done != nil {
+		return 0
+	}
+	return 2*len(it.rec.Data) + recordOverheadBytes
+}
+
+// recsBytes is what items of recs counted.
+func recsBytes(recs []log.Record) int {
+	n := 0
+	for _, rec := range recs {
+		n += item{rec: rec}.bytes()
+	}
+	return n
 }
 
 // pending is what the apply goroutine has taken from the queue and not
@@ -120,6 +152,7 @@ func (p *Projector) run() {
 			}
 			flushErr = nil
 		}
+		p.queued.Give(recsBytes(b.recs))
 		b.reset()
 	}
 	drain := func() {
@@ -175,6 +208,7 @@ func (p *Projector) drop() {
 				it.done <- ErrClosed
 			} else {
 				n++
+				p.queued.Give(it.bytes())
 			}
 		default:
 			if n > 0 {
