@@ -4,8 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +26,31 @@ var (
 	soakMaxActs = flag.Int("soak.max-activations", envInt("STRATA_SOAK_MAX_ACTIVATIONS", 500), "--max-activations of the soak's node")
 	soakRSSMiB  = flag.Int("soak.rss-mib", envInt("STRATA_SOAK_RSS_MIB", 400), "the node's resident memory must stay under this")
 )
+
+var pprofLine = regexp.MustCompile(`msg="pprof serving" addr=(\S+)`)
+
+// profileNumber fetches a text profile and returns the number re captures.
+func profileNumber(t *testing.T, url, re string) int64 {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(re).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("%s: no match for %s", url, re)
+	}
+	n, err := strconv.ParseInt(string(m[1]), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
@@ -59,7 +86,12 @@ func TestSoakDistinctObjects(t *testing.T) {
 		t.Skipf("no /proc to read memory from: %v", err)
 	}
 	objects, maxActs := *soakObjects, *soakMaxActs
-	p := serve(t, t.TempDir(), "--max-activations", strconv.Itoa(maxActs), "--idle-timeout", "10m")
+	p := serve(t, t.TempDir(), "--max-activations", strconv.Itoa(maxActs), "--idle-timeout", "10m", "--pprof", "127.0.0.1:0")
+	m := pprofLine.FindStringSubmatch(p.output())
+	if m == nil {
+		t.Fatalf("no pprof address in the log:\n%s", p.output())
+	}
+	pprofURL := "http://" + m[1] + "/debug/pprof/"
 	pid := p.cmd.Process.Pid
 	ctx := context.Background()
 
@@ -105,6 +137,13 @@ func TestSoakDistinctObjects(t *testing.T) {
 	t.Logf("soak: %d objects in %s, --max-activations %d, peak RSS %d MiB", objects, time.Since(start).Round(time.Second), maxActs, peak.Load()>>20)
 	if failed.Load() > 0 {
 		t.Fatalf("%d increments failed", failed.Load())
+	}
+	// Each live activation is one goroutine: past the cap they are gone.
+	goroutines := profileNumber(t, pprofURL+"goroutine?debug=1", `goroutine profile: total (\d+)`)
+	heap := profileNumber(t, pprofURL+"heap?debug=1", `# HeapInuse = (\d+)`)
+	t.Logf("soak: at the end %d goroutines, Go heap in use %d MiB", goroutines, heap>>20)
+	if goroutines > int64(maxActs)+1000 {
+		t.Fatalf("%d goroutines with --max-activations %d", goroutines, maxActs)
 	}
 	if limit := int64(*soakRSSMiB) << 20; peak.Load() > limit {
 		t.Fatalf("peak RSS %d MiB, bound %d MiB", peak.Load()>>20, *soakRSSMiB)
