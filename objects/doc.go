@@ -65,7 +65,9 @@
 //     writer per object even when placement is briefly wrong.
 //  7. After the ack the event goes to the projector, which applies it to
 //     Badger in batches. Until it reports the version applied, the
-//     activation serves those keys from its overlay.
+//     activation serves those keys from its overlay. The overlay is
+//     bounded (Config.OverlayBytesMax): past it the next turn waits for the
+//     projector, which re-reads from the log whatever a failed batch lost.
 //
 // # Alarms
 //
@@ -128,7 +130,11 @@
 // An object is activated on its first request: the snapshot's applied
 // version is read, the log is read from there (catch-up), Init runs, then
 // the mailbox is served. After IdleTimeout without a request the activation
-// is evicted; its storage stays.
+// is evicted; its storage stays. Past Config.MaxActivations live, the least
+// recently used ones are evicted too, each only once idle (no turn running,
+// nothing pending or in flight, an empty mailbox), so eviction never cuts a
+// turn or an unacknowledged event short. The mailbox is allocated on demand
+// and bounded in requests (MailboxLen) and bytes (MailboxBytesMax).
 //
 // # Checkpoints and retention
 //
