@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+
+	"github.com/strata-objects/strata/internal/budget"
 )
 
 // Node-wide group commit (DESIGN.md).
@@ -64,6 +66,8 @@ const (
 	// appendQueueLen bounds the appends waiting for one committer; Append
 	// blocks (until its context ends) when it is full.
 	appendQueueLen = 4096
+	// defaultAppendQueueBytesMax is Config.AppendQueueBytesMax's default.
+	defaultAppendQueueBytesMax = 64 << 20
 	// resolveRoundsMax bounds the publishes of one batch whose failure
 	// left every subject at its expectation (a lost answer, an abandoned
 	// batch); after that the undecided appends fail with the cause.
@@ -151,6 +155,16 @@ func (l *Log) Append(ctx context.Context, e *Event, expectSeq uint64) (Record, e
 		}
 		return Record{Shard: shard, Seq: r.seq, Data: data, Event: e}, nil
 	}
+	// The queue is bounded in bytes as well as in appends; the bytes come
+	// back once the caller has its answer (or gives up: the committer
+	// drops the appends of callers that are gone).
+	switch err := c.queued.Take(ctx, len(data), l.stopping); {
+	case errors.Is(err, budget.ErrStopped):
+		return Record{}, ErrClosed
+	case err != nil:
+		return Record{}, fmt.Errorf("log: append to %s: %w", p.subj, err)
+	}
+	defer c.queued.Give(len(data))
 	select {
 	case c.in <- p:
 	case <-l.stopping:
@@ -201,6 +215,7 @@ type committer struct {
 	shard  int
 	stream string
 	in     chan *pendingAppend
+	queued *budget.Bytes // bytes of the appends queued (Config.AppendQueueBytesMax)
 	done   chan struct{}
 	// queue holds appends taken from in and not yet sent, in arrival
 	// order: ones that did not fit the last batch or waited behind an
@@ -256,6 +271,7 @@ func newCommitter(l *Log, shard int) (*committer, error) {
 	c := &committer{
 		l: l, shard: shard, stream: LogStream(shard),
 		in:       make(chan *pendingAppend, appendQueueLen),
+		queued:   budget.New(l.cfg.AppendQueueBytesMax),
 		done:     make(chan struct{}),
 		inFlight: make(chan struct{}, 1),
 		queueMax: 2 * l.cfg.BatchMessagesMax,

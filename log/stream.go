@@ -74,6 +74,11 @@ type Config struct {
 	// BatchBytesMax bounds one atomic batch's payload in bytes; default
 	// 4 MiB. An event larger than this goes alone.
 	BatchBytesMax int
+	// AppendQueueBytesMax bounds the bytes of the events waiting for one
+	// shard's committer (beside the 4,096 appends its queue holds); an
+	// Append waits past it until its context ends. One event always
+	// fits. Default 64 MiB.
+	AppendQueueBytesMax int
 	// RequestTimeout bounds one publish or read round trip when the
 	// caller's context allows longer; default 10s.
 	RequestTimeout time.Duration
@@ -257,6 +262,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.BatchBytesMax == 0 {
 		c.BatchBytesMax = defaultBatchBytesMax
+	}
+	if c.AppendQueueBytesMax == 0 {
+		c.AppendQueueBytesMax = defaultAppendQueueBytesMax
+	}
+	if c.AppendQueueBytesMax < 0 {
+		return c, fmt.Errorf("log: negative append queue bytes %d", c.AppendQueueBytesMax)
 	}
 	if c.BatchBytesMax < 0 {
 		return c, fmt.Errorf("log: negative batch bytes %d", c.BatchBytesMax)

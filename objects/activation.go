@@ -1,6 +1,7 @@
 package objects
 
 import (
+	lru "container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,11 @@ import (
 //     So are the records of keyed turns (idem), so a retry finds them.
 //  6. A keyed request whose key has a record is answered from it, through
 //     the output gate, and does not run (idempotency.go).
+//  7. The overlay is bounded in bytes (Config.OverlayBytesMax): past the
+//     bound the activation takes no new turn until the projector catches
+//     up (or the activation ends), so a projector that falls behind slows
+//     writers instead of growing memory. A turn adds at most
+//     WriteSetBytesMax, so the overlay never passes the bound by more.
 type activation struct {
 	rt    *Runtime
 	class *Class
@@ -44,14 +50,22 @@ type activation struct {
 	name  string
 	inst  any
 
-	mailbox chan *request
-	mu      struct {
+	ready chan struct{} // buffered 1: the mailbox went from empty to not
+	evict chan struct{} // buffered 1: the runtime is past MaxActivations
+	mu    struct {
 		sync.Mutex
 		closed bool // no more admissions; set only by run
 		moved  bool // released to another node: admissions get ErrMoved (handoff.go)
+		// mailbox holds the requests waiting for a turn, allocated on
+		// demand (an idle activation holds none), at most MailboxLen of
+		// them and MailboxBytesMax of their bytes.
+		mailbox      []*request
+		mailboxBytes int
 	}
-	applied atomic.Uint64 // newest version the projector has applied
-	done    chan struct{} // closed when run has returned
+	lru       *lru.Element  // in rt.mu.lru; guarded by rt.mu
+	applied   atomic.Uint64 // newest version the projector has applied
+	projected chan struct{} // buffered 1: applied moved (OnApplied)
+	done      chan struct{} // closed when run has returned
 
 	handoff     chan struct{} // closed by releaseNow: drain, then end (handoff.go)
 	releaseOnce sync.Once
@@ -62,6 +76,7 @@ type activation struct {
 	lastHash  log.Hash
 	overlay   layer
 	idem      map[string]idemEntry // records of keyed turns not yet applied, by key
+	overlayB  int                  // bytes of the overlay's keys, values and alarms (overlayCost)
 	clearVer  uint64               // version of the newest DeleteAll in the overlay
 	trimmedAt uint64
 	pending   *commit
@@ -79,6 +94,7 @@ type actKey struct {
 
 // request is one turn to run.
 type request struct {
+	size  int // bytes the request holds (its body), for the mailbox bound
 	ctx   context.Context
 	cause Cause
 	label string // method or entry point, for errors
@@ -120,6 +136,9 @@ type turn struct {
 	connecting *socket  // the socket a WebSocketConnect turn decides on
 }
 
+// alwaysReady is a closed channel: a select case on it is always ready.
+var alwaysReady = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 // errBounced means the activation ended before running the request; the
 // runtime sends it to the next activation.
 var errBounced = errors.New("activation ended before the turn ran")
@@ -136,24 +155,70 @@ func (a *activation) admit(req *request) error {
 	if a.mu.closed {
 		return errBounced
 	}
-	select {
-	case a.mailbox <- req:
-		return nil
-	default:
-		return fmt.Errorf("%w: %s %s mailbox holds %d requests", ErrOverloaded, a.class.name, a.id, cap(a.mailbox))
+	cost := req.size + requestOverheadBytes
+	switch {
+	case len(a.mu.mailbox) >= a.rt.cfg.MailboxLen:
+		return fmt.Errorf("%w: %s %s mailbox holds %d requests", ErrOverloaded, a.class.name, a.id, len(a.mu.mailbox))
+	case a.mu.mailboxBytes+cost > a.rt.cfg.MailboxBytesMax && len(a.mu.mailbox) > 0:
+		// One request always fits, however large: the gateway bounds it.
+		return fmt.Errorf("%w: %s %s mailbox holds %d bytes", ErrOverloaded, a.class.name, a.id, a.mu.mailboxBytes)
 	}
+	a.mu.mailbox = append(a.mu.mailbox, req)
+	a.mu.mailboxBytes += cost
+	if len(a.mu.mailbox) == 1 {
+		select {
+		case a.ready <- struct{}{}:
+		default: // a wake-up is already waiting
+		}
+	}
+	return nil
+}
+
+// requestOverheadBytes is what a queued request counts beyond its body.
+const requestOverheadBytes = 256
+
+// queued reports whether a request waits in the mailbox.
+func (a *activation) queued() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.mu.mailbox) > 0
+}
+
+// pop takes the oldest request from the mailbox; nil if it is empty.
+func (a *activation) pop() *request {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.popLocked()
+}
+
+func (a *activation) popLocked() *request {
+	if len(a.mu.mailbox) == 0 {
+		return nil
+	}
+	req := a.mu.mailbox[0]
+	a.mu.mailbox[0] = nil
+	a.mu.mailbox = a.mu.mailbox[1:]
+	a.mu.mailboxBytes -= req.size + requestOverheadBytes
+	if len(a.mu.mailbox) == 0 {
+		a.mu.mailbox = nil // an idle activation holds no slots
+	}
+	return req
 }
 
 // close stops admissions if the mailbox is empty, and reports whether it did.
 func (a *activation) close() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.mailbox) > 0 {
+	if len(a.mu.mailbox) > 0 {
 		return false
 	}
 	a.mu.closed = true
 	return true
 }
+
+// idle reports whether the activation may be evicted: nothing in flight,
+// nothing pending. It must then close() to end.
+func (a *activation) idle() bool { return a.inflight == nil && a.pending == nil }
 
 // closeWith stops admissions and answers every queued request with err
 // (errBounced sends them on to the next activation).
@@ -161,13 +226,8 @@ func (a *activation) closeWith(err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.mu.closed = true
-	for {
-		select {
-		case req := <-a.mailbox:
-			req.result <- result{err: err}
-		default:
-			return
-		}
+	for req := a.popLocked(); req != nil; req = a.popLocked() {
+		req.result <- result{err: err}
 	}
 }
 
@@ -195,22 +255,42 @@ func (a *activation) run() {
 				return
 			}
 		}
-		var mailbox <-chan *request
+		var mailbox <-chan struct{}
+		var projected <-chan struct{}
 		if a.broken == nil && !a.full() {
-			mailbox = a.mailbox
+			switch {
+			case a.overBudget():
+				projected = a.projected // wait for the projector: it shrinks the overlay
+			case a.queued():
+				mailbox = alwaysReady
+			default:
+				mailbox = a.ready
+			}
 		}
 		select {
-		case req := <-mailbox:
-			a.lastUsed = time.Now()
-			a.handle(req)
+		case <-projected:
+			a.rt.hooks.overlayWait(a.class.name, a.id)
+		case <-mailbox:
+			if req := a.pop(); req != nil {
+				a.lastUsed = time.Now()
+				a.handle(req)
+			}
 		case r := <-a.acks:
 			a.acked(r)
 		case <-idle.C:
-			if a.inflight == nil && a.pending == nil && time.Since(a.lastUsed) >= a.rt.cfg.IdleTimeout && a.close() {
+			if a.idle() && time.Since(a.lastUsed) >= a.rt.cfg.IdleTimeout && a.close() {
 				a.rt.hooks.evicted(a.class.name, a.id)
 				return
 			}
 			idle.Reset(a.rt.cfg.IdleTimeout)
+		case <-a.evict:
+			// Past MaxActivations, the least recently used go first, and
+			// only when idle, as at the idle timeout: an in-flight append
+			// or a queued request keeps it.
+			if a.idle() && a.rt.overCap() && a.close() {
+				a.rt.hooks.evicted(a.class.name, a.id)
+				return
+			}
 		case <-stopping:
 			stopping = nil
 			a.stopping = true
@@ -312,7 +392,7 @@ func (a *activation) load() error {
 			return fmt.Errorf("%w: %w", ErrUnavailable, err) // the caller may retry
 		}
 		a.rt.logger.Debug("activation raced a checkpoint's purge; loading again", "class", a.class.name, "id", a.id, "err", err)
-		a.overlay, a.idem, a.clearVer, a.trimmedAt = layer{}, nil, 0, 0
+		a.overlay, a.idem, a.overlayB, a.clearVer, a.trimmedAt = layer{}, nil, 0, 0, 0
 	}
 	a.inst = a.class.newInst()
 	if init, ok := a.inst.(Initer); ok {
@@ -357,7 +437,47 @@ func (a *activation) catchUp(ctx context.Context, rec log.Record) error {
 	if a.name == "" && ev.Name != "" {
 		a.name = ev.Name
 	}
-	return a.rt.proj.Submit(ctx, rec)
+	if err := a.rt.proj.Submit(ctx, rec); err != nil {
+		return err
+	}
+	if a.overBudget() {
+		// A long catch-up: let the projector apply what it has, so the
+		// overlay stays bounded while loading too.
+		if err := a.rt.proj.Flush(ctx); err != nil {
+			a.rt.logger.Warn("projector flush during catch-up failed", "class", a.class.name, "id", a.id, "err", err)
+		}
+		a.trim()
+	}
+	return nil
+}
+
+// overBudget reports whether the overlay is at its byte bound: the next
+// turn waits for the projector (invariant 6).
+func (a *activation) overBudget() bool {
+	if a.overlayB < a.rt.cfg.OverlayBytesMax {
+		return false
+	}
+	a.trim()
+	return a.overlayB >= a.rt.cfg.OverlayBytesMax
+}
+
+// overlayCost is what an overlay entry counts against the bound.
+func overlayCost(key string, e entry) int { return writeCost(key, e.val) }
+
+func (a *activation) overlaySet(key string, e entry) {
+	if old, ok := a.overlay.keys[key]; ok {
+		a.overlayB -= overlayCost(key, old)
+	}
+	a.overlay.set(key, e)
+	a.overlayB += overlayCost(key, e)
+}
+
+func (a *activation) overlaySetAlarm(name string, e entry) {
+	if old, ok := a.overlay.alarms[name]; ok {
+		a.overlayB -= overlayCost(name, old)
+	}
+	a.overlay.setAlarm(name, e)
+	a.overlayB += overlayCost(name, e)
 }
 
 // handle runs one turn and routes its response through the output gate.
@@ -446,17 +566,20 @@ func (a *activation) overlayWrites(version uint64, writes []log.Write) {
 	for _, w := range writes {
 		switch w.Op {
 		case log.OpDeleteAll:
+			for k, e := range a.overlay.keys {
+				a.overlayB -= overlayCost(k, e)
+			}
 			a.overlay.keys = nil
 			a.overlay.cleared = true
 			a.clearVer = version
 		case log.OpPut:
-			a.overlay.set(w.Key, entry{val: w.Value, ver: version})
+			a.overlaySet(w.Key, entry{val: w.Value, ver: version})
 		case log.OpDelete:
-			a.overlay.set(w.Key, entry{del: true, ver: version})
+			a.overlaySet(w.Key, entry{del: true, ver: version})
 		case log.OpSetAlarm:
-			a.overlay.setAlarm(w.Key, entry{at: w.At, ver: version})
+			a.overlaySetAlarm(w.Key, entry{at: w.At, ver: version})
 		case log.OpDeleteAlarm:
-			a.overlay.setAlarm(w.Key, entry{del: true, ver: version})
+			a.overlaySetAlarm(w.Key, entry{del: true, ver: version})
 		}
 	}
 }
@@ -470,11 +593,13 @@ func (a *activation) trim() {
 	for k, e := range a.overlay.keys {
 		if e.ver <= applied {
 			delete(a.overlay.keys, k)
+			a.overlayB -= overlayCost(k, e)
 		}
 	}
 	for k, e := range a.overlay.alarms {
 		if e.ver <= applied {
 			delete(a.overlay.alarms, k)
+			a.overlayB -= overlayCost(k, e)
 		}
 	}
 	if a.overlay.cleared && a.clearVer <= applied {
@@ -594,7 +719,7 @@ func (a *activation) fail(err error) {
 		a.pending = nil
 	}
 	a.broken = err
-	a.overlay = layer{}
+	a.overlay, a.overlayB = layer{}, 0
 	a.idem = nil
 	a.inst = nil
 	a.closeWith(errBounced)

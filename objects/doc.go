@@ -65,7 +65,9 @@
 //     writer per object even when placement is briefly wrong.
 //  7. After the ack the event goes to the projector, which applies it to
 //     Badger in batches. Until it reports the version applied, the
-//     activation serves those keys from its overlay.
+//     activation serves those keys from its overlay. The overlay is
+//     bounded (Config.OverlayBytesMax): past it the next turn waits for the
+//     projector, which re-reads from the log whatever a failed batch lost.
 //  8. Exactly-once: a request with an idempotency key (Cause.IdemKey) whose
 //     turn writes records its answer in its cause, in the same event as
 //     its writes. Before a keyed request runs, the activation looks its key
@@ -116,7 +118,9 @@
 // with Ctx.Sockets returning the same sockets, tags and attachments
 // (WebSocket.SetAttachment, at most 2 KiB). Ctx.SetAutoResponse sets a
 // request/response pair the gateway answers itself, without waking the
-// object; WebSocket.AutoResponseAt says when it last did.
+// object; WebSocket.AutoResponseAt says when it last did. The hub forgets
+// an object with its last socket (the pair included), so it holds nothing
+// for objects without sockets.
 //
 // WebSocket turns follow the write path like any turn: their writes are
 // events (cause via websocket), and Send, SendBytes, SendMessage and Close
@@ -133,7 +137,11 @@
 // An object is activated on its first request: the snapshot's applied
 // version is read, the log is read from there (catch-up), Init runs, then
 // the mailbox is served. After IdleTimeout without a request the activation
-// is evicted; its storage stays.
+// is evicted; its storage stays. Past Config.MaxActivations live, the least
+// recently used ones are evicted too, each only once idle (no turn running,
+// nothing pending or in flight, an empty mailbox), so eviction never cuts a
+// turn or an unacknowledged event short. The mailbox is allocated on demand
+// and bounded in requests (MailboxLen) and bytes (MailboxBytesMax).
 //
 // # Checkpoints and retention
 //

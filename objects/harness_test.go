@@ -59,6 +59,12 @@ func newHarnessOn(t testing.TB, srv *log.Server, opts ...harnessOpt) *harness {
 // filled in).
 func newHarnessWith(t testing.TB, srv *log.Server, lcfg log.Config, opts ...harnessOpt) *harness {
 	t.Helper()
+	return newHarnessProj(t, srv, lcfg, nil, opts...)
+}
+
+// newHarnessProj is newHarnessWith with edits to the projector's config.
+func newHarnessProj(t testing.TB, srv *log.Server, lcfg log.Config, pedit func(*projector.Config), opts ...harnessOpt) *harness {
+	t.Helper()
 	h := &harness{t: t, srv: srv}
 	ctx := context.Background()
 	lcfg.Server, lcfg.Logger = srv, quiet
@@ -67,11 +73,15 @@ func newHarnessWith(t testing.TB, srv *log.Server, lcfg log.Config, opts ...harn
 		t.Fatal(err)
 	}
 	h.log = l
-	h.proj, err = projector.Open(projector.Config{Dir: t.TempDir(), Logger: quiet, OnApplied: func(b []projector.Applied) {
+	pcfg := projector.Config{Dir: t.TempDir(), Logger: quiet, Log: l, OnApplied: func(b []projector.Applied) {
 		if h.rt != nil {
 			h.rt.OnApplied(b)
 		}
-	}})
+	}}
+	if pedit != nil {
+		pedit(&pcfg)
+	}
+	h.proj, err = projector.Open(pcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package objects
 
 import (
 	"bytes"
+	lru "container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -27,8 +28,26 @@ type Config struct {
 	// is evicted (memory goes, storage stays). Default 30s.
 	IdleTimeout time.Duration
 	// MailboxLen bounds the requests queued on one activation; past it a
-	// request fails with ErrOverloaded. Default 1024.
+	// request fails with ErrOverloaded. Default 1024. The mailbox grows on
+	// demand: an idle activation holds no slots.
 	MailboxLen int
+	// MailboxBytesMax bounds the bytes (bodies, plus a fixed overhead per
+	// request) queued on one activation; past it a request fails with
+	// ErrOverloaded. One request is always admitted. Default 16 MiB.
+	MailboxBytesMax int
+	// MaxActivations caps the live activations of the node. Past it, the
+	// least recently used idle activations are evicted (memory goes,
+	// storage and sockets stay), as at the idle timeout; busy ones stay
+	// until idle, so the cap may be passed while every activation is
+	// busy. Default 10000.
+	MaxActivations int
+	// OverlayBytesMax bounds the bytes (keys, values, per-write overhead)
+	// an activation holds of events the projector has not yet applied.
+	// Past it the activation takes no new turn until the projector
+	// catches up: a stalled projector slows writers instead of growing
+	// memory. Default 4 MiB; a turn may pass it by at most
+	// WriteSetBytesMax.
+	OverlayBytesMax int
 	// LoadTimeout bounds an activation's catch-up from the log. Default 30s.
 	LoadTimeout time.Duration
 	// DispatchAttempts bounds how often a request that met an ending
@@ -69,6 +88,15 @@ type Hooks struct {
 	// Replayed: a keyed request was answered from its key's record
 	// without running.
 	Replayed func(class string, id ID)
+	// OverlayWait: an activation at its overlay bound was woken by the
+	// projector's progress.
+	OverlayWait func(class string, id ID)
+}
+
+func (h Hooks) overlayWait(c string, id ID) {
+	if h.OverlayWait != nil {
+		h.OverlayWait(c, id)
+	}
 }
 
 func (h Hooks) activated(c string, id ID) {
@@ -126,6 +154,7 @@ type Runtime struct {
 	mu struct {
 		sync.Mutex
 		acts    map[actKey]*activation
+		lru     lru.List // of *activation, most recently used first
 		closing bool
 	}
 	wg          sync.WaitGroup
@@ -145,6 +174,15 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if cfg.MailboxLen <= 0 {
 		cfg.MailboxLen = 1024
+	}
+	if cfg.MailboxBytesMax <= 0 {
+		cfg.MailboxBytesMax = 16 << 20
+	}
+	if cfg.MaxActivations <= 0 {
+		cfg.MaxActivations = 10000
+	}
+	if cfg.OverlayBytesMax <= 0 {
+		cfg.OverlayBytesMax = 4 << 20
 	}
 	if cfg.LoadTimeout <= 0 {
 		cfg.LoadTimeout = 30 * time.Second
@@ -301,7 +339,7 @@ func (rt *Runtime) Call(ctx context.Context, ref Ref, method string, body []byte
 	if err := keyed(&cause, func() []byte { return requestHash(ViaRPC, method, body) }); err != nil {
 		return nil, err
 	}
-	out, err := rt.dispatch(ctx, ref, cause, method, rpcOutcome, func(c *Ctx, inst any) (any, error) {
+	out, err := rt.dispatchSized(ctx, ref, cause, method, rpcOutcome, len(body), func(c *Ctx, inst any) (any, error) {
 		out, err := m.call(inst, c, in)
 		if err != nil {
 			return nil, handlerError(class.name, method, err)
@@ -340,7 +378,7 @@ func (rt *Runtime) Fetch(ctx context.Context, ref Ref, r *http.Request, cause Ca
 	if err := keyed(&cause, func() []byte { return requestHash(ViaFetch, cause.Method, []byte(r.URL.RawQuery), body) }); err != nil {
 		return nil, err
 	}
-	out, err := rt.dispatch(ctx, ref, cause, "Fetch", fetchOutcome, func(c *Ctx, inst any) (any, error) {
+	out, err := rt.dispatchSized(ctx, ref, cause, "Fetch", fetchOutcome, len(body), func(c *Ctx, inst any) (any, error) {
 		req := r.Clone(c)
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		rec := newRecorder()
@@ -369,6 +407,12 @@ func handlerError(class, method string, err error) error {
 // outcome codec makes the turn exactly-once (idempotency.go); an entry
 // point without a codec ignores the key.
 func (rt *Runtime) dispatch(ctx context.Context, ref Ref, cause Cause, label string, outcome *outcomeCodec, fn func(*Ctx, any) (any, error)) (any, error) {
+	return rt.dispatchSized(ctx, ref, cause, label, outcome, 0, fn)
+}
+
+// dispatchSized is dispatch for a request that holds size bytes (its
+// body) while it waits in the mailbox.
+func (rt *Runtime) dispatchSized(ctx context.Context, ref Ref, cause Cause, label string, outcome *outcomeCodec, size int, fn func(*Ctx, any) (any, error)) (any, error) {
 	class, err := rt.Class(ref.Class)
 	if err != nil {
 		return nil, err
@@ -376,7 +420,7 @@ func (rt *Runtime) dispatch(ctx context.Context, ref Ref, cause Cause, label str
 	if cause.IdemKey == "" || cause.IdemHash == nil || outcome == nil {
 		cause.IdemKey, cause.IdemHash, cause.Outcome, outcome = "", nil, nil, nil
 	}
-	req := &request{ctx: ctx, cause: cause, label: label, outcome: outcome, run: fn, result: make(chan result, 1)}
+	req := &request{size: size, ctx: ctx, cause: cause, label: label, outcome: outcome, run: fn, result: make(chan result, 1)}
 	for attempt := 0; attempt < rt.cfg.DispatchAttempts; attempt++ {
 		a, err := rt.activation(class, ref)
 		if err != nil {
@@ -415,20 +459,25 @@ func (rt *Runtime) activation(class *Class, ref Ref) (*activation, error) {
 		return nil, ErrClosed
 	}
 	if a, ok := rt.mu.acts[k]; ok {
+		rt.mu.lru.MoveToFront(a.lru)
 		return a, nil
 	}
 	a := &activation{
-		rt:      rt,
-		class:   class,
-		id:      ref.ID,
-		key:     k,
-		name:    ref.Name,
-		mailbox: make(chan *request, rt.cfg.MailboxLen),
-		done:    make(chan struct{}),
-		acks:    make(chan appendResult, 1),
-		handoff: make(chan struct{}),
+		rt:        rt,
+		class:     class,
+		id:        ref.ID,
+		key:       k,
+		name:      ref.Name,
+		ready:     make(chan struct{}, 1),
+		evict:     make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		acks:      make(chan appendResult, 1),
+		projected: make(chan struct{}, 1),
+		handoff:   make(chan struct{}),
 	}
 	rt.mu.acts[k] = a
+	a.lru = rt.mu.lru.PushFront(a)
+	rt.evictLocked()
 	rt.activations.Add(1)
 	rt.wg.Add(1)
 	go func() {
@@ -443,7 +492,32 @@ func (rt *Runtime) remove(a *activation) {
 	defer rt.mu.Unlock()
 	if rt.mu.acts[a.key] == a {
 		delete(rt.mu.acts, a.key)
+		rt.mu.lru.Remove(a.lru)
 	}
+}
+
+// evictScanMax bounds how many activations one admission asks to leave.
+const evictScanMax = 64
+
+// evictLocked asks the least recently used activations to leave while
+// more than MaxActivations live. Each decides on its own goroutine, and
+// leaves only if idle (activation.run); asking twice is harmless.
+func (rt *Runtime) evictLocked() {
+	over := len(rt.mu.acts) - rt.cfg.MaxActivations
+	for e, n := rt.mu.lru.Back(), 0; e != nil && over > 0 && n < evictScanMax; e, n = e.Prev(), n+1 {
+		select {
+		case e.Value.(*activation).evict <- struct{}{}:
+			over--
+		default: // asked already
+		}
+	}
+}
+
+// overCap reports whether more activations live than MaxActivations.
+func (rt *Runtime) overCap() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return len(rt.mu.acts) > rt.cfg.MaxActivations
 }
 
 // OnApplied tells live activations how far the projector has applied their
@@ -458,7 +532,14 @@ func (rt *Runtime) OnApplied(batch []projector.Applied) {
 		}
 		for {
 			cur := a.applied.Load()
-			if ap.Version <= cur || a.applied.CompareAndSwap(cur, ap.Version) {
+			if ap.Version <= cur {
+				break
+			}
+			if a.applied.CompareAndSwap(cur, ap.Version) {
+				select {
+				case a.projected <- struct{}{}:
+				default: // a wake-up is already waiting
+				}
 				break
 			}
 		}
@@ -467,12 +548,17 @@ func (rt *Runtime) OnApplied(batch []projector.Applied) {
 
 // Stats are counters since New.
 type Stats struct {
-	Activations uint64 // activations started
-	Live        int    // activations alive now
+	Activations   uint64 // activations started
+	Live          int    // activations alive now
+	SocketObjects int    // objects the socket hub holds a record of
 }
 
 func (rt *Runtime) Stats() Stats {
 	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	return Stats{Activations: rt.activations.Load(), Live: len(rt.mu.acts)}
+	st := Stats{Activations: rt.activations.Load(), Live: len(rt.mu.acts)}
+	rt.mu.Unlock()
+	rt.sockets.mu.Lock()
+	st.SocketObjects = len(rt.sockets.objs)
+	rt.sockets.mu.Unlock()
+	return st
 }

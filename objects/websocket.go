@@ -128,6 +128,13 @@ type socketSet struct {
 
 type autoResponse struct{ request, response string }
 
+// empty reports whether the record holds no socket and no auto-response.
+func (s *socketSet) empty() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.mu.byID) == 0 && s.auto.Load() == nil
+}
+
 // hub is the node's socket registry. Its zero value is ready.
 type hub struct {
 	mu   sync.Mutex
@@ -177,7 +184,9 @@ func (h *hub) get(k actKey, id SocketID) *socket {
 }
 
 // remove takes id out of the hub and reports whether it was there. An
-// object's record goes when it holds no socket and no auto-response.
+// object's record goes with its last socket, auto-response and all, so the
+// hub holds only objects with sockets open (and those that set an
+// auto-response before their first socket).
 func (h *hub) remove(k actKey, id SocketID) *socket {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -194,7 +203,7 @@ func (h *hub) remove(k actKey, id SocketID) *socket {
 	s.gone.Store(true)
 	delete(set.mu.byID, id)
 	set.mu.sorted = nil
-	if len(set.mu.byID) == 0 && set.auto.Load() == nil {
+	if len(set.mu.byID) == 0 {
 		delete(h.objs, k)
 	}
 	return s
@@ -414,7 +423,10 @@ func (c *Ctx) Sockets(tag string) []*WebSocket {
 // SetAutoResponse makes the gateway answer a text message equal to
 // request with response, without waking the object (a keep-alive ping
 // that costs no activation). An empty request removes the pair. It lasts
-// as long as the node runs, across evictions.
+// across evictions while the object has sockets open on this node, and is
+// forgotten with its last socket (set it again when a socket connects, as
+// the chat class does), so the node keeps nothing for objects without
+// sockets.
 func (c *Ctx) SetAutoResponse(request, response string) error {
 	if len(request) > AutoResponseBytesMax || len(response) > AutoResponseBytesMax {
 		return tooLarge("auto-response", max(len(request), len(response)), AutoResponseBytesMax)
@@ -422,11 +434,16 @@ func (c *Ctx) SetAutoResponse(request, response string) error {
 	h := &c.t.a.rt.sockets
 	h.mu.Lock() // remove drops records with no auto-response: not in between
 	defer h.mu.Unlock()
-	set := h.setLocked(c.t.a.key, true)
 	if request == "" {
-		set.auto.Store(nil)
+		if set := h.setLocked(c.t.a.key, false); set != nil {
+			set.auto.Store(nil)
+			if set.empty() {
+				delete(h.objs, c.t.a.key)
+			}
+		}
 		return nil
 	}
+	set := h.setLocked(c.t.a.key, true)
 	set.auto.Store(&autoResponse{request: request, response: response})
 	return nil
 }

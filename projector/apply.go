@@ -56,10 +56,22 @@ func (p *Projector) applyLocked(recs []log.Record, broken func(log.Record, error
 			}
 		}
 		err := b.stage(recs[i], false)
+		var gap *gapError
 		switch {
 		case err == nil:
 			b.considered++
 			i++
+		case errors.As(err, &gap):
+			// The events before recs[i] were lost on the way (a failed
+			// batch, a dropped submit): read them from the log and apply
+			// them first. Without them recs[i] is skipped.
+			missing := p.missing(gap)
+			if len(missing) == 0 {
+				b.considered++
+				i++
+				break
+			}
+			recs = splice(recs, i, missing)
 		case !errors.Is(err, badger.ErrTxnTooBig):
 			return err
 		case len(b.staged) > 0:
@@ -91,6 +103,7 @@ type txnBatch struct {
 	txn        *badger.Txn
 	staged     []log.Record            // events whose writes and meta are all in txn, in order
 	applied    []Applied               // what staged changed, for OnApplied after commit
+	done       []log.Record            // every record this transaction settles, skipped ones included (watermarks)
 	considered int                     // records taken in this transaction, skipped ones included
 	broken     func(log.Record, error) // told of records skipped as not following their chain; may be nil
 }
@@ -98,8 +111,15 @@ type txnBatch struct {
 // commit commits the transaction, reports what it applied, and starts the
 // next one.
 func (b *txnBatch) commit() error {
-	if err := b.txn.Commit(); err != nil {
+	err := b.p.beforeCommit(len(b.done))
+	if err == nil {
+		err = b.txn.Commit()
+	}
+	if err != nil {
 		return fmt.Errorf("projector: commit %d events: %w", len(b.staged), err)
+	}
+	if err := b.p.settled(b.done); err != nil {
+		return err
 	}
 	if len(b.applied) > 0 && b.p.cfg.OnApplied != nil {
 		b.p.cfg.OnApplied(b.applied)
@@ -112,7 +132,7 @@ func (b *txnBatch) commit() error {
 func (b *txnBatch) restart() {
 	b.txn.Discard()
 	b.txn = b.p.db.NewTransaction(true)
-	b.staged, b.applied, b.considered = nil, nil, 0
+	b.staged, b.applied, b.done, b.considered = nil, nil, nil, 0
 }
 
 // restageAndCommit rebuilds the transaction with only the events fully
@@ -145,16 +165,25 @@ func (b *txnBatch) stage(rec log.Record, split bool) error {
 	}
 	switch {
 	case ev.Version <= meta.Version:
+		b.done = append(b.done, rec)
 		return nil // applied already: idempotent
+	case ev.Version != meta.Version+1 && b.p.cfg.Log != nil:
+		return &gapError{rec: rec, meta: meta} // heal.go reads what is missing from the log
 	}
 	if err := log.Follows(meta.Version, meta.Hash, rec); err != nil {
-		// A gap, or a forged event with the right version: neither is
-		// applied. The object meets it again when it loads (a gap it can
-		// fill from the log; a broken link is its ErrCorruptLog).
+		// A gap (with no log to heal from), or a forged event with the
+		// right version: neither is applied. The object meets it again
+		// when it loads (a gap it can fill from the log; a broken link is
+		// its ErrCorruptLog).
 		b.p.logger.Error("projector: event does not follow the object's chain (a gap, or a forged link); skipped",
 			"class", ev.Class, "id", ev.ID, "applied", meta.Version, "event", ev.Version, "seq", rec.Seq, "err", err)
 		if b.broken != nil {
 			b.broken(rec, err)
+		}
+		if ev.Version == meta.Version+1 {
+			// A forged link is never applied, here or later: the
+			// watermark may pass it. A gap may still be filled.
+			b.done = append(b.done, rec)
 		}
 		return nil
 	}
@@ -189,6 +218,7 @@ func (b *txnBatch) stage(rec log.Record, split bool) error {
 		return fmt.Errorf("projector: apply %s/%s v%d meta: %w", ev.Class, ev.ID, ev.Version, err)
 	}
 	b.staged = append(b.staged, rec)
+	b.done = append(b.done, rec)
 	b.applied = append(b.applied, Applied{Class: ev.Class, ID: ev.ID, Version: ev.Version, Seq: rec.Seq})
 	return nil
 }

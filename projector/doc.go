@@ -14,11 +14,15 @@
 //     missing, and catching up from Meta.Seq+1 restores the object.
 //  2. Apply is idempotent: an event whose version is ≤ the applied version
 //     is skipped. Replaying any suffix of the log is harmless.
-//  3. Events are applied along the object's hash chain: an event whose
-//     version is not the applied version + 1, or whose PrevHash is not the
-//     chain hash of the applied version (a forged event), is not applied
-//     (it is logged at Error and skipped, and ApplyChecked reports it); the
-//     object meets it again when it next loads from the log.
+//  3. Events are applied along the object's hash chain, without gaps: an
+//     event whose version is not the applied version + 1 is not applied as
+//     it is. With Config.Log the missing events are read from the log and
+//     applied first, and the objects of a batch that failed to commit are
+//     read again until they heal (heal.go); without it the event is logged
+//     at Error and skipped, and the object catches up from the log when it
+//     next loads. An event whose PrevHash is not the chain hash of the
+//     applied version (a forged event) is never applied: it is logged at
+//     Error and skipped, and ApplyChecked reports it.
 //  4. Transactions end at event boundaries. Many events (of many objects)
 //     share one transaction, up to Config.BatchMax. When Badger reports
 //     ErrTxnTooBig, the transaction is rebuilt without the event that did

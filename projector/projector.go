@@ -10,6 +10,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/strata-objects/strata/internal/budget"
 	"github.com/strata-objects/strata/log"
 )
 
@@ -18,8 +19,9 @@ var ErrClosed = errors.New("projector: closed")
 
 // Defaults for Config's zero values.
 const (
-	queueLenDefault = 4096
-	batchMaxDefault = 512
+	queueLenDefault      = 4096
+	queueBytesMaxDefault = 64 << 20
+	batchMaxDefault      = 512
 )
 
 // Config configures a Projector. Zero values take the documented defaults.
@@ -34,6 +36,11 @@ type Config struct {
 	// QueueLen is how many submitted records (and flushes) wait before
 	// Submit blocks. Default 4096; negative is invalid.
 	QueueLen int
+	// QueueBytesMax bounds the bytes of the submitted records waiting to
+	// be applied (an event's stored bytes and its decoded copy count);
+	// Submit blocks past it, as past QueueLen. One record always fits.
+	// Default 64 MiB; negative is invalid.
+	QueueBytesMax int
 	// BatchMax is the most records applied in one Badger transaction.
 	// Default 512; negative is invalid.
 	BatchMax int
@@ -44,6 +51,22 @@ type Config struct {
 	// the very goroutine that would drain the queue). The slice is the
 	// callee's to keep.
 	OnApplied func([]Applied)
+	// Log, if set, is the log the projector heals from: events it missed
+	// (a batch that failed, a submit that was cut off) are read from it
+	// again (heal.go). Nil: a gap is logged and skipped, and the object
+	// catches up when it next loads.
+	Log Source
+	// TrackWatermarks advances each shard's watermark while the projector
+	// runs, over the stream sequences it has applied without a hole
+	// (watermark.go). Only the log's one writer may set it (a single
+	// node): another writer's events would be holes, and the watermark
+	// would stall, never lie. Requires Log (for the shard of an object).
+	TrackWatermarks bool
+	// BeforeCommit, if set, runs before each Badger commit of the apply
+	// path with the number of records the transaction settles; an error
+	// fails that commit as one of Badger's would. Tests use it to make a
+	// batch fail for real.
+	BeforeCommit func(records int) error
 
 	// tune, if set, adjusts Badger's options after the defaults. Tests use
 	// it to shrink Badger's transaction limit so the split paths run.
@@ -65,6 +88,7 @@ type Projector struct {
 	logger *slog.Logger
 
 	queue    chan item
+	queued   *budget.Bytes // bytes of the records in queue and being applied
 	stop     chan struct{} // closed by Close once no Submit or Flush can enqueue
 	abort    chan struct{} // closed by Close when its context ends: drop the rest
 	loopDone chan struct{} // closed when the apply goroutine returns
@@ -72,6 +96,10 @@ type Projector struct {
 	submitters gate       // Submit and Flush while they may enqueue
 	users      gate       // Apply and the readers while they use db
 	applyMu    sync.Mutex // one writer at a time: the apply goroutine or Apply
+
+	ctx    context.Context // reads of the log for healing; cancelled by Close
+	cancel context.CancelFunc
+	marks  watermarks // guarded by applyMu
 
 	closeOnce sync.Once
 	closed    chan struct{} // closed when Close has finished
@@ -82,6 +110,9 @@ type Projector struct {
 	stats struct {
 		boundarySplits atomic.Uint64 // commits forced by ErrTxnTooBig at an event boundary
 		eventSplits    atomic.Uint64 // commits forced by ErrTxnTooBig inside one event
+		gapsHealed     atomic.Uint64 // gaps filled by reading the log
+		objectsHealed  atomic.Uint64 // objects of failed batches healed from the log
+		commitFailures atomic.Uint64 // batches whose commit failed
 	}
 }
 
@@ -100,12 +131,14 @@ func Open(cfg Config) (*Projector, error) {
 		db:       db,
 		logger:   cfg.Logger,
 		queue:    make(chan item, cfg.QueueLen),
+		queued:   budget.New(cfg.QueueBytesMax),
 		stop:     make(chan struct{}),
 		abort:    make(chan struct{}),
 		loopDone: make(chan struct{}),
 		closed:   make(chan struct{}),
 		health:   h,
 	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.submitters.init()
 	p.users.init()
 	go p.run()
@@ -118,16 +151,23 @@ func (cfg *Config) setDefaults() error {
 		return errors.New("projector: Config.Dir and Config.InMemory are exclusive")
 	case !cfg.InMemory && cfg.Dir == "":
 		return errors.New("projector: Config.Dir is required")
+	case cfg.QueueBytesMax < 0:
+		return fmt.Errorf("projector: Config.QueueBytesMax %d is negative", cfg.QueueBytesMax)
 	case cfg.QueueLen < 0:
 		return fmt.Errorf("projector: Config.QueueLen %d is negative", cfg.QueueLen)
 	case cfg.BatchMax < 0:
 		return fmt.Errorf("projector: Config.BatchMax %d is negative", cfg.BatchMax)
+	case cfg.TrackWatermarks && cfg.Log == nil:
+		return errors.New("projector: Config.TrackWatermarks needs Config.Log")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.QueueLen == 0 {
 		cfg.QueueLen = queueLenDefault
+	}
+	if cfg.QueueBytesMax == 0 {
+		cfg.QueueBytesMax = queueBytesMaxDefault
 	}
 	if cfg.BatchMax == 0 {
 		cfg.BatchMax = batchMaxDefault
@@ -186,15 +226,40 @@ func (p *Projector) Close(ctx context.Context) error {
 	case <-p.loopDone:
 	case <-ctx.Done():
 		close(p.abort)
+		p.cancel()
 		<-p.loopDone // at most the batch in progress away
 		errs = append(errs, fmt.Errorf("projector: close: %w; queued records dropped", ctx.Err()))
 	}
+	p.cancel()
 	p.users.shut()
 	if err := p.db.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("projector: close snapshot: %w", err))
 	}
 	p.closeErr = errors.Join(errs...)
 	return p.closeErr
+}
+
+// Stats are counters since Open.
+type Stats struct {
+	GapsHealed     uint64 // gaps filled by reading the missing events from the log
+	ObjectsHealed  uint64 // objects of failed batches healed from the log
+	CommitFailures uint64 // batches of the apply goroutine whose commit failed
+}
+
+// Stats returns the counters since Open.
+func (p *Projector) Stats() Stats {
+	return Stats{
+		GapsHealed:     p.stats.gapsHealed.Load(),
+		ObjectsHealed:  p.stats.objectsHealed.Load(),
+		CommitFailures: p.stats.commitFailures.Load(),
+	}
+}
+
+func (p *Projector) beforeCommit(records int) error {
+	if p.cfg.BeforeCommit == nil {
+		return nil
+	}
+	return p.cfg.BeforeCommit(records)
 }
 
 // gate admits callers until it is shut, then waits for the admitted ones

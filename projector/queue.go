@@ -2,8 +2,10 @@ package projector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"github.com/strata-objects/strata/internal/budget"
 	"github.com/strata-objects/strata/log"
 )
 
@@ -45,14 +47,44 @@ func (p *Projector) enqueue(ctx context.Context, it item) error {
 		return ErrClosed
 	}
 	defer p.submitters.leave()
+	size := it.bytes()
+	switch err := p.queued.Take(ctx, size, p.submitters.shutting); {
+	case errors.Is(err, budget.ErrStopped):
+		return ErrClosed
+	case err != nil:
+		return fmt.Errorf("projector: submit: %w", err)
+	}
 	select {
 	case p.queue <- it:
 		return nil
 	case <-p.submitters.shutting:
+		p.queued.Give(size)
 		return ErrClosed
 	case <-ctx.Done():
+		p.queued.Give(size)
 		return fmt.Errorf("projector: submit: %w", ctx.Err())
 	}
+}
+
+// recordOverheadBytes is what a queued record counts beyond its data.
+const recordOverheadBytes = 256
+
+// bytes is what a queued item counts against Config.QueueBytesMax: the
+// stored bytes and the decoded event (about as large) of a record.
+func (it item) bytes() int {
+	if it.done != nil {
+		return 0
+	}
+	return 2*len(it.rec.Data) + recordOverheadBytes
+}
+
+// recsBytes is what items of recs counted.
+func recsBytes(recs []log.Record) int {
+	n := 0
+	for _, rec := range recs {
+		n += item{rec: rec}.bytes()
+	}
+	return n
 }
 
 // pending is what the apply goroutine has taken from the queue and not
@@ -97,14 +129,18 @@ func (p *Projector) run() {
 	var b pending
 	b.recs = make([]log.Record, 0, p.cfg.BatchMax)
 	var flushErr error // the first apply error since flushes were last answered
+	var h healer
+	defer h.stop()
 	apply := func() {
 		if len(b.recs) > 0 {
 			p.applyMu.Lock()
 			err := p.applyLocked(b.recs, nil)
 			p.applyMu.Unlock()
 			if err != nil {
-				p.logger.Error("projector: apply failed; the objects catch up from the log when they load",
+				p.stats.commitFailures.Add(1)
+				p.logger.Error("projector: apply failed; the objects heal from the log",
 					"records", len(b.recs), "err", err)
+				p.remember(&h, b.recs)
 				if flushErr == nil {
 					flushErr = err
 				}
@@ -120,6 +156,7 @@ func (p *Projector) run() {
 			}
 			flushErr = nil
 		}
+		p.queued.Give(recsBytes(b.recs))
 		b.reset()
 	}
 	drain := func() {
@@ -151,8 +188,14 @@ func (p *Projector) run() {
 			b.take(it)
 			b.fill(p.queue, p.cfg.BatchMax)
 			apply()
+		case <-h.wake():
+			h.timer = nil
+			p.heal(&h)
 		case <-p.stop:
 			drain()
+			if len(h.missed) > 0 {
+				p.logger.Warn("projector: closed before healing; the objects catch up from the log", "objects", len(h.missed))
+			}
 			return
 		}
 	}
@@ -169,6 +212,7 @@ func (p *Projector) drop() {
 				it.done <- ErrClosed
 			} else {
 				n++
+				p.queued.Give(it.bytes())
 			}
 		default:
 			if n > 0 {

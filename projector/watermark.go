@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/strata-objects/strata/log"
 )
 
 // The watermark of a shard is a stream sequence up to which every event of
@@ -15,6 +17,32 @@ import (
 // replays its shards from the watermark (objects.CatchUp), so the snapshot
 // (listings, the pending-alarm index) knows every event, not only those of
 // objects activated since.
+//
+// With Config.TrackWatermarks the watermark also moves while the node runs:
+// the projector notes the sequence of every record it settles (applies, or
+// finds applied already) and moves the shard's watermark over each run of
+// consecutive sequences, persisting it after the transaction that settled
+// them. A sequence never handed to it (another writer's event, a submit
+// cut off and not yet healed) is a hole that stops the watermark there;
+// it never passes an event the snapshot lacks. So a restart after a crash
+// replays only what came after the last settled run, not everything since
+// the last graceful stop.
+
+// aboveMax bounds the sequences remembered above a shard's watermark;
+// past it, the shard's watermark stops moving until SetWatermark (a hole
+// that is not filling).
+const aboveMax = 1 << 16
+
+// watermarks is the running watermark of each shard; applyMu guards it.
+type watermarks struct {
+	shards map[int]*shardMark
+}
+
+type shardMark struct {
+	seq     uint64              // every event of the shard up to seq is settled
+	above   map[uint64]struct{} // settled sequences past seq+1
+	stalled bool                // above overflowed: wait for SetWatermark
+}
 
 // kindWatermark keys are w<shard as 4 bytes>.
 const kindWatermark = 'w'
@@ -56,11 +84,94 @@ func (p *Projector) SetWatermark(shard int, seq uint64) error {
 		return ErrClosed
 	}
 	defer p.users.leave()
-	err := p.db.Update(func(tx *badger.Txn) error {
-		return tx.Set(watermarkKey(shard), binary.BigEndian.AppendUint64(nil, seq))
-	})
-	if err != nil {
-		return fmt.Errorf("set watermark of shard %d: %w", shard, err)
+	p.applyMu.Lock()
+	defer p.applyMu.Unlock()
+	if err := p.writeWatermarks(map[int]uint64{shard: seq}); err != nil {
+		return err
+	}
+	if m := p.marks.shards[shard]; m != nil {
+		m.seq, m.stalled = seq, false
+		for s := range m.above {
+			if s <= seq {
+				delete(m.above, s)
+			}
+		}
+		m.advance()
 	}
 	return nil
+}
+
+func (p *Projector) writeWatermarks(seqs map[int]uint64) error {
+	err := p.db.Update(func(tx *badger.Txn) error {
+		for shard, seq := range seqs {
+			if err := tx.Set(watermarkKey(shard), binary.BigEndian.AppendUint64(nil, seq)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set watermarks %v: %w", seqs, err)
+	}
+	return nil
+}
+
+// settled notes records a committed transaction settled and moves and
+// persists the watermarks they complete. The caller holds applyMu.
+func (p *Projector) settled(recs []log.Record) error {
+	if !p.cfg.TrackWatermarks || len(recs) == 0 {
+		return nil
+	}
+	moved := map[int]uint64{}
+	for _, rec := range recs {
+		shard := p.cfg.Log.ShardOf(rec.Event.ID)
+		m, err := p.mark(shard)
+		if err != nil {
+			return err
+		}
+		if m.stalled || rec.Seq <= m.seq {
+			continue
+		}
+		m.above[rec.Seq] = struct{}{}
+		before := m.seq
+		m.advance()
+		if m.seq != before {
+			moved[shard] = m.seq
+		}
+		if len(m.above) > aboveMax {
+			m.stalled, m.above = true, map[uint64]struct{}{}
+			p.logger.Warn("projector: shard watermark stalled at a hole; the next start replays from it", "shard", shard, "seq", m.seq+1)
+		}
+	}
+	if len(moved) == 0 {
+		return nil
+	}
+	return p.writeWatermarks(moved)
+}
+
+// mark is shard's running watermark, read from Badger the first time.
+func (p *Projector) mark(shard int) (*shardMark, error) {
+	if m := p.marks.shards[shard]; m != nil {
+		return m, nil
+	}
+	seq, err := p.Watermark(shard)
+	if err != nil {
+		return nil, err
+	}
+	if p.marks.shards == nil {
+		p.marks.shards = map[int]*shardMark{}
+	}
+	m := &shardMark{seq: seq, above: map[uint64]struct{}{}}
+	p.marks.shards[shard] = m
+	return m, nil
+}
+
+func (m *shardMark) advance() {
+	for {
+		if _, ok := m.above[m.seq+1]; !ok {
+			return
+		}
+		delete(m.above, m.seq+1)
+		m.seq++
+	}
 }

@@ -50,6 +50,7 @@ func TestUsageErrors(t *testing.T) {
 		{"serve", "extra-arg"},
 		{"serve", "--fsync", "sometimes"},
 		{"serve", "--idle-timeout", "0s"},
+		{"serve", "--max-activations", "-1"},
 		{"call", "counter"},
 		{"serve", "--pprof", "0.0.0.0:6060"},
 		{"serve", "--pprof", "6060"},

@@ -35,6 +35,9 @@ type logConfig struct {
 	checkpoints            objects.CheckpointConfig // checkpoints and per-class retention (cmd/cli/checkpoint.go)
 	idemWindows            map[string]time.Duration // per-class idempotency windows (cmd/cli/idempotency.go)
 	alarmRepair            alarmRepairFlags
+	// maxActivations caps the live activations (--max-activations); 0
+	// takes maxActivationsDefault.
+	maxActivations int
 }
 
 // alarmRepairFlags tune the alarm repair that runs beyond start and
@@ -63,6 +66,10 @@ func (f alarmRepairFlags) validate() error {
 	return nil
 }
 
+// maxActivationsDefault is --max-activations' default: what a node keeps
+// live before it evicts the least recently used.
+const maxActivationsDefault = 10000
+
 func (c *logConfig) validate() error {
 	if c.dataDir == "" {
 		return &usageError{"--data is required"}
@@ -78,6 +85,9 @@ func (c *logConfig) validate() error {
 	}
 	if c.shards < 0 {
 		return &usageError{"--shards must not be negative"}
+	}
+	if c.maxActivations < 0 {
+		return &usageError{"--max-activations must not be negative"}
 	}
 	if c.alarmRepair != (alarmRepairFlags{}) {
 		if err := c.alarmRepair.validate(); err != nil {
@@ -188,6 +198,11 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 	n.proj, err = projector.Open(projector.Config{
 		Dir:    snapshotDir(lc.dataDir),
 		Logger: lc.logger,
+		Log:    ln.log,
+		// A single node is its log's one writer: every event of every
+		// shard passes its projector, so the watermarks can follow it and
+		// a restart after a crash replays only what was not yet settled.
+		TrackWatermarks: ln.srv != nil && n.router == nil,
 		OnApplied: func(b []projector.Applied) {
 			if rt != nil {
 				rt.OnApplied(b)
@@ -217,7 +232,7 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 	lc.logger.Info("snapshot caught up with the log", "events", caught, "took", time.Since(start).Round(time.Millisecond))
 	ac := alarms.Config{Log: ln.log, Projector: n.proj, Logger: lc.logger,
 		SweepInterval: lc.alarmRepair.sweepInterval, SweepPage: lc.alarmRepair.sweepPage, TakeoverLookback: lc.alarmRepair.takeoverLookback}
-	oc := objects.Config{Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger}
+	oc := objects.Config{Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger, MaxActivations: lc.maxActivations}
 	if n.router != nil {
 		ac.Deliver, oc.Claim = n.router.Alarm, n.router.Claim
 		router := n.router

@@ -31,6 +31,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the gateway: it serves HTTPS, reloading the files on SIGHUP and when they change")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	idle := fs.Duration("idle-timeout", 30*time.Second, "evict an object's activation after this long without a request")
+	fs.IntVar(&lc.maxActivations, "max-activations", maxActivationsDefault, "most live activations on this node; past it the least recently used idle ones are evicted (storage and sockets stay)")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop may take; past it the process says what it was waiting for and exits with an error")
 	streamsMax := fs.Int("streams-max", 256, "most live tails and history follows at once (each holds server-side consumers); past it, 503")
 	level := fs.String("log-level", "info", "debug, info, warn or error")

@@ -38,7 +38,7 @@ func Start(t testing.TB, classes []*objects.Class, edit func(*objects.Config)) *
 		t.Fatal(err)
 	}
 	var rt *objects.Runtime
-	n.Projector, err = projector.Open(projector.Config{Dir: t.TempDir(), OnApplied: func(b []projector.Applied) {
+	n.Projector, err = projector.Open(projector.Config{Dir: t.TempDir(), Log: n.Log, OnApplied: func(b []projector.Applied) {
 		if rt != nil {
 			rt.OnApplied(b)
 		}
