@@ -192,7 +192,7 @@ func strictQuery(next http.Handler) http.Handler {
 func checkQuery(raw string) error {
 	q, err := url.ParseQuery(raw)
 	if err != nil {
-		return fmt.Errorf("%w: query: %v", objects.ErrBadInput, err)
+		return fmt.Errorf("%w: query: %w", objects.ErrBadInput, err)
 	}
 	for k, vs := range q {
 		if len(vs) > 1 {

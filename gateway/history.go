@@ -88,7 +88,7 @@ func restoreTarget(body []byte) (objects.PastAt, error) {
 	}
 	var at objects.PastAt
 	if err := (jsonCodec{}).Decode(body, &in); err != nil {
-		return at, fmt.Errorf("%w: restore: %v", objects.ErrBadInput, err)
+		return at, fmt.Errorf("%w: restore: %w", objects.ErrBadInput, err)
 	}
 	var err error
 	switch {

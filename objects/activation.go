@@ -607,6 +607,7 @@ func (a *activation) trim() {
 	}
 	for k, e := range a.idem {
 		if e.ver <= applied {
+			a.overlayB -= e.cost()
 			delete(a.idem, k)
 		}
 	}

@@ -215,8 +215,23 @@ func (a *activation) overlayIdem(version uint64, at int64, turns []log.Turn) {
 		if a.idem == nil {
 			a.idem = map[string]idemEntry{}
 		}
-		a.idem[t.Cause.IdemKey] = idemEntry{cause: t.Cause, at: at, ver: version}
+		if old, ok := a.idem[t.Cause.IdemKey]; ok {
+			a.overlayB -= old.cost()
+		}
+		e := idemEntry{cause: t.Cause, at: at, ver: version}
+		a.idem[t.Cause.IdemKey] = e
+		a.overlayB += e.cost() // the overlay's bound counts kept answers too
 	}
+}
+
+// cost is what the entry holds in memory, for the overlay's byte bound.
+func (e idemEntry) cost() int {
+	c := e.cause
+	n := len(c.IdemKey) + len(c.IdemHash) + len(c.RequestID) + len(c.Principal) + len(c.Method) + 64
+	if o := c.Outcome; o != nil {
+		n += len(o.Body) + len(o.BodyHash) + len(o.Code) + len(o.ContentType)
+	}
+	return n
 }
 
 // lookupIdem finds the record of a key within the class's window.
@@ -227,7 +242,7 @@ func (a *activation) lookupIdem(key string) (log.Cause, bool, error) {
 	}
 	rec, ok, err := a.rt.proj.Idem(a.class.name, a.id, key)
 	if err != nil {
-		return log.Cause{}, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return log.Cause{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if !ok || rec.Time <= since {
 		return log.Cause{}, false, nil
