@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // A committer's queue is bounded in bytes as well as in appends: while
@@ -21,6 +22,14 @@ func TestAppendQueueBoundedInBytes(t *testing.T) {
 	ctx := context.Background()
 
 	// Hold the committer on a first (inline) publish so the rest queue.
+	// Inline only once the committer waits idle: before that the first
+	// append would take its bytes from the queue's budget too.
+	checkFor(t, 10*time.Second, time.Millisecond, func() error {
+		if !l.committers[0].idle.Load() {
+			return errors.New("the committer is not waiting yet")
+		}
+		return nil
+	})
 	g.setShut(true)
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)

@@ -17,7 +17,7 @@ import (
 func TestWatermarksAdvanceWhileRunning(t *testing.T) {
 	srv := startServer(t)
 	ctx := context.Background()
-	l, err := log.Open(ctx, log.Config{URL: srv.ClientURL(), Logger: quiet})
+	l, err := log.Open(ctx, log.Config{Server: srv, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

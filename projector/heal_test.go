@@ -26,7 +26,7 @@ func openRealLog(t testing.TB) *realLog {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	l, err := log.Open(context.Background(), log.Config{URL: srv.ClientURL(), Logger: quiet})
+	l, err := log.Open(context.Background(), log.Config{Server: srv, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
