@@ -150,13 +150,15 @@ func (p *Projector) run() {
 				p.health.apply.Store(nil)
 			}
 		}
+		// The bytes come back before a flush is answered: whoever flushed
+		// sees the queue as it is after the batch.
+		p.queued.Give(recsBytes(b.recs))
 		if len(b.flushes) > 0 {
 			for _, done := range b.flushes {
 				done <- flushErr
 			}
 			flushErr = nil
 		}
-		p.queued.Give(recsBytes(b.recs))
 		b.reset()
 	}
 	drain := func() {
