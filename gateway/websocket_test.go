@@ -514,7 +514,10 @@ func TestWebSocketShutdown(t *testing.T) {
 // TestWebSocketKeepAlive: the server pings; a client that answers stays,
 // one that does not is dropped and its object is told.
 func TestWebSocketKeepAlive(t *testing.T) {
-	f := startWS(t, time.Minute, gateway.WebSocketConfig{PingInterval: 50 * time.Millisecond, WriteTimeout: 100 * time.Millisecond})
+	// A client has two ping intervals to answer: 200ms leaves the one
+	// that answers time to be scheduled on a loaded machine (at 50ms it
+	// was once dropped with both cores busy elsewhere).
+	f := startWS(t, time.Minute, gateway.WebSocketConfig{PingInterval: 200 * time.Millisecond, WriteTimeout: 500 * time.Millisecond})
 	alive := f.dial("/v1/objects/wsroom/ka/ws")
 	aliveID := hello(t, alive).ID
 	var pings atomic.Int64

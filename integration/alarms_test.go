@@ -19,6 +19,10 @@ func TestCrashAlarmsAllFire(t *testing.T) {
 		t.Skip("starts and kills real processes")
 	}
 	const sessions, workers = 1000, 32
+	// Every expiry is due after lead: setting them must take less, so the
+	// kill comes before any is due. 8s leaves room on a loaded machine
+	// (setting them took 3.5s once with both cores busy elsewhere).
+	const lead = 8 * time.Second
 	dir := t.TempDir()
 	p := serve(t, dir)
 	ctx := context.Background()
@@ -30,9 +34,9 @@ func TestCrashAlarmsAllFire(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				// Due from 3s to 6s from now: the kill comes before any, the
-				// restart after about half of them.
-				ttl := 3*time.Second + time.Duration(i)*3*time.Millisecond
+				// Due from lead to lead+3s from now: the kill comes before
+				// any, the restart after about half of them.
+				ttl := lead + time.Duration(i)*3*time.Millisecond
 				in := map[string]any{"ttl": ttl.String(), "data": map[string]int{"n": i}}
 				if _, err := call(ctx, p.url, "session", fmt.Sprint("s", i), "touch", in, nil); err != nil {
 					t.Errorf("touch s%d: %v", i, err)
@@ -51,11 +55,11 @@ func TestCrashAlarmsAllFire(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	if time.Since(start) > 3*time.Second {
+	if time.Since(start) > lead {
 		t.Fatalf("setting %d alarms took %s: the kill would not come before the first is due", sessions, time.Since(start))
 	}
 	p.kill()
-	time.Sleep(time.Until(start.Add(4500 * time.Millisecond))) // about half fall due while down
+	time.Sleep(time.Until(start.Add(lead + 1500*time.Millisecond))) // about half fall due while down
 	p = serve(t, dir)
 
 	// Without touching any object: the pending list drains as fires run.
