@@ -173,6 +173,7 @@ func (g *Gateway) webSocket(ctx context.Context, w http.ResponseWriter, r *http.
 		writeError(w, r, objects.ErrClosed)
 		return
 	}
+	defer h.wg.Done() // add's place in wg: the socket's goroutines join it before it is given back
 	ctx = cluster.TrackNode(ctx)
 	id, err := wb.WebSocketConnect(ctx, rt.ref, r, c, cause)
 	if err != nil {
@@ -232,6 +233,10 @@ func (h *wsHub) add(c *wsConn) bool {
 		return false
 	}
 	h.mu.conns[c] = struct{}{}
+	// A place in wg for the handler that adds c, taken while the hub is
+	// open: its socket's goroutines join wg later, and an Add from zero
+	// while close waits would race with the Wait.
+	h.wg.Add(1)
 	if !h.mu.pinging {
 		h.mu.pinging = true
 		h.wg.Add(1)
