@@ -301,12 +301,11 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 			flusher.Flush()
 		}
 		// Follow until the client goes away or the gateway stops.
-		fctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		stop := context.AfterFunc(g.streams, cancel)
+		fctx, stop := g.streamContext(ctx, r)
 		defer stop()
 		err = follower.Follow(fctx, rt.ref, max(shown, hr.From-min(hr.From, 1)), emit)
 		if fctx.Err() != nil {
+			endRevoked(fctx, enc)
 			return
 		}
 	}
