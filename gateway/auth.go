@@ -89,6 +89,7 @@ var routeAccess = map[string]access{
 	"GET /v1/objects/{class}":       accessRead,
 	"GET /v1/tail":                  accessRead,
 	"GET /v1/cluster":               accessAdmin,
+	"GET /v1/cluster/raft":          accessAdmin,
 	"GET /v1/alarms":                accessAdmin,
 	"GET /v1/alarms/dead":           accessAdmin,
 	"POST /v1/alarms/dead/retry":    accessAdmin,

@@ -168,6 +168,7 @@ var authRoutes = []struct {
 	{"GET", "/v1/objects/counter", ""},
 	{"GET", "/v1/tail", ""},
 	{"GET", "/v1/cluster", ""},
+	{"GET", "/v1/cluster/raft", ""},
 	{"GET", "/v1/alarms", ""},
 	{"GET", "/v1/alarms/dead", ""},
 	{"POST", "/v1/alarms/dead/retry", ""},
