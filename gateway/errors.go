@@ -37,6 +37,8 @@ var errorTable = []struct {
 	{objects.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large", never},
 	{objects.ErrUnknownClass, http.StatusNotFound, "unknown_class", never},
 	{objects.ErrUnknownMethod, http.StatusNotFound, "unknown_method", never},
+	{objects.ErrCallCycle, http.StatusConflict, "call_cycle", never},
+	{objects.ErrCallDepth, http.StatusBadRequest, "call_depth", never},
 	{objects.ErrInvalidIdempotencyKey, http.StatusBadRequest, "invalid_idempotency_key", never},
 	{objects.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused", never},
 	{objects.ErrOutcomeNotKept, http.StatusConflict, "idempotency_outcome_not_kept", never},

@@ -134,6 +134,10 @@ type turn struct {
 
 	sockOps    []sockOp // WebSocket sends and closes held for the output gate
 	connecting *socket  // the socket a WebSocketConnect turn decides on
+
+	calls      []log.Call // calls made since the turn's last staged part (calls.go)
+	callsBytes int
+	inTx       int // depth of Storage.Transaction: calls are refused inside
 }
 
 // alwaysReady is a closed channel: a select case on it is always ready.
@@ -502,10 +506,14 @@ func (a *activation) handle(req *request) {
 	case err != nil:
 		// Writes a Sync made durable stay: a keyed turn records its
 		// failure with them, so that its retry does not run them again.
-		if o, ok := errorOutcome(err); ok && req.outcome != nil && t.synced {
+		if o, ok := errorOutcome(err); ok && req.outcome != nil && (t.synced || len(t.calls) > 0) {
 			cause := req.cause
 			cause.Outcome = &o
 			a.stage(cause, nil)
+			a.attachCalls(t)
+		} else if len(t.calls) > 0 {
+			a.stage(req.cause, nil) // its calls ran: the record says so (calls.go)
+			a.attachCalls(t)
 		}
 		a.gate(req, result{err: err})
 		if panicked {
@@ -514,13 +522,14 @@ func (a *activation) handle(req *request) {
 		}
 		return
 	}
-	if !t.st.ws.empty() || req.outcome != nil && t.synced {
+	if !t.st.ws.empty() || len(t.calls) > 0 || req.outcome != nil && t.synced {
 		cause := req.cause
 		if req.outcome != nil {
 			o := req.outcome.record(out)
 			cause.Outcome = &o
 		}
 		a.stage(cause, t.st.ws)
+		a.attachCalls(t)
 	}
 	a.gate(req, result{out: out, sockOps: t.sockOps})
 }
@@ -730,8 +739,9 @@ func (a *activation) fail(err error) {
 // and its predecessors wrote is acknowledged.
 func (t *turn) sync() error {
 	a := t.a
-	if !t.st.ws.empty() {
+	if !t.st.ws.empty() || t.callsFull() {
 		a.stage(t.req.cause, t.st.ws)
+		a.attachCalls(t)
 		t.st.ws = newWriteSet(nil)
 		t.synced = true
 	}

@@ -157,6 +157,8 @@ func (s *Storage) Transaction(fn func(tx *Storage) error) error {
 		return err
 	}
 	child := newWriteSet(s.ws)
+	s.t.inTx++
+	defer func() { s.t.inTx-- }()
 	if err := fn(&Storage{t: s.t, ws: child}); err != nil {
 		return err
 	}
