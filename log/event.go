@@ -121,6 +121,32 @@ type Caller struct {
 	Version uint64 `cbor:"3,keyasint"`
 	Turn    int    `cbor:"4,keyasint,omitempty"`
 	Index   int    `cbor:"5,keyasint,omitempty"`
+	// Kind says how the caller caused the turn: a synchronous call (0), a
+	// durable message (Index is then the message's in the turn's Sends),
+	// or the reply to one of the turn's messages.
+	Kind CallerKind `cbor:"6,keyasint,omitempty"`
+}
+
+// CallerKind is how another object caused a turn.
+type CallerKind uint8
+
+const (
+	CallerCall    CallerKind = iota // Stub.Call
+	CallerMessage                   // Stub.Send
+	CallerReply                     // the reply to a SendWithReply
+)
+
+// Message is one durable message a turn sends (Stub.Send): it exists only
+// if the event holding the turn does. Its identity is (sender, version,
+// turn, index in Sends).
+type Message struct {
+	Class  string `cbor:"1,keyasint"`
+	ID     ID     `cbor:"2,keyasint"`
+	Method string `cbor:"3,keyasint"`
+	Body   []byte `cbor:"4,keyasint,omitempty"`
+	// Reply is the sender's method that receives the target's answer
+	// (SendWithReply); "" for none.
+	Reply string `cbor:"5,keyasint,omitempty"`
 }
 
 // Call is one synchronous call a turn made to another object, recorded in
@@ -139,6 +165,8 @@ type Call struct {
 const (
 	TurnCallsMax       = 64  // calls recorded in one turn
 	CallMethodBytesMax = 128 // a recorded call's method and error code
+	TurnSendsMax       = 64  // durable messages one turn sends
+	MessageBytesMax    = 64 << 10
 )
 
 // Outcome is the answer one keyed turn gave. Events before idempotency keys
@@ -182,6 +210,8 @@ type Turn struct {
 	// Calls are the synchronous calls the turn made to other objects, in
 	// order. Keys 3-9 belong to calls between objects.
 	Calls []Call `cbor:"3,keyasint,omitempty"`
+	// Sends are the durable messages the turn sent, in order.
+	Sends []Message `cbor:"4,keyasint,omitempty"`
 }
 
 // Event is the durable record of one or more turns of one object. Version
@@ -362,6 +392,23 @@ func (t *Turn) validateCalls() error {
 			return errors.New("caller version 0")
 		case c.Turn < 0 || c.Turn >= eventTurnsMax || c.Index < 0 || c.Index >= TurnCallsMax:
 			return fmt.Errorf("caller turn %d index %d", c.Turn, c.Index)
+		case c.Kind > CallerReply:
+			return fmt.Errorf("caller kind %d", c.Kind)
+		}
+	}
+	if len(t.Sends) > TurnSendsMax {
+		return fmt.Errorf("%d messages", len(t.Sends))
+	}
+	for j, m := range t.Sends {
+		switch {
+		case !ValidClass(m.Class):
+			return fmt.Errorf("message %d: class %q", j, m.Class)
+		case m.Method == "" || len(m.Method) > CallMethodBytesMax || len(m.Reply) > CallMethodBytesMax:
+			return fmt.Errorf("message %d: method or reply of %d, %d bytes", j, len(m.Method), len(m.Reply))
+		case !utf8.ValidString(m.Method) || !utf8.ValidString(m.Reply):
+			return fmt.Errorf("message %d: method or reply is not UTF-8", j)
+		case len(m.Body) > MessageBytesMax:
+			return fmt.Errorf("message %d: body of %d bytes", j, len(m.Body))
 		}
 	}
 	if len(t.Calls) > TurnCallsMax {

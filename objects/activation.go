@@ -137,7 +137,8 @@ type turn struct {
 
 	calls      []log.Call // calls made since the turn's last staged part (calls.go)
 	callsBytes int
-	inTx       int // depth of Storage.Transaction: calls are refused inside
+	inTx       int       // depth of Storage.Transaction: calls are refused inside
+	tx         *writeSet // the innermost Storage.Transaction's write set (messages.go)
 }
 
 // alwaysReady is a closed channel: a select case on it is always ready.
@@ -510,10 +511,10 @@ func (a *activation) handle(req *request) {
 			cause := req.cause
 			cause.Outcome = &o
 			a.stage(cause, nil)
-			a.attachCalls(t)
+			a.attachCalls(t, nil)
 		} else if len(t.calls) > 0 {
 			a.stage(req.cause, nil) // its calls ran: the record says so (calls.go)
-			a.attachCalls(t)
+			a.attachCalls(t, nil)
 		}
 		a.gate(req, result{err: err})
 		if panicked {
@@ -529,7 +530,7 @@ func (a *activation) handle(req *request) {
 			cause.Outcome = &o
 		}
 		a.stage(cause, t.st.ws)
-		a.attachCalls(t)
+		a.attachCalls(t, t.st.ws)
 	}
 	a.gate(req, result{out: out, sockOps: t.sockOps})
 }
@@ -690,6 +691,7 @@ func (a *activation) acked(r appendResult) {
 	a.lastSeq, a.lastHash = r.rec.Seq, r.rec.Hash()
 	a.rt.hooks.acked(a.class.name, a.id, c.version, r.rec.Seq)
 	a.rt.ckpt.committed(a.class.name, a.id, c.version)
+	a.rt.outbox.committed(Ref{Class: a.class.name, ID: a.id, Name: a.name}, c.version, c.turns)
 	if sched := a.rt.cfg.Alarms; sched != nil {
 		if changes := alarmChanges(c.turns); len(changes) > 0 {
 			sched.AlarmsCommitted(Ref{Class: a.class.name, ID: a.id, Name: a.name}, c.version, changes)
@@ -741,7 +743,7 @@ func (t *turn) sync() error {
 	a := t.a
 	if !t.st.ws.empty() || t.callsFull() {
 		a.stage(t.req.cause, t.st.ws)
-		a.attachCalls(t)
+		a.attachCalls(t, t.st.ws)
 		t.st.ws = newWriteSet(nil)
 		t.synced = true
 	}

@@ -197,13 +197,20 @@ func (t *turn) callsFull() bool {
 	return t.callsBytes >= callsPartBytesMax || len(t.calls) >= log.TurnCallsMax
 }
 
-// attachCalls moves the turn's recorded calls into the turn just staged
-// (the last of the pending event).
-func (a *activation) attachCalls(t *turn) {
-	if len(t.calls) == 0 || a.pending == nil {
+// attachCalls moves the turn's recorded calls, and the messages of ws (the
+// write set just staged; nil when its writes were discarded), into the turn
+// just staged (the last of the pending event).
+func (a *activation) attachCalls(t *turn, ws *writeSet) {
+	if a.pending == nil {
 		return
 	}
 	last := &a.pending.turns[len(a.pending.turns)-1]
+	if ws != nil && len(ws.sends) > 0 {
+		last.Sends = ws.sends // their bytes are in ws.bytes, counted by stage
+	}
+	if len(t.calls) == 0 {
+		return
+	}
 	last.Calls = t.calls
 	a.pending.bytes += t.callsBytes
 	t.calls, t.callsBytes = nil, 0

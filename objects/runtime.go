@@ -99,6 +99,15 @@ type Hooks struct {
 	OverlayWait func(class string, id ID)
 	// Calling: a turn of class/id passed its commit point and calls callee.
 	Calling func(class string, id ID, callee Ref)
+	// Delivered: the outbox settled a message of class/id (delivered, or
+	// dead-lettered when dead).
+	Delivered func(class string, id ID, dead bool)
+}
+
+func (h Hooks) delivered(c string, id ID, dead bool) {
+	if h.Delivered != nil {
+		h.Delivered(c, id, dead)
+	}
 }
 
 func (h Hooks) calling(c string, id ID, callee Ref) {
@@ -160,6 +169,7 @@ type Runtime struct {
 	maxEventBytes int
 	calls         Dispatcher // stubs' way to other objects (calls.go)
 	codec         Codec      // stubs' inputs and outputs
+	outbox        *outbox    // durable messages to deliver (messages.go)
 
 	ctx       context.Context // the runtime's lifetime: loads
 	cancel    context.CancelFunc
@@ -234,6 +244,7 @@ func New(cfg Config) (*Runtime, error) {
 	if rt.calls == nil {
 		rt.calls = rt
 	}
+	rt.outbox = newOutbox(rt)
 	if need := WriteSetBytesMax + turnOverheadBytes + outcomeBytesMax + eventEnvelopeBytes; rt.maxEventBytes < need {
 		return nil, fmt.Errorf("objects: the log takes events of at most %d bytes, a turn needs %d: raise the NATS server's max_payload", rt.maxEventBytes, need)
 	}
@@ -278,6 +289,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	}
 	rt.cancel()
 	rt.cutAppend()
+	rt.outbox.close()
 	rt.ckpt.close()
 	<-rt.sweepDone
 	return ctx.Err()
