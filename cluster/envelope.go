@@ -141,6 +141,7 @@ var wireErrors = []struct {
 	{objects.ErrCallCycle, "call_cycle"},
 	{objects.ErrCallDepth, "call_depth"},
 	{objects.ErrCallInTransaction, "call_in_transaction"},
+	{objects.ErrOutboxFull, "outbox_full"},
 	{objects.ErrStaleAlarm, "stale_alarm"},
 	{objects.ErrInvalidIdempotencyKey, "invalid_idempotency_key"},
 	{objects.ErrIdempotencyKeyReused, "idempotency_key_reused"},

@@ -39,6 +39,7 @@ var errorTable = []struct {
 	{objects.ErrUnknownMethod, http.StatusNotFound, "unknown_method", never},
 	{objects.ErrCallCycle, http.StatusConflict, "call_cycle", never},
 	{objects.ErrCallDepth, http.StatusBadRequest, "call_depth", never},
+	{objects.ErrOutboxFull, http.StatusTooManyRequests, "outbox_full", always},
 	{objects.ErrInvalidIdempotencyKey, http.StatusBadRequest, "invalid_idempotency_key", never},
 	{objects.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused", never},
 	{objects.ErrOutcomeNotKept, http.StatusConflict, "idempotency_outcome_not_kept", never},

@@ -28,6 +28,9 @@ var (
 	ErrCallCycle         = errors.New("call cycle")
 	ErrCallDepth         = errors.New("call chain too deep")
 	ErrCallInTransaction = errors.New("call inside Storage.Transaction")
+	// ErrOutboxFull: the sender has OutboxPendingMax messages not yet
+	// delivered; the turn that sends more fails (retry later).
+	ErrOutboxFull = errors.New("outbox full")
 
 	// Retryable: the request did not run, or its outcome is not known and a
 	// retry is safe to reason about (the object reloads from the log).

@@ -46,6 +46,8 @@ const (
 	messageBackoffMax  = 30 * time.Second
 	// messageTimeout bounds one delivery attempt.
 	messageTimeout = 30 * time.Second
+	// DefaultOutboxPendingMax is Config.OutboxPendingMax's default.
+	DefaultOutboxPendingMax = 10000
 )
 
 // Send records a durable message: the object's method runs with in once
@@ -96,6 +98,9 @@ func (s *Stub) send(method string, in any, reply string) error {
 	}
 	if n >= TurnSendsMax {
 		return fmt.Errorf("%w: a turn sends at most %d messages", ErrTooLarge, TurnSendsMax)
+	}
+	if p := t.a.rt.outbox.pending(t.a.id); p+n >= t.a.rt.cfg.OutboxPendingMax {
+		return fmt.Errorf("%w: %s/%s has %d messages waiting for delivery, at most %d", ErrOutboxFull, t.a.class.name, t.a.id, p, t.a.rt.cfg.OutboxPendingMax)
 	}
 	cost := len(class.name) + len(method) + len(reply) + len(body) + messageOverheadBytes
 	if ws.bytes+cost > WriteSetBytesMax {
@@ -318,6 +323,13 @@ func replyError(err error) *ReplyError {
 	}
 	code := callErrorCode(err)
 	return &ReplyError{Code: code, Message: err.Error()}
+}
+
+// pending is how many of sender's messages wait (dead letters included).
+func (o *outbox) pending(sender ID) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.mu.queues[sender]) + len(o.mu.dead[sender])
 }
 
 // close stops delivering and waits for the queues' goroutines.

@@ -255,3 +255,32 @@ func TestMessagesNotSentByFailedTurns(t *testing.T) {
 		t.Fatalf("s's last event %+v: want v2 with one message (v1: the failed transaction's turn)", rec.Event)
 	}
 }
+
+// TestOutboxFull: messages to a target whose appends are stalled wait in
+// the outbox, which lists them; past its bound Send fails with
+// ErrOutboxFull and the turn sends nothing.
+func TestOutboxFull(t *testing.T) {
+	m := &msgHarness{}
+	block := make(chan struct{})
+	m.harness = newHarness(t, func(c *Config) {
+		c.Classes = append(c.Classes, Define("inbox", func() *inbox { return &inbox{} }))
+		c.OutboxPendingMax = 3
+		c.Hooks.BeforeAppend = func(class string, id ID, _ uint64) {
+			if id == IDFromName("inbox", "r") {
+				<-block // r's turns never commit while blocked: deliveries wait
+			}
+		}
+	})
+	defer close(block)
+	if _, err := m.call("s", "send", SendIn{To: "r", N: 2, First: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two messages pending", func() bool { return len(m.rt.Outbox(m.ref("inbox", "s"))) == 2 })
+	if _, err := m.call("s", "send", SendIn{To: "r", N: 2, First: 3}); !errors.Is(err, ErrOutboxFull) {
+		t.Fatalf("a third and fourth message: %v, want ErrOutboxFull (at most 3)", err)
+	}
+	out := m.rt.Outbox(m.ref("inbox", "s"))
+	if len(out) != 2 || out[0].Target.ID != IDFromName("inbox", "r") || out[0].Method != "take" || out[0].Version != 1 || out[1].Index != 1 {
+		t.Fatalf("outbox %+v", out)
+	}
+}

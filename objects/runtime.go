@@ -77,6 +77,11 @@ type Config struct {
 	// Codec encodes stubs' inputs and decodes their outputs; it must be the
 	// codec the owner decodes forwarded calls with. Default strict JSON.
 	Codec Codec
+	// OutboxPendingMax bounds the durable messages of one sender waiting
+	// for delivery, dead letters included: past it Stub.Send fails with
+	// ErrOutboxFull (429), so a target that is down cannot grow a sender's
+	// outbox without bound. Default 10000.
+	OutboxPendingMax int
 }
 
 // Hooks observe the write path. Tests use them to see progress instead of
@@ -227,6 +232,9 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if cfg.Codec == nil {
 		cfg.Codec = jsonCodec{}
+	}
+	if cfg.OutboxPendingMax <= 0 {
+		cfg.OutboxPendingMax = DefaultOutboxPendingMax
 	}
 	rt := &Runtime{
 		cfg:           cfg,
