@@ -54,6 +54,48 @@ func (*hopper) Hop(c *objects.Ctx, in HopIn) (HopOut, error) {
 	return out, nil
 }
 
+// Post sends n durable messages to the hopper named to, with replies.
+func (*hopper) Post(c *objects.Ctx, in PostIn) error {
+	for i := 0; i < in.N; i++ {
+		if err := c.Object("hopper", in.To).SendWithReply("take", i, "replied"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type PostIn struct {
+	To string `json:"to"`
+	N  int    `json:"n"`
+}
+
+// Take appends n to "got" and answers n+100.
+func (*hopper) Take(c *objects.Ctx, n int) (int, error) {
+	got, _, err := objects.GetJSON[[]int](c.Storage(), "got")
+	if err != nil {
+		return 0, err
+	}
+	return n + 100, objects.PutJSON(c.Storage(), "got", append(got, n))
+}
+
+// Replied appends the reply's output to "replies".
+func (*hopper) Replied(c *objects.Ctx, r objects.Reply) error {
+	got, _, err := objects.GetJSON[[]string](c.Storage(), "replies")
+	if err != nil {
+		return err
+	}
+	return objects.PutJSON(c.Storage(), "replies", append(got, string(r.Out)))
+}
+
+// Get returns the JSON at key.
+func (*hopper) Get(c *objects.Ctx, key string) (json.RawMessage, error) {
+	v, ok, err := c.Storage().Get(key)
+	if !ok {
+		return json.RawMessage("null"), err
+	}
+	return v, err
+}
+
 var hopperClass = objects.Define("hopper", func() *hopper { return &hopper{} })
 
 // startCaller is startMember for calls: the runtime's stubs go through the
@@ -177,5 +219,52 @@ func TestCallsAcrossNodes(t *testing.T) {
 		if _, err := call(ctx, n, HopIn{}); err != nil {
 			t.Fatalf("%s after the cycle and the deadline: %v", n, err)
 		}
+	}
+}
+
+// TestMessagesAcrossNodes: a sender on node a sends durable messages with
+// replies to a target on node b; they apply in order, and the replies come
+// back to a.
+func TestMessagesAcrossNodes(t *testing.T) {
+	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	na := startCaller(t, srv, "a")
+	nb := startCaller(t, srv, "b")
+	deadline := time.Now().Add(20 * time.Second)
+	for len(na.router.Nodes()) != 2 || len(nb.router.Nodes()) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("views %v and %v, want both nodes", na.router.Nodes(), nb.router.Nodes())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	nodes := []string{"a", "b"}
+	s := hopperOn(t, na, "a", nodes, "s")
+	r := hopperOn(t, na, "b", nodes, "r")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	call := func(name, method string, in any) []byte {
+		ref, err := na.rt.RefByName("hopper", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := json.Marshal(in)
+		out, err := na.router.Call(ctx, ref, method, body, jsonCodec{}, objects.Cause{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	call(s, "post", PostIn{To: r, N: 5})
+	for string(call(s, "get", "replies")) != `["100","101","102","103","104"]` {
+		if ctx.Err() != nil {
+			t.Fatalf("replies %s, got %s", call(s, "get", "replies"), call(r, "get", "got"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := string(call(r, "get", "got")); got != "[0,1,2,3,4]" {
+		t.Fatalf("r took %s", got)
 	}
 }
