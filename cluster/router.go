@@ -533,6 +533,7 @@ func (r *Router) handle(ctx context.Context, data []byte) []byte {
 	default:
 		r.stats.served.Add(1)
 		ctx = objects.TrackReplay(ctx)
+		ctx = objects.WithCallChain(ctx, env.Chain)
 		rep, err = r.runLocal(ctx, &env)
 	}
 	if rep == nil {
