@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -116,4 +117,28 @@ func (p *benchProfile) start(w io.Writer) (stop func(), err error) {
 		}
 		srv.stop()
 	}, nil
+}
+
+// evictForCold makes W5's counter cold: on the temporary server it
+// releases the object's activation and waits for it to end; a --url
+// server evicts after its own --idle-timeout, which the caller must wait
+// out (2 s are waited here).
+func (b *bencher) evictForCold(ctx context.Context, name string) error {
+	if b.node == nil {
+		time.Sleep(2 * time.Second)
+		return nil
+	}
+	ref, err := b.node.rt.RefByName("counter", name)
+	if err != nil {
+		return fmt.Errorf("W5: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := b.node.rt.Release(ctx, ref.Class, ref.ID); err != nil {
+		return fmt.Errorf("W5: evict %s: %w", name, err)
+	}
+	if b.node.rt.Active(ref.Class, ref.ID) {
+		return fmt.Errorf("W5: %s still active after its release", name)
+	}
+	return nil
 }
