@@ -242,6 +242,7 @@ type committer struct {
 	inbox    string
 	replies  chan *nats.Msg
 	pipeline uint64
+	timeout  *time.Timer // a pipelined publish's deadline, reused
 }
 
 // tryInline publishes p on the caller's goroutine when the shard is idle:
@@ -520,14 +521,21 @@ func (c *committer) publish(batch []*pendingAppend) ([]uint64, error) {
 	if h := c.l.cfg.hooks; h != nil && h.beforePublish != nil {
 		h.beforePublish(c.l.ctx, c.shard, len(batch))
 	}
+	if len(batch) < pipelineBelow && (len(batch) > 1 || c.l.cfg.Replicas <= 1) {
+		// On one replica a lone append goes this way too: on the
+		// committer's standing reply subscription, its ack read by
+		// decodeAck, it costs less than a JetStream client publish (a
+		// context, a timer, a reply channel and a map entry per request,
+		// and a JSON decode). A replicated stream's lone append keeps the
+		// client's publish, which waits out a leader election's "no
+		// responders" and tries again.
+		return c.publishPipelined(batch)
+	}
 	ctx, cancel := context.WithTimeout(c.l.ctx, c.l.publishTimeout())
 	defer cancel()
-	switch {
-	case len(batch) == 1:
+	if len(batch) == 1 {
 		seq, err := c.publishOne(ctx, batch[0])
 		return []uint64{seq}, err
-	case len(batch) < pipelineBelow:
-		return c.publishPipelined(ctx, batch)
 	}
 	return c.publishBatch(ctx, batch)
 }
@@ -560,8 +568,16 @@ const pipelineBelow = 16
 // publishPipelined sends every append as its own publish without waiting
 // in between, then collects the acks. Each is an ordinary conditional
 // publish; if any fails, resolve settles all of them by reading back.
-func (c *committer) publishPipelined(ctx context.Context, batch []*pendingAppend) ([]uint64, error) {
+func (c *committer) publishPipelined(batch []*pendingAppend) ([]uint64, error) {
 	c.l.stats.publishes.Add(uint64(len(batch)))
+	// One timer for the committer's life, reset per publish (only the
+	// holder of inFlight publishes): the attempt's deadline.
+	if c.timeout == nil {
+		c.timeout = time.NewTimer(c.l.publishTimeout())
+	} else {
+		c.timeout.Reset(c.l.publishTimeout())
+	}
+	defer c.timeout.Stop()
 	c.pipeline++
 	prefix := c.inbox + "." + strconv.FormatUint(c.pipeline, 10) + "."
 	for i, p := range batch {
@@ -585,11 +601,16 @@ func (c *committer) publishPipelined(ctx context.Context, batch []*pendingAppend
 				return nil, fmt.Errorf("publish: unexpected reply subject %q", m.Subject)
 			}
 			var ack batchAck
-			switch err := json.Unmarshal(m.Data, &ack); {
+			switch err := decodeAck(m.Data, &ack); {
 			case err != nil:
 				firstErr = cmp.Or(firstErr, fmt.Errorf("publish: bad ack %q: %w", m.Data, err))
 			case ack.Error != nil:
 				firstErr = cmp.Or(firstErr, fmt.Errorf("publish: %w", ack.Error))
+			case ack.Duplicate && len(batch) == 1:
+				// A lone publish's duplicate: only the bytes tell whether
+				// the stored event is ours or another writer's of the same
+				// version (resolve).
+				firstErr = fmt.Errorf("publish: %w", &duplicateAck{seq: ack.Seq})
 			case ack.Duplicate:
 				// Not a duplicateAck: that verdict is about a lone publish,
 				// and the others of this pipeline must not inherit it. But
@@ -601,8 +622,10 @@ func (c *committer) publishPipelined(ctx context.Context, batch []*pendingAppend
 			default:
 				seqs[i] = ack.Seq
 			}
-		case <-ctx.Done():
-			return nil, fmt.Errorf("publish: %w", ctx.Err())
+		case <-c.timeout.C:
+			return nil, fmt.Errorf("publish: %w", context.DeadlineExceeded)
+		case <-c.l.ctx.Done():
+			return nil, fmt.Errorf("publish: %w", c.l.ctx.Err())
 		}
 	}
 	if firstErr != nil {

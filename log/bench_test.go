@@ -79,7 +79,9 @@ func BenchmarkAppendSequential(b *testing.B) {
 	for i := range events {
 		events[i] = benchEvent(objID(i), 0)
 	}
+	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := processCPU(b)
 	for i := range b.N {
 		o := i % benchObjects
 		e := *events[o]
@@ -90,6 +92,7 @@ func BenchmarkAppendSequential(b *testing.B) {
 		}
 		last[o] = r.Seq
 	}
+	reportCPU(b, cpu)
 	reportRate(b, b.N)
 }
 

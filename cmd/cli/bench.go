@@ -54,6 +54,11 @@ type benchResult struct {
 	// ConcRatio is requests/s over raw-conc's, JetStream's own rate in
 	// W3's shape (W3).
 	ConcRatio float64 `json:"ratio_to_raw_conc,omitempty"`
+	// CPUMicros is the process's CPU time (user + system, /proc/self/stat)
+	// over the measured window divided by the requests measured, in µs:
+	// server and load generator together, since the bench's temporary
+	// server runs in its process (W1–W4 on a temporary server only).
+	CPUMicros float64 `json:"cpu_us_per_request,omitempty"`
 }
 
 func runBench(ctx context.Context, env *Env, args []string) error {
@@ -79,9 +84,16 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&bc.auth, "auth", false, "temporary server: W1–W4 alternate each client's requests between the gateway and a second one on the same node with auth on, sending a token (rows +auth, each with its half of the requests): the cost of auth")
 	var ca clientAuth
 	ca.register(fs)
+	var prof benchProfile
+	prof.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	stopProf, err := prof.start(env.Stderr)
+	if err != nil {
+		return err
+	}
+	defer stopProf()
 	if bc.auth && bc.url != "" {
 		return &usageError{"--auth measures a temporary server; against --url, give the server's token with --token"}
 	}
@@ -108,8 +120,11 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		}
 		defer os.RemoveAll(dir)
 		lc := logConfig{dataDir: dir, fsync: "always", shards: bc.shards, logger: logger}
-		// A short idle timeout lets W5 find its object evicted.
-		n, err = openNode(ctx, lc, env.Classes, time.Second)
+		// The runtime's default idle timeout, as `strata serve` has: W1–W4
+		// measure warm objects (with a short one, W3's objects, each asked
+		// about once a second under load, were evicted and loaded again
+		// between requests). W5 evicts its object itself (evictForCold).
+		n, err = openNode(ctx, lc, env.Classes, 0)
 		if err != nil {
 			return err
 		}
@@ -144,7 +159,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 
-	b := &bencher{cfg: bc, base: baseURL, token: token, out: env.Stderr, client: &http.Client{
+	b := &bencher{cfg: bc, base: baseURL, token: token, out: env.Stderr, cpu: l != nil, node: n, client: &http.Client{
 		Transport: &http.Transport{MaxIdleConns: 4 * bc.clients, MaxIdleConnsPerHost: 4 * bc.clients},
 		Timeout:   30 * time.Second,
 	}}
@@ -256,6 +271,11 @@ type bencher struct {
 	// bases, if set, spreads load clients over several gateways (client c
 	// uses bases[c%len(bases)]) instead of base.
 	bases []string
+	// cpu: the server runs in this process, so its CPU time per request
+	// is measured (benchResult.CPUMicros).
+	cpu bool
+	// node is the temporary server, nil with --url.
+	node *node
 }
 
 // load runs clients closed-loop for warmup + duration and measures the
@@ -284,6 +304,9 @@ func (b *bencher) loadVariants(ctx context.Context, name, what string, clients i
 	var done atomic.Int64
 	out := &lockedWriter{w: b.out}
 	var wg sync.WaitGroup
+	cpuFrom := make(chan cpuMeter, 1)
+	cpuTimer := time.AfterFunc(time.Until(measureFrom), func() { cpuFrom <- startCPU() })
+	defer cpuTimer.Stop()
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
 		go func() {
@@ -338,6 +361,14 @@ func (b *bencher) loadVariants(ctx context.Context, name, what string, clients i
 		progress(out, name, start, end, &done, stop)
 	}()
 	wg.Wait()
+	var cpu float64 // µs per request, over every variant's requests
+	select {
+	case m := <-cpuFrom:
+		if b.cpu {
+			cpu = m.perRequest(int(done.Load()))
+		}
+	default: // stopped before the measured window
+	}
 	close(stop)
 	<-stopped
 	res := make([]benchResult, len(vs))
@@ -347,6 +378,7 @@ func (b *bencher) loadVariants(ctx context.Context, name, what string, clients i
 			all = append(all, l...)
 		}
 		res[i] = summarize(name+v.suffix, what, all, int(errs[i].Load()), b.cfg.duration)
+		res[i].CPUMicros = cpu
 	}
 	return res
 }
@@ -428,10 +460,10 @@ func (b *bencher) cold(ctx context.Context, run string) (benchResult, error) {
 			fmt.Fprintf(b.out, "\rW5: writing history %d/%d   ", i, b.cfg.history)
 		}
 	}
-	fmt.Fprintf(b.out, "\rW5: %d events written in %s; waiting for eviction\n", b.cfg.history, time.Since(start).Round(time.Millisecond))
-	// The embedded bench server evicts after 1s idle; a --url server after
-	// its own --idle-timeout, which the caller must wait out.
-	time.Sleep(2 * time.Second)
+	fmt.Fprintf(b.out, "\rW5: %d events written in %s; evicting\n", b.cfg.history, time.Since(start).Round(time.Millisecond))
+	if err := b.evictForCold(ctx, "w5-"+run); err != nil {
+		return benchResult{}, err
+	}
 	var out struct{ Value int }
 	t0 := time.Now()
 	if err := b.post(ctx, path+"get", ``, &out); err != nil {
@@ -541,7 +573,7 @@ func rawConcurrent(ctx context.Context, raw *log.Raw, msg []byte, clients, objec
 }
 
 func printTable(w io.Writer, rs []benchResult) {
-	fmt.Fprintf(w, "%-10s %-46s %10s %8s %8s %7s  %s\n", "workload", "what", "req/s", "p50 ms", "p99 ms", "errors", "vs limit")
+	fmt.Fprintf(w, "%-10s %-46s %10s %8s %8s %7s %7s  %s\n", "workload", "what", "req/s", "p50 ms", "p99 ms", "errors", "cpu us", "vs limit")
 	for _, r := range rs {
 		vs := ""
 		if r.Limit != "" {
@@ -553,7 +585,7 @@ func printTable(w io.Writer, rs []benchResult) {
 		if r.ConcRatio > 0 {
 			vs += fmt.Sprintf(", %.2f× raw-conc", r.ConcRatio)
 		}
-		fmt.Fprintf(w, "%-10s %-46s %10.0f %8.3f %8.3f %7d  %s\n", r.Workload, r.What, r.PerSecond, r.P50Millis, r.P99Millis, r.Errors, vs)
+		fmt.Fprintf(w, "%-10s %-46s %10.0f %8.3f %8.3f %7d %7s  %s\n", r.Workload, r.What, r.PerSecond, r.P50Millis, r.P99Millis, r.Errors, formatCPU(r.CPUMicros), vs)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 // measures the raw limits (raw-conc: 4 publishers over the shards'
 // streams, whose expectations fail if two share a subject) and the
 // workloads through the gateway, without errors, and W5 reads back every
-// event it wrote.
+// event it wrote. W3 reports the process's CPU time per request.
 func TestBenchRuns(t *testing.T) {
 	var out, errOut bytes.Buffer
 	env := &Env{Stdout: &out, Stderr: &errOut, Classes: classes.All()}
@@ -41,6 +41,9 @@ func TestBenchRuns(t *testing.T) {
 	}
 	if got["W1"].Ratio <= 0 || got["W1"].P50Ratio <= 0 {
 		t.Errorf("W1 has no ratio to the raw limit: %+v", got["W1"])
+	}
+	if got["W3"].CPUMicros <= 0 {
+		t.Errorf("W3 has no CPU time per request: %+v", got["W3"])
 	}
 	if got["W3"].ConcRatio <= 0 {
 		t.Errorf("W3 has no ratio to raw-conc: %+v", got["W3"])
