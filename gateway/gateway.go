@@ -86,6 +86,8 @@ type Config struct {
 	// CORSOrigins lists the browser origins (scheme://host[:port]) other
 	// than the gateway's own that may call it (guard.go).
 	CORSOrigins []string
+	// Classes, if set, serves the deployed-class routes (classes.go).
+	Classes ClassAdmin
 }
 
 // Gateway is an http.Handler.
@@ -144,6 +146,9 @@ func New(cfg Config) (*Gateway, error) {
 		g.alarmAdminRoutes()
 	}
 	g.tokenRoutes()
+	if cfg.Classes != nil {
+		g.classRoutes()
+	}
 	g.initWebSockets(cfg.WebSocket)
 	g.handle("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, &routeError{http.StatusNotFound, "not_found", "no route for " + r.Method + " " + r.URL.Path})

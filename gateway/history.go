@@ -162,9 +162,11 @@ type historyTurn struct {
 	Via       string `json:"via"`
 	// IdempotencyKey and Status: a keyed turn's key and the status of the
 	// answer recorded for its retries.
-	IdempotencyKey string          `json:"idempotency_key,omitempty"`
-	Status         int             `json:"status,omitempty"`
-	Changes        []historyChange `json:"changes"`
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	Status         int    `json:"status,omitempty"`
+	// ClassVersion: the deployed class version whose code ran the turn.
+	ClassVersion uint64          `json:"class_version,omitempty"`
+	Changes      []historyChange `json:"changes"`
 }
 
 // historyChange shows values as JSON when they are JSON (what kv and
@@ -275,6 +277,9 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 			ht := historyTurn{RequestID: t.Cause.RequestID, Principal: t.Cause.Principal, Method: t.Cause.Method, Via: t.Cause.Via.String(), IdempotencyKey: t.Cause.IdemKey, Changes: []historyChange{}}
 			if o := t.Cause.Outcome; o != nil {
 				ht.Status = o.Status
+			}
+			if c := t.Cause.Code; c != nil {
+				ht.ClassVersion = c.ClassVersion
 			}
 			for _, c := range t.Changes {
 				hc := historyChange{Op: c.Op, Key: c.Key, Old: jsonValue(c.Old), New: jsonValue(c.New)}

@@ -106,6 +106,10 @@ type Cause struct {
 	// Outcome is the answer of a keyed turn, kept so that a retry with the
 	// same key gets it again without running the turn.
 	Outcome *Outcome `cbor:"7,keyasint,omitempty"`
+	// Code records, for a turn of a deployed (JavaScript) class, the code
+	// version that ran it and what it observed, so it can be replayed
+	// (code.go). Keys 20-29 of Cause belong to deployed classes.
+	Code *CodeRecord `cbor:"20,keyasint,omitempty"`
 }
 
 // Outcome is the answer one keyed turn gave. Events before idempotency keys
@@ -292,6 +296,9 @@ func (e *Event) Validate() error {
 			return bad("turn %d: cause is not UTF-8", i)
 		}
 		if err := t.Cause.validateIdem(); err != nil {
+			return bad("turn %d: %v", i, err)
+		}
+		if err := t.Cause.Code.validate(); err != nil {
 			return bad("turn %d: %v", i, err)
 		}
 		if len(t.Writes) > turnWritesMax {
