@@ -40,7 +40,7 @@ func startJS(t *testing.T, edit func(*jsclass.Config)) *jsNode {
 		if err != nil {
 			t.Fatal(err)
 		}
-		jc := jsclass.Config{Classes: cls, Builtin: func(n string) bool { return builtin[n] }}
+		jc := jsclass.Config{Classes: cls, Log: cfg.Log, Builtin: func(n string) bool { return builtin[n] }}
 		if edit != nil {
 			edit(&jc)
 		}
@@ -51,6 +51,7 @@ func startJS(t *testing.T, edit func(*jsclass.Config)) *jsNode {
 		cfg.Resolve = reg.Resolve
 	})
 	t.Cleanup(cls.Close) // before the node stops
+	reg.SetLister(n.Runtime.ListObjects)
 	gw, err := gateway.New(gateway.Config{Backend: n.Runtime, Classes: reg})
 	if err != nil {
 		t.Fatal(err)
@@ -98,4 +99,9 @@ func errCode(t *testing.T, body string) string {
 		t.Fatalf("error body %q: %v", body, err)
 	}
 	return e.Error.Code
+}
+
+func quoteJSON(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }

@@ -43,6 +43,8 @@ var (
 // Config configures a Registry.
 type Config struct {
 	Classes *log.Classes // the replicated class store (required)
+	// Log is read by replays (replay.go); nil: no replay.
+	Log *log.Log
 	// Builtin reports whether a name belongs to a class compiled into the
 	// binary; such a name cannot be deployed.
 	Builtin func(name string) bool
@@ -64,6 +66,7 @@ type Registry struct {
 
 	mu struct {
 		sync.Mutex
+		lister  func(class, namePrefix, cursor string, limit int) ([]objects.ObjectSummary, string, error)
 		classes map[string]*objects.Class
 		code    map[string]*compiled // by class; the newest compiled
 		missed  map[string]time.Time // names refreshed from the store and not found

@@ -38,6 +38,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	lc.cluster.register(fs)
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off when empty")
 	checkpointFlags(fs, &lc.checkpoints)
+	lc.js.register(fs)
 	idempotencyFlags(fs, &lc.idemWindows)
 	lc.alarmRepair.register(fs)
 	var wsf wsFlags
@@ -64,6 +65,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	}
 	if err := lc.validate(); err != nil {
 		return err // before anything listens
+	}
+	if err := lc.js.validate(); err != nil {
+		return err
 	}
 	if err := applyIdemWindows(lc.idemWindows, env.Classes); err != nil {
 		return err
@@ -120,6 +124,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		Backend: backend, Logger: logger, Alarms: n.alarms, WebSocket: wsCfg, Health: n.proj.Health, StreamsMax: *streamsMax,
 		AllowedHosts: append(splitList(*allowedHosts), listenHost(ln.Addr().String(), *httpAddr)...),
 		CORSOrigins:  splitList(*corsOrigins),
+		Classes:      n.js,
 	}
 	var tokens *log.Tokens
 	fail := func(err error) error {
