@@ -2,6 +2,7 @@ package jsclass
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -213,9 +214,9 @@ func (in *instance) ctxObject() *goja.Object {
 		}
 		return s.Tags()
 	})
-	ctx.Set("setWebSocketAutoResponse", func(call goja.FunctionCall) {
+	ctx.Set("setWebSocketAutoResponse", func(call goja.FunctionCall) goja.Value {
 		if in.c == nil {
-			return
+			return goja.Undefined()
 		}
 		req, resp := "", ""
 		if len(call.Arguments) > 0 && !goja.IsUndefined(call.Arguments[0]) {
@@ -225,6 +226,7 @@ func (in *instance) ctxObject() *goja.Object {
 		if err := in.c.SetAutoResponse(req, resp); err != nil {
 			in.throw(err)
 		}
+		return goja.Undefined()
 	})
 	ctx.Set("getWebSocketAutoResponseTimestamp", func(ws *goja.Object) goja.Value {
 		s := in.socketHandle(ws)
@@ -511,9 +513,9 @@ func (in *instance) socketObject(id objects.SocketID) *goja.Object {
 			in.throw(err)
 		}
 	})
-	o.Set("close", func(call goja.FunctionCall) {
+	o.Set("close", func(call goja.FunctionCall) goja.Value {
 		if in.c == nil {
-			return
+			return goja.Undefined()
 		}
 		code, reason := 1000, ""
 		if len(call.Arguments) > 0 && !goja.IsUndefined(call.Arguments[0]) {
@@ -522,9 +524,14 @@ func (in *instance) socketObject(id objects.SocketID) *goja.Object {
 		if len(call.Arguments) > 1 && !goja.IsUndefined(call.Arguments[1]) {
 			reason = call.Arguments[1].String()
 		}
-		if err := handle().Close(code, reason); err != nil {
+		s := in.socketHandle(o)
+		if s == nil {
+			return goja.Undefined() // closed already (as in webSocketClose): nothing to do, as in Workers
+		}
+		if err := s.Close(code, reason); err != nil && !errors.Is(err, objects.ErrSocketClosed) {
 			in.throw(err)
 		}
+		return goja.Undefined()
 	})
 	o.Set("serializeAttachment", func(v goja.Value) {
 		b, err := encodeValue(vm, v)
