@@ -86,4 +86,3 @@ func BenchmarkJSCounterTurn(b *testing.B) {
 		in.end()
 	}
 }
-
