@@ -6,6 +6,26 @@
     constructor(ctx, env) { this.ctx = ctx; this.env = env; }
   }
 
+  // The Web APIs are defined on first use: an activation that never
+  // touches them does not pay for them (docs/design-notes.md).
+  function lazy(obj, name, make) {
+    Object.defineProperty(obj, name, {
+      configurable: true, enumerable: false,
+      get() { const v = make(); Object.defineProperty(obj, name, { value: v, writable: true, configurable: true, enumerable: false }); return v; },
+      set(v) { Object.defineProperty(obj, name, { value: v, writable: true, configurable: true, enumerable: false }); },
+    });
+  }
+  function bodyBytes(body) {
+    if (body === undefined || body === null) return null;
+    if (body instanceof Uint8Array) return body;
+    if (body instanceof ArrayBuffer) return new Uint8Array(body);
+    if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+    return host.encodeUTF8(String(body));
+  }
+
+  let webAPI;
+  function web() {
+    if (webAPI) return webAPI;
   class Headers {
     constructor(init) {
       this._m = new Map();
@@ -23,14 +43,6 @@
     *keys() { for (const [k] of this.entries()) yield k; }
     *values() { for (const [, v] of this.entries()) yield v; }
     [Symbol.iterator]() { return this.entries(); }
-  }
-
-  function bodyBytes(body) {
-    if (body === undefined || body === null) return null;
-    if (body instanceof Uint8Array) return body;
-    if (body instanceof ArrayBuffer) return new Uint8Array(body);
-    if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
-    return host.encodeUTF8(String(body));
   }
 
   class Body {
@@ -80,6 +92,12 @@
     }
   }
 
+    webAPI = { Headers, Request, Response };
+    return webAPI;
+  }
+  let urlAPI;
+  function urls() {
+    if (urlAPI) return urlAPI;
   class URLSearchParams {
     constructor(init) {
       this._p = [];
@@ -110,6 +128,10 @@
     toJSON() { return this.href; }
   }
 
+    urlAPI = { URL, URLSearchParams };
+    return urlAPI;
+  }
+  function texts() {
   class TextEncoder { get encoding() { return "utf-8"; } encode(s) { return host.encodeUTF8(s === undefined ? "" : String(s)); } }
   class TextDecoder {
     constructor(label) { if (label && !/^utf-?8$/i.test(label)) throw new RangeError("only utf-8 is supported"); }
@@ -117,6 +139,11 @@
     decode(b) { return b === undefined ? "" : host.decodeUTF8(bodyBytes(b)); }
   }
 
+    return { TextEncoder, TextDecoder };
+  }
+  let wsAPI;
+  function sockets() {
+    if (wsAPI) return wsAPI;
   class WebSocketPair {
     constructor() {
       const client = host.newClientSocket();
@@ -130,6 +157,10 @@
     getResponse() { return this.response; }
   }
 
+    wsAPI = { WebSocketPair, WebSocketRequestResponsePair };
+    return wsAPI;
+  }
+  function misc() {
   function fmt(args) {
     return args.map(a => typeof a === "string" ? a : (a instanceof Error ? String(a.stack || a) : (() => { try { return JSON.stringify(a); } catch (e) { return String(a); } })())).join(" ");
   }
@@ -148,13 +179,23 @@
 
   function structuredClone(v) { return host.clone(v); }
 
-  const strata = { DurableObject, WebSocketPair, WebSocketRequestResponsePair };
+    return { console, crypto, structuredClone };
+  }
+  const strata = { DurableObject };
+  lazy(strata, "WebSocketPair", () => sockets().WebSocketPair);
+  lazy(strata, "WebSocketRequestResponsePair", () => sockets().WebSocketRequestResponsePair);
   const modules = { "strata": strata, "cloudflare:workers": strata };
   g.require = function (name) {
     const m = modules[name];
     if (!m) throw new Error("module " + JSON.stringify(name) + " is not available (only \"strata\" and \"cloudflare:workers\")");
     return m;
   };
-  Object.assign(g, { DurableObject, Headers, Request, Response, URL, URLSearchParams, TextEncoder, TextDecoder,
-    WebSocketPair, WebSocketRequestResponsePair, console, crypto, structuredClone });
+  g.DurableObject = DurableObject;
+  for (const n of ["Headers", "Request", "Response"]) lazy(g, n, () => web()[n]);
+  for (const n of ["URL", "URLSearchParams"]) lazy(g, n, () => urls()[n]);
+  let textAPI;
+  for (const n of ["TextEncoder", "TextDecoder"]) lazy(g, n, () => (textAPI = textAPI || texts())[n]);
+  for (const n of ["WebSocketPair", "WebSocketRequestResponsePair"]) lazy(g, n, () => sockets()[n]);
+  let miscAPI;
+  for (const n of ["console", "crypto", "structuredClone"]) lazy(g, n, () => (miscAPI = miscAPI || misc())[n]);
 })(globalThis, __host);
