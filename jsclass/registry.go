@@ -34,6 +34,10 @@ const (
 	SourceBytesMax = 2 << 20
 )
 
+// refreshesPerSecond bounds the reads of the class store that requests
+// for unknown class names cause.
+const refreshesPerSecond = 20
+
 // Errors a deploy is refused with, besides ErrCompile.
 var (
 	ErrNameTaken = fmt.Errorf("%w: class name taken by a built-in class", objects.ErrBadInput)
@@ -70,6 +74,8 @@ type Registry struct {
 		classes map[string]*objects.Class
 		code    map[string]*compiled // by class; the newest compiled
 		missed  map[string]time.Time // names refreshed from the store and not found
+		window  time.Time            // start of the second lookups counts in
+		lookups int
 	}
 }
 
@@ -120,8 +126,18 @@ func (r *Registry) Resolve(name string) (*objects.Class, error) {
 	if _, ok := r.cfg.Classes.Latest(name); !ok {
 		r.mu.Lock()
 		last, seen := r.mu.missed[name]
+		now := time.Now()
+		if now.Sub(r.mu.window) >= time.Second {
+			r.mu.window, r.mu.lookups = now, 0
+		}
+		// Unknown names may come from anyone: at most refreshesPerSecond
+		// reads of the store a second, whatever the names.
+		busy := r.mu.lookups >= refreshesPerSecond
+		if !busy && !(seen && now.Sub(last) < time.Second) {
+			r.mu.lookups++
+		}
 		r.mu.Unlock()
-		if seen && time.Since(last) < time.Second {
+		if busy || seen && now.Sub(last) < time.Second {
 			return nil, nil
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

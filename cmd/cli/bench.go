@@ -355,10 +355,14 @@ func (b *bencher) loadVariants(ctx context.Context, name, what string, clients i
 			}
 		}()
 	}
-	stop := make(chan struct{})
-	go progress(b.out, name, start, end, &done, stop)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		progress(b.out, name, start, end, &done, stop)
+	}()
 	wg.Wait()
 	close(stop)
+	<-stopped // its last write is done before anything else writes to b.out
 	out := make([]benchResult, len(vs))
 	for i, v := range vs {
 		var all []time.Duration
