@@ -96,6 +96,12 @@ var routeAccess = map[string]access{
 	"GET /v1/tokens":                accessAdmin,
 	"POST /v1/tokens":               accessAdmin,
 	"DELETE /v1/tokens/{id}":        accessAdmin,
+	// Deployed classes (classes.go).
+	"GET /v1/classes":                  accessRead,
+	"GET /v1/classes/{name}":           accessRead,
+	"PUT /v1/classes/{name}":           accessAdmin,
+	"POST /v1/classes/{name}/rollback": accessAdmin,
+	"POST /v1/classes/{name}/replay":   accessAdmin,
 }
 
 // actionAccess maps each action of the object route (isAction) to what it

@@ -52,6 +52,7 @@ var errorTable = []struct {
 	{objects.ErrClosed, http.StatusServiceUnavailable, "shutting_down", always},
 	{context.DeadlineExceeded, http.StatusGatewayTimeout, "timeout", keyedOnly},
 	{log.ErrNoToken, http.StatusNotFound, "unknown_token", never},
+	{log.ErrNoClassVersion, http.StatusNotFound, "unknown_class_version", never},
 	{log.ErrTokenExists, http.StatusConflict, "token_exists", never},
 	{errAuthOff, http.StatusNotFound, "auth_off", never},
 }

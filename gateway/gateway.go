@@ -90,6 +90,8 @@ type Config struct {
 	// Raft, if set, answers GET /v1/cluster/raft (raft.go): the NATS
 	// cluster's Raft leaders as this node's embedded server sees them.
 	Raft func() (RaftStatus, error)
+	// Classes, if set, serves the deployed-class routes (classes.go).
+	Classes ClassAdmin
 }
 
 // Gateway is an http.Handler.
@@ -149,6 +151,9 @@ func New(cfg Config) (*Gateway, error) {
 		g.alarmAdminRoutes()
 	}
 	g.tokenRoutes()
+	if cfg.Classes != nil {
+		g.classRoutes()
+	}
 	g.initWebSockets(cfg.WebSocket)
 	g.handle("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, &routeError{http.StatusNotFound, "not_found", "no route for " + r.Method + " " + r.URL.Path})

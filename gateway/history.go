@@ -166,9 +166,11 @@ type historyTurn struct {
 	Status         int    `json:"status,omitempty"`
 	// Caller: the object whose call ran this turn; Calls: the calls this
 	// turn made (issue 16).
-	Caller  *historyCaller  `json:"caller,omitempty"`
-	Calls   []historyCall   `json:"calls,omitempty"`
-	Changes []historyChange `json:"changes"`
+	Caller *historyCaller `json:"caller,omitempty"`
+	Calls  []historyCall  `json:"calls,omitempty"`
+	// ClassVersion: the deployed class version whose code ran the turn.
+	ClassVersion uint64          `json:"class_version,omitempty"`
+	Changes      []historyChange `json:"changes"`
 }
 
 type historyCaller struct {
@@ -309,6 +311,9 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 				ht.Status = o.Status
 			}
 			ht.Caller, ht.Calls = historyCallsOf(t)
+			if c := t.Cause.Code; c != nil {
+				ht.ClassVersion = c.ClassVersion
+			}
 			for _, c := range t.Changes {
 				hc := historyChange{Op: c.Op, Key: c.Key, Old: jsonValue(c.Old), New: jsonValue(c.New)}
 				if c.At != 0 {

@@ -110,6 +110,10 @@ type Cause struct {
 	// objects); nil for a turn a client, an alarm or an operator caused.
 	// Keys 8-19 belong to calls between objects.
 	Caller *Caller `cbor:"8,keyasint,omitempty"`
+	// Code records, for a turn of a deployed (JavaScript) class, the code
+	// version that ran it and what it observed, so it can be replayed
+	// (code.go). Keys 20-29 of Cause belong to deployed classes.
+	Code *CodeRecord `cbor:"20,keyasint,omitempty"`
 }
 
 // Caller is the object that caused a turn by calling it. Version and Turn
@@ -361,6 +365,9 @@ func (e *Event) Validate() error {
 			return bad("turn %d: %v", i, err)
 		}
 		if err := t.validateCalls(); err != nil {
+			return bad("turn %d: %v", i, err)
+		}
+		if err := t.Cause.Code.validate(); err != nil {
 			return bad("turn %d: %v", i, err)
 		}
 		if len(t.Writes) > turnWritesMax {

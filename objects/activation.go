@@ -564,7 +564,7 @@ func (a *activation) stage(cause Cause, ws *writeSet) {
 	}
 	turn := log.Turn{Cause: cause, Writes: writes}
 	a.pending.turns = append(a.pending.turns, turn)
-	a.pending.bytes += turnOverheadBytes
+	a.pending.bytes += turnOverheadBytes + cause.Code.Size()
 	if o := cause.Outcome; o != nil {
 		a.pending.bytes += len(o.Body) + len(cause.IdemKey) + len(cause.IdemHash) + len(o.BodyHash) + len(o.Code) + len(o.ContentType)
 	}

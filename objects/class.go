@@ -22,6 +22,7 @@ type Class struct {
 	alarmRetries *int
 	// idemWindow overrides DefaultIdempotencyWindow (WithIdempotencyWindow).
 	idemWindow time.Duration
+	dynamic    bool // DefineDynamic: methods are the instance's (dynamic.go)
 }
 
 // Name is the class name used in URLs and subjects.

@@ -82,6 +82,10 @@ type Config struct {
 	// ErrOutboxFull (429), so a target that is down cannot grow a sender's
 	// outbox without bound. Default 10000.
 	OutboxPendingMax int
+	// Resolve, if set, finds a class that is not in Classes (a class
+	// deployed at run time, dynamic.go). It is asked on every request for
+	// such a class and must be fast; nil, nil means no such class.
+	Resolve func(name string) (*Class, error)
 }
 
 // Hooks observe the write path. Tests use them to see progress instead of
@@ -324,7 +328,7 @@ func (rt *Runtime) Class(name string) (*Class, error) {
 	}
 	c, ok := rt.classes[name]
 	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownClass, name)
+		return rt.resolve(name)
 	}
 	return c, nil
 }
@@ -365,6 +369,9 @@ func (rt *Runtime) Call(ctx context.Context, ref Ref, method string, body []byte
 	class, err := rt.Class(ref.Class)
 	if err != nil {
 		return nil, err
+	}
+	if class.dynamic {
+		return rt.callDynamic(ctx, ref, class, method, body, cause)
 	}
 	m, ok := class.methods[method]
 	if !ok {
@@ -425,6 +432,13 @@ func (rt *Runtime) Fetch(ctx context.Context, ref Ref, r *http.Request, cause Ca
 	out, err := rt.dispatchSized(ctx, ref, cause, "Fetch", fetchOutcome, len(body), func(c *Ctx, inst any) (any, error) {
 		req := r.Clone(c)
 		req.Body = io.NopCloser(bytes.NewReader(body))
+		if ft, ok := inst.(FetchTurner); ok {
+			resp, err := ft.FetchTurn(c, req)
+			if err != nil {
+				return nil, handlerError(class.name, "Fetch", err)
+			}
+			return resp, nil
+		}
 		rec := newRecorder()
 		inst.(Fetcher).Fetch(c, rec, req)
 		if rec.overflow {

@@ -78,7 +78,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&bc.clients, "clients", 32, "concurrent HTTP clients for W2, W3, W4")
 	fs.IntVar(&bc.objects, "objects", 1000, "objects for W3 and W4")
 	fs.IntVar(&bc.history, "history", 10000, "events of the object W5 activates cold")
-	fs.StringVar(&bc.workloads, "workloads", "W1,W2,W3,W4,W5,W6", "workloads to run (W6: WebSocket broadcast to a room of 1,000; `strata bench ws` measures memory per connection)")
+	fs.StringVar(&bc.workloads, "workloads", "W1,W2,W3,W4,W5,W6", "workloads to run (W6: WebSocket broadcast to a room of 1,000; `strata bench ws` measures memory per connection; JW1, JW2, JW3: W1–W3 on the JavaScript counter, each run right after its Go row)")
 	fs.BoolVar(&bc.json, "json", false, "print results as JSON lines")
 	fs.IntVar(&bc.shards, "shards", 0, "shard count of the temporary server (0: the default)")
 	fs.BoolVar(&bc.auth, "auth", false, "temporary server: W1–W4 alternate each client's requests between the gateway and a second one on the same node with auth on, sending a token (rows +auth, each with its half of the requests): the cost of auth")
@@ -218,14 +218,38 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			r.P50Ratio = r.P50Millis / limits.syncP50
 		}
 	})
+	if want["JW1"] || want["JW2"] || want["JW3"] {
+		if n == nil {
+			fmt.Fprintf(env.Stderr, "bench: JW workloads call the deployed class %q\n", jsBenchClass)
+		} else if err := deployBenchJS(ctx, n); err != nil {
+			return err
+		}
+	}
+	jsPath := func(w string, i int) string {
+		return fmt.Sprintf("/v1/objects/%s/%s-%s-%d/rpc/increment", jsBenchClass, w, run, i)
+	}
+	each("JW1", "1 JavaScript counter, 1 client, sequential increments", 1, func(_ int, _ *rand.Rand, v benchVariant) (string, string) {
+		return jsPath("jw1"+v.tag, 0), `[1]`
+	}, func(r *benchResult) { ratio(r, "raw-sync", limits.syncPerSec) })
 	each("W2", fmt.Sprintf("1 counter, %d clients", bc.clients), bc.clients, func(_ int, _ *rand.Rand, v benchVariant) (string, string) {
 		return "/v1/objects/counter/w2-" + run + v.tag + "/rpc/increment", `{"by":1}`
+	}, func(r *benchResult) { ratio(r, "raw-sync", limits.syncPerSec) })
+	each("JW2", fmt.Sprintf("1 JavaScript counter, %d clients", bc.clients), bc.clients, func(_ int, _ *rand.Rand, v benchVariant) (string, string) {
+		return jsPath("jw2"+v.tag, 0), `[1]`
 	}, func(r *benchResult) { ratio(r, "raw-sync", limits.syncPerSec) })
 	objPath := func(tag string, i int, method string) string {
 		return fmt.Sprintf("/v1/objects/counter/w3-%s%s-%d/rpc/%s", run, tag, i, method)
 	}
 	each("W3", fmt.Sprintf("%d counters, %d clients, uniform", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand, v benchVariant) (string, string) {
 		return objPath(v.tag, rng.IntN(bc.objects), "increment"), `{"by":1}`
+	}, func(r *benchResult) {
+		ratio(r, "raw-sync", limits.syncPerSec)
+		if limits.conc.PerSecond > 0 {
+			r.ConcRatio = r.PerSecond / limits.conc.PerSecond
+		}
+	})
+	each("JW3", fmt.Sprintf("%d JavaScript counters, %d clients, uniform", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand, v benchVariant) (string, string) {
+		return jsPath("jw3"+v.tag, rng.IntN(bc.objects)), `[1]`
 	}, func(r *benchResult) {
 		ratio(r, "raw-sync", limits.syncPerSec)
 		if limits.conc.PerSecond > 0 {

@@ -62,6 +62,10 @@ func commands() []command {
 		{"token", "create, list (ls) or revoke bearer tokens (admin scope)", runToken},
 		{"secrets", "make a cluster's secrets once, in a folder its nodes share (secrets init)", runSecrets},
 		{"health", "exit 0 if a gateway answers GET /healthz (a container healthcheck)", runHealth},
+		{"deploy", "deploy a JavaScript/TypeScript class as its next version: deploy [--class NAME] FILE", runDeploy},
+		{"classes", "list deployed classes, or one class's versions", runClasses},
+		{"rollback", "redeploy an old version of a class as its next: rollback NAME VERSION", runRollback},
+		{"replay", "run new code against a class's recorded turns and report differences (writes nothing)", runReplay},
 	}
 }
 

@@ -87,7 +87,9 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 				RequestID string `json:"request_id"`
 				Method    string
 				Via       string
-				Changes   []struct {
+				// ClassVersion: the deployed (JavaScript) class version that ran it.
+				ClassVersion uint64 `json:"class_version"`
+				Changes      []struct {
 					Op, Key  string
 					Old, New json.RawMessage
 				}
@@ -113,6 +115,9 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 				}
 			}
 			v, ts := fmt.Sprint(e.Version), e.Time.Format(time.RFC3339Nano)
+			if t.ClassVersion > 0 {
+				t.Method += fmt.Sprintf(" (class v%d)", t.ClassVersion)
+			}
 			if i > 0 {
 				v, ts = "", ""
 			}

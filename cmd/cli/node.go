@@ -13,6 +13,7 @@ import (
 	"github.com/strata-objects/strata/alarms"
 	"github.com/strata-objects/strata/cluster"
 	"github.com/strata-objects/strata/gateway"
+	"github.com/strata-objects/strata/jsclass"
 	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
 	"github.com/strata-objects/strata/projector"
@@ -39,6 +40,7 @@ type logConfig struct {
 	// maxActivations caps the live activations (--max-activations); 0
 	// takes maxActivationsDefault.
 	maxActivations int
+	js             jsFlags // deployed JavaScript classes (jsnode.go)
 }
 
 // alarmRepairFlags tune the alarm repair that runs beyond start and
@@ -181,6 +183,9 @@ type node struct {
 	rt     *objects.Runtime
 	alarms *alarms.Service
 	router *cluster.Router // nil alone
+	// classes and js serve the classes deployed at run time (jsnode.go).
+	classes *log.Classes
+	js      *jsclass.Registry
 }
 
 func snapshotDir(dataDir string) string { return filepath.Join(dataDir, "snapshot") }
@@ -252,14 +257,22 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 		n.router.OnTakeover(n.alarms.TakeOver)
 	}
 	oc.Checkpoints = lc.checkpoints
+	if n.classes, n.js, err = openJS(ctx, ln.log, lc, classes, &oc); err != nil {
+		n.alarms.Close(ctx)
+		n.proj.Close(ctx)
+		ln.close(ctx)
+		return nil, err
+	}
 	rt, err = objects.New(oc)
 	if err != nil {
+		n.classes.Close()
 		n.alarms.Close(ctx)
 		n.proj.Close(ctx)
 		ln.close(ctx)
 		return nil, err
 	}
 	n.rt = rt
+	n.js.SetLister(rt.ListObjects)
 	if n.router != nil {
 		if err := n.router.Start(ctx, rt); err != nil {
 			n.close(ctx, nil)
@@ -301,6 +314,9 @@ func (n *node) close(ctx context.Context, step func(string)) error {
 		if mark = n.proj.Flush(ctx); mark == nil {
 			mark = objects.MarkCaughtUp(ctx, n.log, n.proj)
 		}
+	}
+	if n.classes != nil {
+		n.classes.Close()
 	}
 	step("closing the snapshot (Badger)")
 	perr := n.proj.Close(ctx)

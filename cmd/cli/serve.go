@@ -38,6 +38,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	lc.cluster.register(fs)
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off when empty")
 	checkpointFlags(fs, &lc.checkpoints)
+	lc.js.register(fs)
 	idempotencyFlags(fs, &lc.idemWindows)
 	lc.alarmRepair.register(fs)
 	var wsf wsFlags
@@ -64,6 +65,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	}
 	if err := lc.validate(); err != nil {
 		return err // before anything listens
+	}
+	if err := lc.js.validate(); err != nil {
+		return err
 	}
 	if err := applyIdemWindows(lc.idemWindows, env.Classes); err != nil {
 		return err
@@ -121,6 +125,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		AllowedHosts: append(splitList(*allowedHosts), listenHost(ln.Addr().String(), *httpAddr)...),
 		CORSOrigins:  splitList(*corsOrigins),
 		Raft:         raftStatus(n.srv, lc.cluster.enabled),
+		Classes:      n.js,
 	}
 	var tokens *log.Tokens
 	fail := func(err error) error {

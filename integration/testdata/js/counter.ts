@@ -1,0 +1,9 @@
+import { DurableObject } from "strata";
+export class Counter extends DurableObject {
+  async increment(by: number = 1) {
+    let v = ((await this.ctx.storage.get("value")) ?? 0) + by;
+    await this.ctx.storage.put("value", v);
+    return v;
+  }
+  async fetch(request: Request) { return new Response(String(await this.ctx.storage.get("value") ?? 0)); }
+}

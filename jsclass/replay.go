@@ -1,0 +1,456 @@
+package jsclass
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/objects"
+)
+
+// Replay runs new code against the recorded turns of a class's objects,
+// before it is deployed, and writes nothing. Each turn whose event holds a
+// CodeRecord (every turn of a deployed class that wrote something) is run
+// again from the state its event started from, with the clock and random
+// seed it observed, and the input it was given; its writes and its answer
+// are compared with what the event recorded. The state then advances by
+// the recorded writes, so one difference does not cascade into the next
+// turns. Each turn runs in a fresh instance (as if the activation had been
+// evicted before it), so state the old code kept only in memory between
+// turns is not reproduced. Turns whose input was too large to keep, and
+// WebSocket connects, are skipped and counted.
+
+// ReplayDiff is one turn whose new outcome differs from the recorded one.
+type ReplayDiff struct {
+	Object       string   `json:"object"`
+	Version      uint64   `json:"version"` // the object's event
+	Turn         int      `json:"turn"`    // index in the event
+	Via          string   `json:"via"`
+	Method       string   `json:"method"`
+	ClassVersion uint64   `json:"class_version"` // the version that recorded it
+	Lines        []string `json:"lines"`
+}
+
+// ReplayReport is what a replay found.
+type ReplayReport struct {
+	Objects int          `json:"objects"`
+	Turns   int          `json:"turns"`
+	Skipped int          `json:"skipped"`
+	Diffs   []ReplayDiff `json:"diffs"`
+}
+
+// replayDiffsMax bounds the differences one replay reports.
+const replayDiffsMax = 1000
+
+// SetLister gives the registry the listing of a class's objects, for
+// replays that sample them (the runtime exists after the registry).
+func (r *Registry) SetLister(list func(class, namePrefix, cursor string, limit int) ([]objects.ObjectSummary, string, error)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mu.lister = list
+}
+
+// ReplayClass is the gateway's replay: objs by name, else sample objects
+// of the class (default 20).
+func (r *Registry) ReplayClass(ctx context.Context, class, filename string, source []byte, export string, objs []string, sample int) (any, error) {
+	return r.Replay(ctx, class, filename, source, export, objs, sample)
+}
+
+// Replay compiles source and replays the recorded turns of objects (names)
+// of class against it; with no names, up to sample objects (0: 20).
+func (r *Registry) Replay(ctx context.Context, class, filename string, source []byte, export string, names []string, sample int) (*ReplayReport, error) {
+	if r.cfg.Log == nil {
+		return nil, errors.New("jsclass: replay needs Config.Log")
+	}
+	if _, ok := r.cfg.Classes.Latest(class); !ok {
+		return nil, fmt.Errorf("%w: %q is not a deployed class", objects.ErrUnknownClass, class)
+	}
+	script, export, err := r.Check(class, filename, source, export)
+	if err != nil {
+		return nil, err
+	}
+	cc, err := r.compile(&log.ClassVersion{Class: class, Version: 1 << 62, Code: []byte(script), Export: export})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCompile, err)
+	}
+	type target struct {
+		label string
+		id    objects.ID
+		name  string
+	}
+	var targets []target
+	for _, n := range names {
+		if err := objects.ValidateName(n); err != nil {
+			return nil, err
+		}
+		targets = append(targets, target{n, objects.IDFromName(class, n), n})
+	}
+	if len(targets) == 0 {
+		if sample <= 0 {
+			sample = 20
+		}
+		r.mu.Lock()
+		list := r.mu.lister
+		r.mu.Unlock()
+		if list == nil {
+			return nil, fmt.Errorf("%w: name the objects to replay", objects.ErrBadInput)
+		}
+		objs, _, err := list(class, "", "", sample)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range objs {
+			label := o.Name
+			if label == "" {
+				label = o.ID.String()
+			}
+			targets = append(targets, target{label, o.ID, o.Name})
+		}
+	}
+	rep := &ReplayReport{Diffs: []ReplayDiff{}}
+	for _, t := range targets {
+		rep.Objects++
+		if err := r.replayObject(ctx, class, t.label, t.name, t.id, cc, rep); err != nil {
+			return nil, fmt.Errorf("replay %s/%s: %w", class, t.label, err)
+		}
+	}
+	return rep, nil
+}
+
+func (r *Registry) replayObject(ctx context.Context, class, label, name string, id objects.ID, cc *compiled, rep *ReplayReport) error {
+	state := map[string][]byte{}
+	var alarm *time.Time
+	return r.cfg.Log.Read(ctx, class, id, 0, func(rec log.Record) error {
+		ev := rec.Event
+		for i, t := range ev.Turns {
+			if code := t.Cause.Code; code != nil {
+				if lines, ran := r.replayTurn(class, name, id, cc, t, state, alarm); !ran {
+					rep.Skipped++
+				} else {
+					rep.Turns++
+					if len(lines) > 0 && len(rep.Diffs) < replayDiffsMax {
+						rep.Diffs = append(rep.Diffs, ReplayDiff{Object: label, Version: ev.Version, Turn: i,
+							Via: t.Cause.Via.String(), Method: t.Cause.Method, ClassVersion: code.ClassVersion, Lines: lines})
+					}
+				}
+			}
+			for _, w := range t.Writes { // the recorded history goes on
+				switch w.Op {
+				case log.OpPut:
+					state[w.Key] = w.Value
+				case log.OpDelete:
+					delete(state, w.Key)
+				case log.OpDeleteAll:
+					clear(state)
+				case log.OpSetAlarm:
+					if w.Key == "" {
+						at := time.Unix(0, w.At)
+						alarm = &at
+					}
+				case log.OpDeleteAlarm:
+					if w.Key == "" {
+						alarm = nil
+					}
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// replayTurn runs one recorded turn against cc and returns the differences.
+func (r *Registry) replayTurn(class, name string, id objects.ID, cc *compiled, t log.Turn, state map[string][]byte, alarm *time.Time) (lines []string, ran bool) {
+	code := t.Cause.Code
+	if code.InputBytes > 0 {
+		return nil, false // the input was too large to keep
+	}
+	st := newReplayStore(state, alarm)
+	in := &instance{reg: r, class: class, name: name, id: id.String()}
+	var env turnEnv
+	env.now = time.UnixMilli(code.Time)
+	copy(env.seed[:], code.Seed)
+	var out []byte
+	var err error
+	if err = in.begin(cc, st, env); err == nil {
+		switch t.Cause.Via {
+		case log.ViaRPC:
+			out, err = in.callMethod(t.Cause.Method, code.Input)
+		case log.ViaFetch:
+			var fi fetchInput
+			if err = json.Unmarshal(code.Input, &fi); err == nil {
+				if strings.EqualFold(fi.Header.Get("Upgrade"), "websocket") {
+					return nil, false
+				}
+				var resp *objects.Response
+				if resp, err = in.runFetch(fi); err == nil {
+					out = encodeFetchOutput(resp)
+				}
+			}
+		case log.ViaAlarm:
+			var info objects.AlarmInfo
+			if err = json.Unmarshal(code.Input, &info); err == nil {
+				err = in.runAlarm(info)
+			}
+		case log.ViaWebSocket:
+			switch t.Cause.Method {
+			case "connect", "close", "error":
+				return nil, false
+			}
+			ws := in.socketObject(0)
+			err = in.socketMessage(ws, objects.Message{Data: code.Input})
+		default:
+			return nil, false
+		}
+	}
+	in.end()
+	if err != nil {
+		return []string{"the new code failed: " + err.Error()}, true
+	}
+	if code.OutputBytes == 0 && (t.Cause.Via == log.ViaRPC || t.Cause.Via == log.ViaFetch) && !bytes.Equal(code.Output, out) {
+		lines = append(lines, fmt.Sprintf("response: recorded %s, new %s", clip(code.Output), clip(out)))
+	}
+	return append(lines, diffWrites(t.Writes, st.root())...), true
+}
+
+func clip(b []byte) string {
+	if len(b) > 200 {
+		return fmt.Sprintf("%q…(%d bytes)", b[:200], len(b))
+	}
+	return fmt.Sprintf("%q", b)
+}
+
+// effect is what a turn's writes amount to.
+type effect struct {
+	cleared  bool
+	keys     map[string]*[]byte // nil: deleted
+	alarm    *int64             // set to (ns); with alarmSet
+	alarmSet bool               // the default alarm was set or deleted
+}
+
+func recordedEffect(ws []log.Write) effect {
+	e := effect{keys: map[string]*[]byte{}}
+	for _, w := range ws {
+		switch w.Op {
+		case log.OpPut:
+			v := w.Value
+			e.keys[w.Key] = &v
+		case log.OpDelete:
+			e.keys[w.Key] = nil
+		case log.OpDeleteAll:
+			e.cleared = true
+			clear(e.keys)
+		case log.OpSetAlarm:
+			if w.Key == "" {
+				at := w.At
+				e.alarm, e.alarmSet = &at, true
+			}
+		case log.OpDeleteAlarm:
+			if w.Key == "" {
+				e.alarm, e.alarmSet = nil, true
+			}
+		}
+	}
+	return e
+}
+
+func diffWrites(recorded []log.Write, got *replayStore) []string {
+	want := recordedEffect(recorded)
+	var lines []string
+	if want.cleared != got.cleared {
+		lines = append(lines, fmt.Sprintf("deleteAll: recorded %v, new %v", want.cleared, got.cleared))
+	}
+	keys := map[string]bool{}
+	for k := range want.keys {
+		keys[k] = true
+	}
+	for k := range got.writes {
+		keys[k] = true
+	}
+	sorted := make([]string, 0, len(keys))
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	show := func(v *[]byte, ok bool) string {
+		switch {
+		case !ok:
+			return "(no write)"
+		case v == nil:
+			return "(deleted)"
+		}
+		return clip(*v)
+	}
+	for _, k := range sorted {
+		w, wok := want.keys[k]
+		g, gok := got.writes[k]
+		if wok != gok || (w == nil) != (g == nil) || w != nil && !bytes.Equal(*w, *g) {
+			lines = append(lines, fmt.Sprintf("write %q: recorded %s, new %s", k, show(w, wok), show(g, gok)))
+		}
+	}
+	wantAt, gotAt := "(unchanged)", "(unchanged)"
+	if want.alarmSet {
+		wantAt = "(deleted)"
+		if want.alarm != nil {
+			wantAt = time.Unix(0, *want.alarm).UTC().Format(time.RFC3339Nano)
+		}
+	}
+	if got.alarmSet {
+		gotAt = "(deleted)"
+		if got.alarm != nil {
+			gotAt = got.alarm.UTC().Format(time.RFC3339Nano)
+		}
+	}
+	if wantAt != gotAt {
+		lines = append(lines, fmt.Sprintf("alarm: recorded %s, new %s", wantAt, gotAt))
+	}
+	return lines
+}
+
+// replayStore is a scratch store over recorded state: writes stay in it.
+type replayStore struct {
+	parent   *replayStore
+	base     map[string][]byte
+	cleared  bool
+	writes   map[string]*[]byte
+	alarm    *time.Time
+	alarmSet bool
+	baseAt   *time.Time
+}
+
+func newReplayStore(state map[string][]byte, alarm *time.Time) *replayStore {
+	return &replayStore{base: state, writes: map[string]*[]byte{}, baseAt: alarm}
+}
+
+func (s *replayStore) root() *replayStore { return s }
+
+func (s *replayStore) Get(k string) ([]byte, bool, error) {
+	if v, ok := s.writes[k]; ok {
+		if v == nil {
+			return nil, false, nil
+		}
+		return *v, true, nil
+	}
+	if s.cleared {
+		return nil, false, nil
+	}
+	if s.parent != nil {
+		return s.parent.Get(k)
+	}
+	v, ok := s.base[k]
+	return v, ok, nil
+}
+
+func (s *replayStore) Put(k string, v []byte) error {
+	if k == "" {
+		return fmt.Errorf("%w: empty key", objects.ErrInvalidKey)
+	}
+	if len(v) > objects.ValueBytesMax {
+		return fmt.Errorf("%w: value of %d bytes", objects.ErrTooLarge, len(v))
+	}
+	c := bytes.Clone(v)
+	s.writes[k] = &c
+	return nil
+}
+
+func (s *replayStore) Delete(k string) (bool, error) {
+	_, ok, _ := s.Get(k)
+	s.writes[k] = nil
+	return ok, nil
+}
+
+func (s *replayStore) DeleteAll() error {
+	s.cleared = true
+	clear(s.writes)
+	return nil
+}
+
+func (s *replayStore) all() map[string][]byte {
+	out := map[string][]byte{}
+	if !s.cleared {
+		if s.parent != nil {
+			out = s.parent.all()
+		} else {
+			for k, v := range s.base {
+				out[k] = v
+			}
+		}
+	}
+	for k, v := range s.writes {
+		if v == nil {
+			delete(out, k)
+		} else {
+			out[k] = *v
+		}
+	}
+	return out
+}
+
+func (s *replayStore) List(o objects.ListOptions) ([]objects.KV, error) {
+	var out []objects.KV
+	for k, v := range s.all() {
+		if strings.HasPrefix(k, o.Prefix) && (o.Start == "" || k >= o.Start) && (o.End == "" || k < o.End) {
+			out = append(out, objects.KV{Key: k, Value: v})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if o.Reverse {
+			return out[i].Key > out[j].Key
+		}
+		return out[i].Key < out[j].Key
+	})
+	if o.Limit > 0 && len(out) > o.Limit {
+		out = out[:o.Limit]
+	}
+	return out, nil
+}
+
+func (s *replayStore) GetAlarm() (time.Time, bool, error) {
+	for p := s; p != nil; p = p.parent {
+		if p.alarmSet {
+			if p.alarm == nil {
+				return time.Time{}, false, nil
+			}
+			return *p.alarm, true, nil
+		}
+		if p.parent == nil && p.baseAt != nil {
+			return *p.baseAt, true, nil
+		}
+	}
+	return time.Time{}, false, nil
+}
+
+func (s *replayStore) SetAlarm(at time.Time) error {
+	s.alarm, s.alarmSet = &at, true
+	return nil
+}
+
+func (s *replayStore) DeleteAlarm() (bool, error) {
+	_, had, _ := s.GetAlarm()
+	s.alarm, s.alarmSet = nil, true
+	return had, nil
+}
+
+func (s *replayStore) Begin() (store, error) {
+	return &replayStore{parent: s, writes: map[string]*[]byte{}}, nil
+}
+
+func (s *replayStore) Commit(tx store) error {
+	c := tx.(*replayStore)
+	if c.cleared {
+		s.cleared = true
+		clear(s.writes)
+	}
+	for k, v := range c.writes {
+		s.writes[k] = v
+	}
+	if c.alarmSet {
+		s.alarm, s.alarmSet = c.alarm, true
+	}
+	return nil
+}

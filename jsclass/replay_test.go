@@ -1,0 +1,95 @@
+package jsclass_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+const counterV2Write = `import { DurableObject } from "strata";
+export class Counter extends DurableObject {
+  async increment(by: number = 1) {
+    let v = ((await this.ctx.storage.get("value")) ?? 0) + by * 2;
+    await this.ctx.storage.put("value", v);
+    return v - by;
+  }
+}
+`
+
+const counterV2Response = `import { DurableObject } from "strata";
+export class Counter extends DurableObject {
+  async increment(by: number = 1) {
+    let v = ((await this.ctx.storage.get("value")) ?? 0) + by;
+    await this.ctx.storage.put("value", v);
+    return { value: v };
+  }
+}
+`
+
+// A class whose turns observe time and randomness: replay gives them back.
+const stampJS = `import { DurableObject } from "strata";
+export class Stamp extends DurableObject {
+  async stamp() {
+    const id = crypto.randomUUID(), r = Math.random(), t = Date.now();
+    await this.ctx.storage.put("last", { id, r, t, d: new Date() });
+    return id;
+  }
+}
+`
+
+func TestReplay(t *testing.T) {
+	n := startJS(t, nil)
+	n.deploy(t, "jcounter", "counter.ts", counterTS)
+	n.deploy(t, "stamp", "stamp.js", stampJS)
+	for _, obj := range []string{"a", "b"} {
+		for i := 0; i < 3; i++ {
+			if st, got := do(t, "POST", n.URL+"/v1/objects/jcounter/"+obj+"/rpc/increment", "[2]"); st != 200 {
+				t.Fatalf("increment: %d %s", st, got)
+			}
+		}
+		if st, got := do(t, "POST", n.URL+"/v1/objects/stamp/"+obj+"/rpc/stamp", ""); st != 200 {
+			t.Fatalf("stamp: %d %s", st, got)
+		}
+	}
+	ctx := context.Background()
+	// Identical code: no difference, on named and on sampled objects.
+	rep, err := n.Reg.Replay(ctx, "jcounter", "counter.ts", []byte(counterTS), "", []string{"a"}, 0)
+	if err != nil || rep.Turns != 3 || len(rep.Diffs) != 0 {
+		t.Fatalf("identical code: %+v %v", rep, err)
+	}
+	rep, err = n.Reg.Replay(ctx, "jcounter", "counter.ts", []byte(counterTS), "", nil, 10)
+	if err != nil || rep.Objects != 2 || rep.Turns != 6 || len(rep.Diffs) != 0 {
+		t.Fatalf("identical code, sampled: %+v %v", rep, err)
+	}
+	rep, err = n.Reg.Replay(ctx, "stamp", "stamp.js", []byte(stampJS), "", []string{"a", "b"}, 0)
+	if err != nil || rep.Turns != 2 || len(rep.Diffs) != 0 {
+		t.Fatalf("time and randomness are not given back: %+v %v", rep, err)
+	}
+	// A changed write (and so a changed answer).
+	rep, err = n.Reg.Replay(ctx, "jcounter", "counter.ts", []byte(counterV2Write), "", []string{"a"}, 0)
+	if err != nil || rep.Turns != 3 || len(rep.Diffs) != 3 {
+		t.Fatalf("changed write: %+v %v", rep, err)
+	}
+	d := rep.Diffs[0]
+	if d.Version != 1 || d.Method != "increment" || d.ClassVersion != 1 || !strings.Contains(strings.Join(d.Lines, "\n"), `write "value": recorded "2", new "4"`) {
+		t.Fatalf("changed write: first diff %+v", d)
+	}
+	// A changed answer only.
+	rep, err = n.Reg.Replay(ctx, "jcounter", "counter.ts", []byte(counterV2Response), "", []string{"b"}, 0)
+	if err != nil || len(rep.Diffs) != 3 || len(rep.Diffs[1].Lines) != 1 || rep.Diffs[1].Lines[0] != `response: recorded "4", new "{\"value\":4}"` {
+		t.Fatalf("changed response: %+v %v", rep, err)
+	}
+	// Over HTTP, with bad input refused.
+	st, got := do(t, "POST", n.URL+"/v1/classes/jcounter/replay", `{"source":`+quoteJSON(counterV2Write)+`,"filename":"c.ts","objects":["a"]}`)
+	if st != 200 || !strings.Contains(got, `"turns":3`) || !strings.Contains(got, `write \"value\"`) {
+		t.Fatalf("replay over HTTP: %d %s", st, got)
+	}
+	for _, body := range []string{`{"source":"export class {"}`, `{"source":"x","objects":["a/b"]}`, `nope`} {
+		if st, got := do(t, "POST", n.URL+"/v1/classes/jcounter/replay", body); st != 400 {
+			t.Fatalf("replay %s: %d %s", body, st, got)
+		}
+	}
+	if st, got := do(t, "POST", n.URL+"/v1/classes/nosuch/replay", `{"source":"export class A {}"}`); st != 404 {
+		t.Fatalf("replay of an unknown class: %d %s", st, got)
+	}
+}
