@@ -82,7 +82,9 @@ type activation struct {
 	pending   *commit
 	inflight  *commit
 	acks      chan appendResult
-	broken    error // once set: admit nothing, finish the in-flight work, end
+	broken    error     // once set: admit nothing, finish the in-flight work, end
+	sql       *sqlState // the SQL database, once a turn used it (sqlstate.go)
+	inTurn    bool      // a handler is running (acks may arrive in Sync)
 	stopping  bool
 	lastUsed  time.Time
 }
@@ -132,8 +134,10 @@ type turn struct {
 	done   bool
 	synced bool // Sync staged some of the turn's writes
 
-	sockOps    []sockOp // WebSocket sends and closes held for the output gate
-	connecting *socket  // the socket a WebSocketConnect turn decides on
+	sqlTurn    bool      // the turn's SQL savepoint is open (sqlstate.go)
+	tx         *writeSet // the innermost Storage.Transaction's write set, if any
+	sockOps    []sockOp  // WebSocket sends and closes held for the output gate
+	connecting *socket   // the socket a WebSocketConnect turn decides on
 }
 
 // alwaysReady is a closed channel: a select case on it is always ready.
@@ -302,6 +306,7 @@ func (a *activation) run() {
 }
 
 func (a *activation) finish() {
+	a.sqlClose()
 	a.closeWith(errBounced)
 	a.rt.remove(a)
 	if a.moved() {
@@ -492,7 +497,10 @@ func (a *activation) handle(req *request) {
 	}
 	t := &turn{a: a, req: req}
 	t.st = &Storage{t: t, ws: newWriteSet(nil)}
+	a.inTurn = true
 	out, err, panicked := a.invoke(t)
+	a.inTurn = false
+	t.sqlEnd(err == nil && (a.broken == nil || a.broken == errReset))
 	t.done = true
 	switch {
 	case a.broken != nil && a.broken != errReset:
@@ -553,6 +561,10 @@ func (a *activation) stage(cause Cause, ws *writeSet) {
 		a.pending.bytes += ws.bytes
 	}
 	turn := log.Turn{Cause: cause, Writes: writes}
+	if ws != nil && len(ws.sql) > 0 {
+		turn.SQL = ws.sql
+		a.sqlStaged(a.pending.version, ws.sql)
+	}
 	a.pending.turns = append(a.pending.turns, turn)
 	a.pending.bytes += turnOverheadBytes
 	if o := cause.Outcome; o != nil {
@@ -681,6 +693,7 @@ func (a *activation) acked(r appendResult) {
 	a.lastSeq, a.lastHash = r.rec.Seq, r.rec.Hash()
 	a.rt.hooks.acked(a.class.name, a.id, c.version, r.rec.Seq)
 	a.rt.ckpt.committed(a.class.name, a.id, c.version)
+	a.sqlAcked(c.version, r.rec.Seq, a.inTurn)
 	if sched := a.rt.cfg.Alarms; sched != nil {
 		if changes := alarmChanges(c.turns); len(changes) > 0 {
 			sched.AlarmsCommitted(Ref{Class: a.class.name, ID: a.id, Name: a.name}, c.version, changes)
@@ -720,6 +733,7 @@ func (a *activation) fail(err error) {
 		a.pending = nil
 	}
 	a.broken = err
+	a.sqlClose()
 	a.overlay, a.overlayB = layer{}, 0
 	a.idem = nil
 	a.inst = nil
@@ -734,6 +748,13 @@ func (t *turn) sync() error {
 		a.stage(t.req.cause, t.st.ws)
 		t.st.ws = newWriteSet(nil)
 		t.synced = true
+		if t.sqlTurn {
+			// What Sync staged stays whatever the rest of the turn does.
+			t.sqlEnd(true)
+			if _, err := t.sqlBegin(); err != nil {
+				return err
+			}
+		}
 	}
 	for a.pending != nil || a.inflight != nil {
 		a.flush()

@@ -22,6 +22,8 @@ type Class struct {
 	alarmRetries *int
 	// idemWindow overrides DefaultIdempotencyWindow (WithIdempotencyWindow).
 	idemWindow time.Duration
+	// sqlSizeMax overrides sqlstore.DefaultSizeMax (WithSQLSizeMax).
+	sqlSizeMax int64
 }
 
 // Name is the class name used in URLs and subjects.

@@ -71,6 +71,10 @@ type Config struct {
 	// IdempotencySweepEvery is how often records of keyed turns older than
 	// every class's window are dropped from the snapshot. Default 1m.
 	IdempotencySweepEvery time.Duration
+	// SQLDir is where objects' SQL databases live, one file each
+	// (sqlstate.go). Empty: in memory, caught up from the log on each
+	// activation (tests).
+	SQLDir string
 }
 
 // Hooks observe the write path. Tests use them to see progress instead of

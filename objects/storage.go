@@ -157,7 +157,18 @@ func (s *Storage) Transaction(fn func(tx *Storage) error) error {
 		return err
 	}
 	child := newWriteSet(s.ws)
-	if err := fn(&Storage{t: s.t, ws: child}); err != nil {
+	t := s.t
+	depth := 0
+	for w := child; w.parent != nil; w = w.parent {
+		depth++
+	}
+	hadSQL, outer := t.sqlTurn, t.tx
+	sp := t.sqlTxBegin(depth)
+	t.tx = child
+	err := fn(&Storage{t: t, ws: child})
+	t.tx = outer
+	t.sqlTxEnd(sp, hadSQL, err == nil)
+	if err != nil {
 		return err
 	}
 	s.ws.absorb(child)

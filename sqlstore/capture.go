@@ -32,7 +32,7 @@ func (d *DB) Query(ctx context.Context, q string, args ...any) (*Result, []log.S
 	if err := d.Savepoint(ctx, "strata_stmt"); err != nil {
 		return nil, nil, err
 	}
-	res, chs, err := d.query(ctx, q, args)
+	res, chs, err := d.queryAll(ctx, q, args)
 	if err != nil {
 		if rerr := d.RollbackTo(ctx, "strata_stmt"); rerr != nil {
 			return nil, nil, fmt.Errorf("%w (and rolling back: %v)", err, rerr)
@@ -43,6 +43,32 @@ func (d *DB) Query(ctx context.Context, q string, args ...any) (*Result, []log.S
 		return nil, nil, err
 	}
 	return res, chs, nil
+}
+
+// queryAll runs each statement of q; bindings go to the last one (a
+// query of several statements with bindings must be one statement).
+func (d *DB) queryAll(ctx context.Context, q string, args []any) (*Result, []log.SQLChange, error) {
+	stmts := split(q)
+	if len(stmts) == 0 {
+		return &Result{Columns: []string{}}, nil, nil
+	}
+	if len(stmts) > 1 && len(args) > 0 {
+		return nil, nil, fmt.Errorf("%w: bindings with several statements in one query", ErrRefused)
+	}
+	var all []log.SQLChange
+	var res *Result
+	var written int64
+	for _, s := range stmts {
+		r, chs, err := d.query(ctx, s, args)
+		if err != nil {
+			return nil, nil, err
+		}
+		all = append(all, chs...)
+		written += r.RowsWritten
+		res = r
+	}
+	res.RowsWritten = written
+	return res, all, nil
 }
 
 func (d *DB) query(ctx context.Context, q string, args []any) (*Result, []log.SQLChange, error) {

@@ -105,7 +105,7 @@ func (d *DB) QueryReadOnly(ctx context.Context, q string, args ...any) (*Result,
 	if err := d.Savepoint(ctx, "strata_ro"); err != nil {
 		return nil, err
 	}
-	res, chs, err := d.query(ctx, q, args)
+	res, chs, err := d.queryAll(ctx, q, args)
 	if rerr := d.RollbackTo(ctx, "strata_ro"); rerr != nil && err == nil {
 		err = rerr
 	}

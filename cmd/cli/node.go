@@ -184,6 +184,9 @@ type node struct {
 
 func snapshotDir(dataDir string) string { return filepath.Join(dataDir, "snapshot") }
 
+// sqlDir holds one SQLite file per object that uses SQL (objects/sqlstate.go).
+func sqlDir(dataDir string) string { return filepath.Join(dataDir, "sql") }
+
 func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle time.Duration) (*node, error) {
 	ln, err := openLog(ctx, lc)
 	if err != nil {
@@ -249,6 +252,7 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 		n.router.OnTakeover(n.alarms.TakeOver)
 	}
 	oc.Checkpoints = lc.checkpoints
+	oc.SQLDir = sqlDir(lc.dataDir)
 	rt, err = objects.New(oc)
 	if err != nil {
 		n.alarms.Close(ctx)
