@@ -1,11 +1,8 @@
 package classes
 
 import (
-	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"math"
 
 	"github.com/strata-objects/strata/objects"
 )
@@ -62,7 +59,7 @@ func (s *sqlDB) Batch(ctx *objects.Ctx, in SQLBatch) (SQLBatchResult, error) {
 func runQuery(ctx *objects.Ctx, in SQLQuery) (SQLResult, error) {
 	args := make([]any, len(in.Params))
 	for i, p := range in.Params {
-		v, err := jsonParam(p)
+		v, err := objects.SQLParamFromJSON(p)
 		if err != nil {
 			return SQLResult{}, fmt.Errorf("%w: param %d: %w", objects.ErrBadInput, i+1, err)
 		}
@@ -79,59 +76,9 @@ func runQuery(ctx *objects.Ctx, in SQLQuery) (SQLResult, error) {
 	for _, row := range cur.Raw() {
 		out := make([]any, len(row))
 		for i, v := range row {
-			out[i] = JSONValue(v)
+			out[i] = objects.SQLValueForJSON(v)
 		}
 		res.Rows = append(res.Rows, out)
 	}
 	return res, nil
-}
-
-// JSONValue renders a SQL value for JSON: blobs as {"base64": …}, floats
-// that JSON cannot hold as null.
-func JSONValue(v any) any {
-	switch x := v.(type) {
-	case []byte:
-		return map[string]string{"base64": base64.StdEncoding.EncodeToString(x)}
-	case float64:
-		if math.IsInf(x, 0) || math.IsNaN(x) {
-			return nil
-		}
-	}
-	return v
-}
-
-func jsonParam(p json.RawMessage) (any, error) {
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(p))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	switch x := v.(type) {
-	case nil, string:
-		return x, nil
-	case bool:
-		if x {
-			return int64(1), nil
-		}
-		return int64(0), nil
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i, nil
-		}
-		f, err := x.Float64()
-		if err != nil {
-			return nil, fmt.Errorf("number %s", x)
-		}
-		return f, nil
-	case map[string]any:
-		if s, ok := x["base64"].(string); ok && len(x) == 1 {
-			b, err := base64.StdEncoding.DecodeString(s)
-			if err != nil {
-				return nil, fmt.Errorf("base64: %w", err)
-			}
-			return b, nil
-		}
-	}
-	return nil, fmt.Errorf("a binding is null, a number, a string, a boolean or {\"base64\": …}")
 }

@@ -154,3 +154,9 @@ func prefixed(sep string, names []string) string {
 
 // Quote quotes an SQL identifier.
 func Quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
+
+// Columns returns a table's column names in order ("" for generated
+// columns), as the table is now.
+func (d *DB) Columns(ctx context.Context, table string) ([]string, error) {
+	return d.columns(ctx, table)
+}
