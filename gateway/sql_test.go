@@ -62,10 +62,10 @@ func TestSQLTimeTravel(t *testing.T) {
 		return got
 	}
 	exec := "/v1/objects/sql/tt/rpc/exec"
-	must(exec, `{"query":"CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT)"}`)   // v1
+	must(exec, `{"query":"CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT)"}`)    // v1
 	must(exec, `{"query":"INSERT INTO users(id, name) VALUES(7, 'ann'), (8, 'bob')"}`) // v2
-	must(exec, `{"query":"UPDATE users SET name = 'anna' WHERE id = 7"}`)             // v3
-	must(exec, `{"query":"DELETE FROM users WHERE id = 8"}`)                          // v4
+	must(exec, `{"query":"UPDATE users SET name = 'anna' WHERE id = 7"}`)              // v3
+	must(exec, `{"query":"DELETE FROM users WHERE id = 8"}`)                           // v4
 
 	code, hist, _ := f.do(http.MethodGet, "/v1/objects/sql/tt/history", "")
 	if code != 200 || !strings.Contains(hist, `table users: rowid=7 name \"ann\" → \"anna\"`) || !strings.Contains(hist, `schema: CREATE TABLE users`) {
