@@ -75,7 +75,20 @@ func (d *DB) query(ctx context.Context, q string, args []any) (*Result, []log.SQ
 	d.changes, d.ddl, d.refusal, d.hookErr, d.written, d.created = nil, false, "", nil, 0, nil
 	d.capturing = true
 	defer func() { d.capturing = false }()
-	rows, err := d.conn.QueryContext(ctx, q, args...)
+	st, err := d.conn.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, nil, d.userErr(err)
+	}
+	defer st.Close()
+	var schemaBefore int64
+	if d.ddl {
+		// IF NOT EXISTS and the like may change nothing: only a schema
+		// statement that changed the schema is recorded.
+		if err := d.conn.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&schemaBefore); err != nil {
+			return nil, nil, err
+		}
+	}
+	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, nil, d.userErr(err)
 	}
@@ -121,6 +134,13 @@ func (d *DB) query(ctx context.Context, q string, args []any) (*Result, []log.SQ
 		return nil, nil, fmt.Errorf("%w: %s", ErrRefused, d.refusal)
 	}
 	chs := d.changes
+	if d.ddl {
+		var schemaAfter int64
+		if err := d.conn.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&schemaAfter); err != nil {
+			return nil, nil, err
+		}
+		d.ddl = schemaAfter != schemaBefore
+	}
 	if d.ddl {
 		if len(chs) > 0 {
 			return nil, nil, fmt.Errorf("%w: a schema statement must not change rows in the same query (create the table, then INSERT … SELECT)", ErrRefused)
