@@ -5,6 +5,8 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/strata-objects/strata/log"
 )
 
 func withSQLDir(dir string) harnessOpt { return func(c *Config) { c.SQLDir = dir } }
@@ -161,4 +163,44 @@ func TestSQLReplayIsExact(t *testing.T) {
 		h2.close()
 	}
 	_ = context.Background()
+}
+
+// A forged event that adds a row (the right next version, another
+// PrevHash) is reported by audit, and never served as a row.
+func TestSQLAuditDetectsAForgedRow(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, withSQLDir(t.TempDir()))
+	h.must("f", func(c *Ctx, _ *scratch) (any, error) {
+		_, err := c.SQL().Exec("CREATE TABLE acct(id INTEGER PRIMARY KEY, balance INTEGER)")
+		return nil, err
+	})
+	h.must("f", func(c *Ctx, _ *scratch) (any, error) {
+		_, err := c.SQL().Exec("INSERT INTO acct VALUES(1, 10)")
+		return nil, err
+	})
+	id := IDFromName("scratch", "f")
+	last, err := h.log.Last(ctx, "scratch", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := *last.Event
+	ev.Version++
+	ev.PrevHash = log.Hash{0xfe}
+	ev.Turns = []log.Turn{{Cause: log.Cause{Via: log.ViaRPC}, SQL: []log.SQLChange{{Op: log.OpSQLUpdate, Table: "acct", RowID: 1, NewRowID: 1, Old: []any{int64(1), int64(10)}, New: []any{int64(1), int64(1000000)}}}}}
+	data, err := log.Encode(&ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := forge(t, h, "scratch", id, data)
+	rep, err := h.rt.Verify(ctx, h.ref("scratch", "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK || rep.BrokenAt != seq {
+		t.Fatalf("audit: %+v, want broken at %d", rep, seq)
+	}
+	h2 := newHarnessOn(t, h.srv, withSQLDir(t.TempDir()))
+	if _, err := h2.do("f", func(c *Ctx, _ *scratch) (any, error) { return c.SQL().Exec("SELECT balance FROM acct") }); !errors.Is(err, ErrCorruptLog) {
+		t.Fatalf("the forged row's object answered %v, want ErrCorruptLog", err)
+	}
 }
