@@ -85,7 +85,11 @@ func (g *Gateway) restore(ctx context.Context, w http.ResponseWriter, r *http.Re
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"restored_to_version": res.Version, "deleted": res.Deleted, "put": res.Put, "sql_statements": res.SQL})
+	out := map[string]any{"restored_to_version": res.Version, "deleted": res.Deleted, "put": res.Put}
+	if res.SQL > 0 {
+		out["sql_statements"] = res.SQL
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // restoreTarget reads a restore body: exactly one of a version (from 1)
