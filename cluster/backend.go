@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -199,4 +200,9 @@ func ranOn(ctx context.Context, node string) {
 	if p, ok := ctx.Value(ranOnKey{}).(*string); ok {
 		*p = node
 	}
+}
+
+// QueryAt reads the log here, as StateAt does.
+func (r *Router) QueryAt(ctx context.Context, ref objects.Ref, at objects.PastAt, query string, params []json.RawMessage) (*objects.SQLResult, uint64, error) {
+	return r.rt.QueryAt(ctx, ref, at, query, params)
 }

@@ -115,6 +115,7 @@ var actionAccess = map[string]access{
 	"state":   accessRead,
 	"audit":   accessRead,
 	"restore": accessAdmin,
+	"sql":     accessRead, // POST …/sql/query: read-only, against the past
 }
 
 // handle registers a route; a pattern without a row in routeAccess is a

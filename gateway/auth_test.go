@@ -165,6 +165,7 @@ var authRoutes = []struct {
 	{"GET", "/v1/objects/counter/m/state?version=1", ""},
 	{"GET", "/v1/objects/counter/m/audit", ""},
 	{"POST", "/v1/objects/counter/m/restore", `{"version":1}`},
+	{"POST", "/v1/objects/counter/m/sql/query?version=1", `{"query":"SELECT 1"}`},
 	{"GET", "/v1/objects/counter", ""},
 	{"GET", "/v1/tail", ""},
 	{"GET", "/v1/cluster", ""},

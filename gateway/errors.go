@@ -34,6 +34,8 @@ var errorTable = []struct {
 	{objects.ErrInvalidKey, http.StatusBadRequest, "invalid_key", never},
 	{objects.ErrBadInput, http.StatusBadRequest, "bad_input", never},
 	{objects.ErrBadRange, http.StatusBadRequest, "bad_range", never},
+	{objects.ErrSQLRefused, http.StatusBadRequest, "sql_refused", never},
+	{objects.ErrSQL, http.StatusBadRequest, "sql_error", never},
 	{objects.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large", never},
 	{objects.ErrUnknownClass, http.StatusNotFound, "unknown_class", never},
 	{objects.ErrUnknownMethod, http.StatusNotFound, "unknown_method", never},

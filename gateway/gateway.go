@@ -342,7 +342,7 @@ func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 		g.rpc(ctx, w, r, rt, cause)
 	case "fetch":
 		g.fetch(ctx, w, r, rt, cause)
-	case "history", "state", "audit", "restore":
+	case "history", "state", "audit", "restore", "sql":
 		g.past(ctx, w, r, rt, cause)
 	case "alarm":
 		g.alarm(ctx, w, r, rt, cause)

@@ -25,7 +25,7 @@ type Historian interface {
 
 func isPastAction(s string) bool {
 	switch s {
-	case "history", "state", "audit", "restore":
+	case "history", "state", "audit", "restore", "sql":
 		return true
 	}
 	return false
@@ -34,8 +34,17 @@ func isPastAction(s string) bool {
 // past serves the routes that read (or restore) an object's past.
 func (g *Gateway) past(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, cause objects.Cause) {
 	method := http.MethodGet
-	if rt.action == "restore" {
+	if rt.action == "restore" || rt.action == "sql" {
 		method = http.MethodPost
+	}
+	if rt.action == "sql" && r.Method == method && rt.rest == "query" {
+		g.sqlQuery(ctx, w, r, rt)
+		return
+	}
+	if rt.action == "sql" {
+		w.Header().Set("Allow", method)
+		writeError(w, r, &routeError{http.StatusMethodNotAllowed, "method_not_allowed", "sql takes POST …/sql/query"})
+		return
 	}
 	if r.Method != method || rt.rest != "" {
 		w.Header().Set("Allow", method)
@@ -76,7 +85,11 @@ func (g *Gateway) restore(ctx context.Context, w http.ResponseWriter, r *http.Re
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"restored_to_version": res.Version, "deleted": res.Deleted, "put": res.Put})
+	out := map[string]any{"restored_to_version": res.Version, "deleted": res.Deleted, "put": res.Put}
+	if res.SQL > 0 {
+		out["sql_statements"] = res.SQL
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // restoreTarget reads a restore body: exactly one of a version (from 1)
@@ -171,6 +184,7 @@ type historyTurn struct {
 	// ClassVersion: the deployed class version whose code ran the turn.
 	ClassVersion uint64          `json:"class_version,omitempty"`
 	Changes      []historyChange `json:"changes"`
+	SQL          []sqlChange     `json:"sql,omitempty"`
 }
 
 type historyCaller struct {
@@ -322,6 +336,10 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 				}
 				ht.Changes = append(ht.Changes, hc)
 			}
+			for _, c := range t.SQL {
+				ht.SQL = append(ht.SQL, sqlChange{Op: c.Op, Table: c.Table, Statement: c.Stmt, RowID: c.RowID, NewRowID: c.NewRowID,
+					Columns: c.Columns, Old: sqlValues(c.Old), New: sqlValues(c.New), Text: c.Text})
+			}
 			line.Turns = append(line.Turns, ht)
 		}
 		if err := enc.Encode(line); err != nil {
@@ -384,6 +402,7 @@ type stateBody struct {
 	Version uint64                     `json:"version"`
 	Time    time.Time                  `json:"time"`
 	Keys    map[string]json.RawMessage `json:"keys"`
+	Tables  []stateTable               `json:"tables,omitempty"`
 }
 
 // state answers GET …/state?version=N or ?at=RFC3339[&prefix=].
@@ -414,6 +433,7 @@ func (g *Gateway) state(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	case at.Version == 0:
 		at.Time = time.Now() // the present, from the log
 	}
+	at.SQL = true
 	st, err := h.StateAt(ctx, rt.ref, at)
 	if err != nil {
 		writeError(w, r, err)
@@ -430,6 +450,9 @@ func (g *Gateway) state(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	sort.Strings(keys)
 	for _, k := range keys {
 		body.Keys[k] = jsonValue(st.Keys[k])
+	}
+	for _, t := range st.Tables {
+		body.Tables = append(body.Tables, stateTable{Name: t.Name, Schema: t.Schema, Columns: t.Columns, RowIDs: t.RowIDs, Rows: objects.SQLRowsForJSON(t.Rows)})
 	}
 	writeJSON(w, http.StatusOK, body)
 }

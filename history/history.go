@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/sqlstore"
 )
 
 // Sentinel errors for bad requests; the gateway maps them to 400.
@@ -36,9 +37,10 @@ type Change struct {
 
 // Turn is one turn of an event with its diff.
 type Turn struct {
-	Cause   log.Cause  `json:"-"`
-	Calls   []log.Call `json:"-"` // calls the turn made to other objects
-	Changes []Change   `json:"changes"`
+	Cause   log.Cause   `json:"-"`
+	Calls   []log.Call  `json:"-"` // calls the turn made to other objects
+	Changes []Change    `json:"changes"`
+	SQL     []SQLChange `json:"sql,omitempty"` // row and schema changes (sql.go)
 }
 
 // Entry is one event as history shows it.
@@ -66,6 +68,10 @@ type Replayer struct {
 	// events.
 	Keyed map[string]log.KeyedTurn
 	next  uint64 // the version Replay stopped before (0: the log's end)
+	// sql is the object's SQL database as replayed, in memory (sql.go);
+	// noSQL when the replay started from a checkpoint, which has none.
+	sql   *sqlstore.DB
+	noSQL bool
 }
 
 // NewReplayer starts from an object with no events.
@@ -84,6 +90,7 @@ func FromCheckpoint(ck *log.Checkpoint) *Replayer {
 		r.Alarms = map[string]int64{}
 	}
 	r.Keyed = map[string]log.KeyedTurn{}
+	r.noSQL = true
 	return r
 }
 
@@ -148,6 +155,11 @@ func (r *Replayer) Apply(rec log.Record) (Entry, error) {
 				turn.Changes = append(turn.Changes, c)
 			}
 		}
+		sqlChanges, err := r.applySQL(t.SQL)
+		if err != nil {
+			return Entry{}, fmt.Errorf("replay %s v%d SQL: %w", ev.ID, ev.Version, err)
+		}
+		turn.SQL = sqlChanges
 		e.Turns = append(e.Turns, turn)
 	}
 	r.Version, r.Time, r.Seq, r.Hash = ev.Version, ev.Time, rec.Seq, rec.Hash()
@@ -200,6 +212,7 @@ func Replay(ctx context.Context, l *log.Log, class string, id log.ID, start func
 			if err != nil {
 				return err
 			}
+			rep.Close()
 			rep = FromCheckpoint(ck)
 			if v <= rep.Version {
 				return nil // the checkpoint's own event, kept so the log's end survives
@@ -219,6 +232,7 @@ func Replay(ctx context.Context, l *log.Log, class string, id log.ID, start func
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStop) {
+		rep.Close()
 		return nil, err
 	}
 	return rep, nil
@@ -242,7 +256,7 @@ func Events(ctx context.Context, l *log.Log, class string, id log.ID, r Range, f
 	}
 	shown := 0
 	until := func(ev *log.Event) bool { return r.To != 0 && ev.Version > r.To }
-	_, err := Replay(ctx, l, class, id, func(i log.CheckpointInfo) bool { return i.Version < r.From }, until, func(e Entry) error {
+	rep, err := Replay(ctx, l, class, id, func(i log.CheckpointInfo) bool { return i.Version < r.From }, until, func(e Entry) error {
 		if e.Version < r.From {
 			return nil
 		}
@@ -252,6 +266,9 @@ func Events(ctx context.Context, l *log.Log, class string, id log.ID, r Range, f
 		shown++
 		return fn(e)
 	})
+	if rep != nil {
+		rep.Close()
+	}
 	if errors.Is(err, ErrRetained) && r.From == 0 {
 		return nil // nothing after the checkpoint yet
 	}
@@ -263,6 +280,9 @@ func Events(ctx context.Context, l *log.Log, class string, id log.ID, r Range, f
 type At struct {
 	Version uint64
 	Time    time.Time
+	// SQL asks for the SQL tables too. Checkpoints do not carry SQL state
+	// yet, so this replays from the object's first event.
+	SQL bool
 }
 
 // State is an object's storage as of a past moment.
@@ -270,6 +290,7 @@ type State struct {
 	Version uint64            // the last event included
 	Time    time.Time         // that event's time
 	Keys    map[string][]byte // storage keys and values
+	Tables  []sqlstore.Table  // SQL tables, if At.SQL (and the object has any)
 }
 
 // StateAt replays the object up to at, from the newest checkpoint at or
@@ -277,6 +298,43 @@ type State struct {
 // event, or a moment before a retaining class's retained history, is
 // ErrBadRange.
 func StateAt(ctx context.Context, l *log.Log, class string, id log.ID, at At) (State, error) {
+	past, err := replayTo(ctx, l, class, id, at)
+	if err != nil {
+		return State{}, err
+	}
+	defer past.Close()
+	st := State{Version: past.Version, Time: time.Unix(0, past.Time).UTC(), Keys: past.State}
+	if db := past.SQL(); db != nil {
+		if st.Tables, err = db.Dump(ctx); err != nil {
+			return State{}, err
+		}
+	}
+	return st, nil
+}
+
+// QueryAt runs a read-only SQL query against the object's database as of
+// at, replayed in memory. It returns the version queried.
+func QueryAt(ctx context.Context, l *log.Log, class string, id log.ID, at At, q string, args ...any) (*sqlstore.Result, uint64, error) {
+	at.SQL = true
+	past, err := replayTo(ctx, l, class, id, at)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer past.Close()
+	db := past.SQL()
+	if db == nil {
+		// No SQL yet at that version: an empty database answers.
+		if db, err = sqlstore.Open(ctx, "", sqlstore.Config{}); err != nil {
+			return nil, 0, err
+		}
+		defer db.Close()
+	}
+	res, err := db.QueryReadOnly(ctx, q, args...)
+	return res, past.Version, err
+}
+
+// replayTo replays the object up to at; the caller closes the replayer.
+func replayTo(ctx context.Context, l *log.Log, class string, id log.ID, at At) (*Replayer, error) {
 	before := func(i log.CheckpointInfo) bool { return i.Version <= at.Version }
 	if at.Version == 0 {
 		before = func(i log.CheckpointInfo) bool { return i.Time <= at.Time.UnixNano() }
@@ -285,23 +343,30 @@ func StateAt(ctx context.Context, l *log.Log, class string, id log.ID, at At) (S
 	if at.Version == 0 {
 		until = func(ev *log.Event) bool { return ev.Time > at.Time.UnixNano() }
 	}
+	if at.SQL {
+		before = nil
+	}
 	past, err := Replay(ctx, l, class, id, before, until, nil)
 	if err != nil {
-		return State{}, err
+		return nil, err
+	}
+	fail := func(err error) (*Replayer, error) {
+		past.Close()
+		return nil, err
 	}
 	switch {
 	case at.Version != 0 && past.Version > at.Version || at.Version == 0 && past.Time > at.Time.UnixNano():
-		return State{}, fmt.Errorf("%w: it starts at version %d (%s)", ErrRetained, past.Version, time.Unix(0, past.Time).UTC().Format(time.RFC3339Nano))
+		return fail(fmt.Errorf("%w: it starts at version %d (%s)", ErrRetained, past.Version, time.Unix(0, past.Time).UTC().Format(time.RFC3339Nano)))
 	case at.Version == 0 && past.next > past.Version+1:
-		return State{}, fmt.Errorf("%w: versions %d to %d were dropped (the retained history starts at version %d)", ErrRetained, past.Version+1, past.next-1, past.next)
+		return fail(fmt.Errorf("%w: versions %d to %d were dropped (the retained history starts at version %d)", ErrRetained, past.Version+1, past.next-1, past.next))
 	case at.Version != 0 && past.Version < at.Version && past.next > past.Version+1:
-		return State{}, fmt.Errorf("%w: versions %d to %d were dropped (the retained history starts at version %d)", ErrRetained, past.Version+1, past.next-1, past.next)
+		return fail(fmt.Errorf("%w: versions %d to %d were dropped (the retained history starts at version %d)", ErrRetained, past.Version+1, past.next-1, past.next))
 	case at.Version != 0 && past.Version < at.Version:
-		return State{}, fmt.Errorf("%w: version %d, the object's last is %d", ErrBadRange, at.Version, past.Version)
+		return fail(fmt.Errorf("%w: version %d, the object's last is %d", ErrBadRange, at.Version, past.Version))
 	case at.Version == 0 && past.Version == 0:
-		return State{}, fmt.Errorf("%w: %s is before the object's first event", ErrBadRange, at.Time.UTC().Format(time.RFC3339Nano))
+		return fail(fmt.Errorf("%w: %s is before the object's first event", ErrBadRange, at.Time.UTC().Format(time.RFC3339Nano)))
 	}
-	return State{Version: past.Version, Time: time.Unix(0, past.Time).UTC(), Keys: past.State}, nil
+	return past, nil
 }
 
 // Report is the result of verifying an object's hash chain.

@@ -88,6 +88,9 @@ func (o Op) String() string {
 	case OpDeleteAlarm:
 		return "delete-alarm"
 	}
+	if s, ok := sqlOpString(o); ok {
+		return s
+	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
 
@@ -216,6 +219,9 @@ type Turn struct {
 	Calls []Call `cbor:"3,keyasint,omitempty"`
 	// Sends are the durable messages the turn sent, in order.
 	Sends []Message `cbor:"4,keyasint,omitempty"`
+	// SQL is the turn's changes to the object's SQL database, in the
+	// order they happened (sql.go). Events before SQL existed have none.
+	SQL []SQLChange `cbor:"10,keyasint,omitempty"`
 }
 
 // Event is the durable record of one or more turns of one object. Version
@@ -372,6 +378,14 @@ func (e *Event) Validate() error {
 		}
 		if len(t.Writes) > turnWritesMax {
 			return bad("turn %d: %d writes", i, len(t.Writes))
+		}
+		if len(t.SQL) > turnWritesMax {
+			return bad("turn %d: %d SQL changes", i, len(t.SQL))
+		}
+		for j := range t.SQL {
+			if err := t.SQL[j].normalize(); err != nil {
+				return bad("turn %d SQL change %d: %v", i, j, err)
+			}
 		}
 		for j, w := range t.Writes {
 			if w.Op < OpPut || w.Op > OpDeleteAlarm {

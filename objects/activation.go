@@ -82,7 +82,9 @@ type activation struct {
 	pending   *commit
 	inflight  *commit
 	acks      chan appendResult
-	broken    error // once set: admit nothing, finish the in-flight work, end
+	broken    error     // once set: admit nothing, finish the in-flight work, end
+	sql       *sqlState // the SQL database, once a turn used it (sqlstate.go)
+	inTurn    bool      // a handler is running (acks may arrive in Sync)
 	stopping  bool
 	lastUsed  time.Time
 }
@@ -139,6 +141,7 @@ type turn struct {
 	callsBytes int
 	inTx       int       // depth of Storage.Transaction: calls are refused inside
 	tx         *writeSet // the innermost Storage.Transaction's write set (messages.go)
+	sqlTurn    bool      // the turn's SQL savepoint is open (sqlstate.go)
 }
 
 // alwaysReady is a closed channel: a select case on it is always ready.
@@ -307,6 +310,7 @@ func (a *activation) run() {
 }
 
 func (a *activation) finish() {
+	a.sqlClose()
 	a.closeWith(errBounced)
 	a.rt.remove(a)
 	if a.moved() {
@@ -497,7 +501,10 @@ func (a *activation) handle(req *request) {
 	}
 	t := &turn{a: a, req: req}
 	t.st = &Storage{t: t, ws: newWriteSet(nil)}
+	a.inTurn = true
 	out, err, panicked := a.invoke(t)
+	a.inTurn = false
+	t.sqlEnd(err == nil && (a.broken == nil || a.broken == errReset))
 	t.done = true
 	switch {
 	case a.broken != nil && a.broken != errReset:
@@ -563,6 +570,10 @@ func (a *activation) stage(cause Cause, ws *writeSet) {
 		a.pending.bytes += ws.bytes
 	}
 	turn := log.Turn{Cause: cause, Writes: writes}
+	if ws != nil && len(ws.sql) > 0 {
+		turn.SQL = ws.sql
+		a.sqlStaged(a.pending.version, ws.sql)
+	}
 	a.pending.turns = append(a.pending.turns, turn)
 	a.pending.bytes += turnOverheadBytes + cause.Code.Size()
 	if o := cause.Outcome; o != nil {
@@ -692,6 +703,7 @@ func (a *activation) acked(r appendResult) {
 	a.rt.hooks.acked(a.class.name, a.id, c.version, r.rec.Seq)
 	a.rt.ckpt.committed(a.class.name, a.id, c.version)
 	a.rt.outbox.committed(Ref{Class: a.class.name, ID: a.id, Name: a.name}, c.version, c.turns)
+	a.sqlAcked(c.version, r.rec.Seq, a.inTurn)
 	if sched := a.rt.cfg.Alarms; sched != nil {
 		if changes := alarmChanges(c.turns); len(changes) > 0 {
 			sched.AlarmsCommitted(Ref{Class: a.class.name, ID: a.id, Name: a.name}, c.version, changes)
@@ -731,6 +743,7 @@ func (a *activation) fail(err error) {
 		a.pending = nil
 	}
 	a.broken = err
+	a.sqlClose()
 	a.overlay, a.overlayB = layer{}, 0
 	a.idem = nil
 	a.inst = nil
@@ -746,6 +759,13 @@ func (t *turn) sync() error {
 		a.attachCalls(t, t.st.ws)
 		t.st.ws = newWriteSet(nil)
 		t.synced = true
+		if t.sqlTurn {
+			// What Sync staged stays whatever the rest of the turn does.
+			t.sqlEnd(true)
+			if _, err := t.sqlBegin(); err != nil {
+				return err
+			}
+		}
 	}
 	for a.pending != nil || a.inflight != nil {
 		a.flush()

@@ -139,6 +139,7 @@ func (c *checkpointer) write(ctx context.Context, class string, id ID, version u
 	if err != nil {
 		return err
 	}
+	defer rep.Close()
 	if rep.Version != version {
 		return fmt.Errorf("checkpoint %s/%s v%d: the log ends at version %d", class, id, version, rep.Version)
 	}

@@ -23,6 +23,8 @@ type Class struct {
 	// idemWindow overrides DefaultIdempotencyWindow (WithIdempotencyWindow).
 	idemWindow time.Duration
 	dynamic    bool // DefineDynamic: methods are the instance's (dynamic.go)
+	// sqlSizeMax overrides sqlstore.DefaultSizeMax (WithSQLSizeMax).
+	sqlSizeMax int64
 }
 
 // Name is the class name used in URLs and subjects.

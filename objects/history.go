@@ -135,6 +135,7 @@ type RestoreResult struct {
 	Version uint64 // the past version the storage now equals
 	Deleted int    // keys removed
 	Put     int    // keys set back
+	SQL     int    // SQL statements that set tables back (sqlrestore.go)
 }
 
 // Restore sets ref's storage back to its state at a past version or time
@@ -149,6 +150,7 @@ func (rt *Runtime) Restore(ctx context.Context, ref Ref, at PastAt, cause Cause)
 	}
 	cause.Via, cause.Method = ViaSystem, "restore"
 	out, err := rt.dispatch(ctx, ref, cause, "restore", nil, func(c *Ctx, _ any) (any, error) {
+		at.SQL = true
 		past, err := history.StateAt(c, rt.log, ref.Class, ref.ID, at)
 		if err != nil {
 			return nil, err
@@ -183,6 +185,11 @@ func (rt *Runtime) Restore(ctx context.Context, ref Ref, at PastAt, cause Cause)
 					return nil, err
 				}
 				res.Put++
+			}
+		}
+		if past.Tables != nil || c.t.a.sql != nil || c.t.a.sqlPath() != "" && fileExists(c.t.a.sqlPath()) {
+			if res.SQL, err = restoreTables(c.SQL(), past.Tables); err != nil {
+				return nil, err
 			}
 		}
 		// Reset after this turn commits: memory may hold what was undone.

@@ -152,7 +152,8 @@ type writeSet struct {
 	order      []string
 	alarmOrder []string // alarm names in first-write order
 	sends      []log.Message
-	bytes      int // includes the parent's, so the turn's limit covers nesting
+	bytes      int             // includes the parent's, so the turn's limit covers nesting
+	sql        []log.SQLChange // SQL row and schema changes, in order (sql.go)
 }
 
 func newWriteSet(parent *writeSet) *writeSet {
@@ -195,7 +196,7 @@ func (w *writeSet) clear() {
 }
 
 func (w *writeSet) empty() bool {
-	return !w.cleared && len(w.order) == 0 && len(w.alarmOrder) == 0 && len(w.sends) == 0
+	return !w.cleared && len(w.order) == 0 && len(w.alarmOrder) == 0 && len(w.sends) == 0 && len(w.sql) == 0
 }
 
 // absorb merges a committed nested transaction into w.
@@ -216,6 +217,7 @@ func (w *writeSet) absorb(child *writeSet) {
 		w.setAlarm(name, child.alarms[name])
 	}
 	w.sends = append(w.sends, child.sends...)
+	w.sql = append(w.sql, child.sql...)
 	w.bytes = child.bytes
 }
 

@@ -86,6 +86,10 @@ type Config struct {
 	// deployed at run time, dynamic.go). It is asked on every request for
 	// such a class and must be fast; nil, nil means no such class.
 	Resolve func(name string) (*Class, error)
+	// SQLDir is where objects' SQL databases live, one file each
+	// (sqlstate.go). Empty: in memory, caught up from the log on each
+	// activation (tests).
+	SQLDir string
 }
 
 // Hooks observe the write path. Tests use them to see progress instead of

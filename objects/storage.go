@@ -157,10 +157,20 @@ func (s *Storage) Transaction(fn func(tx *Storage) error) error {
 		return err
 	}
 	child := newWriteSet(s.ws)
-	outer := s.t.tx
-	s.t.inTx, s.t.tx = s.t.inTx+1, child
-	defer func() { s.t.inTx, s.t.tx = s.t.inTx-1, outer }()
-	if err := fn(&Storage{t: s.t, ws: child}); err != nil {
+	t := s.t
+	depth := 0
+	for w := child; w.parent != nil; w = w.parent {
+		depth++
+	}
+	hadSQL, outer := t.sqlTurn, t.tx
+	sp := t.sqlTxBegin(depth)
+	t.inTx, t.tx = t.inTx+1, child
+	err := func() error {
+		defer func() { t.inTx, t.tx = t.inTx-1, outer }()
+		return fn(&Storage{t: t, ws: child})
+	}()
+	t.sqlTxEnd(sp, hadSQL, err == nil)
+	if err != nil {
 		return err
 	}
 	s.ws.absorb(child)

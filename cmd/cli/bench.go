@@ -21,6 +21,7 @@ import (
 
 	"github.com/strata-objects/strata/gateway"
 	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/objects"
 )
 
 // benchConfig is what one `strata bench` run does.
@@ -210,6 +211,19 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			add(r)
 		}
 	}
+	// The SQL counter (classes.SQLCounter: an upsert with RETURNING) runs
+	// right after the key-value counter of the same workload, in the same
+	// run, as row W<n>-sql (issue 17 compares the two).
+	eachSQL := func(w, what string, clients int, next func(c int, rng *rand.Rand) string) {
+		if !want[w] || !hasClass(env.Classes, "sql-counter") {
+			return
+		}
+		for _, r := range b.loadVariants(ctx, w+"-sql", what, clients, variants, func(c int, rng *rand.Rand, v benchVariant) (string, string) {
+			return strings.Replace(next(c, rng), "{tag}", v.tag, 1), `{"by":1}`
+		}) {
+			add(r)
+		}
+	}
 	each("W1", "1 counter, 1 client, sequential increments", 1, func(_ int, _ *rand.Rand, v benchVariant) (string, string) {
 		return "/v1/objects/counter/w1-" + run + v.tag + "/rpc/increment", `{"by":1}`
 	}, func(r *benchResult) {
@@ -237,6 +251,12 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	each("JW2", fmt.Sprintf("1 JavaScript counter, %d clients", bc.clients), bc.clients, func(_ int, _ *rand.Rand, v benchVariant) (string, string) {
 		return jsPath("jw2"+v.tag, 0), `[1]`
 	}, func(r *benchResult) { ratio(r, "raw-sync", limits.syncPerSec) })
+	eachSQL("W1", "1 SQL counter, 1 client, sequential upserts", 1, func(int, *rand.Rand) string {
+		return "/v1/objects/sql-counter/w1-" + run + "{tag}/rpc/increment"
+	})
+	eachSQL("W2", fmt.Sprintf("1 SQL counter, %d clients", bc.clients), bc.clients, func(int, *rand.Rand) string {
+		return "/v1/objects/sql-counter/w2-" + run + "{tag}/rpc/increment"
+	})
 	objPath := func(tag string, i int, method string) string {
 		return fmt.Sprintf("/v1/objects/counter/w3-%s%s-%d/rpc/%s", run, tag, i, method)
 	}
@@ -255,6 +275,9 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		if limits.conc.PerSecond > 0 {
 			r.ConcRatio = r.PerSecond / limits.conc.PerSecond
 		}
+	})
+	eachSQL("W3", fmt.Sprintf("%d SQL counters, %d clients, uniform", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand) string {
+		return fmt.Sprintf("/v1/objects/sql-counter/w3-%s{tag}-%d/rpc/increment", run, rng.IntN(bc.objects))
 	})
 	each("W4", fmt.Sprintf("%d counters, %d clients, reads only", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand, v benchVariant) (string, string) {
 		return objPath(v.tag, rng.IntN(bc.objects), "get"), ``
@@ -657,4 +680,14 @@ func serveBench(cfg gateway.Config) (url string, stop func(), err error) {
 	srv := &http.Server{Handler: gw}
 	go srv.Serve(ln)
 	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
+}
+
+// hasClass reports whether the server under test has class name.
+func hasClass(classes []*objects.Class, name string) bool {
+	for _, c := range classes {
+		if c.Name() == name {
+			return true
+		}
+	}
+	return false
 }

@@ -190,6 +190,9 @@ type node struct {
 
 func snapshotDir(dataDir string) string { return filepath.Join(dataDir, "snapshot") }
 
+// sqlDir holds one SQLite file per object that uses SQL (objects/sqlstate.go).
+func sqlDir(dataDir string) string { return filepath.Join(dataDir, "sql") }
+
 func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle time.Duration) (*node, error) {
 	ln, err := openLog(ctx, lc)
 	if err != nil {
@@ -257,6 +260,7 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 		n.router.OnTakeover(n.alarms.TakeOver)
 	}
 	oc.Checkpoints = lc.checkpoints
+	oc.SQLDir = sqlDir(lc.dataDir)
 	if n.classes, n.js, err = openJS(ctx, ln.log, lc, classes, &oc); err != nil {
 		n.alarms.Close(ctx)
 		n.proj.Close(ctx)

@@ -78,6 +78,11 @@ func runRebuild(ctx context.Context, env *Env, args []string) error {
 	if err := os.RemoveAll(old); err != nil {
 		return err
 	}
+	// SQL databases are rebuilt from the log when their object next
+	// activates (objects/sqlstate.go): dropping them is the rebuild.
+	if err := os.RemoveAll(sqlDir(lc.dataDir)); err != nil {
+		return fmt.Errorf("drop SQL snapshots: %w", err)
+	}
 	rate := float64(n) / max(elapsed.Seconds(), 1e-9)
 	fmt.Fprintf(env.Stdout, "\rrebuilt snapshot from %d events in %s (%.0f events/s)\n", n, elapsed.Round(time.Millisecond), rate)
 	if broken.count == 0 {

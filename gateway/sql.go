@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/strata-objects/strata/objects"
+)
+
+// SQLHistorian is what POST …/sql/query needs of the backend.
+type SQLHistorian interface {
+	QueryAt(ctx context.Context, ref objects.Ref, at objects.PastAt, query string, params []json.RawMessage) (*objects.SQLResult, uint64, error)
+}
+
+// sqlChange is one SQL change of a turn in GET …/history.
+type sqlChange struct {
+	Op        string   `json:"op"`
+	Table     string   `json:"table,omitempty"`
+	Statement string   `json:"statement,omitempty"`
+	RowID     int64    `json:"rowid,omitempty"`
+	NewRowID  int64    `json:"new_rowid,omitempty"`
+	Columns   []string `json:"columns,omitempty"`
+	Old       []any    `json:"old,omitempty"`
+	New       []any    `json:"new,omitempty"`
+	Text      string   `json:"text"`
+}
+
+// stateTable is one SQL table in GET …/state.
+type stateTable struct {
+	Name    string   `json:"name"`
+	Schema  string   `json:"schema"`
+	Columns []string `json:"columns"`
+	RowIDs  []int64  `json:"rowids"`
+	Rows    [][]any  `json:"rows"`
+}
+
+func sqlValues(vs []any) []any {
+	if vs == nil {
+		return nil
+	}
+	out := make([]any, len(vs))
+	for i, v := range vs {
+		out[i] = objects.SQLValueForJSON(v)
+	}
+	return out
+}
+
+// sqlQuery answers POST …/sql/query[?version=N|at=RFC3339] with
+// {"query": "...", "params": [...]}: a read-only query against the
+// object's SQL database as of that moment (the present when neither is
+// given), replayed from the log.
+func (g *Gateway) sqlQuery(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) {
+	h, ok := g.cfg.Backend.(SQLHistorian)
+	if !ok {
+		writeError(w, r, &routeError{http.StatusNotImplemented, "not_implemented", "this backend keeps no SQL history"})
+		return
+	}
+	var at objects.PastAt
+	var err error
+	q := r.URL.Query()
+	if at.Version, err = uintParam(r, "version"); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	switch v := q.Get("at"); {
+	case q.Has("version") && at.Version == 0:
+		writeError(w, r, fmt.Errorf("%w: version=0 is before the first event: versions start at 1", objects.ErrBadRange))
+		return
+	case v != "" && at.Version != 0:
+		writeError(w, r, fmt.Errorf("%w: give version or at, not both", objects.ErrBadInput))
+		return
+	case v != "":
+		if at.Time, err = parseTime("at", v); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	case at.Version == 0:
+		at.Time = time.Now()
+	}
+	body, err := g.readJSONBody(w, r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var in struct {
+		Query  string            `json:"query"`
+		Params []json.RawMessage `json:"params"`
+	}
+	if err := (jsonCodec{}).Decode(body, &in); err != nil {
+		writeError(w, r, fmt.Errorf("%w: sql query: %w", objects.ErrBadInput, err))
+		return
+	}
+	res, version, err := h.QueryAt(ctx, rt.ref, at, in.Query, in.Params)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	cols := res.Columns
+	if cols == nil {
+		cols = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"version": version, "columns": cols, "rows": objects.SQLRowsForJSON(res.Rows)})
+}

@@ -1,0 +1,119 @@
+package history
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/sqlstore"
+)
+
+// SQLChange is one change to the object's SQL database as history shows
+// it: Text reads like `table users: rowid=7 name "ann" → "anna"`.
+type SQLChange struct {
+	Op       string   `json:"op"`
+	Table    string   `json:"table,omitempty"`
+	Stmt     string   `json:"statement,omitempty"`
+	RowID    int64    `json:"rowid,omitempty"`
+	NewRowID int64    `json:"new_rowid,omitempty"`
+	Columns  []string `json:"columns,omitempty"`
+	Old      []any    `json:"old,omitempty"`
+	New      []any    `json:"new,omitempty"`
+	Text     string   `json:"text"`
+}
+
+// applySQL folds a turn's SQL changes into the replayer's database (opened
+// in memory on first use) and describes them. A replayer that started from
+// a checkpoint has no SQL state (checkpoints do not carry it yet): it
+// describes changes by column position and applies nothing.
+func (r *Replayer) applySQL(chs []log.SQLChange) ([]SQLChange, error) {
+	if len(chs) == 0 {
+		return nil, nil
+	}
+	ctx := context.Background()
+	if r.sql == nil && !r.noSQL {
+		db, err := sqlstore.Open(ctx, "", sqlstore.Config{})
+		if err != nil {
+			return nil, err
+		}
+		r.sql = db
+	}
+	out := make([]SQLChange, 0, len(chs))
+	for _, c := range chs {
+		h := SQLChange{Op: c.Op.String(), Table: c.Table, Stmt: c.Stmt, RowID: c.RowID, NewRowID: c.NewRowID, Old: c.Old, New: c.New}
+		if c.Op != log.OpSQLSchema && r.sql != nil {
+			if cols, err := r.sql.Columns(ctx, c.Table); err == nil {
+				h.Columns = cols
+			}
+		}
+		h.Text = describe(h)
+		if r.sql != nil {
+			if err := r.sql.Apply(ctx, []log.SQLChange{c}); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+func describe(c SQLChange) string {
+	col := func(i int) string {
+		if i < len(c.Columns) && c.Columns[i] != "" {
+			return c.Columns[i]
+		}
+		return fmt.Sprintf("column %d", i+1)
+	}
+	var b strings.Builder
+	switch c.Op {
+	case log.OpSQLSchema.String():
+		return "schema: " + c.Stmt
+	case log.OpSQLInsert.String():
+		fmt.Fprintf(&b, "table %s: insert rowid=%d", c.Table, c.RowID)
+		for i, v := range c.New {
+			fmt.Fprintf(&b, " %s %s", col(i), show(v))
+		}
+	case log.OpSQLUpdate.String():
+		fmt.Fprintf(&b, "table %s: rowid=%d", c.Table, c.RowID)
+		if c.NewRowID != c.RowID {
+			fmt.Fprintf(&b, " → rowid=%d", c.NewRowID)
+		}
+		for i := range c.New {
+			if i < len(c.Old) && show(c.Old[i]) == show(c.New[i]) {
+				continue
+			}
+			fmt.Fprintf(&b, " %s %s → %s", col(i), show(c.Old[i]), show(c.New[i]))
+		}
+	case log.OpSQLDelete.String():
+		fmt.Fprintf(&b, "table %s: delete rowid=%d", c.Table, c.RowID)
+		for i, v := range c.Old {
+			fmt.Fprintf(&b, " %s %s", col(i), show(v))
+		}
+	}
+	return b.String()
+}
+
+func show(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "NULL"
+	case string:
+		return fmt.Sprintf("%q", x)
+	case []byte:
+		return fmt.Sprintf("x'%x'", x)
+	}
+	return fmt.Sprint(v)
+}
+
+// Close frees the replayer's SQL database, if it opened one.
+func (r *Replayer) Close() {
+	if r.sql != nil {
+		r.sql.Close()
+		r.sql = nil
+	}
+}
+
+// SQL is the replayed SQL database (nil if the object has no SQL changes
+// in what was replayed, or the replay started from a checkpoint).
+func (r *Replayer) SQL() *sqlstore.DB { return r.sql }

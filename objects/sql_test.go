@@ -1,0 +1,206 @@
+package objects
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/strata-objects/strata/log"
+)
+
+func withSQLDir(dir string) harnessOpt { return func(c *Config) { c.SQLDir = dir } }
+
+// rows runs a read in a turn and returns its raw rows.
+func sqlRows(h *harness, name, q string, args ...any) [][]any {
+	h.t.Helper()
+	return h.must(name, func(c *Ctx, _ *scratch) (any, error) {
+		cur, err := c.SQL().Exec(q, args...)
+		if err != nil {
+			return nil, err
+		}
+		return cur.Raw(), nil
+	}).([][]any)
+}
+
+// The Durable Objects SQL examples: create a table, insert with bindings,
+// RETURNING, select with bindings, cursor iteration, one().
+func TestSQLExamples(t *testing.T) {
+	h := newHarness(t, withSQLDir(t.TempDir()))
+	h.must("a", func(c *Ctx, _ *scratch) (any, error) {
+		_, err := c.SQL().Exec(`CREATE TABLE IF NOT EXISTS artist(artistid INTEGER PRIMARY KEY, artistname TEXT);
+			INSERT INTO artist (artistid, artistname) VALUES (123, 'Alice'), (456, 'Bob'), (789, 'Charlie');`)
+		return nil, err
+	})
+	id := h.must("a", func(c *Ctx, _ *scratch) (any, error) {
+		cur, err := c.SQL().Exec("INSERT INTO artist(artistname) VALUES(?) RETURNING artistid", "Dee")
+		if err != nil {
+			return nil, err
+		}
+		row, err := cur.One()
+		if err != nil {
+			return nil, err
+		}
+		if cur.RowsWritten() != 1 {
+			t.Errorf("RowsWritten %d", cur.RowsWritten())
+		}
+		return row["artistid"], nil
+	})
+	if id != int64(790) {
+		t.Fatalf("RETURNING id %v", id)
+	}
+	names := h.must("a", func(c *Ctx, _ *scratch) (any, error) {
+		cur, err := c.SQL().Exec("SELECT artistname FROM artist WHERE artistid > ? ORDER BY artistid", 200)
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for cur.Next() {
+			var n string
+			if err := cur.Scan(&n); err != nil {
+				return nil, err
+			}
+			out = append(out, n)
+		}
+		size, err := c.SQL().DatabaseSize()
+		if err != nil || size <= 0 {
+			t.Errorf("DatabaseSize %d %v", size, err)
+		}
+		return out, nil
+	})
+	if !reflect.DeepEqual(names, []string{"Bob", "Charlie", "Dee"}) {
+		t.Fatalf("names %v", names)
+	}
+	// The event recorded rows, not statements.
+	h.flush()
+}
+
+// A failed turn discards its SQL and its KV writes together; a failed
+// Storage.Transaction discards both and the turn goes on.
+func TestSQLSharesTheTurnsTransaction(t *testing.T) {
+	h := newHarness(t, withSQLDir(t.TempDir()))
+	h.must("x", func(c *Ctx, _ *scratch) (any, error) {
+		_, err := c.SQL().Exec("CREATE TABLE t(v)")
+		return nil, err
+	})
+	boom := errors.New("boom")
+	if _, err := h.do("x", func(c *Ctx, _ *scratch) (any, error) {
+		if _, err := c.SQL().Exec("INSERT INTO t VALUES(1)"); err != nil {
+			return nil, err
+		}
+		return nil, errors.Join(c.Storage().Put("k", []byte("v")), boom)
+	}); !errors.Is(err, boom) {
+		t.Fatalf("turn: %v", err)
+	}
+	h.must("x", func(c *Ctx, _ *scratch) (any, error) {
+		err := c.Storage().Transaction(func(tx *Storage) error {
+			if _, err := c.SQL().Exec("INSERT INTO t VALUES(2)"); err != nil {
+				return err
+			}
+			if err := tx.Put("k2", []byte("v")); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Errorf("transaction: %v", err)
+		}
+		_, err = c.SQL().Exec("INSERT INTO t VALUES(3)")
+		return nil, err
+	})
+	got := sqlRows(h, "x", "SELECT v FROM t")
+	if !reflect.DeepEqual(got, [][]any{{int64(3)}}) {
+		t.Fatalf("rows %v, want only 3", got)
+	}
+	kv := h.must("x", func(c *Ctx, _ *scratch) (any, error) { return c.Storage().List(ListOptions{}) })
+	if len(kv.([]KV)) != 0 {
+		t.Fatalf("keys %v", kv)
+	}
+	// Bad input changes nothing and says why.
+	for _, q := range []string{"SELEC 1", "INSERT INTO nope VALUES(1)", "ATTACH 'x' AS y", "PRAGMA synchronous=OFF", "CREATE TABLE c AS SELECT 1"} {
+		_, err := h.do("x", func(c *Ctx, _ *scratch) (any, error) { return c.SQL().Exec(q) })
+		if !errors.Is(err, ErrSQL) && !errors.Is(err, ErrSQLRefused) {
+			t.Errorf("%s: %v", q, err)
+		}
+	}
+	if v := h.lastVersion("scratch", "x"); v != 2 {
+		t.Fatalf("version %d after refusals, want 2", v)
+	}
+}
+
+// Rows written with random() and datetime('now') come back the same on
+// another node: from its own file caught up from the log, and replayed
+// from the log alone.
+func TestSQLReplayIsExact(t *testing.T) {
+	srv := startServer(t)
+	dir := t.TempDir()
+	h1 := newHarnessOn(t, srv, withSQLDir(dir))
+	h1.must("r", func(c *Ctx, _ *scratch) (any, error) {
+		_, err := c.SQL().Exec("CREATE TABLE t(r, at, b)")
+		return nil, err
+	})
+	for i := 0; i < 5; i++ {
+		h1.must("r", func(c *Ctx, _ *scratch) (any, error) {
+			_, err := c.SQL().Exec("INSERT INTO t VALUES(random(), datetime('now'), randomblob(4))")
+			return nil, err
+		})
+	}
+	want := sqlRows(h1, "r", "SELECT rowid, * FROM t ORDER BY rowid")
+	h1.close()
+	for _, d := range []string{dir, ""} {
+		h2 := newHarnessOn(t, srv, withSQLDir(d))
+		got := sqlRows(h2, "r", "SELECT rowid, * FROM t ORDER BY rowid")
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("dir %q: replayed %v, want %v", d, got, want)
+		}
+		h2.must("r", func(c *Ctx, _ *scratch) (any, error) {
+			_, err := c.SQL().Exec("UPDATE t SET r = r + 1")
+			return nil, err
+		})
+		for _, row := range want {
+			row[1] = row[1].(int64) + 1
+		}
+		h2.close()
+	}
+	_ = context.Background()
+}
+
+// A forged event that adds a row (the right next version, another
+// PrevHash) is reported by audit, and never served as a row.
+func TestSQLAuditDetectsAForgedRow(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, withSQLDir(t.TempDir()))
+	h.must("f", func(c *Ctx, _ *scratch) (any, error) {
+		_, err := c.SQL().Exec("CREATE TABLE acct(id INTEGER PRIMARY KEY, balance INTEGER)")
+		return nil, err
+	})
+	h.must("f", func(c *Ctx, _ *scratch) (any, error) {
+		_, err := c.SQL().Exec("INSERT INTO acct VALUES(1, 10)")
+		return nil, err
+	})
+	id := IDFromName("scratch", "f")
+	last, err := h.log.Last(ctx, "scratch", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := *last.Event
+	ev.Version++
+	ev.PrevHash = log.Hash{0xfe}
+	ev.Turns = []log.Turn{{Cause: log.Cause{Via: log.ViaRPC}, SQL: []log.SQLChange{{Op: log.OpSQLUpdate, Table: "acct", RowID: 1, NewRowID: 1, Old: []any{int64(1), int64(10)}, New: []any{int64(1), int64(1000000)}}}}}
+	data, err := log.Encode(&ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := forge(t, h, "scratch", id, data)
+	rep, err := h.rt.Verify(ctx, h.ref("scratch", "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK || rep.BrokenAt != seq {
+		t.Fatalf("audit: %+v, want broken at %d", rep, seq)
+	}
+	h2 := newHarnessOn(t, h.srv, withSQLDir(t.TempDir()))
+	if _, err := h2.do("f", func(c *Ctx, _ *scratch) (any, error) { return c.SQL().Exec("SELECT balance FROM acct") }); !errors.Is(err, ErrCorruptLog) {
+		t.Fatalf("the forged row's object answered %v, want ErrCorruptLog", err)
+	}
+}

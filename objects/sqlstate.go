@@ -1,0 +1,364 @@
+package objects
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/sqlstore"
+)
+
+// Where an object's SQL database lives, and how it follows the log.
+//
+// The snapshot of an object's SQL state is one SQLite file per object
+// under Config.SQLDir (<dir>/<class>/<id[:2]>/<id>.db), beside Badger and,
+// like it, derived from the log: the file stores the version and stream
+// sequence of the last event it holds in the same transaction as the rows.
+// The activation that owns the object is its only writer:
+//
+//  1. The database is opened on the turn's first SQL use and caught up from
+//     the log: every event after the file's sequence, up to the newest
+//     acknowledged one, has its SQL changes applied (events before SQL
+//     existed have none). The open database is part of the activation:
+//     eviction closes it, so open databases are bounded as activations
+//     are (Config.MaxActivations).
+//  2. Turns run in one write transaction that holds every change not yet
+//     in the file (sqlState.pend, by event version); each turn in a
+//     savepoint, each Exec in a savepoint inside it, each
+//     Storage.Transaction in one too. A failed turn rolls back to its
+//     savepoint: its rows go with its key-value writes.
+//  3. When the log acknowledges an event and nothing newer waits in the
+//     transaction, the transaction commits with the acknowledged position
+//     (settle). If newer turns keep the transaction busy for longer than
+//     sqlPendMax events, it is rolled back and rebuilt: the acknowledged
+//     changes committed, the rest applied again. So the file never holds
+//     a change the log does not, and lags it by a bounded amount.
+//  4. A fenced or failed activation rolls back: the next one catches up
+//     from the log. A crash (SIGKILL) loses at most the uncommitted
+//     transaction, which the log has.
+type sqlState struct {
+	db     *sqlstore.DB
+	inTxn  bool // a write transaction is open
+	pend   []sqlPend
+	fileV  uint64 // committed position of the file
+	fileS  uint64
+	ackV   uint64 // newest acknowledged event
+	ackS   uint64
+	broken error
+}
+
+type sqlPend struct {
+	version uint64
+	chs     []log.SQLChange
+}
+
+// sqlPendMax bounds the events a busy transaction holds before it is
+// rebuilt to commit the acknowledged ones.
+const sqlPendMax = 64
+
+func (a *activation) sqlPath() string {
+	if a.rt.cfg.SQLDir == "" {
+		return "" // in memory: caught up from the log on each activation
+	}
+	h := a.id.String()
+	return filepath.Join(a.rt.cfg.SQLDir, a.class.name, h[:2], h+".db")
+}
+
+// sqlOpen opens the database and catches it up from the log (step 1).
+func (a *activation) sqlOpen(ctx context.Context) (*sqlState, error) {
+	if a.sql != nil {
+		if a.sql.broken != nil {
+			return nil, a.sql.broken
+		}
+		return a.sql, nil
+	}
+	path := a.sqlPath()
+	if path != "" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("sql %s/%s: %w", a.class.name, a.id, err)
+		}
+	}
+	db, err := sqlstore.Open(ctx, path, sqlstore.Config{SizeMax: a.class.sqlSizeMax})
+	if err != nil {
+		return nil, fmt.Errorf("sql %s/%s: %w", a.class.name, a.id, err)
+	}
+	st := &sqlState{db: db}
+	if st.fileV, st.fileS, err = db.Applied(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sql %s/%s: %w", a.class.name, a.id, err)
+	}
+	if err := a.sqlCatchUp(ctx, st); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sql %s/%s: catch up: %w", a.class.name, a.id, err)
+	}
+	a.sql = st
+	return st, nil
+}
+
+func (a *activation) sqlCatchUp(ctx context.Context, st *sqlState) error {
+	acked := a.lastSeq // every event up to here is in the log
+	st.ackV, st.ackS = st.fileV, st.fileS
+	if st.fileS > acked {
+		return fmt.Errorf("SQL snapshot at sequence %d is ahead of the log at %d", st.fileS, acked)
+	}
+	if st.fileS == acked {
+		return nil
+	}
+	if err := st.db.Begin(ctx); err != nil {
+		return err
+	}
+	v, s := st.fileV, st.fileS
+	err := a.rt.log.Read(ctx, a.class.name, a.id, st.fileS+1, func(rec log.Record) error {
+		if rec.Seq > acked {
+			return errStopRead
+		}
+		if rec.Event.Version <= v {
+			return nil
+		}
+		if rec.Event.Version != v+1 {
+			return fmt.Errorf("%w: version %d after %d", errGap, rec.Event.Version, v)
+		}
+		for _, t := range rec.Event.Turns {
+			if err := st.db.Apply(ctx, t.SQL); err != nil {
+				return fmt.Errorf("v%d: %w", rec.Event.Version, err)
+			}
+		}
+		v, s = rec.Event.Version, rec.Seq
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopRead) {
+		st.db.Rollback(ctx)
+		return err
+	}
+	if err := st.db.SetApplied(ctx, v, s); err != nil {
+		st.db.Rollback(ctx)
+		return err
+	}
+	if err := st.db.Commit(ctx); err != nil {
+		return err
+	}
+	st.fileV, st.fileS, st.ackV, st.ackS = v, s, v, s
+	return nil
+}
+
+var errStopRead = errors.New("read far enough")
+
+// sqlBegin readies the turn's SQL: the database open and caught up, the
+// write transaction and the turn's savepoint open.
+func (t *turn) sqlBegin() (*sqlstore.DB, error) {
+	st, err := t.a.sqlOpen(t.req.ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !st.inTxn {
+		if err := st.db.Begin(t.req.ctx); err != nil {
+			return nil, t.a.sqlBroken(err)
+		}
+		st.inTxn = true
+	}
+	if !t.sqlTurn {
+		if err := st.db.Savepoint(t.req.ctx, "strata_turn"); err != nil {
+			return nil, t.a.sqlBroken(err)
+		}
+		t.sqlTurn = true
+	}
+	return st.db, nil
+}
+
+// sqlEnd closes the turn's savepoint: kept when the turn succeeded,
+// rolled back when it failed.
+func (t *turn) sqlEnd(keep bool) {
+	if !t.sqlTurn {
+		return
+	}
+	t.sqlTurn = false
+	st := t.a.sql
+	if st == nil || st.broken != nil {
+		return
+	}
+	ctx := context.Background()
+	var err error
+	if keep {
+		err = st.db.Release(ctx, "strata_turn")
+	} else {
+		err = st.db.RollbackTo(ctx, "strata_turn")
+	}
+	if err != nil {
+		t.a.sqlBroken(err)
+	}
+}
+
+// sqlTxBegin opens a savepoint for Storage.Transaction, if SQL is in use.
+func (t *turn) sqlTxBegin(depth int) string {
+	if !t.sqlTurn || t.a.sql == nil {
+		return ""
+	}
+	name := fmt.Sprintf("strata_tx%d", depth)
+	if err := t.a.sql.db.Savepoint(t.req.ctx, name); err != nil {
+		t.a.sqlBroken(err)
+		return ""
+	}
+	return name
+}
+
+// sqlTxEnd closes it; opened says whether the turn had SQL open before.
+func (t *turn) sqlTxEnd(name string, hadTurn, keep bool) {
+	st := t.a.sql
+	if st == nil || st.broken != nil {
+		return
+	}
+	ctx := context.Background()
+	var err error
+	switch {
+	case name != "" && keep:
+		err = st.db.Release(ctx, name)
+	case name != "":
+		err = st.db.RollbackTo(ctx, name)
+	case !hadTurn && t.sqlTurn && !keep:
+		// SQL was first used inside the failed transaction.
+		t.sqlEnd(false)
+	}
+	if err != nil {
+		t.a.sqlBroken(err)
+	}
+}
+
+// sqlStaged records a staged turn's changes as pending in the transaction.
+func (a *activation) sqlStaged(version uint64, chs []log.SQLChange) {
+	if len(chs) == 0 || a.sql == nil {
+		return
+	}
+	n := len(a.sql.pend)
+	if n > 0 && a.sql.pend[n-1].version == version {
+		a.sql.pend[n-1].chs = append(a.sql.pend[n-1].chs, chs...)
+		return
+	}
+	a.sql.pend = append(a.sql.pend, sqlPend{version: version, chs: chs})
+}
+
+// sqlAcked learns that an event is in the log and settles the file if no
+// turn is running (inTurn: acked from Sync inside a turn).
+func (a *activation) sqlAcked(version, seq uint64, inTurn bool) {
+	st := a.sql
+	if st == nil || st.broken != nil {
+		return
+	}
+	st.ackV, st.ackS = version, seq
+	if !inTurn {
+		a.sqlSettle()
+	}
+}
+
+// sqlSettle commits what the log has acknowledged (step 3).
+func (a *activation) sqlSettle() {
+	st := a.sql
+	if st == nil || st.broken != nil || !st.inTxn {
+		return
+	}
+	ctx := a.rt.appendCtx
+	newer := 0
+	for _, p := range st.pend {
+		if p.version > st.ackV {
+			newer++
+		}
+	}
+	switch {
+	case newer == 0:
+		if err := st.db.SetApplied(ctx, st.ackV, st.ackS); err != nil {
+			a.sqlBroken(err)
+			return
+		}
+		if err := st.db.Commit(ctx); err != nil {
+			a.sqlBroken(err)
+			return
+		}
+		st.inTxn, st.pend = false, nil
+		st.fileV, st.fileS = st.ackV, st.ackS
+	case len(st.pend) > sqlPendMax:
+		if err := a.sqlRebuildTxn(ctx); err != nil {
+			a.sqlBroken(err)
+		}
+	}
+}
+
+func (a *activation) sqlRebuildTxn(ctx context.Context) error {
+	st := a.sql
+	if err := st.db.Rollback(ctx); err != nil {
+		return err
+	}
+	st.inTxn = false
+	if err := st.db.Begin(ctx); err != nil {
+		return err
+	}
+	var rest []sqlPend
+	for _, p := range st.pend {
+		if p.version > st.ackV {
+			rest = append(rest, p)
+			continue
+		}
+		if err := st.db.Apply(ctx, p.chs); err != nil {
+			st.db.Rollback(ctx)
+			return err
+		}
+	}
+	if err := st.db.SetApplied(ctx, st.ackV, st.ackS); err != nil {
+		st.db.Rollback(ctx)
+		return err
+	}
+	if err := st.db.Commit(ctx); err != nil {
+		return err
+	}
+	st.fileV, st.fileS = st.ackV, st.ackS
+	if err := st.db.Begin(ctx); err != nil {
+		return err
+	}
+	st.inTxn = true
+	for _, p := range rest {
+		if err := st.db.Apply(ctx, p.chs); err != nil {
+			return err
+		}
+	}
+	st.pend = rest
+	return nil
+}
+
+// sqlBroken marks the database unusable for the rest of the activation
+// (its state is unknown); the next activation catches up from the log.
+func (a *activation) sqlBroken(err error) error {
+	if a.sql != nil && a.sql.broken == nil {
+		a.sql.broken = fmt.Errorf("%w: sql %s/%s: %w", ErrUnavailable, a.class.name, a.id, err)
+		a.rt.logger.Warn("SQL database failed; the activation will reset", "class", a.class.name, "id", a.id, "err", err)
+		a.broken = a.sql.broken
+	}
+	if a.sql != nil {
+		return a.sql.broken
+	}
+	return err
+}
+
+// sqlClose ends the database with the activation: what the log has is
+// committed, anything else rolled back (step 4).
+func (a *activation) sqlClose() {
+	st := a.sql
+	if st == nil {
+		return
+	}
+	a.sql = nil
+	ctx := context.Background()
+	if st.broken == nil {
+		if st.inTxn {
+			a.sql = st
+			a.sqlSettle()
+			a.sql = nil
+		}
+		if st.inTxn {
+			st.db.Rollback(ctx)
+		}
+	}
+	if err := st.db.Close(); err != nil {
+		a.rt.logger.Warn("closing SQL database", "class", a.class.name, "id", a.id, "err", err)
+	}
+}

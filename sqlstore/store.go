@@ -1,0 +1,225 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/strata-objects/strata/log"
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Limits, as in Durable Objects where they exist.
+const (
+	StatementBytesMax = 100 << 10 // one query's text
+	ResultBytesMax    = 32 << 20  // one query's materialized rows
+	DefaultSizeMax    = 1 << 30   // a database's bytes, unless the class says otherwise
+	pageBytes         = 4096
+)
+
+// Sentinel errors callers branch on. ErrSQL wraps SQLite's own message for
+// a statement that failed (a 400 at the edge); ErrRefused a statement that
+// would break replay or escape the object.
+var (
+	ErrSQL     = errors.New("SQL error")
+	ErrRefused = errors.New("SQL statement refused")
+	ErrReplay  = errors.New("SQL replay diverged")
+)
+
+// metaTable holds the applied position; user statements may not touch it.
+const metaTable = "_strata_meta"
+
+// Config of one database.
+type Config struct {
+	// SizeMax bounds the database's bytes (rounded down to pages); a write
+	// past it fails with SQLite's "database or disk is full". Zero means
+	// DefaultSizeMax.
+	SizeMax int64
+}
+
+// DB is one object's SQL database on one connection. It is not safe for
+// concurrent use: its owner (the activation's goroutine) serializes calls.
+type DB struct {
+	db   *sql.DB
+	conn *sql.Conn
+	path string
+
+	capturing bool
+	changes   []log.SQLChange
+	ddl       bool     // the statement being prepared changes the schema
+	created   []string // tables it creates
+	refusal   string   // why the statement being prepared is refused
+	cols      map[string][]string
+	stmts     map[string]*sql.Stmt
+	written   int64 // rows the last Query wrote
+	hookErr   error
+}
+
+// Open opens (creating) the database at path; "" opens a private
+// in-memory database (time travel, tests).
+func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
+	if cfg.SizeMax <= 0 {
+		cfg.SizeMax = DefaultSizeMax
+	}
+	dsn := "file::memory:"
+	if path != "" {
+		dsn = "file:" + path
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open sql %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	d := &DB{db: db, path: path, cols: map[string][]string{}, stmts: map[string]*sql.Stmt{}}
+	if err := d.init(ctx, cfg); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open sql %s: %w", path, err)
+	}
+	return d, nil
+}
+
+func (d *DB) init(ctx context.Context, cfg Config) error {
+	conn, err := d.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	d.conn = conn
+	// The file is derived from the log and, like Badger (DESIGN.md,
+	// "Durability"), written without fsync: a process crash loses
+	// nothing the OS has; what a machine crash loses is caught up from
+	// the log (the stored version says where). synchronous=NORMAL would
+	// fsync at each WAL checkpoint, also when an evicted object's
+	// database closes, which made W3-sql (many objects, evictions) an
+	// order of magnitude slower.
+	pragmas := []string{
+		"PRAGMA journal_mode=WAL",
+		"PRAGMA synchronous=OFF",
+		fmt.Sprintf("PRAGMA page_size=%d", pageBytes),
+		"PRAGMA foreign_keys=OFF",
+		"PRAGMA trusted_schema=OFF",
+		fmt.Sprintf("PRAGMA max_page_count=%d", cfg.SizeMax/pageBytes),
+		"CREATE TABLE IF NOT EXISTS " + metaTable + "(k INTEGER PRIMARY KEY, version INTEGER NOT NULL, seq INTEGER NOT NULL)",
+	}
+	for _, p := range pragmas {
+		if _, err := conn.ExecContext(ctx, p); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	return conn.Raw(func(dc any) error {
+		h, ok := dc.(sqlite.HookRegisterer)
+		a, ok2 := dc.(sqlite.AuthorizerRegisterer)
+		if !ok || !ok2 {
+			return errors.New("driver has no hooks")
+		}
+		h.RegisterPreUpdateHook(d.preUpdate)
+		return a.RegisterAuthorizer(d.authorize)
+	})
+}
+
+// Close closes the connection; an open transaction is rolled back.
+func (d *DB) Close() error {
+	for _, s := range d.stmts {
+		s.Close()
+	}
+	d.conn.Close()
+	return d.db.Close()
+}
+
+// Path is the database's file, "" in memory.
+func (d *DB) Path() string { return d.path }
+
+// Applied returns the version and stream sequence of the last event whose
+// changes the committed database holds.
+func (d *DB) Applied(ctx context.Context) (version, seq uint64, err error) {
+	err = d.conn.QueryRowContext(ctx, "SELECT version, seq FROM "+metaTable+" WHERE k=1").Scan(&version, &seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, nil
+	}
+	return version, seq, err
+}
+
+// SetApplied records the applied position in the current transaction.
+func (d *DB) SetApplied(ctx context.Context, version, seq uint64) error {
+	_, err := d.conn.ExecContext(ctx, "INSERT INTO "+metaTable+"(k,version,seq) VALUES(1,?,?) ON CONFLICT(k) DO UPDATE SET version=excluded.version, seq=excluded.seq", int64(version), int64(seq))
+	return err
+}
+
+// exec runs an internal statement.
+func (d *DB) exec(ctx context.Context, q string) error {
+	if _, err := d.conn.ExecContext(ctx, q); err != nil {
+		return fmt.Errorf("%s: %w", q, err)
+	}
+	return nil
+}
+
+// Begin starts the write transaction that turns run in.
+func (d *DB) Begin(ctx context.Context) error { return d.exec(ctx, "BEGIN IMMEDIATE") }
+
+// Commit commits the write transaction.
+func (d *DB) Commit(ctx context.Context) error { return d.exec(ctx, "COMMIT") }
+
+// Rollback abandons the write transaction, if any.
+func (d *DB) Rollback(ctx context.Context) error {
+	if err := d.exec(ctx, "ROLLBACK"); err != nil && !strings.Contains(err.Error(), "no transaction is active") {
+		return err
+	}
+	d.cols = map[string][]string{}
+	d.closeStmts()
+	return nil
+}
+
+// Savepoint opens a named savepoint; name is internal, never user input.
+func (d *DB) Savepoint(ctx context.Context, name string) error {
+	return d.exec(ctx, "SAVEPOINT "+name)
+}
+
+// Release keeps a savepoint's changes in the enclosing transaction.
+func (d *DB) Release(ctx context.Context, name string) error {
+	return d.exec(ctx, "RELEASE "+name)
+}
+
+// RollbackTo undoes a savepoint's changes and closes it.
+func (d *DB) RollbackTo(ctx context.Context, name string) error {
+	if err := d.exec(ctx, "ROLLBACK TO "+name); err != nil {
+		return err
+	}
+	d.cols = map[string][]string{} // the schema may have changed back
+	d.closeStmts()
+	return d.exec(ctx, "RELEASE "+name)
+}
+
+func (d *DB) closeStmts() {
+	for k, s := range d.stmts {
+		s.Close()
+		delete(d.stmts, k)
+	}
+}
+
+// Size is the database's bytes (pages in use times page size), as
+// Durable Objects' databaseSize.
+func (d *DB) Size(ctx context.Context) (int64, error) {
+	var pages, size int64
+	if err := d.conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		return 0, err
+	}
+	if err := d.conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&size); err != nil {
+		return 0, err
+	}
+	return pages * size, nil
+}
+
+// sqliteErr wraps an error from SQLite for a user statement.
+func sqliteErr(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		msg := se.Error()
+		if se.Code() == sqlite3.SQLITE_AUTH {
+			return fmt.Errorf("%w: %s", ErrRefused, msg)
+		}
+		return fmt.Errorf("%w: %s", ErrSQL, msg)
+	}
+	return err
+}
