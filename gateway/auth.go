@@ -95,6 +95,12 @@ var routeAccess = map[string]access{
 	"GET /v1/tokens":                accessAdmin,
 	"POST /v1/tokens":               accessAdmin,
 	"DELETE /v1/tokens/{id}":        accessAdmin,
+	"GET /{$}":                      accessOpen, // a redirect to the console
+	"GET /console":                  accessOpen,
+	"GET /console/":                 accessOpen, // static files; the API calls they make need tokens
+	"GET /metrics":                  accessRead,
+	"GET /v1/classes":               accessRead,
+	"GET /v1/node":                  accessRead,
 }
 
 // actionAccess maps each action of the object route (isAction) to what it

@@ -20,6 +20,7 @@
 //	GET  /v1/tail?class=                                       committed events, live, NDJSON
 //	GET  /v1/cluster                                           nodes, their state, objects held (cluster.go)
 //	GET  /healthz
+//	GET  /, /console/, /metrics, /v1/classes, /v1/node  the console and its routes (console.go)
 package gateway
 
 import (
@@ -86,6 +87,14 @@ type Config struct {
 	// CORSOrigins lists the browser origins (scheme://host[:port]) other
 	// than the gateway's own that may call it (guard.go).
 	CORSOrigins []string
+	// Metrics, if set, is served at GET /metrics (scope read); Observe,
+	// if set, learns of every answered request (observe.go).
+	Metrics http.Handler
+	Observe Observer
+	// Inspect and NodeStats serve the console's read routes /v1/classes
+	// and /v1/node (console.go); nil: those answer 404.
+	Inspect   Inspector
+	NodeStats func() any
 }
 
 // Gateway is an http.Handler.
@@ -144,6 +153,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.alarmAdminRoutes()
 	}
 	g.tokenRoutes()
+	g.consoleRoutes()
 	g.initWebSockets(cfg.WebSocket)
 	g.handle("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, &routeError{http.StatusNotFound, "not_found", "no route for " + r.Method + " " + r.URL.Path})
@@ -168,6 +178,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Request-Id", reqID)
 	r = r.WithContext(context.WithValue(r.Context(), reqIDKey{}, reqID))
+	if g.cfg.Observe != nil {
+		observe(g.cfg.Observe, g.handler, w, r)
+		return
+	}
 	g.handler.ServeHTTP(w, r)
 }
 

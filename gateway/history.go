@@ -300,8 +300,9 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 		if flusher != nil {
 			flusher.Flush()
 		}
-		// Follow until the client goes away or the gateway stops.
-		fctx, cancel := context.WithCancel(ctx)
+		// Follow until the client goes away or the gateway stops; not
+		// until RequestTimeout, which bounds ctx (objectRoute).
+		fctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
 		stop := context.AfterFunc(g.streams, cancel)
 		defer stop()

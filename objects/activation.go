@@ -492,8 +492,15 @@ func (a *activation) handle(req *request) {
 	}
 	t := &turn{a: a, req: req}
 	t.st = &Storage{t: t, ws: newWriteSet(nil)}
+	var start time.Time
+	if a.rt.hooks.Turn != nil {
+		start = time.Now()
+	}
 	out, err, panicked := a.invoke(t)
 	t.done = true
+	if a.rt.hooks.Turn != nil {
+		a.rt.hooks.Turn(a.class.name, time.Since(start), err != nil)
+	}
 	switch {
 	case a.broken != nil && a.broken != errReset:
 		// Fenced during Sync: nothing this turn did may be kept.

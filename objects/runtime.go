@@ -91,6 +91,9 @@ type Hooks struct {
 	// OverlayWait: an activation at its overlay bound was woken by the
 	// projector's progress.
 	OverlayWait func(class string, id ID)
+	// Turn: a handler ran for took (its queue wait and commit wait not
+	// included); failed if it returned an error or panicked (metrics).
+	Turn func(class string, took time.Duration, failed bool)
 }
 
 func (h Hooks) overlayWait(c string, id ID) {

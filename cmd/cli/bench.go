@@ -35,6 +35,7 @@ type benchConfig struct {
 	json      bool
 	shards    int
 	auth      bool
+	metrics   bool // the temporary node counts metrics (serve's default)
 }
 
 // benchResult is one row of the table.
@@ -76,6 +77,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&bc.workloads, "workloads", "W1,W2,W3,W4,W5,W6", "workloads to run (W6: WebSocket broadcast to a room of 1,000; `strata bench ws` measures memory per connection)")
 	fs.BoolVar(&bc.json, "json", false, "print results as JSON lines")
 	fs.IntVar(&bc.shards, "shards", 0, "shard count of the temporary server (0: the default)")
+	fs.BoolVar(&bc.metrics, "metrics", true, "temporary server: count Prometheus metrics as serve does by default (false: no hooks, no /metrics); run both, alternated, to measure their cost")
 	fs.BoolVar(&bc.auth, "auth", false, "temporary server: W1–W4 alternate each client's requests between the gateway and a second one on the same node with auth on, sending a token (rows +auth, each with its half of the requests): the cost of auth")
 	var ca clientAuth
 	ca.register(fs)
@@ -108,19 +110,28 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		}
 		defer os.RemoveAll(dir)
 		lc := logConfig{dataDir: dir, fsync: "always", shards: bc.shards, logger: logger}
+		var nodeP atomic.Pointer[node]
+		if bc.metrics {
+			lc.metrics = newMetrics(env.Classes, &nodeP, new(atomic.Pointer[gateway.Gateway]))
+		}
 		// A short idle timeout lets W5 find its object evicted.
 		n, err = openNode(ctx, lc, env.Classes, time.Second)
 		if err != nil {
 			return err
 		}
+		nodeP.Store(n)
 		defer n.close(context.Background(), nil)
-		url, stop, err := serveBench(gateway.Config{Backend: n.rt, Logger: logger})
+		gc := gateway.Config{Backend: n.rt, Logger: logger}
+		if lc.metrics != nil {
+			gc.Metrics, gc.Observe = lc.metrics.Handler(), lc.metrics.ObserveRequest
+		}
+		url, stop, err := serveBench(gc)
 		if err != nil {
 			return err
 		}
 		defer stop()
 		baseURL, l = url, n.log
-		fmt.Fprintf(env.Stderr, "bench: temporary server at %s, data in %s, fsync always\n", baseURL, dir)
+		fmt.Fprintf(env.Stderr, "bench: temporary server at %s, data in %s, fsync always, metrics %v\n", baseURL, dir, bc.metrics)
 		if bc.auth {
 			tokens, err := n.log.OpenTokens(ctx)
 			if err != nil {

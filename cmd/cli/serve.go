@@ -44,6 +44,8 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	wsf.register(fs)
 	var af authFlags
 	af.register(fs)
+	var mf metricsFlags
+	mf.register(fs)
 	allowedHosts := fs.String("allowed-hosts", "", "comma-separated Host names the gateway answers besides loopback ones and the --http host: names, *.domain, IP addresses ('*': any host; needed behind a DNS name or a proxy)")
 	corsOrigins := fs.String("cors-origins", "", "comma-separated browser origins (scheme://host[:port]) besides the gateway's own that may call it")
 	if err := parseFlags(fs, args); err != nil {
@@ -107,11 +109,18 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("listen %s: %w", *httpAddr, err)
 	}
 	lc.cluster.httpAddr = ln.Addr().String()
+	var nodeP atomic.Pointer[node]
+	var gwP atomic.Pointer[gateway.Gateway]
+	if mf.on {
+		lc.metrics = newMetrics(env.Classes, &nodeP, &gwP)
+	}
+	started := time.Now()
 	n, err := openNode(ctx, lc, env.Classes, *idle)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	nodeP.Store(n)
 	var backend gateway.Backend = n.rt
 	if n.router != nil {
 		backend = n.router // requests go to their object's owner
@@ -120,6 +129,16 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		Backend: backend, Logger: logger, Alarms: n.alarms, WebSocket: wsCfg, Health: n.proj.Health, StreamsMax: *streamsMax,
 		AllowedHosts: append(splitList(*allowedHosts), listenHost(ln.Addr().String(), *httpAddr)...),
 		CORSOrigins:  splitList(*corsOrigins),
+		Inspect:      n.rt,
+		NodeStats: func() any {
+			if g := gwP.Load(); g != nil {
+				return nodeStats(n, g, started)
+			}
+			return nil
+		},
+	}
+	if lc.metrics != nil {
+		gc.Metrics, gc.Observe = lc.metrics.Handler(), lc.metrics.ObserveRequest
 	}
 	var tokens *log.Tokens
 	fail := func(err error) error {
@@ -143,6 +162,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fail(err)
 	}
+	gwP.Store(gw)
 	if *pprofAddr != "" {
 		prof, err := startPprof(*pprofAddr, logger)
 		if err != nil {
