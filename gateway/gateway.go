@@ -42,6 +42,7 @@ import (
 
 	"github.com/strata-objects/strata/cluster"
 	"github.com/strata-objects/strata/objects"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Backend is what the gateway needs of the objects runtime. One node's
@@ -95,6 +96,9 @@ type Config struct {
 	// and /v1/node (console.go); nil: those answer 404.
 	Inspect   Inspector
 	NodeStats func() any
+	// Tracer, if set, traces each request (trace.go): a span per request,
+	// a child of the client's W3C traceparent if it sent one.
+	Tracer trace.Tracer
 }
 
 // Gateway is an http.Handler.
@@ -178,8 +182,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Request-Id", reqID)
 	r = r.WithContext(context.WithValue(r.Context(), reqIDKey{}, reqID))
-	if g.cfg.Observe != nil {
-		observe(g.cfg.Observe, g.handler, w, r)
+	var end func(code int)
+	r, end = g.startTrace(r)
+	if g.cfg.Observe != nil || end != nil {
+		observe(g.cfg.Observe, end, g.handler, w, r)
 		return
 	}
 	g.handler.ServeHTTP(w, r)
@@ -326,7 +332,7 @@ func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
 	defer cancel()
-	cause := objects.Cause{RequestID: requestID(r), Principal: principal(r)}
+	cause := objects.Cause{RequestID: requestID(r), Principal: principal(r), TraceID: traceID(r)}
 	if vs, ok := r.Header[IdempotencyKeyHeader]; ok && (rt.action == "rpc" || rt.action == "fetch" || rt.action == "alarm") {
 		if len(vs) != 1 {
 			writeError(w, r, fmt.Errorf("%w: %d %s headers, want one", objects.ErrInvalidIdempotencyKey, len(vs), IdempotencyKeyHeader))

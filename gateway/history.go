@@ -160,6 +160,7 @@ type historyTurn struct {
 	Principal string `json:"principal,omitempty"`
 	Method    string `json:"method,omitempty"`
 	Via       string `json:"via"`
+	TraceID   string `json:"trace_id,omitempty"`
 	// IdempotencyKey and Status: a keyed turn's key and the status of the
 	// answer recorded for its retries.
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
@@ -272,7 +273,7 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 		shown = e.Version
 		line := historyEntry{Version: e.Version, Seq: e.Seq, Time: e.Time, Name: e.Name}
 		for _, t := range e.Turns {
-			ht := historyTurn{RequestID: t.Cause.RequestID, Principal: t.Cause.Principal, Method: t.Cause.Method, Via: t.Cause.Via.String(), IdempotencyKey: t.Cause.IdemKey, Changes: []historyChange{}}
+			ht := historyTurn{RequestID: t.Cause.RequestID, Principal: t.Cause.Principal, Method: t.Cause.Method, Via: t.Cause.Via.String(), TraceID: t.Cause.TraceID, IdempotencyKey: t.Cause.IdemKey, Changes: []historyChange{}}
 			if o := t.Cause.Outcome; o != nil {
 				ht.Status = o.Status
 			}

@@ -16,17 +16,23 @@ import (
 // observer bounds the label values; the gateway passes them as they came.
 type Observer func(class, action, method string, code int, took time.Duration)
 
-// observe answers r through next and reports it to obs.
-func observe(obs Observer, next http.Handler, w http.ResponseWriter, r *http.Request) {
+// observe answers r through next and reports it to obs and end (either
+// may be nil).
+func observe(obs Observer, end func(code int), next http.Handler, w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() {
-		class, action, method := requestLabels(r)
 		code := sw.code
 		if code == 0 {
 			code = http.StatusOK
 		}
-		obs(class, action, method, code, time.Since(start))
+		if end != nil {
+			end(code)
+		}
+		if obs != nil {
+			class, action, method := requestLabels(r)
+			obs(class, action, method, code, time.Since(start))
+		}
 	}()
 	next.ServeHTTP(sw, r)
 }

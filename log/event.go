@@ -106,6 +106,10 @@ type Cause struct {
 	// Outcome is the answer of a keyed turn, kept so that a retry with the
 	// same key gets it again without running the turn.
 	Outcome *Outcome `cbor:"7,keyasint,omitempty"`
+	// TraceID is the W3C trace id (32 lowercase hex) of the request that
+	// caused the turn, when it carried one or was sampled: a history row
+	// links to its trace. Keys 30–39 are the console/metrics/traces range.
+	TraceID string `cbor:"30,keyasint,omitempty"`
 }
 
 // Outcome is the answer one keyed turn gave. Events before idempotency keys

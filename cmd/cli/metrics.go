@@ -9,15 +9,32 @@ import (
 	"github.com/strata-objects/strata/gateway"
 	"github.com/strata-objects/strata/metrics"
 	"github.com/strata-objects/strata/objects"
+	"github.com/strata-objects/strata/tracing"
 )
 
 // metricsFlags are serve's observability flags.
 type metricsFlags struct {
-	on bool
+	on           bool
+	otlpEndpoint string
+	traceSample  float64
 }
 
 func (f *metricsFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.on, "metrics", true, "serve Prometheus metrics at GET /metrics (scope read when auth is on) and count requests, turns, appends and alarms")
+	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OpenTelemetry: send traces over OTLP/HTTP to this collector URL (e.g. http://127.0.0.1:4318); empty: tracing off")
+	fs.Float64Var(&f.traceSample, "trace-sample", 0.01, "with --otlp-endpoint, the share of requests traced (0..1); a request whose traceparent is sampled is always traced")
+}
+
+// startTracing starts tracing if --otlp-endpoint is set (nil otherwise).
+func (f *metricsFlags) startTracing(ctx context.Context, node string) (*tracing.Tracing, error) {
+	if f.otlpEndpoint == "" {
+		return nil, nil
+	}
+	t, err := tracing.Start(ctx, tracing.Config{Endpoint: f.otlpEndpoint, SampleRatio: f.traceSample, Node: node})
+	if err != nil {
+		return nil, &usageError{err.Error()}
+	}
+	return t, nil
 }
 
 // newMetrics makes a node's metrics before the node opens (its hooks are
