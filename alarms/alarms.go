@@ -81,6 +81,9 @@ type Config struct {
 	// runtime: in a cluster every node takes fires from the shared
 	// consumer, and the cluster router forwards each to its object's owner.
 	Deliver func(ctx context.Context, ref objects.Ref, info objects.AlarmInfo) error
+	// OnFire, if set, learns of each fire taken, with how late it is
+	// against its scheduled time and whether it is a retry (metrics).
+	OnFire func(late time.Duration, retry bool)
 }
 
 func (c *Config) setDefaults() error {

@@ -56,6 +56,9 @@ func (s *Service) runFire(fm *log.FireMsg) {
 	retry := int(fm.Deliveries) - 1
 	info := objects.AlarmInfo{Name: fm.Name, ScheduledAt: time.Unix(0, fm.At), RetryCount: retry, IsRetry: retry > 0}
 	ref := objects.Ref{Class: fm.Class, ID: fm.ID}
+	if s.cfg.OnFire != nil {
+		s.cfg.OnFire(time.Since(info.ScheduledAt), info.IsRetry)
+	}
 	deliver := s.rt.Alarm
 	if s.cfg.Deliver != nil {
 		deliver = s.cfg.Deliver

@@ -102,6 +102,11 @@ var routeAccess = map[string]access{
 	"PUT /v1/classes/{name}":           accessAdmin,
 	"POST /v1/classes/{name}/rollback": accessAdmin,
 	"POST /v1/classes/{name}/replay":   accessAdmin,
+	"GET /{$}":                         accessOpen, // a redirect to the console
+	"GET /console":                     accessOpen,
+	"GET /console/":                    accessOpen, // static files; the API calls they make need tokens
+	"GET /metrics":                     accessRead,
+	"GET /v1/node":                     accessRead,
 }
 
 // actionAccess maps each action of the object route (isAction) to what it

@@ -176,6 +176,11 @@ var authRoutes = []struct {
 	{"GET", "/v1/tokens", ""},
 	{"POST", "/v1/tokens", `{"scopes":["read"]}`},
 	{"DELETE", "/v1/tokens/nosuch", ""},
+	{"GET", "/", ""},
+	{"GET", "/console", ""},
+	{"GET", "/console/", ""},
+	{"GET", "/v1/classes", ""},
+	{"GET", "/v1/node", ""},
 }
 
 // Every route × every credential: 401 without a valid token in force, 403

@@ -15,7 +15,7 @@ import (
 // ClassAdmin deploys and lists classes written in JavaScript (the jsclass
 // package implements it). Routes:
 //
-//	GET  /v1/classes                   deployed classes and their versions (read)
+//	GET  /v1/classes                   (console.go) every class, deployed ones with their versions (read)
 //	GET  /v1/classes/{name}            one class's versions (read)
 //	PUT  /v1/classes/{name}            deploy a new version (admin)
 //	POST /v1/classes/{name}/rollback   redeploy an old version's code as a new one (admin)
@@ -90,17 +90,6 @@ func (g *Gateway) classRoutes() {
 		}
 		return in, true
 	}
-	g.handle("GET /v1/classes", func(w http.ResponseWriter, r *http.Request) {
-		out := []map[string]any{}
-		for _, n := range ca.ClassNames() {
-			vs := ca.ClassVersions(n)
-			if len(vs) == 0 {
-				continue
-			}
-			out = append(out, map[string]any{"class": n, "version": vs[len(vs)-1].Version, "versions": len(vs), "latest": viewClassVersion(vs[len(vs)-1])})
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"classes": out})
-	})
 	g.handle("GET /v1/classes/{name}", func(w http.ResponseWriter, r *http.Request) {
 		if err := objects.ValidateClassName(r.PathValue("name")); err != nil {
 			writeError(w, r, err)

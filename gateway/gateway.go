@@ -21,6 +21,7 @@
 //	GET  /v1/cluster                                           nodes, their state, objects held (cluster.go)
 //	GET  /v1/cluster/raft                                      NATS Raft leaders as this node sees them (raft.go)
 //	GET  /healthz
+//	GET  /, /console/, /metrics, /v1/classes, /v1/node  the console and its routes (console.go)
 package gateway
 
 import (
@@ -42,6 +43,7 @@ import (
 
 	"github.com/strata-objects/strata/cluster"
 	"github.com/strata-objects/strata/objects"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Backend is what the gateway needs of the objects runtime. One node's
@@ -92,6 +94,17 @@ type Config struct {
 	Raft func() (RaftStatus, error)
 	// Classes, if set, serves the deployed-class routes (classes.go).
 	Classes ClassAdmin
+	// Metrics, if set, is served at GET /metrics (scope read); Observe,
+	// if set, learns of every answered request (observe.go).
+	Metrics http.Handler
+	Observe Observer
+	// Inspect and NodeStats serve the console's read routes /v1/classes
+	// and /v1/node (console.go); nil: those answer 404.
+	Inspect   Inspector
+	NodeStats func() any
+	// Tracer, if set, traces each request (trace.go): a span per request,
+	// a child of the client's W3C traceparent if it sent one.
+	Tracer trace.Tracer
 }
 
 // Gateway is an http.Handler.
@@ -154,6 +167,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Classes != nil {
 		g.classRoutes()
 	}
+	g.consoleRoutes()
 	g.initWebSockets(cfg.WebSocket)
 	g.handle("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, &routeError{http.StatusNotFound, "not_found", "no route for " + r.Method + " " + r.URL.Path})
@@ -178,6 +192,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Request-Id", reqID)
 	r = r.WithContext(context.WithValue(r.Context(), reqIDKey{}, reqID))
+	var end func(code int)
+	r, end = g.startTrace(r)
+	if g.cfg.Observe != nil || end != nil {
+		observe(g.cfg.Observe, end, g.handler, w, r)
+		return
+	}
 	g.handler.ServeHTTP(w, r)
 }
 
@@ -322,7 +342,7 @@ func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
 	defer cancel()
-	cause := objects.Cause{RequestID: requestID(r), Principal: principal(r)}
+	cause := objects.Cause{RequestID: requestID(r), Principal: principal(r), TraceID: traceID(r)}
 	if vs, ok := r.Header[IdempotencyKeyHeader]; ok && (rt.action == "rpc" || rt.action == "fetch" || rt.action == "alarm") {
 		if len(vs) != 1 {
 			writeError(w, r, fmt.Errorf("%w: %d %s headers, want one", objects.ErrInvalidIdempotencyKey, len(vs), IdempotencyKeyHeader))

@@ -173,6 +173,7 @@ type historyTurn struct {
 	Principal string `json:"principal,omitempty"`
 	Method    string `json:"method,omitempty"`
 	Via       string `json:"via"`
+	TraceID   string `json:"trace_id,omitempty"`
 	// IdempotencyKey and Status: a keyed turn's key and the status of the
 	// answer recorded for its retries.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
@@ -320,7 +321,7 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 		shown = e.Version
 		line := historyEntry{Version: e.Version, Seq: e.Seq, Time: e.Time, Name: e.Name}
 		for _, t := range e.Turns {
-			ht := historyTurn{RequestID: t.Cause.RequestID, Principal: t.Cause.Principal, Method: t.Cause.Method, Via: t.Cause.Via.String(), IdempotencyKey: t.Cause.IdemKey, Changes: []historyChange{}}
+			ht := historyTurn{RequestID: t.Cause.RequestID, Principal: t.Cause.Principal, Method: t.Cause.Method, Via: t.Cause.Via.String(), TraceID: t.Cause.TraceID, IdempotencyKey: t.Cause.IdemKey, Changes: []historyChange{}}
 			if o := t.Cause.Outcome; o != nil {
 				ht.Status = o.Status
 			}
@@ -356,8 +357,10 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 		if flusher != nil {
 			flusher.Flush()
 		}
-		// Follow until the client goes away or the gateway stops.
-		fctx, stop := g.streamContext(ctx, r)
+		// Follow until the client goes away, the gateway stops or the
+		// token is revoked; not until RequestTimeout, which bounds ctx
+		// (objectRoute).
+		fctx, stop := g.streamContext(r.Context(), r)
 		defer stop()
 		err = follower.Follow(fctx, rt.ref, max(shown, hr.From-min(hr.From, 1)), emit)
 		if fctx.Err() != nil {

@@ -29,6 +29,7 @@ type tailLine struct {
 type tailTurn struct {
 	RequestID string      `json:"request_id,omitempty"`
 	Principal string      `json:"principal,omitempty"`
+	TraceID   string      `json:"trace_id,omitempty"`
 	Method    string      `json:"method,omitempty"`
 	Via       string      `json:"via"`
 	Writes    []tailWrite `json:"writes"`
@@ -84,7 +85,7 @@ func (g *Gateway) tail(w http.ResponseWriter, r *http.Request) {
 		ev := rec.Event
 		line := tailLine{Class: ev.Class, ID: ev.ID.String(), Name: ev.Name, Version: ev.Version, Seq: rec.Seq, Time: time.Unix(0, ev.Time).UTC()}
 		for _, tu := range ev.Turns {
-			tt := tailTurn{RequestID: tu.Cause.RequestID, Principal: tu.Cause.Principal, Method: tu.Cause.Method, Via: tu.Cause.Via.String(), Writes: []tailWrite{}}
+			tt := tailTurn{RequestID: tu.Cause.RequestID, Principal: tu.Cause.Principal, TraceID: tu.Cause.TraceID, Method: tu.Cause.Method, Via: tu.Cause.Via.String(), Writes: []tailWrite{}}
 			for _, wr := range tu.Writes {
 				tt.Writes = append(tt.Writes, tailWrite{Op: wr.Op.String(), Key: wr.Key})
 			}

@@ -380,13 +380,22 @@ func (c *committer) failQueued() {
 // commit publishes batch and completes every append in it, retrying the
 // ones a failure leaves undecided.
 func (c *committer) commit(batch []*pendingAppend) {
+	var start time.Time
+	if c.l.cfg.OnCommit != nil {
+		start = time.Now()
+	}
 	for round := 1; len(batch) > 0; round++ {
 		seqs, err := c.publish(batch)
 		switch {
 		case err == nil:
+			bytes := 0
 			for i, p := range batch {
 				c.l.stats.appends.Add(1)
+				bytes += len(p.data)
 				p.done <- appendResult{seq: seqs[i]}
+			}
+			if c.l.cfg.OnCommit != nil {
+				c.l.cfg.OnCommit(c.shard, len(batch), bytes, time.Since(start))
 			}
 			return
 		case c.l.ctx.Err() != nil: // Close gave up waiting for us

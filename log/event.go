@@ -117,6 +117,10 @@ type Cause struct {
 	// version that ran it and what it observed, so it can be replayed
 	// (code.go). Keys 20-29 of Cause belong to deployed classes.
 	Code *CodeRecord `cbor:"20,keyasint,omitempty"`
+	// TraceID is the W3C trace id (32 lowercase hex) of the request that
+	// caused the turn, when it carried one or was sampled: a history row
+	// links to its trace. Keys 30–39 are the console/metrics/traces range.
+	TraceID string `cbor:"30,keyasint,omitempty"`
 }
 
 // Caller is the object that caused a turn by calling it. Version and Turn

@@ -87,6 +87,11 @@ type Config struct {
 	// (DropBefore). It is fixed when the log is created: JetStream never
 	// lifts DenyPurge, so on an append-only log it is an error.
 	AllowRetention bool
+	// OnCommit, if set, learns of each publish round a shard's committer
+	// completed: how many events it acknowledged, their bytes, and how
+	// long the round took (metrics). It runs on the committer's goroutine
+	// and must not block.
+	OnCommit func(shard, events, bytes int, took time.Duration)
 
 	hooks *hooks // tests only
 }

@@ -502,10 +502,17 @@ func (a *activation) handle(req *request) {
 	t := &turn{a: a, req: req}
 	t.st = &Storage{t: t, ws: newWriteSet(nil)}
 	a.inTurn = true
+	var start time.Time
+	if a.rt.hooks.Turn != nil {
+		start = time.Now()
+	}
 	out, err, panicked := a.invoke(t)
 	a.inTurn = false
 	t.sqlEnd(err == nil && (a.broken == nil || a.broken == errReset))
 	t.done = true
+	if a.rt.hooks.Turn != nil {
+		a.rt.hooks.Turn(a.class.name, time.Since(start), err != nil)
+	}
 	switch {
 	case a.broken != nil && a.broken != errReset:
 		// Fenced during Sync: nothing this turn did may be kept.

@@ -115,6 +115,9 @@ type Hooks struct {
 	// Delivered: the outbox settled a message of class/id (delivered, or
 	// dead-lettered when dead).
 	Delivered func(class string, id ID, dead bool)
+	// Turn: a handler ran for took (its queue wait and commit wait not
+	// included); failed if it returned an error or panicked (metrics).
+	Turn func(class string, took time.Duration, failed bool)
 }
 
 func (h Hooks) delivered(c string, id ID, dead bool) {

@@ -219,7 +219,7 @@ func (b *txnBatch) stage(rec log.Record, split bool) error {
 	}
 	b.staged = append(b.staged, rec)
 	b.done = append(b.done, rec)
-	b.applied = append(b.applied, Applied{Class: ev.Class, ID: ev.ID, Version: ev.Version, Seq: rec.Seq})
+	b.applied = append(b.applied, Applied{Class: ev.Class, ID: ev.ID, Version: ev.Version, Seq: rec.Seq, Time: ev.Time})
 	return nil
 }
 

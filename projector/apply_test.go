@@ -299,7 +299,7 @@ func TestOnApplied(t *testing.T) {
 				t.Fatalf("reported %d records, want %d", len(got), len(recs))
 			}
 			for i, r := range recs {
-				want := Applied{Class: r.Event.Class, ID: r.Event.ID, Version: r.Event.Version, Seq: r.Seq}
+				want := Applied{Class: r.Event.Class, ID: r.Event.ID, Version: r.Event.Version, Seq: r.Seq, Time: r.Event.Time}
 				if got[i] != want {
 					t.Fatalf("report %d = %+v, want %+v", i, got[i], want)
 				}

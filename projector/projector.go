@@ -79,6 +79,7 @@ type Applied struct {
 	ID      log.ID
 	Version uint64
 	Seq     uint64
+	Time    int64 // the event's time, Unix nanoseconds (projector lag in metrics)
 }
 
 // Projector owns the Badger snapshot and the goroutine that applies to it.

@@ -22,6 +22,7 @@ import (
 	"github.com/strata-objects/strata/gateway"
 	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
+	"github.com/strata-objects/strata/tracing"
 )
 
 // benchConfig is what one `strata bench` run does.
@@ -36,6 +37,8 @@ type benchConfig struct {
 	json      bool
 	shards    int
 	auth      bool
+	metrics   bool    // the temporary node counts metrics (serve's default)
+	traceRate float64 // the temporary node traces this share of requests (0: off)
 }
 
 // benchResult is one row of the table.
@@ -82,6 +85,8 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&bc.workloads, "workloads", "W1,W2,W3,W4,W5,W6", "workloads to run (W6: WebSocket broadcast to a room of 1,000; `strata bench ws` measures memory per connection; JW1, JW2, JW3: W1–W3 on the JavaScript counter, each run right after its Go row)")
 	fs.BoolVar(&bc.json, "json", false, "print results as JSON lines")
 	fs.IntVar(&bc.shards, "shards", 0, "shard count of the temporary server (0: the default)")
+	fs.BoolVar(&bc.metrics, "metrics", true, "temporary server: count Prometheus metrics as serve does by default (false: no hooks, no /metrics); run both, alternated, to measure their cost")
+	fs.Float64Var(&bc.traceRate, "trace-sample", 0, "temporary server: trace this share of requests (0..1) and export them over OTLP/HTTP to a local receiver that discards them; 0: tracing off")
 	fs.BoolVar(&bc.auth, "auth", false, "temporary server: W1–W4 alternate each client's requests between the gateway and a second one on the same node with auth on, sending a token (rows +auth, each with its half of the requests): the cost of auth")
 	var ca clientAuth
 	ca.register(fs)
@@ -121,6 +126,10 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		}
 		defer os.RemoveAll(dir)
 		lc := logConfig{dataDir: dir, fsync: "always", shards: bc.shards, logger: logger}
+		var nodeP atomic.Pointer[node]
+		if bc.metrics {
+			lc.metrics = newMetrics(env.Classes, &nodeP, new(atomic.Pointer[gateway.Gateway]))
+		}
 		// The runtime's default idle timeout, as `strata serve` has: W1–W4
 		// measure warm objects (with a short one, W3's objects, each asked
 		// about once a second under load, were evicted and loaded again
@@ -129,14 +138,34 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return err
 		}
+		nodeP.Store(n)
 		defer n.close(context.Background(), nil)
-		url, stop, err := serveBench(gateway.Config{Backend: n.rt, Logger: logger})
+		gc := gateway.Config{Backend: n.rt, Logger: logger}
+		if lc.metrics != nil {
+			gc.Metrics, gc.Observe = lc.metrics.Handler(), lc.metrics.ObserveRequest
+		}
+		if bc.traceRate > 0 {
+			sink, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			discard := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) })}
+			go discard.Serve(sink)
+			defer discard.Close()
+			tr, err := tracing.Start(ctx, tracing.Config{Endpoint: "http://" + sink.Addr().String(), SampleRatio: bc.traceRate})
+			if err != nil {
+				return err
+			}
+			defer tr.Close(context.Background())
+			gc.Tracer = tr.Tracer()
+		}
+		url, stop, err := serveBench(gc)
 		if err != nil {
 			return err
 		}
 		defer stop()
 		baseURL, l = url, n.log
-		fmt.Fprintf(env.Stderr, "bench: temporary server at %s, data in %s, fsync always\n", baseURL, dir)
+		fmt.Fprintf(env.Stderr, "bench: temporary server at %s, data in %s, fsync always, metrics %v, trace sample %v\n", baseURL, dir, bc.metrics, bc.traceRate)
 		if bc.auth {
 			tokens, err := n.log.OpenTokens(ctx)
 			if err != nil {

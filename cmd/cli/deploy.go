@@ -133,7 +133,9 @@ func runClasses(ctx context.Context, env *Env, args []string) error {
 		}
 		var out struct {
 			Classes []struct {
-				Class    string          `json:"class"`
+				Name     string          `json:"name"`
+				Kind     string          `json:"kind"`
+				Objects  int             `json:"objects"`
 				Version  uint64          `json:"version"`
 				Versions int             `json:"versions"`
 				Latest   classVersionOut `json:"latest"`
@@ -142,9 +144,13 @@ func runClasses(ctx context.Context, env *Env, args []string) error {
 		if err := json.Unmarshal(b, &out); err != nil {
 			return fmt.Errorf("classes: answer: %w", err)
 		}
-		fmt.Fprintln(tw, "CLASS\tVERSION\tVERSIONS\tEXPORT\tDEPLOYED\tBY")
+		fmt.Fprintln(tw, "CLASS\tKIND\tOBJECTS\tVERSION\tVERSIONS\tEXPORT\tDEPLOYED\tBY")
 		for _, c := range out.Classes {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", c.Class, c.Version, c.Versions, c.Latest.Export, c.Latest.CreatedAt.Format(time.RFC3339), c.Latest.CreatedBy)
+			if c.Versions == 0 { // built in
+				fmt.Fprintf(tw, "%s\t%s\t%d\t-\t-\t-\t-\t-\n", c.Name, c.Kind, c.Objects)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", c.Name, c.Kind, c.Objects, c.Version, c.Versions, c.Latest.Export, c.Latest.CreatedAt.Format(time.RFC3339), c.Latest.CreatedBy)
 		}
 		return tw.Flush()
 	}

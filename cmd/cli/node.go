@@ -15,6 +15,7 @@ import (
 	"github.com/strata-objects/strata/gateway"
 	"github.com/strata-objects/strata/jsclass"
 	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/metrics"
 	"github.com/strata-objects/strata/objects"
 	"github.com/strata-objects/strata/projector"
 )
@@ -41,6 +42,8 @@ type logConfig struct {
 	// takes maxActivationsDefault.
 	maxActivations int
 	js             jsFlags // deployed JavaScript classes (jsnode.go)
+	// metrics, if set, is fed by the node's hooks (cmd/cli/metrics.go).
+	metrics *metrics.Metrics
 }
 
 // alarmRepairFlags tune the alarm repair that runs beyond start and
@@ -122,6 +125,9 @@ func openLog(ctx context.Context, c logConfig) (*logNode, error) {
 		}
 	}()
 	lcfg := log.Config{URL: c.natsURL, Shards: c.shards, ConnName: "strata", Logger: c.logger, Replicas: c.cluster.replicas, Auth: c.cluster.auth(), AllowRetention: len(c.checkpoints.Retain) > 0}
+	if c.metrics != nil {
+		lcfg.OnCommit = c.metrics.ObserveCommit
+	}
 	if c.natsURL != "" && c.natsTLS.CAFile != "" {
 		lcfg.TLS = &log.TLSConfig{CAFile: c.natsTLS.CAFile}
 	}
@@ -216,6 +222,9 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 			if rt != nil {
 				rt.OnApplied(b)
 			}
+			if lc.metrics != nil && len(b) > 0 {
+				lc.metrics.ObserveApplied(b[len(b)-1].Time)
+			}
 		},
 	})
 	if err != nil {
@@ -243,6 +252,9 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 		SweepInterval: lc.alarmRepair.sweepInterval, SweepPage: lc.alarmRepair.sweepPage, TakeoverLookback: lc.alarmRepair.takeoverLookback}
 	oc := objects.Config{Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger, MaxActivations: lc.maxActivations}
 	oc.Codec = gateway.JSONCodec // stubs encode as forwarded calls decode
+	if lc.metrics != nil {
+		ac.OnFire, oc.Hooks = lc.metrics.ObserveFire, objectHooks(lc.metrics)
+	}
 	if n.router != nil {
 		ac.Deliver, oc.Claim = n.router.Alarm, n.router.Claim
 		oc.Calls = n.router // stubs reach other objects on their owners

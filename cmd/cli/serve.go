@@ -45,6 +45,8 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	wsf.register(fs)
 	var af authFlags
 	af.register(fs)
+	var mf metricsFlags
+	mf.register(fs)
 	allowedHosts := fs.String("allowed-hosts", "", "comma-separated Host names the gateway answers besides loopback ones and the --http host: names, *.domain, IP addresses ('*': any host; needed behind a DNS name or a proxy)")
 	corsOrigins := fs.String("cors-origins", "", "comma-separated browser origins (scheme://host[:port]) besides the gateway's own that may call it")
 	if err := parseFlags(fs, args); err != nil {
@@ -111,11 +113,18 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("listen %s: %w", *httpAddr, err)
 	}
 	lc.cluster.httpAddr = ln.Addr().String()
+	var nodeP atomic.Pointer[node]
+	var gwP atomic.Pointer[gateway.Gateway]
+	if mf.on {
+		lc.metrics = newMetrics(env.Classes, &nodeP, &gwP)
+	}
+	started := time.Now()
 	n, err := openNode(ctx, lc, env.Classes, *idle)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	nodeP.Store(n)
 	var backend gateway.Backend = n.rt
 	if n.router != nil {
 		backend = n.router // requests go to their object's owner
@@ -126,6 +135,33 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		CORSOrigins:  splitList(*corsOrigins),
 		Raft:         raftStatus(n.srv, lc.cluster.enabled),
 		Classes:      n.js,
+		Inspect:      n.rt,
+		NodeStats: func() any {
+			if g := gwP.Load(); g != nil {
+				return nodeStats(n, g, started)
+			}
+			return nil
+		},
+	}
+	if lc.metrics != nil {
+		gc.Metrics, gc.Observe = lc.metrics.Handler(), lc.metrics.ObserveRequest
+	}
+	tr, err := mf.startTracing(ctx, lc.cluster.node)
+	if err != nil {
+		ln.Close()
+		n.close(context.Background(), nil)
+		return err
+	}
+	if tr != nil {
+		gc.Tracer = tr.Tracer()
+		defer func() {
+			tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tr.Close(tctx); err != nil {
+				logger.Warn("traces not all sent", "err", err)
+			}
+		}()
+		logger.Info("tracing on", "otlp", mf.otlpEndpoint, "sample", mf.traceSample)
 	}
 	var tokens *log.Tokens
 	fail := func(err error) error {
@@ -149,6 +185,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fail(err)
 	}
+	gwP.Store(gw)
 	if *pprofAddr != "" {
 		prof, err := startPprof(*pprofAddr, logger)
 		if err != nil {
