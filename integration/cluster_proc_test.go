@@ -323,8 +323,51 @@ func (c *testCluster) WaitLive(t *testing.T, want int) {
 }
 
 // Pause stops node i's process (SIGSTOP) without killing it: to the
-// others it looks dead, and it will not notice until Resume.
-func (c *testCluster) Pause(i int) { c.signal(i, syscall.SIGSTOP) }
+// others it looks dead, and it will not notice until Resume. It returns
+// once every thread of the process is stopped: kill(2) returns before
+// that, and on a loaded machine a thread went on for milliseconds (a
+// request sent right after the signal was answered by the "paused" node).
+func (c *testCluster) Pause(i int) {
+	c.signal(i, syscall.SIGSTOP)
+	c.mu.Lock()
+	p := c.nodes[i].p
+	c.mu.Unlock()
+	if err := waitStopped(p.cmd.Process.Pid, 10*time.Second); err != nil {
+		c.t.Fatalf("pause %s: %v", c.nodes[i].name, err)
+	}
+}
+
+// waitStopped waits until every thread of process pid is in the stopped
+// state ('T' in /proc/<pid>/task/<tid>/stat). Without /proc it returns at
+// once.
+func waitStopped(pid int, within time.Duration) error {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	deadline := time.Now().Add(within)
+	for {
+		tasks, err := os.ReadDir(dir)
+		if err != nil {
+			return nil // no /proc here
+		}
+		running := 0
+		for _, task := range tasks {
+			b, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+			if err != nil {
+				continue // the thread ended
+			}
+			// pid (comm) state ...: the state follows the last ')'.
+			if j := strings.LastIndexByte(string(b), ')'); j < 0 || j+2 >= len(b) || (b[j+2] != 'T' && b[j+2] != 't') {
+				running++
+			}
+		}
+		if running == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d threads of process %d not stopped %s after SIGSTOP", running, pid, within)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
 
 // Resume continues node i's process (SIGCONT) after Pause.
 func (c *testCluster) Resume(i int) { c.signal(i, syscall.SIGCONT) }
