@@ -10,9 +10,9 @@ import (
 // TestClusterPartitionLinearizable (issue 22): the linearizability
 // clients of TestClusterLinearizableRegisters (eight of them, six
 // registers, reads and writes through random nodes) against three nodes
-// in network namespaces, with partitions as the nemesis: each node in turn
+// in network namespaces, with partitions as the nemesis: two nodes in turn
 // has its route link cut silently for STRATA_PARTITION_LIN_CUT (default
-// 8s), long enough for it to lose its lease and the others to drop it and
+// 6s), long enough for it to lose its lease and the others to drop it and
 // take its registers, then healed. Every register must be read and
 // written through the majority while the cut lasts and again after the
 // heal, and the whole history must be linearizable (porcupine): a node
@@ -22,7 +22,7 @@ func TestClusterPartitionLinearizable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("partitions of a three-node cluster under the linearizability checker")
 	}
-	cutFor := 8 * time.Second
+	cutFor := 6 * time.Second
 	if s := os.Getenv("STRATA_PARTITION_LIN_CUT"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {
@@ -39,7 +39,9 @@ func TestClusterPartitionLinearizable(t *testing.T) {
 	t.Cleanup(func() { h.stopClients() })
 
 	h.waitProgress(t, "all up", h.now(), linPhaseOps)
-	for _, victim := range []int{2, 0, 1} {
+	// Two of the three in turn, to keep the test near a minute; the
+	// scenarios of TestClusterPartition cover the roles.
+	for _, victim := range []int{2, 0} {
 		name := c.Name(victim)
 		lab.Cut(victim)
 		cut := time.Now()
