@@ -147,7 +147,7 @@ func TestMembersLeaseWithoutTheBucket(t *testing.T) {
 	}
 	srvs := startCluster(t, 3)
 	ctx := context.Background()
-	const hb, ttl = 100 * time.Millisecond, 600 * time.Millisecond
+	const hb, ttl = 200 * time.Millisecond, 3 * time.Second
 	var ms [3]*Members
 	for i := range 3 {
 		l := openClusterLog(t, srvs[i], fmt.Sprintf("n%d", i+1))
