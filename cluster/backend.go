@@ -53,6 +53,7 @@ func (r *Router) Call(ctx context.Context, ref objects.Ref, method string, body 
 	}
 	env := keyedEnvelope(KindCall, ref, cause)
 	env.Method, env.Body, env.codec = method, body, codec
+	env.Chain = objects.CallChain(ctx) // a call from another object's turn
 	rep, err := r.route(ctx, env)
 	if err != nil {
 		return nil, err

@@ -62,6 +62,9 @@ type Envelope struct {
 	Binary   bool   `cbor:"16,keyasint,omitempty"` // KindWSMessage: a binary frame
 	Code     int    `cbor:"17,keyasint,omitempty"` // KindWSClose
 	Reason   string `cbor:"18,keyasint,omitempty"` // KindWSClose, KindWSError
+	// Chain: KindCall from another object's turn, the ids of the objects
+	// waiting on it (objects.CallChain), so the owner refuses a cycle.
+	Chain []log.ID `cbor:"30,keyasint,omitempty"`
 
 	// Not sent: the receiving node's own handles, used when it runs the
 	// request itself.
@@ -135,6 +138,10 @@ var wireErrors = []struct {
 	{objects.ErrTooLarge, "too_large"},
 	{objects.ErrUnknownClass, "unknown_class"},
 	{objects.ErrUnknownMethod, "unknown_method"},
+	{objects.ErrCallCycle, "call_cycle"},
+	{objects.ErrCallDepth, "call_depth"},
+	{objects.ErrCallInTransaction, "call_in_transaction"},
+	{objects.ErrOutboxFull, "outbox_full"},
 	{objects.ErrStaleAlarm, "stale_alarm"},
 	{objects.ErrInvalidIdempotencyKey, "invalid_idempotency_key"},
 	{objects.ErrIdempotencyKeyReused, "idempotency_key_reused"},

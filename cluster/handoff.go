@@ -30,8 +30,11 @@ type releaseReply struct {
 // memory after this node's writes. A node that dies drops out of the view
 // after --node-ttl, and then the claim goes through without it.
 func (r *Router) Claim(ctx context.Context, class string, id objects.ID) error {
-	if r.members == nil || r.cfg.OwnAll {
+	if r.cfg.OwnAll {
 		return nil
+	}
+	if !r.joined.Load() {
+		return fmt.Errorf("%w: %s/%s: %s has not joined the cluster yet", objects.ErrMoved, class, id, r.cfg.Node)
 	}
 	nodes := r.Nodes()
 	if len(nodes) <= 1 {

@@ -98,6 +98,14 @@ type Router struct {
 	// lapsesSeen is the count of lease lapses watchLease has released
 	// every activation for (leased).
 	lapsesSeen atomic.Uint64
+	// joined is set once Start has joined the membership and taken its
+	// first view. Before, the node serves forwarded requests only to
+	// refuse them (errNotOwner: the sender retries) and claims nothing:
+	// alone in its own view, it would think it owns every object and run
+	// turns without asking the old owners to release them, whose
+	// activations would then answer reads from memory (a stale read the
+	// container nemesis found, docs/operations.md).
+	joined atomic.Bool
 	// lapse is closed by watchLease when the lease runs out, and replaced
 	// when it is back: forwards in flight stop waiting (forward).
 	lapse struct {
@@ -174,6 +182,7 @@ func (r *Router) Start(ctx context.Context, rt *objects.Runtime) error {
 		return fmt.Errorf("cluster: join: %w", err)
 	}
 	r.onChange(r.members.Live())
+	r.joined.Store(true)
 	r.wg.Add(2 + endWorkers)
 	go r.refreshInfo()
 	go r.watchLease()
@@ -218,12 +227,15 @@ func (r *Router) info() []byte {
 	return b
 }
 
-// leased reports whether this node's membership lease holds and every
-// lapse of it has been acted on (watchLease): always alone, and under the
+// leased reports whether this node has joined, its membership lease holds
+// and every lapse of it has been acted on (watchLease); always under the
 // split-brain test hook.
 func (r *Router) leased() bool {
-	if r.members == nil || r.cfg.OwnAll {
+	if r.cfg.OwnAll {
 		return true
+	}
+	if !r.joined.Load() {
+		return false // not in the cluster yet (joined)
 	}
 	return time.Now().Before(r.members.LeaseUntil()) && r.members.Lapses() == r.lapsesSeen.Load()
 }
@@ -517,10 +529,11 @@ func (r *Router) handle(ctx context.Context, data []byte) []byte {
 	case r.OwnerOf(env.ID) != r.cfg.Node:
 		err = fmt.Errorf("%w: %s/%s belongs to %s in %s's view", errNotOwner, env.Class, env.ID, r.OwnerOf(env.ID), r.cfg.Node)
 	case !r.leased():
-		err = fmt.Errorf("%w: %s's membership lease ran out", errNotOwner, r.cfg.Node)
+		err = fmt.Errorf("%w: %s has no membership lease (not joined yet, or it ran out)", errNotOwner, r.cfg.Node)
 	default:
 		r.stats.served.Add(1)
 		ctx = objects.TrackReplay(ctx)
+		ctx = objects.WithCallChain(ctx, env.Chain)
 		rep, err = r.runLocal(ctx, &env)
 	}
 	if rep == nil {

@@ -52,7 +52,7 @@ func (r *Router) Status() Status {
 		ClaimsHeld: r.stats.claimsHeld.Load(), Released: r.stats.released.Load(),
 	}}
 	s.Stats.SocketsRemote, s.Stats.SocketsHeld = r.socketCounts()
-	if r.members == nil {
+	if !r.joined.Load() {
 		return s
 	}
 	for _, m := range r.members.Live() {

@@ -89,6 +89,7 @@ var routeAccess = map[string]access{
 	"GET /v1/objects/{class}":       accessRead,
 	"GET /v1/tail":                  accessRead,
 	"GET /v1/cluster":               accessAdmin,
+	"GET /v1/cluster/raft":          accessAdmin,
 	"GET /v1/alarms":                accessAdmin,
 	"GET /v1/alarms/dead":           accessAdmin,
 	"POST /v1/alarms/dead/retry":    accessAdmin,
@@ -270,10 +271,10 @@ func wsAnswerProtocol(r *http.Request) string {
 }
 
 // tokenRevoked returns, with auth on, a check of whether the token id
-// still stands (for what outlives its request: a WebSocket); nil with auth
-// off.
+// still stands (for what outlives its request: a WebSocket, a tail); nil
+// with auth off or for a request let in without a token.
 func (g *Gateway) tokenRevoked(id string) func() bool {
-	if g.cfg.Tokens == nil {
+	if g.cfg.Tokens == nil || id == "" {
 		return nil
 	}
 	return func() bool {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -45,7 +46,11 @@ func (fetchEcho) WebSocketConnect(ctx *objects.Ctx, ws *objects.WebSocket, r *ht
 	return ws.Send(r.Header.Get("Authorization") + "|" + r.Header.Get("Sec-Websocket-Protocol") + "|" + r.URL.RawQuery)
 }
 
-func startAuth(t *testing.T) *authFixture {
+func startAuth(t *testing.T) *authFixture { return startAuthWith(t, nil) }
+
+// startAuthWith is startAuth with the gateway's configuration changed by
+// edit.
+func startAuthWith(t *testing.T, edit func(*Config)) *authFixture {
 	t.Helper()
 	cls := append(classes.All(), objects.Define("echo", func() *fetchEcho { return &fetchEcho{} }))
 	n := testnode.Start(t, cls, nil)
@@ -54,7 +59,11 @@ func startAuth(t *testing.T) *authFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(store.Close)
-	gw, err := New(Config{Backend: n.Runtime, Alarms: n.Alarms, Tokens: store})
+	cfg := Config{Backend: n.Runtime, Alarms: n.Alarms, Tokens: store}
+	if edit != nil {
+		edit(&cfg)
+	}
+	gw, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,6 +168,7 @@ var authRoutes = []struct {
 	{"GET", "/v1/objects/counter", ""},
 	{"GET", "/v1/tail", ""},
 	{"GET", "/v1/cluster", ""},
+	{"GET", "/v1/cluster/raft", ""},
 	{"GET", "/v1/alarms", ""},
 	{"GET", "/v1/alarms/dead", ""},
 	{"POST", "/v1/alarms/dead/retry", ""},
@@ -503,5 +513,92 @@ func TestAuthWebSocketRevoked(t *testing.T) {
 	}
 	if after := f.written(); after != before {
 		t.Fatalf("written after revocation: %s -> %s", before, after)
+	}
+}
+
+// TestAuthRevokedTokenEndsStreams: what a token opened and outlives its
+// request ends when the token is revoked, whether or not anything crosses
+// it: a tail and a followed history end with a token_revoked line, a
+// socket that only listens gets no more broadcasts and is closed (1008),
+// and an idle one is closed at its next ping.
+func TestAuthRevokedTokenEndsStreams(t *testing.T) {
+	f := startAuthWith(t, func(c *Config) { c.WebSocket.PingInterval = 200 * time.Millisecond })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	watcher := "Bearer " + f.mint("watcher", []string{"read", "call:chat"})
+	idler := "Bearer " + f.mint("idler", []string{"call:chat"})
+
+	stream := func(path string) *bufio.Scanner {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.url+path, nil)
+		req.Header.Set("Authorization", watcher)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %v %v", path, resp, err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return bufio.NewScanner(resp.Body)
+	}
+	if code, body, _ := f.do("admin", "POST", "/v1/objects/kv/watched/rpc/put", `{"key":"a","value":"1"}`); code != http.StatusOK {
+		t.Fatalf("put: %d %s", code, body)
+	}
+	tail := stream("/v1/tail")
+	follow := stream("/v1/objects/kv/watched/history?follow=true")
+	if !follow.Scan() || !strings.Contains(follow.Text(), `"version":1`) {
+		t.Fatalf("the followed history's first line: %q %v", follow.Text(), follow.Err())
+	}
+	dial := func(cred, room string) *websocket.Conn {
+		d := websocket.Dialer{HandshakeTimeout: 30 * time.Second}
+		c, resp, err := d.Dial("ws"+strings.TrimPrefix(f.url, "http")+"/v1/objects/chat/"+room+"/ws?name=ann", http.Header{"Authorization": {cred}})
+		if err != nil {
+			t.Fatalf("dial: %v %v", err, resp)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, _, err := c.ReadMessage(); err != nil { // the welcome
+			t.Fatal(err)
+		}
+		return c
+	}
+	listener := dial(watcher, "lobby")
+	idle := dial(idler, "quiet")
+
+	// Before: the tail sees a write.
+	if code, body, _ := f.do("admin", "POST", "/v1/objects/kv/watched/rpc/put", `{"key":"a","value":"2"}`); code != http.StatusOK {
+		t.Fatalf("put: %d %s", code, body)
+	}
+	if !tail.Scan() || !strings.Contains(tail.Text(), `"version":2`) {
+		t.Fatalf("the tail's line for the write: %q %v", tail.Text(), tail.Err())
+	}
+	for _, id := range []string{"watcher", "idler"} {
+		if _, err := f.tokens.RevokeToken(ctx, id, "test", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, body, _ := f.do("admin", "POST", "/v1/objects/chat/lobby/rpc/post", `{"name":"bob","text":"after the revocation"}`); code != http.StatusOK {
+		t.Fatalf("post: %d %s", code, body)
+	}
+	for name, s := range map[string]*bufio.Scanner{"tail": tail, "follow": follow} {
+		var last string
+		for s.Scan() {
+			last = s.Text()
+		}
+		if !strings.Contains(last, `"token_revoked"`) {
+			t.Fatalf("the %s after its token's revocation ended with %q (%v), want a token_revoked line", name, last, s.Err())
+		}
+	}
+	for name, c := range map[string]*websocket.Conn{"listening": listener, "idle": idle} {
+		for {
+			_, m, err := c.ReadMessage()
+			if err == nil {
+				if strings.Contains(string(m), "after the revocation") {
+					t.Fatalf("the %s socket of a revoked token got a broadcast: %s", name, m)
+				}
+				continue
+			}
+			if !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+				t.Fatalf("the %s socket of a revoked token ended with %v, want close 1008", name, err)
+			}
+			break
+		}
 	}
 }

@@ -19,6 +19,7 @@
 //	POST /v1/objects/{class}/{name}/restore {"version":N} | {"at":T}
 //	GET  /v1/tail?class=                                       committed events, live, NDJSON
 //	GET  /v1/cluster                                           nodes, their state, objects held (cluster.go)
+//	GET  /v1/cluster/raft                                      NATS Raft leaders as this node sees them (raft.go)
 //	GET  /healthz
 package gateway
 
@@ -86,6 +87,9 @@ type Config struct {
 	// CORSOrigins lists the browser origins (scheme://host[:port]) other
 	// than the gateway's own that may call it (guard.go).
 	CORSOrigins []string
+	// Raft, if set, answers GET /v1/cluster/raft (raft.go): the NATS
+	// cluster's Raft leaders as this node's embedded server sees them.
+	Raft func() (RaftStatus, error)
 }
 
 // Gateway is an http.Handler.
@@ -140,6 +144,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.handle("GET /v1/objects/{class}", g.listObjects)
 	g.handle("GET /v1/tail", g.tail)
 	g.handle("GET /v1/cluster", g.cluster)
+	g.handle("GET /v1/cluster/raft", g.raft)
 	if cfg.Alarms != nil {
 		g.alarmAdminRoutes()
 	}

@@ -162,9 +162,41 @@ type historyTurn struct {
 	Via       string `json:"via"`
 	// IdempotencyKey and Status: a keyed turn's key and the status of the
 	// answer recorded for its retries.
-	IdempotencyKey string          `json:"idempotency_key,omitempty"`
-	Status         int             `json:"status,omitempty"`
-	Changes        []historyChange `json:"changes"`
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	Status         int    `json:"status,omitempty"`
+	// Caller: the object whose call ran this turn; Calls: the calls this
+	// turn made (issue 16).
+	Caller  *historyCaller  `json:"caller,omitempty"`
+	Calls   []historyCall   `json:"calls,omitempty"`
+	Changes []historyChange `json:"changes"`
+}
+
+type historyCaller struct {
+	Class   string `json:"class"`
+	ID      string `json:"id"`
+	Version uint64 `json:"version"`
+	Turn    int    `json:"turn"`
+	Index   int    `json:"index"`
+}
+
+type historyCall struct {
+	Class  string `json:"class"`
+	ID     string `json:"id"`
+	Method string `json:"method"`
+	Error  string `json:"error,omitempty"`
+}
+
+// historyCallsOf is what a history line shows of a turn's calls.
+func historyCallsOf(t objects.HistoryTurn) (*historyCaller, []historyCall) {
+	var caller *historyCaller
+	if c := t.Cause.Caller; c != nil {
+		caller = &historyCaller{Class: c.Class, ID: c.ID.String(), Version: c.Version, Turn: c.Turn, Index: c.Index}
+	}
+	var calls []historyCall
+	for _, c := range t.Calls {
+		calls = append(calls, historyCall{Class: c.Class, ID: c.ID.String(), Method: c.Method, Error: c.Error})
+	}
+	return caller, calls
 }
 
 // historyChange shows values as JSON when they are JSON (what kv and
@@ -276,6 +308,7 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 			if o := t.Cause.Outcome; o != nil {
 				ht.Status = o.Status
 			}
+			ht.Caller, ht.Calls = historyCallsOf(t)
 			for _, c := range t.Changes {
 				hc := historyChange{Op: c.Op, Key: c.Key, Old: jsonValue(c.Old), New: jsonValue(c.New)}
 				if c.At != 0 {
@@ -301,12 +334,11 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 			flusher.Flush()
 		}
 		// Follow until the client goes away or the gateway stops.
-		fctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		stop := context.AfterFunc(g.streams, cancel)
+		fctx, stop := g.streamContext(ctx, r)
 		defer stop()
 		err = follower.Follow(fctx, rt.ref, max(shown, hr.From-min(hr.From, 1)), emit)
 		if fctx.Err() != nil {
+			endRevoked(fctx, enc)
 			return
 		}
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -77,9 +78,7 @@ func (g *Gateway) tail(w http.ResponseWriter, r *http.Request) {
 	start()
 	// A tail never ends by itself: it ends with the client, or when the
 	// gateway closes its streams at shutdown.
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	stop := context.AfterFunc(g.streams, cancel)
+	ctx, stop := g.streamContext(r.Context(), r)
 	defer stop()
 	err = t.Tail(ctx, class, func(rec objects.Record) error {
 		ev := rec.Event
@@ -99,6 +98,9 @@ func (g *Gateway) tail(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
+	if endRevoked(ctx, enc) {
+		return
+	}
 	if err != nil && ctx.Err() == nil {
 		var body errorBody
 		body.Error.Code, body.Error.Message = "internal", err.Error()
@@ -119,6 +121,52 @@ func (g *Gateway) holdStream() (release func(), err error) {
 		return nil, fmt.Errorf("%w: %d tails and follows are running, the most this node serves (--streams-max)", objects.ErrOverloaded, g.cfg.StreamsMax)
 	}
 	return func() { g.liveStreams.Add(-1) }, nil
+}
+
+// errTokenRevoked ends a stream whose token was revoked while it ran.
+var errTokenRevoked = errors.New("the token this stream was opened with was revoked")
+
+// revokeCheck is how often a live stream looks at its token.
+const revokeCheck = time.Second
+
+// streamContext is the context of a long-lived answer (a tail, a followed
+// history) to r: it ends with parent (the client), when the gateway closes
+// its streams, or, with errTokenRevoked as its cause, within revokeCheck of
+// the revocation of the token r came with. The caller calls stop when the
+// stream ends; the revocation watch ends with the context.
+func (g *Gateway) streamContext(parent context.Context, r *http.Request) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	unhook := context.AfterFunc(g.streams, func() { cancel(nil) })
+	if revoked := g.tokenRevoked(principal(r)); revoked != nil {
+		go func() {
+			t := time.NewTicker(revokeCheck)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if revoked() {
+						cancel(errTokenRevoked)
+						return
+					}
+				}
+			}
+		}()
+	}
+	return ctx, func() { unhook(); cancel(nil) }
+}
+
+// endRevoked writes the last line of a stream cut by its token's
+// revocation, and reports whether ctx ended so.
+func endRevoked(ctx context.Context, enc *json.Encoder) bool {
+	if !errors.Is(context.Cause(ctx), errTokenRevoked) {
+		return false
+	}
+	var body errorBody
+	body.Error.Code, body.Error.Message = "token_revoked", errTokenRevoked.Error()
+	enc.Encode(body)
+	return true
 }
 
 // CloseStreams ends every live stream (tails), so that a graceful shutdown

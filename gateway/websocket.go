@@ -278,6 +278,10 @@ func (h *wsHub) pinger() {
 		}
 		h.mu.Unlock()
 		for _, c := range conns {
+			if c.isRevoked() && !c.closing() {
+				c.cutRevoked() // an idle socket's revoked token
+				continue
+			}
 			c.ping()
 		}
 		clear(conns)

@@ -35,7 +35,8 @@ type wsConn struct {
 	cause objects.Cause
 	log   *slog.Logger
 	// revoked, with auth on, says whether the token the socket was opened
-	// with has been revoked since: its next message closes it (1008).
+	// with has been revoked since: the socket is closed (1008) at its next
+	// message in either direction or its next ping, whichever comes first.
 	revoked func() bool
 
 	mu struct {
@@ -50,13 +51,32 @@ type wsConn struct {
 	}
 }
 
-// Send queues m. A full queue cuts the connection (ErrSlowConsumer).
+// Send queues m. A full queue cuts the connection (ErrSlowConsumer); a
+// revoked token closes it (1008) and m is not sent.
 func (c *wsConn) Send(m objects.Message) error {
+	if c.isRevoked() {
+		// Not WebSocketDrop here: Send runs inside the object's turn. The
+		// close is ours, so finish drops the socket without a turn.
+		c.Close(websocket.ClosePolicyViolation, "token revoked")
+		return objects.ErrSocketClosed
+	}
 	kind := websocket.TextMessage
 	if m.Binary {
 		kind = websocket.BinaryMessage
 	}
 	return c.enqueue(outFrame{kind: kind, data: m.Data})
+}
+
+// isRevoked reports whether the socket's token was revoked since it
+// opened (never, with auth off).
+func (c *wsConn) isRevoked() bool { return c.revoked != nil && c.revoked() }
+
+// cutRevoked takes a socket whose token was revoked out of its object's
+// hub, so nothing more is sent to it, and closes it (1008). Not from
+// inside a turn.
+func (c *wsConn) cutRevoked() {
+	c.b.WebSocketDrop(c.ref, c.id)
+	c.Close(websocket.ClosePolicyViolation, "token revoked")
 }
 
 // closing reports whether a close frame is queued or sent.
@@ -217,9 +237,8 @@ func (c *wsConn) reader(conn *websocket.Conn, br *bufio.Reader, pongWait, turnTi
 		if c.closing() {
 			continue // the close is sent: what crosses it is dropped
 		}
-		if c.revoked != nil && c.revoked() {
-			c.b.WebSocketDrop(c.ref, c.id)
-			c.Close(websocket.ClosePolicyViolation, "token revoked")
+		if c.isRevoked() {
+			c.cutRevoked()
 			continue // the read ends once the close is done
 		}
 		if kind == websocket.TextMessage && !utf8.Valid(data) {

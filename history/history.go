@@ -36,8 +36,9 @@ type Change struct {
 
 // Turn is one turn of an event with its diff.
 type Turn struct {
-	Cause   log.Cause `json:"-"`
-	Changes []Change  `json:"changes"`
+	Cause   log.Cause  `json:"-"`
+	Calls   []log.Call `json:"-"` // calls the turn made to other objects
+	Changes []Change   `json:"changes"`
 }
 
 // Entry is one event as history shows it.
@@ -109,7 +110,7 @@ func (r *Replayer) Apply(rec log.Record) (Entry, error) {
 	}
 	e := Entry{Version: ev.Version, Seq: rec.Seq, Time: time.Unix(0, ev.Time).UTC(), Name: ev.Name}
 	for _, t := range ev.Turns {
-		turn := Turn{Cause: t.Cause, Changes: []Change{}}
+		turn := Turn{Cause: t.Cause, Calls: t.Calls, Changes: []Change{}}
 		if t.Cause.IdemKey != "" && t.Cause.Outcome != nil {
 			if r.Keyed == nil {
 				r.Keyed = map[string]log.KeyedTurn{}

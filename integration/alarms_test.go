@@ -19,10 +19,12 @@ func TestCrashAlarmsAllFire(t *testing.T) {
 		t.Skip("starts and kills real processes")
 	}
 	const sessions, workers = 1000, 32
-	// Every expiry is due after lead: setting them must take less, so the
-	// kill comes before any is due. 8s leaves room on a loaded machine
-	// (setting them took 3.5s once with both cores busy elsewhere).
-	const lead = 8 * time.Second
+	// Every expiry is due after lead, so that the kill comes while they
+	// are pending. Setting them took 3.5s once with both cores busy
+	// elsewhere, and 10.4s with seven other test suites on two cores: if
+	// it takes longer than lead, the first few fire before the kill, and
+	// the test asks only that most are still pending then.
+	const lead = 12 * time.Second
 	dir := t.TempDir()
 	p := serve(t, dir)
 	ctx := context.Background()
@@ -55,8 +57,12 @@ func TestCrashAlarmsAllFire(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	if time.Since(start) > lead {
-		t.Fatalf("setting %d alarms took %s: the kill would not come before the first is due", sessions, time.Since(start))
+	if took := time.Since(start); took > lead {
+		pending := pendingAlarms(t, p.url)
+		if pending < sessions/2 {
+			t.Fatalf("setting %d alarms took %s: only %d are pending at the kill, want most", sessions, took, pending)
+		}
+		t.Logf("setting %d alarms took %s: %d pending at the kill", sessions, took, pending)
 	}
 	p.kill()
 	time.Sleep(time.Until(start.Add(lead + 1500*time.Millisecond))) // about half fall due while down

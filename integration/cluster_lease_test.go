@@ -54,6 +54,7 @@ func TestClusterNoLeaseAnswersAtOnce(t *testing.T) {
 	// runs out, not at the request deadline.
 	type answer struct {
 		code int
+		ran  string
 		body []byte
 		err  error
 		took time.Duration
@@ -61,8 +62,8 @@ func TestClusterNoLeaseAnswersAtOnce(t *testing.T) {
 	admitted := make(chan answer, 1)
 	go func() {
 		start := time.Now()
-		code, _, body, err := rpc(ctx, n1, "kv", owned[false], "get", map[string]any{"key": "k"})
-		admitted <- answer{code, body, err, time.Since(start)}
+		code, ran, body, err := rpc(ctx, n1, "kv", owned[false], "get", map[string]any{"key": "k"})
+		admitted <- answer{code, ran, body, err, time.Since(start)}
 	}()
 	for {
 		v, err := c.Status(0)
@@ -77,7 +78,8 @@ func TestClusterNoLeaseAnswersAtOnce(t *testing.T) {
 	t.Logf("n1 gave up its lease %s after the others paused", time.Since(lapse).Round(time.Millisecond))
 	a := <-admitted
 	if a.err != nil || a.code != http.StatusServiceUnavailable || a.took > 10*time.Second {
-		t.Fatalf("a read forwarded by n1 just before it lost its lease: %d %s %v in %s; want a 503 soon after the lapse", a.code, a.body, a.err, a.took)
+		t.Fatalf("a read forwarded by n1 just before it lost its lease: %d %s %v in %s (ran on %q); want a 503 soon after the lapse\nn1's log:\n%s",
+			a.code, a.body, a.err, a.took, a.ran, c.Logs(0))
 	}
 	t.Logf("a read forwarded just before the lapse: %d %s in %s", a.code, bytes.TrimSpace(a.body), a.took.Round(time.Millisecond))
 

@@ -54,14 +54,24 @@ const (
 	linPhaseOps    = 25               // ok reads and writes of each register in a phase with every node up
 )
 
+// linCluster is the cluster the clients talk to: processes
+// (testCluster) or containers (dockerCluster).
+type linCluster interface {
+	Len() int
+	URL(i int) string // "" while the test has node i down
+	Name(i int) string
+	AllLogs(i int) string
+}
+
 // linRun is the clients and their history.
 type linRun struct {
-	c     *testCluster
+	c     linCluster
 	names []string // the registers' object names; index = regInput.Key
 	start time.Time
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 	recorder[linOp]
+	phases []linPhase // the nemesis's steps (mark)
 }
 
 // now is the run's clock: ns since start, monotonic.
@@ -95,7 +105,7 @@ func (h *linRun) client(ctx context.Context, id int, rng *rand.Rand) {
 	writes := int64(0)
 	for ctx.Err() == nil {
 		node := -1
-		for _, i := range rng.Perm(len(h.c.nodes)) {
+		for _, i := range rng.Perm(h.c.Len()) {
 			if h.c.URL(i) != "" {
 				node = i
 				break
@@ -205,17 +215,24 @@ func (h *linRun) waitProgress(t *testing.T, phase string, from int64, n int) {
 // pickRegisters reads candidate kv objects through node 0 until each node
 // runs the turns of linRegisters/n of them (Strata-Node), and answers
 // their names: every node then owns registers when the nemesis kills it.
-func pickRegisters(t *testing.T, c *testCluster) []string {
+func pickRegisters(t *testing.T, c linCluster, prefix string) []string {
 	t.Helper()
-	per := linRegisters / len(c.nodes)
+	per := linRegisters / c.Len()
 	owned := map[string][]string{}
 	var names []string
 	for i := 0; len(names) < linRegisters; i++ {
 		if i == 200 {
 			t.Fatalf("200 kv objects read, owners of the picked ones: %v", owned)
 		}
-		name := fmt.Sprint("reg", i)
-		status, node, _, err := rpc(context.Background(), c.URL(0), "kv", name, "get", map[string]string{"key": linKey})
+		name := fmt.Sprint(prefix, i)
+		var status int
+		var node string
+		var err error
+		// A cluster that just healed may answer retryably for a while.
+		waitFor(linProgressMax, func() bool {
+			status, node, _, err = rpc(context.Background(), c.URL(0), "kv", name, "get", map[string]string{"key": linKey})
+			return err == nil && !retryable(status)
+		})
 		if err != nil || status != http.StatusOK {
 			t.Fatalf("get kv/%s: %d %v", name, status, err)
 		}
@@ -237,29 +254,16 @@ func pickRegisters(t *testing.T, c *testCluster) []string {
 // be linearizable (porcupine), with progress in every phase.
 func TestClusterLinearizableRegisters(t *testing.T) {
 	c := startCluster(t, 3)
-	h := &linRun{c: c, names: pickRegisters(t, c), start: time.Now()}
+	h := &linRun{c: c, names: pickRegisters(t, c, "reg"), start: time.Now()}
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("client seed %d", seed)
 	h.startClients(seed)
 	t.Cleanup(func() { h.stopClients() }) // before the nodes are killed, on any exit
 
-	type phase struct {
-		name     string
-		from, to int64
-	}
-	var phases []phase
-	mark := func(name string) int64 {
-		at := h.now()
-		if n := len(phases); n > 0 {
-			phases[n-1].to = at
-		}
-		phases = append(phases, phase{name: name, from: at})
-		return at
-	}
-	h.waitProgress(t, "all up", mark("all up"), linPhaseOps)
+	h.waitProgress(t, "all up", h.mark("all up"), linPhaseOps)
 	for _, victim := range []int{2, 0, 1} {
 		name := c.Name(victim)
-		killed := mark(name + " down")
+		killed := h.mark(name + " down")
 		c.Kill(victim)
 		switch victim {
 		case 2:
@@ -267,15 +271,52 @@ func TestClusterLinearizableRegisters(t *testing.T) {
 		case 0:
 			h.waitProgress(t, name+" down", killed, 1)
 		}
-		mark(name + " restarting")
+		h.mark(name + " restarting")
 		c.Restart(victim)
 		c.WaitLive(t, 3)
-		h.waitProgress(t, name+" back", mark(name+" back"), linPhaseOps)
+		h.waitProgress(t, name+" back", h.mark(name+" back"), linPhaseOps)
 	}
 	ops := h.stopClients()
 	end := h.now()
-	phases[len(phases)-1].to = end
+	h.report(t, ops, end)
 
+	// Whether the nemesis hit the membership bucket's leader: the
+	// survivors then hold their view while the bucket elects a new one.
+	held, lapsed := 0, 0
+	for i := range c.nodes {
+		held += strings.Count(c.AllLogs(i), "holding the view")
+		lapsed += strings.Count(c.AllLogs(i), "membership lease ran out")
+	}
+	t.Logf("membership views held while the members bucket stored nothing: %d times over the nodes; leases lapsed (every activation released): %d times", held, lapsed)
+	t.Logf("the run started at %s (operation times are seconds from then)", h.start.UTC().Format(time.RFC3339Nano))
+	checkLinearizable(t, c, ops, end+1)
+}
+
+// linPhase is a stretch of a run between two nemesis steps.
+type linPhase struct {
+	name     string
+	from, to int64
+}
+
+// mark ends the current phase and starts the one named, now; it answers
+// the time.
+func (h *linRun) mark(name string) int64 {
+	at := h.now()
+	if n := len(h.phases); n > 0 {
+		h.phases[n-1].to = at
+	}
+	h.phases = append(h.phases, linPhase{name: name, from: at})
+	return at
+}
+
+// report logs what happened phase by phase and fails the test on a wrong
+// answer, too little progress overall, or a phase with every node up
+// ("all up", "… back") with fewer than linPhaseOps reads and writes of
+// every register.
+func (h *linRun) report(t *testing.T, ops []linOp, end int64) {
+	t.Helper()
+	phases := h.phases
+	phases[len(phases)-1].to = end
 	// What happened, phase by phase.
 	type counts struct{ okRead, okWrite, ambWrite, ambRead, refused, observed int }
 	var total counts
@@ -341,16 +382,6 @@ func TestClusterLinearizableRegisters(t *testing.T) {
 		}
 	}
 
-	// Whether the nemesis hit the membership bucket's leader: the
-	// survivors then hold their view while the bucket elects a new one.
-	held, lapsed := 0, 0
-	for i := range c.nodes {
-		held += strings.Count(c.AllLogs(i), "holding the view")
-		lapsed += strings.Count(c.AllLogs(i), "membership lease ran out")
-	}
-	t.Logf("membership views held while the members bucket stored nothing: %d times over the nodes; leases lapsed (every activation released): %d times", held, lapsed)
-	t.Logf("the run started at %s (operation times are seconds from then)", h.start.UTC().Format(time.RFC3339Nano))
-	checkLinearizable(t, c, ops, end+1)
 }
 
 // checkLinearizable runs porcupine over ops' history. If it is not
@@ -358,7 +389,7 @@ func TestClusterLinearizableRegisters(t *testing.T) {
 // and writes the visualization, the failing registers' operations and the
 // nodes' logs into a folder it names, and lists reads that are stale on
 // their face.
-func checkLinearizable(t *testing.T, c *testCluster, ops []linOp, end int64) {
+func checkLinearizable(t *testing.T, c linCluster, ops []linOp, end int64) {
 	t.Helper()
 	hist := linHistory(ops, end)
 	kept := 0
@@ -395,7 +426,7 @@ func checkLinearizable(t *testing.T, c *testCluster, ops []linOp, end int64) {
 	if err := porcupine.VisualizePath(registerModel, info, filepath.Join(dir, "history.html")); err != nil {
 		t.Logf("visualize: %v", err)
 	}
-	for i := range c.nodes {
+	for i := range c.Len() {
 		os.WriteFile(filepath.Join(dir, c.Name(i)+".log"), []byte(clusterLines(c.AllLogs(i))), 0o644)
 	}
 	stale := staleReads(ops)

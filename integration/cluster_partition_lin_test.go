@@ -32,7 +32,7 @@ func TestClusterPartitionLinearizable(t *testing.T) {
 	}
 	lab := newNetLab(t, 3)
 	c := startClusterIn(t, lab)
-	h := &linRun{c: c, names: pickRegisters(t, c), start: time.Now()}
+	h := &linRun{c: c, names: pickRegisters(t, c, "reg"), start: time.Now()}
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("client seed %d", seed)
 	h.startClients(seed)

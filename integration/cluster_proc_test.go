@@ -155,6 +155,9 @@ func (c *testCluster) launch(i int) {
 // Name is node i's --node-name: n1, n2, ...
 func (c *testCluster) Name(i int) string { return c.nodes[i].name }
 
+// Len is the number of nodes, running or not.
+func (c *testCluster) Len() int { return len(c.nodes) }
+
 // Index is the index of the node named name, -1 if none.
 func (c *testCluster) Index(name string) int {
 	for i, nd := range c.nodes {

@@ -106,7 +106,68 @@ type Cause struct {
 	// Outcome is the answer of a keyed turn, kept so that a retry with the
 	// same key gets it again without running the turn.
 	Outcome *Outcome `cbor:"7,keyasint,omitempty"`
+	// Caller names the object whose call ran this turn (calls.go in
+	// objects); nil for a turn a client, an alarm or an operator caused.
+	// Keys 8-19 belong to calls between objects.
+	Caller *Caller `cbor:"8,keyasint,omitempty"`
 }
+
+// Caller is the object that caused a turn by calling it. Version and Turn
+// place the caller's turn in its own log: the caller's event of that
+// version holds, at turn Turn, the call as Calls[Index].
+type Caller struct {
+	Class   string `cbor:"1,keyasint"`
+	ID      ID     `cbor:"2,keyasint"`
+	Version uint64 `cbor:"3,keyasint"`
+	Turn    int    `cbor:"4,keyasint,omitempty"`
+	Index   int    `cbor:"5,keyasint,omitempty"`
+	// Kind says how the caller caused the turn: a synchronous call (0), a
+	// durable message (Index is then the message's in the turn's Sends),
+	// or the reply to one of the turn's messages.
+	Kind CallerKind `cbor:"6,keyasint,omitempty"`
+}
+
+// CallerKind is how another object caused a turn.
+type CallerKind uint8
+
+const (
+	CallerCall    CallerKind = iota // Stub.Call
+	CallerMessage                   // Stub.Send
+	CallerReply                     // the reply to a SendWithReply
+)
+
+// Message is one durable message a turn sends (Stub.Send): it exists only
+// if the event holding the turn does. Its identity is (sender, version,
+// turn, index in Sends).
+type Message struct {
+	Class  string `cbor:"1,keyasint"`
+	ID     ID     `cbor:"2,keyasint"`
+	Method string `cbor:"3,keyasint"`
+	Body   []byte `cbor:"4,keyasint,omitempty"`
+	// Reply is the sender's method that receives the target's answer
+	// (SendWithReply); "" for none.
+	Reply string `cbor:"5,keyasint,omitempty"`
+}
+
+// Call is one synchronous call a turn made to another object, recorded in
+// the caller's turn whether it succeeded or not (the callee's own event
+// holds what it did).
+type Call struct {
+	Class  string `cbor:"1,keyasint"`
+	ID     ID     `cbor:"2,keyasint"`
+	Method string `cbor:"3,keyasint"`
+	// Error is the failed call's error code (objects' sentinel names:
+	// "call_cycle", "timeout", ...); "" when the call answered.
+	Error string `cbor:"4,keyasint,omitempty"`
+}
+
+// Limits of what a turn records of its calls.
+const (
+	TurnCallsMax       = 64  // calls recorded in one turn
+	CallMethodBytesMax = 128 // a recorded call's method and error code
+	TurnSendsMax       = 64  // durable messages one turn sends
+	MessageBytesMax    = 64 << 10
+)
 
 // Outcome is the answer one keyed turn gave. Events before idempotency keys
 // existed have none; the fields are new keys of Cause, so old events decode
@@ -146,6 +207,11 @@ type Write struct {
 type Turn struct {
 	Cause  Cause   `cbor:"1,keyasint"`
 	Writes []Write `cbor:"2,keyasint"`
+	// Calls are the synchronous calls the turn made to other objects, in
+	// order. Keys 3-9 belong to calls between objects.
+	Calls []Call `cbor:"3,keyasint,omitempty"`
+	// Sends are the durable messages the turn sent, in order.
+	Sends []Message `cbor:"4,keyasint,omitempty"`
 }
 
 // Event is the durable record of one or more turns of one object. Version
@@ -294,6 +360,9 @@ func (e *Event) Validate() error {
 		if err := t.Cause.validateIdem(); err != nil {
 			return bad("turn %d: %v", i, err)
 		}
+		if err := t.validateCalls(); err != nil {
+			return bad("turn %d: %v", i, err)
+		}
 		if len(t.Writes) > turnWritesMax {
 			return bad("turn %d: %d writes", i, len(t.Writes))
 		}
@@ -307,6 +376,52 @@ func (e *Event) Validate() error {
 			if !utf8.ValidString(w.Key) {
 				return bad("turn %d write %d: key is not UTF-8", i, j)
 			}
+		}
+	}
+	return nil
+}
+
+// validateCalls checks the calls a turn records and the caller its cause
+// names.
+func (t *Turn) validateCalls() error {
+	if c := t.Cause.Caller; c != nil {
+		switch {
+		case !ValidClass(c.Class):
+			return fmt.Errorf("caller class %q", c.Class)
+		case c.Version == 0:
+			return errors.New("caller version 0")
+		case c.Turn < 0 || c.Turn >= eventTurnsMax || c.Index < 0 || c.Index >= TurnCallsMax:
+			return fmt.Errorf("caller turn %d index %d", c.Turn, c.Index)
+		case c.Kind > CallerReply:
+			return fmt.Errorf("caller kind %d", c.Kind)
+		}
+	}
+	if len(t.Sends) > TurnSendsMax {
+		return fmt.Errorf("%d messages", len(t.Sends))
+	}
+	for j, m := range t.Sends {
+		switch {
+		case !ValidClass(m.Class):
+			return fmt.Errorf("message %d: class %q", j, m.Class)
+		case m.Method == "" || len(m.Method) > CallMethodBytesMax || len(m.Reply) > CallMethodBytesMax:
+			return fmt.Errorf("message %d: method or reply of %d, %d bytes", j, len(m.Method), len(m.Reply))
+		case !utf8.ValidString(m.Method) || !utf8.ValidString(m.Reply):
+			return fmt.Errorf("message %d: method or reply is not UTF-8", j)
+		case len(m.Body) > MessageBytesMax:
+			return fmt.Errorf("message %d: body of %d bytes", j, len(m.Body))
+		}
+	}
+	if len(t.Calls) > TurnCallsMax {
+		return fmt.Errorf("%d calls", len(t.Calls))
+	}
+	for j, c := range t.Calls {
+		switch {
+		case !ValidClass(c.Class):
+			return fmt.Errorf("call %d: class %q", j, c.Class)
+		case len(c.Method) > CallMethodBytesMax || len(c.Error) > CallMethodBytesMax:
+			return fmt.Errorf("call %d: method or error too long", j)
+		case !utf8.ValidString(c.Method) || !utf8.ValidString(c.Error):
+			return fmt.Errorf("call %d: method or error is not UTF-8", j)
 		}
 	}
 	return nil

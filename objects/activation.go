@@ -134,6 +134,11 @@ type turn struct {
 
 	sockOps    []sockOp // WebSocket sends and closes held for the output gate
 	connecting *socket  // the socket a WebSocketConnect turn decides on
+
+	calls      []log.Call // calls made since the turn's last staged part (calls.go)
+	callsBytes int
+	inTx       int       // depth of Storage.Transaction: calls are refused inside
+	tx         *writeSet // the innermost Storage.Transaction's write set (messages.go)
 }
 
 // alwaysReady is a closed channel: a select case on it is always ready.
@@ -502,10 +507,14 @@ func (a *activation) handle(req *request) {
 	case err != nil:
 		// Writes a Sync made durable stay: a keyed turn records its
 		// failure with them, so that its retry does not run them again.
-		if o, ok := errorOutcome(err); ok && req.outcome != nil && t.synced {
+		if o, ok := errorOutcome(err); ok && req.outcome != nil && (t.synced || len(t.calls) > 0) {
 			cause := req.cause
 			cause.Outcome = &o
 			a.stage(cause, nil)
+			a.attachCalls(t, nil)
+		} else if len(t.calls) > 0 {
+			a.stage(req.cause, nil) // its calls ran: the record says so (calls.go)
+			a.attachCalls(t, nil)
 		}
 		a.gate(req, result{err: err})
 		if panicked {
@@ -514,13 +523,14 @@ func (a *activation) handle(req *request) {
 		}
 		return
 	}
-	if !t.st.ws.empty() || req.outcome != nil && t.synced {
+	if !t.st.ws.empty() || len(t.calls) > 0 || req.outcome != nil && t.synced {
 		cause := req.cause
 		if req.outcome != nil {
 			o := req.outcome.record(out)
 			cause.Outcome = &o
 		}
 		a.stage(cause, t.st.ws)
+		a.attachCalls(t, t.st.ws)
 	}
 	a.gate(req, result{out: out, sockOps: t.sockOps})
 }
@@ -681,6 +691,7 @@ func (a *activation) acked(r appendResult) {
 	a.lastSeq, a.lastHash = r.rec.Seq, r.rec.Hash()
 	a.rt.hooks.acked(a.class.name, a.id, c.version, r.rec.Seq)
 	a.rt.ckpt.committed(a.class.name, a.id, c.version)
+	a.rt.outbox.committed(Ref{Class: a.class.name, ID: a.id, Name: a.name}, c.version, c.turns)
 	if sched := a.rt.cfg.Alarms; sched != nil {
 		if changes := alarmChanges(c.turns); len(changes) > 0 {
 			sched.AlarmsCommitted(Ref{Class: a.class.name, ID: a.id, Name: a.name}, c.version, changes)
@@ -730,8 +741,9 @@ func (a *activation) fail(err error) {
 // and its predecessors wrote is acknowledged.
 func (t *turn) sync() error {
 	a := t.a
-	if !t.st.ws.empty() {
+	if !t.st.ws.empty() || t.callsFull() {
 		a.stage(t.req.cause, t.st.ws)
+		a.attachCalls(t, t.st.ws)
 		t.st.ws = newWriteSet(nil)
 		t.synced = true
 	}

@@ -18,6 +18,20 @@ var (
 	ErrUnknownClass  = errors.New("unknown class")
 	ErrUnknownMethod = errors.New("unknown method")
 
+	// Calls between objects (calls.go), refused before they leave.
+	// ErrCallCycle: the call would wait on an object that is already
+	// waiting in the call's chain (or on the caller itself): it would
+	// deadlock, so it fails at once. ErrCallDepth: the chain of waiting
+	// calls is CallDepthMax objects long. ErrCallInTransaction: a call
+	// inside Storage.Transaction (the call is a commit point, and the
+	// transaction's writes may still be undone): a programming error.
+	ErrCallCycle         = errors.New("call cycle")
+	ErrCallDepth         = errors.New("call chain too deep")
+	ErrCallInTransaction = errors.New("call inside Storage.Transaction")
+	// ErrOutboxFull: the sender has OutboxPendingMax messages not yet
+	// delivered; the turn that sends more fails (retry later).
+	ErrOutboxFull = errors.New("outbox full")
+
 	// Retryable: the request did not run, or its outcome is not known and a
 	// retry is safe to reason about (the object reloads from the log).
 	ErrFenced      = errors.New("object was written by another activation; retry")

@@ -20,6 +20,7 @@ import (
 type (
 	HistoryRange = history.Range
 	HistoryEntry = history.Entry
+	HistoryTurn  = history.Turn
 	PastAt       = history.At
 	PastState    = history.State
 	AuditReport  = history.Report

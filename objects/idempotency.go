@@ -55,7 +55,8 @@ var (
 	// not UTF-8, or holds a control character.
 	ErrInvalidIdempotencyKey = errors.New("invalid idempotency key")
 	// ErrIdempotencyKeyReused: the key was used for a different request
-	// (another method, path or body) within the window.
+	// (another method, path or body, or another principal's) within the
+	// window.
 	ErrIdempotencyKeyReused = errors.New("idempotency key reused for a different request")
 	// ErrOutcomeNotKept: the key's first attempt ran, but its answer was
 	// too large to keep; the retry cannot be given it.
@@ -342,7 +343,19 @@ func keyed(cause *Cause, hash func() []byte) error {
 		return err
 	}
 	if len(cause.IdemHash) != sha256.Size {
-		cause.IdemHash = hash()
+		cause.IdemHash = boundTo(cause.Principal, hash())
 	}
 	return nil
+}
+
+// boundTo binds a keyed request's hash to the principal that sent it, so a
+// key is one caller's: another token's request under the same key is
+// refused as a different request (ErrIdempotencyKeyReused) and never gets
+// the first caller's answer. Without a principal (auth off) the hash is
+// the request's alone, as before.
+func boundTo(principal string, h []byte) []byte {
+	if principal == "" {
+		return h
+	}
+	return requestHash(0, principal, h)
 }

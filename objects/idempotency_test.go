@@ -135,6 +135,35 @@ func TestIdempotencyKeyReused(t *testing.T) {
 	}
 }
 
+// TestIdempotencyKeyIsThePrincipals: a key belongs to the principal that
+// used it first; another principal's request with the same key and body is
+// refused and does not get the first answer.
+func TestIdempotencyKeyIsThePrincipals(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	body, _ := json.Marshal(echoIn{Key: "x", Value: "1"})
+	call := func(principal string) (string, error) {
+		out, err := h.rt.Call(ctx, h.ref("echo", "a"), "put", body, jsonTestCodec{}, Cause{IdemKey: "k", Principal: principal})
+		return string(out), err
+	}
+	first, err := call("tok-alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := call("tok-alice"); err != nil || again != first {
+		t.Fatalf("alice's retry: %s %v, want %s", again, err, first)
+	}
+	if out, err := call("tok-mallory"); !errors.Is(err, ErrIdempotencyKeyReused) {
+		t.Fatalf("mallory with alice's key: %s %v, want ErrIdempotencyKeyReused", out, err)
+	}
+	if out, err := call(""); !errors.Is(err, ErrIdempotencyKeyReused) {
+		t.Fatalf("no principal with alice's key: %s %v, want ErrIdempotencyKeyReused", out, err)
+	}
+	if h.lastVersion("echo", "a") != 1 {
+		t.Fatal("a refused request wrote")
+	}
+}
+
 // TestIdempotentRetryWhileInFlight: retries that arrive while the first
 // attempt's event is still being appended run nothing and get its answer.
 func TestIdempotentRetryWhileInFlight(t *testing.T) {

@@ -151,7 +151,8 @@ type writeSet struct {
 	parent     *writeSet
 	order      []string
 	alarmOrder []string // alarm names in first-write order
-	bytes      int      // includes the parent's, so the turn's limit covers nesting
+	sends      []log.Message
+	bytes      int // includes the parent's, so the turn's limit covers nesting
 }
 
 func newWriteSet(parent *writeSet) *writeSet {
@@ -193,7 +194,9 @@ func (w *writeSet) clear() {
 	}
 }
 
-func (w *writeSet) empty() bool { return !w.cleared && len(w.order) == 0 && len(w.alarmOrder) == 0 }
+func (w *writeSet) empty() bool {
+	return !w.cleared && len(w.order) == 0 && len(w.alarmOrder) == 0 && len(w.sends) == 0
+}
 
 // absorb merges a committed nested transaction into w.
 func (w *writeSet) absorb(child *writeSet) {
@@ -212,6 +215,7 @@ func (w *writeSet) absorb(child *writeSet) {
 		}
 		w.setAlarm(name, child.alarms[name])
 	}
+	w.sends = append(w.sends, child.sends...)
 	w.bytes = child.bytes
 }
 

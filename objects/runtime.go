@@ -71,6 +71,17 @@ type Config struct {
 	// IdempotencySweepEvery is how often records of keyed turns older than
 	// every class's window are dropped from the snapshot. Default 1m.
 	IdempotencySweepEvery time.Duration
+	// Calls is how stubs reach other objects (calls.go): in a cluster the
+	// router, which forwards to the owner. Nil: this runtime.
+	Calls Dispatcher
+	// Codec encodes stubs' inputs and decodes their outputs; it must be the
+	// codec the owner decodes forwarded calls with. Default strict JSON.
+	Codec Codec
+	// OutboxPendingMax bounds the durable messages of one sender waiting
+	// for delivery, dead letters included: past it Stub.Send fails with
+	// ErrOutboxFull (429), so a target that is down cannot grow a sender's
+	// outbox without bound. Default 10000.
+	OutboxPendingMax int
 }
 
 // Hooks observe the write path. Tests use them to see progress instead of
@@ -91,6 +102,23 @@ type Hooks struct {
 	// OverlayWait: an activation at its overlay bound was woken by the
 	// projector's progress.
 	OverlayWait func(class string, id ID)
+	// Calling: a turn of class/id passed its commit point and calls callee.
+	Calling func(class string, id ID, callee Ref)
+	// Delivered: the outbox settled a message of class/id (delivered, or
+	// dead-lettered when dead).
+	Delivered func(class string, id ID, dead bool)
+}
+
+func (h Hooks) delivered(c string, id ID, dead bool) {
+	if h.Delivered != nil {
+		h.Delivered(c, id, dead)
+	}
+}
+
+func (h Hooks) calling(c string, id ID, callee Ref) {
+	if h.Calling != nil {
+		h.Calling(c, id, callee)
+	}
 }
 
 func (h Hooks) overlayWait(c string, id ID) {
@@ -144,6 +172,9 @@ type Runtime struct {
 	logger        *slog.Logger
 	hooks         Hooks
 	maxEventBytes int
+	calls         Dispatcher // stubs' way to other objects (calls.go)
+	codec         Codec      // stubs' inputs and outputs
+	outbox        *outbox    // durable messages to deliver (messages.go)
 
 	ctx       context.Context // the runtime's lifetime: loads
 	cancel    context.CancelFunc
@@ -199,6 +230,12 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.IdempotencySweepEvery <= 0 {
 		cfg.IdempotencySweepEvery = time.Minute
 	}
+	if cfg.Codec == nil {
+		cfg.Codec = jsonCodec{}
+	}
+	if cfg.OutboxPendingMax <= 0 {
+		cfg.OutboxPendingMax = DefaultOutboxPendingMax
+	}
 	rt := &Runtime{
 		cfg:           cfg,
 		log:           cfg.Log,
@@ -209,7 +246,13 @@ func New(cfg Config) (*Runtime, error) {
 		maxEventBytes: cfg.Log.MaxEventBytes(),
 		stopping:      make(chan struct{}),
 		sweepDone:     make(chan struct{}),
+		calls:         cfg.Calls,
+		codec:         cfg.Codec,
 	}
+	if rt.calls == nil {
+		rt.calls = rt
+	}
+	rt.outbox = newOutbox(rt)
 	if need := WriteSetBytesMax + turnOverheadBytes + outcomeBytesMax + eventEnvelopeBytes; rt.maxEventBytes < need {
 		return nil, fmt.Errorf("objects: the log takes events of at most %d bytes, a turn needs %d: raise the NATS server's max_payload", rt.maxEventBytes, need)
 	}
@@ -254,6 +297,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	}
 	rt.cancel()
 	rt.cutAppend()
+	rt.outbox.close()
 	rt.ckpt.close()
 	<-rt.sweepDone
 	return ctx.Err()

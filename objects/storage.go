@@ -157,6 +157,9 @@ func (s *Storage) Transaction(fn func(tx *Storage) error) error {
 		return err
 	}
 	child := newWriteSet(s.ws)
+	outer := s.t.tx
+	s.t.inTx, s.t.tx = s.t.inTx+1, child
+	defer func() { s.t.inTx, s.t.tx = s.t.inTx-1, outer }()
 	if err := fn(&Storage{t: s.t, ws: child}); err != nil {
 		return err
 	}

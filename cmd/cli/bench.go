@@ -282,6 +282,7 @@ func (b *bencher) loadVariants(ctx context.Context, name, what string, clients i
 	}
 	errs := make([]atomic.Int64, len(vs))
 	var done atomic.Int64
+	out := &lockedWriter{w: b.out}
 	var wg sync.WaitGroup
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
@@ -317,7 +318,7 @@ func (b *bencher) loadVariants(ctx context.Context, name, what string, clients i
 					err = fmt.Errorf("%s: %d %s", path, status, data)
 				}
 				if err != nil && errs[i].Load() == 0 {
-					fmt.Fprintf(b.out, "\n%s%s: first error: %v\n", name, vs[i].suffix, err)
+					fmt.Fprintf(out, "\n%s%s: first error: %v\n", name, vs[i].suffix, err)
 				}
 				if t0.Before(measureFrom) {
 					continue
@@ -331,19 +332,36 @@ func (b *bencher) loadVariants(ctx context.Context, name, what string, clients i
 			}
 		}()
 	}
-	stop := make(chan struct{})
-	go progress(b.out, name, start, end, &done, stop)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		progress(out, name, start, end, &done, stop)
+	}()
 	wg.Wait()
 	close(stop)
-	out := make([]benchResult, len(vs))
+	<-stopped
+	res := make([]benchResult, len(vs))
 	for i, v := range vs {
 		var all []time.Duration
 		for _, l := range lat[i] {
 			all = append(all, l...)
 		}
-		out[i] = summarize(name+v.suffix, what, all, int(errs[i].Load()), b.cfg.duration)
+		res[i] = summarize(name+v.suffix, what, all, int(errs[i].Load()), b.cfg.duration)
 	}
-	return out
+	return res
+}
+
+// lockedWriter serializes the writes of a workload's clients and its
+// progress line.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func progress(w io.Writer, name string, start, end time.Time, done *atomic.Int64, stop chan struct{}) {

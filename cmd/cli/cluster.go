@@ -144,6 +144,7 @@ func runCluster(ctx context.Context, env *Env, args []string) error {
 	var ca clientAuth
 	ca.register(fs)
 	asJSON := fs.Bool("json", false, "print the answer as JSON")
+	raft := fs.Bool("raft", false, "show the NATS Raft groups' leaders (the JetStream meta leader, each stream's) as the node's embedded server sees them")
 	timeout := timeoutFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -153,7 +154,11 @@ func runCluster(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := fetch(ctx, "GET", strings.TrimRight(*base, "/")+"/v1/cluster", nil)
+	path, print := "/v1/cluster", printCluster
+	if *raft {
+		path, print = "/v1/cluster/raft", printRaft
+	}
+	b, err := fetch(ctx, "GET", strings.TrimRight(*base, "/")+path, nil)
 	if err != nil {
 		return err
 	}
@@ -161,7 +166,7 @@ func runCluster(ctx context.Context, env *Env, args []string) error {
 		_, err := env.Stdout.Write(b)
 		return err
 	}
-	return printCluster(env, b)
+	return print(env, b)
 }
 
 // applyEmbedded sets the embedded server's name, routes and credentials.

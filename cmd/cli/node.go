@@ -12,6 +12,7 @@ import (
 
 	"github.com/strata-objects/strata/alarms"
 	"github.com/strata-objects/strata/cluster"
+	"github.com/strata-objects/strata/gateway"
 	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
 	"github.com/strata-objects/strata/projector"
@@ -233,8 +234,10 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 	ac := alarms.Config{Log: ln.log, Projector: n.proj, Logger: lc.logger,
 		SweepInterval: lc.alarmRepair.sweepInterval, SweepPage: lc.alarmRepair.sweepPage, TakeoverLookback: lc.alarmRepair.takeoverLookback}
 	oc := objects.Config{Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger, MaxActivations: lc.maxActivations}
+	oc.Codec = gateway.JSONCodec // stubs encode as forwarded calls decode
 	if n.router != nil {
 		ac.Deliver, oc.Claim = n.router.Alarm, n.router.Claim
+		oc.Calls = n.router // stubs reach other objects on their owners
 		router := n.router
 		ac.Owns = func(_ string, id log.ID) bool { return router.Owns(id) }
 	}

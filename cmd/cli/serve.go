@@ -120,6 +120,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		Backend: backend, Logger: logger, Alarms: n.alarms, WebSocket: wsCfg, Health: n.proj.Health, StreamsMax: *streamsMax,
 		AllowedHosts: append(splitList(*allowedHosts), listenHost(ln.Addr().String(), *httpAddr)...),
 		CORSOrigins:  splitList(*corsOrigins),
+		Raft:         raftStatus(n.srv, lc.cluster.enabled),
 	}
 	var tokens *log.Tokens
 	fail := func(err error) error {

@@ -1,0 +1,270 @@
+package cluster_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-objects/strata/cluster"
+	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/objects"
+	"github.com/strata-objects/strata/projector"
+)
+
+// hopper calls along a path of hoppers, wherever they live.
+type hopper struct{}
+
+type HopIn struct {
+	Path    []string      `json:"path,omitempty"`
+	Block   bool          `json:"block,omitempty"`
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+type HopOut struct {
+	Visited []string `json:"visited"`
+	Err     string   `json:"err,omitempty"`
+}
+
+func (*hopper) Hop(c *objects.Ctx, in HopIn) (HopOut, error) {
+	if len(in.Path) == 0 {
+		if in.Block {
+			<-c.Done()
+			return HopOut{}, c.Err()
+		}
+		return HopOut{Visited: []string{c.Name()}}, nil
+	}
+	ctx := context.Context(c)
+	if in.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(c, in.Timeout)
+		defer cancel()
+	}
+	var out HopOut
+	if err := c.Object("hopper", in.Path[0]).Call(ctx, "hop", HopIn{Path: in.Path[1:], Block: in.Block}, &out); err != nil {
+		if in.Timeout > 0 {
+			return HopOut{Err: err.Error()}, nil
+		}
+		return HopOut{}, err
+	}
+	out.Visited = append(out.Visited, c.Name())
+	return out, nil
+}
+
+// Post sends n durable messages to the hopper named to, with replies.
+func (*hopper) Post(c *objects.Ctx, in PostIn) error {
+	for i := 0; i < in.N; i++ {
+		if err := c.Object("hopper", in.To).SendWithReply("take", i, "replied"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type PostIn struct {
+	To string `json:"to"`
+	N  int    `json:"n"`
+}
+
+// Take appends n to "got" and answers n+100.
+func (*hopper) Take(c *objects.Ctx, n int) (int, error) {
+	got, _, err := objects.GetJSON[[]int](c.Storage(), "got")
+	if err != nil {
+		return 0, err
+	}
+	return n + 100, objects.PutJSON(c.Storage(), "got", append(got, n))
+}
+
+// Replied appends the reply's output to "replies".
+func (*hopper) Replied(c *objects.Ctx, r objects.Reply) error {
+	got, _, err := objects.GetJSON[[]string](c.Storage(), "replies")
+	if err != nil {
+		return err
+	}
+	return objects.PutJSON(c.Storage(), "replies", append(got, string(r.Out)))
+}
+
+// Get returns the JSON at key.
+func (*hopper) Get(c *objects.Ctx, key string) (json.RawMessage, error) {
+	v, ok, err := c.Storage().Get(key)
+	if !ok {
+		return json.RawMessage("null"), err
+	}
+	return v, err
+}
+
+var hopperClass = objects.Define("hopper", func() *hopper { return &hopper{} })
+
+// startCaller is startMember for calls: the runtime's stubs go through the
+// router.
+func startCaller(t *testing.T, srv *log.Server, name string) *member {
+	t.Helper()
+	ctx := context.Background()
+	m := &member{}
+	var err error
+	if m.log, err = log.Open(ctx, log.Config{Server: srv, Logger: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	if m.router, err = cluster.New(cluster.Config{Node: name, Log: m.log, Codec: jsonCodec{}, Logger: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	if m.proj, err = projector.Open(projector.Config{Dir: t.TempDir(), Logger: quiet, OnApplied: func(b []projector.Applied) {
+		if m.rt != nil {
+			m.rt.OnApplied(b)
+		}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	oc := objects.Config{Log: m.log, Projector: m.proj, Classes: []*objects.Class{hopperClass}, Logger: quiet,
+		Claim: m.router.Claim, Calls: m.router, Codec: jsonCodec{}}
+	if m.rt, err = objects.New(oc); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.router.Start(ctx, m.rt); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.stop(t) })
+	return m
+}
+
+// hopperOn finds a hopper name that node owns of the nodes.
+func hopperOn(t *testing.T, m *member, node string, nodes []string, prefix string) string {
+	for i := 0; ; i++ {
+		name := fmt.Sprint(prefix, i)
+		ref, err := m.rt.RefByName("hopper", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cluster.Owner(ref.ID, nodes) == node {
+			return name
+		}
+	}
+}
+
+// TestCallsAcrossNodes: a chain a(on a)→b(on b)→c(on a) returns through
+// all three; a cycle through both nodes fails with call_cycle at once; a
+// deadline passed in c is reported in a.
+func TestCallsAcrossNodes(t *testing.T) {
+	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	na := startCaller(t, srv, "a")
+	nb := startCaller(t, srv, "b")
+	deadline := time.Now().Add(20 * time.Second)
+	for len(na.router.Nodes()) != 2 || len(nb.router.Nodes()) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("views %v and %v, want both nodes", na.router.Nodes(), nb.router.Nodes())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	nodes := []string{"a", "b"}
+	x := hopperOn(t, na, "a", nodes, "x")
+	y := hopperOn(t, na, "b", nodes, "y")
+	z := hopperOn(t, na, "a", nodes, "z")
+	call := func(ctx context.Context, name string, in HopIn) (HopOut, error) {
+		ref, err := na.rt.RefByName("hopper", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := json.Marshal(in)
+		b, err := na.router.Call(ctx, ref, "hop", body, jsonCodec{}, objects.Cause{})
+		if err != nil {
+			return HopOut{}, err
+		}
+		var out HopOut
+		return out, json.Unmarshal(b, &out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before := nb.router.Status().Stats
+	out, err := call(ctx, x, HopIn{Path: []string{y, z}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(out.Visited, ","), strings.Join([]string{z, y, x}, ","); got != want {
+		t.Fatalf("visited %s, want %s", got, want)
+	}
+	if served := nb.router.Status().Stats.Served - before.Served; served < 1 {
+		t.Fatalf("b served %d forwarded requests, want the call to y", served)
+	}
+	// The callee on b names its caller on a.
+	rec, err := nb.log.Last(ctx, "hopper", objects.IDFromName("hopper", y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rec.Event.Turns[0].Cause.Caller; c == nil || c.ID != objects.IDFromName("hopper", x) {
+		t.Fatalf("y's cause names caller %+v, want %s", c, x)
+	}
+
+	_, err = call(ctx, x, HopIn{Path: []string{y, x}})
+	if !errors.Is(err, objects.ErrCallCycle) {
+		t.Fatalf("x→y→x across nodes: %v, want ErrCallCycle", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the cycle waited for the deadline")
+	}
+	out, err = call(ctx, x, HopIn{Path: []string{y, z}, Block: true, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.Err, "deadline exceeded") {
+		t.Fatalf("x got %q, want the deadline exceeded in z", out.Err)
+	}
+	for _, n := range []string{x, y, z} {
+		if _, err := call(ctx, n, HopIn{}); err != nil {
+			t.Fatalf("%s after the cycle and the deadline: %v", n, err)
+		}
+	}
+}
+
+// TestMessagesAcrossNodes: a sender on node a sends durable messages with
+// replies to a target on node b; they apply in order, and the replies come
+// back to a.
+func TestMessagesAcrossNodes(t *testing.T) {
+	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	na := startCaller(t, srv, "a")
+	nb := startCaller(t, srv, "b")
+	deadline := time.Now().Add(20 * time.Second)
+	for len(na.router.Nodes()) != 2 || len(nb.router.Nodes()) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("views %v and %v, want both nodes", na.router.Nodes(), nb.router.Nodes())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	nodes := []string{"a", "b"}
+	s := hopperOn(t, na, "a", nodes, "s")
+	r := hopperOn(t, na, "b", nodes, "r")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	call := func(name, method string, in any) []byte {
+		ref, err := na.rt.RefByName("hopper", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := json.Marshal(in)
+		out, err := na.router.Call(ctx, ref, method, body, jsonCodec{}, objects.Cause{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	call(s, "post", PostIn{To: r, N: 5})
+	for string(call(s, "get", "replies")) != `["100","101","102","103","104"]` {
+		if ctx.Err() != nil {
+			t.Fatalf("replies %s, got %s", call(s, "get", "replies"), call(r, "get", "got"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := string(call(r, "get", "got")); got != "[0,1,2,3,4]" {
+		t.Fatalf("r took %s", got)
+	}
+}

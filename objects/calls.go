@@ -1,0 +1,273 @@
+package objects
+
+// Synchronous calls between objects: a handler gets a Stub for another
+// object (Ctx.Object, Ctx.ObjectByID) and calls one of its RPC methods, on
+// whichever node owns it (Config.Calls: the cluster's router, or this
+// runtime alone).
+//
+// Invariants:
+//  1. A call is a commit point. Before it leaves, every write of the turn
+//     so far, and of the turns before it, is durable: the stub drives the
+//     write path's own sync (turn.sync, as Storage.Sync does). The callee
+//     can therefore never observe, through the caller's answers, anything a
+//     crash of the caller takes back. A call inside Storage.Transaction is
+//     refused (ErrCallInTransaction): the transaction's writes may still be
+//     undone, and making them durable would break its all-or-nothing.
+//  2. A call carries its chain: the ids of the objects waiting on it, the
+//     caller last. A call to an object in the chain (or to the caller
+//     itself) would wait on itself: it fails at once with ErrCallCycle. A
+//     chain of CallDepthMax objects cannot call further (ErrCallDepth). The
+//     chain travels in the context.Context (CallChain, WithCallChain), and
+//     the router carries it across nodes.
+//  3. The caller's context (its deadline, its cancellation) is the call's:
+//     a deadline that passes in the callee is the caller's error too.
+//  4. The callee's turn names the caller in its cause (log.Caller): the
+//     caller's class, id, and the version and turn of the caller's event
+//     that records the call (log.Turn.Calls), so history links the two.
+//     After the commit point nothing of the caller is pending, so the part
+//     of the turn that records this call is the first turn of the event
+//     after the caller's newest: its version is known before the call
+//     leaves. A turn that made calls is recorded even if it writes nothing
+//     or fails (its writes are discarded, its calls are not undone).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/strata-objects/strata/log"
+)
+
+const (
+	// CallDepthMax bounds the objects in one chain of synchronous calls,
+	// the first caller included.
+	CallDepthMax = 16
+	// CallInputBytesMax bounds a call's encoded input.
+	CallInputBytesMax = 1 << 20
+	// callsPartBytesMax: a turn whose recorded calls reach this size has
+	// them staged (an event of their own) at its next call, so a turn that
+	// calls many objects keeps its record within turnOverheadBytes.
+	callsPartBytesMax = 1024
+	// callRecordOverheadBytes is what one recorded call costs beyond its
+	// class, method and error code.
+	callRecordOverheadBytes = 48
+)
+
+// Caller is log.Caller: the object whose call caused a turn.
+type Caller = log.Caller
+
+// CallRecord is log.Call: one call a turn made.
+type CallRecord = log.Call
+
+// Dispatcher is the interface through which stubs reach other objects: the
+// cluster's router (which forwards to the owner) or a Runtime alone.
+type Dispatcher interface {
+	Call(ctx context.Context, ref Ref, method string, body []byte, codec Codec, cause Cause) ([]byte, error)
+}
+
+type callChainKey struct{}
+
+// WithCallChain returns ctx carrying chain, the ids of the objects waiting
+// in a chain of calls (the router restores it on the owner).
+func WithCallChain(ctx context.Context, chain []ID) context.Context {
+	if len(chain) == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, callChainKey{}, chain)
+}
+
+// CallChain returns the chain of calls ctx carries, the newest caller last.
+func CallChain(ctx context.Context) []ID {
+	chain, _ := ctx.Value(callChainKey{}).([]ID)
+	return chain
+}
+
+// Stub is another object as a handler sees it: its methods can be called
+// during the turn that made the stub.
+type Stub struct {
+	c   *Ctx
+	ref Ref
+	err error // a bad class, name or id: every use returns it
+}
+
+// Object returns a stub for the object of class named name.
+func (c *Ctx) Object(class, name string) *Stub {
+	ref, err := c.t.a.rt.RefByName(class, name)
+	return &Stub{c: c, ref: ref, err: err}
+}
+
+// ObjectByID returns a stub for the object of class with id.
+func (c *Ctx) ObjectByID(class string, id ID) *Stub {
+	_, err := c.t.a.rt.Class(class)
+	return &Stub{c: c, ref: Ref{Class: class, ID: id}, err: err}
+}
+
+// Ref is the object the stub calls.
+func (s *Stub) Ref() Ref { return s.ref }
+
+// Call runs the object's RPC method with in (encoded by the runtime's
+// codec, JSON by default) and decodes its output into out (a pointer, or
+// nil to drop it). It returns the callee's error: a ClientError keeps its
+// status and code, so a handler may return it as its own.
+//
+// The call is a commit point: every write of the turn so far is durable
+// before it leaves (see the top of calls.go). ctx must be the turn's Ctx or
+// derived from it; a shorter deadline applies to the call only.
+func (s *Stub) Call(ctx context.Context, method string, in, out any) error {
+	if s.err != nil {
+		return s.err
+	}
+	t := s.c.t
+	a, rt := t.a, t.a.rt
+	if t.done {
+		return errors.New("objects: stub used after its turn ended")
+	}
+	if t.inTx > 0 {
+		return fmt.Errorf("%w: %s.%s", ErrCallInTransaction, s.ref, truncate(method))
+	}
+	class, err := rt.Class(s.ref.Class)
+	if err != nil {
+		return err
+	}
+	if _, ok := class.methods[method]; !ok {
+		return fmt.Errorf("%w: %s has no method %q", ErrUnknownMethod, class.name, truncate(method))
+	}
+	chain := CallChain(t.req.ctx)
+	if s.ref.ID == a.id {
+		return fmt.Errorf("%w: %s/%s calls itself (%s)", ErrCallCycle, a.class.name, a.id, method)
+	}
+	for _, id := range chain {
+		if id == s.ref.ID {
+			return fmt.Errorf("%w: %s is already waiting in this chain of calls", ErrCallCycle, s.ref)
+		}
+	}
+	if len(chain)+2 > CallDepthMax {
+		return fmt.Errorf("%w: calling %s would make a chain of %d objects, at most %d", ErrCallDepth, s.ref, len(chain)+2, CallDepthMax)
+	}
+	var body []byte
+	if in != nil {
+		if body, err = rt.codec.Encode(in); err != nil {
+			return fmt.Errorf("%w: %s.%s input: %w", ErrBadInput, s.ref, method, err)
+		}
+	}
+	if len(body) > CallInputBytesMax {
+		return tooLarge(fmt.Sprintf("input of %s.%s", s.ref, method), len(body), CallInputBytesMax)
+	}
+	// The commit point (invariant 1).
+	if err := t.sync(); err != nil {
+		return fmt.Errorf("call %s.%s: commit before the call: %w", s.ref, method, err)
+	}
+	cause := Cause{
+		RequestID: t.req.cause.RequestID,
+		Principal: t.req.cause.Principal,
+		Caller:    &Caller{Class: a.class.name, ID: a.id, Version: a.version + 1, Index: len(t.calls)},
+	}
+	next := make([]ID, len(chain), len(chain)+1)
+	copy(next, chain)
+	cctx := WithCallChain(ctx, append(next, a.id))
+	rt.hooks.calling(a.class.name, a.id, s.ref)
+	outBytes, err := rt.calls.Call(cctx, s.ref, method, body, rt.codec, cause)
+	t.recordCall(CallRecord{Class: s.ref.Class, ID: s.ref.ID, Method: truncate(method), Error: callErrorCode(err)})
+	if err != nil {
+		return fmt.Errorf("call %s.%s: %w", s.ref, method, err)
+	}
+	if out != nil && len(outBytes) > 0 {
+		if err := rt.codec.Decode(outBytes, out); err != nil {
+			return fmt.Errorf("call %s.%s: decode its output: %w", s.ref, method, err)
+		}
+	}
+	return nil
+}
+
+// recordCall adds a call to the turn's record.
+func (t *turn) recordCall(c CallRecord) {
+	if len(c.Method) > log.CallMethodBytesMax {
+		c.Method = c.Method[:log.CallMethodBytesMax]
+	}
+	t.calls = append(t.calls, c)
+	t.callsBytes += len(c.Class) + len(c.Method) + len(c.Error) + callRecordOverheadBytes
+}
+
+// callsFull reports whether the turn's recorded calls must be staged
+// before it records another.
+func (t *turn) callsFull() bool {
+	return t.callsBytes >= callsPartBytesMax || len(t.calls) >= log.TurnCallsMax
+}
+
+// attachCalls moves the turn's recorded calls, and the messages of ws (the
+// write set just staged; nil when its writes were discarded), into the turn
+// just staged (the last of the pending event).
+func (a *activation) attachCalls(t *turn, ws *writeSet) {
+	if a.pending == nil {
+		return
+	}
+	last := &a.pending.turns[len(a.pending.turns)-1]
+	if ws != nil && len(ws.sends) > 0 {
+		last.Sends = ws.sends // their bytes are in ws.bytes, counted by stage
+	}
+	if len(t.calls) == 0 {
+		return
+	}
+	last.Calls = t.calls
+	a.pending.bytes += t.callsBytes
+	t.calls, t.callsBytes = nil, 0
+}
+
+// callErrorCode is the short name a recorded call keeps of its error.
+func callErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var ce *ClientError
+	if errors.As(err, &ce) {
+		if ce.Code != "" {
+			return truncate(ce.Code)
+		}
+		return "client_error"
+	}
+	for _, row := range callErrorCodes {
+		if errors.Is(err, row.err) {
+			return row.code
+		}
+	}
+	return "error"
+}
+
+var callErrorCodes = []struct {
+	err  error
+	code string
+}{
+	{ErrCallCycle, "call_cycle"},
+	{ErrCallDepth, "call_depth"},
+	{ErrUnknownMethod, "unknown_method"},
+	{ErrBadInput, "bad_input"},
+	{ErrTooLarge, "too_large"},
+	{context.DeadlineExceeded, "timeout"},
+	{context.Canceled, "canceled"},
+	{ErrOverloaded, "overloaded"},
+	{ErrUnavailable, "unavailable"},
+	{ErrFenced, "fenced"},
+	{ErrClosed, "closed"},
+}
+
+// jsonCodec is the default codec of stubs: strict JSON, as the gateway's
+// (unknown fields and trailing data are refused), so a call reads its input
+// the same way whether it ran here or was forwarded to another node.
+type jsonCodec struct{}
+
+func (jsonCodec) Decode(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+func (jsonCodec) Encode(v any) ([]byte, error) { return json.Marshal(v) }
