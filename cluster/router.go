@@ -57,9 +57,9 @@ var errOwnerGone = errors.New("cluster: owner is gone")
 // keyed: keyedEnvelope).
 var errOutcomeUnknown = errors.New("outcome unknown")
 
-// ErrNoLease: this node's membership lease ran out (its heartbeats are not
-// being stored: it is cut off from the cluster's majority, or the
-// membership bucket is stalled), so it may no longer be the owner in the
+// ErrNoLease: this node's membership lease ran out (no majority of the
+// cluster's nodes acknowledges its beats: it is cut off from the majority,
+// or it was paused), so it may no longer be the owner in the
 // others' views and its view of who owns what may be stale. It runs and
 // forwards nothing until the lease is back (Members.LeaseUntil), and says
 // so at once: nothing ran, and another node may serve the request.
@@ -261,7 +261,7 @@ func (r *Router) watchLease() {
 		expired := !time.Now().Before(r.members.LeaseUntil())
 		if held && (expired || lapses != r.lapsesSeen.Load()) {
 			n := r.rt.ReleaseIf(func(string, objects.ID) bool { return true })
-			r.logger.Warn("membership lease ran out (heartbeats not stored): released every activation; serving nothing until it is back", "released", n)
+			r.logger.Warn("membership lease ran out (no majority acknowledges this node's beats): released every activation; serving nothing until it is back", "released", n)
 			held = false
 			r.lapse.Lock()
 			close(r.lapse.ch)

@@ -307,9 +307,11 @@ func (c *testCluster) WaitLive(t *testing.T, want int) {
 				continue
 			}
 			v, err := c.Status(i)
-			if err != nil || len(v.Nodes) != want {
+			// Up means serving: every node sees the others and holds its
+			// membership lease.
+			if err != nil || len(v.Nodes) != want || !v.Leased {
 				ok = false
-				last = append(last, fmt.Sprintf("%s: %d live (%v)", c.nodes[i].name, len(v.Nodes), err))
+				last = append(last, fmt.Sprintf("%s: %d live, leased %v (%v)", c.nodes[i].name, len(v.Nodes), v.Leased, err))
 			}
 		}
 		if ok {

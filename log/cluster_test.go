@@ -224,8 +224,7 @@ func TestClusterR3(t *testing.T) {
 			return nil
 		})
 		// A silent node (heartbeats stop, no delete) expires after the TTL.
-		views[1].cancel()
-		<-views[1].done
+		views[1].silence()
 		checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 			if got := names(views[0]); got != "n1" {
 				return fmt.Errorf("n1 sees %s after n2 went silent", got)

@@ -5,44 +5,72 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Membership (DESIGN.md, "Scale-out"): every node puts a heartbeat under
-// its name in a JetStream KV bucket every Heartbeat, and watches the
-// bucket. A node is live while its heartbeats keep arriving: one whose
-// last heartbeat this node received more than TTL before its own latest
-// is dropped from the view (the bucket's own TTL removes the key too,
-// without a marker, which is why liveness is judged on receipt with the
-// local clock; against its own heartbeat, so that a bucket that stores
-// nothing for a while freezes the view instead of emptying it: expire). A
-// node that stops gracefully deletes its key, which every watcher sees at
-// once.
+// Membership (DESIGN.md, "Scale-out") and this node's lease.
+//
+// Every Heartbeat each node publishes a beat over core NATS to every other
+// node, and every node that receives it answers with an ack. Beats and
+// acks carry the sender's payload (Info) and the nodes it heard within a
+// TTL. From them each node keeps its view of the live nodes and its lease;
+// the rules and the argument are in members_view.go and
+// docs/design-notes.md ("Membership and the lease").
+//
+// Why not a replicated KV bucket, as before (issue 22): heartbeats stored
+// in an R3 bucket stop being stored whenever that bucket's stream has no
+// leader: when its leader is the node that is cut off, and at every heal,
+// when the cut node's inflated Raft terms make every group step down. The
+// majority then lost its leases for about 5 s, although nothing was wrong
+// on its side. Beats and acks need only the routes between the nodes of a
+// majority, never a stream's leader.
+//
+// The bucket stays for what needs agreement once: joining. A node joins by
+// storing its key there (which needs a JetStream quorum, so a node cut off
+// from the majority cannot join and count itself alone) and reads the keys
+// to learn the cluster's nodes before its first beat. It keeps putting its
+// key every Heartbeat, in the background and without effect on the lease,
+// so that a node joining later learns of it, and deletes it when it leaves.
+//
+// Earlier bugs, kept out by the rules: a node judging silence by the
+// wall clock alone dropped every other node after its own pause and took
+// every object (rule 4, and acks count as hearing); a node cut off held
+// its view and served from memory (rule 2: without a quorum's acks the
+// lease runs out, and the router then serves nothing); a lease renewed
+// before the holder noticed it had run out (Lapses).
 //
 // The view is only a hint for placement: two nodes may disagree for a
 // moment, and fencing keeps storage correct meanwhile.
 
-// MembersBucket is the KV bucket holding the heartbeats.
+// MembersBucket is the KV bucket holding the nodes' keys (joining).
 const MembersBucket = "STRATA_NODES"
+
+// Subjects of the beats and of leaves; acks go to a subject per node.
+const (
+	membersBeatSubject  = "strata.members.beat"
+	membersLeaveSubject = "strata.members.leave"
+	membersAckPrefix    = "strata.members.ack."
+)
 
 // MembersConfig configures a membership. Zero values take the defaults.
 type MembersConfig struct {
 	Node string // this node's name (required; ValidNodeName)
-	// Info is this node's payload in its heartbeat (its gateway address,
-	// its counts); SetInfo changes it for the next heartbeat.
+	// Info is this node's payload in its beats (its gateway address, its
+	// counts); SetInfo changes it for the next beat.
 	Info []byte
-	// Heartbeat is the interval between puts; default 1s.
+	// Heartbeat is the interval between beats; default 1s.
 	Heartbeat time.Duration
-	// TTL is how long a node stays live after its last heartbeat; default
+	// TTL is how long a node stays live after it was last heard; default
 	// 3 heartbeats. It bounds how long a dead node's objects stay
-	// unreachable.
+	// unreachable. The lease runs two thirds of it past a beat a majority
+	// received.
 	TTL time.Duration
 	// OnChange, if set, runs with the new view each time the set of live
-	// nodes changes, on the membership's goroutine (it must not block).
+	// nodes changes, on the membership's goroutines (it must not block).
 	OnChange func([]Member)
 }
 
@@ -50,37 +78,44 @@ type MembersConfig struct {
 type Member struct {
 	Node string
 	Info []byte
-	Seen time.Time // when this node last received its heartbeat
+	Seen time.Time // when this node last heard it (directly or reported)
 }
 
-// Members is this node's heartbeat and its view of the live nodes.
+// beatMsg is a beat, an ack and a leave on the wire (CBOR).
+type beatMsg struct {
+	Node  string   `cbor:"1,keyasint"`
+	Seq   uint64   `cbor:"2,keyasint,omitempty"` // the beat's (or the acked beat's) sequence
+	Info  []byte   `cbor:"3,keyasint,omitempty"`
+	Heard []string `cbor:"4,keyasint,omitempty"` // nodes the sender heard within a TTL
+}
+
+// Members is this node's beats, its view of the live nodes and its lease.
 type Members struct {
 	l      *Log
 	cfg    MembersConfig
 	kv     jetstream.KeyValue
 	logger *slog.Logger
 	cancel context.CancelFunc
-	done   chan struct{}
+	wg     sync.WaitGroup
+	beats  *nats.Subscription
+	acks   *nats.Subscription
+	leaves *nats.Subscription
+	// kick tells run that a message arrived that may change the view:
+	// OnChange runs there, never on a subscription's goroutine, so that a
+	// slow OnChange cannot hold up the acks others' leases depend on.
+	kick chan struct{}
 
 	mu struct {
 		sync.Mutex
-		info    []byte
-		nodes   map[string]Member
-		live    []string // sorted names, the last view given to OnChange
-		stalled bool     // own heartbeats have not come back for a TTL (expire)
-		// resumed is when this node's own heartbeat came back after a gap
-		// of more than two intervals: the others' heartbeats, held up by
-		// the same gap, are counted silent only from then (silent).
-		resumed time.Time
-		// stored is when this node sent its latest heartbeat that the
-		// bucket acknowledged (LeaseUntil).
-		stored time.Time
-		lapses uint64 // times a stored heartbeat came after the lease had run out
+		info []byte
+		st   *memberState
+		live []string // sorted names, the last view given to OnChange
 	}
 }
 
-// JoinMembers creates the bucket if needed, puts the first heartbeat, reads
-// the current members and starts heartbeating and watching until Leave.
+// JoinMembers stores this node's key in the bucket, learns the cluster's
+// nodes from it, starts beating, and returns once a majority acknowledged
+// a beat (the lease is held) or two heartbeats passed.
 func (l *Log) JoinMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
 	if err := ValidNodeName(cfg.Node); err != nil {
 		return nil, err
@@ -94,30 +129,58 @@ func (l *Log) JoinMembers(ctx context.Context, cfg MembersConfig) (*Members, err
 	if cfg.TTL < 2*cfg.Heartbeat {
 		return nil, fmt.Errorf("log: members TTL %s is under two heartbeats of %s", cfg.TTL, cfg.Heartbeat)
 	}
+	if l.closed() {
+		return nil, ErrClosed
+	}
 	kv, err := l.membersBucket(ctx, cfg.TTL)
 	if err != nil {
 		return nil, err
 	}
-	m := &Members{l: l, cfg: cfg, kv: kv, logger: l.cfg.Logger.With("component", "members", "node", cfg.Node), done: make(chan struct{})}
+	m := &Members{l: l, cfg: cfg, kv: kv, logger: l.cfg.Logger.With("component", "members", "node", cfg.Node), kick: make(chan struct{}, 1)}
 	m.mu.info = cfg.Info
-	m.mu.nodes = map[string]Member{}
-	if err := m.beat(ctx); err != nil {
+	m.mu.st = newMemberState(cfg.Node, cfg.Heartbeat, cfg.TTL)
+	m.mu.live = []string{cfg.Node}
+	if _, err := kv.Put(ctx, cfg.Node, cfg.Info); err != nil {
+		return nil, fmt.Errorf("log: join: put %s: %w", cfg.Node, err)
+	}
+	if err := m.readBucket(ctx); err != nil {
 		return nil, err
 	}
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("log: watch %s: %w", MembersBucket, err)
-	}
-	// The watcher first replays the current values, then a nil marks the
-	// end of them: the view is complete before Join returns.
-	if err := m.initial(ctx, w); err != nil {
-		w.Stop()
+	if err := m.subscribe(); err != nil {
 		return nil, err
 	}
 	var runCtx context.Context
 	runCtx, m.cancel = context.WithCancel(context.Background())
-	go m.run(runCtx, w)
+	m.sendBeat()
+	if err := m.awaitLease(ctx); err != nil {
+		m.cancel()
+		m.unsubscribe()
+		return nil, err
+	}
+	m.changed()
+	m.wg.Add(2)
+	go m.run(runCtx)
+	go m.keepKey(runCtx)
 	return m, nil
+}
+
+// awaitLease waits up to two heartbeats for the first beat's acks from a
+// majority; past them the node joins without its lease, which the next
+// beats may bring.
+func (m *Members) awaitLease(ctx context.Context) error {
+	deadline := time.Now().Add(2 * m.cfg.Heartbeat)
+	for !time.Now().Before(m.LeaseUntil()) {
+		if time.Now().After(deadline) {
+			m.logger.Warn("joined without a majority's ack yet: no lease until one comes")
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("log: join: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond): // polling the first acks
+		}
+	}
+	return nil
 }
 
 // membersBucket creates or opens the bucket.
@@ -164,109 +227,201 @@ func (l *Log) openBucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jet
 	}
 }
 
-func (m *Members) initial(ctx context.Context, w jetstream.KeyWatcher) error {
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return fmt.Errorf("log: watch %s: closed", MembersBucket)
-			}
-			if e == nil {
-				m.changed()
-				return nil
-			}
-			m.apply(e)
-		case <-ctx.Done():
-			return fmt.Errorf("log: watch %s: %w", MembersBucket, ctx.Err())
+// readBucket learns the cluster's nodes from the keys stored within a TTL,
+// and counts them live until they are heard of (or not) for a TTL.
+func (m *Members) readBucket(ctx context.Context) error {
+	keys, err := m.kv.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("log: join: list %s: %w", MembersBucket, err)
+	}
+	now := time.Now()
+	for k := range keys.Keys() {
+		if k == m.cfg.Node {
+			continue
+		}
+		var info []byte
+		if e, err := m.kv.Get(ctx, k); err == nil {
+			info = e.Value()
+		}
+		m.mu.Lock()
+		m.mu.st.heardFrom(k, info, nil, now)
+		m.mu.Unlock()
+	}
+	return nil
+}
+
+func (m *Members) subscribe() error {
+	var err error
+	nc := m.l.nc
+	if m.beats, err = nc.Subscribe(membersBeatSubject, m.onBeat); err != nil {
+		return fmt.Errorf("log: members: subscribe: %w", err)
+	}
+	if m.acks, err = nc.Subscribe(membersAckPrefix+m.cfg.Node, m.onAck); err != nil {
+		m.unsubscribe()
+		return fmt.Errorf("log: members: subscribe: %w", err)
+	}
+	if m.leaves, err = nc.Subscribe(membersLeaveSubject, m.onLeave); err != nil {
+		m.unsubscribe()
+		return fmt.Errorf("log: members: subscribe: %w", err)
+	}
+	if err := nc.Flush(); err != nil {
+		m.unsubscribe()
+		return fmt.Errorf("log: members: subscribe: %w", err)
+	}
+	return nil
+}
+
+func (m *Members) unsubscribe() {
+	for _, s := range []*nats.Subscription{m.beats, m.acks, m.leaves} {
+		if s != nil {
+			s.Unsubscribe()
 		}
 	}
 }
 
-func (m *Members) run(ctx context.Context, w jetstream.KeyWatcher) {
-	defer close(m.done)
-	defer func() { w.Stop() }()
+// run beats every Heartbeat and looks at the view after each beat.
+func (m *Members) run(ctx context.Context) {
+	defer m.wg.Done()
 	tick := time.NewTicker(m.cfg.Heartbeat)
 	defer tick.Stop()
-	lastUpdate := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				w = m.rewatch(ctx, w)
-				continue
-			}
-			lastUpdate = time.Now()
-			if e != nil {
-				m.apply(e)
-				m.changed()
-			}
 		case <-tick.C:
-			bctx, cancel := context.WithTimeout(ctx, m.cfg.Heartbeat)
-			if err := m.beat(bctx); err != nil && ctx.Err() == nil {
-				m.logger.Warn("heartbeat not stored", "err", err)
-			}
-			cancel()
-			// Our own heartbeat comes back through the watcher: silence
-			// for a TTL means the watcher is stuck (its stream moved), so
-			// start another.
-			if time.Since(lastUpdate) > m.cfg.TTL {
-				w = m.rewatch(ctx, w)
-				lastUpdate = time.Now()
-			}
-			m.expire()
+			m.sendBeat()
+			m.changed()
+		case <-m.kick:
+			m.changed()
 		}
 	}
 }
 
-func (m *Members) rewatch(ctx context.Context, old jetstream.KeyWatcher) jetstream.KeyWatcher {
-	old.Stop()
-	wctx, cancel := context.WithTimeout(ctx, m.cfg.Heartbeat)
-	defer cancel()
-	w, err := m.kv.WatchAll(wctx)
+// poke asks run to look at the view.
+func (m *Members) poke() {
+	select {
+	case m.kick <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// keepKey puts this node's key every Heartbeat so that joining nodes learn
+// of it. A put that fails (the bucket's stream has no leader) changes
+// nothing else: the lease does not depend on it.
+func (m *Members) keepKey(ctx context.Context) {
+	defer m.wg.Done()
+	tick := time.NewTicker(m.cfg.Heartbeat)
+	defer tick.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		m.mu.Lock()
+		info := m.mu.info
+		m.mu.Unlock()
+		pctx, cancel := context.WithTimeout(ctx, m.cfg.TTL)
+		_, err := m.kv.Put(pctx, m.cfg.Node, info)
+		cancel()
+		switch {
+		case err != nil && !failing && ctx.Err() == nil:
+			m.logger.Info("node key not stored in the bucket (joining nodes may not learn of this one until it is); the lease does not depend on it", "err", err)
+			failing = true
+		case err == nil && failing:
+			m.logger.Info("node key stored again")
+			failing = false
+		}
+	}
+}
+
+// sendBeat publishes a beat with this node's ack subject as its reply.
+func (m *Members) sendBeat() {
+	now := time.Now()
+	m.mu.Lock()
+	st := m.mu.st
+	st.tick(now)
+	msg := beatMsg{Node: m.cfg.Node, Seq: st.beat(now), Info: m.mu.info, Heard: st.heard(now)}
+	m.mu.Unlock()
+	b, err := encMode.Marshal(msg)
 	if err != nil {
-		m.logger.Warn("membership watch not restarted; retrying", "err", err)
-		return old // its channel is closed or quiet; the next tick tries again
+		m.logger.Error("beat not encoded", "err", err)
+		return
 	}
-	return w
+	out := nats.NewMsg(membersBeatSubject)
+	out.Data, out.Reply = b, membersAckPrefix+m.cfg.Node
+	if err := m.l.nc.PublishMsg(out); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		m.logger.Warn("beat not sent", "err", err)
+	}
 }
 
-func (m *Members) beat(ctx context.Context) error {
-	m.mu.Lock()
-	info := m.mu.info
-	m.mu.Unlock()
-	sent := time.Now()
-	if _, err := m.kv.Put(ctx, m.cfg.Node, info); err != nil {
-		return fmt.Errorf("log: heartbeat of %s: %w", m.cfg.Node, err)
+// onBeat takes another node's beat and acks it.
+func (m *Members) onBeat(in *nats.Msg) {
+	var msg beatMsg
+	if err := decMode.Unmarshal(in.Data, &msg); err != nil || ValidNodeName(msg.Node) != nil {
+		m.logger.Warn("a beat that does not decode; ignored", "err", err)
+		return
 	}
+	if msg.Node == m.cfg.Node {
+		return // our own, back through the subscription
+	}
+	now := time.Now()
 	m.mu.Lock()
-	if sent.After(m.mu.stored) {
-		if !m.mu.stored.IsZero() && sent.After(m.leaseLocked()) {
-			m.mu.lapses++
+	m.mu.st.heardFrom(msg.Node, msg.Info, msg.Heard, now)
+	ack := beatMsg{Node: m.cfg.Node, Seq: msg.Seq, Info: m.mu.info, Heard: m.mu.st.heard(now)}
+	m.mu.Unlock()
+	if in.Reply != "" {
+		if b, err := encMode.Marshal(ack); err == nil {
+			if err := m.l.nc.Publish(in.Reply, b); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+				m.logger.Warn("ack not sent", "to", msg.Node, "err", err)
+			}
 		}
-		m.mu.stored = sent
 	}
-	m.mu.Unlock()
-	return nil
+	m.poke()
 }
 
-// LeaseUntil is when this node's lease on its place in the others' views
-// ends: two thirds of a TTL after it sent its latest heartbeat that the
-// bucket stored. No other node drops this one before a whole TTL has
-// passed since it received that heartbeat (which it did after it was
-// sent), so until LeaseUntil no other node can have taken this node's
-// objects, and this node may serve them from memory. After it, it must
-// not: it may be cut off (a partition, a paused process, a stalled bucket)
-// while the others have already moved its objects. The last third of the
-// TTL is the margin for turns already admitted and for clock rates.
+// onAck takes another node's ack of one of this node's beats.
+func (m *Members) onAck(in *nats.Msg) {
+	var msg beatMsg
+	if err := decMode.Unmarshal(in.Data, &msg); err != nil || ValidNodeName(msg.Node) != nil {
+		m.logger.Warn("an ack that does not decode; ignored", "err", err)
+		return
+	}
+	m.mu.Lock()
+	m.mu.st.heardFrom(msg.Node, msg.Info, msg.Heard, time.Now())
+	m.mu.st.acked(msg.Node, msg.Seq)
+	m.mu.Unlock()
+	m.poke()
+}
+
+// onLeave takes another node's graceful leave.
+func (m *Members) onLeave(in *nats.Msg) {
+	var msg beatMsg
+	if err := decMode.Unmarshal(in.Data, &msg); err != nil || ValidNodeName(msg.Node) != nil || msg.Node == m.cfg.Node {
+		return
+	}
+	m.mu.Lock()
+	m.mu.st.left(msg.Node)
+	m.mu.Unlock()
+	m.poke()
+}
+
+// LeaseUntil is when this node's lease ends: two thirds of a TTL after it
+// sent its latest beat that a majority of the cluster's nodes received.
+// No node that received that beat drops this one before a whole TTL has
+// passed since (it received it after it was sent), and a node that did
+// not receive it is not in that majority; so until LeaseUntil no node of
+// a majority has taken this node's objects, and this node may serve them
+// from memory. After it, it must not: it may be cut off (a partition, a
+// paused process) while the others have already moved its objects. The
+// last third of the TTL is the margin for turns already admitted and for
+// clock rates.
 func (m *Members) LeaseUntil() time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.leaseLocked()
+	return m.mu.st.leaseUntil()
 }
-
-func (m *Members) leaseLocked() time.Time { return m.mu.stored.Add(m.cfg.TTL * 2 / 3) }
 
 // Lapses counts the times the lease ran out and was renewed again. A
 // holder of in-memory state compares it with the count it last acted on:
@@ -275,82 +430,14 @@ func (m *Members) leaseLocked() time.Time { return m.mu.stored.Add(m.cfg.TTL * 2
 func (m *Members) Lapses() uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.mu.lapses
+	return m.mu.st.lapses
 }
 
-func (m *Members) apply(e jetstream.KeyValueEntry) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	switch e.Operation() {
-	case jetstream.KeyValuePut:
-		now := time.Now()
-		if e.Key() == m.cfg.Node {
-			if prev, ok := m.mu.nodes[e.Key()]; ok && now.Sub(prev.Seen) > 2*m.cfg.Heartbeat {
-				m.mu.resumed = now
-			}
-		}
-		m.mu.nodes[e.Key()] = Member{Node: e.Key(), Info: e.Value(), Seen: now}
-	default:
-		delete(m.mu.nodes, e.Key())
-	}
-}
-
-// expire drops the nodes whose heartbeats stopped. Silence is measured
-// against this node's own heartbeat as it comes back through the bucket,
-// not against the clock: while the bucket stores nothing (its stream
-// electing a leader after its leader's server died, which takes 4 to 9 s,
-// longer than a TTL) every node goes silent at once, and dropping them
-// all would leave each node alone in its view, the owner of every object,
-// next to the others doing the same. So the view holds until heartbeats
-// flow again, and a node is dropped only once this node's own heartbeat
-// arrived more than a TTL after that node's last. The price: a node that
-// dies while the bucket is stalled is dropped only a TTL after heartbeats
-// flow again. Not covered: a node cut off from the bucket alone (a network
-// partition) holds its view too while the others drop it, and serves the
-// objects it owned from memory until it rejoins; that would need a lease.
-func (m *Members) expire() {
-	m.mu.Lock()
-	ref := time.Now()
-	if own, ok := m.mu.nodes[m.cfg.Node]; ok {
-		ref = own.Seen
-	}
-	for n, mem := range m.mu.nodes {
-		if n != m.cfg.Node && silent(mem.Seen, m.mu.resumed, ref, m.cfg.TTL) {
-			delete(m.mu.nodes, n)
-		}
-	}
-	stalled := time.Since(ref) > m.cfg.TTL
-	was := m.mu.stalled
-	m.mu.stalled = stalled
-	m.mu.Unlock()
-	switch {
-	case stalled && !was:
-		m.logger.Warn("own heartbeats have not come back for a TTL: the membership bucket stores nothing; holding the view until they do", "ttl", m.cfg.TTL)
-	case !stalled && was:
-		m.logger.Info("own heartbeats come back again; the view follows the heartbeats")
-	}
-	m.changed()
-}
-
-// silent reports whether a node last heard of at seen has been silent for
-// more than ttl by ref, the arrival of this node's own latest heartbeat,
-// counting only from resumed, when this node's own heartbeats came back
-// after a gap: the bucket that held ours back held the others' too, and
-// theirs, put on their own clocks, may come back a little after ours.
-// (Judged from seen alone, the first own heartbeat after a stall dropped
-// every other node at once, and the node, alone in its view, took every
-// object while the others still served them.)
-func silent(seen, resumed, ref time.Time, ttl time.Duration) bool {
-	if resumed.After(seen) {
-		seen = resumed
-	}
-	return ref.Sub(seen) > ttl
-}
-
-// changed calls OnChange if the set of live names moved.
+// changed calls OnChange if the set of live names moved (on run's
+// goroutine, and in JoinMembers before run starts).
 func (m *Members) changed() {
 	m.mu.Lock()
-	live := m.liveLocked()
+	live := m.mu.st.live(time.Now())
 	same := len(live) == len(m.mu.live)
 	for i := 0; same && i < len(live); i++ {
 		same = live[i] == m.mu.live[i]
@@ -363,25 +450,16 @@ func (m *Members) changed() {
 	}
 }
 
-// liveLocked: the nodes seen, and always this one (a node serving requests
-// counts itself live even while its heartbeats fail to land).
-func (m *Members) liveLocked() []string {
-	live := []string{m.cfg.Node}
-	for n := range m.mu.nodes {
-		if n != m.cfg.Node {
-			live = append(live, n)
-		}
-	}
-	sort.Strings(live)
-	return live
-}
-
 func (m *Members) viewLocked() []Member {
 	out := make([]Member, 0, len(m.mu.live))
 	for _, n := range m.mu.live {
-		mem, ok := m.mu.nodes[n]
-		if !ok {
-			mem = Member{Node: n, Info: m.mu.info, Seen: time.Now()}
+		if n == m.cfg.Node {
+			out = append(out, Member{Node: n, Info: m.mu.info, Seen: time.Now()})
+			continue
+		}
+		mem := Member{Node: n}
+		if p := m.mu.st.peers[n]; p != nil {
+			mem.Info, mem.Seen = p.info, p.seen
 		}
 		out = append(out, mem)
 	}
@@ -395,21 +473,30 @@ func (m *Members) Live() []Member {
 	return m.viewLocked()
 }
 
-// SetInfo replaces this node's heartbeat payload from the next heartbeat.
+// SetInfo replaces this node's payload from the next beat.
 func (m *Members) SetInfo(info []byte) {
 	m.mu.Lock()
 	m.mu.info = info
 	m.mu.Unlock()
 }
 
-// Leave stops heartbeating and deletes this node's key, so the others drop
-// it at once instead of after a TTL.
+// Leave stops beating, tells the others (they drop this node at once and
+// no longer count it among the cluster's nodes) and deletes its key.
 func (m *Members) Leave(ctx context.Context) error {
 	m.cancel()
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
 	select {
-	case <-m.done:
+	case <-done:
 	case <-ctx.Done():
 		return fmt.Errorf("log: leave: %w", ctx.Err())
+	}
+	m.unsubscribe()
+	if b, err := encMode.Marshal(beatMsg{Node: m.cfg.Node}); err == nil {
+		if err := m.l.nc.Publish(membersLeaveSubject, b); err != nil {
+			m.logger.Warn("leave not announced; the others drop this node after a TTL", "err", err)
+		}
+		m.l.nc.Flush()
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.l.cfg.RequestTimeout)
 	defer cancel()

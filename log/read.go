@@ -101,12 +101,59 @@ func (l *Log) directGet(ctx context.Context, stream string, get directGetRequest
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
 	defer cancel()
-	resp, err := l.nc.RequestWithContext(ctx, directGetSubject(stream), req)
+	inbox := l.nc.NewInbox()
+	sub, err := l.nc.SubscribeSync(inbox + ".*")
 	if err != nil {
 		return storedMsg{}, fmt.Errorf("log: %s: %w", what, err)
 	}
-	return parseDirect(resp, what)
+	defer sub.Unsubscribe()
+	for n := 0; ; n++ {
+		if err := l.nc.PublishRequest(directGetSubject(stream), inbox+"."+strconv.Itoa(n), req); err != nil {
+			return storedMsg{}, fmt.Errorf("log: %s: %w", what, err)
+		}
+		actx, acancel := context.WithTimeout(ctx, directGetAttempt)
+		resp, err := sub.NextMsgWithContext(actx)
+		acancel()
+		if err == nil {
+			return parseDirect(resp, what)
+		}
+		if errors.Is(err, nats.ErrNoResponders) && ctx.Err() == nil {
+			// Perhaps to an earlier request of this get: ask again.
+			pause(ctx, noResponderRetry)
+			continue
+		}
+		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return storedMsg{}, fmt.Errorf("log: %s: %w", what, err)
+		}
+		// Unanswered yet: the replica it went to may be cut off. Ask
+		// again; an answer to any of the requests will do.
+	}
 }
+
+// noResponderRetry paces the requests of a read that met "no responders"
+// (the stream's replicas unreachable for a moment) until RequestTimeout.
+const noResponderRetry = 100 * time.Millisecond
+
+// pause waits d or until ctx ends.
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// directGetAttempt is how long a direct get waits for an answer before it
+// asks again. The request goes to one of the stream's replicas (they
+// answer as a queue group); one cut off silently swallows it until the
+// route to it closes (about 4 s), and the reader used to wait the whole
+// RequestTimeout for it (issue 22: activations on the majority side
+// stalled through a partition). Asked again, another replica answers. The
+// earlier requests stay answerable (the same inbox, one token each), so a
+// replica that is only slow (a large message on a loaded machine) still
+// counts.
+const directGetAttempt = time.Second
 
 // lastMsg is the last message on subj, or ErrNotFound.
 func (l *Log) lastMsg(ctx context.Context, stream, subj string) (storedMsg, error) {
@@ -439,35 +486,90 @@ func (l *Log) readSubject(ctx context.Context, stream, filter string, from, upTo
 		return ErrClosed
 	}
 	from = max(from, 1)
-	inbox := l.nc.NewInbox()
-	sub, err := l.nc.SubscribeSync(inbox)
+	b := &batchReader{inbox: l.nc.NewInbox()}
+	sub, err := l.nc.SubscribeSync(b.inbox + ".*")
 	if err != nil {
 		return fmt.Errorf("log: read %s: %w", filter, err)
 	}
 	defer sub.Unsubscribe()
+	b.sub = sub
 	for more := from <= upTo; more; {
-		if from, more, err = l.readBatch(ctx, sub, stream, filter, from, upTo, fn); err != nil {
+		if from, more, err = l.readBatch(ctx, b, stream, filter, from, upTo, fn); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// batchReader is one read's subscription: every request of a batch (asked
+// again while unanswered, directGetAttempt) replies to the inbox with its
+// own token, and the batch reads the answers of the first request that
+// answers, ignoring the others'.
+type batchReader struct {
+	inbox string
+	sub   *nats.Subscription
+	n     int // requests sent
+}
+
+// ask sends the batch's request once more and returns its reply subject.
+func (b *batchReader) ask(nc *nats.Conn, stream string, req []byte) (string, error) {
+	reply := b.inbox + "." + strconv.Itoa(b.n)
+	b.n++
+	return reply, nc.PublishRequest(directGetSubject(stream), reply, req)
+}
+
 // readBatch asks for one batch from sequence from and hands its messages
 // to fn. It returns where the next batch starts and whether there is one.
-func (l *Log) readBatch(ctx context.Context, sub *nats.Subscription, stream, filter string, from, upTo uint64, fn func(storedMsg) error) (uint64, bool, error) {
+func (l *Log) readBatch(ctx context.Context, b *batchReader, stream, filter string, from, upTo uint64, fn func(storedMsg) error) (uint64, bool, error) {
 	req, err := json.Marshal(directGetRequest{Seq: from, NextFor: filter, Batch: readBatch, MaxBytes: readBytesMax, UpToSeq: upTo})
 	if err != nil {
 		return 0, false, fmt.Errorf("log: read %s: %w", filter, err)
 	}
-	if err := l.nc.PublishRequest(directGetSubject(stream), sub.Subject, req); err != nil {
+	first, err := b.ask(l.nc, stream, req)
+	if err != nil {
 		return 0, false, fmt.Errorf("log: read %s from %d: %w", filter, from, err)
 	}
+	asked := map[string]bool{first: true}
+	askUntil := time.Now().Add(l.cfg.RequestTimeout)
+	answering := "" // the reply subject of the request whose answers this batch reads
 	next, got := from, 0
 	for {
-		m, err := l.nextMsg(ctx, sub)
+		wait := l.cfg.RequestTimeout
+		if answering == "" {
+			wait = min(directGetAttempt, max(time.Until(askUntil), time.Millisecond))
+		}
+		wctx, wcancel := context.WithTimeout(ctx, wait)
+		m, err := b.sub.NextMsgWithContext(wctx)
+		wcancel()
+		if errors.Is(err, nats.ErrNoResponders) {
+			// The status names no request: it may answer an earlier one
+			// (asked again, or of an earlier batch), sent while the
+			// stream's replicas were unreachable.
+			if answering != "" {
+				continue
+			}
+			if ctx.Err() == nil && time.Now().Before(askUntil) {
+				pause(ctx, noResponderRetry)
+				err = context.DeadlineExceeded // ask again below
+			}
+		}
+		if err != nil && answering == "" && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) && time.Now().Before(askUntil) {
+			// Unanswered yet: the replica it went to may be cut off.
+			reply, err := b.ask(l.nc, stream, req)
+			if err != nil {
+				return 0, false, fmt.Errorf("log: read %s from %d: %w", filter, from, err)
+			}
+			asked[reply] = true
+			continue
+		}
 		if err != nil {
 			return 0, false, fmt.Errorf("log: read %s from %d: %w", filter, next, err)
+		}
+		if answering == "" && asked[m.Subject] {
+			answering = m.Subject
+		}
+		if m.Subject != answering {
+			continue // another request's answer (of this batch or an earlier one)
 		}
 		if m.Header.Get("Status") == statusEOB {
 			pending, err := strconv.ParseUint(m.Header.Get(jsNumPending), 10, 64)
