@@ -153,7 +153,9 @@ func extBothLive(nodes []*proc) bool {
 		var v clusterView
 		err = json.NewDecoder(resp.Body).Decode(&v)
 		resp.Body.Close()
-		if err != nil || len(v.Nodes) != len(nodes) {
+		// Live and leased: a node's lease needs a majority's acks of its
+		// beats, which it gets only once the others know it.
+		if err != nil || len(v.Nodes) != len(nodes) || !v.Leased {
 			return false
 		}
 		for _, n := range v.Nodes {

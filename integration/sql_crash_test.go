@@ -57,6 +57,7 @@ func TestSQLCrashProperty(t *testing.T) {
 		}
 		runCtx, cancel := context.WithCancel(ctx)
 		done := make(chan int)
+		kill := time.Duration(300+rng.IntN(700)) * time.Millisecond // rng is the writer's once it starts
 		go func() {
 			n := 0
 			for runCtx.Err() == nil {
@@ -68,7 +69,7 @@ func TestSQLCrashProperty(t *testing.T) {
 			}
 			done <- n
 		}()
-		time.Sleep(time.Duration(300+rng.IntN(700)) * time.Millisecond)
+		time.Sleep(kill)
 		p.kill()
 		cancel()
 		t.Logf("round %d: %d SQL writes acknowledged before SIGKILL", round, <-done)
