@@ -47,6 +47,9 @@ func (p *Projector) asWriter(fn func() error) error {
 // splitting only at event boundaries when it can (doc.go, invariant 4).
 // The caller holds applyMu.
 func (p *Projector) applyLocked(recs []log.Record, broken func(log.Record, error)) error {
+	if err := p.broken(); err != nil {
+		return err
+	}
 	b := &txnBatch{p: p, txn: p.db.NewTransaction(true), broken: broken}
 	defer func() { b.txn.Discard() }()
 	for i := 0; i < len(recs); {

@@ -145,6 +145,9 @@ func (p *Projector) ExpireIdem(before int64, max int) (n int, err error) {
 }
 
 func (p *Projector) expireIdemLocked(before int64, max int) (int, error) {
+	if err := p.broken(); err != nil {
+		return 0, err
+	}
 	txn := p.db.NewTransaction(true)
 	defer txn.Discard()
 	var expired [][]byte
@@ -205,6 +208,9 @@ func (p *Projector) InstallKeyed(class string, id log.ID, recs []log.KeyedTurn) 
 }
 
 func (p *Projector) installKeyedLocked(class string, id log.ID, recs []log.KeyedTurn) error {
+	if err := p.broken(); err != nil {
+		return err
+	}
 	txn := p.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	do := func(op func(*badger.Txn) error) error {

@@ -30,6 +30,9 @@ func (p *Projector) Install(ck *log.Checkpoint) (bool, error) {
 	defer p.users.leave()
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
+	if err := p.broken(); err != nil {
+		return false, err
+	}
 	txn := p.db.NewTransaction(true)
 	defer txn.Discard()
 	meta, err := readMeta(txn, ck.Class, ck.ID)

@@ -37,6 +37,20 @@ type health struct {
 // ErrUnhealthy is Health's error: the snapshot is not being written.
 var ErrUnhealthy = errors.New("projector: snapshot not written")
 
+// broken is non-nil once Badger has reported an error writing its files:
+// from then on the projector touches Badger no more. Badger may have lost
+// its memtable (v4.9.6, when it cannot create a memtable's file, leaves
+// none, and its next read or write dereferences nil: a panic that killed
+// the node in TestUnwritableSnapshot), and the node is unhealthy until a
+// restart anyway (Health): writes are refused, and reads of the snapshot
+// fail with this error instead of crashing.
+func (p *Projector) broken() error {
+	if m := p.health.badger.Load(); m != nil {
+		return fmt.Errorf("%w: %s", ErrUnhealthy, *m)
+	}
+	return nil
+}
+
 // Health is nil while the snapshot is written, else an ErrUnhealthy that
 // says why. Badger's own errors stay until a restart (its failed memtable
 // flushes are retried forever); an apply failure lasts until an apply

@@ -25,6 +25,9 @@ func (p *Projector) view(fn func(*badger.Txn) error) error {
 		return ErrClosed
 	}
 	defer p.users.leave()
+	if err := p.broken(); err != nil {
+		return err
+	}
 	return p.db.View(fn)
 }
 

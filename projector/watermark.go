@@ -102,6 +102,9 @@ func (p *Projector) SetWatermark(shard int, seq uint64) error {
 }
 
 func (p *Projector) writeWatermarks(seqs map[int]uint64) error {
+	if err := p.broken(); err != nil {
+		return err
+	}
 	err := p.db.Update(func(tx *badger.Txn) error {
 		for shard, seq := range seqs {
 			if err := tx.Set(watermarkKey(shard), binary.BigEndian.AppendUint64(nil, seq)); err != nil {
