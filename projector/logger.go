@@ -21,6 +21,9 @@ func (b badgerLogger) Errorf(f string, args ...any) {
 	msg := "badger: " + strings.TrimSpace(fmt.Sprintf(f, args...))
 	b.l.Error(msg)
 	b.health.badger.CompareAndSwap(nil, &msg) // the first says most
+	if strings.Contains(msg, "cannot create new mem table") || strings.Contains(msg, "While opening memtable") {
+		b.health.noMemtable.CompareAndSwap(nil, &msg)
+	}
 }
 func (b badgerLogger) Warningf(f string, args ...any) {
 	b.l.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, args...)))
@@ -32,20 +35,23 @@ func (badgerLogger) Debugf(string, ...any) {}
 type health struct {
 	badger atomic.Pointer[string] // Badger's first error: the snapshot cannot be written
 	apply  atomic.Pointer[string] // the last apply's failure; cleared by a success
+	// noMemtable: Badger could not create a memtable and may hold none
+	// (broken).
+	noMemtable atomic.Pointer[string]
 }
 
 // ErrUnhealthy is Health's error: the snapshot is not being written.
 var ErrUnhealthy = errors.New("projector: snapshot not written")
 
-// broken is non-nil once Badger has reported an error writing its files:
-// from then on the projector touches Badger no more. Badger may have lost
+// broken is non-nil once Badger has reported that it could not create a
+// memtable: from then on the projector touches Badger no more. Badger may have lost
 // its memtable (v4.9.6, when it cannot create a memtable's file, leaves
 // none, and its next read or write dereferences nil: a panic that killed
 // the node in TestUnwritableSnapshot), and the node is unhealthy until a
 // restart anyway (Health): writes are refused, and reads of the snapshot
 // fail with this error instead of crashing.
 func (p *Projector) broken() error {
-	if m := p.health.badger.Load(); m != nil {
+	if m := p.health.noMemtable.Load(); m != nil {
 		return fmt.Errorf("%w: %s", ErrUnhealthy, *m)
 	}
 	return nil

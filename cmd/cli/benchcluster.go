@@ -183,7 +183,44 @@ func startBenchCluster(ctx context.Context, logTo io.Writer) ([]*childServer, er
 			return nodes, err
 		}
 	}
-	return nodes, nil
+	return nodes, waitLeased(ctx, nodes)
+}
+
+// waitLeased waits until every node lists them all and holds its
+// membership lease (a majority's acks of its beats), so that the first
+// requests are not refused with no_lease while the nodes learn of each
+// other.
+func waitLeased(ctx context.Context, nodes []*childServer) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ready := 0
+		for _, n := range nodes {
+			resp, err := http.Get(n.url + "/v1/cluster")
+			if err != nil {
+				continue
+			}
+			var v struct {
+				Leased bool              `json:"leased"`
+				Nodes  []json.RawMessage `json:"nodes"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&v)
+			resp.Body.Close()
+			if err == nil && v.Leased && len(v.Nodes) == len(nodes) {
+				ready++
+			}
+		}
+		if ready == len(nodes) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench cluster: %d of %d nodes hold their lease and see all after 60s", ready, len(nodes))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // ownedBy increments objects prefix-0, prefix-1, ... through b.base until
