@@ -408,6 +408,30 @@ type stateBody struct {
 	Tables  []stateTable               `json:"tables,omitempty"`
 }
 
+// pastAt reads which past a request asks for: ?version=N, ?at=RFC3339,
+// or neither (the present, read from the log).
+func pastAt(r *http.Request) (objects.PastAt, error) {
+	var at objects.PastAt
+	var err error
+	q := r.URL.Query()
+	if at.Version, err = uintParam(r, "version"); err != nil {
+		return at, err
+	}
+	switch v := q.Get("at"); {
+	case q.Has("version") && at.Version == 0:
+		return at, fmt.Errorf("%w: version=0 is before the first event: versions start at 1 (leave version out for the present)", objects.ErrBadRange)
+	case v != "" && at.Version != 0:
+		return at, fmt.Errorf("%w: give version or at, not both", objects.ErrBadInput)
+	case v != "":
+		if at.Time, err = parseTime("at", v); err != nil {
+			return at, err
+		}
+	case at.Version == 0:
+		at.Time = time.Now()
+	}
+	return at, nil
+}
+
 // state answers GET …/state?version=N or ?at=RFC3339[&prefix=].
 func (g *Gateway) state(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) {
 	h, err := g.historian()
@@ -415,26 +439,10 @@ func (g *Gateway) state(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		writeError(w, r, err)
 		return
 	}
-	var at objects.PastAt
-	q := r.URL.Query()
-	if at.Version, err = uintParam(r, "version"); err != nil {
+	at, err := pastAt(r)
+	if err != nil {
 		writeError(w, r, err)
 		return
-	}
-	switch v := q.Get("at"); {
-	case q.Has("version") && at.Version == 0:
-		writeError(w, r, fmt.Errorf("%w: version=0 is before the first event: versions start at 1 (leave version out for the present)", objects.ErrBadRange))
-		return
-	case v != "" && at.Version != 0:
-		writeError(w, r, fmt.Errorf("%w: give version or at, not both", objects.ErrBadInput))
-		return
-	case v != "":
-		if at.Time, err = parseTime("at", v); err != nil {
-			writeError(w, r, err)
-			return
-		}
-	case at.Version == 0:
-		at.Time = time.Now() // the present, from the log
 	}
 	at.SQL = true
 	st, err := h.StateAt(ctx, rt.ref, at)
@@ -443,7 +451,7 @@ func (g *Gateway) state(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return
 	}
 	body := stateBody{Version: st.Version, Time: st.Time, Keys: map[string]json.RawMessage{}}
-	prefix := q.Get("prefix")
+	prefix := r.URL.Query().Get("prefix")
 	keys := make([]string, 0, len(st.Keys))
 	for k := range st.Keys {
 		if strings.HasPrefix(k, prefix) {

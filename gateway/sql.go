@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/strata-objects/strata/objects"
 )
@@ -58,27 +57,10 @@ func (g *Gateway) sqlQuery(ctx context.Context, w http.ResponseWriter, r *http.R
 		writeError(w, r, &routeError{http.StatusNotImplemented, "not_implemented", "this backend keeps no SQL history"})
 		return
 	}
-	var at objects.PastAt
-	var err error
-	q := r.URL.Query()
-	if at.Version, err = uintParam(r, "version"); err != nil {
+	at, err := pastAt(r)
+	if err != nil {
 		writeError(w, r, err)
 		return
-	}
-	switch v := q.Get("at"); {
-	case q.Has("version") && at.Version == 0:
-		writeError(w, r, fmt.Errorf("%w: version=0 is before the first event: versions start at 1", objects.ErrBadRange))
-		return
-	case v != "" && at.Version != 0:
-		writeError(w, r, fmt.Errorf("%w: give version or at, not both", objects.ErrBadInput))
-		return
-	case v != "":
-		if at.Time, err = parseTime("at", v); err != nil {
-			writeError(w, r, err)
-			return
-		}
-	case at.Version == 0:
-		at.Time = time.Now()
 	}
 	body, err := g.readJSONBody(w, r)
 	if err != nil {
