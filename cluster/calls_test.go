@@ -12,7 +12,6 @@ import (
 	"github.com/strata-objects/strata/cluster"
 	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
-	"github.com/strata-objects/strata/projector"
 )
 
 // hopper calls along a path of hoppers, wherever they live.
@@ -102,32 +101,31 @@ var hopperClass = objects.Define("hopper", func() *hopper { return &hopper{} })
 // router.
 func startCaller(t *testing.T, srv *log.Server, name string) *member {
 	t.Helper()
-	ctx := context.Background()
-	m := &member{}
-	var err error
-	if m.log, err = log.Open(ctx, log.Config{Server: srv, Logger: quiet}); err != nil {
+	return startMemberWith(t, srv, name, false, func(oc *objects.Config, m *member) {
+		oc.Classes = []*objects.Class{hopperClass}
+		oc.Calls, oc.Codec = m.router, jsonCodec{}
+	})
+}
+
+// startCallers starts nodes a and b on one embedded server and waits until
+// each sees both.
+func startCallers(t *testing.T) (na, nb *member) {
+	t.Helper()
+	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if m.router, err = cluster.New(cluster.Config{Node: name, Log: m.log, Codec: jsonCodec{}, Logger: quiet}); err != nil {
-		t.Fatal(err)
-	}
-	if m.proj, err = projector.Open(projector.Config{Dir: t.TempDir(), Logger: quiet, OnApplied: func(b []projector.Applied) {
-		if m.rt != nil {
-			m.rt.OnApplied(b)
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	na = startCaller(t, srv, "a")
+	nb = startCaller(t, srv, "b")
+	deadline := time.Now().Add(20 * time.Second)
+	for len(na.router.Nodes()) != 2 || len(nb.router.Nodes()) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("views %v and %v, want both nodes", na.router.Nodes(), nb.router.Nodes())
 		}
-	}}); err != nil {
-		t.Fatal(err)
+		time.Sleep(10 * time.Millisecond)
 	}
-	oc := objects.Config{Log: m.log, Projector: m.proj, Classes: []*objects.Class{hopperClass}, Logger: quiet,
-		Claim: m.router.Claim, Calls: m.router, Codec: jsonCodec{}}
-	if m.rt, err = objects.New(oc); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.router.Start(ctx, m.rt); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.stop(t) })
-	return m
+	return na, nb
 }
 
 // hopperOn finds a hopper name that node owns of the nodes.
@@ -148,20 +146,7 @@ func hopperOn(t *testing.T, m *member, node string, nodes []string, prefix strin
 // all three; a cycle through both nodes fails with call_cycle at once; a
 // deadline passed in c is reported in a.
 func TestCallsAcrossNodes(t *testing.T) {
-	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	na := startCaller(t, srv, "a")
-	nb := startCaller(t, srv, "b")
-	deadline := time.Now().Add(20 * time.Second)
-	for len(na.router.Nodes()) != 2 || len(nb.router.Nodes()) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("views %v and %v, want both nodes", na.router.Nodes(), nb.router.Nodes())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	na, nb := startCallers(t)
 	nodes := []string{"a", "b"}
 	x := hopperOn(t, na, "a", nodes, "x")
 	y := hopperOn(t, na, "b", nodes, "y")
@@ -226,20 +211,7 @@ func TestCallsAcrossNodes(t *testing.T) {
 // replies to a target on node b; they apply in order, and the replies come
 // back to a.
 func TestMessagesAcrossNodes(t *testing.T) {
-	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	na := startCaller(t, srv, "a")
-	nb := startCaller(t, srv, "b")
-	deadline := time.Now().Add(20 * time.Second)
-	for len(na.router.Nodes()) != 2 || len(nb.router.Nodes()) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("views %v and %v, want both nodes", na.router.Nodes(), nb.router.Nodes())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	na, _ := startCallers(t)
 	nodes := []string{"a", "b"}
 	s := hopperOn(t, na, "a", nodes, "s")
 	r := hopperOn(t, na, "b", nodes, "r")

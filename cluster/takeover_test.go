@@ -49,6 +49,13 @@ type member struct {
 
 func startMember(t *testing.T, srv *log.Server, name string, withAlarms bool) *member {
 	t.Helper()
+	return startMemberWith(t, srv, name, withAlarms, nil)
+}
+
+// startMemberWith is startMember with the runtime's configuration changed
+// by edit before the runtime is made.
+func startMemberWith(t *testing.T, srv *log.Server, name string, withAlarms bool, edit func(*objects.Config, *member)) *member {
+	t.Helper()
 	ctx := context.Background()
 	m := &member{}
 	var err error
@@ -75,6 +82,9 @@ func startMember(t *testing.T, srv *log.Server, name string, withAlarms bool) *m
 		}
 		oc.Alarms = m.svc
 		m.router.OnTakeover(m.svc.TakeOver)
+	}
+	if edit != nil {
+		edit(&oc, m)
 	}
 	if m.rt, err = objects.New(oc); err != nil {
 		t.Fatal(err)
