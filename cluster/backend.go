@@ -169,8 +169,8 @@ func (r *Router) ListObjects(class, namePrefix, cursor string, limit int) ([]obj
 	return r.rt.ListObjects(class, namePrefix, cursor, limit)
 }
 
-func (r *Router) Tail(ctx context.Context, class string, fn func(objects.Record) error) error {
-	return r.rt.Tail(ctx, class, fn)
+func (r *Router) Tail(ctx context.Context, class string, ready func(), fn func(objects.Record) error) error {
+	return r.rt.Tail(ctx, class, ready, fn)
 }
 
 // NodeHeader is the response header naming the node that ran a request's

@@ -13,7 +13,8 @@ import (
 
 // Tailer is what GET /v1/tail needs of the backend.
 type Tailer interface {
-	Tail(ctx context.Context, class string, fn func(objects.Record) error) error
+	// Tail calls fn for every event acknowledged after it called ready.
+	Tail(ctx context.Context, class string, ready func(), fn func(objects.Record) error) error
 }
 
 type tailLine struct {
@@ -61,8 +62,9 @@ func (g *Gateway) tail(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	// Answer the headers at once, so a client knows the tail is live; a bad
-	// class is refused before.
+	// The headers go out once the tail is subscribed (ready), so a client
+	// that has them sees every write acknowledged after; a bad class is
+	// refused before.
 	class := r.URL.Query().Get("class")
 	if class != "" {
 		if err := validClassForTail(g, class); err != nil {
@@ -76,12 +78,11 @@ func (g *Gateway) tail(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	start()
 	// A tail never ends by itself: it ends with the client, or when the
 	// gateway closes its streams at shutdown.
 	ctx, stop := g.streamContext(r.Context(), r)
 	defer stop()
-	err = t.Tail(ctx, class, func(rec objects.Record) error {
+	err = t.Tail(ctx, class, start, func(rec objects.Record) error {
 		ev := rec.Event
 		line := tailLine{Class: ev.Class, ID: ev.ID.String(), Name: ev.Name, Version: ev.Version, Seq: rec.Seq, Time: time.Unix(0, ev.Time).UTC()}
 		for _, tu := range ev.Turns {
@@ -100,6 +101,10 @@ func (g *Gateway) tail(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if endRevoked(ctx, enc) {
+		return
+	}
+	if err != nil && !started {
+		writeError(w, r, err) // the tail never started: a plain error answer
 		return
 	}
 	if err != nil && ctx.Err() == nil {

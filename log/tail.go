@@ -72,11 +72,13 @@ func (l *Log) ConsumerCount(ctx context.Context) (int, error) {
 }
 
 // Tail calls fn for every event committed from now on, across every shard,
-// of one class ("" for all), until ctx ends or fn fails. Each shard is
+// of one class ("" for all), until ctx ends or fn fails. "Now" is when
+// ready is called (if not nil): every event acknowledged after ready
+// returns is delivered. Each shard is
 // followed by an ordered consumer: ephemeral, server-side filtered, and
 // resumed by the client library if the connection drops. Events of one
 // object arrive in order; events of different shards interleave freely.
-func (l *Log) Tail(ctx context.Context, class string, fn func(Record) error) error {
+func (l *Log) Tail(ctx context.Context, class string, ready func(), fn func(Record) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type item struct {
@@ -129,6 +131,12 @@ func (l *Log) Tail(ctx context.Context, class string, fn func(Record) error) err
 			return fmt.Errorf("tail shard %d: %w", n, err)
 		}
 		stops = append(stops, cc.Stop)
+	}
+	// Each shard's server-side consumer was made, with its start at the
+	// stream's end, before its Consume: what is acknowledged from here on
+	// reaches this tail.
+	if ready != nil {
+		ready()
 	}
 	for {
 		select {

@@ -24,8 +24,9 @@ func TestTail(t *testing.T) {
 	defer cancel()
 	got := make(chan Record, 100)
 	done := make(chan error, 1)
+	ready := make(chan struct{})
 	go func() {
-		done <- l.Tail(tctx, "test", func(r Record) error {
+		done <- l.Tail(tctx, "test", func() { close(ready) }, func(r Record) error {
 			got <- r
 			if len(got) == 10 {
 				return errors.New("enough")
@@ -33,26 +34,24 @@ func TestTail(t *testing.T) {
 			return nil
 		})
 	}()
-	// The consumers start asynchronously: keep writing until ten arrive.
-	for i := 0; ; i++ {
-		appendOne("other", 2000+i)
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("tail ended before it was ready: %v", err)
+	}
+	// Every event acknowledged after ready is delivered: exactly ten writes
+	// of the class, the first one right away.
+	for i := 0; i < 10; i++ {
 		appendOne("test", i)
-		select {
-		case err := <-done:
-			if err == nil || err.Error() != "enough" {
-				t.Fatalf("tail ended with %v", err)
-			}
-			close(got)
-			for r := range got {
-				if r.Event.Class != "test" || r.Event.ID == objID(1000) {
-					t.Fatalf("tail delivered %s %s", r.Event.Class, r.Event.ID)
-				}
-			}
-			return
-		case <-time.After(20 * time.Millisecond):
-		}
-		if i > 500 {
-			t.Fatal("tail delivered fewer than 10 events")
+		appendOne("other", 2000+i)
+	}
+	if err := <-done; err == nil || err.Error() != "enough" {
+		t.Fatalf("tail ended with %v", err)
+	}
+	close(got)
+	for r := range got {
+		if r.Event.Class != "test" || r.Event.ID == objID(1000) {
+			t.Fatalf("tail delivered %s %s", r.Event.Class, r.Event.ID)
 		}
 	}
 }

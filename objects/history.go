@@ -205,12 +205,13 @@ func (rt *Runtime) Restore(ctx context.Context, ref Ref, at PastAt, cause Cause)
 }
 
 // Tail calls fn for every event committed from now on, of class ("" for
-// all classes), until ctx ends or fn fails.
-func (rt *Runtime) Tail(ctx context.Context, class string, fn func(Record) error) error {
+// all classes), until ctx ends or fn fails: every event acknowledged after
+// ready (if not nil) is called, as log.Tail.
+func (rt *Runtime) Tail(ctx context.Context, class string, ready func(), fn func(Record) error) error {
 	if class != "" {
 		if _, err := rt.Class(class); err != nil {
 			return err
 		}
 	}
-	return rt.log.Tail(ctx, class, fn)
+	return rt.log.Tail(ctx, class, ready, fn)
 }
