@@ -6,5 +6,5 @@ import "github.com/strata-objects/strata/objects"
 
 // All returns the built-in classes.
 func All() []*objects.Class {
-	return []*objects.Class{Counter(), KV(), Session(), Chat(), Account(), SQL(), SQLCounter()}
+	return []*objects.Class{Counter(), KV(), Session(), Chat(), Account(), SQL(), SQLCounter(), Relay()}
 }

@@ -161,6 +161,11 @@ func (r *Router) Verify(ctx context.Context, ref objects.Ref) (objects.AuditRepo
 	return r.rt.Verify(ctx, ref)
 }
 
+// Trace reads only the log: it runs here, for objects of any node.
+func (r *Router) Trace(ctx context.Context, ref objects.Ref, version uint64, lim objects.TraceLimits) (*objects.Trace, error) {
+	return r.rt.Trace(ctx, ref, version, lim)
+}
+
 func (r *Router) Restore(ctx context.Context, ref objects.Ref, at objects.PastAt, cause objects.Cause) (objects.RestoreResult, error) {
 	return r.rt.Restore(ctx, ref, at, cause)
 }

@@ -143,7 +143,7 @@ func hopperOn(t *testing.T, m *member, node string, nodes []string, prefix strin
 }
 
 // TestCallsAcrossNodes: a chain a(on a)→b(on b)→c(on a) returns through
-// all three; a cycle through both nodes fails with call_cycle at once; a
+// all three, and node b traces it from b's event; a cycle through both nodes fails with call_cycle at once; a
 // deadline passed in c is reported in a.
 func TestCallsAcrossNodes(t *testing.T) {
 	na, nb := startCallers(t)
@@ -184,6 +184,24 @@ func TestCallsAcrossNodes(t *testing.T) {
 	}
 	if c := rec.Event.Turns[0].Cause.Caller; c == nil || c.ID != objects.IDFromName("hopper", x) {
 		t.Fatalf("y's cause names caller %+v, want %s", c, x)
+	}
+	// Node b traces the chain from y's event, from the log alone: up to x
+	// on a, and down to z on a, whose turn wrote nothing (no event).
+	tr, err := nb.router.Trace(ctx, objects.Ref{Class: "hopper", ID: objects.IDFromName("hopper", y)}, rec.Event.Version, objects.TraceLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range tr.Nodes {
+		got = append(got, fmt.Sprintf("%d<-%d %s %s parts=%d asked=%v missing=%v", n.Index, n.Parent, n.Link, n.Name, len(n.Parts), n.Asked, n.Missing != ""))
+	}
+	want := []string{
+		fmt.Sprintf("0<--1  %s parts=1 asked=false missing=false", x),
+		fmt.Sprintf("1<-0 call %s parts=1 asked=true missing=false", y),
+		"2<-1 call  parts=0 asked=false missing=true",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("trace from y on node b:\n%v\nwant\n%v", got, want)
 	}
 
 	_, err = call(ctx, x, HopIn{Path: []string{y, x}})

@@ -121,6 +121,7 @@ var actionAccess = map[string]access{
 	"audit":   accessRead,
 	"restore": accessAdmin,
 	"sql":     accessRead, // POST …/sql/query: read-only, against the past
+	"trace":   accessRead, // GET …/trace?version=N: the causal trace (history/trace.go)
 }
 
 // handle registers a route; a pattern without a row in routeAccess is a

@@ -39,6 +39,7 @@ var errorTable = []struct {
 	{objects.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large", never},
 	{objects.ErrUnknownClass, http.StatusNotFound, "unknown_class", never},
 	{objects.ErrUnknownMethod, http.StatusNotFound, "unknown_method", never},
+	{objects.ErrNoEvent, http.StatusNotFound, "no_event", never},
 	{objects.ErrCallCycle, http.StatusConflict, "call_cycle", never},
 	{objects.ErrCallDepth, http.StatusBadRequest, "call_depth", never},
 	{objects.ErrOutboxFull, http.StatusTooManyRequests, "outbox_full", always},

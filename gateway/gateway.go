@@ -316,7 +316,7 @@ func (g *Gateway) parseRoute(r *http.Request) (route, error) {
 	}
 	if op.action == "" {
 		seg, _, _ := strings.Cut(op.rest, "/")
-		return route{}, &routeError{http.StatusNotFound, "not_found", fmt.Sprintf("unknown action %q: want rpc, fetch, alarm, ws, history, state, audit or restore", seg)}
+		return route{}, &routeError{http.StatusNotFound, "not_found", fmt.Sprintf("unknown action %q: want rpc, fetch, alarm, ws, history, state, audit, restore, sql or trace", seg)}
 	}
 	return route{ref: ref, action: op.action, rest: op.rest}, nil
 }
@@ -362,7 +362,7 @@ func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 		g.rpc(ctx, w, r, rt, cause)
 	case "fetch":
 		g.fetch(ctx, w, r, rt, cause)
-	case "history", "state", "audit", "restore", "sql":
+	case "history", "state", "audit", "restore", "sql", "trace":
 		g.past(ctx, w, r, rt, cause)
 	case "alarm":
 		g.alarm(ctx, w, r, rt, cause)

@@ -25,7 +25,7 @@ type Historian interface {
 
 func isPastAction(s string) bool {
 	switch s {
-	case "history", "state", "audit", "restore", "sql":
+	case "history", "state", "audit", "restore", "sql", "trace":
 		return true
 	}
 	return false
@@ -60,6 +60,8 @@ func (g *Gateway) past(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		g.audit(ctx, w, r, rt)
 	case "restore":
 		g.restore(ctx, w, r, rt, cause)
+	case "trace":
+		g.trace(ctx, w, r, rt)
 	}
 }
 
@@ -182,6 +184,8 @@ type historyTurn struct {
 	// turn made (issue 16).
 	Caller *historyCaller `json:"caller,omitempty"`
 	Calls  []historyCall  `json:"calls,omitempty"`
+	// Sends: the durable messages this turn sent.
+	Sends []historySend `json:"sends,omitempty"`
 	// ClassVersion: the deployed class version whose code ran the turn.
 	ClassVersion uint64          `json:"class_version,omitempty"`
 	Changes      []historyChange `json:"changes"`
@@ -194,6 +198,14 @@ type historyCaller struct {
 	Version uint64 `json:"version"`
 	Turn    int    `json:"turn"`
 	Index   int    `json:"index"`
+	Kind    string `json:"kind,omitempty"` // "message" or "reply"; "" for a call
+}
+
+type historySend struct {
+	Class  string `json:"class"`
+	ID     string `json:"id"`
+	Method string `json:"method"`
+	Reply  string `json:"reply,omitempty"`
 }
 
 type historyCall struct {
@@ -203,11 +215,39 @@ type historyCall struct {
 	Error  string `json:"error,omitempty"`
 }
 
+// historyTurnOf is what a history line (and a trace line) shows of a turn.
+func historyTurnOf(t objects.HistoryTurn) historyTurn {
+	ht := historyTurn{RequestID: t.Cause.RequestID, Principal: t.Cause.Principal, Method: t.Cause.Method, Via: t.Cause.Via.String(), TraceID: t.Cause.TraceID, IdempotencyKey: t.Cause.IdemKey, Changes: []historyChange{}}
+	if o := t.Cause.Outcome; o != nil {
+		ht.Status = o.Status
+	}
+	ht.Caller, ht.Calls = historyCallsOf(t)
+	for _, m := range t.Sends {
+		ht.Sends = append(ht.Sends, historySend{Class: m.Class, ID: m.ID.String(), Method: m.Method, Reply: m.Reply})
+	}
+	if c := t.Cause.Code; c != nil {
+		ht.ClassVersion = c.ClassVersion
+	}
+	for _, c := range t.Changes {
+		hc := historyChange{Op: c.Op, Key: c.Key, Old: jsonValue(c.Old), New: jsonValue(c.New)}
+		if c.At != 0 {
+			at := time.Unix(0, c.At).UTC()
+			hc.At = &at
+		}
+		ht.Changes = append(ht.Changes, hc)
+	}
+	for _, c := range t.SQL {
+		ht.SQL = append(ht.SQL, sqlChange{Op: c.Op, Table: c.Table, Statement: c.Stmt, RowID: c.RowID, NewRowID: c.NewRowID,
+			Columns: c.Columns, Old: sqlValues(c.Old), New: sqlValues(c.New), Text: c.Text})
+	}
+	return ht
+}
+
 // historyCallsOf is what a history line shows of a turn's calls.
 func historyCallsOf(t objects.HistoryTurn) (*historyCaller, []historyCall) {
 	var caller *historyCaller
 	if c := t.Cause.Caller; c != nil {
-		caller = &historyCaller{Class: c.Class, ID: c.ID.String(), Version: c.Version, Turn: c.Turn, Index: c.Index}
+		caller = &historyCaller{Class: c.Class, ID: c.ID.String(), Version: c.Version, Turn: c.Turn, Index: c.Index, Kind: callerKind(c.Kind)}
 	}
 	var calls []historyCall
 	for _, c := range t.Calls {
@@ -321,27 +361,7 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 		shown = e.Version
 		line := historyEntry{Version: e.Version, Seq: e.Seq, Time: e.Time, Name: e.Name}
 		for _, t := range e.Turns {
-			ht := historyTurn{RequestID: t.Cause.RequestID, Principal: t.Cause.Principal, Method: t.Cause.Method, Via: t.Cause.Via.String(), TraceID: t.Cause.TraceID, IdempotencyKey: t.Cause.IdemKey, Changes: []historyChange{}}
-			if o := t.Cause.Outcome; o != nil {
-				ht.Status = o.Status
-			}
-			ht.Caller, ht.Calls = historyCallsOf(t)
-			if c := t.Cause.Code; c != nil {
-				ht.ClassVersion = c.ClassVersion
-			}
-			for _, c := range t.Changes {
-				hc := historyChange{Op: c.Op, Key: c.Key, Old: jsonValue(c.Old), New: jsonValue(c.New)}
-				if c.At != 0 {
-					at := time.Unix(0, c.At).UTC()
-					hc.At = &at
-				}
-				ht.Changes = append(ht.Changes, hc)
-			}
-			for _, c := range t.SQL {
-				ht.SQL = append(ht.SQL, sqlChange{Op: c.Op, Table: c.Table, Statement: c.Stmt, RowID: c.RowID, NewRowID: c.NewRowID,
-					Columns: c.Columns, Old: sqlValues(c.Old), New: sqlValues(c.New), Text: c.Text})
-			}
-			line.Turns = append(line.Turns, ht)
+			line.Turns = append(line.Turns, historyTurnOf(t))
 		}
 		if err := enc.Encode(line); err != nil {
 			return err

@@ -37,10 +37,11 @@ type Change struct {
 
 // Turn is one turn of an event with its diff.
 type Turn struct {
-	Cause   log.Cause   `json:"-"`
-	Calls   []log.Call  `json:"-"` // calls the turn made to other objects
-	Changes []Change    `json:"changes"`
-	SQL     []SQLChange `json:"sql,omitempty"` // row and schema changes (sql.go)
+	Cause   log.Cause     `json:"-"`
+	Calls   []log.Call    `json:"-"` // calls the turn made to other objects
+	Sends   []log.Message `json:"-"` // durable messages the turn sent
+	Changes []Change      `json:"changes"`
+	SQL     []SQLChange   `json:"sql,omitempty"` // row and schema changes (sql.go)
 }
 
 // Entry is one event as history shows it.
@@ -117,7 +118,7 @@ func (r *Replayer) Apply(rec log.Record) (Entry, error) {
 	}
 	e := Entry{Version: ev.Version, Seq: rec.Seq, Time: time.Unix(0, ev.Time).UTC(), Name: ev.Name}
 	for _, t := range ev.Turns {
-		turn := Turn{Cause: t.Cause, Calls: t.Calls, Changes: []Change{}}
+		turn := Turn{Cause: t.Cause, Calls: t.Calls, Sends: t.Sends, Changes: []Change{}}
 		if t.Cause.IdemKey != "" && t.Cause.Outcome != nil {
 			if r.Keyed == nil {
 				r.Keyed = map[string]log.KeyedTurn{}

@@ -397,6 +397,23 @@ func (l *Log) Read(ctx context.Context, class string, id ID, fromSeq uint64, fn 
 	return l.readRange(ctx, shard, subj, fromSeq, last.seq, fn, nil)
 }
 
+// ReadObjectSince is Read from the first of the object's events stored at
+// or after since (by the stream's clock): a look at one moment of an
+// object's history without reading what came before (history's trace
+// finds the event a call or a message caused with it).
+func (l *Log) ReadObjectSince(ctx context.Context, class string, id ID, since time.Time, fn func(Record) error) error {
+	shard := l.ShardOf(id)
+	subj := ObjectSubject(shard, class, id)
+	first, err := l.firstSince(ctx, LogStream(shard), subj, since)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("log: read %s since %s: %w", subj, since.Format(time.RFC3339Nano), err)
+	}
+	return l.Read(ctx, class, id, first.seq, fn)
+}
+
 // Scan calls fn with every event of shard's log from fromSeq, in order, up
 // to the stream's last sequence when Scan started. An error from fn stops
 // the scan and is returned as is.

@@ -24,6 +24,9 @@ type (
 	PastAt       = history.At
 	PastState    = history.State
 	AuditReport  = history.Report
+	Trace        = history.Trace
+	TraceNode    = history.TraceNode
+	TraceLimits  = history.TraceLimits
 )
 
 // Record is a stored event as a tail delivers it.
@@ -39,6 +42,20 @@ func (rt *Runtime) History(ctx context.Context, ref Ref, r history.Range, fn fun
 		return err
 	}
 	return corruptLog(history.Events(ctx, rt.log, ref.Class, ref.ID, r, fn))
+}
+
+// ErrNoEvent: the object has no event of the version asked for.
+var ErrNoEvent = history.ErrNoEvent
+
+// Trace is the causal trace through ref's event of version: the turns, in
+// every object, that the request which caused it caused (history/trace.go).
+// It reads only the log, so it works on any node.
+func (rt *Runtime) Trace(ctx context.Context, ref Ref, version uint64, lim history.TraceLimits) (*history.Trace, error) {
+	if _, err := rt.Class(ref.Class); err != nil {
+		return nil, err
+	}
+	tr, err := history.TraceFrom(ctx, rt.log, ref.Class, ref.ID, version, lim)
+	return tr, corruptLog(err)
 }
 
 // Follow calls fn for each of ref's events after version after, with

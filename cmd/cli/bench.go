@@ -41,6 +41,10 @@ type benchConfig struct {
 	traceRate float64 // the temporary node traces this share of requests (0: off)
 }
 
+// callPairs is how many caller/callee pairs C1 and C2 spread their
+// sequential calls over.
+const callPairs = 60
+
 // benchResult is one row of the table.
 type benchResult struct {
 	Workload    string  `json:"workload"`
@@ -82,7 +86,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&bc.clients, "clients", 32, "concurrent HTTP clients for W2, W3, W4")
 	fs.IntVar(&bc.objects, "objects", 1000, "objects for W3 and W4")
 	fs.IntVar(&bc.history, "history", 10000, "events of the object W5 activates cold")
-	fs.StringVar(&bc.workloads, "workloads", "W1,W2,W3,W4,W5,W6", "workloads to run (W6: WebSocket broadcast to a room of 1,000; `strata bench ws` measures memory per connection; JW1, JW2, JW3: W1–W3 on the JavaScript counter, each run right after its Go row)")
+	fs.StringVar(&bc.workloads, "workloads", "W1,W2,W3,W4,C1,M1,W5,W6", "workloads to run (W6: WebSocket broadcast to a room of 1,000; `strata bench ws` measures memory per connection; JW1, JW2, JW3: W1–W3 on the JavaScript counter, each run right after its Go row; C1: a synchronous call between relays on one node against an HTTP call to the callee; M1: durable messages between --objects pairs of relays, against W3)")
 	fs.BoolVar(&bc.json, "json", false, "print results as JSON lines")
 	fs.IntVar(&bc.shards, "shards", 0, "shard count of the temporary server (0: the default)")
 	fs.BoolVar(&bc.metrics, "metrics", true, "temporary server: count Prometheus metrics as serve does by default (false: no hooks, no /metrics); run both, alternated, to measure their cost")
@@ -311,6 +315,26 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	each("W4", fmt.Sprintf("%d counters, %d clients, reads only", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand, v benchVariant) (string, string) {
 		return objPath(v.tag, rng.IntN(bc.objects), "get"), ``
 	}, func(r *benchResult) { ratio(r, "raw-sync", limits.syncPerSec) })
+	// Calls between objects (benchcalls.go).
+	if want["C1"] {
+		for _, r := range b.callPairRows(ctx, "C1", "1 client, HTTP hop to a relay", "1 client, hop calling a relay, same node",
+			relayNames("c1a-"+run, callPairs), relayNames("c1b-"+run, callPairs)) {
+			add(r)
+		}
+	}
+	if want["M1"] {
+		r, err := b.messagesBetweenPairs(ctx, "M1", fmt.Sprintf("messages between %d pairs, %d clients", bc.objects, bc.clients), bc.clients,
+			relayNames("m1a-"+run, bc.objects), relayNames("m1b-"+run, bc.objects))
+		if err != nil {
+			return err
+		}
+		for _, w3 := range results {
+			if w3.Workload == "W3" {
+				ratio(&r, "W3", w3.PerSecond)
+			}
+		}
+		add(r)
+	}
 	if want["W5"] {
 		r, err := b.cold(ctx, run)
 		if err != nil {

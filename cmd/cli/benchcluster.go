@@ -22,7 +22,8 @@ import (
 // runBenchCluster is `strata bench cluster`: W3 on one `serve` alone (R1)
 // and on three `serve --cluster` processes (R3) in the same run, and on
 // the cluster sequential increments sent to an object's owner (local)
-// versus another node (forwarded over NATS request/reply), and the same
+// versus another node (forwarded over NATS request/reply), a synchronous
+// call from an object to one on another node (C2), and the same
 // for WebSocket round trips (benchcluster_ws.go). The servers
 // are child processes of this binary on temporary folders; the raw
 // limit is JetStream's sequential fsynced publish on an R1 log opened in
@@ -110,7 +111,7 @@ func runBenchCluster(ctx context.Context, env *Env, args []string) error {
 	// Local versus forwarded: objects placed by asking node 1 which node
 	// ran their turn (the Strata-Node header), then one client on node 1.
 	b3.base = nodes[0].url
-	local, remote, err := b3.ownedBy(ctx, "fw-"+run, nodes[0].name, 60)
+	local, remote, err := b3.ownedBy(ctx, "counter", "fw-"+run, nodes[0].name, 60)
 	if err != nil {
 		return err
 	}
@@ -122,6 +123,16 @@ func runBenchCluster(ctx context.Context, env *Env, args []string) error {
 	}
 	add(ratio(seq("R3-local", fmt.Sprintf("1 client, %d objects owned by the node asked", len(local)), local)))
 	add(ratio(seq("R3-fwd", fmt.Sprintf("1 client, %d objects owned by other nodes", len(remote)), remote)))
+
+	// C2: a synchronous call to an object on another node, through node 1
+	// (benchcalls.go): callers owned by node 1, callees by the others.
+	callers, callees, err := b3.ownedBy(ctx, "relay", "c2-"+run, nodes[0].name, callPairs)
+	if err != nil {
+		return err
+	}
+	for _, r := range b3.callPairRows(ctx, "C2", "1 client, HTTP hop, relay on another node", "1 client, hop calling a relay on another node", callers, callees) {
+		add(r)
+	}
 
 	// WebSocket round trips through node 1, local and forwarded
 	// (benchcluster_ws.go).
@@ -223,29 +234,24 @@ func waitLeased(ctx context.Context, nodes []*childServer) error {
 	}
 }
 
-// ownedBy increments objects prefix-0, prefix-1, ... through b.base until
-// it has want objects whose turn ran on node and want that ran elsewhere,
-// as the Strata-Node response header says.
-func (b *bencher) ownedBy(ctx context.Context, prefix, node string, want int) (local, remote []string, err error) {
+// ownedBy sends one request to objects prefix-0, prefix-1, ... of class
+// (counter: increment by 1; relay: a hop) through b.base until it has want
+// objects whose turn ran on node and want that ran elsewhere, as the
+// Strata-Node response header says.
+func (b *bencher) ownedBy(ctx context.Context, class, prefix, node string, want int) (local, remote []string, err error) {
+	path, body := "/rpc/increment", `{"by":1}`
+	if class == "relay" {
+		path, body = "/rpc/hop", `{}`
+	}
 	for i := 0; len(local) < want || len(remote) < want; i++ {
 		if i > 100*want {
 			return nil, nil, fmt.Errorf("placement: %d local, %d remote objects after %d tries", len(local), len(remote), i)
 		}
 		name := fmt.Sprintf("%s-%d", prefix, i)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+"/v1/objects/counter/"+name+"/rpc/increment", strings.NewReader(`{"by":1}`))
-		if err != nil {
-			return nil, nil, err
-		}
-		resp, err := b.client.Do(req)
-		if err != nil {
-			return nil, nil, err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		ran := resp.Header.Get(cluster.NodeHeader)
+		ran, err := b.postNode(ctx, b.base, "/v1/objects/"+class+"/"+name+path, body, cluster.NodeHeader)
 		switch {
-		case resp.StatusCode != http.StatusOK:
-			return nil, nil, fmt.Errorf("placement: %s: %s", name, resp.Status)
+		case err != nil:
+			return nil, nil, fmt.Errorf("placement: %w", err)
 		case ran == "":
 			return nil, nil, fmt.Errorf("placement: %s: no %s header", name, cluster.NodeHeader)
 		case ran == node:

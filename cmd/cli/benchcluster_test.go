@@ -40,7 +40,7 @@ func TestBenchClusterRuns(t *testing.T) {
 		}
 		got[r.Workload] = r
 	}
-	for _, w := range []string{"raw-sync", "W3-R1", "W3-R3", "R3-local", "R3-fwd", "WS-ping-l", "WS-ping-f", "WS-post-l", "WS-post-f"} {
+	for _, w := range []string{"raw-sync", "W3-R1", "W3-R3", "R3-local", "R3-fwd", "C2-http", "C2", "WS-ping-l", "WS-ping-f", "WS-post-l", "WS-post-f"} {
 		r, ok := got[w]
 		if !ok {
 			t.Fatalf("no %s row in %v\n%s", w, got, errOut.String())

@@ -32,8 +32,9 @@ func objectFlags(name, synopsis string, env *Env) (*flag.FlagSet, *string, *clie
 // runHistory prints an object's events: a table, or NDJSON with --json;
 // with --follow it goes on printing new events until interrupted.
 func runHistory(ctx context.Context, env *Env, args []string) error {
-	fs, base, ca, timeout := objectFlags("history", "history [flags] <class> <name>", env)
+	fs, base, ca, timeout := objectFlags("history", "history [flags] <class> <name>\n       history --trace [flags] <class> <name> <version>", env)
 	asJSON := fs.Bool("json", false, "print the events as NDJSON")
+	trace := fs.Bool("trace", false, "print the causal trace through event <version>: every turn, in every object, that the request which caused it caused (calls, messages, replies), with causes and changes")
 	follow := fs.Bool("follow", false, "after the history, print new events as they are committed, until interrupted")
 	from := fs.Uint64("from", 0, "first version")
 	to := fs.Uint64("to", 0, "last version (0: the newest)")
@@ -45,6 +46,13 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 	ctx, err := withTimeout(ctx, *timeout)
 	if err != nil {
 		return err
+	}
+	if *trace {
+		if fs.NArg() != 3 || *follow || *from != 0 || *to != 0 || *limit != 0 {
+			fs.Usage()
+			return &usageError{"history --trace needs <class> <name> <version> and takes no --follow, --from, --to or --limit"}
+		}
+		return printTrace(ctx, env, *base, fs.Arg(0), fs.Arg(1), fs.Arg(2), *asJSON)
 	}
 	if fs.NArg() != 2 {
 		fs.Usage()
@@ -89,10 +97,7 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 				Via       string
 				// ClassVersion: the deployed (JavaScript) class version that ran it.
 				ClassVersion uint64 `json:"class_version"`
-				Changes      []struct {
-					Op, Key  string
-					Old, New json.RawMessage
-				}
+				Changes      []historyChange
 			}
 			Error *struct{ Message string }
 		}
@@ -103,17 +108,7 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 			return fmt.Errorf("history: %s", e.Error.Message)
 		}
 		for i, t := range e.Turns {
-			var cs []string
-			for _, c := range t.Changes {
-				switch c.Op {
-				case "put":
-					cs = append(cs, fmt.Sprintf("%s: %s → %s", c.Key, orNone(c.Old), c.New))
-				case "delete":
-					cs = append(cs, fmt.Sprintf("%s: %s → (deleted)", c.Key, orNone(c.Old)))
-				default:
-					cs = append(cs, strings.TrimSpace(c.Op+" "+c.Key))
-				}
-			}
+			cs := changeTexts(t.Changes)
 			v, ts := fmt.Sprint(e.Version), e.Time.Format(time.RFC3339Nano)
 			if t.ClassVersion > 0 {
 				t.Method += fmt.Sprintf(" (class v%d)", t.ClassVersion)
@@ -137,6 +132,28 @@ func runHistory(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	return tw.Flush()
+}
+
+// historyChange is one change of a history or trace line.
+type historyChange struct {
+	Op, Key  string
+	Old, New json.RawMessage
+}
+
+// changeTexts is how the CLI shows a turn's changes.
+func changeTexts(changes []historyChange) []string {
+	var cs []string
+	for _, c := range changes {
+		switch c.Op {
+		case "put":
+			cs = append(cs, fmt.Sprintf("%s: %s → %s", c.Key, orNone(c.Old), c.New))
+		case "delete":
+			cs = append(cs, fmt.Sprintf("%s: %s → (deleted)", c.Key, orNone(c.Old)))
+		default:
+			cs = append(cs, strings.TrimSpace(c.Op+" "+c.Key))
+		}
+	}
+	return cs
 }
 
 // followFormat is history --follow's line: the columns of the table, at
