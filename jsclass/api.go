@@ -26,6 +26,7 @@ func (in *instance) store() store {
 func (in *instance) hostObject() *goja.Object {
 	vm := in.vm
 	h := vm.NewObject()
+	in.host = h
 	h.Set("encodeUTF8", func(s string) goja.Value { return jsBytes(vm, []byte(s)) })
 	h.Set("decodeUTF8", func(v goja.Value) string {
 		b, _ := v.Export().([]byte)
@@ -436,14 +437,17 @@ func (in *instance) storageObject(get func() store) *goja.Object {
 		})
 		rolledBack := false
 		txn.Set("rollback", func() { rolledBack = true })
+		in.txDepth++
 		out, err := fn(goja.Undefined(), txn)
 		if err != nil {
 			done = true
+			in.txDepth--
 			panic(err)
 		}
 		p, resolve, reject := vm.NewPromise()
 		settle := func(v goja.Value, failed bool) {
 			done = true
+			in.txDepth--
 			if failed {
 				reject(v)
 				return
@@ -467,8 +471,10 @@ func (in *instance) storageObject(get func() store) *goja.Object {
 		return vm.ToValue(p)
 	})
 	s.DefineAccessorProperty("sql", vm.ToValue(func() goja.Value {
-		in.throw(fmt.Errorf("storage.sql is %w in JavaScript classes (SQL storage is being built)", ErrNotYet))
-		return nil
+		if in.sqlObj == nil {
+			in.sqlObj = in.sqlObject()
+		}
+		return in.sqlObj
 	}), nil, goja.FLAG_FALSE, goja.FLAG_TRUE)
 	return s
 }

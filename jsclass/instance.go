@@ -38,7 +38,12 @@ type instance struct {
 	obj     *goja.Object // the class instance
 	version uint64
 	code    *compiled
-	broken  bool // the runtime was interrupted: build a new one next turn
+	broken  bool         // the runtime was interrupted: build a new one next turn
+	host    *goja.Object // __host
+	sqlObj  *goja.Object // ctx.storage.sql, made on first use
+	replay  bool         // a replay: no SQL, calls answer from the record
+	// replaySkip: the replayed turn did what replay cannot reproduce.
+	replaySkip bool
 
 	// The current turn.
 	c        *objects.Ctx // nil outside a turn and in replay
@@ -49,6 +54,7 @@ type instance struct {
 	conn     *objects.WebSocket // the socket a connect turn decides on
 	accepted bool
 	sockOut  []string // replay: what sockets were sent
+	txDepth  int      // open storage.transaction()s: no SQL or calls inside
 
 	sockets map[objects.SocketID]*goja.Object // JS wrappers by socket
 }
@@ -71,11 +77,11 @@ func newTurnEnv(now time.Time) turnEnv {
 func (in *instance) begin(cv *compiled, st store, env turnEnv) error {
 	in.st, in.now = st, env.now
 	in.rng = mrand.NewChaCha8(env.seed)
-	in.turnSock, in.conn, in.accepted = nil, nil, false
+	in.turnSock, in.conn, in.accepted, in.txDepth = nil, nil, false, 0
 	if in.vm != nil && !in.broken && in.version == cv.version {
 		return nil
 	}
-	in.vm, in.obj, in.broken, in.sockets = nil, nil, false, map[objects.SocketID]*goja.Object{}
+	in.vm, in.obj, in.broken, in.sockets, in.sqlObj = nil, nil, false, map[objects.SocketID]*goja.Object{}, nil
 	in.version, in.code = cv.version, cv
 	return in.construct()
 }

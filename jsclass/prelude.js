@@ -181,6 +181,38 @@
 
     return { console, crypto, structuredClone };
   }
+  // ctx.storage.sql.exec's cursor (Go hands it the columns and raw rows).
+  let Cursor;
+  host.makeCursor = function (cols, rows, read, written) {
+    if (!Cursor) Cursor = cursorClass();
+    return new Cursor(cols, rows, read, written);
+  };
+  function cursorClass() {
+  class SqlStorageCursor {
+    constructor(cols, rows, read, written) { this._c = cols; this._r = rows; this._i = 0; this.rowsRead = read; this.rowsWritten = written; }
+    get columnNames() { return this._c.slice(); }
+    _obj(r) { const o = {}; for (let j = 0; j < this._c.length; j++) o[this._c[j]] = r[j]; return o; }
+    next() { return this._i < this._r.length ? { done: false, value: this._obj(this._r[this._i++]) } : { done: true, value: undefined }; }
+    toArray() { const out = []; while (this._i < this._r.length) out.push(this._obj(this._r[this._i++])); return out; }
+    one() {
+      const left = this._r.length - this._i;
+      if (left !== 1) throw new Error("Expected exactly one result from SQL query, but got " + (left === 0 ? "no results." : "multiple results."));
+      return this._obj(this._r[this._i++]);
+    }
+    raw() {
+      const self = this;
+      const it = {
+        next() { return self._i < self._r.length ? { done: false, value: self._r[self._i++].slice() } : { done: true, value: undefined }; },
+        toArray() { const out = []; while (self._i < self._r.length) out.push(self._r[self._i++].slice()); return out; },
+        [Symbol.iterator]() { return it; },
+      };
+      return it;
+    }
+    [Symbol.iterator]() { return this; }
+  }
+    return SqlStorageCursor;
+  }
+
   const strata = { DurableObject };
   lazy(strata, "WebSocketPair", () => sockets().WebSocketPair);
   lazy(strata, "WebSocketRequestResponsePair", () => sockets().WebSocketRequestResponsePair);

@@ -171,7 +171,7 @@ func (r *Registry) replayTurn(class, name string, id objects.ID, cc *compiled, t
 		return nil, false // the input was too large to keep
 	}
 	st := newReplayStore(state, alarm)
-	in := &instance{reg: r, class: class, name: name, id: id.String()}
+	in := &instance{reg: r, class: class, name: name, id: id.String(), replay: true}
 	var env turnEnv
 	env.now = time.UnixMilli(code.Time)
 	copy(env.seed[:], code.Seed)
@@ -209,6 +209,9 @@ func (r *Registry) replayTurn(class, name string, id objects.ID, cc *compiled, t
 		}
 	}
 	in.end()
+	if in.replaySkip || errors.Is(err, ErrReplaySQL) {
+		return nil, false
+	}
 	if err != nil {
 		return []string{"the new code failed: " + err.Error()}, true
 	}
