@@ -160,22 +160,6 @@ func (in *instance) objectName() string {
 	return in.id
 }
 
-func (in *instance) envObject() goja.Value {
-	vm := in.vm
-	target := vm.NewObject()
-	p := vm.NewProxy(target, &goja.ProxyTrapConfig{
-		Get: func(t *goja.Object, prop string, recv goja.Value) goja.Value {
-			switch prop {
-			case "then", "toJSON", "constructor", "valueOf", "toString":
-				return goja.Undefined()
-			}
-			in.throw(fmt.Errorf("env.%s: bindings to other objects are %w (object-to-object calls are being built)", prop, ErrNotYet))
-			return nil
-		},
-	})
-	return vm.ToValue(p)
-}
-
 func (in *instance) ctxObject() *goja.Object {
 	vm := in.vm
 	ctx := vm.NewObject()

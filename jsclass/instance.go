@@ -55,6 +55,18 @@ type instance struct {
 	accepted bool
 	sockOut  []string // replay: what sockets were sent
 	txDepth  int      // open storage.transaction()s: no SQL or calls inside
+	env      turnEnv  // the turn's clock and seed
+	input    []byte   // the turn's input, as recorded
+	w        *watcher // the running guard's limits
+	// Calls to other objects (calls.go): the answers so far, live.
+	answers   []log.CodeCall
+	callErr   []error
+	keptBytes int
+	// Replay: the recorded calls and answers, and the differences met.
+	callN         int
+	replayCalls   []log.Call
+	replayAnswers []log.CodeCall
+	replayLines   []string
 
 	sockets map[objects.SocketID]*goja.Object // JS wrappers by socket
 }
@@ -78,6 +90,7 @@ func (in *instance) begin(cv *compiled, st store, env turnEnv) error {
 	in.st, in.now = st, env.now
 	in.rng = mrand.NewChaCha8(env.seed)
 	in.turnSock, in.conn, in.accepted, in.txDepth = nil, nil, false, 0
+	in.env, in.answers, in.callErr, in.keptBytes, in.callN = env, nil, nil, 0, 0
 	if in.vm != nil && !in.broken && in.version == cv.version {
 		return nil
 	}
@@ -87,7 +100,7 @@ func (in *instance) begin(cv *compiled, st store, env turnEnv) error {
 }
 
 func (in *instance) end() {
-	in.st, in.c, in.turnSock, in.conn = nil, nil, nil, nil
+	in.st, in.c, in.turnSock, in.conn, in.input, in.answers, in.callErr = nil, nil, nil, nil, nil, nil, nil
 }
 
 // construct builds the runtime and runs the class's constructor (within
@@ -142,7 +155,9 @@ func (in *instance) construct() error {
 func (in *instance) guard(timeout time.Duration, fn func() (goja.Value, error)) (goja.Value, error) {
 	vm := in.vm
 	w := in.reg.watch(vm, timeout)
+	in.w = w
 	v, err := fn()
+	in.w = nil
 	reason := w.stop()
 	if reason != nil {
 		in.broken = true
@@ -233,14 +248,47 @@ func (in *instance) rejected(err error) goja.Value {
 }
 
 // record attaches what the turn observed to its event.
-func (in *instance) record(env turnEnv, input, output []byte) {
+func (in *instance) record(output []byte) {
 	if in.c == nil {
 		return
 	}
-	rec := &log.CodeRecord{ClassVersion: in.version, Time: env.now.UnixMilli(), Seed: env.seed[:]}
-	rec.Input, rec.InputBytes, rec.InputHash = log.KeepBytes(input)
+	in.c.RecordCode(in.codeRecord(output, false))
+}
+
+// codeRecord is the turn's record: continued for the part of a turn that
+// a call stages (the turn goes on), else the whole record with the answer
+// and the calls' answers.
+func (in *instance) codeRecord(output []byte, continued bool) *log.CodeRecord {
+	rec := &log.CodeRecord{ClassVersion: in.version, Time: in.env.now.UnixMilli(), Seed: in.env.seed[:], Continued: continued}
+	rec.Input, rec.InputBytes, rec.InputHash = log.KeepBytes(in.input)
+	if continued {
+		return rec
+	}
 	rec.Output, rec.OutputBytes, rec.OutputHash = log.KeepBytes(output)
-	in.c.RecordCode(rec)
+	if len(in.answers) > 0 {
+		rec.Calls = append([]log.CodeCall(nil), in.answers...)
+		if len(rec.Calls) > log.CodeCallsMax {
+			// Too many to keep: the record says so by keeping none of
+			// them past the limit's worth (replay skips the turn).
+			rec.Calls = rec.Calls[:log.CodeCallsMax]
+			rec.Calls[len(rec.Calls)-1] = log.CodeCall{Code: "not_kept", OutputBytes: 1, OutputHash: make([]byte, 32)}
+		}
+	}
+	return rec
+}
+
+// pauseWatch stops the turn's clock while a call waits on another object
+// (its time is the callee's); resumeWatch starts it again.
+func (in *instance) pauseWatch() {
+	if in.w != nil {
+		in.w.pause()
+	}
+}
+
+func (in *instance) resumeWatch() {
+	if in.w != nil {
+		in.w.resume()
+	}
 }
 
 // --- the entry points (objects.Dynamic and friends) ---
