@@ -299,4 +299,3 @@ func (in *instance) replayAnswer(class, method string, body []byte) log.CodeCall
 	}
 	return ans
 }
-

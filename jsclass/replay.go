@@ -2,11 +2,11 @@ package jsclass
 
 import (
 	"bytes"
-	"maps"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
