@@ -22,8 +22,6 @@ import (
 // discarded and the next turn starts afresh.
 var ErrLimit = errors.New("turn interrupted")
 
-// ErrNotYet marks a Durable Objects API that Strata does not offer yet.
-var ErrNotYet = errors.New("not supported yet")
 
 // instance is one activation's JavaScript: a goja runtime holding one
 // instance of the class at one version. Only the activation's goroutine
@@ -123,6 +121,9 @@ func (in *instance) construct() error {
 		if _, err := vm.RunProgram(in.reg.prelude); err != nil {
 			return nil, err
 		}
+		if err := in.defineGlobals(in.code.globals); err != nil {
+			return nil, err
+		}
 		if _, err := vm.RunProgram(in.code.prog); err != nil {
 			return nil, err
 		}
@@ -147,6 +148,20 @@ func (in *instance) construct() error {
 		return fmt.Errorf("class %s v%d: constructor: %w", in.class, in.version, err)
 	}
 	return nil
+}
+
+// defineGlobals defines the Web API globals names (the prelude's lazy
+// definitions; a name already defined stays).
+func (in *instance) defineGlobals(names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	fn, ok := goja.AssertFunction(in.host.Get("defineGlobals"))
+	if !ok {
+		return errors.New("prelude: no defineGlobals")
+	}
+	_, err := fn(goja.Undefined(), in.vm.ToValue(names))
+	return err
 }
 
 // guard runs fn with the CPU-time and memory limits, then settles the
@@ -387,6 +402,9 @@ func (in *instance) runFetch(fi fetchInput) (*objects.Response, error) {
 }
 
 func (in *instance) newRequest(fi fetchInput) (goja.Value, error) {
+	if err := in.defineGlobals([]string{"Headers", "Request", "Response"}); err != nil {
+		return nil, err
+	}
 	init := in.vm.NewObject()
 	init.Set("method", fi.Method)
 	h := in.vm.NewObject()

@@ -214,8 +214,6 @@
   }
 
   const strata = { DurableObject };
-  lazy(strata, "WebSocketPair", () => sockets().WebSocketPair);
-  lazy(strata, "WebSocketRequestResponsePair", () => sockets().WebSocketRequestResponsePair);
   const modules = { "strata": strata, "cloudflare:workers": strata };
   g.require = function (name) {
     const m = modules[name];
@@ -223,11 +221,28 @@
     return m;
   };
   g.DurableObject = DurableObject;
-  for (const n of ["Headers", "Request", "Response"]) lazy(g, n, () => web()[n]);
-  for (const n of ["URL", "URLSearchParams"]) lazy(g, n, () => urls()[n]);
-  let textAPI;
-  for (const n of ["TextEncoder", "TextDecoder"]) lazy(g, n, () => (textAPI = textAPI || texts())[n]);
-  for (const n of ["WebSocketPair", "WebSocketRequestResponsePair"]) lazy(g, n, () => sockets()[n]);
-  let miscAPI;
-  for (const n of ["console", "crypto", "structuredClone"]) lazy(g, n, () => (miscAPI = miscAPI || misc())[n]);
+  // The Web API globals are defined (lazily) only for the names the
+  // class's code mentions (Go finds them once per class version, see
+  // globalNames in compile.go): defining all of them cost two thirds of
+  // the prelude's run on every activation.
+  let textAPI, miscAPI;
+  host.defineGlobals = function (names) {
+    const makers = {
+      Headers: () => web().Headers, Request: () => web().Request, Response: () => web().Response,
+      URL: () => urls().URL, URLSearchParams: () => urls().URLSearchParams,
+      TextEncoder: () => (textAPI = textAPI || texts()).TextEncoder,
+      TextDecoder: () => (textAPI = textAPI || texts()).TextDecoder,
+      WebSocketPair: () => sockets().WebSocketPair,
+      WebSocketRequestResponsePair: () => sockets().WebSocketRequestResponsePair,
+      console: () => (miscAPI = miscAPI || misc()).console,
+      crypto: () => (miscAPI = miscAPI || misc()).crypto,
+      structuredClone: () => (miscAPI = miscAPI || misc()).structuredClone,
+    };
+    for (let i = 0; i < names.length; i++) {
+      const n = names[i];
+      if (!makers[n] || Object.prototype.hasOwnProperty.call(g, n)) continue;
+      lazy(g, n, makers[n]);
+      if (n === "WebSocketPair" || n === "WebSocketRequestResponsePair") lazy(strata, n, makers[n]);
+    }
+  };
 })(globalThis, __host);

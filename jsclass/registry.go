@@ -85,6 +85,7 @@ type compiled struct {
 	prog    *goja.Program
 	export  string
 	timeout time.Duration
+	globals []string // the Web API globals the code mentions (globalNames)
 }
 
 // New returns a Registry over cfg.Classes.
@@ -202,7 +203,7 @@ func (r *Registry) compile(cv *log.ClassVersion) (*compiled, error) {
 	if cv.TurnTimeoutMs > 0 {
 		timeout = time.Duration(cv.TurnTimeoutMs) * time.Millisecond
 	}
-	return &compiled{version: cv.Version, prog: prog, export: cv.Export, timeout: timeout}, nil
+	return &compiled{version: cv.Version, prog: prog, export: cv.Export, timeout: timeout, globals: globalNames(string(cv.Code))}, nil
 }
 
 // DeployRequest is one deploy.
@@ -300,6 +301,9 @@ func (r *Registry) findExport(class, script, export string) (string, error) {
 	var names []string
 	_, err = in.guard(DeployCheckTimeout, func() (goja.Value, error) {
 		if _, err := in.vm.RunProgram(r.prelude); err != nil {
+			return nil, err
+		}
+		if err := in.defineGlobals(globalNames(script)); err != nil {
 			return nil, err
 		}
 		if _, err := in.vm.RunProgram(prog); err != nil {
