@@ -22,7 +22,6 @@ import (
 // discarded and the next turn starts afresh.
 var ErrLimit = errors.New("turn interrupted")
 
-
 // instance is one activation's JavaScript: a goja runtime holding one
 // instance of the class at one version. Only the activation's goroutine
 // uses it.
