@@ -63,26 +63,26 @@ func (in *instance) envObject() goja.Value {
 // namespace is one binding: the objects of class.
 func (in *instance) namespace(class string) goja.Value {
 	vm := in.vm
-	ns := vm.NewObject()
-	ns.Set("idFromName", func(name string) goja.Value {
+	ns := newLazy(vm)
+	ns.define("idFromName", func(name string) goja.Value {
 		if err := objects.ValidateName(name); err != nil {
 			in.throw(err)
 		}
 		return in.idObject(class, objects.IDFromName(class, name), name)
 	})
-	ns.Set("idFromString", func(s string) goja.Value {
+	ns.define("idFromString", func(s string) goja.Value {
 		id, err := objects.ParseID(s)
 		if err != nil {
 			in.throw(err)
 		}
 		return in.idObject(class, id, "")
 	})
-	ns.Set("newUniqueId", func() goja.Value {
+	ns.define("newUniqueId", func() goja.Value {
 		var id objects.ID
 		in.fill(id[:]) // from the turn's seed: replay makes the same id
 		return in.idObject(class, id, "")
 	})
-	ns.Set("get", func(v goja.Value) goja.Value {
+	ns.define("get", func(v goja.Value) goja.Value {
 		o, ok := v.(*goja.Object)
 		var hexID string
 		if ok {
@@ -103,13 +103,13 @@ func (in *instance) namespace(class string) goja.Value {
 		}
 		return in.stubObject(class, id, name)
 	})
-	ns.Set("getByName", func(name string) goja.Value {
+	ns.define("getByName", func(name string) goja.Value {
 		if err := objects.ValidateName(name); err != nil {
 			in.throw(err)
 		}
 		return in.stubObject(class, objects.IDFromName(class, name), name)
 	})
-	return ns
+	return ns.obj
 }
 
 // idObject is a DurableObjectId.

@@ -38,6 +38,7 @@ type instance struct {
 	broken  bool         // the runtime was interrupted: build a new one next turn
 	host    *goja.Object // __host
 	sqlObj  *goja.Object // ctx.storage.sql, made on first use
+	storage *goja.Object // ctx.storage, made on first use
 	replay  bool         // a replay: no SQL, calls answer from the record
 	// replaySkip: the replayed turn did what replay cannot reproduce.
 	replaySkip bool
@@ -92,6 +93,7 @@ func (in *instance) begin(cv *compiled, st store, env turnEnv) error {
 		return nil
 	}
 	in.vm, in.obj, in.broken, in.sockets, in.sqlObj = nil, nil, false, map[objects.SocketID]*goja.Object{}, nil
+	in.storage = nil
 	in.version, in.code = cv.version, cv
 	return in.construct()
 }

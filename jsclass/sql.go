@@ -24,8 +24,8 @@ var errSQLInTransaction = fmt.Errorf("%w: ctx.storage.sql inside storage.transac
 
 func (in *instance) sqlObject() *goja.Object {
 	vm := in.vm
-	s := vm.NewObject()
-	s.Set("exec", func(call goja.FunctionCall) goja.Value {
+	s := newLazy(vm)
+	s.define("exec", func(call goja.FunctionCall) goja.Value {
 		if len(call.Arguments) == 0 || goja.IsUndefined(call.Arguments[0]) {
 			in.throw(fmt.Errorf("%w: sql.exec: a query is required", objects.ErrBadInput))
 		}
@@ -45,14 +45,14 @@ func (in *instance) sqlObject() *goja.Object {
 		}
 		return in.cursor(cur)
 	})
-	s.DefineAccessorProperty("databaseSize", vm.ToValue(func() goja.Value {
+	s.define("databaseSize", getterFunc(func() goja.Value {
 		n, err := in.sqlDB().DatabaseSize()
 		if err != nil {
 			in.throw(err)
 		}
 		return vm.ToValue(n)
-	}), nil, goja.FLAG_FALSE, goja.FLAG_TRUE)
-	return s
+	}))
+	return s.obj
 }
 
 // sqlDB is the turn's SQL database.
