@@ -51,7 +51,7 @@ export class Caller extends DurableObject {
     try { await this.env.COUNTER.getByName("x").increment({ by: "two" }); } catch (e) { return [e.code, e.status]; }
   }
   async unknown() {
-    try { await this.env.NO_SUCH_CLASS.getByName("x").go(); } catch (e) { return e.code; }
+    try { await this.env.NO_SUCH_CLASS.getByName("x").go(); } catch (e) { return [e.code, e.message.includes("unknown class")]; }
   }
   async inTx() {
     return await this.ctx.storage.transaction(async () => {
@@ -100,7 +100,7 @@ func TestCalls(t *testing.T) {
 	if st, got := do(t, "POST", u+"refused", ``); st != 200 || got != `["bad_input",null]` {
 		t.Fatalf("refused: %d %s", st, got)
 	}
-	if st, got := do(t, "POST", u+"unknown", ``); st != 200 || got != `"error"` {
+	if st, got := do(t, "POST", u+"unknown", ``); st != 200 || got != `["error",true]` {
 		t.Fatalf("unknown class: %d %s", st, got)
 	}
 	if st, got := do(t, "POST", u+"inTx", ``); st != 200 || !strings.Contains(got, "call inside Storage.Transaction") {

@@ -466,12 +466,11 @@ func (l *live) start(c *objects.Ctx, input []byte) error {
 		return err
 	}
 	l.in.name, l.in.id = c.Name(), c.ID().String()
-	l.in.c = c
+	l.in.c, l.in.input = c, input // before begin: a constructor may call other objects
 	if err := l.in.begin(cv, liveStore{c.Storage()}, env); err != nil {
 		l.in.end()
 		return err
 	}
-	l.in.input = input
 	return nil
 }
 
