@@ -25,13 +25,14 @@ func (in *instance) store() store {
 
 func (in *instance) hostObject() *goja.Object {
 	vm := in.vm
-	h := vm.NewObject()
-	h.Set("encodeUTF8", func(s string) goja.Value { return jsBytes(vm, []byte(s)) })
-	h.Set("decodeUTF8", func(v goja.Value) string {
+	h := newLazy(vm)
+	in.host = h.obj
+	h.define("encodeUTF8", func(s string) goja.Value { return jsBytes(vm, []byte(s)) })
+	h.define("decodeUTF8", func(v goja.Value) string {
 		b, _ := v.Export().([]byte)
 		return strings.ToValidUTF8(string(b), "\uFFFD")
 	})
-	h.Set("parseQuery", func(s string) [][]string {
+	h.define("parseQuery", func(s string) [][]string {
 		var out [][]string
 		for _, part := range strings.Split(s, "&") {
 			if part == "" {
@@ -44,7 +45,7 @@ func (in *instance) hostObject() *goja.Object {
 		}
 		return out
 	})
-	h.Set("formatQuery", func(pairs [][]string) string {
+	h.define("formatQuery", func(pairs [][]string) string {
 		parts := make([]string, 0, len(pairs))
 		for _, p := range pairs {
 			if len(p) == 2 {
@@ -53,7 +54,7 @@ func (in *instance) hostObject() *goja.Object {
 		}
 		return strings.Join(parts, "&")
 	})
-	h.Set("parseURL", func(s, base string) map[string]any {
+	h.define("parseURL", func(s, base string) map[string]any {
 		u, err := url.Parse(s)
 		if err == nil && base != "" {
 			var b *url.URL
@@ -82,7 +83,7 @@ func (in *instance) hostObject() *goja.Object {
 			"search": search, "hash": hash, "origin": u.Scheme + "://" + u.Host,
 		}
 	})
-	h.Set("log", func(level, msg string) {
+	h.define("log", func(level, msg string) {
 		l := in.reg.logger.With("class", in.class, "object", in.objectName(), "version", in.version)
 		switch level {
 		case "debug":
@@ -95,7 +96,7 @@ func (in *instance) hostObject() *goja.Object {
 			l.Info(msg)
 		}
 	})
-	h.Set("randomUUID", func() string {
+	h.define("randomUUID", func() string {
 		var b [16]byte
 		in.fill(b[:])
 		b[6] = b[6]&0x0f | 0x40
@@ -103,7 +104,7 @@ func (in *instance) hostObject() *goja.Object {
 		x := hex.EncodeToString(b[:])
 		return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
 	})
-	h.Set("fillRandom", func(v goja.Value) {
+	h.define("fillRandom", func(v goja.Value) {
 		b, ok := v.Export().([]byte)
 		if !ok {
 			// Any integer typed array: fill its bytes.
@@ -120,7 +121,7 @@ func (in *instance) hostObject() *goja.Object {
 		}
 		in.fill(b)
 	})
-	h.Set("clone", func(v goja.Value) goja.Value {
+	h.define("clone", func(v goja.Value) goja.Value {
 		b, err := encodeValue(vm, v)
 		if err != nil {
 			in.throw(err)
@@ -131,13 +132,13 @@ func (in *instance) hostObject() *goja.Object {
 		}
 		return out
 	})
-	h.Set("newClientSocket", func() *goja.Object {
+	h.define("newClientSocket", func() *goja.Object {
 		o := vm.NewObject()
 		o.Set("__client", true)
 		return o
 	})
-	h.Set("newServerSocket", func() *goja.Object { return in.socketObject(0) })
-	return h
+	h.define("newServerSocket", func() *goja.Object { return in.socketObject(0) })
+	return h.obj
 }
 
 func (in *instance) fill(b []byte) {
@@ -159,25 +160,9 @@ func (in *instance) objectName() string {
 	return in.id
 }
 
-func (in *instance) envObject() goja.Value {
-	vm := in.vm
-	target := vm.NewObject()
-	p := vm.NewProxy(target, &goja.ProxyTrapConfig{
-		Get: func(t *goja.Object, prop string, recv goja.Value) goja.Value {
-			switch prop {
-			case "then", "toJSON", "constructor", "valueOf", "toString":
-				return goja.Undefined()
-			}
-			in.throw(fmt.Errorf("env.%s: bindings to other objects are %w (object-to-object calls are being built)", prop, ErrNotYet))
-			return nil
-		},
-	})
-	return vm.ToValue(p)
-}
-
 func (in *instance) ctxObject() *goja.Object {
 	vm := in.vm
-	ctx := vm.NewObject()
+	ctx := newLazy(vm)
 	id := vm.NewObject()
 	id.Set("name", in.name)
 	if in.name == "" {
@@ -186,9 +171,14 @@ func (in *instance) ctxObject() *goja.Object {
 	idHex := in.id
 	id.Set("toString", func() string { return idHex })
 	id.Set("equals", func(o goja.Value) bool { return o != nil && o.String() == idHex })
-	ctx.Set("id", id)
-	ctx.Set("storage", in.storageObject(in.store))
-	ctx.Set("blockConcurrencyWhile", func(fn goja.Callable) goja.Value {
+	ctx.define("id", id)
+	ctx.define("storage", getterFunc(func() goja.Value {
+		if in.storage == nil {
+			in.storage = in.storageObject(in.store)
+		}
+		return in.storage
+	}))
+	ctx.define("blockConcurrencyWhile", func(fn goja.Callable) goja.Value {
 		// Turns of one object never overlap, so this only runs fn.
 		v, err := fn(goja.Undefined())
 		if err != nil {
@@ -196,25 +186,25 @@ func (in *instance) ctxObject() *goja.Object {
 		}
 		return v
 	})
-	ctx.Set("waitUntil", func(goja.Value) {})
-	ctx.Set("acceptWebSocket", func(ws *goja.Object, tags []string) {
+	ctx.define("waitUntil", func(goja.Value) {})
+	ctx.define("acceptWebSocket", func(ws *goja.Object, tags []string) {
 		in.acceptSocket(ws, tags)
 	})
-	ctx.Set("getWebSockets", func(call goja.FunctionCall) goja.Value {
+	ctx.define("getWebSockets", func(call goja.FunctionCall) goja.Value {
 		tag := ""
 		if len(call.Arguments) > 0 && !goja.IsUndefined(call.Arguments[0]) {
 			tag = call.Arguments[0].String()
 		}
 		return vm.ToValue(in.getSockets(tag))
 	})
-	ctx.Set("getTags", func(ws *goja.Object) []string {
+	ctx.define("getTags", func(ws *goja.Object) []string {
 		s := in.socketHandle(ws)
 		if s == nil {
 			return nil
 		}
 		return s.Tags()
 	})
-	ctx.Set("setWebSocketAutoResponse", func(call goja.FunctionCall) goja.Value {
+	ctx.define("setWebSocketAutoResponse", func(call goja.FunctionCall) goja.Value {
 		if in.c == nil {
 			return goja.Undefined()
 		}
@@ -228,7 +218,7 @@ func (in *instance) ctxObject() *goja.Object {
 		}
 		return goja.Undefined()
 	})
-	ctx.Set("getWebSocketAutoResponseTimestamp", func(ws *goja.Object) goja.Value {
+	ctx.define("getWebSocketAutoResponseTimestamp", func(ws *goja.Object) goja.Value {
 		s := in.socketHandle(ws)
 		if s == nil || s.AutoResponseAt().IsZero() {
 			return goja.Null()
@@ -236,14 +226,14 @@ func (in *instance) ctxObject() *goja.Object {
 		v, _ := vm.New(vm.Get("Date"), vm.ToValue(s.AutoResponseAt().UnixMilli()))
 		return v
 	})
-	return ctx
+	return ctx.obj
 }
 
 // storageObject is ctx.storage (and a transaction's txn) over the store
 // get returns.
 func (in *instance) storageObject(get func() store) *goja.Object {
 	vm := in.vm
-	s := vm.NewObject()
+	s := newLazy(vm)
 	key := func(v goja.Value) string {
 		if v == nil || goja.IsUndefined(v) {
 			in.throw(fmt.Errorf("%w: a key is required", objects.ErrInvalidKey))
@@ -267,7 +257,7 @@ func (in *instance) storageObject(get func() store) *goja.Object {
 		set, _ := goja.AssertFunction(m.Get("set"))
 		return m, set
 	}
-	s.Set("get", func(k goja.Value) goja.Value {
+	s.define("get", func(k goja.Value) goja.Value {
 		st := get()
 		if ks, ok := keys(k); ok {
 			m, set := newMap()
@@ -299,7 +289,7 @@ func (in *instance) storageObject(get func() store) *goja.Object {
 		}
 		return in.resolved(v)
 	})
-	s.Set("put", func(k, v goja.Value) goja.Value {
+	s.define("put", func(k, v goja.Value) goja.Value {
 		st := get()
 		if o, ok := k.(*goja.Object); ok && o.ClassName() == "Object" && (v == nil || goja.IsUndefined(v)) {
 			for _, name := range o.Keys() {
@@ -322,7 +312,7 @@ func (in *instance) storageObject(get func() store) *goja.Object {
 		}
 		return in.resolved(goja.Undefined())
 	})
-	s.Set("delete", func(k goja.Value) goja.Value {
+	s.define("delete", func(k goja.Value) goja.Value {
 		st := get()
 		if ks, ok := keys(k); ok {
 			n := 0
@@ -343,13 +333,13 @@ func (in *instance) storageObject(get func() store) *goja.Object {
 		}
 		return in.resolved(vm.ToValue(ok))
 	})
-	s.Set("deleteAll", func() goja.Value {
+	s.define("deleteAll", func() goja.Value {
 		if err := get().DeleteAll(); err != nil {
 			return in.rejected(err)
 		}
 		return in.resolved(goja.Undefined())
 	})
-	s.Set("list", func(call goja.FunctionCall) goja.Value {
+	s.define("list", func(call goja.FunctionCall) goja.Value {
 		var opts objects.ListOptions
 		if len(call.Arguments) > 0 && !goja.IsUndefined(call.Arguments[0]) && !goja.IsNull(call.Arguments[0]) {
 			o := call.Arguments[0].ToObject(vm)
@@ -387,7 +377,7 @@ func (in *instance) storageObject(get func() store) *goja.Object {
 		}
 		return in.resolved(m)
 	})
-	s.Set("getAlarm", func() goja.Value {
+	s.define("getAlarm", func() goja.Value {
 		at, ok, err := get().GetAlarm()
 		if err != nil {
 			return in.rejected(err)
@@ -397,7 +387,7 @@ func (in *instance) storageObject(get func() store) *goja.Object {
 		}
 		return in.resolved(vm.ToValue(at.UnixMilli()))
 	})
-	s.Set("setAlarm", func(v goja.Value) goja.Value {
+	s.define("setAlarm", func(v goja.Value) goja.Value {
 		var at time.Time
 		switch x := v.Export().(type) {
 		case time.Time:
@@ -414,14 +404,14 @@ func (in *instance) storageObject(get func() store) *goja.Object {
 		}
 		return in.resolved(goja.Undefined())
 	})
-	s.Set("deleteAlarm", func() goja.Value {
+	s.define("deleteAlarm", func() goja.Value {
 		if _, err := get().DeleteAlarm(); err != nil {
 			return in.rejected(err)
 		}
 		return in.resolved(goja.Undefined())
 	})
-	s.Set("sync", func() goja.Value { return in.resolved(goja.Undefined()) })
-	s.Set("transaction", func(fn goja.Callable) goja.Value {
+	s.define("sync", func() goja.Value { return in.resolved(goja.Undefined()) })
+	s.define("transaction", func(fn goja.Callable) goja.Value {
 		parent := get()
 		tx, err := parent.Begin()
 		if err != nil {
@@ -436,14 +426,17 @@ func (in *instance) storageObject(get func() store) *goja.Object {
 		})
 		rolledBack := false
 		txn.Set("rollback", func() { rolledBack = true })
+		in.txDepth++
 		out, err := fn(goja.Undefined(), txn)
 		if err != nil {
 			done = true
+			in.txDepth--
 			panic(err)
 		}
 		p, resolve, reject := vm.NewPromise()
 		settle := func(v goja.Value, failed bool) {
 			done = true
+			in.txDepth--
 			if failed {
 				reject(v)
 				return
@@ -466,11 +459,13 @@ func (in *instance) storageObject(get func() store) *goja.Object {
 		}
 		return vm.ToValue(p)
 	})
-	s.DefineAccessorProperty("sql", vm.ToValue(func() goja.Value {
-		in.throw(fmt.Errorf("storage.sql is %w in JavaScript classes (SQL storage is being built)", ErrNotYet))
-		return nil
-	}), nil, goja.FLAG_FALSE, goja.FLAG_TRUE)
-	return s
+	s.define("sql", getterFunc(func() goja.Value {
+		if in.sqlObj == nil {
+			in.sqlObj = in.sqlObject()
+		}
+		return in.sqlObj
+	}))
+	return s.obj
 }
 
 // --- WebSockets ---

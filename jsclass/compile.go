@@ -72,3 +72,23 @@ func formatMessage(m api.Message) string {
 	}
 	return fmt.Sprintf("%s:%d:%d: %s", m.Location.File, m.Location.Line, m.Location.Column+1, m.Text)
 }
+
+// webGlobals are the Web API globals the prelude can define.
+var webGlobals = []string{
+	"Headers", "Request", "Response", "URL", "URLSearchParams", "TextEncoder", "TextDecoder",
+	"WebSocketPair", "WebSocketRequestResponsePair", "console", "crypto", "structuredClone",
+}
+
+// globalNames lists the Web API globals script mentions: only those are
+// defined in its runtimes (each costs the activation a little). A name
+// counts wherever it appears, in code, a string or a comment, so code that
+// names a global finds it; code that builds the name at run time does not.
+func globalNames(script string) []string {
+	var out []string
+	for _, n := range webGlobals {
+		if strings.Contains(script, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}

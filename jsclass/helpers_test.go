@@ -28,13 +28,19 @@ type jsNode struct {
 // classes, deployed JavaScript classes and a gateway over HTTP.
 func startJS(t *testing.T, edit func(*jsclass.Config)) *jsNode {
 	t.Helper()
+	return startJSWith(t, nil, edit)
+}
+
+// startJSWith is startJS with Go classes beside the built-in ones.
+func startJSWith(t *testing.T, extra []*objects.Class, edit func(*jsclass.Config)) *jsNode {
+	t.Helper()
 	var reg *jsclass.Registry
 	var cls *log.Classes
 	builtin := map[string]bool{}
 	for _, c := range classes.All() {
 		builtin[c.Name()] = true
 	}
-	n := testnode.Start(t, classes.All(), func(cfg *objects.Config) {
+	n := testnode.Start(t, append(classes.All(), extra...), func(cfg *objects.Config) {
 		var err error
 		cls, err = cfg.Log.OpenClasses(context.Background())
 		if err != nil {

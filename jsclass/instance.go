@@ -22,9 +22,6 @@ import (
 // discarded and the next turn starts afresh.
 var ErrLimit = errors.New("turn interrupted")
 
-// ErrNotYet marks a Durable Objects API that Strata does not offer yet.
-var ErrNotYet = errors.New("not supported yet")
-
 // instance is one activation's JavaScript: a goja runtime holding one
 // instance of the class at one version. Only the activation's goroutine
 // uses it.
@@ -38,7 +35,13 @@ type instance struct {
 	obj     *goja.Object // the class instance
 	version uint64
 	code    *compiled
-	broken  bool // the runtime was interrupted: build a new one next turn
+	broken  bool         // the runtime was interrupted: build a new one next turn
+	host    *goja.Object // __host
+	sqlObj  *goja.Object // ctx.storage.sql, made on first use
+	storage *goja.Object // ctx.storage, made on first use
+	replay  bool         // a replay: no SQL, calls answer from the record
+	// replaySkip: the replayed turn did what replay cannot reproduce.
+	replaySkip bool
 
 	// The current turn.
 	c        *objects.Ctx // nil outside a turn and in replay
@@ -49,6 +52,19 @@ type instance struct {
 	conn     *objects.WebSocket // the socket a connect turn decides on
 	accepted bool
 	sockOut  []string // replay: what sockets were sent
+	txDepth  int      // open storage.transaction()s: no SQL or calls inside
+	env      turnEnv  // the turn's clock and seed
+	input    []byte   // the turn's input, as recorded
+	w        *watcher // the running guard's limits
+	// Calls to other objects (calls.go): the answers so far, live.
+	answers   []log.CodeCall
+	callErr   []error
+	keptBytes int
+	// Replay: the recorded calls and answers, and the differences met.
+	callN         int
+	replayCalls   []log.Call
+	replayAnswers []log.CodeCall
+	replayLines   []string
 
 	sockets map[objects.SocketID]*goja.Object // JS wrappers by socket
 }
@@ -71,17 +87,19 @@ func newTurnEnv(now time.Time) turnEnv {
 func (in *instance) begin(cv *compiled, st store, env turnEnv) error {
 	in.st, in.now = st, env.now
 	in.rng = mrand.NewChaCha8(env.seed)
-	in.turnSock, in.conn, in.accepted = nil, nil, false
+	in.turnSock, in.conn, in.accepted, in.txDepth = nil, nil, false, 0
+	in.env, in.answers, in.callErr, in.keptBytes, in.callN = env, nil, nil, 0, 0
 	if in.vm != nil && !in.broken && in.version == cv.version {
 		return nil
 	}
-	in.vm, in.obj, in.broken, in.sockets = nil, nil, false, map[objects.SocketID]*goja.Object{}
+	in.vm, in.obj, in.broken, in.sockets, in.sqlObj = nil, nil, false, map[objects.SocketID]*goja.Object{}, nil
+	in.storage = nil
 	in.version, in.code = cv.version, cv
 	return in.construct()
 }
 
 func (in *instance) end() {
-	in.st, in.c, in.turnSock, in.conn = nil, nil, nil, nil
+	in.st, in.c, in.turnSock, in.conn, in.input, in.answers, in.callErr = nil, nil, nil, nil, nil, nil, nil
 }
 
 // construct builds the runtime and runs the class's constructor (within
@@ -102,6 +120,9 @@ func (in *instance) construct() error {
 	}
 	_, err := in.guard(in.code.timeout, func() (goja.Value, error) {
 		if _, err := vm.RunProgram(in.reg.prelude); err != nil {
+			return nil, err
+		}
+		if err := in.defineGlobals(in.code.globals); err != nil {
 			return nil, err
 		}
 		if _, err := vm.RunProgram(in.code.prog); err != nil {
@@ -130,13 +151,29 @@ func (in *instance) construct() error {
 	return nil
 }
 
+// defineGlobals defines the Web API globals names (the prelude's lazy
+// definitions; a name already defined stays).
+func (in *instance) defineGlobals(names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	fn, ok := goja.AssertFunction(in.host.Get("defineGlobals"))
+	if !ok {
+		return errors.New("prelude: no defineGlobals")
+	}
+	_, err := fn(goja.Undefined(), in.vm.ToValue(names))
+	return err
+}
+
 // guard runs fn with the CPU-time and memory limits, then settles the
 // promise it returned, if any (goja runs promise jobs when control leaves
 // the runtime).
 func (in *instance) guard(timeout time.Duration, fn func() (goja.Value, error)) (goja.Value, error) {
 	vm := in.vm
 	w := in.reg.watch(vm, timeout)
+	in.w = w
 	v, err := fn()
+	in.w = nil
 	reason := w.stop()
 	if reason != nil {
 		in.broken = true
@@ -227,14 +264,47 @@ func (in *instance) rejected(err error) goja.Value {
 }
 
 // record attaches what the turn observed to its event.
-func (in *instance) record(env turnEnv, input, output []byte) {
+func (in *instance) record(output []byte) {
 	if in.c == nil {
 		return
 	}
-	rec := &log.CodeRecord{ClassVersion: in.version, Time: env.now.UnixMilli(), Seed: env.seed[:]}
-	rec.Input, rec.InputBytes, rec.InputHash = log.KeepBytes(input)
+	in.c.RecordCode(in.codeRecord(output, false))
+}
+
+// codeRecord is the turn's record: continued for the part of a turn that
+// a call stages (the turn goes on), else the whole record with the answer
+// and the calls' answers.
+func (in *instance) codeRecord(output []byte, continued bool) *log.CodeRecord {
+	rec := &log.CodeRecord{ClassVersion: in.version, Time: in.env.now.UnixMilli(), Seed: in.env.seed[:], Continued: continued}
+	rec.Input, rec.InputBytes, rec.InputHash = log.KeepBytes(in.input)
+	if continued {
+		return rec
+	}
 	rec.Output, rec.OutputBytes, rec.OutputHash = log.KeepBytes(output)
-	in.c.RecordCode(rec)
+	if len(in.answers) > 0 {
+		rec.Calls = append([]log.CodeCall(nil), in.answers...)
+		if len(rec.Calls) > log.CodeCallsMax {
+			// Too many to keep: the record says so by keeping none of
+			// them past the limit's worth (replay skips the turn).
+			rec.Calls = rec.Calls[:log.CodeCallsMax]
+			rec.Calls[len(rec.Calls)-1] = log.CodeCall{Code: "not_kept", OutputBytes: 1, OutputHash: make([]byte, 32)}
+		}
+	}
+	return rec
+}
+
+// pauseWatch stops the turn's clock while a call waits on another object
+// (its time is the callee's); resumeWatch starts it again.
+func (in *instance) pauseWatch() {
+	if in.w != nil {
+		in.w.pause()
+	}
+}
+
+func (in *instance) resumeWatch() {
+	if in.w != nil {
+		in.w.resume()
+	}
 }
 
 // --- the entry points (objects.Dynamic and friends) ---
@@ -333,6 +403,9 @@ func (in *instance) runFetch(fi fetchInput) (*objects.Response, error) {
 }
 
 func (in *instance) newRequest(fi fetchInput) (goja.Value, error) {
+	if err := in.defineGlobals([]string{"Headers", "Request", "Response"}); err != nil {
+		return nil, err
+	}
 	init := in.vm.NewObject()
 	init.Set("method", fi.Method)
 	h := in.vm.NewObject()

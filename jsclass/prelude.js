@@ -181,9 +181,39 @@
 
     return { console, crypto, structuredClone };
   }
+  // ctx.storage.sql.exec's cursor (Go hands it the columns and raw rows).
+  let Cursor;
+  host.makeCursor = function (cols, rows, read, written) {
+    if (!Cursor) Cursor = cursorClass();
+    return new Cursor(cols, rows, read, written);
+  };
+  function cursorClass() {
+  class SqlStorageCursor {
+    constructor(cols, rows, read, written) { this._c = cols; this._r = rows; this._i = 0; this.rowsRead = read; this.rowsWritten = written; }
+    get columnNames() { return this._c.slice(); }
+    _obj(r) { const o = {}; for (let j = 0; j < this._c.length; j++) o[this._c[j]] = r[j]; return o; }
+    next() { return this._i < this._r.length ? { done: false, value: this._obj(this._r[this._i++]) } : { done: true, value: undefined }; }
+    toArray() { const out = []; while (this._i < this._r.length) out.push(this._obj(this._r[this._i++])); return out; }
+    one() {
+      const left = this._r.length - this._i;
+      if (left !== 1) throw new Error("Expected exactly one result from SQL query, but got " + (left === 0 ? "no results." : "multiple results."));
+      return this._obj(this._r[this._i++]);
+    }
+    raw() {
+      const self = this;
+      const it = {
+        next() { return self._i < self._r.length ? { done: false, value: self._r[self._i++].slice() } : { done: true, value: undefined }; },
+        toArray() { const out = []; while (self._i < self._r.length) out.push(self._r[self._i++].slice()); return out; },
+        [Symbol.iterator]() { return it; },
+      };
+      return it;
+    }
+    [Symbol.iterator]() { return this; }
+  }
+    return SqlStorageCursor;
+  }
+
   const strata = { DurableObject };
-  lazy(strata, "WebSocketPair", () => sockets().WebSocketPair);
-  lazy(strata, "WebSocketRequestResponsePair", () => sockets().WebSocketRequestResponsePair);
   const modules = { "strata": strata, "cloudflare:workers": strata };
   g.require = function (name) {
     const m = modules[name];
@@ -191,11 +221,28 @@
     return m;
   };
   g.DurableObject = DurableObject;
-  for (const n of ["Headers", "Request", "Response"]) lazy(g, n, () => web()[n]);
-  for (const n of ["URL", "URLSearchParams"]) lazy(g, n, () => urls()[n]);
-  let textAPI;
-  for (const n of ["TextEncoder", "TextDecoder"]) lazy(g, n, () => (textAPI = textAPI || texts())[n]);
-  for (const n of ["WebSocketPair", "WebSocketRequestResponsePair"]) lazy(g, n, () => sockets()[n]);
-  let miscAPI;
-  for (const n of ["console", "crypto", "structuredClone"]) lazy(g, n, () => (miscAPI = miscAPI || misc())[n]);
+  // The Web API globals are defined (lazily) only for the names the
+  // class's code mentions (Go finds them once per class version, see
+  // globalNames in compile.go): defining all of them cost two thirds of
+  // the prelude's run on every activation.
+  let textAPI, miscAPI;
+  host.defineGlobals = function (names) {
+    const makers = {
+      Headers: () => web().Headers, Request: () => web().Request, Response: () => web().Response,
+      URL: () => urls().URL, URLSearchParams: () => urls().URLSearchParams,
+      TextEncoder: () => (textAPI = textAPI || texts()).TextEncoder,
+      TextDecoder: () => (textAPI = textAPI || texts()).TextDecoder,
+      WebSocketPair: () => sockets().WebSocketPair,
+      WebSocketRequestResponsePair: () => sockets().WebSocketRequestResponsePair,
+      console: () => (miscAPI = miscAPI || misc()).console,
+      crypto: () => (miscAPI = miscAPI || misc()).crypto,
+      structuredClone: () => (miscAPI = miscAPI || misc()).structuredClone,
+    };
+    for (let i = 0; i < names.length; i++) {
+      const n = names[i];
+      if (!makers[n] || Object.prototype.hasOwnProperty.call(g, n)) continue;
+      lazy(g, n, makers[n]);
+      if (n === "WebSocketPair" || n === "WebSocketRequestResponsePair") lazy(strata, n, makers[n]);
+    }
+  };
 })(globalThis, __host);

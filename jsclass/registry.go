@@ -85,6 +85,7 @@ type compiled struct {
 	prog    *goja.Program
 	export  string
 	timeout time.Duration
+	globals []string // the Web API globals the code mentions (globalNames)
 }
 
 // New returns a Registry over cfg.Classes.
@@ -202,7 +203,7 @@ func (r *Registry) compile(cv *log.ClassVersion) (*compiled, error) {
 	if cv.TurnTimeoutMs > 0 {
 		timeout = time.Duration(cv.TurnTimeoutMs) * time.Millisecond
 	}
-	return &compiled{version: cv.Version, prog: prog, export: cv.Export, timeout: timeout}, nil
+	return &compiled{version: cv.Version, prog: prog, export: cv.Export, timeout: timeout, globals: globalNames(string(cv.Code))}, nil
 }
 
 // DeployRequest is one deploy.
@@ -302,6 +303,9 @@ func (r *Registry) findExport(class, script, export string) (string, error) {
 		if _, err := in.vm.RunProgram(r.prelude); err != nil {
 			return nil, err
 		}
+		if err := in.defineGlobals(globalNames(script)); err != nil {
+			return nil, err
+		}
 		if _, err := in.vm.RunProgram(prog); err != nil {
 			return nil, err
 		}
@@ -372,6 +376,8 @@ type watcher struct {
 	base    int64
 	t       *time.Timer
 	stopped bool
+	paused  bool
+	elapsed time.Duration // at the pause
 	reason  error
 }
 
@@ -394,7 +400,7 @@ func heapBytes() int64 {
 func (w *watcher) check() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.stopped {
+	if w.stopped || w.paused {
 		return
 	}
 	if el := time.Since(w.start); el >= w.timeout {
@@ -411,6 +417,29 @@ func (w *watcher) check() {
 		return
 	}
 	w.t.Reset(min(watchTick, w.timeout-time.Since(w.start)+time.Millisecond))
+}
+
+// pause stops the clock and the heap watch (a call waits on another
+// object, whose allocations are not this turn's).
+func (w *watcher) pause() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped || w.paused {
+		return
+	}
+	w.paused, w.elapsed = true, time.Since(w.start)
+	w.t.Stop()
+}
+
+// resume starts the clock again where pause left it.
+func (w *watcher) resume() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped || !w.paused {
+		return
+	}
+	w.paused, w.start, w.base = false, time.Now().Add(-w.elapsed), -1
+	w.t.Reset(min(watchTick, max(w.timeout-w.elapsed, time.Millisecond)))
 }
 
 // stop ends the watch; non-nil if it interrupted the runtime.
@@ -430,25 +459,24 @@ type live struct {
 	in  *instance
 }
 
-func (l *live) start(c *objects.Ctx) (turnEnv, error) {
+func (l *live) start(c *objects.Ctx, input []byte) error {
 	env := newTurnEnv(l.reg.cfg.Now())
 	cv, err := l.reg.current(l.in.class)
 	if err != nil {
-		return env, err
+		return err
 	}
 	l.in.name, l.in.id = c.Name(), c.ID().String()
-	l.in.c = c
+	l.in.c, l.in.input = c, input // before begin: a constructor may call other objects
 	if err := l.in.begin(cv, liveStore{c.Storage()}, env); err != nil {
 		l.in.end()
-		return env, err
+		return err
 	}
-	return env, nil
+	return nil
 }
 
 // Call runs an RPC method.
 func (l *live) Call(c *objects.Ctx, method string, body []byte) ([]byte, error) {
-	env, err := l.start(c)
-	if err != nil {
+	if err := l.start(c, body); err != nil {
 		return nil, err
 	}
 	defer l.in.end()
@@ -456,7 +484,7 @@ func (l *live) Call(c *objects.Ctx, method string, body []byte) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	l.in.record(env, body, out)
+	l.in.record(out)
 	return out, nil
 }
 
@@ -471,45 +499,42 @@ func (l *live) FetchTurn(c *objects.Ctx, r *http.Request) (*objects.Response, er
 	if err != nil {
 		return nil, err
 	}
-	env, err := l.start(c)
-	if err != nil {
+	fi := fetchInputOf(r, body)
+	if err := l.start(c, mustJSON(fi)); err != nil {
 		return nil, err
 	}
 	defer l.in.end()
-	fi := fetchInputOf(r, body)
 	resp, err := l.in.runFetch(fi)
 	if err != nil {
 		return nil, err
 	}
-	l.in.record(env, mustJSON(fi), encodeFetchOutput(resp))
+	l.in.record(encodeFetchOutput(resp))
 	return resp, nil
 }
 
 // Alarm runs alarm(info).
 func (l *live) Alarm(c *objects.Ctx, info objects.AlarmInfo) error {
-	env, err := l.start(c)
-	if err != nil {
+	if err := l.start(c, mustJSON(info)); err != nil {
 		return err
 	}
 	defer l.in.end()
 	if err := l.in.runAlarm(info); err != nil {
 		return err
 	}
-	l.in.record(env, mustJSON(info), nil)
+	l.in.record(nil)
 	return nil
 }
 
 // WebSocketConnect runs fetch(request) with Upgrade: websocket; the class
 // accepts with ctx.acceptWebSocket(server) and returns a 101 Response.
 func (l *live) WebSocketConnect(c *objects.Ctx, ws *objects.WebSocket, r *http.Request) error {
-	env, err := l.start(c)
-	if err != nil {
+	fi := fetchInputOf(r, nil)
+	fi.Header.Set("Upgrade", "websocket")
+	if err := l.start(c, mustJSON(fi)); err != nil {
 		return err
 	}
 	defer l.in.end()
 	l.in.conn = ws
-	fi := fetchInputOf(r, nil)
-	fi.Header.Set("Upgrade", "websocket")
 	resp, err := l.in.runFetch(fi)
 	if err != nil {
 		return err
@@ -521,14 +546,13 @@ func (l *live) WebSocketConnect(c *objects.Ctx, ws *objects.WebSocket, r *http.R
 		}
 		return objects.Errorf(status, "websocket_refused", "%s", strings.TrimSpace(string(resp.Body))+" (the class did not accept the WebSocket)")
 	}
-	l.in.record(env, mustJSON(fi), []byte("101"))
+	l.in.record([]byte("101"))
 	return nil
 }
 
 // WebSocketMessage runs webSocketMessage(ws, message).
 func (l *live) WebSocketMessage(c *objects.Ctx, ws *objects.WebSocket, m objects.Message) error {
-	env, err := l.start(c)
-	if err != nil {
+	if err := l.start(c, m.Data); err != nil {
 		return err
 	}
 	defer l.in.end()
@@ -539,14 +563,13 @@ func (l *live) WebSocketMessage(c *objects.Ctx, ws *objects.WebSocket, m objects
 	if err := l.in.socketMessage(l.in.socketObject(ws.ID()), m); err != nil {
 		return err
 	}
-	l.in.record(env, m.Data, nil)
+	l.in.record(nil)
 	return nil
 }
 
 // WebSocketClose runs webSocketClose(ws, code, reason, wasClean).
 func (l *live) WebSocketClose(c *objects.Ctx, ws *objects.WebSocket, code int, reason string) error {
-	env, err := l.start(c)
-	if err != nil {
+	if err := l.start(c, mustJSON(map[string]any{"code": code, "reason": reason})); err != nil {
 		return err
 	}
 	defer l.in.end()
@@ -555,14 +578,13 @@ func (l *live) WebSocketClose(c *objects.Ctx, ws *objects.WebSocket, code int, r
 	if err := l.in.socketClose(o, code, reason); err != nil {
 		return err
 	}
-	l.in.record(env, mustJSON(map[string]any{"code": code, "reason": reason}), nil)
+	l.in.record(nil)
 	return nil
 }
 
 // WebSocketError runs webSocketError(ws, error).
 func (l *live) WebSocketError(c *objects.Ctx, ws *objects.WebSocket, sockErr error) error {
-	env, err := l.start(c)
-	if err != nil {
+	if err := l.start(c, []byte(sockErr.Error())); err != nil {
 		return err
 	}
 	defer l.in.end()
@@ -571,6 +593,6 @@ func (l *live) WebSocketError(c *objects.Ctx, ws *objects.WebSocket, sockErr err
 	if err := l.in.socketError(o, sockErr); err != nil {
 		return err
 	}
-	l.in.record(env, []byte(sockErr.Error()), nil)
+	l.in.record(nil)
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -126,11 +127,38 @@ func (r *Registry) Replay(ctx context.Context, class, filename string, source []
 func (r *Registry) replayObject(ctx context.Context, class, label, name string, id objects.ID, cc *compiled, rep *ReplayReport) error {
 	state := map[string][]byte{}
 	var alarm *time.Time
-	return r.cfg.Log.Read(ctx, class, id, 0, func(rec log.Record) error {
+	// A turn that called other objects may span events: each call staged
+	// the writes before it as a part whose record is Continued. The parts
+	// are joined and the turn replayed from the state before the first.
+	var parts []log.Turn
+	var partState map[string][]byte
+	var partAlarm *time.Time
+	err := r.cfg.Log.Read(ctx, class, id, 0, func(rec log.Record) error {
 		ev := rec.Event
 		for i, t := range ev.Turns {
-			if code := t.Cause.Code; code != nil {
-				if lines, ran := r.replayTurn(class, name, id, cc, t, state, alarm); !ran {
+			code := t.Cause.Code
+			joined := len(parts) > 0 && code != nil && sameTurn(parts[0].Cause.Code, code)
+			if len(parts) > 0 && !joined {
+				rep.Skipped++ // a turn whose last part was never recorded (it failed after a call)
+				parts = nil
+			}
+			switch {
+			case code != nil && code.Continued:
+				if len(parts) == 0 {
+					partState, partAlarm = maps.Clone(state), alarm
+				}
+				parts = append(parts, t)
+			case code != nil:
+				whole, from, fromAlarm := t, state, alarm
+				if joined {
+					whole = log.Turn{Cause: t.Cause}
+					for _, p := range append(parts, t) {
+						whole.Writes = append(whole.Writes, p.Writes...)
+						whole.Calls = append(whole.Calls, p.Calls...)
+					}
+					from, fromAlarm, parts = partState, partAlarm, nil
+				}
+				if lines, ran := r.replayTurn(class, name, id, cc, whole, from, fromAlarm); !ran {
 					rep.Skipped++
 				} else {
 					rep.Turns++
@@ -162,6 +190,16 @@ func (r *Registry) replayObject(ctx context.Context, class, label, name string, 
 		}
 		return nil
 	})
+	if len(parts) > 0 {
+		rep.Skipped++
+	}
+	return err
+}
+
+// sameTurn reports whether two records are parts of one turn (a turn's
+// clock and seed are its own).
+func sameTurn(a, b *log.CodeRecord) bool {
+	return a != nil && b != nil && a.Time == b.Time && bytes.Equal(a.Seed, b.Seed) && a.ClassVersion == b.ClassVersion
 }
 
 // replayTurn runs one recorded turn against cc and returns the differences.
@@ -171,7 +209,8 @@ func (r *Registry) replayTurn(class, name string, id objects.ID, cc *compiled, t
 		return nil, false // the input was too large to keep
 	}
 	st := newReplayStore(state, alarm)
-	in := &instance{reg: r, class: class, name: name, id: id.String()}
+	in := &instance{reg: r, class: class, name: name, id: id.String(), replay: true,
+		replayCalls: t.Calls, replayAnswers: code.Calls}
 	var env turnEnv
 	env.now = time.UnixMilli(code.Time)
 	copy(env.seed[:], code.Seed)
@@ -209,8 +248,15 @@ func (r *Registry) replayTurn(class, name string, id objects.ID, cc *compiled, t
 		}
 	}
 	in.end()
+	if in.replaySkip || errors.Is(err, ErrReplaySQL) {
+		return nil, false
+	}
+	lines = in.replayLines
+	if in.callN < len(code.Calls) {
+		lines = append(lines, fmt.Sprintf("calls: recorded %d, new %d", len(code.Calls), in.callN))
+	}
 	if err != nil {
-		return []string{"the new code failed: " + err.Error()}, true
+		return append(lines, "the new code failed: "+err.Error()), true
 	}
 	if code.OutputBytes == 0 && (t.Cause.Via == log.ViaRPC || t.Cause.Via == log.ViaFetch) && !bytes.Equal(code.Output, out) {
 		lines = append(lines, fmt.Sprintf("response: recorded %s, new %s", clip(code.Output), clip(out)))

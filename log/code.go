@@ -32,7 +32,39 @@ type CodeRecord struct {
 	Output      []byte `cbor:"7,keyasint,omitempty"`
 	OutputBytes int    `cbor:"8,keyasint,omitempty"`
 	OutputHash  []byte `cbor:"9,keyasint,omitempty"`
+	// Calls are the answers of the calls to other objects the turn made
+	// (env.X.get(id).method()), in order: replay gives them back instead
+	// of calling again. The calls themselves (class, id, method) are in
+	// the turn's log.Turn.Calls.
+	Calls []CodeCall `cbor:"10,keyasint,omitempty"`
+	// Continued marks a part of a turn that a call split (a call is a
+	// commit point: the writes before it are staged as their own part);
+	// the turn's last part carries the full record, with Continued false.
+	Continued bool `cbor:"11,keyasint,omitempty"`
 }
+
+// CodeCall is the answer a turn's call to another object got: its output
+// (JSON) under the rule of CodeRecord.Output, or its error's code, status
+// and message.
+type CodeCall struct {
+	Output      []byte `cbor:"1,keyasint,omitempty"`
+	OutputBytes int    `cbor:"2,keyasint,omitempty"`
+	OutputHash  []byte `cbor:"3,keyasint,omitempty"`
+	Code        string `cbor:"4,keyasint,omitempty"` // "" when the call answered
+	Status      int    `cbor:"5,keyasint,omitempty"`
+	Message     string `cbor:"6,keyasint,omitempty"`
+	// InputHash is SHA-256 over the call's input: replay reports new code
+	// that calls with other arguments.
+	InputHash []byte `cbor:"7,keyasint,omitempty"`
+}
+
+// Limits of the call answers a CodeRecord keeps.
+const (
+	CodeCallsMax        = 1024     // answers one record keeps; a turn that made more is not replayable
+	CodeCallsBytesMax   = 64 << 10 // outputs kept whole in one record; later ones keep length and hash
+	CodeCallMessageMax  = 1 << 10  // an error message kept
+	codeCallOverheadMax = 32
+)
 
 // CodeInputBytesMax bounds the input or output a CodeRecord keeps whole;
 // a larger one keeps its length and SHA-256 only.
@@ -53,7 +85,11 @@ func (c *CodeRecord) Size() int {
 	if c == nil {
 		return 0
 	}
-	return 64 + len(c.Seed) + len(c.Input) + len(c.InputHash) + len(c.Output) + len(c.OutputHash)
+	n := 64 + len(c.Seed) + len(c.Input) + len(c.InputHash) + len(c.Output) + len(c.OutputHash)
+	for _, k := range c.Calls {
+		n += codeCallOverheadMax + len(k.Output) + len(k.OutputHash) + len(k.InputHash) + len(k.Code) + len(k.Message)
+	}
+	return n
 }
 
 func (c *CodeRecord) validate() error {
@@ -72,6 +108,23 @@ func (c *CodeRecord) validate() error {
 	case len(c.InputHash) != 0 && len(c.InputHash) != sha256.Size,
 		len(c.OutputHash) != 0 && len(c.OutputHash) != sha256.Size:
 		return errors.New("code record hash of the wrong size")
+	case len(c.Calls) > CodeCallsMax:
+		return fmt.Errorf("code record of %d call answers", len(c.Calls))
+	}
+	kept := 0
+	for _, k := range c.Calls {
+		kept += len(k.Output)
+		switch {
+		case len(k.Output) > CodeInputBytesMax || kept > CodeCallsBytesMax:
+			return errors.New("code record call answers too long")
+		case k.OutputBytes < 0:
+			return errors.New("code record call answer of negative length")
+		case len(k.OutputHash) != 0 && len(k.OutputHash) != sha256.Size,
+			len(k.InputHash) != 0 && len(k.InputHash) != sha256.Size:
+			return errors.New("code record call answer hash of the wrong size")
+		case len(k.Code) > CallMethodBytesMax || len(k.Message) > CodeCallMessageMax:
+			return errors.New("code record call error too long")
+		}
 	}
 	return nil
 }

@@ -132,7 +132,7 @@ func (s *Stub) Call(ctx context.Context, method string, in, out any) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := class.methods[method]; !ok {
+	if _, ok := class.methods[method]; !ok && !class.dynamic { // a deployed class's methods are its code's: it answers unknown_method
 		return fmt.Errorf("%w: %s has no method %q", ErrUnknownMethod, class.name, truncate(method))
 	}
 	chain := CallChain(t.req.ctx)
@@ -215,6 +215,10 @@ func (a *activation) attachCalls(t *turn, ws *writeSet) {
 	a.pending.bytes += t.callsBytes
 	t.calls, t.callsBytes = nil, 0
 }
+
+// CallErrorCode is the short name a recorded call keeps of a call's error
+// ("call_cycle", "timeout", a ClientError's code, ...; "" for nil).
+func CallErrorCode(err error) string { return callErrorCode(err) }
 
 // callErrorCode is the short name a recorded call keeps of its error.
 func callErrorCode(err error) string {

@@ -1,0 +1,301 @@
+package jsclass
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/dop251/goja"
+	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/objects"
+)
+
+// this.env: every class of the node, built in or deployed, is a binding
+// named after it in upper case with "-" as "_" (class "chat-room" is
+// env.CHAT_ROOM). A binding is a Durable Object namespace: idFromName,
+// idFromString, newUniqueId, get(id), getByName(name). A stub's methods
+// call the object's RPC methods through objects.Stub.Call (a commit point,
+// with call_cycle and call_depth refused as for Go classes) and return
+// Promises of the callee's JSON answer. Each answer is recorded in the
+// turn's CodeRecord, so replay gives it back instead of calling.
+
+// bindingName is what an env property must look like to be a binding.
+var bindingName = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,62}$`)
+
+// bindingClass is the class an env binding names ("" if none).
+func bindingClass(prop string) string {
+	if !bindingName.MatchString(prop) {
+		return ""
+	}
+	c := strings.ReplaceAll(strings.ToLower(prop), "_", "-")
+	if objects.ValidateClassName(c) != nil {
+		return ""
+	}
+	return c
+}
+
+func (in *instance) envObject() goja.Value {
+	vm := in.vm
+	target := vm.NewObject()
+	spaces := map[string]goja.Value{}
+	p := vm.NewProxy(target, &goja.ProxyTrapConfig{
+		Get: func(t *goja.Object, prop string, recv goja.Value) goja.Value {
+			class := bindingClass(prop)
+			if class == "" {
+				return goja.Undefined()
+			}
+			if ns, ok := spaces[prop]; ok {
+				return ns
+			}
+			ns := in.namespace(class)
+			spaces[prop] = ns
+			return ns
+		},
+		Has: func(t *goja.Object, prop string) bool { return bindingClass(prop) != "" },
+	})
+	return vm.ToValue(p)
+}
+
+// namespace is one binding: the objects of class.
+func (in *instance) namespace(class string) goja.Value {
+	vm := in.vm
+	ns := newLazy(vm)
+	ns.define("idFromName", func(name string) goja.Value {
+		if err := objects.ValidateName(name); err != nil {
+			in.throw(err)
+		}
+		return in.idObject(class, objects.IDFromName(class, name), name)
+	})
+	ns.define("idFromString", func(s string) goja.Value {
+		id, err := objects.ParseID(s)
+		if err != nil {
+			in.throw(err)
+		}
+		return in.idObject(class, id, "")
+	})
+	ns.define("newUniqueId", func() goja.Value {
+		var id objects.ID
+		in.fill(id[:]) // from the turn's seed: replay makes the same id
+		return in.idObject(class, id, "")
+	})
+	ns.define("get", func(v goja.Value) goja.Value {
+		o, ok := v.(*goja.Object)
+		var hexID string
+		if ok {
+			if h := o.Get("__id"); h != nil && !goja.IsUndefined(h) {
+				hexID = h.String()
+			}
+		}
+		if hexID == "" {
+			in.throw(fmt.Errorf("%w: get takes an id from idFromName, idFromString or newUniqueId", objects.ErrBadInput))
+		}
+		if c := o.Get("__class").String(); c != class {
+			in.throw(fmt.Errorf("%w: an id of class %q used with the binding of %q", objects.ErrBadInput, c, class))
+		}
+		id, _ := objects.ParseID(hexID)
+		name := ""
+		if n := o.Get("name"); n != nil && !goja.IsUndefined(n) {
+			name = n.String()
+		}
+		return in.stubObject(class, id, name)
+	})
+	ns.define("getByName", func(name string) goja.Value {
+		if err := objects.ValidateName(name); err != nil {
+			in.throw(err)
+		}
+		return in.stubObject(class, objects.IDFromName(class, name), name)
+	})
+	return ns.obj
+}
+
+// idObject is a DurableObjectId.
+func (in *instance) idObject(class string, id objects.ID, name string) goja.Value {
+	vm := in.vm
+	o := vm.NewObject()
+	h := id.String()
+	o.Set("__id", h)
+	o.Set("__class", class)
+	if name != "" {
+		o.Set("name", name)
+	}
+	o.Set("toString", func() string { return h })
+	o.Set("equals", func(v goja.Value) bool { return v != nil && !goja.IsUndefined(v) && v.String() == h })
+	return o
+}
+
+// stubObject is a DurableObjectStub: any property is an RPC method.
+func (in *instance) stubObject(class string, id objects.ID, name string) goja.Value {
+	vm := in.vm
+	idObj := in.idObject(class, id, name)
+	methods := map[string]goja.Value{}
+	target := vm.NewObject()
+	p := vm.NewProxy(target, &goja.ProxyTrapConfig{
+		Get: func(t *goja.Object, prop string, recv goja.Value) goja.Value {
+			switch prop {
+			case "id":
+				return idObj
+			case "name":
+				if name == "" {
+					return goja.Undefined()
+				}
+				return vm.ToValue(name)
+			case "then", "toJSON", "constructor", "valueOf", "toString", "fetch":
+				return goja.Undefined() // not RPC: a stub is not a thenable, and fetch is not called between objects
+			}
+			if f, ok := methods[prop]; ok {
+				return f
+			}
+			f := vm.ToValue(func(call goja.FunctionCall) goja.Value {
+				return in.callObject(class, id, name, prop, call.Arguments)
+			})
+			methods[prop] = f
+			return f
+		},
+	})
+	return vm.ToValue(p)
+}
+
+// callObject calls method of the object and returns a Promise of its
+// answer.
+func (in *instance) callObject(class string, id objects.ID, name, method string, args []goja.Value) goja.Value {
+	vm := in.vm
+	arr := make([]any, len(args))
+	for i, a := range args {
+		arr[i] = a
+	}
+	_, deployed := in.reg.cfg.Classes.Latest(class)
+	var body []byte
+	switch {
+	case deployed: // a JavaScript method takes positional arguments
+		b, err := in.toJSON(vm.NewArray(arr...))
+		if err != nil {
+			return in.rejected(fmt.Errorf("%w: arguments of %s.%s: %v", objects.ErrBadInput, class, method, err))
+		}
+		body = b
+	case len(args) == 1:
+		b, err := in.toJSON(args[0])
+		if err != nil {
+			return in.rejected(fmt.Errorf("%w: argument of %s.%s: %v", objects.ErrBadInput, class, method, err))
+		}
+		body = b
+	case len(args) > 1:
+		return in.rejected(fmt.Errorf("%w: %s.%s: a Go class's method takes one argument, not %d", objects.ErrBadInput, class, method, len(args)))
+	}
+	var ans log.CodeCall
+	if in.replay {
+		ans = in.replayAnswer(class, method, body)
+	} else {
+		if in.c == nil {
+			in.throw(errors.New("calls to other objects only within a turn"))
+		}
+		if in.txDepth > 0 {
+			return in.rejected(fmt.Errorf("%w: %s.%s", objects.ErrCallInTransaction, class, method))
+		}
+		ans = in.liveCall(class, id, name, method, body)
+	}
+	if ans.Code == "" {
+		if len(ans.Output) == 0 {
+			return in.resolved(goja.Undefined())
+		}
+		v, err := in.parseJSON(ans.Output)
+		if err != nil {
+			return in.rejected(fmt.Errorf("the answer of %s.%s: %w", class, method, err))
+		}
+		return in.resolved(v)
+	}
+	return in.rejectedCall(ans)
+}
+
+// liveCall makes the call and records its answer.
+func (in *instance) liveCall(class string, id objects.ID, name, method string, body []byte) log.CodeCall {
+	// The writes so far are staged by the call (a commit point) with the
+	// turn's record marked as continued: replay joins the parts.
+	in.c.RecordCode(in.codeRecord(nil, true))
+	stub := in.c.ObjectByID(class, id)
+	if name != "" {
+		stub = in.c.Object(class, name)
+	}
+	var arg any
+	if body != nil {
+		arg = json.RawMessage(body)
+	}
+	var out json.RawMessage
+	in.pauseWatch()
+	err := stub.Call(in.c, method, arg, &out)
+	in.resumeWatch()
+	sum := sha256.Sum256(body)
+	ans := log.CodeCall{InputHash: sum[:]}
+	if err != nil {
+		ans.Code = objects.CallErrorCode(err)
+		ans.Message = err.Error()
+		if len(ans.Message) > log.CodeCallMessageMax {
+			ans.Message = strings.ToValidUTF8(ans.Message[:log.CodeCallMessageMax], "")
+		}
+		var ce *objects.ClientError
+		if errors.As(err, &ce) {
+			ans.Status = ce.Status
+		}
+		in.answers = append(in.answers, ans)
+		in.callErr = append(in.callErr, err)
+		return ans
+	}
+	ans.Output = out
+	kept := ans
+	if in.keptBytes+len(out) > log.CodeCallsBytesMax || len(out) > log.CodeInputBytesMax {
+		h := sha256.Sum256(out) // too much to keep: replay skips the turn
+		kept.Output, kept.OutputBytes, kept.OutputHash = nil, len(out), h[:]
+	} else {
+		in.keptBytes += len(out)
+	}
+	in.answers = append(in.answers, kept)
+	in.callErr = append(in.callErr, nil)
+	return ans
+}
+
+// rejectedCall is the rejected Promise of a failed call: an Error with the
+// callee's message, its code ("call_cycle", "not_found", ...) and, for a
+// refusal, its status. Uncaught, it fails the turn as the call's error.
+func (in *instance) rejectedCall(ans log.CodeCall) goja.Value {
+	var err error
+	if n := len(in.callErr); !in.replay && n > 0 && in.callErr[n-1] != nil {
+		err = in.callErr[n-1]
+	} else if ans.Status != 0 {
+		err = objects.Errorf(ans.Status, ans.Code, "%s", ans.Message)
+	} else {
+		err = errors.New(ans.Message)
+	}
+	e := in.vm.NewGoError(err)
+	e.Set("code", ans.Code)
+	if ans.Status != 0 {
+		e.Set("status", ans.Status)
+	}
+	p, _, reject := in.vm.NewPromise()
+	reject(e)
+	return in.vm.ToValue(p)
+}
+
+// replayAnswer is the recorded answer of the turn's next call.
+func (in *instance) replayAnswer(class, method string, body []byte) log.CodeCall {
+	i := in.callN
+	in.callN++
+	if i >= len(in.replayCalls) || i >= len(in.replayAnswers) {
+		in.replayLines = append(in.replayLines, fmt.Sprintf("call %d: recorded none, new %s.%s", i+1, class, method))
+		return log.CodeCall{Code: "not_recorded", Message: "replay: the recorded turn made no such call"}
+	}
+	want := in.replayCalls[i]
+	if want.Class != class || want.Method != method {
+		in.replayLines = append(in.replayLines, fmt.Sprintf("call %d: recorded %s.%s, new %s.%s", i+1, want.Class, want.Method, class, method))
+	}
+	ans := in.replayAnswers[i]
+	if sum := sha256.Sum256(body); len(ans.InputHash) > 0 && !bytes.Equal(ans.InputHash, sum[:]) {
+		in.replayLines = append(in.replayLines, fmt.Sprintf("call %d %s.%s: the new code's arguments differ (%s)", i+1, class, method, clip(body)))
+	}
+	if ans.OutputBytes > 0 {
+		in.replaySkip = true // the answer was too large to keep
+	}
+	return ans
+}
