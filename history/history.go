@@ -325,6 +325,7 @@ type State struct {
 	Time    time.Time         // that event's time
 	Keys    map[string][]byte // storage keys and values
 	Tables  []sqlstore.Table  // SQL tables, if At.SQL (and the object has any)
+	Objects []sqlstore.Object // SQL indexes and views, with Tables
 }
 
 // StateAt replays the object up to at, from the newest checkpoint at or
@@ -340,6 +341,9 @@ func StateAt(ctx context.Context, l *log.Log, class string, id log.ID, at At) (S
 	st := State{Version: past.Version, Time: time.Unix(0, past.Time).UTC(), Keys: past.State}
 	if db := past.SQL(); db != nil {
 		if st.Tables, err = db.Dump(ctx); err != nil {
+			return State{}, err
+		}
+		if st.Objects, err = db.Objects(ctx); err != nil {
 			return State{}, err
 		}
 	}

@@ -50,6 +50,34 @@ func (d *DB) Dump(ctx context.Context) ([]Table, error) {
 	return tables, nil
 }
 
+// Object is an index or a view: what Dump's tables do not hold of the
+// schema.
+type Object struct {
+	Type string `json:"type"` // "index" or "view"
+	Name string `json:"name"`
+	SQL  string `json:"sql"` // the statement that created it
+}
+
+// Objects lists the user indexes and views in creation order (not the
+// indexes SQLite makes for UNIQUE and PRIMARY KEY constraints, which go
+// with their tables).
+func (d *DB) Objects(ctx context.Context) ([]Object, error) {
+	rows, err := d.conn.QueryContext(ctx, "SELECT type, name, sql FROM sqlite_schema WHERE type IN ('index', 'view') AND sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid")
+	if err != nil {
+		return nil, fmt.Errorf("schema objects: %w", err)
+	}
+	defer rows.Close()
+	out := []Object{}
+	for rows.Next() {
+		var o Object
+		if err := rows.Scan(&o.Type, &o.Name, &o.SQL); err != nil {
+			return nil, fmt.Errorf("schema objects: %w", err)
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
 // Schema returns the schema statements of user objects (tables, indexes,
 // views) in creation order.
 func (d *DB) Schema(ctx context.Context) ([]string, error) {
