@@ -55,7 +55,7 @@ type DB struct {
 	cols      map[string][]string
 	stmts     map[string]*sql.Stmt // Apply's, by op and table
 	internal  map[string]*sql.Stmt // exec's, by text
-	written   int64 // rows the last Query wrote
+	written   int64                // rows the last Query wrote
 	hookErr   error
 }
 
