@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 )
 
@@ -106,17 +107,12 @@ func (d *DB) read(ctx context.Context, q string, args ...any) (*Result, []any, e
 	}
 	bytes := 0
 	for rows.Next() {
-		vals := make([]any, len(res.Columns))
-		ptrs := make([]any, len(vals))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
+		vals, err := scanRow(rows, len(res.Columns))
+		if err != nil {
 			return nil, nil, err
 		}
-		for i, v := range vals {
-			vals[i] = normal(v)
-			bytes += valueBytes(vals[i])
+		for _, v := range vals {
+			bytes += valueBytes(v)
 		}
 		if bytes > ResultBytesMax {
 			return nil, nil, fmt.Errorf("%w: over %d bytes", ErrRefused, ResultBytesMax)
@@ -124,6 +120,23 @@ func (d *DB) read(ctx context.Context, q string, args ...any) (*Result, []any, e
 		res.Rows = append(res.Rows, vals)
 	}
 	return res, nil, rows.Err()
+}
+
+// scanRow reads the current row's n columns, as the Go types SQL values
+// are kept in (normal).
+func scanRow(rows *sql.Rows, n int) ([]any, error) {
+	vals := make([]any, n)
+	ptrs := make([]any, n)
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return nil, err
+	}
+	for i, v := range vals {
+		vals[i] = normal(v)
+	}
+	return vals, nil
 }
 
 // QueryReadOnly runs a user query that may not change anything (time

@@ -58,16 +58,9 @@ func (d *DB) snapshotRows(ctx context.Context, table string, out []log.SQLChange
 		return out, err
 	}
 	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(vals))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
+		vals, err := scanRow(rows, len(cols))
+		if err != nil {
 			return out, err
-		}
-		for i, v := range vals {
-			vals[i] = normal(v)
 		}
 		id, ok := vals[0].(int64)
 		if !ok {
