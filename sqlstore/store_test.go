@@ -203,3 +203,39 @@ func BenchmarkOpen(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTurn: what a warm SQL counter's turn does to its database (the
+// write transaction, the turn's savepoint, the upsert, the applied
+// position, the commit), as each W3-sql request on a live object:
+//
+//	go test -run x -bench Turn ./sqlstore
+func BenchmarkTurn(b *testing.B) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(b.TempDir(), "t.db"), Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if _, _, err := db.Query(ctx, "CREATE TABLE counter(k TEXT PRIMARY KEY, v INTEGER NOT NULL)"); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		steps := []func() error{
+			func() error { return db.Begin(ctx) },
+			func() error { return db.Savepoint(ctx, "strata_turn") },
+			func() error {
+				_, _, err := db.Query(ctx, "INSERT INTO counter(k, v) VALUES('value', 1) ON CONFLICT(k) DO UPDATE SET v = v + excluded.v RETURNING v")
+				return err
+			},
+			func() error { return db.Release(ctx, "strata_turn") },
+			func() error { return db.SetApplied(ctx, uint64(i+1), uint64(i+1)) },
+			func() error { return db.Commit(ctx) },
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
