@@ -14,7 +14,7 @@ import (
 	"github.com/strata-objects/strata/sqlstore"
 )
 
-var sqlCkptEvents = flag.Int("sqlck.events", 0, "events of TestSQLActivatesFromACheckpoint's object, with checkpoints every 1,000 (0: 260 events, every 50)")
+var sqlCkptEvents = flag.Int("sqlck.events", 0, "events of TestSQLActivatesFromACheckpoint's object, with checkpoints every 1,000 (0: 260 events, every 50; issue 17's run: 100007)")
 
 // sqlImage is what an object's SQL database holds: tables with rows,
 // every schema statement (indexes, views) and the AUTOINCREMENT counters.
@@ -134,10 +134,16 @@ func TestSQLActivatesFromACheckpoint(t *testing.T) {
 	}
 	h.close()
 
-	for _, c := range []struct {
+	cases := []struct {
 		every    int
 		readsMax uint64
-	}{{every, last % uint64(every)}, {-1, last}} {
+	}{{every, last % uint64(every)}, {-1, last}}
+	if *sqlCkptEvents > 0 {
+		// Reading 100,000 events outlasts a call's deadline on a loaded
+		// machine: the scaled run checks the checkpoint case only.
+		cases = cases[:1]
+	}
+	for _, c := range cases {
 		h2 := newHarnessOn(t, srv, withSQLDir(t.TempDir()), withEvery(c.every))
 		h2.must("s", func(c *Ctx, _ *scratch) (any, error) { _, _, err := c.Storage().Get("none"); return nil, err })
 		before := h2.log.Stats().Read
