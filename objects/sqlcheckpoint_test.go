@@ -198,3 +198,42 @@ func TestRestoreSQLSchema(t *testing.T) {
 		}
 	}
 }
+
+// TestSQLWithRetention: a class that drops its events older than each
+// checkpoint can still build an object's SQL file on a node that never
+// had it (before checkpoints carried SQL state, it could not), and time
+// travel reads the tables from the newest checkpoint.
+func TestSQLWithRetention(t *testing.T) {
+	const every = 10
+	srv := startServer(t)
+	cfg := func(c *Config) {
+		c.Checkpoints = CheckpointConfig{Every: every, Retain: map[string]bool{"scratch": true}}
+	}
+	h := newHarnessWith(t, srv, log.Config{AllowRetention: true}, withSQLDir(t.TempDir()), cfg)
+	sqlWorkload(h, "r", 34)
+	ctx := context.Background()
+	if err := h.rt.FlushCheckpoints(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := sqlImageOf(h, "r")
+	ref := h.ref("scratch", "r")
+	var first uint64
+	h.log.Read(ctx, "scratch", ref.ID, 1, func(r log.Record) error {
+		if first == 0 {
+			first = r.Event.Version
+		}
+		return nil
+	})
+	if first != 30 {
+		t.Fatalf("the retained log starts at version %d, want 30", first)
+	}
+	past, err := h.rt.StateAt(ctx, ref, history.At{Version: 34, SQL: true})
+	if err != nil || !reflect.DeepEqual(past.Tables, want.Tables) {
+		t.Fatalf("tables at v34 from the checkpoint: %+v %v, want %+v", past.Tables, err, want.Tables)
+	}
+	h.close()
+	h2 := newHarnessWith(t, srv, log.Config{AllowRetention: true}, withSQLDir(t.TempDir()), cfg)
+	if got := sqlImageOf(h2, "r"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("a new node's SQL\n%+v\nwant\n%+v", got, want)
+	}
+}
