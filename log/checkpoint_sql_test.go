@@ -9,19 +9,26 @@ import (
 	"testing"
 )
 
+// ckptObject opens a log on a new server and appends object n's first
+// event, for a checkpoint test to write a checkpoint at.
+func ckptObject(t *testing.T, n int) (*Log, ID, Record) {
+	t.Helper()
+	l := openLog(t, startServer(t), Config{})
+	id := objID(n)
+	r, err := l.Append(context.Background(), testEvent(id, 1, "a"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, id, r
+}
+
 // TestCheckpointSQL: a checkpoint keeps the SQL state in chunks of its
 // own, read back by LoadSQL equal to what was written (values in the
 // types SQL uses); a manifest that claims another count or misses a chunk
 // is refused; a checkpoint without SQL state says so (HasSQL false).
 func TestCheckpointSQL(t *testing.T) {
-	srv := startServer(t)
-	l := openLog(t, srv, Config{})
+	l, id, r := ckptObject(t, 4)
 	ctx := context.Background()
-	id := objID(4)
-	r, err := l.Append(ctx, testEvent(id, 1, "a"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	chs := []SQLChange{{Op: OpSQLSchema, Stmt: "CREATE TABLE t(a, b, c, d)"}}
 	for i := range 30 { // 30 × 32 KiB: more than one chunk
 		chs = append(chs, SQLChange{Op: OpSQLInsert, Table: "t", RowID: int64(i + 1),

@@ -217,14 +217,7 @@ func TestSQLWithRetention(t *testing.T) {
 	}
 	want := sqlImageOf(h, "r")
 	ref := h.ref("scratch", "r")
-	var first uint64
-	h.log.Read(ctx, "scratch", ref.ID, 1, func(r log.Record) error {
-		if first == 0 {
-			first = r.Event.Version
-		}
-		return nil
-	})
-	if first != 30 {
+	if first := h.firstVersion("scratch", "r"); first != 30 {
 		t.Fatalf("the retained log starts at version %d, want 30", first)
 	}
 	past, err := h.rt.StateAt(ctx, ref, history.At{Version: 34, SQL: true})
