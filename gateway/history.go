@@ -426,6 +426,7 @@ type stateBody struct {
 	Time    time.Time                  `json:"time"`
 	Keys    map[string]json.RawMessage `json:"keys"`
 	Tables  []stateTable               `json:"tables,omitempty"`
+	Objects []stateObject              `json:"indexes_and_views,omitempty"`
 }
 
 // pastAt reads which past a request asks for: ?version=N, ?at=RFC3339,
@@ -484,6 +485,9 @@ func (g *Gateway) state(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	}
 	for _, t := range st.Tables {
 		body.Tables = append(body.Tables, stateTable{Name: t.Name, Schema: t.Schema, Columns: t.Columns, RowIDs: t.RowIDs, Rows: objects.SQLRowsForJSON(t.Rows)})
+	}
+	for _, o := range st.Objects {
+		body.Objects = append(body.Objects, stateObject(o))
 	}
 	writeJSON(w, http.StatusOK, body)
 }

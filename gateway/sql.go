@@ -36,6 +36,13 @@ type stateTable struct {
 	Rows    [][]any  `json:"rows"`
 }
 
+// stateObject is an index or a view in a state answer.
+type stateObject struct {
+	Type string `json:"type"`
+	Name string `json:"name"`
+	SQL  string `json:"sql"`
+}
+
 func sqlValues(vs []any) []any {
 	if vs == nil {
 		return nil

@@ -70,9 +70,12 @@ type Replayer struct {
 	Keyed map[string]log.KeyedTurn
 	next  uint64 // the version Replay stopped before (0: the log's end)
 	// sql is the object's SQL database as replayed, in memory (sql.go);
-	// noSQL when the replay started from a checkpoint, which has none.
-	sql   *sqlstore.DB
-	noSQL bool
+	// noSQL when the replay started from a checkpoint written before
+	// checkpoints carried SQL state. sqlInit is the checkpoint's SQL state
+	// until it is applied to sql (installSQL).
+	sql     *sqlstore.DB
+	noSQL   bool
+	sqlInit []log.SQLChange
 }
 
 // NewReplayer starts from an object with no events.
@@ -80,8 +83,10 @@ func NewReplayer() *Replayer {
 	return &Replayer{State: map[string][]byte{}, Alarms: map[string]int64{}, Keyed: map[string]log.KeyedTurn{}}
 }
 
-// FromCheckpoint starts from a checkpoint's state (which it takes over).
-// The checkpoint's keyed records stay with it: Keyed starts empty.
+// FromCheckpoint starts from a checkpoint's state (which it takes over),
+// its SQL state included when it carries one (ck.HasSQL, ck.SQL as
+// log.LoadSQL read it). The checkpoint's keyed records stay with it:
+// Keyed starts empty.
 func FromCheckpoint(ck *log.Checkpoint) *Replayer {
 	r := &Replayer{State: ck.Keys, Alarms: ck.Alarms, Version: ck.Version, Time: ck.Time, Seq: ck.Seq, Hash: ck.Hash, Name: ck.Name}
 	if r.State == nil {
@@ -91,23 +96,54 @@ func FromCheckpoint(ck *log.Checkpoint) *Replayer {
 		r.Alarms = map[string]int64{}
 	}
 	r.Keyed = map[string]log.KeyedTurn{}
-	r.noSQL = true
+	r.noSQL = !ck.HasSQL
+	r.sqlInit = ck.SQL
 	return r
+}
+
+// loadCheckpoint reads a checkpoint with its SQL state and starts a
+// replayer from it.
+func loadCheckpoint(ctx context.Context, l *log.Log, info log.CheckpointInfo) (*Replayer, error) {
+	ck, err := l.LoadCheckpoint(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	if info.HasSQL {
+		if ck.SQL, err = l.LoadSQL(ctx, info); err != nil {
+			return nil, err
+		}
+	}
+	r := FromCheckpoint(ck)
+	if err := r.installSQL(ctx); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
 }
 
 // Checkpoint is the replayer's state as a checkpoint of class and id,
 // with the records of the keyed turns it applied whose time is after
-// keyedSince (Unix ns), by key.
-func (r *Replayer) Checkpoint(class string, id log.ID, keyedSince int64) *log.Checkpoint {
+// keyedSince (Unix ns), by key, and its SQL state unless the replay
+// started from a checkpoint without one.
+func (r *Replayer) Checkpoint(ctx context.Context, class string, id log.ID, keyedSince int64) (*log.Checkpoint, error) {
 	ck := &log.Checkpoint{Class: class, ID: id, Name: r.Name, Version: r.Version, Seq: r.Seq, Time: r.Time,
-		Hash: r.Hash, Keys: maps.Clone(r.State), Alarms: maps.Clone(r.Alarms)}
+		Hash: r.Hash, Keys: maps.Clone(r.State), Alarms: maps.Clone(r.Alarms), HasSQL: !r.noSQL}
+	if err := r.installSQL(ctx); err != nil {
+		return nil, err
+	}
+	if r.sql != nil && !r.noSQL {
+		var err error
+		if ck.SQL, err = r.sql.Snapshot(ctx); err != nil {
+			return nil, fmt.Errorf("checkpoint %s/%s v%d: %w", class, id, r.Version, err)
+		}
+	}
 	for _, k := range r.Keyed {
 		if k.Time > keyedSince {
 			ck.Keyed = append(ck.Keyed, k)
 		}
 	}
 	sort.Slice(ck.Keyed, func(i, j int) bool { return ck.Keyed[i].Cause.IdemKey < ck.Keyed[j].Cause.IdemKey })
-	return ck
+	return ck, nil
 }
 
 // Apply applies one event and returns its entry with diffs.
@@ -186,11 +222,9 @@ func Replay(ctx context.Context, l *log.Log, class string, id log.ID, start func
 		info, err := l.CheckpointBefore(ctx, class, id, start)
 		switch {
 		case err == nil:
-			ck, err := l.LoadCheckpoint(ctx, info)
-			if err != nil {
+			if rep, err = loadCheckpoint(ctx, l, info); err != nil {
 				return nil, err
 			}
-			rep = FromCheckpoint(ck)
 		case !errors.Is(err, log.ErrNotFound):
 			return nil, err
 		}
@@ -209,12 +243,12 @@ func Replay(ctx context.Context, l *log.Log, class string, id log.ID, start func
 			if err != nil || info.Version+1 < v || info.Version < rep.Version {
 				return fmt.Errorf("%w: events %d to %d are not in the log (the retained history starts at version %d)", ErrRetained, rep.Version+1, v-1, v)
 			}
-			ck, err := l.LoadCheckpoint(ctx, info)
+			from, err := loadCheckpoint(ctx, l, info)
 			if err != nil {
 				return err
 			}
 			rep.Close()
-			rep = FromCheckpoint(ck)
+			rep = from
 			if v <= rep.Version {
 				return nil // the checkpoint's own event, kept so the log's end survives
 			}
@@ -281,8 +315,8 @@ func Events(ctx context.Context, l *log.Log, class string, id log.ID, r Range, f
 type At struct {
 	Version uint64
 	Time    time.Time
-	// SQL asks for the SQL tables too. Checkpoints do not carry SQL state
-	// yet, so this replays from the object's first event.
+	// SQL asks for the SQL tables too: replay starts from a checkpoint
+	// that carries SQL state (or the object's first event).
 	SQL bool
 }
 
@@ -292,6 +326,7 @@ type State struct {
 	Time    time.Time         // that event's time
 	Keys    map[string][]byte // storage keys and values
 	Tables  []sqlstore.Table  // SQL tables, if At.SQL (and the object has any)
+	Objects []sqlstore.Object // SQL indexes and views, with Tables
 }
 
 // StateAt replays the object up to at, from the newest checkpoint at or
@@ -307,6 +342,9 @@ func StateAt(ctx context.Context, l *log.Log, class string, id log.ID, at At) (S
 	st := State{Version: past.Version, Time: time.Unix(0, past.Time).UTC(), Keys: past.State}
 	if db := past.SQL(); db != nil {
 		if st.Tables, err = db.Dump(ctx); err != nil {
+			return State{}, err
+		}
+		if st.Objects, err = db.Objects(ctx); err != nil {
 			return State{}, err
 		}
 	}
@@ -345,7 +383,8 @@ func replayTo(ctx context.Context, l *log.Log, class string, id log.ID, at At) (
 		until = func(ev *log.Event) bool { return ev.Time > at.Time.UnixNano() }
 	}
 	if at.SQL {
-		before = nil
+		keep := before
+		before = func(i log.CheckpointInfo) bool { return i.HasSQL && keep(i) }
 	}
 	past, err := Replay(ctx, l, class, id, before, until, nil)
 	if err != nil {

@@ -2,6 +2,7 @@ package history_test
 
 import (
 	"bytes"
+	"context"
 	"testing"
 
 	"github.com/strata-objects/strata/history"
@@ -34,7 +35,10 @@ func TestReplayerKeyedRecords(t *testing.T) {
 	if len(r.Keyed) != 3 {
 		t.Fatalf("kept %d records, want 3 (a, b, c)", len(r.Keyed))
 	}
-	ck := r.Checkpoint("kv", log.ID{}, 100) // b, at 100, is not newer
+	ck, err := r.Checkpoint(context.Background(), "kv", log.ID{}, 100) // b, at 100, is not newer
+	if err != nil {
+		t.Fatal(err)
+	}
 	var keys []string
 	for _, k := range ck.Keyed {
 		keys = append(keys, k.Cause.IdemKey)

@@ -25,7 +25,7 @@ type SQLChange struct {
 
 // applySQL folds a turn's SQL changes into the replayer's database (opened
 // in memory on first use) and describes them. A replayer that started from
-// a checkpoint has no SQL state (checkpoints do not carry it yet): it
+// a checkpoint written before checkpoints carried SQL state has none: it
 // describes changes by column position and applies nothing.
 func (r *Replayer) applySQL(chs []log.SQLChange) ([]SQLChange, error) {
 	if len(chs) == 0 {
@@ -33,11 +33,9 @@ func (r *Replayer) applySQL(chs []log.SQLChange) ([]SQLChange, error) {
 	}
 	ctx := context.Background()
 	if r.sql == nil && !r.noSQL {
-		db, err := sqlstore.Open(ctx, "", sqlstore.Config{})
-		if err != nil {
+		if err := r.openSQL(ctx); err != nil {
 			return nil, err
 		}
-		r.sql = db
 	}
 	out := make([]SQLChange, 0, len(chs))
 	for _, c := range chs {
@@ -56,6 +54,46 @@ func (r *Replayer) applySQL(chs []log.SQLChange) ([]SQLChange, error) {
 		out = append(out, h)
 	}
 	return out, nil
+}
+
+func (r *Replayer) openSQL(ctx context.Context) error {
+	db, err := sqlstore.Open(ctx, "", sqlstore.Config{})
+	if err != nil {
+		return err
+	}
+	r.sql = db
+	return nil
+}
+
+// installSQL applies the SQL state of the checkpoint the replay started
+// from, if it has not been applied yet.
+func (r *Replayer) installSQL(ctx context.Context) error {
+	if len(r.sqlInit) == 0 {
+		return nil
+	}
+	if r.sql == nil {
+		if err := r.openSQL(ctx); err != nil {
+			return err
+		}
+	}
+	if err := InstallSQL(ctx, r.sql, r.sqlInit); err != nil {
+		return fmt.Errorf("replay from checkpoint v%d: %w", r.Version, err)
+	}
+	r.sqlInit = nil
+	return nil
+}
+
+// InstallSQL applies a checkpoint's SQL state to an empty database (or one
+// Reset) in one transaction.
+func InstallSQL(ctx context.Context, db *sqlstore.DB, chs []log.SQLChange) error {
+	if err := db.Begin(ctx); err != nil {
+		return err
+	}
+	if err := db.Apply(ctx, chs); err != nil {
+		db.Rollback(ctx)
+		return err
+	}
+	return db.Commit(ctx)
 }
 
 func describe(c SQLChange) string {
@@ -114,6 +152,7 @@ func (r *Replayer) Close() {
 	}
 }
 
-// SQL is the replayed SQL database (nil if the object has no SQL changes
-// in what was replayed, or the replay started from a checkpoint).
+// SQL is the replayed SQL database (nil if the object has no SQL state in
+// what was replayed, or the replay started from a checkpoint without SQL
+// state).
 func (r *Replayer) SQL() *sqlstore.DB { return r.sql }

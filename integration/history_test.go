@@ -40,8 +40,20 @@ func TestHistoryCLI(t *testing.T) {
 	if !strings.Contains(hist, "level: 1 → 2") || strings.Count(hist, "\n") != 4 {
 		t.Fatalf("history table:\n%s", hist)
 	}
-	if out := strata("state", "--version", "1", "kv", "cfg"); !strings.Contains(out, `"keys":{"level":1}`) {
+	if out := strata("state", "--json", "--version", "1", "kv", "cfg"); !strings.Contains(out, `"keys":{"level":1}`) {
 		t.Fatalf("state at version 1: %s", out)
+	}
+	if out := strata("state", "--version", "1", "kv", "cfg"); !strings.Contains(out, "KEY    VALUE\nlevel  1\n") {
+		t.Fatalf("state at version 1 as a table:\n%s", out)
+	}
+	// SQL tables show as tables, with their indexes and views.
+	q := map[string]any{"query": "CREATE TABLE t(a, b); CREATE INDEX t_b ON t(b); CREATE VIEW v AS SELECT a FROM t; INSERT INTO t VALUES(1, 'one'), (NULL, 'two\tlines')"}
+	if _, err := call(ctx, p.url, "sql", "db", "exec", q, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := "table t (2 rows): CREATE TABLE t(a, b)\nROWID  a     b\n1      1     one\n2      NULL  two\\tlines\n\nindex t_b: CREATE INDEX t_b ON t(b)\nview v: CREATE VIEW v AS SELECT a FROM t\n"
+	if out := strata("state", "sql", "db"); !strings.Contains(out, want) {
+		t.Fatalf("SQL state as tables:\n%s\nwant\n%s", out, want)
 	}
 	if out := strata("audit", "verify", "kv", "cfg"); !strings.Contains(out, "hash chain intact over 3 events") {
 		t.Fatalf("audit: %s", out)

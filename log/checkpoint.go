@@ -39,6 +39,15 @@ type Checkpoint struct {
 	// checkpoint skips the events that hold them, and reads them from the
 	// checkpoints of the window instead (LoadKeyed).
 	Keyed []KeyedTurn
+	// SQL is the object's SQL database as the changes that build it from
+	// an empty one (sqlstore.DB.Snapshot): schema statements in creation
+	// order, then every row as an insert. HasSQL says the checkpoint
+	// carries it (an object without SQL has none and HasSQL true);
+	// checkpoints written before they carried SQL have HasSQL false, and
+	// SQL state must come from before them. LoadCheckpoint leaves SQL
+	// empty: LoadSQL reads it.
+	SQL    []SQLChange
+	HasSQL bool
 }
 
 // KeyedTurn is the record of one keyed turn: its event's time and cause.
@@ -70,6 +79,13 @@ type CheckpointInfo struct {
 	KeyedChunks []uint64 `cbor:"13,keyasint,omitempty"`
 	Keyed       uint64   `cbor:"14,keyasint,omitempty"`
 	KeyedHash   Hash     `cbor:"15,keyasint,omitempty"`
+	// SQLChunks hold the SQL state (Checkpoint.SQL), SQLChanges changes;
+	// SQLHash is SHA-256 over their bytes in order. HasSQL is false in
+	// checkpoints written before they carried SQL state.
+	SQLChunks  []uint64 `cbor:"16,keyasint,omitempty"`
+	SQLChanges uint64   `cbor:"17,keyasint,omitempty"`
+	SQLHash    Hash     `cbor:"18,keyasint,omitempty"`
+	HasSQL     bool     `cbor:"19,keyasint,omitempty"`
 }
 
 type alarmEntry struct {
@@ -161,30 +177,68 @@ func encodeChunks(keys map[string][]byte) ([][]byte, error) {
 
 // encodeKeyedChunks splits keyed turns' records into chunks.
 func encodeKeyedChunks(keyed []KeyedTurn) ([][]byte, error) {
-	var chunks [][]byte
-	var cur []KeyedTurn
-	size := 0
-	flush := func() error {
-		b, err := encMode.Marshal(cur)
-		if err != nil {
-			return fmt.Errorf("encode checkpoint records: %w", err)
-		}
-		chunks = append(chunks, b)
-		cur, size = cur[:0], 0
-		return nil
-	}
 	for _, k := range keyed {
 		if err := k.Cause.validateIdem(); err != nil || k.Cause.IdemKey == "" || k.Cause.Outcome == nil {
 			return nil, fmt.Errorf("encode checkpoint record %q: not a keyed turn's record (%v)", k.Cause.IdemKey, err)
 		}
-		n := len(k.Cause.IdemKey) + len(k.Cause.Method) + len(k.Cause.Outcome.Body) + 256
-		if len(cur) > 0 && (size+n > ckptChunkBytes || len(cur) == ckptChunkEntries) {
+	}
+	return encodeList("records", keyed, func(k KeyedTurn) int {
+		return len(k.Cause.IdemKey) + len(k.Cause.Method) + len(k.Cause.Outcome.Body) + 256
+	})
+}
+
+// encodeSQLChunks splits a checkpoint's SQL state into chunks.
+func encodeSQLChunks(chs []SQLChange) ([][]byte, error) {
+	for i := range chs {
+		if err := chs[i].normalize(); err != nil {
+			return nil, fmt.Errorf("encode checkpoint SQL change %d: %w", i, err)
+		}
+	}
+	return encodeList("SQL", chs, sqlChangeBytes)
+}
+
+// sqlChangeBytes estimates a change's encoded size.
+func sqlChangeBytes(c SQLChange) int {
+	n := 16 + len(c.Table) + len(c.Stmt)
+	for _, vs := range [][]any{c.Old, c.New} {
+		for _, v := range vs {
+			n += 9
+			switch x := v.(type) {
+			case string:
+				n += len(x)
+			case []byte:
+				n += len(x)
+			}
+		}
+	}
+	return n
+}
+
+// encodeList splits items into CBOR arrays of at most ckptChunkBytes (by
+// size's estimate; one larger item gets a chunk of its own) and
+// ckptChunkEntries items.
+func encodeList[T any](what string, items []T, size func(T) int) ([][]byte, error) {
+	var chunks [][]byte
+	var cur []T
+	bytes := 0
+	flush := func() error {
+		b, err := encMode.Marshal(cur)
+		if err != nil {
+			return fmt.Errorf("encode checkpoint %s: %w", what, err)
+		}
+		chunks = append(chunks, b)
+		cur, bytes = cur[:0], 0
+		return nil
+	}
+	for _, it := range items {
+		n := size(it)
+		if len(cur) > 0 && (bytes+n > ckptChunkBytes || len(cur) == ckptChunkEntries) {
 			if err := flush(); err != nil {
 				return nil, err
 			}
 		}
-		cur = append(cur, k)
-		size += n
+		cur = append(cur, it)
+		bytes += n
 	}
 	if len(cur) > 0 {
 		if err := flush(); err != nil {
@@ -227,34 +281,49 @@ func (l *Log) WriteCheckpoint(ctx context.Context, ck *Checkpoint) error {
 	if err != nil {
 		return err
 	}
+	var sqlChunks [][]byte
+	if ck.HasSQL {
+		if sqlChunks, err = encodeSQLChunks(ck.SQL); err != nil {
+			return err
+		}
+	}
 	info := CheckpointInfo{Format: FormatVersion, Class: ck.Class, ID: ck.ID, Name: ck.Name, Version: ck.Version,
-		Seq: ck.Seq, Time: ck.Time, Hash: ck.Hash, Keys: uint64(len(ck.Keys)), Keyed: uint64(len(ck.Keyed))}
+		Seq: ck.Seq, Time: ck.Time, Hash: ck.Hash, Keys: uint64(len(ck.Keys)), Keyed: uint64(len(ck.Keyed)),
+		HasSQL: ck.HasSQL, SQLChanges: uint64(len(ck.SQL))}
 	for name, at := range ck.Alarms {
 		info.Alarms = append(info.Alarms, alarmEntry{Name: name, At: at})
 	}
 	sort.Slice(info.Alarms, func(i, j int) bool { return info.Alarms[i].Name < info.Alarms[j].Name })
-	sum, keyedSum := sha256.New(), sha256.New()
+	sum, keyedSum, sqlSum := sha256.New(), sha256.New(), sha256.New()
 	dsubj := ckptSubject(shard, ck.Class, ck.ID, "d")
 	// Message ids name the class too: the same id is reachable under
 	// every class, and the duplicate window is per stream.
 	prefix := objectTail(ck.Class, ck.ID) + "." + strconv.FormatUint(ck.Version, 10) + "."
-	for i, c := range append(chunks, keyedChunks...) {
+	all := append(append(chunks, keyedChunks...), sqlChunks...)
+	for i, c := range all {
 		m := &nats.Msg{Subject: dsubj, Data: c, Header: nats.Header{hdrMsgID: []string{prefix + strconv.Itoa(i)}}}
 		ack, err := l.js.PublishMsg(ctx, m)
 		if err != nil {
 			return fmt.Errorf("log: checkpoint %s v%d chunk %d: %w", ck.ID, ck.Version, i, err)
 		}
-		if i < len(chunks) {
+		switch {
+		case i < len(chunks):
 			info.Chunks = append(info.Chunks, ack.Sequence)
 			sum.Write(c)
-		} else {
+		case i < len(chunks)+len(keyedChunks):
 			info.KeyedChunks = append(info.KeyedChunks, ack.Sequence)
 			keyedSum.Write(c)
+		default:
+			info.SQLChunks = append(info.SQLChunks, ack.Sequence)
+			sqlSum.Write(c)
 		}
 	}
 	sum.Sum(info.StateHash[:0])
 	if len(keyedChunks) > 0 {
 		keyedSum.Sum(info.KeyedHash[:0])
+	}
+	if len(sqlChunks) > 0 {
+		sqlSum.Sum(info.SQLHash[:0])
 	}
 	b, err := encMode.Marshal(info)
 	if err != nil {
@@ -348,7 +417,7 @@ func (l *Log) LoadCheckpoint(ctx context.Context, info CheckpointInfo) (*Checkpo
 		return nil, ErrClosed
 	}
 	ck := &Checkpoint{Class: info.Class, ID: info.ID, Name: info.Name, Version: info.Version, Seq: info.Seq,
-		Time: info.Time, Hash: info.Hash, Keys: make(map[string][]byte, int(min(info.Keys, 1<<16))), Alarms: map[string]int64{}}
+		Time: info.Time, Hash: info.Hash, HasSQL: info.HasSQL, Keys: make(map[string][]byte, int(min(info.Keys, 1<<16))), Alarms: map[string]int64{}}
 	for _, a := range info.Alarms {
 		ck.Alarms[a.Name] = a.At
 	}
@@ -401,39 +470,59 @@ func (l *Log) chunkAt(ctx context.Context, info CheckpointInfo, seq uint64) ([]b
 // LoadKeyed reads only the records of keyed turns a checkpoint holds
 // (Checkpoint.Keyed) and checks them against its manifest.
 func (l *Log) LoadKeyed(ctx context.Context, info CheckpointInfo) ([]KeyedTurn, error) {
+	return loadList(ctx, l, info, "records", info.KeyedChunks, info.Keyed, info.KeyedHash, func(e *KeyedTurn) error {
+		if err := e.Cause.validateIdem(); err != nil || e.Cause.IdemKey == "" || e.Cause.Outcome == nil {
+			return fmt.Errorf("record %q is not a keyed turn's (%v)", e.Cause.IdemKey, err)
+		}
+		return nil
+	})
+}
+
+// LoadSQL reads a checkpoint's SQL state (Checkpoint.SQL) and checks it
+// against its manifest. A checkpoint without SQL state (info.HasSQL
+// false) has none to read.
+func (l *Log) LoadSQL(ctx context.Context, info CheckpointInfo) ([]SQLChange, error) {
+	return loadList(ctx, l, info, "SQL", info.SQLChunks, info.SQLChanges, info.SQLHash, func(c *SQLChange) error {
+		return c.normalize()
+	})
+}
+
+// loadList reads the chunks of one list a checkpoint holds, checks each
+// item, and checks their hash and count against the manifest's.
+func loadList[T any](ctx context.Context, l *Log, info CheckpointInfo, what string, seqs []uint64, count uint64, hash Hash, check func(*T) error) ([]T, error) {
 	if l.closed() {
 		return nil, ErrClosed
 	}
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("log: checkpoint %s/%s v%d: %w: %s", info.Class, info.ID, info.Version, ErrBadCheckpoint, fmt.Sprintf(format, args...))
 	}
-	var keyed []KeyedTurn
+	var out []T
 	sum := sha256.New()
-	for _, seq := range info.KeyedChunks {
+	for _, seq := range seqs {
 		data, err := l.chunkAt(ctx, info, seq)
 		if err != nil {
 			return nil, err
 		}
 		sum.Write(data)
-		var entries []KeyedTurn
+		var entries []T
 		if err := decMode.Unmarshal(data, &entries); err != nil {
-			return nil, bad("chunk %d: %v", seq, err)
+			return nil, bad("%s chunk %d: %v", what, seq, err)
 		}
-		for _, e := range entries {
-			if err := e.Cause.validateIdem(); err != nil || e.Cause.IdemKey == "" || e.Cause.Outcome == nil {
-				return nil, bad("chunk %d: record %q is not a keyed turn's (%v)", seq, e.Cause.IdemKey, err)
+		for i := range entries {
+			if err := check(&entries[i]); err != nil {
+				return nil, bad("%s chunk %d: %v", what, seq, err)
 			}
 		}
-		keyed = append(keyed, entries...)
+		out = append(out, entries...)
 	}
 	var got Hash
-	if len(info.KeyedChunks) > 0 {
+	if len(seqs) > 0 {
 		sum.Sum(got[:0])
 	}
-	if got != info.KeyedHash || uint64(len(keyed)) != info.Keyed {
-		return nil, bad("records hash %s with %d records, manifest says %s with %d", got, len(keyed), info.KeyedHash, info.Keyed)
+	if got != hash || uint64(len(out)) != count {
+		return nil, bad("%s hash %s with %d entries, manifest says %s with %d", what, got, len(out), hash, count)
 	}
-	return keyed, nil
+	return out, nil
 }
 
 // msgAt is the message at one stream sequence.

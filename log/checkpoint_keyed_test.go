@@ -12,14 +12,8 @@ import (
 // TestCheckpointKeyedTurns: a checkpoint keeps the records of keyed turns
 // in chunks of their own, covered by the state hash, and gives them back.
 func TestCheckpointKeyedTurns(t *testing.T) {
-	srv := startServer(t)
-	l := openLog(t, srv, Config{})
+	l, id, r := ckptObject(t, 3)
 	ctx := context.Background()
-	id := objID(3)
-	r, err := l.Append(ctx, testEvent(id, 1, "a"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var keyed []KeyedTurn
 	for i := range 20 { // 20 × 64 KiB: more than one chunk
 		keyed = append(keyed, KeyedTurn{Time: int64(i), Cause: Cause{Via: ViaRPC, Method: "m", IdemKey: fmt.Sprint("k", i),

@@ -133,8 +133,10 @@ func (c *checkpointer) run() {
 // the class retains only from its checkpoints.
 func (c *checkpointer) write(ctx context.Context, class string, id ID, version uint64) error {
 	l := c.rt.log
+	// Start from a checkpoint that carries SQL state: one written before
+	// checkpoints did would leave every later one without it.
 	rep, err := history.Replay(ctx, l, class, id,
-		func(i log.CheckpointInfo) bool { return i.Version <= version },
+		func(i log.CheckpointInfo) bool { return i.Version <= version && i.HasSQL },
 		func(ev *log.Event) bool { return ev.Version > version }, nil)
 	if err != nil {
 		return err
@@ -149,7 +151,10 @@ func (c *checkpointer) write(ctx context.Context, class string, id ID, version u
 	if cl, ok := c.rt.classes[class]; ok {
 		window = cl.IdempotencyWindow()
 	}
-	ck := rep.Checkpoint(class, id, rep.Time-int64(window))
+	ck, err := rep.Checkpoint(ctx, class, id, rep.Time-int64(window))
+	if err != nil {
+		return err
+	}
 	if err := l.WriteCheckpoint(ctx, ck); err != nil {
 		return err
 	}

@@ -334,16 +334,20 @@ func TestActivationRacesRetention(t *testing.T) {
 	if want := storageOf(t, h, "race"); !maps.Equal(got, want) {
 		t.Fatalf("activation after the race: %v, want %v", got, want)
 	}
-	var first uint64
-	h.log.Read(ctx, "scratch", ref.ID, 1, func(r log.Record) error {
-		if first == 0 {
-			first = r.Event.Version
-		}
-		return nil
-	})
-	if first != 30 {
+	if first := h.firstVersion("scratch", "race"); first != 30 {
 		t.Fatalf("retained events start at v%d, want v30: the purge the test races did not happen", first)
 	}
+}
+
+// firstVersion is the version of the object's oldest event in the log
+// (after a retaining class dropped older ones), 0 if it has none.
+func (h *harness) firstVersion(class, name string) uint64 {
+	var first uint64
+	h.log.Read(context.Background(), class, IDFromName(class, name), 1, func(r log.Record) error {
+		first = r.Event.Version
+		return errStopRead
+	})
+	return first
 }
 
 // TestRetentionNeedsAPurgeableLog: retention is chosen when the log is

@@ -151,7 +151,9 @@
 // events since, history.Replay) and stores it (log.WriteCheckpoint); the
 // ack path only drops a job in a bounded queue. An activation whose
 // snapshot is at least that far behind installs the newest checkpoint
-// (projector.Install) and reads only the events after it. A class in
+// (projector.Install) and reads only the events after it; its SQL file,
+// when as far behind, is built from the checkpoint's SQL state the same
+// way (sqlstate.go). A class in
 // CheckpointConfig.Retain drops its events older than each new checkpoint,
 // on a log created with log.Config.AllowRetention.
 package objects

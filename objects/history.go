@@ -204,8 +204,8 @@ func (rt *Runtime) Restore(ctx context.Context, ref Ref, at PastAt, cause Cause)
 				res.Put++
 			}
 		}
-		if past.Tables != nil || c.t.a.sql != nil || c.t.a.sqlPath() != "" && fileExists(c.t.a.sqlPath()) {
-			if res.SQL, err = restoreTables(c.SQL(), past.Tables); err != nil {
+		if past.Tables != nil || past.Objects != nil || c.t.a.sql != nil || c.t.a.sqlPath() != "" && fileExists(c.t.a.sqlPath()) {
+			if res.SQL, err = restoreTables(c.SQL(), past); err != nil {
 				return nil, err
 			}
 		}

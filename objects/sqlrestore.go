@@ -6,26 +6,34 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/strata-objects/strata/history"
 	"github.com/strata-objects/strata/sqlstore"
 )
 
-// restoreTables sets the turn's SQL tables back to past (a dump of an
-// earlier version) through ordinary statements, so the restore's event
-// records the row changes like any turn: a table whose schema changed (or
-// that is gone) is dropped and created again with its rows; in a table
-// whose schema is the same only the rows that differ change. Indexes and
-// views are not restored (a limit of this first version). It returns how
-// many rows it changed.
-func restoreTables(sql *SQL, past []sqlstore.Table) (int, error) {
+// restoreTables sets the turn's SQL database back to past (the tables,
+// indexes and views of an earlier version) through ordinary statements,
+// so the restore's event records the row and schema changes like any
+// turn: an index or view that is not the past's is dropped; a table whose
+// schema changed (or that is gone) is dropped and created again with its
+// rows; in a table whose schema is the same only the rows that differ
+// change; then the past's indexes and views that are missing are created,
+// in their creation order. It returns how many statements it ran.
+func restoreTables(sql *SQL, pastState history.State) (int, error) {
+	past := pastState.Tables
 	db, err := sql.t.sqlBegin()
 	if err != nil {
 		return 0, err
 	}
-	now, err := db.Dump(sql.t.req.ctx)
+	ctx := sql.t.req.ctx
+	now, err := db.Dump(ctx)
 	if err != nil {
 		return 0, err
 	}
-	if len(now) == 0 && len(past) == 0 {
+	nowObjs, err := db.Objects(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if len(now) == 0 && len(past) == 0 && len(nowObjs) == 0 && len(pastState.Objects) == 0 {
 		return 0, nil
 	}
 	cur := map[string]sqlstore.Table{}
@@ -44,6 +52,17 @@ func restoreTables(sql *SQL, past []sqlstore.Table) (int, error) {
 		}
 		changed++
 		return nil
+	}
+	pastObjs := map[string]sqlstore.Object{}
+	for _, o := range pastState.Objects {
+		pastObjs[o.Name] = o
+	}
+	for _, o := range nowObjs {
+		if pastObjs[o.Name] != o {
+			if err := exec("DROP " + strings.ToUpper(o.Type) + " " + sqlstore.Quote(o.Name)); err != nil {
+				return 0, err
+			}
+		}
 	}
 	for _, t := range now {
 		if !want[t.Name] {
@@ -101,6 +120,21 @@ func restoreTables(sql *SQL, past []sqlstore.Table) (int, error) {
 				if err := exec("DELETE FROM "+sqlstore.Quote(p.Name)+" WHERE rowid=?", id); err != nil {
 					return 0, err
 				}
+			}
+		}
+	}
+	// Dropped tables took their indexes: list what is left.
+	if nowObjs, err = db.Objects(ctx); err != nil {
+		return 0, err
+	}
+	have := map[string]bool{}
+	for _, o := range nowObjs {
+		have[o.Name] = true
+	}
+	for _, o := range pastState.Objects {
+		if !have[o.Name] {
+			if err := exec(o.SQL); err != nil {
+				return 0, err
 			}
 		}
 	}

@@ -22,7 +22,10 @@ import (
 //  1. The database is opened on the turn's first SQL use and caught up from
 //     the log: every event after the file's sequence, up to the newest
 //     acknowledged one, has its SQL changes applied (events before SQL
-//     existed have none). The open database is part of the activation:
+//     existed have none). A file a checkpoint interval or more behind (or
+//     none: a new node, after `strata rebuild`) starts from the newest
+//     checkpoint's SQL state instead (sqlCheckpoint), so building it reads
+//     at most an interval of events. The open database is part of the activation:
 //     eviction closes it, so open databases are bounded as activations
 //     are (Config.MaxActivations).
 //  2. Turns run in one write transaction that holds every change not yet
@@ -107,11 +110,31 @@ func (a *activation) sqlCatchUp(ctx context.Context, st *sqlState) error {
 	if st.fileS == acked {
 		return nil
 	}
+	info, chs, err := a.sqlCheckpoint(ctx, st.fileV, acked)
+	if err != nil {
+		return err
+	}
 	if err := st.db.Begin(ctx); err != nil {
 		return err
 	}
 	v, s := st.fileV, st.fileS
-	err := a.rt.log.Read(ctx, a.class.name, a.id, st.fileS+1, func(rec log.Record) error {
+	if info.Version > 0 {
+		// Start from the checkpoint: the file's tables go, the
+		// checkpoint's come, in the transaction that also takes the
+		// events after it, so a crash leaves the file as it was.
+		if v > 0 {
+			err = st.db.Reset(ctx)
+		}
+		if err == nil {
+			err = st.db.Apply(ctx, chs)
+		}
+		if err != nil {
+			st.db.Rollback(ctx)
+			return fmt.Errorf("install checkpoint v%d: %w", info.Version, err)
+		}
+		v, s = info.Version, info.Seq
+	}
+	err = a.rt.log.Read(ctx, a.class.name, a.id, s+1, func(rec log.Record) error {
 		if rec.Seq > acked {
 			return errStopRead
 		}
@@ -145,6 +168,34 @@ func (a *activation) sqlCatchUp(ctx context.Context, st *sqlState) error {
 }
 
 var errStopRead = errors.New("read far enough")
+
+// sqlCheckpoint returns the newest checkpoint's SQL state when building
+// the file from it reads fewer events than catching up from the file's
+// version would: the file is at least a checkpoint interval behind (a
+// new node, a rebuilt or deleted file), or the class drops old events.
+// Otherwise, or when the newest checkpoint has no SQL state (written
+// before checkpoints carried it), it returns a zero info.
+func (a *activation) sqlCheckpoint(ctx context.Context, fileV, acked uint64) (log.CheckpointInfo, []log.SQLChange, error) {
+	cfg, class := a.rt.ckpt.cfg, a.class.name
+	n := cfg.every(class)
+	if !cfg.Retain[class] && (n <= 0 || a.version < fileV+uint64(n)) {
+		return log.CheckpointInfo{}, nil, nil
+	}
+	info, err := a.rt.log.LastCheckpoint(ctx, class, a.id)
+	switch {
+	case errors.Is(err, log.ErrNotFound):
+		return log.CheckpointInfo{}, nil, nil
+	case err != nil:
+		return log.CheckpointInfo{}, nil, err
+	case !info.HasSQL || info.Version <= fileV || info.Seq > acked:
+		return log.CheckpointInfo{}, nil, nil
+	}
+	chs, err := a.rt.log.LoadSQL(ctx, info)
+	if err != nil {
+		return log.CheckpointInfo{}, nil, err
+	}
+	return info, chs, nil
+}
 
 // sqlBegin readies the turn's SQL: the database open and caught up, the
 // write transaction and the turn's savepoint open.

@@ -101,18 +101,13 @@ func (d *DB) query(ctx context.Context, q string, args []any) (*Result, []log.SQ
 	res.Columns = cols
 	bytes := 0
 	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
+		vals, err := scanRow(rows, len(cols))
+		if err != nil {
 			rows.Close()
 			return nil, nil, d.userErr(err)
 		}
-		for i, v := range vals {
-			vals[i] = normal(v)
-			bytes += valueBytes(vals[i])
+		for _, v := range vals {
+			bytes += valueBytes(v)
 		}
 		if bytes > ResultBytesMax {
 			rows.Close()

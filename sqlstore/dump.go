@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 )
 
@@ -50,6 +51,34 @@ func (d *DB) Dump(ctx context.Context) ([]Table, error) {
 	return tables, nil
 }
 
+// Object is an index or a view: what Dump's tables do not hold of the
+// schema.
+type Object struct {
+	Type string `json:"type"` // "index" or "view"
+	Name string `json:"name"`
+	SQL  string `json:"sql"` // the statement that created it
+}
+
+// Objects lists the user indexes and views in creation order (not the
+// indexes SQLite makes for UNIQUE and PRIMARY KEY constraints, which go
+// with their tables).
+func (d *DB) Objects(ctx context.Context) ([]Object, error) {
+	rows, err := d.conn.QueryContext(ctx, "SELECT type, name, sql FROM sqlite_schema WHERE type IN ('index', 'view') AND sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid")
+	if err != nil {
+		return nil, fmt.Errorf("schema objects: %w", err)
+	}
+	defer rows.Close()
+	out := []Object{}
+	for rows.Next() {
+		var o Object
+		if err := rows.Scan(&o.Type, &o.Name, &o.SQL); err != nil {
+			return nil, fmt.Errorf("schema objects: %w", err)
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
 // Schema returns the schema statements of user objects (tables, indexes,
 // views) in creation order.
 func (d *DB) Schema(ctx context.Context) ([]string, error) {
@@ -78,17 +107,12 @@ func (d *DB) read(ctx context.Context, q string, args ...any) (*Result, []any, e
 	}
 	bytes := 0
 	for rows.Next() {
-		vals := make([]any, len(res.Columns))
-		ptrs := make([]any, len(vals))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
+		vals, err := scanRow(rows, len(res.Columns))
+		if err != nil {
 			return nil, nil, err
 		}
-		for i, v := range vals {
-			vals[i] = normal(v)
-			bytes += valueBytes(vals[i])
+		for _, v := range vals {
+			bytes += valueBytes(v)
 		}
 		if bytes > ResultBytesMax {
 			return nil, nil, fmt.Errorf("%w: over %d bytes", ErrRefused, ResultBytesMax)
@@ -96,6 +120,23 @@ func (d *DB) read(ctx context.Context, q string, args ...any) (*Result, []any, e
 		res.Rows = append(res.Rows, vals)
 	}
 	return res, nil, rows.Err()
+}
+
+// scanRow reads the current row's n columns, as the Go types SQL values
+// are kept in (normal).
+func scanRow(rows *sql.Rows, n int) ([]any, error) {
+	vals := make([]any, n)
+	ptrs := make([]any, n)
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return nil, err
+	}
+	for i, v := range vals {
+		vals[i] = normal(v)
+	}
+	return vals, nil
 }
 
 // QueryReadOnly runs a user query that may not change anything (time

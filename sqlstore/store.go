@@ -53,8 +53,9 @@ type DB struct {
 	created   []string // tables it creates
 	refusal   string   // why the statement being prepared is refused
 	cols      map[string][]string
-	stmts     map[string]*sql.Stmt
-	written   int64 // rows the last Query wrote
+	stmts     map[string]*sql.Stmt // Apply's, by op and table
+	internal  map[string]*sql.Stmt // exec's, by text
+	written   int64                // rows the last Query wrote
 	hookErr   error
 }
 
@@ -73,7 +74,7 @@ func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("open sql %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	d := &DB{db: db, path: path, cols: map[string][]string{}, stmts: map[string]*sql.Stmt{}}
+	d := &DB{db: db, path: path, cols: map[string][]string{}, stmts: map[string]*sql.Stmt{}, internal: map[string]*sql.Stmt{}}
 	if err := d.init(ctx, cfg); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open sql %s: %w", path, err)
@@ -94,9 +95,11 @@ func (d *DB) init(ctx context.Context, cfg Config) error {
 	// fsync at each WAL checkpoint, also when an evicted object's
 	// database closes, which made W3-sql (many objects, evictions) an
 	// order of magnitude slower.
+	// synchronous=OFF comes first: switching a new file to WAL under the
+	// default (FULL) fsyncs it.
 	pragmas := []string{
-		"PRAGMA journal_mode=WAL",
 		"PRAGMA synchronous=OFF",
+		"PRAGMA journal_mode=WAL",
 		fmt.Sprintf("PRAGMA page_size=%d", pageBytes),
 		"PRAGMA foreign_keys=OFF",
 		"PRAGMA trusted_schema=OFF",
@@ -124,6 +127,9 @@ func (d *DB) Close() error {
 	for _, s := range d.stmts {
 		s.Close()
 	}
+	for _, s := range d.internal {
+		s.Close()
+	}
 	d.conn.Close()
 	return d.db.Close()
 }
@@ -143,13 +149,32 @@ func (d *DB) Applied(ctx context.Context) (version, seq uint64, err error) {
 
 // SetApplied records the applied position in the current transaction.
 func (d *DB) SetApplied(ctx context.Context, version, seq uint64) error {
-	_, err := d.conn.ExecContext(ctx, "INSERT INTO "+metaTable+"(k,version,seq) VALUES(1,?,?) ON CONFLICT(k) DO UPDATE SET version=excluded.version, seq=excluded.seq", int64(version), int64(seq))
-	return err
+	return d.exec(ctx, "INSERT INTO "+metaTable+"(k,version,seq) VALUES(1,?,?) ON CONFLICT(k) DO UPDATE SET version=excluded.version, seq=excluded.seq", int64(version), int64(seq))
 }
 
-// exec runs an internal statement.
-func (d *DB) exec(ctx context.Context, q string) error {
-	if _, err := d.conn.ExecContext(ctx, q); err != nil {
+// internalStmtsMax bounds the cached internal statements (transaction
+// control with a few savepoint names, and SetApplied's upsert).
+const internalStmtsMax = 32
+
+// exec runs an internal statement, prepared once per connection: every
+// turn runs several (BEGIN, SAVEPOINT, RELEASE, the applied position,
+// COMMIT), and parsing them again each time was a tenth of W3-sql's CPU
+// (docs/benchmarks.md). SQLite prepares a statement again by itself when
+// the schema changes.
+func (d *DB) exec(ctx context.Context, q string, args ...any) error {
+	st, ok := d.internal[q]
+	if !ok {
+		var err error
+		if st, err = d.conn.PrepareContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+		if len(d.internal) < internalStmtsMax {
+			d.internal[q] = st
+		} else {
+			defer st.Close()
+		}
+	}
+	if _, err := st.ExecContext(ctx, args...); err != nil {
 		return fmt.Errorf("%s: %w", q, err)
 	}
 	return nil

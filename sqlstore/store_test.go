@@ -3,6 +3,8 @@ package sqlstore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -158,4 +160,82 @@ func TestSizeCap(t *testing.T) {
 		t.Fatalf("over the cap: %v, %d changes", err, len(chs))
 	}
 	t.Log(err)
+}
+
+// BenchmarkOpen: opening an object's database, new (a first activation)
+// and existing (an activation after eviction), with the SQL counter's
+// table and one upsert, as W3-sql's cold requests do:
+//
+//	go test -run x -bench Open ./sqlstore
+func BenchmarkOpen(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	for _, kind := range []string{"new", "existing"} {
+		b.Run(kind, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				path := filepath.Join(dir, fmt.Sprint(i)+".db")
+				if kind == "existing" {
+					path = filepath.Join(dir, "existing.db")
+				}
+				db, err := Open(ctx, path, Config{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := db.Begin(ctx); err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := db.Query(ctx, "CREATE TABLE IF NOT EXISTS counter(k TEXT PRIMARY KEY, v INTEGER NOT NULL)"); err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := db.Query(ctx, "INSERT INTO counter(k, v) VALUES('value', 1) ON CONFLICT(k) DO UPDATE SET v = v + excluded.v RETURNING v"); err != nil {
+					b.Fatal(err)
+				}
+				if err := db.SetApplied(ctx, uint64(i+1), uint64(i+1)); err != nil {
+					b.Fatal(err)
+				}
+				if err := db.Commit(ctx); err != nil {
+					b.Fatal(err)
+				}
+				if err := db.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkTurn: what a warm SQL counter's turn does to its database (the
+// write transaction, the turn's savepoint, the upsert, the applied
+// position, the commit), as each W3-sql request on a live object:
+//
+//	go test -run x -bench Turn ./sqlstore
+func BenchmarkTurn(b *testing.B) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(b.TempDir(), "t.db"), Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if _, _, err := db.Query(ctx, "CREATE TABLE counter(k TEXT PRIMARY KEY, v INTEGER NOT NULL)"); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		steps := []func() error{
+			func() error { return db.Begin(ctx) },
+			func() error { return db.Savepoint(ctx, "strata_turn") },
+			func() error {
+				_, _, err := db.Query(ctx, "INSERT INTO counter(k, v) VALUES('value', 1) ON CONFLICT(k) DO UPDATE SET v = v + excluded.v RETURNING v")
+				return err
+			},
+			func() error { return db.Release(ctx, "strata_turn") },
+			func() error { return db.SetApplied(ctx, uint64(i+1), uint64(i+1)) },
+			func() error { return db.Commit(ctx) },
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 }

@@ -9,9 +9,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 )
 
 // getObject GETs /v1/objects/{class}/{name}/{action}?query and returns the
@@ -173,6 +176,7 @@ func runState(ctx context.Context, env *Env, args []string) error {
 	version := fs.Uint64("version", 0, "the state after this version")
 	at := fs.String("at", "", "the state as of this RFC 3339 time")
 	prefix := fs.String("prefix", "", "only keys with this prefix")
+	asJSON := fs.Bool("json", false, "print the gateway's JSON answer")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -200,9 +204,100 @@ func runState(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer body.Close()
-	_, err = io.Copy(env.Stdout, body)
-	return err
+	if *asJSON {
+		_, err = io.Copy(env.Stdout, body)
+		return err
+	}
+	var st pastState
+	if err := json.NewDecoder(body).Decode(&st); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	printState(env.Stdout, st)
+	return nil
 }
+
+// pastState is the gateway's answer to GET …/state.
+type pastState struct {
+	Version uint64
+	Time    time.Time
+	Keys    map[string]json.RawMessage
+	Tables  []struct {
+		Name    string
+		Schema  string
+		Columns []string
+		RowIDs  []int64
+		Rows    [][]json.RawMessage
+	}
+	Objects []struct{ Type, Name, SQL string } `json:"indexes_and_views"`
+}
+
+// printState prints the keys as a table of key and JSON value, then each
+// SQL table with its schema as a table of rowid and columns, then the
+// indexes and views.
+func printState(w io.Writer, st pastState) {
+	fmt.Fprintf(w, "version %d at %s\n", st.Version, st.Time.UTC().Format(time.RFC3339Nano))
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	if len(st.Keys) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(tw, "KEY\tVALUE")
+		keys := make([]string, 0, len(st.Keys))
+		for k := range st.Keys {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(tw, "%s\t%s\n", cell(k), cell(string(st.Keys[k])))
+		}
+		tw.Flush()
+	}
+	for _, t := range st.Tables {
+		fmt.Fprintf(w, "\ntable %s (%d rows): %s\n", t.Name, len(t.Rows), oneLine(t.Schema))
+		fmt.Fprintln(tw, "ROWID\t"+strings.Join(t.Columns, "\t"))
+		for i, row := range t.Rows {
+			cells := make([]string, len(row))
+			for j, v := range row {
+				cells[j] = sqlCell(v)
+			}
+			var id int64
+			if i < len(t.RowIDs) {
+				id = t.RowIDs[i]
+			}
+			fmt.Fprintf(tw, "%d\t%s\n", id, strings.Join(cells, "\t"))
+		}
+		tw.Flush()
+	}
+	if len(st.Objects) > 0 {
+		fmt.Fprintln(w)
+	}
+	for _, o := range st.Objects {
+		fmt.Fprintf(w, "%s %s: %s\n", o.Type, o.Name, oneLine(o.SQL))
+	}
+}
+
+// sqlCell shows a column value: NULL, text as is, numbers and blobs
+// ({"base64": …}) as JSON.
+func sqlCell(v json.RawMessage) string {
+	var s string
+	switch {
+	case string(v) == "null":
+		return "NULL"
+	case json.Unmarshal(v, &s) == nil:
+		return cell(s)
+	}
+	return cell(string(v))
+}
+
+// cell keeps a value on one table cell: control characters (tabs,
+// newlines) are escaped.
+func cell(s string) string {
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		q := strconv.Quote(s)
+		return q[1 : len(q)-1]
+	}
+	return s
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // auditReport is the gateway's answer to GET …/audit.
 type auditReport struct {
