@@ -70,7 +70,7 @@ export class Caller extends DurableObject {
 // (call_cycle, a refusal) reject the caller's promise, and the callee's
 // history names its caller.
 func TestCalls(t *testing.T) {
-	rc := objects.Define("relay", func() *relay { return &relay{} })
+	rc := objects.Define("jrelay", func() *relay { return &relay{} })
 	n := startJSWith(t, []*objects.Class{rc}, nil)
 	n.deploy(t, "jcounter", "counter.ts", counterTS)
 	n.deploy(t, "jcaller", "caller.js", callerJS)
@@ -88,7 +88,7 @@ func TestCalls(t *testing.T) {
 		t.Fatalf("goCounter: %d %s", st, got)
 	}
 	// Go → JS.
-	if st, got := do(t, "POST", n.URL+"/v1/objects/relay/r/rpc/forward", `{"class":"jcounter","name":"alice","method":"increment","args":[10]}`); st != 200 || got != "16" {
+	if st, got := do(t, "POST", n.URL+"/v1/objects/jrelay/r/rpc/forward", `{"class":"jcounter","name":"alice","method":"increment","args":[10]}`); st != 200 || got != "16" {
 		t.Fatalf("relay: %d %s", st, got)
 	}
 	// A cycle: a → b.back → a.ping is refused in b; a's promise rejects.
@@ -117,7 +117,7 @@ func TestCalls(t *testing.T) {
 		t.Fatalf("inTx: %d %s", st, got)
 	}
 
-	// The callee's history names its callers: jcaller/a, then relay/r.
+	// The callee's history names its callers: jcaller/a, then jrelay/r.
 	st, got = do(t, "GET", n.URL+"/v1/objects/jcounter/alice/history", "")
 	if st != 200 {
 		t.Fatalf("history: %d %s", st, got)
@@ -140,8 +140,8 @@ func TestCalls(t *testing.T) {
 			}
 		}
 	}
-	a, r := objects.IDFromName("jcaller", "a").String()[:8], objects.IDFromName("relay", "r").String()[:8]
-	if want := []string{"jcaller/" + a, "jcaller/" + a, "-", "relay/" + r}; strings.Join(callers, " ") != strings.Join(want, " ") {
+	a, r := objects.IDFromName("jcaller", "a").String()[:8], objects.IDFromName("jrelay", "r").String()[:8]
+	if want := []string{"jcaller/" + a, "jcaller/" + a, "-", "jrelay/" + r}; strings.Join(callers, " ") != strings.Join(want, " ") {
 		t.Fatalf("callers in jcounter/alice's history: %v, want %v\n%s", callers, want, got)
 	}
 

@@ -275,7 +275,10 @@ func (in *instance) record(output []byte) {
 // a call stages (the turn goes on), else the whole record with the answer
 // and the calls' answers.
 func (in *instance) codeRecord(output []byte, continued bool) *log.CodeRecord {
-	rec := &log.CodeRecord{ClassVersion: in.version, Time: in.env.now.UnixMilli(), Seed: in.env.seed[:], Continued: continued}
+	// The seed is copied: the event is encoded while the next turn's begin
+	// overwrites in.env (its append runs after this turn returns).
+	seed := in.env.seed
+	rec := &log.CodeRecord{ClassVersion: in.version, Time: in.env.now.UnixMilli(), Seed: seed[:], Continued: continued}
 	rec.Input, rec.InputBytes, rec.InputHash = log.KeepBytes(in.input)
 	if continued {
 		return rec
