@@ -72,13 +72,16 @@ const (
 	// MessageAttemptsMax: a message whose delivery failed this often (the
 	// target's node unreachable, overloaded, ...) goes to the dead letters.
 	MessageAttemptsMax = 10
-	messageBackoffMin  = 100 * time.Millisecond
 	messageBackoffMax  = 30 * time.Second
 	// messageTimeout bounds one delivery attempt.
 	messageTimeout = 30 * time.Second
 	// DefaultOutboxPendingMax is Config.OutboxPendingMax's default.
 	DefaultOutboxPendingMax = 10000
 )
+
+// messageBackoffMin is the wait after a message's first failed delivery;
+// each later one waits twice the one before. A variable for tests only.
+var messageBackoffMin = 100 * time.Millisecond
 
 // Send records a durable message: the object's method runs with in once
 // this turn's event is acknowledged, at least once delivered and at most
