@@ -690,7 +690,7 @@ func (rt *Runtime) DeadLetters(cursor projector.OutboxCursor, n int) ([]OutboxEn
 
 // RetryDead puts one dead letter back in its sender's outbox (a turn on
 // the sender, on its owner), where it is delivered again with its first
-// identity. It reports false if it was no longer dead.
+// identity. A letter no longer dead is left alone.
 func (rt *Runtime) RetryDead(ctx context.Context, e OutboxEntry) error {
 	body, _ := json.Marshal(settleBody{Retry: true})
 	cause := Cause{Caller: &Caller{Class: e.Sender.Class, ID: e.Sender.ID, Version: e.Version, Turn: e.Turn, Index: e.Index, Kind: log.CallerReply}}
@@ -707,4 +707,47 @@ func (rt *Runtime) RetryDead(ctx context.Context, e OutboxEntry) error {
 func (rt *Runtime) RepairOutbox(ctx context.Context, ref Ref) error {
 	_, err := rt.dispatch(ctx, ref, Cause{Via: ViaSystem, Method: "outbox repair"}, "outbox repair", nil, func(*Ctx, any) (any, error) { return nil, nil })
 	return err
+}
+
+// AllDeadLetters lists at most n dead letters of every object in this
+// node's snapshot (gateway.OutboxAdmin).
+func (rt *Runtime) AllDeadLetters(ctx context.Context, n int) ([]OutboxEntry, error) {
+	var out []OutboxEntry
+	var cursor projector.OutboxCursor
+	for len(out) < n && ctx.Err() == nil {
+		es, next, err := rt.DeadLetters(cursor, min(n-len(out), 512))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, es...)
+		if next == (projector.OutboxCursor{}) {
+			break
+		}
+		cursor = next
+	}
+	return out, ctx.Err()
+}
+
+// RetryAllDead puts every dead letter this node's snapshot holds back in
+// its sender's outbox, a page at a time, and reports how many
+// (gateway.OutboxAdmin).
+func (rt *Runtime) RetryAllDead(ctx context.Context) (int, error) {
+	n := 0
+	var cursor projector.OutboxCursor
+	for {
+		es, next, err := rt.DeadLetters(cursor, 512)
+		if err != nil {
+			return n, err
+		}
+		for _, e := range es {
+			if err := rt.RetryDead(ctx, e); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if next == (projector.OutboxCursor{}) {
+			return n, nil
+		}
+		cursor = next
+	}
 }
