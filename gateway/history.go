@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
 )
 
@@ -182,6 +183,10 @@ type historyTurn struct {
 	// turn made (issue 16).
 	Caller *historyCaller `json:"caller,omitempty"`
 	Calls  []historyCall  `json:"calls,omitempty"`
+	// Sends: the durable messages this turn sent; Settles: this object's
+	// earlier messages it settled (objects/messages.go).
+	Sends   []historySend   `json:"sends,omitempty"`
+	Settles []historySettle `json:"settles,omitempty"`
 	// ClassVersion: the deployed class version whose code ran the turn.
 	ClassVersion uint64          `json:"class_version,omitempty"`
 	Changes      []historyChange `json:"changes"`
@@ -194,6 +199,35 @@ type historyCaller struct {
 	Version uint64 `json:"version"`
 	Turn    int    `json:"turn"`
 	Index   int    `json:"index"`
+	Kind    string `json:"kind,omitempty"` // "message" or "reply"; "" for a call
+}
+
+type historySend struct {
+	Class  string `json:"class"`
+	ID     string `json:"id"`
+	Method string `json:"method"`
+	Reply  string `json:"reply,omitempty"`
+}
+
+type historySettle struct {
+	Version uint64 `json:"version"`
+	Turn    int    `json:"turn"`
+	Index   int    `json:"index"`
+	Dead    string `json:"dead,omitempty"`
+	Retry   bool   `json:"retry,omitempty"`
+}
+
+// historyMessagesOf is what a history line shows of a turn's messages.
+func historyMessagesOf(t objects.HistoryTurn) ([]historySend, []historySettle) {
+	var sends []historySend
+	for _, m := range t.Sends {
+		sends = append(sends, historySend{Class: m.Class, ID: m.ID.String(), Method: m.Method, Reply: m.Reply})
+	}
+	var settles []historySettle
+	for _, s := range t.Settles {
+		settles = append(settles, historySettle{Version: s.Version, Turn: s.Turn, Index: s.Index, Dead: s.Dead, Retry: s.Retry})
+	}
+	return sends, settles
 }
 
 type historyCall struct {
@@ -208,6 +242,12 @@ func historyCallsOf(t objects.HistoryTurn) (*historyCaller, []historyCall) {
 	var caller *historyCaller
 	if c := t.Cause.Caller; c != nil {
 		caller = &historyCaller{Class: c.Class, ID: c.ID.String(), Version: c.Version, Turn: c.Turn, Index: c.Index}
+		switch c.Kind {
+		case log.CallerMessage:
+			caller.Kind = "message"
+		case log.CallerReply:
+			caller.Kind = "reply"
+		}
 	}
 	var calls []historyCall
 	for _, c := range t.Calls {
@@ -326,6 +366,7 @@ func (g *Gateway) history(ctx context.Context, w http.ResponseWriter, r *http.Re
 				ht.Status = o.Status
 			}
 			ht.Caller, ht.Calls = historyCallsOf(t)
+			ht.Sends, ht.Settles = historyMessagesOf(t)
 			if c := t.Cause.Code; c != nil {
 				ht.ClassVersion = c.ClassVersion
 			}

@@ -39,6 +39,8 @@ type Change struct {
 type Turn struct {
 	Cause   log.Cause   `json:"-"`
 	Calls   []log.Call  `json:"-"` // calls the turn made to other objects
+	Sends   []log.Message `json:"-"` // durable messages the turn sent
+	Settles []log.Settle  `json:"-"` // the object's earlier messages the turn settled
 	Changes []Change    `json:"changes"`
 	SQL     []SQLChange `json:"sql,omitempty"` // row and schema changes (sql.go)
 }
@@ -117,7 +119,7 @@ func (r *Replayer) Apply(rec log.Record) (Entry, error) {
 	}
 	e := Entry{Version: ev.Version, Seq: rec.Seq, Time: time.Unix(0, ev.Time).UTC(), Name: ev.Name}
 	for _, t := range ev.Turns {
-		turn := Turn{Cause: t.Cause, Calls: t.Calls, Changes: []Change{}}
+		turn := Turn{Cause: t.Cause, Calls: t.Calls, Sends: t.Sends, Settles: t.Settles, Changes: []Change{}}
 		if t.Cause.IdemKey != "" && t.Cause.Outcome != nil {
 			if r.Keyed == nil {
 				r.Keyed = map[string]log.KeyedTurn{}
