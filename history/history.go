@@ -37,12 +37,12 @@ type Change struct {
 
 // Turn is one turn of an event with its diff.
 type Turn struct {
-	Cause   log.Cause   `json:"-"`
-	Calls   []log.Call  `json:"-"` // calls the turn made to other objects
+	Cause   log.Cause     `json:"-"`
+	Calls   []log.Call    `json:"-"` // calls the turn made to other objects
 	Sends   []log.Message `json:"-"` // durable messages the turn sent
 	Settles []log.Settle  `json:"-"` // the object's earlier messages the turn settled
-	Changes []Change    `json:"changes"`
-	SQL     []SQLChange `json:"sql,omitempty"` // row and schema changes (sql.go)
+	Changes []Change      `json:"changes"`
+	SQL     []SQLChange   `json:"sql,omitempty"` // row and schema changes (sql.go)
 }
 
 // Entry is one event as history shows it.

@@ -174,7 +174,6 @@ type ReplyError struct {
 	Message string `json:"message"`
 }
 
-
 // OutboxEntry is one message of an object not yet delivered, or a dead
 // letter.
 type OutboxEntry struct {
