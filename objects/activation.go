@@ -71,26 +71,27 @@ type activation struct {
 	releaseOnce sync.Once
 
 	// Owned by run.
-	version  uint64 // newest version given to a commit (pending or acked)
-	lastSeq  uint64 // stream sequence of the newest acknowledged event
-	lastHash log.Hash
-	overlay  layer
-	idem     map[string]idemEntry // records of keyed turns not yet applied, by key
+	version   uint64 // newest version given to a commit (pending or acked)
+	lastSeq   uint64 // stream sequence of the newest acknowledged event
+	lastHash  log.Hash
+	overlay   layer
+	idem      map[string]idemEntry // records of keyed turns not yet applied, by key
+	overlayB  int                  // bytes of the overlay's keys, values and alarms (overlayCost)
+	clearVer  uint64               // version of the newest DeleteAll in the overlay
+	trimmedAt uint64
+	pending   *commit
+	inflight  *commit
+	acks      chan appendResult
+	broken    error     // once set: admit nothing, finish the in-flight work, end
+	sql       *sqlState // the SQL database, once a turn used it (sqlstate.go)
+	inTurn    bool      // a handler is running (acks may arrive in Sync)
+	stopping  bool
+	lastUsed  time.Time
+
 	// The object's own messages (messages.go): pending and dead, and the
 	// version the snapshot's outbox was read at.
 	sent, dead map[projector.MessagePos]*OutboxEntry
 	outboxVer  uint64
-	overlayB   int    // bytes of the overlay's keys, values and alarms (overlayCost)
-	clearVer   uint64 // version of the newest DeleteAll in the overlay
-	trimmedAt  uint64
-	pending    *commit
-	inflight   *commit
-	acks       chan appendResult
-	broken     error     // once set: admit nothing, finish the in-flight work, end
-	sql        *sqlState // the SQL database, once a turn used it (sqlstate.go)
-	inTurn     bool      // a handler is running (acks may arrive in Sync)
-	stopping   bool
-	lastUsed   time.Time
 }
 
 type actKey struct {
