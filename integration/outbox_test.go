@@ -1,0 +1,279 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/strata-objects/strata/objects"
+)
+
+// The bank test's size: CI runs the defaults (well under a minute on an
+// idle machine); `go test ./integration -run TestBankTransfersAsMessages
+// -bank.transfers 10000` runs the issue's full size.
+var (
+	bankAccounts  = flag.Int("bank.accounts", 100, "accounts in TestBankTransfersAsMessages")
+	bankTransfers = flag.Int("bank.transfers", 1000, "durable transfers in TestBankTransfersAsMessages")
+	bankKills     = flag.Int("bank.kills", 3, "SIGKILLs of the node during TestBankTransfersAsMessages")
+)
+
+const bankOpening = 1_000_000 // each account's opening balance, in cents
+
+// TestBankTransfersAsMessages: accounts send each other money as durable
+// messages with replies (account.send-transfer: the debit and the message
+// are one event; the deposit is the message, its answer a reply turn),
+// and the node is SIGKILLed several times during the run. At the end: the
+// total is conserved, every transfer whose debit is in the log was
+// deposited exactly once and answered exactly once (checked from both
+// objects' histories: each message the senders' events hold is the
+// caller of exactly one deposit turn, and settled by exactly one reply
+// turn), none is pending, and each sender's messages to a target were
+// applied in send order.
+func TestBankTransfersAsMessages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills real processes")
+	}
+	dir := t.TempDir()
+	p := serve(t, dir)
+	ctx := context.Background()
+	names := make([]string, *bankAccounts)
+	for i := range names {
+		names[i] = fmt.Sprintf("acct-%03d", i)
+		if _, err := call(ctx, p.url, "account", names[i], "deposit", map[string]int64{"amount": bankOpening}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(16, 2))
+	var acked, refused atomic.Int64
+	sent := 0
+	perRound := *bankTransfers / (*bankKills + 1)
+	for round := 0; round <= *bankKills; round++ {
+		n := perRound
+		if round == *bankKills {
+			n = *bankTransfers - sent
+		}
+		type transfer struct {
+			from, to string
+			amount   int64
+		}
+		work := make(chan transfer)
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for tr := range work {
+					status, _, body, err := rpc(ctx, p.url, "account", tr.from, "send-transfer", map[string]any{"to": tr.to, "amount": tr.amount})
+					switch {
+					case err != nil || status >= 500: // the node died under it: unknown
+					case status == http.StatusOK:
+						acked.Add(1)
+					default:
+						refused.Add(1)
+						t.Errorf("send-transfer %s -> %s: %d %s", tr.from, tr.to, status, body)
+					}
+				}
+			}()
+		}
+		killAt := rng.IntN(max(n, 1))
+		for i := range n {
+			from, to := rng.IntN(len(names)), rng.IntN(len(names)-1)
+			if to >= from {
+				to++
+			}
+			work <- transfer{names[from], names[to], 1 + rng.Int64N(100)}
+			if round < *bankKills && i == killAt {
+				// Mid-load: messages are in flight, pending and half
+				// settled when the process dies.
+				go p.kill()
+			}
+		}
+		close(work)
+		wg.Wait()
+		sent += n
+		if round < *bankKills {
+			p.kill()
+			t.Logf("round %d: killed; %d transfers acknowledged so far", round, acked.Load())
+			p = serve(t, dir)
+		}
+	}
+	// Every outbox empties: the restarted node found what was pending.
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		pending := 0
+		for _, name := range names {
+			var out struct {
+				Messages []json.RawMessage `json:"messages"`
+			}
+			if _, err := getJSON(p.url+"/v1/objects/account/"+name+"/outbox", &out); err != nil {
+				t.Fatal(err)
+			}
+			pending += len(out.Messages)
+		}
+		if pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages still pending after 5 minutes", pending)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Both histories.
+	type pos struct {
+		sender      string
+		version     uint64
+		turn, index int
+	}
+	byID := map[string]string{} // account id -> name
+	for _, name := range names {
+		byID[objects.IDFromName("account", name).String()] = name
+	}
+	sends := map[pos]string{}       // message -> its target's id
+	deposits := map[pos]int{}       // message -> deposit turns that name it
+	replies := map[pos]int{}        // message -> reply turns (settling it) on the sender
+	settles := map[pos]int{}        // message -> settles on the sender
+	lastSeen := map[[2]string]pos{} // (target, sender) -> the last deposit's message
+	var total, credits, credited int64
+	for _, name := range names {
+		var c struct {
+			Balance, Credits, Credited, Refused int64
+		}
+		if _, err := call(ctx, p.url, "account", name, "counts", nil, &c); err != nil {
+			t.Fatal(err)
+		}
+		total += c.Balance
+		credits += c.Credits
+		credited += c.Credited
+		if c.Refused != 0 {
+			t.Errorf("%s: %d deposits refused", name, c.Refused)
+		}
+	}
+	for _, name := range names {
+		err := eachHistoryLine(ctx, p.url+"/v1/objects/account/"+name+"/history", func(line historyLine) {
+			for ti, turn := range line.Turns {
+				for i, s := range turn.Sends {
+					sends[pos{name, line.Version, ti, i}] = s.ID
+				}
+				for _, s := range turn.Settles {
+					if !s.Retry && s.Dead == "" {
+						settles[pos{name, s.Version, s.Turn, s.Index}]++
+					}
+					if s.Dead != "" {
+						t.Errorf("%s: a dead letter: %+v", name, s)
+					}
+				}
+				c := turn.Caller
+				switch {
+				case c == nil:
+				case c.Kind == "message":
+					k := pos{byID[c.ID], c.Version, c.Turn, c.Index}
+					if k.sender == "" {
+						t.Errorf("%s: a deposit from an unknown sender %s", name, c.ID)
+					}
+					deposits[k]++
+					if last, ok := lastSeen[[2]string{name, c.ID}]; ok && !lessPos(last.version, last.turn, last.index, c.Version, c.Turn, c.Index) {
+						t.Errorf("%s applied %+v after %+v: out of send order", name, k, last)
+					}
+					lastSeen[[2]string{name, c.ID}] = k
+				case c.Kind == "reply":
+					replies[pos{name, c.Version, c.Turn, c.Index}]++
+				}
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if total != int64(len(names))*bankOpening {
+		t.Errorf("total %d, want %d: money was made or lost", total, int64(len(names))*bankOpening)
+	}
+	if int64(len(sends)) < acked.Load() || len(sends) > sent {
+		t.Errorf("%d messages in the senders' logs; %d transfers acknowledged, %d asked", len(sends), acked.Load(), sent)
+	}
+	for k := range sends {
+		if deposits[k] != 1 || replies[k] != 1 || settles[k] != 1 {
+			t.Errorf("message %+v: %d deposits, %d replies, %d settles; want 1 each", k, deposits[k], replies[k], settles[k])
+		}
+	}
+	for k, n := range deposits {
+		if _, ok := sends[k]; !ok {
+			t.Errorf("%d deposits of %+v, which no sender's log holds", n, k)
+		}
+	}
+	if credits != int64(len(sends)) || credited != int64(len(sends)) {
+		t.Errorf("%d credits and %d answers counted, want %d each", credits, credited, len(sends))
+	}
+	t.Logf("%d accounts, %d transfers asked, %d acknowledged, %d in the log, %d SIGKILLs: total conserved, each applied and answered once",
+		len(names), sent, acked.Load(), len(sends), *bankKills)
+	if err := p.stop(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+}
+
+func lessPos(v1 uint64, t1, i1 int, v2 uint64, t2, i2 int) bool {
+	if v1 != v2 {
+		return v1 < v2
+	}
+	if t1 != t2 {
+		return t1 < t2
+	}
+	return i1 < i2
+}
+
+type historyLine struct {
+	Version uint64 `json:"version"`
+	Turns   []struct {
+		Caller *struct {
+			ID      string `json:"id"`
+			Version uint64 `json:"version"`
+			Turn    int    `json:"turn"`
+			Index   int    `json:"index"`
+			Kind    string `json:"kind"`
+		} `json:"caller"`
+		Sends []struct {
+			ID string `json:"id"`
+		} `json:"sends"`
+		Settles []struct {
+			Version uint64 `json:"version"`
+			Turn    int    `json:"turn"`
+			Index   int    `json:"index"`
+			Dead    string `json:"dead"`
+			Retry   bool   `json:"retry"`
+		} `json:"settles"`
+	} `json:"turns"`
+}
+
+// eachHistoryLine reads an object's whole history (NDJSON).
+func eachHistoryLine(ctx context.Context, u string, fn func(historyLine)) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %d", u, resp.StatusCode)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var line historyLine
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			return fmt.Errorf("history line %q: %w", sc.Text(), err)
+		}
+		fn(line)
+	}
+	return sc.Err()
+}
