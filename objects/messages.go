@@ -49,6 +49,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"reflect"
 	"slices"
 	"strconv"
@@ -335,8 +336,11 @@ func receivedKey(class string, id ID) string { return "\x00msg\x00" + class + "\
 
 // answerReceived answers a message already applied (a redelivery) and
 // reports whether it did: at the last applied message of its sender, with
-// its recorded answer; before it, with no answer (its sender has settled
-// it, or never needs its reply again).
+// its recorded answer; before it, with ErrMessageSuperseded. Such a
+// message was applied before (its sender has settled it: the answer goes
+// nowhere), or it is a dead letter retried after a later message of its
+// sender reached this target: applying it now would break send order, so
+// it is refused, and its reply says so.
 func (a *activation) answerReceived(req *request) bool {
 	c := req.cause.Caller
 	var last log.Cause
@@ -361,7 +365,8 @@ func (a *activation) answerReceived(req *request) bool {
 		return false
 	case this.Less(at):
 		a.rt.hooks.replayed(a.class.name, a.id)
-		a.gate(req, result{out: []byte(nil)})
+		a.gate(req, result{err: &ClientError{Status: http.StatusConflict, Code: "message_superseded",
+			Message: fmt.Sprintf("%s/%s has applied a later message of %s/%s (v%d.%d.%d)", a.class.name, a.id, c.Class, c.ID, at.Version, at.Turn, at.Index)}})
 	default:
 		a.rt.hooks.replayed(a.class.name, a.id)
 		MarkReplayed(req.ctx)
