@@ -69,7 +69,12 @@ type Replayer struct {
 	// checkpoint carries, since a node that loads from it skips their
 	// events.
 	Keyed map[string]log.KeyedTurn
-	next  uint64 // the version Replay stopped before (0: the log's end)
+	// Received holds, per sender, the record of the last turn that
+	// applied one of its durable messages (objects/messages.go), whenever
+	// it ran: checkpoints carry them all with their keyed records, so a
+	// node that loads from one still refuses a redelivery.
+	Received map[string]log.KeyedTurn
+	next     uint64 // the version Replay stopped before (0: the log's end)
 	// sql is the object's SQL database as replayed, in memory (sql.go);
 	// noSQL when the replay started from a checkpoint, which has none.
 	sql   *sqlstore.DB
@@ -78,11 +83,26 @@ type Replayer struct {
 
 // NewReplayer starts from an object with no events.
 func NewReplayer() *Replayer {
-	return &Replayer{State: map[string][]byte{}, Alarms: map[string]int64{}, Keyed: map[string]log.KeyedTurn{}}
+	return &Replayer{State: map[string][]byte{}, Alarms: map[string]int64{}, Keyed: map[string]log.KeyedTurn{}, Received: map[string]log.KeyedTurn{}}
+}
+
+// noteReceived keeps k if it is a message's turn later than the one kept
+// for its sender.
+func (r *Replayer) noteReceived(k log.KeyedTurn) {
+	c := k.Cause.Caller
+	if c == nil || c.Kind != log.CallerMessage {
+		return
+	}
+	s := c.Class + "\x00" + string(c.ID[:])
+	if old, ok := r.Received[s]; ok && !log.CallerBefore(old.Cause.Caller, c) {
+		return
+	}
+	r.Received[s] = k
 }
 
 // FromCheckpoint starts from a checkpoint's state (which it takes over).
-// The checkpoint's keyed records stay with it: Keyed starts empty.
+// The checkpoint's keyed records stay with it: Keyed starts empty, but
+// Received keeps the records of messages applied.
 func FromCheckpoint(ck *log.Checkpoint) *Replayer {
 	r := &Replayer{State: ck.Keys, Alarms: ck.Alarms, Version: ck.Version, Time: ck.Time, Seq: ck.Seq, Hash: ck.Hash, Name: ck.Name}
 	if r.State == nil {
@@ -91,7 +111,10 @@ func FromCheckpoint(ck *log.Checkpoint) *Replayer {
 	if r.Alarms == nil {
 		r.Alarms = map[string]int64{}
 	}
-	r.Keyed = map[string]log.KeyedTurn{}
+	r.Keyed, r.Received = map[string]log.KeyedTurn{}, map[string]log.KeyedTurn{}
+	for _, k := range ck.Keyed {
+		r.noteReceived(k)
+	}
 	r.noSQL = true
 	return r
 }
@@ -104,6 +127,11 @@ func (r *Replayer) Checkpoint(class string, id log.ID, keyedSince int64) *log.Ch
 		Hash: r.Hash, Keys: maps.Clone(r.State), Alarms: maps.Clone(r.Alarms)}
 	for _, k := range r.Keyed {
 		if k.Time > keyedSince {
+			ck.Keyed = append(ck.Keyed, k)
+		}
+	}
+	for _, k := range r.Received {
+		if cur, ok := r.Keyed[k.Cause.IdemKey]; !ok || cur.Time <= keyedSince {
 			ck.Keyed = append(ck.Keyed, k)
 		}
 	}
@@ -125,6 +153,10 @@ func (r *Replayer) Apply(rec log.Record) (Entry, error) {
 				r.Keyed = map[string]log.KeyedTurn{}
 			}
 			r.Keyed[t.Cause.IdemKey] = log.KeyedTurn{Time: ev.Time, Cause: t.Cause}
+			if r.Received == nil {
+				r.Received = map[string]log.KeyedTurn{}
+			}
+			r.noteReceived(log.KeyedTurn{Time: ev.Time, Cause: t.Cause})
 		}
 		for _, w := range t.Writes {
 			c := Change{Op: w.Op.String(), Key: w.Key}

@@ -567,3 +567,15 @@ func DecodeMessage(b []byte) (Message, error) {
 	}
 	return m, nil
 }
+
+// CallerBefore reports whether a names a message sent before b's (the
+// same sender's: version, then turn, then index).
+func CallerBefore(a, b *Caller) bool {
+	if a.Version != b.Version {
+		return a.Version < b.Version
+	}
+	if a.Turn != b.Turn {
+		return a.Turn < b.Turn
+	}
+	return a.Index < b.Index
+}

@@ -454,3 +454,48 @@ func TestMessagesDeadLetteredAndRetried(t *testing.T) {
 		t.Fatalf("outbox %+v after the retry", out)
 	}
 }
+
+// TestMessageRedeliveryAfterACheckpoint: a target loaded on a new node
+// from its checkpoint (skipping the events that applied the messages),
+// long after the idempotency window, still refuses a redelivery: the
+// checkpoint carries, per sender, the last message applied. Without it
+// the new node runs the message again.
+func TestMessageRedeliveryAfterACheckpoint(t *testing.T) {
+	var skew atomic.Int64
+	clock := func(c *Config) {
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+		c.Checkpoints = CheckpointConfig{Every: 2}
+	}
+	srv := startServer(t)
+	m := newMsgHarnessOn(t, srv, clock)
+	if _, err := m.call("s", "send", SendIn{To: "r", N: 2, First: 1, Reply: true}); err != nil {
+		t.Fatal(err)
+	}
+	m.waitSettled(2)
+	// r's later events, so the messages' events are behind its checkpoint.
+	for i := range 4 {
+		if _, err := m.call("r", "send", SendIn{To: "q", N: 1, First: 10 + i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.waitSettled(6)
+	if err := m.rt.FlushCheckpoints(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m.harness.close()
+	skew.Store(int64(72 * time.Hour))
+	m2 := newMsgHarnessOn(t, srv, clock)
+	before := m2.log.Stats().Read
+	e := &OutboxEntry{Sender: m2.ref("inbox", "s"), Version: 1, Index: 1, Target: m2.ref("inbox", "r"), Method: "take", Reply: "replied", body: []byte(`{"n":2}`)}
+	if err := m2.rt.outbox.attempt(e); err != nil {
+		t.Fatal(err)
+	}
+	if reads := m2.log.Stats().Read - before; reads >= 10 {
+		t.Fatalf("r was loaded by reading %d events, not from its checkpoint", reads)
+	}
+	var got []int
+	m2.read("r", "got", &got)
+	if fmt.Sprint(got) != "[1 2]" {
+		t.Fatalf("r took %v, want [1 2]: the redelivery ran again on the node that loaded r from its checkpoint", got)
+	}
+}

@@ -116,18 +116,39 @@ func eventOutbox(do func(func(*badger.Txn) error) error, ev *log.Event) error {
 				return fmt.Errorf("settle v%d.%d.%d: %w", s.Version, s.Turn, s.Index, err)
 			}
 		}
-		if c := t.Cause.Caller; c != nil && c.Kind == log.CallerMessage && t.Cause.Outcome != nil {
-			k := receivedKey(ev.Class, ev.ID, c.Class, c.ID)
-			v, err := log.EncodeCause(log.Cause{Via: t.Cause.Via, Method: t.Cause.Method, Caller: c, IdemKey: t.Cause.IdemKey, IdemHash: t.Cause.IdemHash, Outcome: t.Cause.Outcome})
-			if err != nil {
-				return fmt.Errorf("received message: %w", err)
-			}
-			if err := do(func(tx *badger.Txn) error { return tx.Set(k, v) }); err != nil {
-				return fmt.Errorf("received message: %w", err)
-			}
-		}
 	}
 	return nil
+}
+
+// stageReceived records, for a keyed turn that applied a message, the
+// message as its sender's last applied one, unless a later one of that
+// sender is recorded (checkpoints install their records in any order).
+// stageIdem calls it: the same turns, from events and from checkpoints.
+func stageReceived(tx *badger.Txn, class string, id log.ID, c log.Cause) error {
+	m := c.Caller
+	if m == nil || m.Kind != log.CallerMessage {
+		return nil
+	}
+	k := receivedKey(class, id, m.Class, m.ID)
+	item, err := tx.Get(k)
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+	case err != nil:
+		return err
+	default:
+		var old log.Cause
+		if err := item.Value(func(v []byte) error { old, err = log.DecodeCause(v); return err }); err != nil {
+			return err
+		}
+		if old.Caller != nil && !log.CallerBefore(old.Caller, m) {
+			return nil
+		}
+	}
+	v, err := log.EncodeCause(log.Cause{Via: c.Via, Method: c.Method, Caller: m, IdemKey: c.IdemKey, IdemHash: c.IdemHash, Outcome: c.Outcome})
+	if err != nil {
+		return err
+	}
+	return tx.Set(k, v)
 }
 
 // settle applies one Settle: the pending message goes (to the dead
