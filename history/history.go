@@ -74,7 +74,10 @@ type Replayer struct {
 	// it ran: checkpoints carry them all with their keyed records, so a
 	// node that loads from one still refuses a redelivery.
 	Received map[string]log.KeyedTurn
-	next     uint64 // the version Replay stopped before (0: the log's end)
+	// Outbox holds the object's own messages pending or dead (its Sends
+	// minus its Settles), which checkpoints carry.
+	Outbox map[outboxPos]log.OutboxMessage
+	next   uint64 // the version Replay stopped before (0: the log's end)
 	// sql is the object's SQL database as replayed, in memory (sql.go);
 	// noSQL when the replay started from a checkpoint, which has none.
 	sql   *sqlstore.DB
@@ -84,6 +87,39 @@ type Replayer struct {
 // NewReplayer starts from an object with no events.
 func NewReplayer() *Replayer {
 	return &Replayer{State: map[string][]byte{}, Alarms: map[string]int64{}, Keyed: map[string]log.KeyedTurn{}, Received: map[string]log.KeyedTurn{}}
+}
+
+type outboxPos struct {
+	version     uint64
+	turn, index int
+}
+
+// noteOutbox applies one turn's sends and settles to r.Outbox.
+func (r *Replayer) noteOutbox(version uint64, ti int, t log.Turn) {
+	if len(t.Sends) == 0 && len(t.Settles) == 0 {
+		return
+	}
+	if r.Outbox == nil {
+		r.Outbox = map[outboxPos]log.OutboxMessage{}
+	}
+	for i, m := range t.Sends {
+		r.Outbox[outboxPos{version, ti, i}] = log.OutboxMessage{Version: version, Turn: ti, Index: i, Message: m}
+	}
+	for _, s := range t.Settles {
+		p := outboxPos{s.Version, s.Turn, s.Index}
+		m, ok := r.Outbox[p]
+		switch {
+		case !ok:
+		case s.Retry && m.Dead != "":
+			m.Dead = ""
+			r.Outbox[p] = m
+		case s.Dead != "" && m.Dead == "":
+			m.Dead = s.Dead
+			r.Outbox[p] = m
+		case !s.Retry && s.Dead == "" && m.Dead == "":
+			delete(r.Outbox, p)
+		}
+	}
 }
 
 // noteReceived keeps k if it is a message's turn later than the one kept
@@ -115,6 +151,10 @@ func FromCheckpoint(ck *log.Checkpoint) *Replayer {
 	for _, k := range ck.Keyed {
 		r.noteReceived(k)
 	}
+	r.Outbox = make(map[outboxPos]log.OutboxMessage, len(ck.Outbox))
+	for _, m := range ck.Outbox {
+		r.Outbox[outboxPos{m.Version, m.Turn, m.Index}] = m
+	}
 	r.noSQL = true
 	return r
 }
@@ -136,6 +176,13 @@ func (r *Replayer) Checkpoint(class string, id log.ID, keyedSince int64) *log.Ch
 		}
 	}
 	sort.Slice(ck.Keyed, func(i, j int) bool { return ck.Keyed[i].Cause.IdemKey < ck.Keyed[j].Cause.IdemKey })
+	for _, m := range r.Outbox {
+		ck.Outbox = append(ck.Outbox, m)
+	}
+	sort.Slice(ck.Outbox, func(i, j int) bool {
+		a, b := ck.Outbox[i], ck.Outbox[j]
+		return log.CallerBefore(&log.Caller{Version: a.Version, Turn: a.Turn, Index: a.Index}, &log.Caller{Version: b.Version, Turn: b.Turn, Index: b.Index})
+	})
 	return ck
 }
 
@@ -146,7 +193,8 @@ func (r *Replayer) Apply(rec log.Record) (Entry, error) {
 		return Entry{}, err
 	}
 	e := Entry{Version: ev.Version, Seq: rec.Seq, Time: time.Unix(0, ev.Time).UTC(), Name: ev.Name}
-	for _, t := range ev.Turns {
+	for ti, t := range ev.Turns {
+		r.noteOutbox(ev.Version, ti, t)
 		turn := Turn{Cause: t.Cause, Calls: t.Calls, Sends: t.Sends, Settles: t.Settles, Changes: []Change{}}
 		if t.Cause.IdemKey != "" && t.Cause.Outcome != nil {
 			if r.Keyed == nil {

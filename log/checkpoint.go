@@ -39,6 +39,21 @@ type Checkpoint struct {
 	// checkpoint skips the events that hold them, and reads them from the
 	// checkpoints of the window instead (LoadKeyed).
 	Keyed []KeyedTurn
+	// Outbox are the object's own durable messages pending or dead at
+	// Version (its Sends minus its Settles), in send order: a node that
+	// loads from the checkpoint skips the events that say so.
+	Outbox []OutboxMessage
+}
+
+// OutboxMessage is one of an object's messages in a checkpoint: where it
+// was sent (event version, turn, index in Sends), the message, and, for a
+// dead letter, its error.
+type OutboxMessage struct {
+	Version uint64  `cbor:"1,keyasint"`
+	Turn    int     `cbor:"2,keyasint,omitempty"`
+	Index   int     `cbor:"3,keyasint,omitempty"`
+	Message Message `cbor:"4,keyasint"`
+	Dead    string  `cbor:"5,keyasint,omitempty"`
 }
 
 // KeyedTurn is the record of one keyed turn: its event's time and cause.
@@ -70,6 +85,12 @@ type CheckpointInfo struct {
 	KeyedChunks []uint64 `cbor:"13,keyasint,omitempty"`
 	Keyed       uint64   `cbor:"14,keyasint,omitempty"`
 	KeyedHash   Hash     `cbor:"15,keyasint,omitempty"`
+	// OutboxChunks hold Checkpoint.Outbox, Outbox of them, OutboxHash
+	// SHA-256 over their bytes in order. Checkpoints written before
+	// durable messages have none.
+	OutboxChunks []uint64 `cbor:"20,keyasint,omitempty"`
+	Outbox       uint64   `cbor:"21,keyasint,omitempty"`
+	OutboxHash   Hash     `cbor:"22,keyasint,omitempty"`
 }
 
 type alarmEntry struct {
@@ -161,30 +182,52 @@ func encodeChunks(keys map[string][]byte) ([][]byte, error) {
 
 // encodeKeyedChunks splits keyed turns' records into chunks.
 func encodeKeyedChunks(keyed []KeyedTurn) ([][]byte, error) {
+	return encodeListChunks(keyed, "records", checkKeyed, func(k KeyedTurn) int {
+		return len(k.Cause.IdemKey) + len(k.Cause.Method) + len(k.Cause.Outcome.Body) + 256
+	})
+}
+
+func checkKeyed(k KeyedTurn) error {
+	if err := k.Cause.validateIdem(); err != nil || k.Cause.IdemKey == "" || k.Cause.Outcome == nil {
+		return fmt.Errorf("record %q is not a keyed turn's (%v)", k.Cause.IdemKey, err)
+	}
+	return nil
+}
+
+func checkOutbox(m OutboxMessage) error {
+	if m.Version == 0 || !ValidClass(m.Message.Class) || m.Message.Method == "" || len(m.Message.Body) > MessageBytesMax {
+		return fmt.Errorf("message v%d.%d.%d is not a message", m.Version, m.Turn, m.Index)
+	}
+	return nil
+}
+
+// encodeListChunks splits items into chunks of at most ckptChunkBytes (as
+// size counts them) and ckptChunkEntries, each checked first.
+func encodeListChunks[T any](items []T, what string, check func(T) error, size func(T) int) ([][]byte, error) {
 	var chunks [][]byte
-	var cur []KeyedTurn
-	size := 0
+	var cur []T
+	n := 0
 	flush := func() error {
 		b, err := encMode.Marshal(cur)
 		if err != nil {
-			return fmt.Errorf("encode checkpoint records: %w", err)
+			return fmt.Errorf("encode checkpoint %s: %w", what, err)
 		}
 		chunks = append(chunks, b)
-		cur, size = cur[:0], 0
+		cur, n = cur[:0], 0
 		return nil
 	}
-	for _, k := range keyed {
-		if err := k.Cause.validateIdem(); err != nil || k.Cause.IdemKey == "" || k.Cause.Outcome == nil {
-			return nil, fmt.Errorf("encode checkpoint record %q: not a keyed turn's record (%v)", k.Cause.IdemKey, err)
+	for _, it := range items {
+		if err := check(it); err != nil {
+			return nil, fmt.Errorf("encode checkpoint: %w", err)
 		}
-		n := len(k.Cause.IdemKey) + len(k.Cause.Method) + len(k.Cause.Outcome.Body) + 256
-		if len(cur) > 0 && (size+n > ckptChunkBytes || len(cur) == ckptChunkEntries) {
+		sz := size(it)
+		if len(cur) > 0 && (n+sz > ckptChunkBytes || len(cur) == ckptChunkEntries) {
 			if err := flush(); err != nil {
 				return nil, err
 			}
 		}
-		cur = append(cur, k)
-		size += n
+		cur = append(cur, it)
+		n += sz
 	}
 	if len(cur) > 0 {
 		if err := flush(); err != nil {
@@ -192,6 +235,41 @@ func encodeKeyedChunks(keyed []KeyedTurn) ([][]byte, error) {
 		}
 	}
 	return chunks, nil
+}
+
+// loadListChunks reads the chunks at seqs, checks each item and their
+// hash and count against the manifest's.
+func loadListChunks[T any](ctx context.Context, l *Log, info CheckpointInfo, seqs []uint64, hash Hash, count uint64, what string, check func(T) error) ([]T, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("log: checkpoint %s/%s v%d: %w: %s", info.Class, info.ID, info.Version, ErrBadCheckpoint, fmt.Sprintf(format, args...))
+	}
+	var items []T
+	sum := sha256.New()
+	for _, seq := range seqs {
+		data, err := l.chunkAt(ctx, info, seq)
+		if err != nil {
+			return nil, err
+		}
+		sum.Write(data)
+		var entries []T
+		if err := decMode.Unmarshal(data, &entries); err != nil {
+			return nil, bad("chunk %d: %v", seq, err)
+		}
+		for _, e := range entries {
+			if err := check(e); err != nil {
+				return nil, bad("chunk %d: %v", seq, err)
+			}
+		}
+		items = append(items, entries...)
+	}
+	var got Hash
+	if len(seqs) > 0 {
+		sum.Sum(got[:0])
+	}
+	if got != hash || uint64(len(items)) != count {
+		return nil, bad("%s hash %s with %d, manifest says %s with %d", what, got, len(items), hash, count)
+	}
+	return items, nil
 }
 
 // WriteCheckpoint stores ck unless the object already has a checkpoint at
@@ -227,34 +305,48 @@ func (l *Log) WriteCheckpoint(ctx context.Context, ck *Checkpoint) error {
 	if err != nil {
 		return err
 	}
+	outboxChunks, err := encodeListChunks(ck.Outbox, "messages", checkOutbox, func(m OutboxMessage) int {
+		return len(m.Message.Class) + len(m.Message.Method) + len(m.Message.Reply) + len(m.Message.Body) + len(m.Dead) + 128
+	})
+	if err != nil {
+		return err
+	}
 	info := CheckpointInfo{Format: FormatVersion, Class: ck.Class, ID: ck.ID, Name: ck.Name, Version: ck.Version,
-		Seq: ck.Seq, Time: ck.Time, Hash: ck.Hash, Keys: uint64(len(ck.Keys)), Keyed: uint64(len(ck.Keyed))}
+		Seq: ck.Seq, Time: ck.Time, Hash: ck.Hash, Keys: uint64(len(ck.Keys)), Keyed: uint64(len(ck.Keyed)), Outbox: uint64(len(ck.Outbox))}
 	for name, at := range ck.Alarms {
 		info.Alarms = append(info.Alarms, alarmEntry{Name: name, At: at})
 	}
 	sort.Slice(info.Alarms, func(i, j int) bool { return info.Alarms[i].Name < info.Alarms[j].Name })
-	sum, keyedSum := sha256.New(), sha256.New()
+	sum, keyedSum, outboxSum := sha256.New(), sha256.New(), sha256.New()
 	dsubj := ckptSubject(shard, ck.Class, ck.ID, "d")
 	// Message ids name the class too: the same id is reachable under
 	// every class, and the duplicate window is per stream.
 	prefix := objectTail(ck.Class, ck.ID) + "." + strconv.FormatUint(ck.Version, 10) + "."
-	for i, c := range append(chunks, keyedChunks...) {
+	all := append(append(chunks, keyedChunks...), outboxChunks...)
+	for i, c := range all {
 		m := &nats.Msg{Subject: dsubj, Data: c, Header: nats.Header{hdrMsgID: []string{prefix + strconv.Itoa(i)}}}
 		ack, err := l.js.PublishMsg(ctx, m)
 		if err != nil {
 			return fmt.Errorf("log: checkpoint %s v%d chunk %d: %w", ck.ID, ck.Version, i, err)
 		}
-		if i < len(chunks) {
+		switch {
+		case i < len(chunks):
 			info.Chunks = append(info.Chunks, ack.Sequence)
 			sum.Write(c)
-		} else {
+		case i < len(chunks)+len(keyedChunks):
 			info.KeyedChunks = append(info.KeyedChunks, ack.Sequence)
 			keyedSum.Write(c)
+		default:
+			info.OutboxChunks = append(info.OutboxChunks, ack.Sequence)
+			outboxSum.Write(c)
 		}
 	}
 	sum.Sum(info.StateHash[:0])
 	if len(keyedChunks) > 0 {
 		keyedSum.Sum(info.KeyedHash[:0])
+	}
+	if len(outboxChunks) > 0 {
+		outboxSum.Sum(info.OutboxHash[:0])
 	}
 	b, err := encMode.Marshal(info)
 	if err != nil {
@@ -382,6 +474,9 @@ func (l *Log) LoadCheckpoint(ctx context.Context, info CheckpointInfo) (*Checkpo
 	if ck.Keyed, err = l.LoadKeyed(ctx, info); err != nil {
 		return nil, err
 	}
+	if ck.Outbox, err = loadListChunks(ctx, l, info, info.OutboxChunks, info.OutboxHash, info.Outbox, "messages", checkOutbox); err != nil {
+		return nil, err
+	}
 	return ck, nil
 }
 
@@ -404,36 +499,7 @@ func (l *Log) LoadKeyed(ctx context.Context, info CheckpointInfo) ([]KeyedTurn, 
 	if l.closed() {
 		return nil, ErrClosed
 	}
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("log: checkpoint %s/%s v%d: %w: %s", info.Class, info.ID, info.Version, ErrBadCheckpoint, fmt.Sprintf(format, args...))
-	}
-	var keyed []KeyedTurn
-	sum := sha256.New()
-	for _, seq := range info.KeyedChunks {
-		data, err := l.chunkAt(ctx, info, seq)
-		if err != nil {
-			return nil, err
-		}
-		sum.Write(data)
-		var entries []KeyedTurn
-		if err := decMode.Unmarshal(data, &entries); err != nil {
-			return nil, bad("chunk %d: %v", seq, err)
-		}
-		for _, e := range entries {
-			if err := e.Cause.validateIdem(); err != nil || e.Cause.IdemKey == "" || e.Cause.Outcome == nil {
-				return nil, bad("chunk %d: record %q is not a keyed turn's (%v)", seq, e.Cause.IdemKey, err)
-			}
-		}
-		keyed = append(keyed, entries...)
-	}
-	var got Hash
-	if len(info.KeyedChunks) > 0 {
-		sum.Sum(got[:0])
-	}
-	if got != info.KeyedHash || uint64(len(keyed)) != info.Keyed {
-		return nil, bad("records hash %s with %d records, manifest says %s with %d", got, len(keyed), info.KeyedHash, info.Keyed)
-	}
-	return keyed, nil
+	return loadListChunks(ctx, l, info, info.KeyedChunks, info.KeyedHash, info.Keyed, "records", checkKeyed)
 }
 
 // msgAt is the message at one stream sequence.

@@ -336,3 +336,26 @@ func (p *Projector) Received(class string, id log.ID, sender string, senderID lo
 	}
 	return c, ok, nil
 }
+
+// installOutbox replaces an object's outbox index with a checkpoint's.
+func installOutbox(tx *badger.Txn, ck *log.Checkpoint) error {
+	for _, kind := range []byte{kindOutbox, kindDead} {
+		if err := deletePrefix(tx, objectKey(kind, ck.Class, ck.ID, "")); err != nil {
+			return err
+		}
+	}
+	for _, m := range ck.Outbox {
+		kind := byte(kindOutbox)
+		if m.Dead != "" {
+			kind = kindDead
+		}
+		v, err := encodeOutbox(m.Message, m.Dead)
+		if err != nil {
+			return err
+		}
+		if err := tx.Set(objectKey(kind, ck.Class, ck.ID, MessagePos{m.Version, m.Turn, m.Index}.suffix()), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
