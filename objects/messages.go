@@ -40,9 +40,13 @@ package objects
 //     most once. A dead letter does not run the reply method; a retried
 //     one does when it is delivered.
 //
-// Not done: checkpoints do not carry the outbox or received indexes; an
-// object restored from a checkpoint whose events were dropped
-// (Checkpoints.Retain) loses them (docs/api.md).
+// Checkpoints carry the pending messages and dead letters
+// (log.Checkpoint.Outbox) and, as keyed records, the last message applied
+// per sender (history.Replayer.Received).
+//
+// Limits (docs/api.md): the outbox routes answer from the serving node's
+// snapshot; a takeover looks back one minute of log; a reply method of a
+// class deployed at run time is not run.
 
 import (
 	"context"
