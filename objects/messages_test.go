@@ -537,3 +537,40 @@ func TestMessagesPendingAcrossACheckpoint(t *testing.T) {
 		t.Fatalf("r took %v, want [1 2 3]", got)
 	}
 }
+
+// TestRetriedDeadLetterKeepsOrder: a dead letter retried after a later
+// message of its sender reached the same target is refused with
+// message_superseded (its reply says so) instead of applying out of send
+// order; the target applied each message at most once.
+func TestRetriedDeadLetterKeepsOrder(t *testing.T) {
+	defer func(d time.Duration) { messageBackoffMin = d }(messageBackoffMin)
+	messageBackoffMin = time.Millisecond
+	inboxDown.Store(true)
+	defer inboxDown.Store(false)
+	m := newMsgHarness(t)
+	if _, err := m.call("s", "send", SendIn{To: "r", N: 1, First: 1, Reply: true}); err != nil {
+		t.Fatal(err)
+	}
+	m.waitSettled(1)
+	inboxDown.Store(false)
+	if _, err := m.call("s", "send", SendIn{To: "r", N: 1, First: 2, Reply: true}); err != nil {
+		t.Fatal(err)
+	}
+	m.waitSettled(2)
+	m.flush()
+	dead, _, err := m.rt.DeadLetters(projector.OutboxCursor{}, 10)
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("dead letters %+v, %v", dead, err)
+	}
+	if err := m.rt.RetryDead(context.Background(), dead[0]); err != nil {
+		t.Fatal(err)
+	}
+	m.waitSettled(3)
+	var got []int
+	m.read("r", "got", &got)
+	var replies []Reply
+	m.read("s", "replies", &replies)
+	if fmt.Sprint(got) != "[2]" || len(replies) != 2 || replies[1].Error == nil || replies[1].Error.Code != "message_superseded" {
+		t.Fatalf("r took %v, replies %+v; want [2], and the retried message refused as superseded", got, replies)
+	}
+}
