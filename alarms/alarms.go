@@ -169,7 +169,7 @@ type Service struct {
 	takeNext func(class string, id log.ID) bool
 	takeWake chan struct{}
 
-	published, repaired, ran, stale, retried, deferred, dead, swept, takenOver atomic.Uint64
+	published, repaired, ran, stale, retried, deferred, dead, swept, takenOver, outboxRepaired atomic.Uint64
 }
 
 // Stats count what the Service did since New.
@@ -183,12 +183,15 @@ type Stats struct {
 	Dead      uint64 // fires dead-lettered
 	Swept     uint64 // pending alarms the sweep queued for a check
 	TakenOver uint64 // alarms of objects gained from nodes that left, queued for a check
+	// OutboxRepaired counts senders with pending messages activated by
+	// Start, the sweep or a takeover (their loads deliver them).
+	OutboxRepaired uint64
 }
 
 // Stats returns the counters since New.
 func (s *Service) Stats() Stats {
 	return Stats{Published: s.published.Load(), Repaired: s.repaired.Load(), Ran: s.ran.Load(), Stale: s.stale.Load(), Retried: s.retried.Load(), Deferred: s.deferred.Load(), Dead: s.dead.Load(),
-		Swept: s.swept.Load(), TakenOver: s.takenOver.Load()}
+		Swept: s.swept.Load(), TakenOver: s.takenOver.Load(), OutboxRepaired: s.outboxRepaired.Load()}
 }
 
 // New returns a Service whose publisher runs. Pass it as
@@ -253,8 +256,9 @@ func (s *Service) Start(ctx context.Context, rt *objects.Runtime) error {
 		}
 		s.mu.consumers = append(s.mu.consumers, c)
 	}
-	s.bg.Add(1)
+	s.bg.Add(2)
 	go s.takeovers()
+	go s.outboxStart()
 	if s.cfg.SweepInterval > 0 {
 		s.bg.Add(1)
 		go s.sweep()

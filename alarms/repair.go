@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/objects"
 	"github.com/strata-objects/strata/projector"
 )
 
@@ -32,6 +33,14 @@ import (
 //
 // Both only queue ensure jobs: the publisher checks and publishes them in
 // queue order with the changes of live activations, in batches.
+//
+// Durable messages (objects/messages.go) need the same three repairs, and
+// get them here: a sender's pending messages are delivered by the node
+// that activates it, so Start, each sweep tick (a page of the snapshot's
+// outbox index) and a takeover (the senders among the gained objects'
+// events in the lookback) activate the senders with pending messages
+// (objects.Runtime.RepairOutbox), skipping those active here and, in a
+// cluster, those another node owns.
 
 // sweep checks a page of the pending-alarm index every SweepInterval
 // until the fires stop.
@@ -40,6 +49,7 @@ func (s *Service) sweep() {
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
 	var cursor projector.AlarmCursor
+	var outbox projector.OutboxCursor
 	for {
 		select {
 		case <-s.bgCtx.Done():
@@ -50,6 +60,60 @@ func (s *Service) sweep() {
 		if cursor, err = s.sweepPage(cursor); err != nil && s.bgCtx.Err() == nil {
 			s.logger.Warn("alarm sweep: page not checked; the next tick tries again", "err", err)
 		}
+		if outbox, err = s.outboxPage(outbox, s.cfg.SweepPage); err != nil && s.bgCtx.Err() == nil {
+			s.logger.Warn("outbox sweep: page not checked; the next tick tries again", "err", err)
+		}
+	}
+}
+
+// outboxPage activates the senders of one page of at most n pending
+// messages of the snapshot's outbox index after cursor, and returns where
+// the next page starts (the zero cursor after the index's end).
+func (s *Service) outboxPage(cursor projector.OutboxCursor, n int) (projector.OutboxCursor, error) {
+	ms, next, err := s.proj.OutboxPage(cursor, n)
+	if err != nil {
+		return cursor, err
+	}
+	seen := map[objects.Ref]bool{}
+	for _, m := range ms {
+		ref := objects.Ref{Class: m.Class, ID: m.ID}
+		if seen[ref] || !s.owns(m.Class, m.ID) || s.rt.Active(m.Class, m.ID) {
+			continue
+		}
+		seen[ref] = true
+		s.repairOutbox(ref)
+	}
+	return next, nil
+}
+
+// repairOutbox activates a sender with pending messages; its load hands
+// them to the outbox.
+func (s *Service) repairOutbox(ref objects.Ref) {
+	ctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.TurnTimeout)
+	defer cancel()
+	if err := s.rt.RepairOutbox(ctx, ref); err != nil && s.bgCtx.Err() == nil {
+		s.logger.Warn("outbox of a sender not loaded; the next sweep tries again", "class", ref.Class, "id", ref.ID, "err", err)
+		return
+	}
+	s.outboxRepaired.Add(1)
+}
+
+// outboxStart activates every sender with pending messages in the
+// snapshot, a page at a time (Start runs it in the background: the
+// senders' loads need the runtime serving).
+func (s *Service) outboxStart() {
+	defer s.bg.Done()
+	var cursor projector.OutboxCursor
+	for s.bgCtx.Err() == nil {
+		next, err := s.outboxPage(cursor, s.cfg.SweepPage)
+		if err != nil {
+			s.logger.Warn("outbox repair at start: page not read; the sweep goes on from here", "err", err)
+			return
+		}
+		if next == (projector.OutboxCursor{}) {
+			return
+		}
+		cursor = next
 	}
 }
 
@@ -161,6 +225,7 @@ func (s *Service) takeOver(ctx context.Context, gained func(string, log.ID) bool
 	}
 	last := map[alarmKey]pending{}
 	versions := map[object]uint64{} // each gained object's last version read
+	senders := map[object]bool{}    // gained objects that sent messages
 	var errs []error
 	for shard := range s.log.Shards() {
 		err := s.log.ReadSince(ctx, shard, since, func(r log.Record) error {
@@ -170,6 +235,9 @@ func (s *Service) takeOver(ctx context.Context, gained func(string, log.ID) bool
 			}
 			versions[object{e.Class, e.ID}] = e.Version
 			for _, t := range e.Turns {
+				if len(t.Sends) > 0 {
+					senders[object{e.Class, e.ID}] = true
+				}
 				for _, w := range t.Writes {
 					switch w.Op {
 					case log.OpSetAlarm, log.OpDeleteAlarm:
@@ -197,5 +265,11 @@ func (s *Service) takeOver(ctx context.Context, gained func(string, log.ID) bool
 	}
 	s.takenOver.Add(uint64(n))
 	s.logger.Info("alarms of objects taken over checked", "since", since, "alarms", n)
+	for o := range senders {
+		if ctx.Err() != nil {
+			break
+		}
+		s.repairOutbox(objects.Ref{Class: o.class, ID: o.id})
+	}
 	return errors.Join(errs...)
 }

@@ -124,3 +124,82 @@ func (*account) Transfer(ctx *objects.Ctx, in TransferInput) (Balance, error) {
 	b, err := balanceOf(ctx)
 	return Balance{Balance: b}, err
 }
+
+// SendTransfer debits amount cents here and sends the deposit to account
+// To as a durable message (objects.Stub.SendWithReply): the debit and the
+// message are one event, so either both happen or neither; the deposit is
+// then applied exactly once, however often it is delivered, and its
+// answer comes back as a turn of Credited. Unlike Transfer, nothing is
+// ever "outcome unknown": at the end every debit has its deposit.
+func (*account) SendTransfer(ctx *objects.Ctx, in TransferInput) (Balance, error) {
+	if err := checkAmount(in.Amount); err != nil {
+		return Balance{}, err
+	}
+	if err := objects.ValidateName(in.To); err != nil {
+		return Balance{}, err
+	}
+	if in.To == ctx.Name() {
+		return Balance{}, objects.Errorf(http.StatusBadRequest, "same_account", "a transfer to itself")
+	}
+	b, err := add(ctx, -in.Amount)
+	if err != nil {
+		return Balance{}, err
+	}
+	if err := ctx.Object("account", in.To).SendWithReply("credit", AmountInput{Amount: in.Amount}, "credited"); err != nil {
+		return Balance{}, err // the turn fails: no debit, no message
+	}
+	return b, nil
+}
+
+// Credit is a durable transfer's deposit (SendTransfer): it adds amount
+// cents and counts the credits under "credits".
+func (*account) Credit(ctx *objects.Ctx, in AmountInput) (Balance, error) {
+	if err := checkAmount(in.Amount); err != nil {
+		return Balance{}, err
+	}
+	n, _, err := objects.GetJSON[int64](ctx.Storage(), "credits")
+	if err != nil {
+		return Balance{}, err
+	}
+	if err := objects.PutJSON(ctx.Storage(), "credits", n+1); err != nil {
+		return Balance{}, err
+	}
+	return add(ctx, in.Amount)
+}
+
+// Credited is the answer to a durable transfer: counted under "credited",
+// or under "refused" if the deposit was refused (only past the balance
+// limit; it wrote nothing): the answer does not carry the amount, so an
+// operator settles a refusal.
+func (*account) Credited(ctx *objects.Ctx, r objects.Reply) error {
+	key := "credited"
+	if r.Error != nil {
+		key = "refused"
+	}
+	n, _, err := objects.GetJSON[int64](ctx.Storage(), key)
+	if err != nil {
+		return err
+	}
+	return objects.PutJSON(ctx.Storage(), key, n+1)
+}
+
+// Counts are an account's durable-transfer counters.
+type Counts struct {
+	Balance  int64 `json:"balance"`
+	Credits  int64 `json:"credits"`  // deposits applied here
+	Credited int64 `json:"credited"` // answers to this account's transfers
+	Refused  int64 `json:"refused"`
+}
+
+// Counts returns the balance and the durable-transfer counters.
+func (*account) Counts(ctx *objects.Ctx) (Counts, error) {
+	var c Counts
+	for key, p := range map[string]*int64{"balance": &c.Balance, "credits": &c.Credits, "credited": &c.Credited, "refused": &c.Refused} {
+		v, _, err := objects.GetJSON[int64](ctx.Storage(), key)
+		if err != nil {
+			return Counts{}, err
+		}
+		*p = v
+	}
+	return c, nil
+}

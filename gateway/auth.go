@@ -93,6 +93,8 @@ var routeAccess = map[string]access{
 	"GET /v1/alarms":                accessAdmin,
 	"GET /v1/alarms/dead":           accessAdmin,
 	"POST /v1/alarms/dead/retry":    accessAdmin,
+	"GET /v1/outbox/dead":           accessAdmin,
+	"POST /v1/outbox/dead/retry":    accessAdmin,
 	"GET /v1/tokens":                accessAdmin,
 	"POST /v1/tokens":               accessAdmin,
 	"DELETE /v1/tokens/{id}":        accessAdmin,
@@ -115,6 +117,7 @@ var actionAccess = map[string]access{
 	"rpc":     accessCall,
 	"fetch":   accessCall,
 	"alarm":   accessCall,
+	"outbox":  accessRead, // GET …/outbox: the object's pending messages and dead letters
 	"ws":      accessCall,
 	"history": accessRead,
 	"state":   accessRead,

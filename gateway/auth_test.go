@@ -59,7 +59,7 @@ func startAuthWith(t *testing.T, edit func(*Config)) *authFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(store.Close)
-	cfg := Config{Backend: n.Runtime, Alarms: n.Alarms, Tokens: store}
+	cfg := Config{Backend: n.Runtime, Alarms: n.Alarms, Outbox: n.Runtime, Tokens: store}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -174,6 +174,9 @@ var authRoutes = []struct {
 	{"GET", "/v1/alarms", ""},
 	{"GET", "/v1/alarms/dead", ""},
 	{"POST", "/v1/alarms/dead/retry", ""},
+	{"GET", "/v1/objects/counter/m/outbox", ""},
+	{"GET", "/v1/outbox/dead", ""},
+	{"POST", "/v1/outbox/dead/retry", ""},
 	{"GET", "/v1/tokens", ""},
 	{"POST", "/v1/tokens", `{"scopes":["read"]}`},
 	{"DELETE", "/v1/tokens/nosuch", ""},
@@ -269,7 +272,7 @@ func TestAuthRoutesCovered(t *testing.T) {
 			t.Errorf("actionAccess has %q, which is no action", a)
 		}
 	}
-	for _, a := range []string{"rpc", "fetch", "alarm", "ws", "history", "state", "audit", "restore", "trace"} {
+	for _, a := range []string{"rpc", "fetch", "alarm", "ws", "outbox", "history", "state", "audit", "restore", "trace"} {
 		if isAction(a) && actionAccess[a] == 0 {
 			t.Errorf("action %q has no row in actionAccess", a)
 		}

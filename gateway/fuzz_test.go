@@ -19,7 +19,7 @@ import (
 func fuzzGateway(f *testing.F) http.Handler {
 	cls := append(classes.All(), objects.Define("echo", func() *echo { return &echo{} }))
 	n := testnode.Start(f, cls, nil)
-	gw, err := gateway.New(gateway.Config{Backend: n.Runtime, Alarms: n.Alarms})
+	gw, err := gateway.New(gateway.Config{Backend: n.Runtime, Alarms: n.Alarms, Outbox: n.Runtime})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -70,6 +70,8 @@ type Config struct {
 	Logger         *slog.Logger
 	// Alarms, if set, serves the operator's alarm routes (alarm.go).
 	Alarms AlarmAdmin
+	// Outbox, if set, serves the durable messages' routes (outbox.go).
+	Outbox OutboxAdmin
 	// WebSocket is the WebSocket protocol's configuration (websocket.go).
 	WebSocket WebSocketConfig
 	// Tokens, if set, turns auth on (auth.go): every route but /healthz
@@ -162,6 +164,9 @@ func New(cfg Config) (*Gateway, error) {
 	g.handle("GET /v1/cluster/raft", g.raft)
 	if cfg.Alarms != nil {
 		g.alarmAdminRoutes()
+	}
+	if cfg.Outbox != nil {
+		g.outboxAdminRoutes()
 	}
 	g.tokenRoutes()
 	if cfg.Classes != nil {
@@ -316,13 +321,13 @@ func (g *Gateway) parseRoute(r *http.Request) (route, error) {
 	}
 	if op.action == "" {
 		seg, _, _ := strings.Cut(op.rest, "/")
-		return route{}, &routeError{http.StatusNotFound, "not_found", fmt.Sprintf("unknown action %q: want rpc, fetch, alarm, ws, history, state, audit, restore, sql or trace", seg)}
+		return route{}, &routeError{http.StatusNotFound, "not_found", fmt.Sprintf("unknown action %q: want rpc, fetch, alarm, ws, outbox, history, state, audit, restore, sql or trace", seg)}
 	}
 	return route{ref: ref, action: op.action, rest: op.rest}, nil
 }
 
 func isAction(s string) bool {
-	return s == "rpc" || s == "fetch" || s == "alarm" || s == "ws" || isPastAction(s)
+	return s == "rpc" || s == "fetch" || s == "alarm" || s == "ws" || s == "outbox" || isPastAction(s)
 }
 
 func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
@@ -366,6 +371,8 @@ func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 		g.past(ctx, w, r, rt, cause)
 	case "alarm":
 		g.alarm(ctx, w, r, rt, cause)
+	case "outbox":
+		g.outbox(w, r, rt)
 	case "ws":
 		g.webSocket(ctx, w, r, rt, cause)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
 )
 
@@ -184,8 +185,10 @@ type historyTurn struct {
 	// turn made (issue 16).
 	Caller *historyCaller `json:"caller,omitempty"`
 	Calls  []historyCall  `json:"calls,omitempty"`
-	// Sends: the durable messages this turn sent.
-	Sends []historySend `json:"sends,omitempty"`
+	// Sends: the durable messages this turn sent; Settles: this object's
+	// earlier messages it settled (objects/messages.go).
+	Sends   []historySend   `json:"sends,omitempty"`
+	Settles []historySettle `json:"settles,omitempty"`
 	// ClassVersion: the deployed class version whose code ran the turn.
 	ClassVersion uint64          `json:"class_version,omitempty"`
 	Changes      []historyChange `json:"changes"`
@@ -208,6 +211,14 @@ type historySend struct {
 	Reply  string `json:"reply,omitempty"`
 }
 
+type historySettle struct {
+	Version uint64 `json:"version"`
+	Turn    int    `json:"turn"`
+	Index   int    `json:"index"`
+	Dead    string `json:"dead,omitempty"`
+	Retry   bool   `json:"retry,omitempty"`
+}
+
 type historyCall struct {
 	Class  string `json:"class"`
 	ID     string `json:"id"`
@@ -224,6 +235,9 @@ func historyTurnOf(t objects.HistoryTurn) historyTurn {
 	ht.Caller, ht.Calls = historyCallsOf(t)
 	for _, m := range t.Sends {
 		ht.Sends = append(ht.Sends, historySend{Class: m.Class, ID: m.ID.String(), Method: m.Method, Reply: m.Reply})
+	}
+	for _, s := range t.Settles {
+		ht.Settles = append(ht.Settles, historySettle{Version: s.Version, Turn: s.Turn, Index: s.Index, Dead: s.Dead, Retry: s.Retry})
 	}
 	if c := t.Cause.Code; c != nil {
 		ht.ClassVersion = c.ClassVersion

@@ -40,6 +40,7 @@ type Turn struct {
 	Cause   log.Cause     `json:"-"`
 	Calls   []log.Call    `json:"-"` // calls the turn made to other objects
 	Sends   []log.Message `json:"-"` // durable messages the turn sent
+	Settles []log.Settle  `json:"-"` // the object's earlier messages the turn settled
 	Changes []Change      `json:"changes"`
 	SQL     []SQLChange   `json:"sql,omitempty"` // row and schema changes (sql.go)
 }
@@ -68,7 +69,15 @@ type Replayer struct {
 	// checkpoint carries, since a node that loads from it skips their
 	// events.
 	Keyed map[string]log.KeyedTurn
-	next  uint64 // the version Replay stopped before (0: the log's end)
+	// Received holds, per sender, the record of the last turn that
+	// applied one of its durable messages (objects/messages.go), whenever
+	// it ran: checkpoints carry them all with their keyed records, so a
+	// node that loads from one still refuses a redelivery.
+	Received map[string]log.KeyedTurn
+	// Outbox holds the object's own messages pending or dead (its Sends
+	// minus its Settles), which checkpoints carry.
+	Outbox map[outboxPos]log.OutboxMessage
+	next   uint64 // the version Replay stopped before (0: the log's end)
 	// sql is the object's SQL database as replayed, in memory (sql.go);
 	// noSQL when the replay started from a checkpoint written before
 	// checkpoints carried SQL state. sqlInit is the checkpoint's SQL state
@@ -80,13 +89,60 @@ type Replayer struct {
 
 // NewReplayer starts from an object with no events.
 func NewReplayer() *Replayer {
-	return &Replayer{State: map[string][]byte{}, Alarms: map[string]int64{}, Keyed: map[string]log.KeyedTurn{}}
+	return &Replayer{State: map[string][]byte{}, Alarms: map[string]int64{}, Keyed: map[string]log.KeyedTurn{}, Received: map[string]log.KeyedTurn{}}
+}
+
+type outboxPos struct {
+	version     uint64
+	turn, index int
+}
+
+// noteOutbox applies one turn's sends and settles to r.Outbox.
+func (r *Replayer) noteOutbox(version uint64, ti int, t log.Turn) {
+	if len(t.Sends) == 0 && len(t.Settles) == 0 {
+		return
+	}
+	if r.Outbox == nil {
+		r.Outbox = map[outboxPos]log.OutboxMessage{}
+	}
+	for i, m := range t.Sends {
+		r.Outbox[outboxPos{version, ti, i}] = log.OutboxMessage{Version: version, Turn: ti, Index: i, Message: m}
+	}
+	for _, s := range t.Settles {
+		p := outboxPos{s.Version, s.Turn, s.Index}
+		m, ok := r.Outbox[p]
+		switch {
+		case !ok:
+		case s.Retry && m.Dead != "":
+			m.Dead = ""
+			r.Outbox[p] = m
+		case s.Dead != "" && m.Dead == "":
+			m.Dead = s.Dead
+			r.Outbox[p] = m
+		case !s.Retry && s.Dead == "" && m.Dead == "":
+			delete(r.Outbox, p)
+		}
+	}
+}
+
+// noteReceived keeps k if it is a message's turn later than the one kept
+// for its sender.
+func (r *Replayer) noteReceived(k log.KeyedTurn) {
+	c := k.Cause.Caller
+	if c == nil || c.Kind != log.CallerMessage {
+		return
+	}
+	s := c.Class + "\x00" + string(c.ID[:])
+	if old, ok := r.Received[s]; ok && !log.CallerBefore(old.Cause.Caller, c) {
+		return
+	}
+	r.Received[s] = k
 }
 
 // FromCheckpoint starts from a checkpoint's state (which it takes over),
 // its SQL state included when it carries one (ck.HasSQL, ck.SQL as
 // log.LoadSQL read it). The checkpoint's keyed records stay with it:
-// Keyed starts empty.
+// Keyed starts empty, but Received keeps the records of messages applied.
 func FromCheckpoint(ck *log.Checkpoint) *Replayer {
 	r := &Replayer{State: ck.Keys, Alarms: ck.Alarms, Version: ck.Version, Time: ck.Time, Seq: ck.Seq, Hash: ck.Hash, Name: ck.Name}
 	if r.State == nil {
@@ -95,7 +151,14 @@ func FromCheckpoint(ck *log.Checkpoint) *Replayer {
 	if r.Alarms == nil {
 		r.Alarms = map[string]int64{}
 	}
-	r.Keyed = map[string]log.KeyedTurn{}
+	r.Keyed, r.Received = map[string]log.KeyedTurn{}, map[string]log.KeyedTurn{}
+	for _, k := range ck.Keyed {
+		r.noteReceived(k)
+	}
+	r.Outbox = make(map[outboxPos]log.OutboxMessage, len(ck.Outbox))
+	for _, m := range ck.Outbox {
+		r.Outbox[outboxPos{m.Version, m.Turn, m.Index}] = m
+	}
 	r.noSQL = !ck.HasSQL
 	r.sqlInit = ck.SQL
 	return r
@@ -142,7 +205,19 @@ func (r *Replayer) Checkpoint(ctx context.Context, class string, id log.ID, keye
 			ck.Keyed = append(ck.Keyed, k)
 		}
 	}
+	for _, k := range r.Received {
+		if cur, ok := r.Keyed[k.Cause.IdemKey]; !ok || cur.Time <= keyedSince {
+			ck.Keyed = append(ck.Keyed, k)
+		}
+	}
 	sort.Slice(ck.Keyed, func(i, j int) bool { return ck.Keyed[i].Cause.IdemKey < ck.Keyed[j].Cause.IdemKey })
+	for _, m := range r.Outbox {
+		ck.Outbox = append(ck.Outbox, m)
+	}
+	sort.Slice(ck.Outbox, func(i, j int) bool {
+		a, b := ck.Outbox[i], ck.Outbox[j]
+		return log.CallerBefore(&log.Caller{Version: a.Version, Turn: a.Turn, Index: a.Index}, &log.Caller{Version: b.Version, Turn: b.Turn, Index: b.Index})
+	})
 	return ck, nil
 }
 
@@ -153,13 +228,18 @@ func (r *Replayer) Apply(rec log.Record) (Entry, error) {
 		return Entry{}, err
 	}
 	e := Entry{Version: ev.Version, Seq: rec.Seq, Time: time.Unix(0, ev.Time).UTC(), Name: ev.Name}
-	for _, t := range ev.Turns {
-		turn := Turn{Cause: t.Cause, Calls: t.Calls, Sends: t.Sends, Changes: []Change{}}
+	for ti, t := range ev.Turns {
+		r.noteOutbox(ev.Version, ti, t)
+		turn := Turn{Cause: t.Cause, Calls: t.Calls, Sends: t.Sends, Settles: t.Settles, Changes: []Change{}}
 		if t.Cause.IdemKey != "" && t.Cause.Outcome != nil {
 			if r.Keyed == nil {
 				r.Keyed = map[string]log.KeyedTurn{}
 			}
 			r.Keyed[t.Cause.IdemKey] = log.KeyedTurn{Time: ev.Time, Cause: t.Cause}
+			if r.Received == nil {
+				r.Received = map[string]log.KeyedTurn{}
+			}
+			r.noteReceived(log.KeyedTurn{Time: ev.Time, Cause: t.Cause})
 		}
 		for _, w := range t.Writes {
 			c := Change{Op: w.Op.String(), Key: w.Key}

@@ -48,6 +48,21 @@ type Checkpoint struct {
 	// empty: LoadSQL reads it.
 	SQL    []SQLChange
 	HasSQL bool
+	// Outbox are the object's own durable messages pending or dead at
+	// Version (its Sends minus its Settles), in send order: a node that
+	// loads from the checkpoint skips the events that say so.
+	Outbox []OutboxMessage
+}
+
+// OutboxMessage is one of an object's messages in a checkpoint: where it
+// was sent (event version, turn, index in Sends), the message, and, for a
+// dead letter, its error.
+type OutboxMessage struct {
+	Version uint64  `cbor:"1,keyasint"`
+	Turn    int     `cbor:"2,keyasint,omitempty"`
+	Index   int     `cbor:"3,keyasint,omitempty"`
+	Message Message `cbor:"4,keyasint"`
+	Dead    string  `cbor:"5,keyasint,omitempty"`
 }
 
 // KeyedTurn is the record of one keyed turn: its event's time and cause.
@@ -86,6 +101,12 @@ type CheckpointInfo struct {
 	SQLChanges uint64   `cbor:"17,keyasint,omitempty"`
 	SQLHash    Hash     `cbor:"18,keyasint,omitempty"`
 	HasSQL     bool     `cbor:"19,keyasint,omitempty"`
+	// OutboxChunks hold Checkpoint.Outbox, Outbox of them, OutboxHash
+	// SHA-256 over their bytes in order. Checkpoints written before
+	// durable messages have none.
+	OutboxChunks []uint64 `cbor:"20,keyasint,omitempty"`
+	Outbox       uint64   `cbor:"21,keyasint,omitempty"`
+	OutboxHash   Hash     `cbor:"22,keyasint,omitempty"`
 }
 
 type alarmEntry struct {
@@ -287,19 +308,30 @@ func (l *Log) WriteCheckpoint(ctx context.Context, ck *Checkpoint) error {
 			return err
 		}
 	}
+	for _, m := range ck.Outbox {
+		if err := checkOutbox(&m); err != nil {
+			return fmt.Errorf("encode checkpoint: %w", err)
+		}
+	}
+	outboxChunks, err := encodeList("messages", ck.Outbox, func(m OutboxMessage) int {
+		return len(m.Message.Class) + len(m.Message.Method) + len(m.Message.Reply) + len(m.Message.Body) + len(m.Dead) + 128
+	})
+	if err != nil {
+		return err
+	}
 	info := CheckpointInfo{Format: FormatVersion, Class: ck.Class, ID: ck.ID, Name: ck.Name, Version: ck.Version,
 		Seq: ck.Seq, Time: ck.Time, Hash: ck.Hash, Keys: uint64(len(ck.Keys)), Keyed: uint64(len(ck.Keyed)),
-		HasSQL: ck.HasSQL, SQLChanges: uint64(len(ck.SQL))}
+		HasSQL: ck.HasSQL, SQLChanges: uint64(len(ck.SQL)), Outbox: uint64(len(ck.Outbox))}
 	for name, at := range ck.Alarms {
 		info.Alarms = append(info.Alarms, alarmEntry{Name: name, At: at})
 	}
 	sort.Slice(info.Alarms, func(i, j int) bool { return info.Alarms[i].Name < info.Alarms[j].Name })
-	sum, keyedSum, sqlSum := sha256.New(), sha256.New(), sha256.New()
+	sum, keyedSum, sqlSum, outboxSum := sha256.New(), sha256.New(), sha256.New(), sha256.New()
 	dsubj := ckptSubject(shard, ck.Class, ck.ID, "d")
 	// Message ids name the class too: the same id is reachable under
 	// every class, and the duplicate window is per stream.
 	prefix := objectTail(ck.Class, ck.ID) + "." + strconv.FormatUint(ck.Version, 10) + "."
-	all := append(append(chunks, keyedChunks...), sqlChunks...)
+	all := append(append(append(chunks, keyedChunks...), sqlChunks...), outboxChunks...)
 	for i, c := range all {
 		m := &nats.Msg{Subject: dsubj, Data: c, Header: nats.Header{hdrMsgID: []string{prefix + strconv.Itoa(i)}}}
 		ack, err := l.js.PublishMsg(ctx, m)
@@ -313,9 +345,12 @@ func (l *Log) WriteCheckpoint(ctx context.Context, ck *Checkpoint) error {
 		case i < len(chunks)+len(keyedChunks):
 			info.KeyedChunks = append(info.KeyedChunks, ack.Sequence)
 			keyedSum.Write(c)
-		default:
+		case i < len(chunks)+len(keyedChunks)+len(sqlChunks):
 			info.SQLChunks = append(info.SQLChunks, ack.Sequence)
 			sqlSum.Write(c)
+		default:
+			info.OutboxChunks = append(info.OutboxChunks, ack.Sequence)
+			outboxSum.Write(c)
 		}
 	}
 	sum.Sum(info.StateHash[:0])
@@ -324,6 +359,9 @@ func (l *Log) WriteCheckpoint(ctx context.Context, ck *Checkpoint) error {
 	}
 	if len(sqlChunks) > 0 {
 		sqlSum.Sum(info.SQLHash[:0])
+	}
+	if len(outboxChunks) > 0 {
+		outboxSum.Sum(info.OutboxHash[:0])
 	}
 	b, err := encMode.Marshal(info)
 	if err != nil {
@@ -451,7 +489,18 @@ func (l *Log) LoadCheckpoint(ctx context.Context, info CheckpointInfo) (*Checkpo
 	if ck.Keyed, err = l.LoadKeyed(ctx, info); err != nil {
 		return nil, err
 	}
+	if ck.Outbox, err = loadList(ctx, l, info, "messages", info.OutboxChunks, info.Outbox, info.OutboxHash, checkOutbox); err != nil {
+		return nil, err
+	}
 	return ck, nil
+}
+
+// checkOutbox refuses what is not one of an object's messages.
+func checkOutbox(m *OutboxMessage) error {
+	if m.Version == 0 || !ValidClass(m.Message.Class) || m.Message.Method == "" || len(m.Message.Body) > MessageBytesMax {
+		return fmt.Errorf("message v%d.%d.%d is not a message", m.Version, m.Turn, m.Index)
+	}
+	return nil
 }
 
 // chunkAt reads one chunk of a checkpoint and checks its subject.

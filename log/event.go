@@ -160,6 +160,20 @@ type Message struct {
 	Reply string `cbor:"5,keyasint,omitempty"`
 }
 
+// Settle names one of the object's own messages (the event version, turn
+// and index in Sends that sent it) and what became of it.
+type Settle struct {
+	Version uint64 `cbor:"1,keyasint"`
+	Turn    int    `cbor:"2,keyasint,omitempty"`
+	Index   int    `cbor:"3,keyasint,omitempty"`
+	// Dead, if set, is why the message went to the dead letters (its
+	// last delivery error): it is no longer pending, and an operator may
+	// put it back (Retry).
+	Dead string `cbor:"4,keyasint,omitempty"`
+	// Retry puts a dead letter back in the outbox.
+	Retry bool `cbor:"5,keyasint,omitempty"`
+}
+
 // Call is one synchronous call a turn made to another object, recorded in
 // the caller's turn whether it succeeded or not (the callee's own event
 // holds what it did).
@@ -177,6 +191,7 @@ const (
 	TurnCallsMax       = 64  // calls recorded in one turn
 	CallMethodBytesMax = 128 // a recorded call's method and error code
 	TurnSendsMax       = 64  // durable messages one turn sends
+	TurnSettlesMax     = 256 // messages one turn settles (an operator's retry of dead letters)
 	MessageBytesMax    = 64 << 10
 )
 
@@ -223,6 +238,12 @@ type Turn struct {
 	Calls []Call `cbor:"3,keyasint,omitempty"`
 	// Sends are the durable messages the turn sent, in order.
 	Sends []Message `cbor:"4,keyasint,omitempty"`
+	// Settles record what became of this object's own earlier messages:
+	// delivered (and, for a SendWithReply, the reply applied by this very
+	// turn), dead-lettered, or put back from the dead letters. The
+	// pending outbox of an object is its Sends minus its Settles, read
+	// from its own log alone (objects/messages.go).
+	Settles []Settle `cbor:"5,keyasint,omitempty"`
 	// SQL is the turn's changes to the object's SQL database, in the
 	// order they happened (sql.go). Events before SQL existed have none.
 	SQL []SQLChange `cbor:"10,keyasint,omitempty"`
@@ -436,6 +457,19 @@ func (t *Turn) validateCalls() error {
 			return fmt.Errorf("message %d: body of %d bytes", j, len(m.Body))
 		}
 	}
+	if len(t.Settles) > TurnSettlesMax {
+		return fmt.Errorf("%d settled messages", len(t.Settles))
+	}
+	for j, s := range t.Settles {
+		switch {
+		case s.Version == 0 || s.Turn < 0 || s.Turn >= eventTurnsMax || s.Index < 0 || s.Index >= TurnSendsMax:
+			return fmt.Errorf("settled message %d: version %d turn %d index %d", j, s.Version, s.Turn, s.Index)
+		case len(s.Dead) > CallMethodBytesMax || !utf8.ValidString(s.Dead):
+			return fmt.Errorf("settled message %d: error of %d bytes or not UTF-8", j, len(s.Dead))
+		case s.Dead != "" && s.Retry:
+			return fmt.Errorf("settled message %d: dead and retried", j)
+		}
+	}
 	if len(t.Calls) > TurnCallsMax {
 		return fmt.Errorf("%d calls", len(t.Calls))
 	}
@@ -519,4 +553,29 @@ func ValidClass(s string) bool {
 		}
 	}
 	return true
+}
+
+// EncodeMessage encodes one durable message alone (the snapshot's outbox
+// index keeps them).
+func EncodeMessage(m Message) ([]byte, error) { return encMode.Marshal(m) }
+
+// DecodeMessage parses bytes from EncodeMessage.
+func DecodeMessage(b []byte) (Message, error) {
+	var m Message
+	if err := decMode.Unmarshal(b, &m); err != nil {
+		return Message{}, fmt.Errorf("%w: message: %w", ErrBadEvent, err)
+	}
+	return m, nil
+}
+
+// CallerBefore reports whether a names a message sent before b's (the
+// same sender's: version, then turn, then index).
+func CallerBefore(a, b *Caller) bool {
+	if a.Version != b.Version {
+		return a.Version < b.Version
+	}
+	if a.Turn != b.Turn {
+		return a.Turn < b.Turn
+	}
+	return a.Index < b.Index
 }

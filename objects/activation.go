@@ -87,6 +87,11 @@ type activation struct {
 	inTurn    bool      // a handler is running (acks may arrive in Sync)
 	stopping  bool
 	lastUsed  time.Time
+
+	// The object's own messages (messages.go): pending and dead, and the
+	// version the snapshot's outbox was read at.
+	sent, dead map[projector.MessagePos]*OutboxEntry
+	outboxVer  uint64
 }
 
 type actKey struct {
@@ -104,6 +109,9 @@ type request struct {
 	outcome *outcomeCodec
 	run     func(c *Ctx, inst any) (any, error)
 	result  chan result // buffered 1
+	// settle, set for a settle call (messages.go), is recorded in the
+	// turn's event if the message is still pending; else nothing runs.
+	settle *log.Settle
 }
 
 type result struct {
@@ -249,6 +257,7 @@ func (a *activation) run() {
 	}
 	a.rt.hooks.activated(a.class.name, a.id)
 	a.loadedAlarms()
+	a.loadedOutbox()
 	idle := time.NewTimer(a.rt.cfg.IdleTimeout)
 	defer idle.Stop()
 	a.lastUsed = time.Now()
@@ -350,10 +359,13 @@ func (a *activation) loadState(ctx context.Context) error {
 		return fmt.Errorf("load %s/%s: snapshot at sequence %d is ahead of the log at %d", a.class.name, a.id, meta.Seq, last.Seq)
 	}
 	if last.Seq == meta.Seq {
-		return nil
+		return a.loadOutbox()
 	}
 	if meta, err = a.skipAhead(ctx, meta, last); err != nil {
 		return fmt.Errorf("load %s/%s from its checkpoint: %w", a.class.name, a.id, err)
+	}
+	if err := a.loadOutbox(); err != nil {
+		return err
 	}
 	a.applied.Store(meta.Version)
 	a.version, a.lastSeq, a.lastHash = meta.Version, meta.Seq, meta.Hash
@@ -438,8 +450,11 @@ func (a *activation) catchUp(ctx context.Context, rec log.Record) error {
 		}
 		return err
 	}
-	for _, t := range ev.Turns {
+	for ti, t := range ev.Turns {
 		a.overlayWrites(ev.Version, t.Writes)
+		if ev.Version > a.outboxVer {
+			a.noteOutbox(ev.Version, ti, t)
+		}
 	}
 	a.overlayIdem(ev.Version, ev.Time, ev.Turns)
 	a.version, a.lastSeq, a.lastHash = ev.Version, rec.Seq, rec.Hash()
@@ -496,7 +511,14 @@ func (a *activation) handle(req *request) {
 		return
 	}
 	a.trim()
+	if c := req.cause.Caller; c != nil && c.Kind == log.CallerMessage && a.answerReceived(req) {
+		return
+	}
 	if req.outcome != nil && a.answerFromRecord(req) {
+		return
+	}
+	if req.settle != nil && !a.settleable(*req.settle) {
+		a.gate(req, result{out: []byte(nil)}) // a repeat: settled already
 		return
 	}
 	t := &turn{a: a, req: req}
@@ -521,6 +543,7 @@ func (a *activation) handle(req *request) {
 	case err != nil:
 		// Writes a Sync made durable stay: a keyed turn records its
 		// failure with them, so that its retry does not run them again.
+		staged := true
 		if o, ok := errorOutcome(err); ok && req.outcome != nil && (t.synced || len(t.calls) > 0) {
 			cause := req.cause
 			cause.Outcome = &o
@@ -529,6 +552,11 @@ func (a *activation) handle(req *request) {
 		} else if len(t.calls) > 0 {
 			a.stage(req.cause, nil) // its calls ran: the record says so (calls.go)
 			a.attachCalls(t, nil)
+		} else {
+			staged = false
+		}
+		if req.settle != nil {
+			a.attachSettle(req, staged)
 		}
 		a.gate(req, result{err: err})
 		if panicked {
@@ -537,7 +565,8 @@ func (a *activation) handle(req *request) {
 		}
 		return
 	}
-	if !t.st.ws.empty() || len(t.calls) > 0 || req.outcome != nil && t.synced {
+	staged := !t.st.ws.empty() || len(t.calls) > 0 || req.outcome != nil && t.synced
+	if staged {
 		cause := req.cause
 		if req.outcome != nil {
 			o := req.outcome.record(out)
@@ -545,6 +574,9 @@ func (a *activation) handle(req *request) {
 		}
 		a.stage(cause, t.st.ws)
 		a.attachCalls(t, t.st.ws)
+	}
+	if req.settle != nil {
+		a.attachSettle(req, staged)
 	}
 	a.gate(req, result{out: out, sockOps: t.sockOps})
 }
@@ -709,7 +741,7 @@ func (a *activation) acked(r appendResult) {
 	a.lastSeq, a.lastHash = r.rec.Seq, r.rec.Hash()
 	a.rt.hooks.acked(a.class.name, a.id, c.version, r.rec.Seq)
 	a.rt.ckpt.committed(a.class.name, a.id, c.version)
-	a.rt.outbox.committed(Ref{Class: a.class.name, ID: a.id, Name: a.name}, c.version, c.turns)
+	a.outboxCommitted(c)
 	a.sqlAcked(c.version, r.rec.Seq, a.inTurn)
 	if sched := a.rt.cfg.Alarms; sched != nil {
 		if changes := alarmChanges(c.turns); len(changes) > 0 {

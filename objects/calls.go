@@ -207,6 +207,7 @@ func (a *activation) attachCalls(t *turn, ws *writeSet) {
 	last := &a.pending.turns[len(a.pending.turns)-1]
 	if ws != nil && len(ws.sends) > 0 {
 		last.Sends = ws.sends // their bytes are in ws.bytes, counted by stage
+		a.noteOutbox(a.pending.version, len(a.pending.turns)-1, log.Turn{Sends: ws.sends})
 	}
 	if len(t.calls) == 0 {
 		return

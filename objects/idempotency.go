@@ -222,6 +222,15 @@ func (a *activation) overlayIdem(version uint64, at int64, turns []log.Turn) {
 		e := idemEntry{cause: t.Cause, at: at, ver: version}
 		a.idem[t.Cause.IdemKey] = e
 		a.overlayB += e.cost() // the overlay's bound counts kept answers too
+		if c := t.Cause.Caller; c != nil && c.Kind == log.CallerMessage {
+			// The last message applied from its sender (messages.go).
+			k := receivedKey(c.Class, c.ID)
+			if old, ok := a.idem[k]; ok {
+				a.overlayB -= old.cost()
+			}
+			a.idem[k] = e
+			a.overlayB += e.cost()
+		}
 	}
 }
 

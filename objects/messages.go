@@ -5,29 +5,64 @@ package objects
 // (log.Turn.Sends) and exists only if that event does (a failed turn, or a
 // failed Storage.Transaction, sends nothing). After the event is
 // acknowledged the runtime's outbox delivers it: in send order per sender,
-// at least once, with backoff, to the target's owner. The target applies
-// it at most once: the delivery carries an idempotency key derived from
-// (sender, version, turn, index), so a redelivery is answered from the
-// target's record of the first (idempotency.go) within the target class's
-// idempotency window. SendWithReply brings the target's answer back as a
-// turn of a method of the sender, keyed the same way.
+// at least once, with backoff, to the target's owner.
 //
-// NOT YET DONE (see docs/api.md): the pending outbox lives in the memory of
-// the sender's node. A message whose event was acknowledged but which was
-// not yet delivered when that node dies is not redelivered: the snapshot
-// has no outbox index yet (as it has for alarms), and nothing takes over a
-// dead node's outbox. Dead letters are kept in memory only.
+// Where the truth is (docs/design-notes.md, "Durable messages"):
+//   - Pending: an object's pending messages are its own events' Sends
+//     minus its own events' Settles (log.Settle). Nothing else, no node's
+//     memory, says a message is pending or done: the log of the sender
+//     alone does, so any node that loads the sender knows its outbox. The
+//     snapshot indexes it (projector/outbox.go); an activation reads the
+//     index at load, catches up the events after it, and hands what is
+//     pending to the outbox. So a restart, a move, a takeover of a dead
+//     node's objects (alarms' takeover scan) and the periodic sweep
+//     (alarms' sweep, a page at a time) all redeliver by activating the
+//     sender.
+//   - Delivered: after the target answered, the outbox settles the
+//     message with a turn on the sender (a "settle call", the reply kind
+//     of Caller, routed to the sender's owner like any call). For a
+//     SendWithReply that turn is the reply method's own: the reply's
+//     writes and the Settle are one event, so a reply is applied exactly
+//     once (a second reply finds the message no longer pending and does
+//     nothing). Messages go out one at a time per sender, each settled
+//     before the next leaves.
+//   - Applied at most once: a message's turn on the target carries the
+//     sender's position in its cause (Caller: sender, version, turn,
+//     index) and its answer (Outcome). The target keeps, per sender, the
+//     last such cause (the snapshot's received index, the overlay until
+//     then); a delivery at or before that position runs nothing and gets
+//     the recorded answer (at it) or none (before it). This does not
+//     expire, unlike idempotency keys: it is one record per sender.
+//   - Dead letters: a message whose delivery failed MessageAttemptsMax
+//     times is settled as dead (a Settle with Dead), in the sender's log
+//     too; an operator's retry is a Settle with Retry, which makes it
+//     pending again with its first identity, so it is still applied at
+//     most once. A dead letter does not run the reply method; a retried
+//     one does when it is delivered.
+//
+// Checkpoints carry the pending messages and dead letters
+// (log.Checkpoint.Outbox) and, as keyed records, the last message applied
+// per sender (history.Replayer.Received).
+//
+// Limits (docs/api.md): the outbox routes answer from the serving node's
+// snapshot; a takeover looks back one minute of log; a reply method of a
+// class deployed at run time is not run.
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"reflect"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/projector"
 )
 
 // Message limits.
@@ -42,13 +77,16 @@ const (
 	// MessageAttemptsMax: a message whose delivery failed this often (the
 	// target's node unreachable, overloaded, ...) goes to the dead letters.
 	MessageAttemptsMax = 10
-	messageBackoffMin  = 100 * time.Millisecond
 	messageBackoffMax  = 30 * time.Second
 	// messageTimeout bounds one delivery attempt.
 	messageTimeout = 30 * time.Second
 	// DefaultOutboxPendingMax is Config.OutboxPendingMax's default.
 	DefaultOutboxPendingMax = 10000
 )
+
+// messageBackoffMin is the wait after a message's first failed delivery;
+// each later one waits twice the one before. A variable for tests only.
+var messageBackoffMin = 100 * time.Millisecond
 
 // Send records a durable message: the object's method runs with in once
 // this turn's event is acknowledged, at least once delivered and at most
@@ -99,7 +137,7 @@ func (s *Stub) send(method string, in any, reply string) error {
 	if n >= TurnSendsMax {
 		return fmt.Errorf("%w: a turn sends at most %d messages", ErrTooLarge, TurnSendsMax)
 	}
-	if p := t.a.rt.outbox.pending(t.a.id); p+n >= t.a.rt.cfg.OutboxPendingMax {
+	if p := len(t.a.sent) + len(t.a.dead); p+n >= t.a.rt.cfg.OutboxPendingMax {
 		return fmt.Errorf("%w: %s/%s has %d messages waiting for delivery, at most %d", ErrOutboxFull, t.a.class.name, t.a.id, p, t.a.rt.cfg.OutboxPendingMax)
 	}
 	cost := len(class.name) + len(method) + len(reply) + len(body) + messageOverheadBytes
@@ -129,7 +167,8 @@ type Reply struct {
 	// Out is the target's output (JSON) when it answered.
 	Out json.RawMessage `json:"out,omitempty"`
 	// Error is set when the target refused (a ClientError keeps its
-	// status and code), failed, or the message went to the dead letters.
+	// status and code) or failed. A dead letter has no reply until an
+	// operator retries it and it is delivered.
 	Error *ReplyError `json:"error,omitempty"`
 }
 
@@ -140,7 +179,8 @@ type ReplyError struct {
 	Message string `json:"message"`
 }
 
-// OutboxEntry is one message the runtime has yet to deliver, or gave up on.
+// OutboxEntry is one message of an object not yet delivered, or a dead
+// letter.
 type OutboxEntry struct {
 	Sender   Ref
 	Version  uint64 // the sender's event that holds the message
@@ -149,21 +189,200 @@ type OutboxEntry struct {
 	Target   Ref
 	Method   string
 	Reply    string // the sender's reply method, if any
-	Attempts int
+	Attempts int    // failed deliveries since this node took it
 	LastErr  string
 	Dead     bool // in the dead letters: no more attempts until retried
-	replying bool // the target answered; the reply is being delivered
-	answer   Reply
 	body     []byte
+	replying bool // the target answered: the settle (and reply) is being delivered
+	dying    bool // out of attempts: being settled as dead
+	answer   Reply
+}
+
+func (e *OutboxEntry) pos() projector.MessagePos {
+	return projector.MessagePos{Version: e.Version, Turn: e.Turn, Index: e.Index}
 }
 
 func (e *OutboxEntry) key() string {
 	return "strata-msg-" + e.Sender.ID.String() + "-" + strconv.FormatUint(e.Version, 10) + "-" + strconv.Itoa(e.Turn) + "-" + strconv.Itoa(e.Index)
 }
 
+func newEntry(sender Ref, pos projector.MessagePos, m log.Message) *OutboxEntry {
+	return &OutboxEntry{Sender: sender, Version: pos.Version, Turn: pos.Turn, Index: pos.Index,
+		Target: Ref{Class: m.Class, ID: m.ID}, Method: m.Method, Reply: m.Reply, body: m.Body}
+}
+
+// The activation's view of its outbox: loaded from the snapshot, then
+// kept by every event it catches up or stages (Sends add, Settles end,
+// dead-letter or put back). Owned by the activation's goroutine.
+
+// loadOutbox reads the snapshot's outbox of the object; catch-up applies
+// the events after the version it was read at.
+func (a *activation) loadOutbox() error {
+	pending, dead, v, err := a.rt.proj.Outbox(a.class.name, a.id)
+	if err != nil {
+		return fmt.Errorf("load %s/%s outbox: %w: %w", a.class.name, a.id, ErrUnavailable, err)
+	}
+	a.sent, a.dead, a.outboxVer = map[projector.MessagePos]*OutboxEntry{}, map[projector.MessagePos]*OutboxEntry{}, v
+	ref := a.ref()
+	for _, m := range pending {
+		a.sent[m.Pos] = newEntry(ref, m.Pos, m.Msg)
+	}
+	for _, m := range dead {
+		e := newEntry(ref, m.Pos, m.Msg)
+		e.Dead, e.LastErr = true, m.Dead
+		a.dead[m.Pos] = e
+	}
+	return nil
+}
+
+func (a *activation) ref() Ref { return Ref{Class: a.class.name, ID: a.id, Name: a.name} }
+
+// noteOutbox applies one caught-up or staged turn's sends and settles.
+func (a *activation) noteOutbox(version uint64, ti int, t log.Turn) {
+	if a.sent == nil {
+		a.sent, a.dead = map[projector.MessagePos]*OutboxEntry{}, map[projector.MessagePos]*OutboxEntry{}
+	}
+	ref := a.ref()
+	for i, m := range t.Sends {
+		pos := projector.MessagePos{Version: version, Turn: ti, Index: i}
+		a.sent[pos] = newEntry(ref, pos, m)
+	}
+	for _, s := range t.Settles {
+		pos := projector.MessagePos{Version: s.Version, Turn: s.Turn, Index: s.Index}
+		switch {
+		case s.Retry:
+			if e, ok := a.dead[pos]; ok {
+				delete(a.dead, pos)
+				e.Dead, e.LastErr = false, ""
+				a.sent[pos] = e
+			}
+		case s.Dead != "":
+			if e, ok := a.sent[pos]; ok {
+				delete(a.sent, pos)
+				e.Dead, e.LastErr = true, s.Dead
+				a.dead[pos] = e
+			}
+		default:
+			delete(a.sent, pos)
+		}
+	}
+}
+
+// settleable reports whether a settle call still has something to do: the
+// message is pending (or, for a retry, dead).
+func (a *activation) settleable(s log.Settle) bool {
+	pos := projector.MessagePos{Version: s.Version, Turn: s.Turn, Index: s.Index}
+	if s.Retry {
+		_, ok := a.dead[pos]
+		return ok
+	}
+	_, ok := a.sent[pos]
+	return ok
+}
+
+// attachSettle records a settle call's Settle in the turn it ran (staged
+// says whether the turn staged anything; if not, the Settle is staged
+// alone), so the reply's writes and the Settle are one event.
+func (a *activation) attachSettle(req *request, staged bool) {
+	if !staged || a.pending == nil {
+		a.stage(req.cause, nil)
+	}
+	last := &a.pending.turns[len(a.pending.turns)-1]
+	last.Settles = append(last.Settles, *req.settle)
+	a.pending.bytes += settleOverheadBytes + len(req.settle.Dead)
+	a.noteOutbox(a.pending.version, len(a.pending.turns)-1, log.Turn{Settles: []log.Settle{*req.settle}})
+}
+
+// settleOverheadBytes is what a Settle costs in the event beyond its error.
+const settleOverheadBytes = 32
+
+// committed hands the outbox the messages an acknowledged event made
+// pending: its sends, and the dead letters it put back.
+func (a *activation) outboxCommitted(c *commit) {
+	var add []*OutboxEntry
+	for ti, t := range c.turns {
+		for i := range t.Sends {
+			if e, ok := a.sent[projector.MessagePos{Version: c.version, Turn: ti, Index: i}]; ok {
+				add = append(add, e)
+			}
+		}
+		for _, s := range t.Settles {
+			if e, ok := a.sent[projector.MessagePos{Version: s.Version, Turn: s.Turn, Index: s.Index}]; ok && s.Retry {
+				add = append(add, e)
+			}
+		}
+	}
+	a.rt.outbox.enqueue(a.id, add...)
+}
+
+// loadedOutbox hands the outbox what the loaded object has pending.
+func (a *activation) loadedOutbox() {
+	add := make([]*OutboxEntry, 0, len(a.sent))
+	for _, e := range a.sent {
+		add = append(add, e)
+	}
+	slices.SortFunc(add, func(x, y *OutboxEntry) int {
+		switch {
+		case x.pos().Less(y.pos()):
+			return -1
+		case y.pos().Less(x.pos()):
+			return 1
+		}
+		return 0
+	})
+	a.rt.outbox.enqueue(a.id, add...)
+}
+
+// receivedKey is where the overlay keeps, under a.idem, the last message
+// applied from a sender (a name no Idempotency-Key can take: keys are
+// printable).
+func receivedKey(class string, id ID) string { return "\x00msg\x00" + class + "\x00" + string(id[:]) }
+
+// answerReceived answers a message already applied (a redelivery) and
+// reports whether it did: at the last applied message of its sender, with
+// its recorded answer; before it, with ErrMessageSuperseded. Such a
+// message was applied before (its sender has settled it: the answer goes
+// nowhere), or it is a dead letter retried after a later message of its
+// sender reached this target: applying it now would break send order, so
+// it is refused, and its reply says so.
+func (a *activation) answerReceived(req *request) bool {
+	c := req.cause.Caller
+	var last log.Cause
+	if e, ok := a.idem[receivedKey(c.Class, c.ID)]; ok {
+		last = e.cause
+	} else {
+		rec, ok, err := a.rt.proj.Received(a.class.name, a.id, c.Class, c.ID)
+		if err != nil {
+			a.gate(req, result{err: fmt.Errorf("%w: look up messages received by %s/%s: %w", ErrUnavailable, a.class.name, a.id, err)})
+			return true
+		}
+		if !ok {
+			return false
+		}
+		last = rec
+	}
+	lc := last.Caller
+	at := projector.MessagePos{Version: lc.Version, Turn: lc.Turn, Index: lc.Index}
+	this := projector.MessagePos{Version: c.Version, Turn: c.Turn, Index: c.Index}
+	switch {
+	case at.Less(this):
+		return false
+	case this.Less(at):
+		a.rt.hooks.replayed(a.class.name, a.id)
+		a.gate(req, result{err: &ClientError{Status: http.StatusConflict, Code: "message_superseded",
+			Message: fmt.Sprintf("%s/%s has applied a later message of %s/%s (v%d.%d.%d)", a.class.name, a.id, c.Class, c.ID, at.Version, at.Turn, at.Index)}})
+	default:
+		a.rt.hooks.replayed(a.class.name, a.id)
+		MarkReplayed(req.ctx)
+		a.gate(req, a.replayOutcome(req, last.Outcome))
+	}
+	return true
+}
+
 // outbox delivers the messages of acknowledged events, one queue per
-// sender, in order. Each queue with messages has one goroutine, owned by
-// the outbox, which Close stops.
+// sender, in order, one message at a time. Each queue with messages has one
+// goroutine, owned by the outbox, which close stops. It holds copies: the
+// activation's entries are its own.
 type outbox struct {
 	rt     *Runtime
 	ctx    context.Context
@@ -172,7 +391,7 @@ type outbox struct {
 	mu     struct {
 		sync.Mutex
 		queues  map[ID][]*OutboxEntry // pending, by sender, in send order
-		dead    map[ID][]*OutboxEntry
+		queued  map[ID]map[projector.MessagePos]bool
 		stopped bool
 	}
 }
@@ -181,34 +400,39 @@ func newOutbox(rt *Runtime) *outbox {
 	o := &outbox{rt: rt}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	o.mu.queues = map[ID][]*OutboxEntry{}
-	o.mu.dead = map[ID][]*OutboxEntry{}
+	o.mu.queued = map[ID]map[projector.MessagePos]bool{}
 	return o
 }
 
-// committed enqueues the messages of an acknowledged event.
-func (o *outbox) committed(sender Ref, version uint64, turns []log.Turn) {
-	var add []*OutboxEntry
-	for ti, t := range turns {
-		for i, m := range t.Sends {
-			add = append(add, &OutboxEntry{Sender: sender, Version: version, Turn: ti, Index: i,
-				Target: Ref{Class: m.Class, ID: m.ID}, Method: m.Method, Reply: m.Reply, body: m.Body})
-		}
-	}
-	if len(add) == 0 {
+// enqueue adds copies of es to sender's queue, but not those it holds
+// already (an activation loaded again hands them again).
+func (o *outbox) enqueue(sender ID, es ...*OutboxEntry) {
+	if len(es) == 0 {
 		return
 	}
-	o.enqueue(sender.ID, add...)
-}
-
-func (o *outbox) enqueue(sender ID, es ...*OutboxEntry) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.mu.stopped {
 		return
 	}
+	set := o.mu.queued[sender]
+	if set == nil {
+		set = map[projector.MessagePos]bool{}
+		o.mu.queued[sender] = set
+	}
 	q := o.mu.queues[sender]
-	o.mu.queues[sender] = append(q, es...)
-	if len(q) == 0 {
+	start := len(q) == 0
+	for _, e := range es {
+		if set[e.pos()] {
+			continue
+		}
+		set[e.pos()] = true
+		c := *e
+		c.Dead, c.Attempts, c.LastErr = false, 0, ""
+		q = append(q, &c)
+	}
+	o.mu.queues[sender] = q
+	if start && len(q) > 0 {
 		o.wg.Add(1)
 		go o.drain(sender)
 	}
@@ -222,45 +446,43 @@ func (o *outbox) drain(sender ID) {
 		q := o.mu.queues[sender]
 		if len(q) == 0 || o.mu.stopped {
 			delete(o.mu.queues, sender)
+			delete(o.mu.queued, sender)
 			o.mu.Unlock()
 			return
 		}
 		e := q[0]
 		o.mu.Unlock()
-		dead := o.deliver(e)
+		if !o.deliver(e) {
+			return // stopping
+		}
 		o.mu.Lock()
 		o.mu.queues[sender] = o.mu.queues[sender][1:]
-		if dead {
-			e.Dead = true
-			o.mu.dead[sender] = append(o.mu.dead[sender], e)
-		}
-		o.rt.hooks.delivered(e.Sender.Class, e.Sender.ID, dead)
+		delete(o.mu.queued[sender], e.pos())
+		o.rt.hooks.delivered(e.Sender.Class, e.Sender.ID, e.dying)
 		o.mu.Unlock()
-		if o.ctx.Err() != nil {
-			return
-		}
 	}
 }
 
-// deliver runs e on its target (and its reply on the sender) until it
-// succeeds, the attempts run out (it reports true: dead letter) or the
-// outbox stops.
-func (o *outbox) deliver(e *OutboxEntry) (dead bool) {
+// deliver runs e on its target, then settles it on its sender (with its
+// reply), until that is done (true) or the outbox stops (false). Once the
+// delivery failed MessageAttemptsMax times it settles e as dead instead.
+func (o *outbox) deliver(e *OutboxEntry) bool {
 	backoff := messageBackoffMin
 	for {
 		err := o.attempt(e)
 		if err == nil {
-			return false
-		}
-		o.mu.Lock()
-		e.Attempts++
-		e.LastErr = err.Error()
-		attempts := e.Attempts
-		o.mu.Unlock()
-		if attempts >= MessageAttemptsMax {
-			o.rt.logger.Warn("message dead-lettered", "sender", e.Sender, "version", e.Version, "target", e.Target, "method", e.Method, "err", err)
 			return true
 		}
+		o.mu.Lock()
+		e.LastErr = err.Error()
+		if !e.replying && !e.dying {
+			e.Attempts++
+			if e.Attempts >= MessageAttemptsMax {
+				e.dying = true
+				o.rt.logger.Warn("message dead-lettered", "sender", e.Sender, "version", e.Version, "target", e.Target, "method", e.Method, "err", err)
+			}
+		}
+		o.mu.Unlock()
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
@@ -272,21 +494,21 @@ func (o *outbox) deliver(e *OutboxEntry) (dead bool) {
 	}
 }
 
-// attempt delivers e once: the message, then its reply. An answer of the
-// target (its output or its refusal) settles the message; only an error
-// that says nothing ran, or that the outcome is unknown, is retried (the
-// key makes the retry safe).
+// attempt delivers e once: the message, then its settle call. An answer
+// of the target (its output or its refusal) settles the message; only an
+// error that says nothing ran, or that the outcome is unknown, is retried
+// (the target's received record makes the retry safe).
 func (o *outbox) attempt(e *OutboxEntry) error {
 	ctx, cancel := context.WithTimeout(o.ctx, messageTimeout)
 	defer cancel()
+	if e.dying {
+		return o.settle(ctx, e, "", settleBody{Dead: e.LastErr})
+	}
 	if !e.replying {
 		cause := Cause{Caller: &Caller{Class: e.Sender.Class, ID: e.Sender.ID, Version: e.Version, Turn: e.Turn, Index: e.Index, Kind: log.CallerMessage}, IdemKey: e.key()}
 		out, err := o.rt.calls.Call(ctx, e.Target, e.Method, e.body, o.rt.codec, cause)
 		if err != nil && retryableDelivery(err) {
 			return err
-		}
-		if e.Reply == "" {
-			return nil
 		}
 		e.answer = Reply{Target: e.Target.String(), Method: e.Method}
 		if err != nil {
@@ -296,20 +518,39 @@ func (o *outbox) attempt(e *OutboxEntry) error {
 		}
 		e.replying = true
 	}
-	body, err := o.rt.codec.Encode(e.answer)
-	if err != nil {
-		return fmt.Errorf("encode the reply: %w", err)
+	if e.Reply == "" {
+		return o.settle(ctx, e, "", settleBody{})
 	}
-	cause := Cause{Caller: &Caller{Class: e.Target.Class, ID: e.Target.ID, Version: e.Version, Turn: e.Turn, Index: e.Index, Kind: log.CallerReply}, IdemKey: e.key() + "-reply"}
-	_, err = o.rt.calls.Call(ctx, e.Sender, e.Reply, body, o.rt.codec, cause)
+	return o.settle(ctx, e, e.Reply, e.answer)
+}
+
+// settleBody is the input of a settle call without a reply method.
+type settleBody struct {
+	Dead  string `json:"dead,omitempty"`
+	Retry bool   `json:"retry,omitempty"`
+}
+
+// settle makes the settle call of e on its sender: the reply method with
+// the answer, or (method "") the bare settle body.
+func (o *outbox) settle(ctx context.Context, e *OutboxEntry, method string, in any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("encode the settle of %s v%d: %w", e.Sender, e.Version, err)
+	}
+	from := e.Target
+	if method == "" {
+		from = e.Sender
+	}
+	cause := Cause{Caller: &Caller{Class: from.Class, ID: from.ID, Version: e.Version, Turn: e.Turn, Index: e.Index, Kind: log.CallerReply}}
+	_, err = o.rt.calls.Call(ctx, e.Sender, method, body, o.rt.codec, cause)
 	if err != nil && retryableDelivery(err) {
 		return err
 	}
 	return nil
 }
 
-// retryableDelivery: nothing ran, or the outcome is unknown (a keyed retry
-// is safe either way).
+// retryableDelivery: nothing ran, or the outcome is unknown (a retry is
+// safe either way).
 func retryableDelivery(err error) bool {
 	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrOverloaded) || errors.Is(err, ErrFenced) ||
 		errors.Is(err, ErrMoved) || errors.Is(err, ErrClosed) || errors.Is(err, context.DeadlineExceeded) ||
@@ -325,14 +566,8 @@ func replyError(err error) *ReplyError {
 	return &ReplyError{Code: code, Message: err.Error()}
 }
 
-// pending is how many of sender's messages wait (dead letters included).
-func (o *outbox) pending(sender ID) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.mu.queues[sender]) + len(o.mu.dead[sender])
-}
-
-// close stops delivering and waits for the queues' goroutines.
+// close stops delivering and waits for the queues' goroutines. What they
+// had not settled is still pending in the senders' logs.
 func (o *outbox) close() {
 	o.mu.Lock()
 	o.mu.stopped = true
@@ -341,35 +576,186 @@ func (o *outbox) close() {
 	o.wg.Wait()
 }
 
-// Outbox lists ref's messages not yet delivered and its dead letters, as
-// this node holds them.
-func (rt *Runtime) Outbox(ref Ref) []OutboxEntry {
-	o := rt.outbox
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	var out []OutboxEntry
-	for _, es := range [][]*OutboxEntry{o.mu.queues[ref.ID], o.mu.dead[ref.ID]} {
-		for _, e := range es {
-			out = append(out, OutboxEntry{Sender: e.Sender, Version: e.Version, Turn: e.Turn, Index: e.Index, Target: e.Target,
-				Method: e.Method, Reply: e.Reply, Attempts: e.Attempts, LastErr: e.LastErr, Dead: e.Dead})
+// settleCall runs a settle call (a Caller of the reply kind) on the
+// sender: the reply method, if any, and the Settle, in one turn; nothing
+// if the message is no longer pending (a repeat).
+func (rt *Runtime) settleCall(ctx context.Context, class *Class, ref Ref, method string, body []byte, codec Codec, cause Cause) ([]byte, error) {
+	c := cause.Caller
+	s := log.Settle{Version: c.Version, Turn: c.Turn, Index: c.Index}
+	run := func(*Ctx, any) (any, error) { return nil, nil }
+	label := "outbox settle"
+	if method == "" {
+		var in settleBody
+		if len(body) > 0 {
+			if err := json.Unmarshal(body, &in); err != nil {
+				return nil, fmt.Errorf("%w: settle of a message: %w", ErrBadInput, err)
+			}
+		}
+		switch {
+		case in.Retry:
+			s.Retry, label = true, "outbox retry"
+		case in.Dead != "":
+			s.Dead, label = truncateTo(in.Dead, log.CallMethodBytesMax), "outbox dead letter"
+		}
+	} else {
+		label = method
+		m, ok := class.methods[method]
+		var in reflect.Value
+		var err error
+		switch {
+		case !ok:
+			err = fmt.Errorf("%w: %s has no reply method %q", ErrUnknownMethod, class.name, truncate(method))
+		case m.in != nil:
+			in = reflect.New(m.in)
+			if derr := codec.Decode(body, in.Interface()); derr != nil {
+				err = fmt.Errorf("%w: %s.%s reply: %w", ErrBadInput, class.name, method, derr)
+			}
+		}
+		// A reply that cannot run still settles: the turn fails, the
+		// Settle is recorded, the message is not delivered again.
+		run = func(c *Ctx, inst any) (any, error) {
+			if err != nil {
+				return nil, err
+			}
+			if _, err := m.call(inst, c, in); err != nil {
+				return nil, handlerError(class.name, method, err)
+			}
+			return []byte(nil), nil
 		}
 	}
-	return out
+	cause = Cause{Via: ViaRPC, Method: label, Caller: c, RequestID: cause.RequestID, Principal: cause.Principal, TraceID: cause.TraceID}
+	if method == "" {
+		cause.Via = ViaSystem
+	}
+	req := &request{size: len(body), ctx: ctx, cause: cause, label: label, run: run, settle: &s, result: make(chan result, 1)}
+	out, err := rt.submit(ctx, class, ref, req)
+	b, _ := out.([]byte)
+	return b, err
 }
 
-// RetryDead moves ref's dead letters back to its queue, in order, and
-// reports how many.
-func (rt *Runtime) RetryDead(ref Ref) int {
+func truncateTo(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// Outbox lists ref's messages not yet delivered and its dead letters as
+// this node's snapshot has them (the projector applies an event a moment
+// after its acknowledgement), with the attempts of this node's outbox.
+func (rt *Runtime) Outbox(ref Ref) ([]OutboxEntry, error) {
+	if _, err := rt.Class(ref.Class); err != nil {
+		return nil, err
+	}
+	pending, dead, _, err := rt.proj.Outbox(ref.Class, ref.ID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	out := make([]OutboxEntry, 0, len(pending)+len(dead))
 	o := rt.outbox
 	o.mu.Lock()
-	dead := o.mu.dead[ref.ID]
-	delete(o.mu.dead, ref.ID)
+	attempts := map[projector.MessagePos]*OutboxEntry{}
+	for _, e := range o.mu.queues[ref.ID] {
+		attempts[e.pos()] = e
+	}
+	for _, m := range pending {
+		e := newEntry(ref, m.Pos, m.Msg)
+		if q, ok := attempts[m.Pos]; ok {
+			e.Attempts, e.LastErr = q.Attempts, q.LastErr
+		}
+		e.body = nil
+		out = append(out, *e)
+	}
 	o.mu.Unlock()
-	for _, e := range dead {
-		e.Dead, e.Attempts = false, 0
+	for _, m := range dead {
+		e := newEntry(ref, m.Pos, m.Msg)
+		e.Dead, e.LastErr, e.body = true, m.Dead, nil
+		out = append(out, *e)
 	}
-	if len(dead) > 0 {
-		o.enqueue(ref.ID, dead...)
+	return out, nil
+}
+
+// DeadLetters lists at most n dead letters of every object after cursor
+// in this node's snapshot, and the cursor of the next page (zero at the
+// end).
+func (rt *Runtime) DeadLetters(cursor projector.OutboxCursor, n int) ([]OutboxEntry, projector.OutboxCursor, error) {
+	ms, next, err := rt.proj.DeadPage(cursor, n)
+	if err != nil {
+		return nil, cursor, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	return len(dead)
+	out := make([]OutboxEntry, len(ms))
+	for i, m := range ms {
+		e := newEntry(Ref{Class: m.Class, ID: m.ID}, m.Pos, m.Msg)
+		e.Dead, e.LastErr, e.body = true, m.Dead, nil
+		out[i] = *e
+	}
+	return out, next, nil
+}
+
+// RetryDead puts one dead letter back in its sender's outbox (a turn on
+// the sender, on its owner), where it is delivered again with its first
+// identity. A letter no longer dead is left alone.
+func (rt *Runtime) RetryDead(ctx context.Context, e OutboxEntry) error {
+	body, _ := json.Marshal(settleBody{Retry: true})
+	cause := Cause{Caller: &Caller{Class: e.Sender.Class, ID: e.Sender.ID, Version: e.Version, Turn: e.Turn, Index: e.Index, Kind: log.CallerReply}}
+	_, err := rt.calls.Call(ctx, e.Sender, "", body, rt.codec, cause)
+	if err != nil {
+		return fmt.Errorf("retry the dead letter %s v%d.%d.%d: %w", e.Sender, e.Version, e.Turn, e.Index, err)
+	}
+	return nil
+}
+
+// RepairOutbox activates ref, whose load hands its pending messages to
+// this node's outbox: the sweep and the takeover of a dead node's objects
+// call it for senders with pending messages.
+func (rt *Runtime) RepairOutbox(ctx context.Context, ref Ref) error {
+	_, err := rt.dispatch(ctx, ref, Cause{Via: ViaSystem, Method: "outbox repair"}, "outbox repair", nil, func(*Ctx, any) (any, error) { return nil, nil })
+	return err
+}
+
+// AllDeadLetters lists at most n dead letters of every object in this
+// node's snapshot (gateway.OutboxAdmin).
+func (rt *Runtime) AllDeadLetters(ctx context.Context, n int) ([]OutboxEntry, error) {
+	var out []OutboxEntry
+	var cursor projector.OutboxCursor
+	for len(out) < n && ctx.Err() == nil {
+		es, next, err := rt.DeadLetters(cursor, min(n-len(out), 512))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, es...)
+		if next == (projector.OutboxCursor{}) {
+			break
+		}
+		cursor = next
+	}
+	return out, ctx.Err()
+}
+
+// RetryAllDead puts every dead letter this node's snapshot holds back in
+// its sender's outbox, a page at a time, and reports how many
+// (gateway.OutboxAdmin).
+func (rt *Runtime) RetryAllDead(ctx context.Context) (int, error) {
+	n := 0
+	var cursor projector.OutboxCursor
+	for {
+		es, next, err := rt.DeadLetters(cursor, 512)
+		if err != nil {
+			return n, err
+		}
+		for _, e := range es {
+			if err := rt.RetryDead(ctx, e); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if next == (projector.OutboxCursor{}) {
+			return n, nil
+		}
+		cursor = next
+	}
 }

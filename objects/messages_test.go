@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/projector"
 )
 
 // inbox is a test class that sends and receives durable messages.
@@ -77,9 +78,15 @@ func (*inbox) Send(c *Ctx, in SendIn) error {
 	return nil
 }
 
+// inboxDown makes Take fail as an unavailable target would (retryable).
+var inboxDown atomic.Bool
+
 // Take appends the item's number to "got" and answers it doubled; an odd
 // number over 1000 is refused.
 func (*inbox) Take(c *Ctx, in Item) (int, error) {
+	if inboxDown.Load() {
+		return 0, fmt.Errorf("%w: the target is down", ErrUnavailable)
+	}
 	if in.N > 1000 && in.N%2 == 1 {
 		return 0, Errorf(422, "odd", "odd %d", in.N)
 	}
@@ -113,9 +120,14 @@ type msgHarness struct {
 	dead    atomic.Int64
 }
 
-func newMsgHarness(t *testing.T) *msgHarness {
+func newMsgHarness(t *testing.T, opts ...harnessOpt) *msgHarness {
+	return newMsgHarnessOn(t, startServer(t), opts...)
+}
+
+// newMsgHarnessOn starts a node with the inbox class on srv.
+func newMsgHarnessOn(t *testing.T, srv *log.Server, opts ...harnessOpt) *msgHarness {
 	m := &msgHarness{}
-	m.harness = newHarness(t, func(c *Config) {
+	m.harness = newHarnessOn(t, srv, append([]harnessOpt{func(c *Config) {
 		c.Classes = append(c.Classes, Define("inbox", func() *inbox { return &inbox{} }))
 		c.Hooks.Delivered = func(_ string, _ ID, dead bool) {
 			m.settled.Add(1)
@@ -123,7 +135,7 @@ func newMsgHarness(t *testing.T) *msgHarness {
 				m.dead.Add(1)
 			}
 		}
-	})
+	}}, opts...)...)
 	return m
 }
 
@@ -185,12 +197,22 @@ func TestMessagesDeliveredInOrderWithReplies(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := rec.Event.Turns[len(rec.Event.Turns)-1].Cause.Caller
-	if c == nil || c.Kind != log.CallerMessage || c.ID != IDFromName("inbox", "s") || c.Version != 2 || c.Index != 1 {
-		t.Fatalf("r's last turn names %+v, want s v2 message 1", c)
+	if c == nil || c.Kind != log.CallerMessage || c.ID != IDFromName("inbox", "s") || c.Index != 1 {
+		t.Fatalf("r's last turn names %+v, want s's message 1", c)
 	}
-	if out := m.rt.Outbox(m.ref("inbox", "s")); len(out) != 0 {
-		t.Fatalf("outbox holds %+v after delivery", out)
+	var sent log.Message
+	if err := m.log.Read(context.Background(), "inbox", IDFromName("inbox", "s"), 0, func(r log.Record) error {
+		if r.Event.Version == c.Version {
+			sent = r.Event.Turns[c.Turn].Sends[c.Index]
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
+	if string(sent.Body) != `{"n":1002}` {
+		t.Fatalf("the caller's position names the message %+v, want 1002's", sent)
+	}
+	waitFor(t, "an empty outbox", func() bool { out, err := m.rt.Outbox(m.ref("inbox", "s")); return err == nil && len(out) == 0 })
 }
 
 // TestMessageRedeliveryAppliesOnce: delivering the same message again
@@ -251,8 +273,9 @@ func TestMessagesNotSentByFailedTurns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Event.Version != 2 || len(rec.Event.Turns[0].Sends) != 1 {
-		t.Fatalf("s's last event %+v: want v2 with one message (v1: the failed transaction's turn)", rec.Event)
+	// v1: the failed transaction's turn; v2 the message; v3 its settle.
+	if rec.Event.Version != 3 || len(rec.Event.Turns[0].Settles) != 1 || rec.Event.Turns[0].Settles[0].Version != 2 {
+		t.Fatalf("s's last event %+v: want v3 settling the message of v2", rec.Event)
 	}
 }
 
@@ -275,12 +298,279 @@ func TestOutboxFull(t *testing.T) {
 	if _, err := m.call("s", "send", SendIn{To: "r", N: 2, First: 1}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "two messages pending", func() bool { return len(m.rt.Outbox(m.ref("inbox", "s"))) == 2 })
+	waitFor(t, "two messages pending", func() bool { out, _ := m.rt.Outbox(m.ref("inbox", "s")); return len(out) == 2 })
 	if _, err := m.call("s", "send", SendIn{To: "r", N: 2, First: 3}); !errors.Is(err, ErrOutboxFull) {
 		t.Fatalf("a third and fourth message: %v, want ErrOutboxFull (at most 3)", err)
 	}
-	out := m.rt.Outbox(m.ref("inbox", "s"))
+	out, _ := m.rt.Outbox(m.ref("inbox", "s"))
 	if len(out) != 2 || out[0].Target.ID != IDFromName("inbox", "r") || out[0].Method != "take" || out[0].Version != 1 || out[1].Index != 1 {
 		t.Fatalf("outbox %+v", out)
+	}
+}
+
+// pendingOf is the sender's outbox as the snapshot holds it.
+func (m *msgHarness) pendingOf(name string) []OutboxEntry {
+	m.t.Helper()
+	out, err := m.rt.Outbox(m.ref("inbox", name))
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return out
+}
+
+// TestMessagesRedeliveredByANewNode: messages whose events were
+// acknowledged but which were not delivered when their node stopped are
+// delivered by the next node that loads the sender, in order, each applied
+// and replied to once. Without the sender's log as the truth about its
+// outbox, the second node has nothing to deliver.
+func TestMessagesRedeliveredByANewNode(t *testing.T) {
+	srv := startServer(t)
+	h1 := newMsgHarnessOn(t, srv)
+	inboxDown.Store(true) // the target refuses as an unavailable one would: retried
+	defer inboxDown.Store(false)
+	if _, err := h1.call("s", "send", SendIn{To: "r", N: 3, First: 1, Reply: true}); err != nil {
+		t.Fatal(err)
+	}
+	h1.flush()
+	if n := len(h1.pendingOf("s")); n != 3 {
+		t.Fatalf("%d messages pending on the first node, want 3", n)
+	}
+	h1.close()
+	inboxDown.Store(false)
+	h2 := newMsgHarnessOn(t, srv)
+	if err := h2.rt.RepairOutbox(context.Background(), h2.ref("inbox", "s")); err != nil {
+		t.Fatal(err)
+	}
+	h2.waitSettled(3)
+	var got []int
+	h2.read("r", "got", &got)
+	if fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("r took %v, want [1 2 3]", got)
+	}
+	var replies []Reply
+	h2.read("s", "replies", &replies)
+	if len(replies) != 3 || string(replies[2].Out) != "6" {
+		t.Fatalf("replies %+v, want 3", replies)
+	}
+	h2.flush()
+	if out := h2.pendingOf("s"); len(out) != 0 {
+		t.Fatalf("outbox holds %+v after delivery", out)
+	}
+}
+
+// TestMessageRedeliveryAfterTheWindow: long after the idempotency window,
+// and after the sweep dropped the target's keyed records, redelivering a
+// message (the one applied last, or an older one of the same sender) runs
+// nothing, and its settle call (the reply) does nothing either: the
+// message is settled.
+func TestMessageRedeliveryAfterTheWindow(t *testing.T) {
+	var skew atomic.Int64
+	m := newMsgHarness(t, func(c *Config) {
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+		c.IdempotencySweepEvery = 10 * time.Millisecond
+	})
+	if _, err := m.call("s", "send", SendIn{To: "r", N: 3, First: 1, Reply: true}); err != nil {
+		t.Fatal(err)
+	}
+	m.waitSettled(3)
+	m.flush()
+	skew.Store(int64(72 * time.Hour))
+	rid := IDFromName("inbox", "r")
+	waitFor(t, "the sweep to drop r's keyed records", func() bool {
+		_, ok, err := m.proj.Idem("inbox", rid, "strata-msg-"+IDFromName("inbox", "s").String()+"-1-0-2")
+		return err == nil && !ok
+	})
+	m.rt.Close(context.Background()) // no activation keeps an overlay: the snapshot answers
+	m.harness.close()
+	m2 := newMsgHarnessOn(t, m.srv, func(c *Config) {
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
+	for _, index := range []int{2, 0, 2} { // the last applied, an older one, the last again
+		e := &OutboxEntry{Sender: m2.ref("inbox", "s"), Version: 1, Index: index, Target: m2.ref("inbox", "r"), Method: "take", Reply: "replied",
+			body: []byte(fmt.Sprintf(`{"n":%d}`, index+1))}
+		if err := m2.rt.outbox.attempt(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []int
+	m2.read("r", "got", &got)
+	if fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("r took %v, want [1 2 3]: a redelivery ran again", got)
+	}
+	var replies []Reply
+	m2.read("s", "replies", &replies)
+	if len(replies) != 3 {
+		t.Fatalf("%d replies, want 3: a redelivered reply ran again", len(replies))
+	}
+}
+
+// TestMessagesDeadLetteredAndRetried: a message whose delivery keeps
+// failing goes to the dead letters, recorded in the sender's log (so it
+// is listed by any node); an operator's retry delivers it with its first
+// identity, and its reply comes then, once.
+func TestMessagesDeadLetteredAndRetried(t *testing.T) {
+	defer func(d time.Duration) { messageBackoffMin = d }(messageBackoffMin)
+	messageBackoffMin = time.Millisecond
+	inboxDown.Store(true)
+	defer inboxDown.Store(false)
+	m := newMsgHarness(t)
+	if _, err := m.call("s", "send", SendIn{To: "r", N: 1, First: 4, Reply: true}); err != nil {
+		t.Fatal(err)
+	}
+	m.waitSettled(1)
+	if m.dead.Load() != 1 {
+		t.Fatalf("%d dead letters, want 1", m.dead.Load())
+	}
+	m.flush()
+	out := m.pendingOf("s")
+	if len(out) != 1 || !out[0].Dead || !strings.Contains(out[0].LastErr, "down") {
+		t.Fatalf("outbox %+v, want one dead letter", out)
+	}
+	dead, _, err := m.rt.DeadLetters(projector.OutboxCursor{}, 10)
+	if err != nil || len(dead) != 1 || dead[0].Sender.ID != IDFromName("inbox", "s") {
+		t.Fatalf("dead letters %+v, %v", dead, err)
+	}
+	var replies []Reply
+	m.read("s", "replies", &replies)
+	if len(replies) != 0 {
+		t.Fatalf("a dead letter replied: %+v", replies)
+	}
+	inboxDown.Store(false)
+	if err := m.rt.RetryDead(context.Background(), dead[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.rt.RetryDead(context.Background(), dead[0]); err != nil { // a repeat: no longer dead
+		t.Fatal(err)
+	}
+	m.waitSettled(2)
+	var got []int
+	m.read("r", "got", &got)
+	m.read("s", "replies", &replies)
+	if fmt.Sprint(got) != "[4]" || len(replies) != 1 || string(replies[0].Out) != "8" {
+		t.Fatalf("after the retry r took %v, replies %+v", got, replies)
+	}
+	m.flush()
+	if out := m.pendingOf("s"); len(out) != 0 {
+		t.Fatalf("outbox %+v after the retry", out)
+	}
+}
+
+// TestMessageRedeliveryAfterACheckpoint: a target loaded on a new node
+// from its checkpoint (skipping the events that applied the messages),
+// long after the idempotency window, still refuses a redelivery: the
+// checkpoint carries, per sender, the last message applied. Without it
+// the new node runs the message again.
+func TestMessageRedeliveryAfterACheckpoint(t *testing.T) {
+	var skew atomic.Int64
+	clock := func(c *Config) {
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+		c.Checkpoints = CheckpointConfig{Every: 2}
+	}
+	srv := startServer(t)
+	m := newMsgHarnessOn(t, srv, clock)
+	if _, err := m.call("s", "send", SendIn{To: "r", N: 2, First: 1, Reply: true}); err != nil {
+		t.Fatal(err)
+	}
+	m.waitSettled(2)
+	// r's later events, so the messages' events are behind its checkpoint.
+	for i := range 4 {
+		if _, err := m.call("r", "send", SendIn{To: "q", N: 1, First: 10 + i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.waitSettled(6)
+	if err := m.rt.FlushCheckpoints(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m.harness.close()
+	skew.Store(int64(72 * time.Hour))
+	m2 := newMsgHarnessOn(t, srv, clock)
+	before := m2.log.Stats().Read
+	e := &OutboxEntry{Sender: m2.ref("inbox", "s"), Version: 1, Index: 1, Target: m2.ref("inbox", "r"), Method: "take", Reply: "replied", body: []byte(`{"n":2}`)}
+	if err := m2.rt.outbox.attempt(e); err != nil {
+		t.Fatal(err)
+	}
+	if reads := m2.log.Stats().Read - before; reads >= 10 {
+		t.Fatalf("r was loaded by reading %d events, not from its checkpoint", reads)
+	}
+	var got []int
+	m2.read("r", "got", &got)
+	if fmt.Sprint(got) != "[1 2]" {
+		t.Fatalf("r took %v, want [1 2]: the redelivery ran again on the node that loaded r from its checkpoint", got)
+	}
+}
+
+// TestMessagesPendingAcrossACheckpoint: a sender loaded on a new node
+// from its checkpoint, which skips the events that sent its messages,
+// still delivers the pending ones (the checkpoint carries the outbox).
+func TestMessagesPendingAcrossACheckpoint(t *testing.T) {
+	every := func(c *Config) { c.Checkpoints = CheckpointConfig{Every: 2} }
+	srv := startServer(t)
+	m := newMsgHarnessOn(t, srv, every)
+	inboxDown.Store(true)
+	defer inboxDown.Store(false)
+	if _, err := m.call("s", "send", SendIn{To: "r", N: 3, First: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // s's later events, so the sending event is behind its checkpoint
+		if _, err := m.call("s", "send", SendIn{To: "r", InTx: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.rt.FlushCheckpoints(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m.harness.close()
+	inboxDown.Store(false)
+	m2 := newMsgHarnessOn(t, srv, every)
+	before := m2.log.Stats().Read
+	if err := m2.rt.RepairOutbox(context.Background(), m2.ref("inbox", "s")); err != nil {
+		t.Fatal(err)
+	}
+	if reads := m2.log.Stats().Read - before; reads >= 4 {
+		t.Fatalf("s was loaded by reading %d events, not from its checkpoint", reads)
+	}
+	m2.waitSettled(3)
+	var got []int
+	m2.read("r", "got", &got)
+	if fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("r took %v, want [1 2 3]", got)
+	}
+}
+
+// TestRetriedDeadLetterKeepsOrder: a dead letter retried after a later
+// message of its sender reached the same target is refused with
+// message_superseded (its reply says so) instead of applying out of send
+// order; the target applied each message at most once.
+func TestRetriedDeadLetterKeepsOrder(t *testing.T) {
+	defer func(d time.Duration) { messageBackoffMin = d }(messageBackoffMin)
+	messageBackoffMin = time.Millisecond
+	inboxDown.Store(true)
+	defer inboxDown.Store(false)
+	m := newMsgHarness(t)
+	if _, err := m.call("s", "send", SendIn{To: "r", N: 1, First: 1, Reply: true}); err != nil {
+		t.Fatal(err)
+	}
+	m.waitSettled(1)
+	inboxDown.Store(false)
+	if _, err := m.call("s", "send", SendIn{To: "r", N: 1, First: 2, Reply: true}); err != nil {
+		t.Fatal(err)
+	}
+	m.waitSettled(2)
+	m.flush()
+	dead, _, err := m.rt.DeadLetters(projector.OutboxCursor{}, 10)
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("dead letters %+v, %v", dead, err)
+	}
+	if err := m.rt.RetryDead(context.Background(), dead[0]); err != nil {
+		t.Fatal(err)
+	}
+	m.waitSettled(3)
+	var got []int
+	m.read("r", "got", &got)
+	var replies []Reply
+	m.read("s", "replies", &replies)
+	if fmt.Sprint(got) != "[2]" || len(replies) != 2 || replies[1].Error == nil || replies[1].Error.Code != "message_superseded" {
+		t.Fatalf("r took %v, replies %+v; want [2], and the retried message refused as superseded", got, replies)
 	}
 }

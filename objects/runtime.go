@@ -377,6 +377,9 @@ func (rt *Runtime) Call(ctx context.Context, ref Ref, method string, body []byte
 	if err != nil {
 		return nil, err
 	}
+	if c := cause.Caller; c != nil && c.Kind == log.CallerReply {
+		return rt.settleCall(ctx, class, ref, method, body, codec, cause)
+	}
 	if class.dynamic {
 		return rt.callDynamic(ctx, ref, class, method, body, cause)
 	}
@@ -486,6 +489,12 @@ func (rt *Runtime) dispatchSized(ctx context.Context, ref Ref, cause Cause, labe
 		cause.IdemKey, cause.IdemHash, cause.Outcome, outcome = "", nil, nil, nil
 	}
 	req := &request{size: size, ctx: ctx, cause: cause, label: label, outcome: outcome, run: fn, result: make(chan result, 1)}
+	return rt.submit(ctx, class, ref, req)
+}
+
+// submit hands req to ref's activation (the next one, if the one it met
+// ended first) and waits for its result.
+func (rt *Runtime) submit(ctx context.Context, class *Class, ref Ref, req *request) (any, error) {
 	for attempt := 0; attempt < rt.cfg.DispatchAttempts; attempt++ {
 		a, err := rt.activation(class, ref)
 		if err != nil {

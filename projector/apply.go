@@ -212,6 +212,9 @@ func (b *txnBatch) stage(rec log.Record, split bool) error {
 	if err := eventIdem(do, ev); err != nil {
 		return fmt.Errorf("projector: apply %s/%s v%d: %w", ev.Class, ev.ID, ev.Version, err)
 	}
+	if err := eventOutbox(do, ev); err != nil {
+		return fmt.Errorf("projector: apply %s/%s v%d outbox: %w", ev.Class, ev.ID, ev.Version, err)
+	}
 	next := Meta{Version: ev.Version, Seq: rec.Seq, Hash: rec.Hash(), Name: meta.Name, Updated: ev.Time}
 	if next.Name == "" {
 		next.Name = ev.Name

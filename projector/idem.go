@@ -92,6 +92,9 @@ func stageIdem(do func(func(*badger.Txn) error) error, class string, id log.ID, 
 		if err := tx.Set(k, v); err != nil {
 			return err
 		}
+		if err := stageReceived(tx, class, id, t.Cause); err != nil {
+			return fmt.Errorf("received message: %w", err)
+		}
 		return tx.Set(xk, nil)
 	})
 	if err != nil {

@@ -44,6 +44,9 @@ func (p *Projector) Install(ck *log.Checkpoint) (bool, error) {
 	if err == nil {
 		err = deletePrefix(txn, alarmKey(ck.Class, ck.ID, ""))
 	}
+	if err == nil {
+		err = installOutbox(txn, ck)
+	}
 	for k, v := range ck.Keys {
 		if err != nil {
 			break

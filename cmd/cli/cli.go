@@ -50,6 +50,7 @@ func commands() []command {
 		{"serve", "run a node: embedded NATS + Badger + HTTP gateway", runServe},
 		{"call", "call an object's RPC method over HTTP", runCall},
 		{"alarms", "list pending (ls [class]) or dead alarms, retry dead ones", runAlarms},
+		{"outbox", "list an object's pending messages (ls class name) or every dead letter, retry dead ones", runOutbox},
 		{"rebuild", "rebuild the Badger snapshot from the log (server stopped)", runRebuild},
 		{"bench", "measure the standard workloads against the raw JetStream limit", runBench},
 		{"history", "print an object's events with causes and diffs", runHistory},

@@ -130,7 +130,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		backend = n.router // requests go to their object's owner
 	}
 	gc := gateway.Config{
-		Backend: backend, Logger: logger, Alarms: n.alarms, WebSocket: wsCfg, Health: n.proj.Health, StreamsMax: *streamsMax,
+		Backend: backend, Logger: logger, Alarms: n.alarms, Outbox: n.rt, WebSocket: wsCfg, Health: n.proj.Health, StreamsMax: *streamsMax,
 		AllowedHosts: append(splitList(*allowedHosts), listenHost(ln.Addr().String(), *httpAddr)...),
 		CORSOrigins:  splitList(*corsOrigins),
 		Raft:         raftStatus(n.srv, lc.cluster.enabled),
