@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
 )
 

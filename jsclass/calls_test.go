@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/strata-objects/strata/objects"
 )
@@ -23,6 +24,35 @@ func (relay) Forward(ctx *objects.Ctx, in relayInput) (json.RawMessage, error) {
 	var out json.RawMessage
 	err := ctx.Object(in.Class, in.Name).Call(ctx, in.Method, in.Args, &out)
 	return out, err
+}
+
+// Post sends the same as a durable message (objects.Stub.Send).
+func (relay) Post(ctx *objects.Ctx, in relayInput) error {
+	return ctx.Object(in.Class, in.Name).Send(in.Method, in.Args)
+}
+
+// TestMessageToJavaScript: a Go class's durable message runs a method of
+// a deployed JavaScript class (Send does not know a deployed class's
+// methods: its code answers).
+func TestMessageToJavaScript(t *testing.T) {
+	rc := objects.Define("jrelay", func() *relay { return &relay{} })
+	n := startJSWith(t, []*objects.Class{rc}, nil)
+	n.deploy(t, "jcounter", "counter.ts", counterTS)
+	if st, got := do(t, "POST", n.URL+"/v1/objects/jrelay/r/rpc/post", `{"class":"jcounter","name":"m","method":"increment","args":[4]}`); st != 200 {
+		t.Fatalf("post: %d %s", st, got)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// increment by 0 reads the value without changing it.
+		st, got := do(t, "POST", n.URL+"/v1/objects/jcounter/m/rpc/increment", `[0]`)
+		if st == 200 && got == "4" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the message did not reach jcounter/m: %d %s", st, got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 const callerJS = `import { DurableObject } from "strata";

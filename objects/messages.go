@@ -117,7 +117,7 @@ func (s *Stub) send(method string, in any, reply string) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := class.methods[method]; !ok {
+	if _, ok := class.methods[method]; !ok && !class.dynamic { // a deployed class's methods are its code's: it answers unknown_method
 		return fmt.Errorf("%w: %s has no method %q", ErrUnknownMethod, class.name, truncate(method))
 	}
 	var body []byte
