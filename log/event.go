@@ -320,7 +320,7 @@ func init() {
 		TagsMd:            cbor.TagsForbidden,
 		MaxNestedLevels:   8,
 		MaxArrayElements:  turnWritesMax,
-		MaxMapPairs:       16,
+		MaxMapPairs:       32, // the largest struct, a checkpoint manifest, has 22 fields
 		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
 		UTF8:              cbor.UTF8RejectInvalid,
 	}.DecMode()
