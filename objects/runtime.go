@@ -486,6 +486,18 @@ func (rt *Runtime) dispatchSized(ctx context.Context, ref Ref, cause Cause, labe
 		cause.IdemKey, cause.IdemHash, cause.Outcome, outcome = "", nil, nil, nil
 	}
 	req := &request{size: size, ctx: ctx, cause: cause, label: label, outcome: outcome, run: fn, result: make(chan result, 1)}
+	if tctx, tt := traceTurn(ctx, class.name, label); tt != nil {
+		req.ctx, req.trace = tctx, tt
+		out, err := rt.runRequest(ctx, class, ref, req)
+		tt.end(err)
+		return out, err
+	}
+	return rt.runRequest(ctx, class, ref, req)
+}
+
+// runRequest admits req on ref's activation, creating it if needed, and
+// waits for the gated result.
+func (rt *Runtime) runRequest(ctx context.Context, class *Class, ref Ref, req *request) (any, error) {
 	for attempt := 0; attempt < rt.cfg.DispatchAttempts; attempt++ {
 		a, err := rt.activation(class, ref)
 		if err != nil {

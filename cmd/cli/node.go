@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/strata-objects/strata/alarms"
 	"github.com/strata-objects/strata/cluster"
 	"github.com/strata-objects/strata/gateway"
@@ -44,6 +46,10 @@ type logConfig struct {
 	js             jsFlags // deployed JavaScript classes (jsnode.go)
 	// metrics, if set, is fed by the node's hooks (cmd/cli/metrics.go).
 	metrics *metrics.Metrics
+	// tracer, if set, traces the projector's applies and the forwarded
+	// requests this node serves (--otlp-endpoint); the runtime traces the
+	// turns of traced requests without it (objects/trace.go).
+	tracer trace.Tracer
 }
 
 // alarmRepairFlags tune the alarm repair that runs beyond start and
@@ -218,6 +224,7 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 		// shard passes its projector, so the watermarks can follow it and
 		// a restart after a crash replays only what was not yet settled.
 		TrackWatermarks: ln.srv != nil && n.router == nil,
+		Tracer:          lc.tracer,
 		OnApplied: func(b []projector.Applied) {
 			if rt != nil {
 				rt.OnApplied(b)
