@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -50,6 +51,9 @@ type logConfig struct {
 	// requests this node serves (--otlp-endpoint); the runtime traces the
 	// turns of traced requests without it (objects/trace.go).
 	tracer trace.Tracer
+	// metricsGate, if set, switches the metrics hooks off while false
+	// (strata bench --overhead); nil: they always count.
+	metricsGate *atomic.Bool
 }
 
 // alarmRepairFlags tune the alarm repair that runs beyond start and
@@ -229,7 +233,7 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 			if rt != nil {
 				rt.OnApplied(b)
 			}
-			if lc.metrics != nil && len(b) > 0 {
+			if lc.metrics != nil && len(b) > 0 && (lc.metricsGate == nil || lc.metricsGate.Load()) {
 				lc.metrics.ObserveApplied(b[len(b)-1].Time)
 			}
 		},
@@ -260,7 +264,7 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 	oc := objects.Config{Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger, MaxActivations: lc.maxActivations}
 	oc.Codec = gateway.JSONCodec // stubs encode as forwarded calls decode
 	if lc.metrics != nil {
-		ac.OnFire, oc.Hooks = lc.metrics.ObserveFire, objectHooks(lc.metrics)
+		ac.OnFire, oc.Hooks = lc.metrics.ObserveFire, gateHooks(objectHooks(lc.metrics), lc.metricsGate)
 	}
 	if n.router != nil {
 		ac.Deliver, oc.Claim = n.router.Alarm, n.router.Claim
