@@ -95,6 +95,14 @@ func runOverhead(ctx context.Context, env *Env, bc benchConfig) error {
 		Transport: &http.Transport{MaxIdleConns: 4 * bc.clients, MaxIdleConnsPerHost: 4 * bc.clients},
 		Timeout:   30 * time.Second,
 	}}
+	// The raw JetStream limits of this node, in the same run: what the
+	// rows' rates compare against.
+	limits, err := measureRaw(ctx, n.log, bc, env.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "raw-sync %.0f/s (p50 %.3f ms), raw-conc %.0f/s: JetStream's own limits on this node in this run\n",
+		limits.syncPerSec, limits.syncP50, limits.conc.PerSecond)
 	run := fmt.Sprint(time.Now().UnixNano())
 	workloads := []struct {
 		name, what string
@@ -108,7 +116,7 @@ func runOverhead(ctx context.Context, env *Env, bc benchConfig) error {
 	}
 	var results []benchResult
 	for _, w := range workloads {
-		perSec := map[string][]float64{}
+		rows := map[string][]benchResult{}
 		for round := 0; round < bc.overhead; round++ {
 			for i := range phases {
 				p := phases[(i+round)%len(phases)]
@@ -117,14 +125,14 @@ func runOverhead(ctx context.Context, env *Env, bc benchConfig) error {
 					[]benchVariant{{base: p.base}}, func(_ int, rng *rand.Rand, _ benchVariant) (string, string) {
 						return w.path(rng), `{"by":1}`
 					})[0]
-				perSec[p.name] = append(perSec[p.name], r.PerSecond)
+				rows[p.name] = append(rows[p.name], r)
 				results = append(results, r)
 				if err := ctx.Err(); err != nil {
 					return err
 				}
 			}
 		}
-		printOverhead(env.Stdout, w.name, perSec)
+		printOverhead(env.Stdout, w.name, rows)
 	}
 	metricsOn.Store(true)
 	if !bc.json {
@@ -133,24 +141,41 @@ func runOverhead(ctx context.Context, env *Env, bc benchConfig) error {
 	return nil
 }
 
-// printOverhead prints a workload's summary: each setting's median, its
-// cost against off's, and off's spread.
-func printOverhead(w io.Writer, name string, perSec map[string][]float64) {
-	median := func(xs []float64) float64 {
-		s := slices.Clone(xs)
-		slices.Sort(s)
-		if len(s)%2 == 1 {
-			return s[len(s)/2]
+// printOverhead prints a workload's summary: each setting's medians of
+// requests/s, p50 and CPU per request, their costs against off's, and the
+// spread of off's own rounds.
+func printOverhead(w io.Writer, name string, rows map[string][]benchResult) {
+	col := func(k string, f func(benchResult) float64) []float64 {
+		var xs []float64
+		for _, r := range rows[k] {
+			xs = append(xs, f(r))
 		}
-		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+		return xs
 	}
-	off := median(perSec["off"])
-	lo, hi := slices.Min(perSec["off"]), slices.Max(perSec["off"])
-	fmt.Fprintf(w, "%s off      median %8.1f req/s  (rounds %s; spread %.1f%% of the median)\n", name, off, fmtRates(perSec["off"]), 100*(hi-lo)/off)
+	rate := func(r benchResult) float64 { return r.PerSecond }
+	p50 := func(r benchResult) float64 { return r.P50Millis }
+	cpu := func(r benchResult) float64 { return r.CPUMicros }
+	offRate, offP50, offCPU := median(col("off", rate)), median(col("off", p50)), median(col("off", cpu))
+	spread := func(xs []float64) float64 { return 100 * (slices.Max(xs) - slices.Min(xs)) / median(xs) }
+	fmt.Fprintf(w, "%s off      median %7.1f req/s, p50 %.3f ms, cpu %4.0f µs/req  (req/s by round %s; spread of off's rounds: req/s %.0f%%, p50 %.0f%%, cpu %.0f%%)\n",
+		name, offRate, offP50, offCPU, fmtRates(col("off", rate)), spread(col("off", rate)), spread(col("off", p50)), spread(col("off", cpu)))
 	for _, k := range []string{"metrics", "trace"} {
-		m := median(perSec[k])
-		fmt.Fprintf(w, "%s %-8s median %8.1f req/s  (rounds %s; cost %+.1f%%)\n", name, k, m, fmtRates(perSec[k]), 100*(off-m)/off)
+		r, p, c := median(col(k, rate)), median(col(k, p50)), median(col(k, cpu))
+		fmt.Fprintf(w, "%s %-8s median %7.1f req/s, p50 %.3f ms, cpu %4.0f µs/req  (req/s by round %s; cost: req/s %+.1f%%, p50 %+.1f%%, cpu %+.1f%%)\n",
+			name, k, r, p, c, fmtRates(col(k, rate)), 100*(offRate-r)/offRate, 100*(p-offP50)/offP50, 100*(c-offCPU)/offCPU)
 	}
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func fmtRates(xs []float64) string {
