@@ -49,7 +49,7 @@ type logConfig struct {
 	metrics *metrics.Metrics
 	// tracer, if set, traces the projector's applies and the forwarded
 	// requests this node serves (--otlp-endpoint); the runtime traces the
-	// turns of traced requests without it (objects/trace.go).
+	// turns of traced requests without it (objects/spans.go).
 	tracer trace.Tracer
 	// metricsGate, if set, switches the metrics hooks off while false
 	// (strata bench --overhead); nil: they always count.
