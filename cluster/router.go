@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/objects"
 )
@@ -37,6 +39,10 @@ type Config struct {
 	// production: only fencing then keeps one writer per object.
 	OwnAll bool
 	Logger *slog.Logger
+	// Tracer, if set, traces the forwarded requests this node serves
+	// (spans.go): their spans are children of the forwarder's. Nil:
+	// tracing off.
+	Tracer trace.Tracer
 }
 
 const (
@@ -472,6 +478,13 @@ func inMotion(err error) bool {
 // (cut off, it would most likely wait for the deadline: it answers now,
 // outcome unknown).
 func (r *Router) forward(ctx context.Context, owner string, env *Envelope) (*Reply, error) {
+	ctx, span := traceForward(ctx, owner, env)
+	rep, err := r.forwardTo(ctx, owner, env)
+	endSpan(span, err)
+	return rep, err
+}
+
+func (r *Router) forwardTo(ctx context.Context, owner string, env *Envelope) (*Reply, error) {
 	env.From = r.cfg.Node
 	data, err := encode(env)
 	if err != nil {
@@ -534,7 +547,9 @@ func (r *Router) handle(ctx context.Context, data []byte) []byte {
 		r.stats.served.Add(1)
 		ctx = objects.TrackReplay(ctx)
 		ctx = objects.WithCallChain(ctx, env.Chain)
-		rep, err = r.runLocal(ctx, &env)
+		sctx, span := r.traceServed(ctx, &env)
+		rep, err = r.runLocal(sctx, &env)
+		endSpan(span, err)
 	}
 	if rep == nil {
 		rep = &Reply{}

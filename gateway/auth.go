@@ -125,6 +125,7 @@ var actionAccess = map[string]access{
 	"restore": accessAdmin,
 	"sql":     accessRead, // POST …/sql/query: read-only, against the past
 	"trace":   accessRead, // GET …/trace?version=N: the causal trace (history/trace.go)
+	"live":    accessRead, // GET …/live: activation and WebSockets on this node (console.go)
 }
 
 // handle registers a route; a pattern without a row in routeAccess is a

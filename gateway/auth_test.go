@@ -164,6 +164,7 @@ var authRoutes = []struct {
 	{"GET", "/v1/objects/counter/m/history", ""},
 	{"GET", "/v1/objects/counter/m/state?version=1", ""},
 	{"GET", "/v1/objects/counter/m/audit", ""},
+	{"GET", "/v1/objects/counter/m/live", ""},
 	{"POST", "/v1/objects/counter/m/restore", `{"version":1}`},
 	{"POST", "/v1/objects/counter/m/sql/query?version=1", `{"query":"SELECT 1"}`},
 	{"GET", "/v1/objects/counter/m/trace?version=1", ""},
@@ -272,7 +273,7 @@ func TestAuthRoutesCovered(t *testing.T) {
 			t.Errorf("actionAccess has %q, which is no action", a)
 		}
 	}
-	for _, a := range []string{"rpc", "fetch", "alarm", "ws", "outbox", "history", "state", "audit", "restore", "trace"} {
+	for _, a := range []string{"rpc", "fetch", "alarm", "ws", "outbox", "history", "state", "audit", "restore", "trace", "live"} {
 		if isAction(a) && actionAccess[a] == 0 {
 			t.Errorf("action %q has no row in actionAccess", a)
 		}

@@ -160,3 +160,58 @@ func (g *Gateway) WebSocketsOpen() int {
 	defer g.ws.mu.Unlock()
 	return len(g.ws.mu.conns)
 }
+
+// liveInspector is the part of an Inspector that tells an object's life
+// on this node (the runtime has it).
+type liveInspector interface {
+	IsActive(objects.Ref) bool
+	SocketsOf(objects.Ref) int
+}
+
+// placer is a backend that places objects on nodes (the cluster router).
+type placer interface {
+	Owns(objects.ID) bool
+	OwnerOf(objects.ID) string
+}
+
+// liveness is what the console shows of an object's life: whether it has
+// a live activation and how many WebSockets it holds open, as this node
+// knows them. In a cluster, Owner names the object's node in this node's
+// view; when that is another node (Elsewhere), Active and WebSockets say
+// nothing of it (they are this node's, which does not run it).
+type liveness struct {
+	Active     bool   `json:"active"`
+	WebSockets *int   `json:"websockets,omitempty"`
+	Owner      string `json:"owner,omitempty"`
+	Elsewhere  bool   `json:"elsewhere,omitempty"`
+}
+
+func (g *Gateway) liveness(ref objects.Ref, sockets bool) liveness {
+	var l liveness
+	if li, ok := g.cfg.Inspect.(liveInspector); ok {
+		l.Active = li.IsActive(ref)
+		if sockets {
+			n := li.SocketsOf(ref)
+			l.WebSockets = &n
+		}
+	}
+	if p, ok := g.cfg.Backend.(placer); ok {
+		l.Owner, l.Elsewhere = p.OwnerOf(ref.ID), !p.Owns(ref.ID)
+	}
+	return l
+}
+
+// live answers GET /v1/objects/{class}/{name}/live: the object's liveness
+// with its WebSocket count (scope read).
+func (g *Gateway) live(w http.ResponseWriter, r *http.Request, rt route) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, r, &routeError{http.StatusMethodNotAllowed, "method_not_allowed", "live takes GET"})
+		return
+	}
+	if rt.rest != "" {
+		writeError(w, r, &routeError{http.StatusNotFound, "not_found", "nothing is under …/live"})
+		return
+	}
+	writeJSON(w, http.StatusOK, g.liveness(rt.ref, true))
+}

@@ -5,6 +5,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/strata-objects/strata/classes"
+	"github.com/strata-objects/strata/internal/testnode"
 )
 
 // The console's files are embedded and served with a strict CSP; GET /
@@ -50,5 +54,45 @@ func TestConsoleFiles(t *testing.T) {
 	f.gw.ServeHTTP(rec, r)
 	if rec.Code != http.StatusForbidden {
 		t.Errorf("cross-origin GET /v1/classes: %d, want 403", rec.Code)
+	}
+}
+
+// GET …/live tells whether an object has a live activation here and how
+// many WebSockets it holds; the class's list says active per object.
+func TestLiveRoute(t *testing.T) {
+	n := testnode.Start(t, classes.All(), nil)
+	gw, err := New(Config{Backend: n.Runtime, Inspect: n.Runtime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do := func(method, path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		gw.ServeHTTP(rec, httptest.NewRequest(method, "http://127.0.0.1"+path, strings.NewReader(`{}`)))
+		return rec
+	}
+	if rec := do("GET", "/v1/objects/counter/live-x/live"); rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != `{"active":false,"websockets":0}` {
+		t.Fatalf("before any turn: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do("POST", "/v1/objects/counter/live-x/rpc/increment"); rec.Code != 200 {
+		t.Fatalf("increment: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do("GET", "/v1/objects/counter/live-x/live"); rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != `{"active":true,"websockets":0}` {
+		t.Fatalf("after a turn: %d %s", rec.Code, rec.Body)
+	}
+	// The list reads the snapshot: wait for the projector.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		rec := do("GET", "/v1/objects/counter")
+		if rec.Code == 200 && strings.Contains(rec.Body.String(), `"name":"live-x","version":1,`) && strings.Contains(rec.Body.String(), `"active":true`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("list: %d %s, want live-x active at version 1", rec.Code, rec.Body)
+		}
+	}
+	if rec := do("POST", "/v1/objects/counter/live-x/live"); rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST live: %d, want 405", rec.Code)
+	}
+	if rec := do("GET", "/v1/objects/counter/live-x/live/more"); rec.Code != http.StatusNotFound {
+		t.Errorf("GET live/more: %d, want 404", rec.Code)
 	}
 }

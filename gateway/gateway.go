@@ -321,13 +321,13 @@ func (g *Gateway) parseRoute(r *http.Request) (route, error) {
 	}
 	if op.action == "" {
 		seg, _, _ := strings.Cut(op.rest, "/")
-		return route{}, &routeError{http.StatusNotFound, "not_found", fmt.Sprintf("unknown action %q: want rpc, fetch, alarm, ws, outbox, history, state, audit, restore, sql or trace", seg)}
+		return route{}, &routeError{http.StatusNotFound, "not_found", fmt.Sprintf("unknown action %q: want rpc, fetch, alarm, ws, outbox, history, state, audit, restore, sql, trace or live", seg)}
 	}
 	return route{ref: ref, action: op.action, rest: op.rest}, nil
 }
 
 func isAction(s string) bool {
-	return s == "rpc" || s == "fetch" || s == "alarm" || s == "ws" || s == "outbox" || isPastAction(s)
+	return s == "rpc" || s == "fetch" || s == "alarm" || s == "ws" || s == "outbox" || s == "live" || isPastAction(s)
 }
 
 func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
@@ -339,7 +339,7 @@ func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if !(r.Method == http.MethodGet && isPastAction(rt.action)) {
+	if !(r.Method == http.MethodGet && (isPastAction(rt.action) || rt.action == "live")) {
 		if err := g.health(); err != nil {
 			writeError(w, r, &routeError{http.StatusServiceUnavailable, "unhealthy", "this node refuses writes: " + err.Error()})
 			return
@@ -375,6 +375,8 @@ func (g *Gateway) objectRoute(w http.ResponseWriter, r *http.Request) {
 		g.outbox(w, r, rt)
 	case "ws":
 		g.webSocket(ctx, w, r, rt, cause)
+	case "live":
+		g.live(w, r, rt)
 	}
 }
 

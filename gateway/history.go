@@ -142,13 +142,14 @@ func (g *Gateway) listObjects(w http.ResponseWriter, r *http.Request) {
 		Name    string    `json:"name,omitempty"`
 		Version uint64    `json:"version"`
 		Updated time.Time `json:"updated"`
+		liveness
 	}
 	out := struct {
 		Objects []item `json:"objects"`
 		Cursor  string `json:"cursor,omitempty"`
 	}{Objects: []item{}, Cursor: next}
 	for _, o := range page {
-		out.Objects = append(out.Objects, item{o.ID.String(), o.Name, o.Version, o.Updated})
+		out.Objects = append(out.Objects, item{o.ID.String(), o.Name, o.Version, o.Updated, g.liveness(objects.Ref{Class: r.PathValue("class"), ID: o.ID}, false)})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/gorilla/websocket"
 )
 
 var consoleShots = flag.String("console.screenshots", "", "write PNG screenshots of the console into this folder (e.g. ../docs)")
@@ -153,6 +154,19 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Fatalf("GET /console/: %d CSP %q", resp.StatusCode, csp)
 	}
 
+	// Two WebSockets on a chat room, for its page's live count.
+	dialRoom := func(who string) *websocket.Conn {
+		t.Helper()
+		ws := "ws" + strings.TrimPrefix(p.url, "http") + "/v1/objects/chat/live-room/ws?name=" + who
+		c, _, err := websocket.DefaultDialer.Dial(ws, http.Header{"Authorization": {"Bearer " + admin}})
+		if err != nil {
+			t.Fatalf("dial %s: %v", ws, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	ann, _ := dialRoom("ann"), dialRoom("bob")
+
 	obj := p.url + "/console/#/object/kv/demo"
 	var restoreHidden bool
 	steps := []struct {
@@ -164,6 +178,13 @@ func TestConsoleBrowser(t *testing.T) {
 		{"see the classes", waitText("#whoami", "scope: admin")},
 		{"class counts", waitText("main table", "counter")},
 		{"screenshot classes", shot("console-classes.png")},
+		{"a class's objects", chromedp.Navigate(p.url + "/console/#/class/counter")},
+		{"each with its version and last change", waitText("#objects", "c1")},
+		{"and whether it is active", waitText("#objects tr:first-child td.active", "active")},
+		{"a room's page", chromedp.Navigate(p.url + "/console/#/object/chat/live-room")},
+		{"its live sockets", waitText("#live", "active · 2 WebSockets")},
+		{"one leaves", chromedp.Func(func(context.Context, *chromedp.Target) error { return ann.Close() })},
+		{"the count follows", waitText("#live", "active · 1 WebSocket")},
 		{"open the object", chromedp.Navigate(obj)},
 		{"its history", visible("#ev-3")},
 		{"its current state", waitText("#state-title", "current, v3")},

@@ -121,6 +121,12 @@ type Cause struct {
 	// caused the turn, when it carried one or was sampled: a history row
 	// links to its trace. Keys 30–39 are the console/metrics/traces range.
 	TraceID string `cbor:"30,keyasint,omitempty"`
+	// SpanID is the W3C span id (16 lowercase hex) of the append span of
+	// this turn's event, set only when the turn was traced (sampled): the
+	// projector's span for the event is its child, so the trace context
+	// travels with the event itself, through the log and any replay of it
+	// (objects/spans.go). Requires TraceID.
+	SpanID string `cbor:"31,keyasint,omitempty"`
 }
 
 // Caller is the object that caused a turn by calling it. Version and Turn
@@ -395,6 +401,9 @@ func (e *Event) Validate() error {
 		if err := t.Cause.validateIdem(); err != nil {
 			return bad("turn %d: %v", i, err)
 		}
+		if err := t.Cause.validateTrace(); err != nil {
+			return bad("turn %d: %v", i, err)
+		}
 		if err := t.validateCalls(); err != nil {
 			return bad("turn %d: %v", i, err)
 		}
@@ -578,4 +587,30 @@ func CallerBefore(a, b *Caller) bool {
 		return a.Turn < b.Turn
 	}
 	return a.Index < b.Index
+}
+
+// validateTrace checks the cause's trace context: a trace id of 32 and a
+// span id of 16 lowercase hex digits, a span id only with a trace id.
+func (c *Cause) validateTrace() error {
+	switch {
+	case c.TraceID != "" && !lowerHex(c.TraceID, 32):
+		return fmt.Errorf("trace id %.40q is not 32 lowercase hex digits", c.TraceID)
+	case c.SpanID != "" && !lowerHex(c.SpanID, 16):
+		return fmt.Errorf("span id %.40q is not 16 lowercase hex digits", c.SpanID)
+	case c.SpanID != "" && c.TraceID == "":
+		return errors.New("span id without a trace id")
+	}
+	return nil
+}
+
+func lowerHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -9,13 +9,16 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // Node-to-node requests over NATS request/reply: the bytes transport the
 // cluster layer forwards requests on. The caller's deadline travels with
 // the request as a remaining duration (not a wall-clock time, so clock skew
 // between machines does not shorten or stretch it), and the serving side
-// runs the handler under it.
+// runs the handler under it. So does the caller's trace context, as W3C
+// traceparent and tracestate headers (the OpenTelemetry span in ctx, if
+// any): the serving side's spans are children of the caller's.
 
 // ErrNoResponder: nobody serves the subject (the node is gone).
 var ErrNoResponder = errors.New("log: no responder")
@@ -29,7 +32,11 @@ const (
 	// rpcTimeoutDefault is the deadline of a request whose caller had
 	// none.
 	rpcTimeoutDefault = 30 * time.Second
+	hdrTraceparent    = "Traceparent" // W3C trace context (canonical MIME form, as nats.Header keys are)
 )
+
+// w3c carries trace context in NATS headers as HTTP carries it.
+var w3c = propagation.TraceContext{}
 
 // NodeSubject is the subject a node serves forwarded requests on.
 func NodeSubject(node string) string { return "strata.node." + node }
@@ -71,6 +78,9 @@ func (l *Log) Serve(subject string, h Handler) (*Responder, error) {
 			defer func() { <-sem }()
 			hctx, hcancel := context.WithTimeout(ctx, timeout)
 			defer hcancel()
+			if m.Header.Get(hdrTraceparent) != "" {
+				hctx = w3c.Extract(hctx, propagation.HeaderCarrier(m.Header))
+			}
 			if err := m.Respond(h(hctx, m.Data)); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 				l.cfg.Logger.Warn("log: reply not sent", "subject", subject, "err", err)
 			}
@@ -117,6 +127,7 @@ func (l *Log) Request(ctx context.Context, subject string, data []byte) ([]byte,
 	}
 	m := nats.NewMsg(subject)
 	m.Data = data
+	w3c.Inject(ctx, propagation.HeaderCarrier(m.Header)) // nothing without a span in ctx
 	if d, ok := ctx.Deadline(); ok {
 		m.Header.Set(hdrTimeout, strconv.FormatInt(int64(time.Until(d)), 10))
 	} else {

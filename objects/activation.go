@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/projector"
 )
@@ -112,6 +114,7 @@ type request struct {
 	// settle, set for a settle call (messages.go), is recorded in the
 	// turn's event if the message is still pending; else nothing runs.
 	settle *log.Settle
+	trace  *turnTrace // the turn's spans; nil when it is not traced (spans.go)
 }
 
 type result struct {
@@ -127,6 +130,7 @@ type commit struct {
 	bytes   int
 	waiters []*request
 	results []result
+	traced  []tracedTurn // turns whose appends are traced (spans.go)
 }
 
 type appendResult struct {
@@ -528,7 +532,9 @@ func (a *activation) handle(req *request) {
 	if a.rt.hooks.Turn != nil {
 		start = time.Now()
 	}
+	req.trace.handlerStart()
 	out, err, panicked := a.invoke(t)
+	req.trace.handlerEnd()
 	a.inTurn = false
 	t.sqlEnd(err == nil && (a.broken == nil || a.broken == errReset))
 	t.done = true
@@ -547,10 +553,10 @@ func (a *activation) handle(req *request) {
 		if o, ok := errorOutcome(err); ok && req.outcome != nil && (t.synced || len(t.calls) > 0) {
 			cause := req.cause
 			cause.Outcome = &o
-			a.stage(cause, nil)
+			a.stage(cause, nil, req.trace)
 			a.attachCalls(t, nil)
 		} else if len(t.calls) > 0 {
-			a.stage(req.cause, nil) // its calls ran: the record says so (calls.go)
+			a.stage(req.cause, nil, req.trace) // its calls ran: the record says so (calls.go)
 			a.attachCalls(t, nil)
 		} else {
 			staged = false
@@ -572,7 +578,7 @@ func (a *activation) handle(req *request) {
 			o := req.outcome.record(out)
 			cause.Outcome = &o
 		}
-		a.stage(cause, t.st.ws)
+		a.stage(cause, t.st.ws, req.trace)
 		a.attachCalls(t, t.st.ws)
 	}
 	if req.settle != nil {
@@ -597,8 +603,9 @@ func (a *activation) invoke(t *turn) (out any, err error, panicked bool) {
 }
 
 // stage moves a finished turn's writes (ws may be nil: a keyed turn's
-// record alone) into the next event and the overlay.
-func (a *activation) stage(cause Cause, ws *writeSet) {
+// record alone) into the next event and the overlay; tt, if the turn is
+// traced, gets an append span.
+func (a *activation) stage(cause Cause, ws *writeSet, tt *turnTrace) {
 	if a.pending == nil {
 		a.version++
 		a.pending = &commit{version: a.version}
@@ -614,6 +621,9 @@ func (a *activation) stage(cause Cause, ws *writeSet) {
 		a.sqlStaged(a.pending.version, ws.sql)
 	}
 	a.pending.turns = append(a.pending.turns, turn)
+	if tt != nil {
+		a.pending.traced = append(a.pending.traced, tracedTurn{turn: len(a.pending.turns) - 1, tt: tt})
+	}
 	a.pending.bytes += turnOverheadBytes + cause.Code.Size()
 	if o := cause.Outcome; o != nil {
 		a.pending.bytes += len(o.Body) + len(cause.IdemKey) + len(cause.IdemHash) + len(o.BodyHash) + len(o.Code) + len(o.ContentType)
@@ -703,6 +713,10 @@ func (a *activation) flush() {
 	}
 	c := a.pending
 	a.pending, a.inflight = nil, c
+	var spans []trace.Span
+	if len(c.traced) > 0 {
+		spans = traceAppend(c, a.class.name, a.id) // before the event is built: it records the spans' ids
+	}
 	ev := &log.Event{
 		Format:   log.FormatVersion,
 		Class:    a.class.name,
@@ -719,6 +733,9 @@ func (a *activation) flush() {
 	go func() {
 		a.rt.hooks.beforeAppend(ev.Class, ev.ID, ev.Version)
 		rec, err := a.rt.log.Append(a.rt.appendCtx, ev, expect)
+		if spans != nil {
+			endAppend(spans, rec, err)
+		}
 		a.acks <- appendResult{rec, err}
 	}()
 }
@@ -794,7 +811,7 @@ func (a *activation) fail(err error) {
 func (t *turn) sync() error {
 	a := t.a
 	if !t.st.ws.empty() || t.callsFull() {
-		a.stage(t.req.cause, t.st.ws)
+		a.stage(t.req.cause, t.st.ws, t.req.trace)
 		a.attachCalls(t, t.st.ws)
 		t.st.ws = newWriteSet(nil)
 		t.synced = true

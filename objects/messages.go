@@ -285,7 +285,7 @@ func (a *activation) settleable(s log.Settle) bool {
 // alone), so the reply's writes and the Settle are one event.
 func (a *activation) attachSettle(req *request, staged bool) {
 	if !staged || a.pending == nil {
-		a.stage(req.cause, nil)
+		a.stage(req.cause, nil, req.trace)
 	}
 	last := &a.pending.turns[len(a.pending.turns)-1]
 	last.Settles = append(last.Settles, *req.settle)

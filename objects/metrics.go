@@ -57,3 +57,15 @@ func (rt *Runtime) IsActive(ref Ref) bool {
 	_, ok := rt.mu.acts[actKey{class: ref.Class, id: ref.ID}]
 	return ok
 }
+
+// SocketsOf is the number of ref's WebSockets this node's hub holds open
+// (in a cluster, the owner's hub holds every socket of its objects).
+func (rt *Runtime) SocketsOf(ref Ref) int {
+	set := rt.sockets.set(actKey{class: ref.Class, id: ref.ID}, false)
+	if set == nil {
+		return 0
+	}
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	return len(set.mu.byID)
+}

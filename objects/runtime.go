@@ -489,11 +489,17 @@ func (rt *Runtime) dispatchSized(ctx context.Context, ref Ref, cause Cause, labe
 		cause.IdemKey, cause.IdemHash, cause.Outcome, outcome = "", nil, nil, nil
 	}
 	req := &request{size: size, ctx: ctx, cause: cause, label: label, outcome: outcome, run: fn, result: make(chan result, 1)}
+	if tctx, tt := traceTurn(ctx, class.name, label); tt != nil {
+		req.ctx, req.trace = tctx, tt
+		out, err := rt.submit(ctx, class, ref, req)
+		tt.end(err)
+		return out, err
+	}
 	return rt.submit(ctx, class, ref, req)
 }
 
 // submit hands req to ref's activation (the next one, if the one it met
-// ended first) and waits for its result.
+// ended first) and waits for its gated result.
 func (rt *Runtime) submit(ctx context.Context, class *Class, ref Ref, req *request) (any, error) {
 	for attempt := 0; attempt < rt.cfg.DispatchAttempts; attempt++ {
 		a, err := rt.activation(class, ref)

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-objects/strata/internal/budget"
 	"github.com/strata-objects/strata/log"
@@ -67,6 +68,10 @@ type Config struct {
 	// fails that commit as one of Badger's would. Tests use it to make a
 	// batch fail for real.
 	BeforeCommit func(records int) error
+	// Tracer, if set, traces the apply of sampled events: a span per
+	// traced turn, the child of its event's append span (spans.go). Nil:
+	// tracing off.
+	Tracer trace.Tracer
 
 	// tune, if set, adjusts Badger's options after the defaults. Tests use
 	// it to shrink Badger's transaction limit so the split paths run.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/strata-objects/strata/internal/budget"
 	"github.com/strata-objects/strata/log"
 )
@@ -133,9 +135,14 @@ func (p *Projector) run() {
 	defer h.stop()
 	apply := func() {
 		if len(b.recs) > 0 {
+			var spans []trace.Span
+			if p.cfg.Tracer != nil {
+				spans = p.traceBatch(b.recs)
+			}
 			p.applyMu.Lock()
 			err := p.applyLocked(b.recs, nil)
 			p.applyMu.Unlock()
+			endBatch(spans, err)
 			if err != nil {
 				p.stats.commitFailures.Add(1)
 				p.logger.Error("projector: apply failed; the objects heal from the log",

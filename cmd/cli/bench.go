@@ -39,6 +39,10 @@ type benchConfig struct {
 	auth      bool
 	metrics   bool    // the temporary node counts metrics (serve's default)
 	traceRate float64 // the temporary node traces this share of requests (0: off)
+	// overhead > 0 runs the overhead bench instead (bench_overhead.go):
+	// that many rounds of W1 and W3 alternating metrics and tracing.
+	overhead       int
+	overheadSample float64
 }
 
 // callPairs is how many caller/callee pairs C1 and C2 spread their
@@ -91,6 +95,8 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&bc.shards, "shards", 0, "shard count of the temporary server (0: the default)")
 	fs.BoolVar(&bc.metrics, "metrics", true, "temporary server: count Prometheus metrics as serve does by default (false: no hooks, no /metrics); run both, alternated, to measure their cost")
 	fs.Float64Var(&bc.traceRate, "trace-sample", 0, "temporary server: trace this share of requests (0..1) and export them over OTLP/HTTP to a local receiver that discards them; 0: tracing off")
+	fs.IntVar(&bc.overhead, "overhead", 0, "temporary server: instead of the workloads, measure the cost of metrics and of tracing on W1 and W3, in this many rounds that alternate off, metrics on, and tracing at --overhead-sample (0: not run)")
+	fs.Float64Var(&bc.overheadSample, "overhead-sample", 0.01, "with --overhead, the trace sampler's ratio (0..1)")
 	fs.BoolVar(&bc.auth, "auth", false, "temporary server: W1–W4 alternate each client's requests between the gateway and a second one on the same node with auth on, sending a token (rows +auth, each with its half of the requests): the cost of auth")
 	var ca clientAuth
 	ca.register(fs)
@@ -109,6 +115,12 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	}
 	if bc.duration <= 0 || bc.clients <= 0 || bc.objects <= 0 || bc.history <= 0 || bc.warmup < 0 {
 		return &usageError{"--duration, --clients, --objects and --history must be positive"}
+	}
+	if bc.overhead < 0 || bc.overhead > 0 && bc.url != "" {
+		return &usageError{"--overhead takes a positive round count and measures a temporary server (not --url)"}
+	}
+	if bc.overhead > 0 {
+		return runOverhead(ctx, env, bc)
 	}
 	logger := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
@@ -134,6 +146,21 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		if bc.metrics {
 			lc.metrics = newMetrics(env.Classes, &nodeP, new(atomic.Pointer[gateway.Gateway]))
 		}
+		if bc.traceRate > 0 {
+			sink, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			discard := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) })}
+			go discard.Serve(sink)
+			defer discard.Close()
+			tr, err := tracing.Start(ctx, tracing.Config{Endpoint: "http://" + sink.Addr().String(), SampleRatio: bc.traceRate})
+			if err != nil {
+				return err
+			}
+			defer tr.Close(context.Background())
+			lc.tracer = tr.Tracer() // the projector traces too, as serve's does
+		}
 		// The runtime's default idle timeout, as `strata serve` has: W1–W4
 		// measure warm objects (with a short one, W3's objects, each asked
 		// about once a second under load, were evicted and loaded again
@@ -148,21 +175,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		if lc.metrics != nil {
 			gc.Metrics, gc.Observe = lc.metrics.Handler(), lc.metrics.ObserveRequest
 		}
-		if bc.traceRate > 0 {
-			sink, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				return err
-			}
-			discard := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) })}
-			go discard.Serve(sink)
-			defer discard.Close()
-			tr, err := tracing.Start(ctx, tracing.Config{Endpoint: "http://" + sink.Addr().String(), SampleRatio: bc.traceRate})
-			if err != nil {
-				return err
-			}
-			defer tr.Close(context.Background())
-			gc.Tracer = tr.Tracer()
-		}
+		gc.Tracer = lc.tracer
 		url, stop, err := serveBench(gc)
 		if err != nil {
 			return err

@@ -131,7 +131,7 @@ func (c *clusterConfig) newRouter(l *log.Log, lc logConfig) (*cluster.Router, er
 	}
 	return cluster.New(cluster.Config{
 		Node: c.node, Log: l, Codec: gateway.JSONCodec, HTTPAddr: c.httpAddr,
-		Heartbeat: c.heartbeat, TTL: c.ttl, OwnAll: c.ownAll, Logger: lc.logger,
+		Heartbeat: c.heartbeat, TTL: c.ttl, OwnAll: c.ownAll, Logger: lc.logger, Tracer: lc.tracer,
 	})
 }
 

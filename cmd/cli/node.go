@@ -8,7 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-objects/strata/alarms"
 	"github.com/strata-objects/strata/cluster"
@@ -44,6 +47,13 @@ type logConfig struct {
 	js             jsFlags // deployed JavaScript classes (jsnode.go)
 	// metrics, if set, is fed by the node's hooks (cmd/cli/metrics.go).
 	metrics *metrics.Metrics
+	// tracer, if set, traces the projector's applies and the forwarded
+	// requests this node serves (--otlp-endpoint); the runtime traces the
+	// turns of traced requests without it (objects/spans.go).
+	tracer trace.Tracer
+	// metricsGate, if set, switches the metrics hooks off while false
+	// (strata bench --overhead); nil: they always count.
+	metricsGate *atomic.Bool
 }
 
 // alarmRepairFlags tune the alarm repair that runs beyond start and
@@ -218,11 +228,12 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 		// shard passes its projector, so the watermarks can follow it and
 		// a restart after a crash replays only what was not yet settled.
 		TrackWatermarks: ln.srv != nil && n.router == nil,
+		Tracer:          lc.tracer,
 		OnApplied: func(b []projector.Applied) {
 			if rt != nil {
 				rt.OnApplied(b)
 			}
-			if lc.metrics != nil && len(b) > 0 {
+			if lc.metrics != nil && len(b) > 0 && (lc.metricsGate == nil || lc.metricsGate.Load()) {
 				lc.metrics.ObserveApplied(b[len(b)-1].Time)
 			}
 		},
@@ -253,7 +264,7 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 	oc := objects.Config{Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger, MaxActivations: lc.maxActivations}
 	oc.Codec = gateway.JSONCodec // stubs encode as forwarded calls decode
 	if lc.metrics != nil {
-		ac.OnFire, oc.Hooks = lc.metrics.ObserveFire, objectHooks(lc.metrics)
+		ac.OnFire, oc.Hooks = lc.metrics.ObserveFire, gateHooks(objectHooks(lc.metrics), lc.metricsGate)
 	}
 	if n.router != nil {
 		ac.Deliver, oc.Claim = n.router.Alarm, n.router.Claim

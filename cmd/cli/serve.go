@@ -118,6 +118,24 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if mf.on {
 		lc.metrics = newMetrics(env.Classes, &nodeP, &gwP)
 	}
+	// Tracing starts before the node, whose projector and router trace
+	// too, and stops after it (the deferred Close runs last).
+	tr, err := mf.startTracing(ctx, lc.cluster.node)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if tr != nil {
+		lc.tracer = tr.Tracer()
+		defer func() {
+			tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tr.Close(tctx); err != nil {
+				logger.Warn("traces not all sent", "err", err)
+			}
+		}()
+		logger.Info("tracing on", "otlp", mf.otlpEndpoint, "sample", mf.traceSample)
+	}
 	started := time.Now()
 	n, err := openNode(ctx, lc, env.Classes, *idle)
 	if err != nil {
@@ -146,23 +164,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if lc.metrics != nil {
 		gc.Metrics, gc.Observe = lc.metrics.Handler(), lc.metrics.ObserveRequest
 	}
-	tr, err := mf.startTracing(ctx, lc.cluster.node)
-	if err != nil {
-		ln.Close()
-		n.close(context.Background(), nil)
-		return err
-	}
-	if tr != nil {
-		gc.Tracer = tr.Tracer()
-		defer func() {
-			tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := tr.Close(tctx); err != nil {
-				logger.Warn("traces not all sent", "err", err)
-			}
-		}()
-		logger.Info("tracing on", "otlp", mf.otlpEndpoint, "sample", mf.traceSample)
-	}
+	gc.Tracer = lc.tracer
 	var tokens *log.Tokens
 	fail := func(err error) error {
 		if tokens != nil {

@@ -122,14 +122,22 @@ async function classPage(cls, q, signal) {
   const page = await get("/v1/objects/" + encodeURIComponent(cls) + "?" + params, signal);
   const objs = page.objects || [];
   view.append(el("table", {},
-    el("thead", {}, el("tr", {}, el("th", {}, "name"), el("th", {}, "version"), el("th", {}, "last change"))),
-    el("tbody", {}, objs.length ? objs.map(o => el("tr", {},
+    el("thead", {}, el("tr", {}, el("th", {}, "name"), el("th", {}, "version"), el("th", {}, "last change"), el("th", {}, "active"))),
+    el("tbody", { id: "objects" }, objs.length ? objs.map(o => el("tr", { "data-id": o.id },
       el("td", {}, el("a", { href: o.name ? objectHref(cls, o.name) : "#/object/" + encodeURIComponent(cls) + "/id/" + o.id }, o.name || o.id)),
       el("td", {}, o.version),
-      el("td", {}, time(o.updated)))) : el("tr", {}, el("td", { colSpan: 3, class: "muted" }, "no objects")))));
+      el("td", {}, time(o.updated)),
+      el("td", { class: "active" }, activeText(o)))) : el("tr", {}, el("td", { colSpan: 4, class: "muted" }, "no objects")))));
   if (page.next) {
     view.append(el("p", {}, el("a", { href: "#/class/" + encodeURIComponent(cls) + "?" + new URLSearchParams({ prefix, cursor: page.next }) }, "Next page")));
   }
+}
+
+// activeText says whether an object has a live activation: on this node,
+// or, in a cluster, the node that owns it when that is another.
+function activeText(l) {
+  if (l.elsewhere) return "on " + l.owner;
+  return l.active ? "active" + (l.owner ? " on " + l.owner : "") : "idle";
 }
 
 // ---- one object ----
@@ -192,10 +200,11 @@ async function objectPage(cls, name, signal) {
   const stateTitle = el("h2", { id: "state-title" }, "State");
   const timeline = el("ol", { class: "timeline", id: "timeline", "aria-label": "History, newest first" });
   const alarmsBox = el("div", { id: "alarms" });
+  const liveBox = el("span", { id: "live", class: "pill", "aria-live": "polite" }, "…");
   const dialog = el("dialog", { id: "restore-dialog", "aria-labelledby": "restore-title" });
 
   view.append(title,
-    el("div", { class: "row" }, el("label", { for: "version-range" }, "Version"), range, label, follow),
+    el("div", { class: "row" }, el("label", { for: "version-range" }, "Version"), range, label, follow, liveBox),
     el("div", { class: "row" }, restoreBtn, undoBtn, auditBtn, auditOut),
     el("div", { class: "cols" },
       el("section", {}, stateTitle, stateBox, el("h2", {}, "Alarms"), alarmsBox),
@@ -298,6 +307,19 @@ async function objectPage(cls, name, signal) {
   await lines(base + "/history", signal, (ev) => addEvent(ev, false));
   if (!latest) { stateBox.replaceChildren(el("p", { class: "muted" }, "no events yet")); }
   loadAlarms(cls, name, base, alarmsBox, signal);
+  // Its activation and live WebSockets, every 2 s while the page is open.
+  (async () => {
+    while (!signal.aborted) {
+      try {
+        const l = await get(base + "/live", signal);
+        liveBox.textContent = activeText(l) + (l.elsewhere ? "" : " · " + l.websockets + " WebSocket" + (l.websockets === 1 ? "" : "s"));
+      } catch (e) {
+        if (e.name === "AbortError") return;
+        liveBox.textContent = "live: " + e.message;
+      }
+      await new Promise(r => setTimeout(r, 2000));
+    }
+  })();
   // Follow new events; when the stream ends (the node restarts, a proxy
   // cuts it), follow again from the last event shown.
   (async () => {
