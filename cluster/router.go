@@ -38,7 +38,12 @@ type Config struct {
 	// owns every object and claims none from the others. Never set it in
 	// production: only fencing then keeps one writer per object.
 	OwnAll bool
-	Logger *slog.Logger
+	// OnLeaseLost, if set, runs when the lease runs out, after every
+	// activation is released: the node steps down from the log's Raft
+	// groups it leads (log.Server.StepDown), so that it cannot answer
+	// reads from a stale store once healed.
+	OnLeaseLost func()
+	Logger      *slog.Logger
 	// Tracer, if set, traces the forwarded requests this node serves
 	// (spans.go): their spans are children of the forwarder's. Nil:
 	// tracing off.
@@ -268,6 +273,9 @@ func (r *Router) watchLease() {
 		if held && (expired || lapses != r.lapsesSeen.Load()) {
 			n := r.rt.ReleaseIf(func(string, objects.ID) bool { return true })
 			r.logger.Warn("membership lease ran out (no majority acknowledges this node's beats): released every activation; serving nothing until it is back", "released", n)
+			if r.cfg.OnLeaseLost != nil {
+				r.cfg.OnLeaseLost()
+			}
 			held = false
 			r.lapse.Lock()
 			close(r.lapse.ch)

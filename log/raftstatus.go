@@ -83,3 +83,38 @@ func raftPeers(in []*server.PeerInfo) []RaftPeer {
 	slices.SortFunc(out, func(a, b RaftPeer) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
+
+// StepDown makes the embedded server give up every stream leadership it
+// holds, at once and without asking the others (a leader may step down
+// alone). A node cut off from the others keeps believing it leads its
+// streams until nats-server's lost-quorum check (10 s); healed before that,
+// it answers message gets and refuses publishes from its stale store until
+// the new leader's first heartbeat reaches it, so a majority node loading
+// an object at the heal could read the past (TestClusterPartitionLinearizable
+// found a stale read so). Strata calls this when the node's membership
+// lease runs out: by then the others may elect new leaders. It returns how
+// many leaderships it gave up; a server that is not clustered has none.
+func (s *Server) StepDown() (int, error) {
+	if !s.ns.JetStreamIsClustered() {
+		return 0, nil
+	}
+	info, err := s.ns.Jsz(&server.JSzOptions{Accounts: true, Streams: true})
+	if err != nil {
+		return 0, fmt.Errorf("log: step down: %w", err)
+	}
+	n := 0
+	var errs []error
+	for _, acc := range info.AccountDetails {
+		for _, sd := range acc.Streams {
+			if c := sd.Cluster; c == nil || c.Leader != s.ns.Name() {
+				continue
+			}
+			if err := s.ns.JetStreamStepdownStream(acc.Name, sd.Name); err != nil {
+				errs = append(errs, fmt.Errorf("log: step down from %s: %w", sd.Name, err))
+				continue
+			}
+			n++
+		}
+	}
+	return n, errors.Join(errs...)
+}

@@ -85,3 +85,54 @@ func TestRaftStatus(t *testing.T) {
 		t.Errorf("a server alone: %v, want ErrNotClustered", err)
 	}
 }
+
+// TestStepDown: a server gives up every stream leadership it holds at
+// once, alone, and another takes each over.
+func TestStepDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("forms a three-server JetStream cluster")
+	}
+	srvs := startCluster(t, 3)
+	openClusterLog(t, srvs[0], "n1")
+	// led is the streams server i leads, as its own status says; it waits
+	// until every stream has a leader.
+	led := func(i int) []string {
+		t.Helper()
+		var out []string
+		checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+			out = nil
+			st, err := srvs[i].RaftStatus()
+			if err != nil {
+				return err
+			}
+			for _, s := range st.Streams {
+				if s.Leader == "" {
+					return fmt.Errorf("stream %s has no leader", s.Name)
+				}
+				if s.Leader == st.Server {
+					out = append(out, s.Name)
+				}
+			}
+			return nil
+		})
+		return out
+	}
+	leader := -1
+	for i := range srvs {
+		if len(led(i)) > 0 {
+			leader = i
+			break
+		}
+	}
+	if leader < 0 {
+		t.Fatal("no server leads a stream")
+	}
+	before := led(leader)
+	n, err := srvs[leader].StepDown()
+	if err != nil || n != len(before) {
+		t.Fatalf("StepDown: %d, %v; it led %d streams: %v", n, err, len(before), before)
+	}
+	if now := led(leader); len(now) != 0 {
+		t.Fatalf("server %d still leads %v after stepping down", leader, now)
+	}
+}

@@ -125,14 +125,28 @@ func (c *clusterConfig) embedded(host string, port int) *log.ClusterConfig {
 }
 
 // newRouter returns the node's router, not started, or nil alone.
-func (c *clusterConfig) newRouter(l *log.Log, lc logConfig) (*cluster.Router, error) {
+// With an embedded server, the node steps down from the log's Raft
+// groups when its lease runs out (log.Server.StepDown); an external NATS
+// keeps its own leaders.
+func (c *clusterConfig) newRouter(l *log.Log, srv *log.Server, lc logConfig) (*cluster.Router, error) {
 	if !c.enabled {
 		return nil, nil
 	}
-	return cluster.New(cluster.Config{
+	cfg := cluster.Config{
 		Node: c.node, Log: l, Codec: gateway.JSONCodec, HTTPAddr: c.httpAddr,
 		Heartbeat: c.heartbeat, TTL: c.ttl, OwnAll: c.ownAll, Logger: lc.logger, Tracer: lc.tracer,
-	})
+	}
+	if srv != nil {
+		cfg.OnLeaseLost = func() {
+			n, err := srv.StepDown()
+			if err != nil {
+				lc.logger.Warn("step down from the log's Raft groups after the lease ran out", "stepped_down", n, "err", err)
+				return
+			}
+			lc.logger.Info("stepped down from the log's Raft groups this node led, after the lease ran out", "stepped_down", n)
+		}
+	}
+	return cluster.New(cfg)
 }
 
 // runCluster prints a node's view of the cluster: strata cluster.

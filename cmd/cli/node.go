@@ -215,7 +215,7 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 		return nil, err
 	}
 	n := &node{logNode: ln}
-	if n.router, err = lc.cluster.newRouter(ln.log, lc); err != nil {
+	if n.router, err = lc.cluster.newRouter(ln.log, n.srv, lc); err != nil {
 		ln.close(ctx)
 		return nil, err
 	}
