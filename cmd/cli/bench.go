@@ -147,18 +147,11 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			lc.metrics = newMetrics(env.Classes, &nodeP, new(atomic.Pointer[gateway.Gateway]))
 		}
 		if bc.traceRate > 0 {
-			sink, err := net.Listen("tcp", "127.0.0.1:0")
+			tr, stop, err := discardingTracing(ctx, bc.traceRate)
 			if err != nil {
 				return err
 			}
-			discard := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) })}
-			go discard.Serve(sink)
-			defer discard.Close()
-			tr, err := tracing.Start(ctx, tracing.Config{Endpoint: "http://" + sink.Addr().String(), SampleRatio: bc.traceRate})
-			if err != nil {
-				return err
-			}
-			defer tr.Close(context.Background())
+			defer stop()
 			lc.tracer = tr.Tracer() // the projector traces too, as serve's does
 		}
 		// The runtime's default idle timeout, as `strata serve` has: W1–W4
@@ -756,4 +749,21 @@ func hasClass(classes []*objects.Class, name string) bool {
 		}
 	}
 	return false
+}
+
+// discardingTracing starts tracing at ratio, exporting over OTLP/HTTP to a
+// local receiver that discards what it gets: the bench counts the
+// exporter's cost, not a collector's. stop ends both.
+func discardingTracing(ctx context.Context, ratio float64) (tr *tracing.Tracing, stop func(), err error) {
+	sink, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	discard := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) })}
+	go discard.Serve(sink)
+	if tr, err = tracing.Start(ctx, tracing.Config{Endpoint: "http://" + sink.Addr().String(), SampleRatio: ratio}); err != nil {
+		discard.Close()
+		return nil, nil, &usageError{err.Error()}
+	}
+	return tr, func() { tr.Close(context.Background()); discard.Close() }, nil
 }

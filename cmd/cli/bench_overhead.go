@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/strata-objects/strata/gateway"
 	"github.com/strata-objects/strata/objects"
-	"github.com/strata-objects/strata/tracing"
 )
 
 // The cost of metrics and tracing (strata bench --overhead N): one
@@ -51,18 +49,11 @@ func runOverhead(ctx context.Context, env *Env, bc benchConfig) error {
 	var nodeP atomic.Pointer[node]
 	lc.metrics = newMetrics(env.Classes, &nodeP, new(atomic.Pointer[gateway.Gateway]))
 
-	sink, err := net.Listen("tcp", "127.0.0.1:0")
+	tr, stopTracing, err := discardingTracing(ctx, bc.overheadSample)
 	if err != nil {
 		return err
 	}
-	discard := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) })}
-	go discard.Serve(sink)
-	defer discard.Close()
-	tr, err := tracing.Start(ctx, tracing.Config{Endpoint: "http://" + sink.Addr().String(), SampleRatio: bc.overheadSample})
-	if err != nil {
-		return &usageError{err.Error()}
-	}
-	defer tr.Close(context.Background())
+	defer stopTracing()
 	lc.tracer = tr.Tracer() // the projector's; only sampled events make spans
 
 	n, err := openNode(ctx, lc, env.Classes, 0)
