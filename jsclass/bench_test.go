@@ -2,10 +2,10 @@ package jsclass
 
 import (
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/strata-objects/strata/internal/benchcpu"
 	"github.com/strata-objects/strata/log"
 )
 
@@ -18,18 +18,6 @@ export class Counter extends DurableObject {
   }
 }
 `
-
-// cpuTime is the process's user+system CPU time: on a shared machine the
-// wall time per operation mostly measures the other tenants.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func reportCPU(b *testing.B, start time.Duration) {
-	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
-}
 
 func benchCompiled(b *testing.B) (*Registry, *compiled) {
 	r, err := New(Config{Classes: &log.Classes{}})
@@ -59,7 +47,7 @@ func BenchmarkJSActivation(b *testing.B) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := benchcpu.Start(b)
 	for i := 0; i < b.N; i++ {
 		in := &instance{reg: r, class: "counter", id: "x"}
 		st := newReplayStore(map[string][]byte{}, nil)
@@ -74,7 +62,7 @@ func BenchmarkJSActivation(b *testing.B) {
 			live = append(live, in)
 		}
 	}
-	reportCPU(b, cpu)
+	cpu()
 	b.StopTimer()
 	runtime.GC()
 	var after runtime.MemStats
@@ -92,7 +80,7 @@ func BenchmarkJSCounterTurn(b *testing.B) {
 	in := &instance{reg: r, class: "counter", id: "x"}
 	st := newReplayStore(map[string][]byte{}, nil)
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := benchcpu.Start(b)
 	for i := 0; i < b.N; i++ {
 		if err := in.begin(c, st, newTurnEnv(time.Now())); err != nil {
 			b.Fatal(err)
@@ -102,5 +90,5 @@ func BenchmarkJSCounterTurn(b *testing.B) {
 		}
 		in.end()
 	}
-	reportCPU(b, cpu)
+	cpu()
 }

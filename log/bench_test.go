@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/strata-objects/strata/internal/benchcpu"
 )
 
 // Benchmarks of the write path against raw JetStream, all on a server
@@ -81,7 +83,7 @@ func BenchmarkAppendSequential(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu := processCPU(b)
+	cpu := benchcpu.Start(b)
 	for i := range b.N {
 		o := i % benchObjects
 		e := *events[o]
@@ -92,7 +94,7 @@ func BenchmarkAppendSequential(b *testing.B) {
 		}
 		last[o] = r.Seq
 	}
-	reportCPU(b, cpu)
+	cpu()
 	reportRate(b, b.N)
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-objects/strata/internal/benchcpu"
 	"github.com/strata-objects/strata/log"
 )
 
@@ -81,13 +82,13 @@ func BenchmarkWritePath(b *testing.B) {
 	b.Run("turn", func(b *testing.B) {
 		name := fmt.Sprint("seq-", b.N)
 		b.ReportAllocs()
-		cpu := processCPU(b)
+		cpu := benchcpu.Start(b)
 		for i := 0; i < b.N; i++ {
 			if _, err := h.add(ctx, name, 1); err != nil {
 				b.Fatal(err)
 			}
 		}
-		reportCPU(b, cpu)
+		cpu()
 		record("turn", b)
 	})
 	parallel := func(b *testing.B, callers int, name func(i uint64) string) {
@@ -132,9 +133,9 @@ func BenchmarkWritePath(b *testing.B) {
 			names[i] = fmt.Sprintf("many-%d-%d", b.N, i)
 		}
 		perm := rng.Perm(len(names))
-		cpu := processCPU(b)
+		cpu := benchcpu.Start(b)
 		parallel(b, 32, func(i uint64) string { return names[perm[i%1000]] })
-		reportCPU(b, cpu)
+		cpu()
 		record("turn-1000x32", b)
 	})
 	b.Run("ratios", func(b *testing.B) {

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/strata-objects/strata/internal/benchcpu"
 	"github.com/strata-objects/strata/log"
 )
 
@@ -172,6 +173,8 @@ func BenchmarkOpen(b *testing.B) {
 	dir := b.TempDir()
 	for _, kind := range []string{"new", "existing"} {
 		b.Run(kind, func(b *testing.B) {
+			cpu := benchcpu.Start(b)
+			defer cpu()
 			for i := 0; i < b.N; i++ {
 				path := filepath.Join(dir, fmt.Sprint(i)+".db")
 				if kind == "existing" {
@@ -220,6 +223,8 @@ func BenchmarkTurn(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
+	cpu := benchcpu.Start(b)
+	defer cpu()
 	for i := 0; i < b.N; i++ {
 		steps := []func() error{
 			func() error { return db.Begin(ctx) },
