@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 
@@ -75,11 +76,13 @@ func (d *DB) query(ctx context.Context, q string, args []any) (*Result, []log.SQ
 	d.changes, d.ddl, d.refusal, d.hookErr, d.written, d.created = nil, false, "", nil, 0, nil
 	d.capturing = true
 	defer func() { d.capturing = false }()
-	st, err := d.conn.PrepareContext(ctx, q)
+	st, err := d.prepareUser(ctx, q)
 	if err != nil {
 		return nil, nil, d.userErr(err)
 	}
-	defer st.Close()
+	if _, cached := d.user[q]; !cached {
+		defer st.Close()
+	}
 	var schemaBefore int64
 	if d.ddl {
 		// IF NOT EXISTS and the like may change nothing: only a schema
@@ -162,6 +165,32 @@ func (d *DB) query(ctx context.Context, q string, args []any) (*Result, []log.SQ
 	res.RowsWritten = d.written
 	d.changes = nil
 	return res, chs, nil
+}
+
+// userStmtsMax bounds the user statements kept prepared per connection.
+const userStmtsMax = 64
+
+// prepareUser prepares a user statement, or takes the one prepared for the
+// same text before: a turn of a live object usually runs the statements
+// the last one ran, and parsing them again was 6 % of W3-sql's CPU
+// (docs/benchmarks.md).
+// Only a statement the authorizer let through and found to change no
+// schema is kept (what it records about a statement is learnt while it
+// is prepared); schema changes and rollbacks forget them all
+// (closeStmts), and SQLite prepares one again by itself, through the
+// authorizer, if the schema changed under it.
+func (d *DB) prepareUser(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := d.user[q]; ok {
+		return st, nil
+	}
+	st, err := d.conn.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if !d.ddl && d.refusal == "" && len(d.user) < userStmtsMax {
+		d.user[q] = st
+	}
+	return st, nil
 }
 
 func (d *DB) userErr(err error) error {

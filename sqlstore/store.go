@@ -5,7 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/strata-objects/strata/log"
 	sqlite "modernc.org/sqlite"
@@ -54,6 +58,7 @@ type DB struct {
 	refusal   string   // why the statement being prepared is refused
 	cols      map[string][]string
 	stmts     map[string]*sql.Stmt // Apply's, by op and table
+	user      map[string]*sql.Stmt // Query's that change no schema, by text
 	internal  map[string]*sql.Stmt // exec's, by text
 	written   int64                // rows the last Query wrote
 	hookErr   error
@@ -62,6 +67,15 @@ type DB struct {
 // Open opens (creating) the database at path; "" opens a private
 // in-memory database (time travel, tests).
 func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
+	if path != "" {
+		if err := createFromImage(path); err != nil {
+			return nil, fmt.Errorf("open sql %s: %w", path, err)
+		}
+	}
+	return openFile(ctx, path, cfg)
+}
+
+func openFile(ctx context.Context, path string, cfg Config) (*DB, error) {
 	if cfg.SizeMax <= 0 {
 		cfg.SizeMax = DefaultSizeMax
 	}
@@ -74,7 +88,7 @@ func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("open sql %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	d := &DB{db: db, path: path, cols: map[string][]string{}, stmts: map[string]*sql.Stmt{}, internal: map[string]*sql.Stmt{}}
+	d := &DB{db: db, path: path, cols: map[string][]string{}, stmts: map[string]*sql.Stmt{}, user: map[string]*sql.Stmt{}, internal: map[string]*sql.Stmt{}}
 	if err := d.init(ctx, cfg); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open sql %s: %w", path, err)
@@ -97,8 +111,18 @@ func (d *DB) init(ctx context.Context, cfg Config) error {
 	// order of magnitude slower.
 	// synchronous=OFF comes first: switching a new file to WAL under the
 	// default (FULL) fsyncs it.
+	//
+	// locking_mode=EXCLUSIVE: the activation's connection is the file's
+	// only one on the node (the activation owns it; it closes before the
+	// next activation of the object opens it), so it takes the file's
+	// lock once and keeps it: no fcntl lock and unlock around every
+	// transaction, and, set before WAL mode, no shared-memory index file
+	// (the WAL index lives in the connection's heap). A second opener
+	// gets "database is locked" rather than a view of a file being
+	// written.
 	pragmas := []string{
 		"PRAGMA synchronous=OFF",
+		"PRAGMA locking_mode=EXCLUSIVE",
 		"PRAGMA journal_mode=WAL",
 		fmt.Sprintf("PRAGMA page_size=%d", pageBytes),
 		"PRAGMA foreign_keys=OFF",
@@ -122,11 +146,56 @@ func (d *DB) init(ctx context.Context, cfg Config) error {
 	})
 }
 
+// createFromImage writes a new database file from newFileImage, so that
+// the first activation of an object does not pay for switching a new file
+// to WAL (a rollback journal created and deleted) and creating the meta
+// table. A file that exists is left as it is.
+func createFromImage(path string) error {
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		return nil // exists, or Open reports what is wrong with it
+	}
+	img, err := newFileImage()
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(img); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	return f.Close()
+}
+
+// newFileImage is the bytes of a new, empty database as Open leaves it
+// (WAL mode in its header, the page size, the meta table), made once per
+// process by opening a database in a temporary folder and closing it.
+var newFileImage = sync.OnceValues(func() ([]byte, error) {
+	dir, err := os.MkdirTemp("", "strata-sql-image")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "new.db")
+	d, err := openFile(context.Background(), path, Config{})
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Close(); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(path)
+})
+
 // Close closes the connection; an open transaction is rolled back.
 func (d *DB) Close() error {
-	for _, s := range d.stmts {
-		s.Close()
-	}
+	d.closeStmts()
 	for _, s := range d.internal {
 		s.Close()
 	}
@@ -216,10 +285,14 @@ func (d *DB) RollbackTo(ctx context.Context, name string) error {
 	return d.exec(ctx, "RELEASE "+name)
 }
 
+// closeStmts forgets the prepared statements that depend on the schema,
+// when it may have changed (a schema statement, a rollback).
 func (d *DB) closeStmts() {
-	for k, s := range d.stmts {
-		s.Close()
-		delete(d.stmts, k)
+	for _, m := range []map[string]*sql.Stmt{d.stmts, d.user} {
+		for k, s := range m {
+			s.Close()
+			delete(m, k)
+		}
 	}
 }
 

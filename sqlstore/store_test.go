@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/strata-objects/strata/internal/benchcpu"
@@ -242,5 +243,120 @@ func BenchmarkTurn(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	}
+}
+
+// TestPreparedStatementsFollowTheSchema: statements kept prepared between
+// queries see schema changes, rollbacks of them, and stay refused when
+// they would be refused now.
+func TestPreparedStatementsFollowTheSchema(t *testing.T) {
+	ctx := context.Background()
+	d, err := Open(ctx, filepath.Join(t.TempDir(), "o.db"), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	q := func(s string, args ...any) (*Result, error) {
+		t.Helper()
+		res, _, err := d.Query(ctx, s, args...)
+		return res, err
+	}
+	must := func(s string, args ...any) *Result {
+		t.Helper()
+		res, err := q(s, args...)
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		return res
+	}
+	if err := d.Begin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	must("CREATE TABLE t(k TEXT PRIMARY KEY, v INTEGER)")
+	must("INSERT INTO t VALUES(?, ?)", "a", 1)
+	const sel = "SELECT * FROM t ORDER BY k"
+	if res := must(sel); len(res.Columns) != 2 || len(res.Rows) != 1 {
+		t.Fatalf("before: %v %v", res.Columns, res.Rows)
+	}
+	if _, ok := d.user[sel]; !ok {
+		t.Fatalf("%q was not kept prepared", sel)
+	}
+	must("ALTER TABLE t ADD COLUMN w TEXT")
+	if res := must(sel); len(res.Columns) != 3 {
+		t.Fatalf("after ALTER: columns %v, want 3", res.Columns)
+	}
+	// A savepoint rolled back takes a table with it: the statement that
+	// read it fails as SQLite's error, not with a stale plan.
+	if err := d.Savepoint(ctx, "sp"); err != nil {
+		t.Fatal(err)
+	}
+	must("CREATE TABLE u(x INTEGER PRIMARY KEY)")
+	must("INSERT INTO u VALUES(1)")
+	const selU = "SELECT x FROM u"
+	must(selU)
+	if err := d.RollbackTo(ctx, "sp"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q(selU); !errors.Is(err, ErrSQL) || !strings.Contains(err.Error(), "no such table") {
+		t.Fatalf("after the rollback: %v, want no such table", err)
+	}
+	// The same insert, prepared once, captures each row it writes.
+	for i := 0; i < 3; i++ {
+		_, chs, err := d.Query(ctx, "INSERT INTO t(k, v) VALUES(?, ?)", fmt.Sprint("k", i), i)
+		if err != nil || len(chs) != 1 || chs[0].New[0] != fmt.Sprint("k", i) {
+			t.Fatalf("insert %d: %v %+v", i, err, chs)
+		}
+	}
+	if err := d.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNewFileAndItsLock: a new file starts in WAL mode with the meta table,
+// an existing file is opened as it is (never replaced by the new file's
+// image), and while one connection has the file a second cannot use it.
+func TestNewFileAndItsLock(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "o.db")
+	d, err := Open(ctx, path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mode string
+	if err := d.conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal_mode %q, %v", mode, err)
+	}
+	run(t, d, "CREATE TABLE t(k TEXT PRIMARY KEY)", "INSERT INTO t VALUES('kept')")
+	if err := d.Begin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetApplied(ctx, 7, 70); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if second, err := Open(ctx, path, Config{}); err == nil {
+		second.Close()
+		t.Fatal("a second connection opened the file in use")
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d, err = Open(ctx, path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	v, s, err := d.Applied(ctx)
+	if err != nil || v != 7 || s != 70 {
+		t.Fatalf("applied %d/%d, %v; want 7/70", v, s, err)
+	}
+	if err := d.Begin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, _, err := d.Query(ctx, "SELECT k FROM t")
+	if err != nil || len(res.Rows) != 1 || res.Rows[0][0] != "kept" {
+		t.Fatalf("reopened: %v %v", res, err)
 	}
 }
