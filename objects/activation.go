@@ -154,6 +154,7 @@ type turn struct {
 	inTx       int       // depth of Storage.Transaction: calls are refused inside
 	tx         *writeSet // the innermost Storage.Transaction's write set (messages.go)
 	sqlTurn    bool      // the turn's SQL savepoint is open (sqlstate.go)
+	sqlOwn     bool      // the turn began the SQL transaction: its ROLLBACK is the savepoint's
 }
 
 // alwaysReady is a closed channel: a select case on it is always ready.
@@ -303,6 +304,7 @@ func (a *activation) run() {
 				a.rt.hooks.evicted(a.class.name, a.id)
 				return
 			}
+			a.sqlSettle(true)
 			idle.Reset(a.rt.cfg.IdleTimeout)
 		case <-a.evict:
 			// Past MaxActivations, the least recently used go first, and

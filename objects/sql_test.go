@@ -204,3 +204,42 @@ func TestSQLAuditDetectsAForgedRow(t *testing.T) {
 		t.Fatalf("the forged row's object answered %v, want ErrCorruptLog", err)
 	}
 }
+
+// The file commits once per sqlCommitEvents acknowledged events, not per
+// event; the activation's end commits the rest, and the next activation
+// opens the file at the last event without reading the log.
+func TestSQLCommitsInBatches(t *testing.T) {
+	h := newHarness(t, withSQLDir(t.TempDir()))
+	h.must("b", func(c *Ctx, _ *scratch) (any, error) {
+		_, err := c.SQL().Exec("CREATE TABLE t(v)")
+		return nil, err
+	})
+	n := sqlCommitEvents + 3
+	for i := 1; i < n; i++ {
+		h.must("b", func(c *Ctx, _ *scratch) (any, error) {
+			_, err := c.SQL().Exec("INSERT INTO t VALUES(?)", i)
+			return nil, err
+		})
+	}
+	file := func() [2]uint64 {
+		return h.must("b", func(c *Ctx, _ *scratch) (any, error) {
+			if _, err := c.SQL().Exec("SELECT 1"); err != nil {
+				return nil, err
+			}
+			st := c.t.a.sql
+			return [2]uint64{st.fileV, st.ackV}, nil
+		}).([2]uint64)
+	}
+	if got, want := file(), [2]uint64{sqlCommitEvents, uint64(n)}; got != want {
+		t.Fatalf("file at v%d with v%d acknowledged, want v%d and v%d", got[0], got[1], want[0], want[1])
+	}
+	if ok, err := h.rt.Release(context.Background(), "scratch", IDFromName("scratch", "b")); !ok || err != nil {
+		t.Fatalf("release: %v %v", ok, err)
+	}
+	if got, want := file(), [2]uint64{uint64(n), uint64(n)}; got != want {
+		t.Fatalf("after the activation's end: file at v%d, acknowledged v%d; want v%d", got[0], got[1], want[0])
+	}
+	if rows := sqlRows(h, "b", "SELECT count(*) FROM t"); rows[0][0] != int64(n-1) {
+		t.Fatalf("rows %v, want %d", rows, n-1)
+	}
+}

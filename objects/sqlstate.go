@@ -30,15 +30,18 @@ import (
 //     are (Config.MaxActivations).
 //  2. Turns run in one write transaction that holds every change not yet
 //     in the file (sqlState.pend, by event version); each turn in a
-//     savepoint, each Exec in a savepoint inside it, each
-//     Storage.Transaction in one too. A failed turn rolls back to its
-//     savepoint: its rows go with its key-value writes.
-//  3. When the log acknowledges an event and nothing newer waits in the
-//     transaction, the transaction commits with the acknowledged position
-//     (settle). If newer turns keep the transaction busy for longer than
-//     sqlPendMax events, it is rolled back and rebuilt: the acknowledged
-//     changes committed, the rest applied again. So the file never holds
-//     a change the log does not, and lags it by a bounded amount.
+//     savepoint (or, when nothing is pending, as the transaction itself),
+//     each Exec in a savepoint inside it, each Storage.Transaction in one
+//     too. A failed turn rolls back to its savepoint (or the whole
+//     transaction): its rows go with its key-value writes.
+//  3. When the log has acknowledged sqlCommitEvents events of the
+//     transaction and nothing newer waits in it, the transaction commits
+//     with the acknowledged position (settle); so does the activation's
+//     idle tick (Config.IdleTimeout) and its end. If newer turns keep the
+//     transaction busy for longer than sqlPendMax events, it is rolled
+//     back and rebuilt: the acknowledged changes committed, the rest
+//     applied again. So the file never holds a change the log does not,
+//     and lags it by a bounded amount.
 //  4. A fenced or failed activation rolls back: the next one catches up
 //     from the log. A crash (SIGKILL) loses at most the uncommitted
 //     transaction, which the log has.
@@ -61,6 +64,13 @@ type sqlPend struct {
 // sqlPendMax bounds the events a busy transaction holds before it is
 // rebuilt to commit the acknowledged ones.
 const sqlPendMax = 64
+
+// sqlCommitEvents: the transaction commits when this many acknowledged
+// events wait in it (and nothing newer does), at the activation's idle
+// tick, and when the activation ends. A crash loses at most these
+// uncommitted events from the file, which the next activation reads
+// again from the log.
+const sqlCommitEvents = 16
 
 func (a *activation) sqlPath() string {
 	if a.rt.cfg.SQLDir == "" {
@@ -204,18 +214,22 @@ func (t *turn) sqlBegin() (*sqlstore.DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	if t.sqlTurn {
+		return st.db, nil
+	}
 	if !st.inTxn {
+		// Nothing is pending: the transaction is the turn's alone, and
+		// rolling it back undoes the turn (no savepoint needed).
 		if err := st.db.Begin(t.req.ctx); err != nil {
 			return nil, t.a.sqlBroken(err)
 		}
-		st.inTxn = true
+		st.inTxn, t.sqlTurn, t.sqlOwn = true, true, true
+		return st.db, nil
 	}
-	if !t.sqlTurn {
-		if err := st.db.Savepoint(t.req.ctx, "strata_turn"); err != nil {
-			return nil, t.a.sqlBroken(err)
-		}
-		t.sqlTurn = true
+	if err := st.db.Savepoint(t.req.ctx, "strata_turn"); err != nil {
+		return nil, t.a.sqlBroken(err)
 	}
+	t.sqlTurn = true
 	return st.db, nil
 }
 
@@ -225,16 +239,22 @@ func (t *turn) sqlEnd(keep bool) {
 	if !t.sqlTurn {
 		return
 	}
-	t.sqlTurn = false
+	own := t.sqlOwn
+	t.sqlTurn, t.sqlOwn = false, false
 	st := t.a.sql
 	if st == nil || st.broken != nil {
 		return
 	}
 	ctx := context.Background()
 	var err error
-	if keep {
+	switch {
+	case own && keep: // the transaction goes on, with the turn's changes pending
+	case own:
+		err = st.db.Rollback(ctx)
+		st.inTxn = false
+	case keep:
 		err = st.db.Release(ctx, "strata_turn")
-	} else {
+	default:
 		err = st.db.RollbackTo(ctx, "strata_turn")
 	}
 	if err != nil {
@@ -299,12 +319,13 @@ func (a *activation) sqlAcked(version, seq uint64, inTurn bool) {
 	}
 	st.ackV, st.ackS = version, seq
 	if !inTurn {
-		a.sqlSettle()
+		a.sqlSettle(false)
 	}
 }
 
-// sqlSettle commits what the log has acknowledged (step 3).
-func (a *activation) sqlSettle() {
+// sqlSettle commits what the log has acknowledged (step 3) once
+// sqlCommitEvents events wait in the transaction, or now if force.
+func (a *activation) sqlSettle(force bool) {
 	st := a.sql
 	if st == nil || st.broken != nil || !st.inTxn {
 		return
@@ -317,6 +338,10 @@ func (a *activation) sqlSettle() {
 		}
 	}
 	switch {
+	case newer == 0 && !force && len(st.pend) < sqlCommitEvents:
+		// The next turns' changes join the transaction: a commit (the
+		// WAL's frames, the applied position, a new transaction) is
+		// paid once per sqlCommitEvents events, not per event.
 	case newer == 0:
 		if err := st.db.SetApplied(ctx, st.ackV, st.ackS); err != nil {
 			a.sqlBroken(err)
@@ -402,7 +427,7 @@ func (a *activation) sqlClose() {
 	if st.broken == nil {
 		if st.inTxn {
 			a.sql = st
-			a.sqlSettle()
+			a.sqlSettle(true)
 			a.sql = nil
 		}
 		if st.inTxn {
