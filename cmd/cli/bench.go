@@ -71,6 +71,11 @@ type benchResult struct {
 	// server and load generator together, since the bench's temporary
 	// server runs in its process (W1–W4 on a temporary server only).
 	CPUMicros float64 `json:"cpu_us_per_request,omitempty"`
+	// FirstTouchPerSecond is the rate of the first request to each
+	// object of a workload spread over many (W3, JW3, W3-sql), sent
+	// before its warmup and not in its other figures: activations of
+	// objects not live yet (and, for W3-sql, creating their databases).
+	FirstTouchPerSecond float64 `json:"first_touch_per_second,omitempty"`
 }
 
 func runBench(ctx context.Context, env *Env, args []string) error {
@@ -250,15 +255,43 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			add(r)
 		}
 	}
+	// eachSpread is each for a workload that spreads its requests
+	// uniformly over --objects objects (req names object i): every
+	// object gets one request first, outside the measured window and the
+	// warmup (firstTouch), so the row measures live objects; the first
+	// requests' rate is the row's first_touch_per_second.
+	spreadRows := func(w, what string, req func(i int, v benchVariant) (string, string), fill func(*benchResult)) {
+		touch := b.firstTouch(ctx, w, bc.clients, bc.objects, variants, req)
+		for _, r := range b.loadVariants(ctx, w, what, bc.clients, variants, func(_ int, rng *rand.Rand, v benchVariant) (string, string) {
+			return req(rng.IntN(bc.objects), v)
+		}) {
+			r.FirstTouchPerSecond = touch
+			fill(&r)
+			add(r)
+		}
+	}
+	eachSpread := func(w, what string, req func(i int, v benchVariant) (string, string), fill func(*benchResult)) {
+		if want[w] {
+			spreadRows(w, what, req, fill)
+		}
+	}
 	// The SQL counter (classes.SQLCounter: an upsert with RETURNING) runs
 	// right after the key-value counter of the same workload, in the same
-	// run, as row W<n>-sql (issue 17 compares the two).
-	eachSQL := func(w, what string, clients int, next func(c int, rng *rand.Rand) string) {
+	// run, as row W<n>-sql (issue 17 compares the two). path names object
+	// i (of --objects when spread, else 0) with "{tag}" for the variant's.
+	eachSQL := func(w, what string, clients int, spread bool, path func(i int) string) {
 		if !want[w] || !hasClass(env.Classes, "sql-counter") {
 			return
 		}
-		for _, r := range b.loadVariants(ctx, w+"-sql", what, clients, variants, func(c int, rng *rand.Rand, v benchVariant) (string, string) {
-			return strings.Replace(next(c, rng), "{tag}", v.tag, 1), `{"by":1}`
+		req := func(i int, v benchVariant) (string, string) {
+			return strings.Replace(path(i), "{tag}", v.tag, 1), `{"by":1}`
+		}
+		if spread {
+			spreadRows(w+"-sql", what, req, func(*benchResult) {})
+			return
+		}
+		for _, r := range b.loadVariants(ctx, w+"-sql", what, clients, variants, func(_ int, _ *rand.Rand, v benchVariant) (string, string) {
+			return req(0, v)
 		}) {
 			add(r)
 		}
@@ -290,33 +323,33 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	each("JW2", fmt.Sprintf("1 JavaScript counter, %d clients", bc.clients), bc.clients, func(_ int, _ *rand.Rand, v benchVariant) (string, string) {
 		return jsPath("jw2"+v.tag, 0), `[1]`
 	}, func(r *benchResult) { ratio(r, "raw-sync", limits.syncPerSec) })
-	eachSQL("W1", "1 SQL counter, 1 client, sequential upserts", 1, func(int, *rand.Rand) string {
+	eachSQL("W1", "1 SQL counter, 1 client, sequential upserts", 1, false, func(int) string {
 		return "/v1/objects/sql-counter/w1-" + run + "{tag}/rpc/increment"
 	})
-	eachSQL("W2", fmt.Sprintf("1 SQL counter, %d clients", bc.clients), bc.clients, func(int, *rand.Rand) string {
+	eachSQL("W2", fmt.Sprintf("1 SQL counter, %d clients", bc.clients), bc.clients, false, func(int) string {
 		return "/v1/objects/sql-counter/w2-" + run + "{tag}/rpc/increment"
 	})
 	objPath := func(tag string, i int, method string) string {
 		return fmt.Sprintf("/v1/objects/counter/w3-%s%s-%d/rpc/%s", run, tag, i, method)
 	}
-	each("W3", fmt.Sprintf("%d counters, %d clients, uniform", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand, v benchVariant) (string, string) {
-		return objPath(v.tag, rng.IntN(bc.objects), "increment"), `{"by":1}`
+	eachSpread("W3", fmt.Sprintf("%d counters, %d clients, uniform", bc.objects, bc.clients), func(i int, v benchVariant) (string, string) {
+		return objPath(v.tag, i, "increment"), `{"by":1}`
 	}, func(r *benchResult) {
 		ratio(r, "raw-sync", limits.syncPerSec)
 		if limits.conc.PerSecond > 0 {
 			r.ConcRatio = r.PerSecond / limits.conc.PerSecond
 		}
 	})
-	each("JW3", fmt.Sprintf("%d JavaScript counters, %d clients, uniform", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand, v benchVariant) (string, string) {
-		return jsPath("jw3"+v.tag, rng.IntN(bc.objects)), `[1]`
+	eachSpread("JW3", fmt.Sprintf("%d JavaScript counters, %d clients, uniform", bc.objects, bc.clients), func(i int, v benchVariant) (string, string) {
+		return jsPath("jw3"+v.tag, i), `[1]`
 	}, func(r *benchResult) {
 		ratio(r, "raw-sync", limits.syncPerSec)
 		if limits.conc.PerSecond > 0 {
 			r.ConcRatio = r.PerSecond / limits.conc.PerSecond
 		}
 	})
-	eachSQL("W3", fmt.Sprintf("%d SQL counters, %d clients, uniform", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand) string {
-		return fmt.Sprintf("/v1/objects/sql-counter/w3-%s{tag}-%d/rpc/increment", run, rng.IntN(bc.objects))
+	eachSQL("W3", fmt.Sprintf("%d SQL counters, %d clients, uniform", bc.objects, bc.clients), bc.clients, true, func(i int) string {
+		return fmt.Sprintf("/v1/objects/sql-counter/w3-%s{tag}-%d/rpc/increment", run, i)
 	})
 	each("W4", fmt.Sprintf("%d counters, %d clients, reads only", bc.objects, bc.clients), bc.clients, func(_ int, rng *rand.Rand, v benchVariant) (string, string) {
 		return objPath(v.tag, rng.IntN(bc.objects), "get"), ``
@@ -384,6 +417,72 @@ type bencher struct {
 	node *node
 }
 
+// conn is load client c's connection to variant v's gateway: its own,
+// or the bencher's (client c on gateway c mod len(bases) when several).
+func (b *bencher) conn(c int, v benchVariant) (*benchConn, error) {
+	base, token := v.base, v.token
+	if base == "" {
+		base, token = b.base, b.token
+		if len(b.bases) > 0 {
+			base = b.bases[c%len(b.bases)]
+		}
+	}
+	return newBenchConn(base, token)
+}
+
+// firstTouch sends one request to each of n objects (req names object
+// i), clients at a time, over the variants in turn, and returns their
+// rate. A workload spread over many objects runs it first, so that its
+// warmup and measured window see live objects, as a running service's
+// would, instead of counting some objects' first activation in the
+// window and not others'.
+func (b *bencher) firstTouch(ctx context.Context, name string, clients, n int, vs []benchVariant, req func(i int, v benchVariant) (string, string)) float64 {
+	start := time.Now()
+	var next, errs atomic.Int64
+	var wg sync.WaitGroup
+	out := &lockedWriter{w: b.out}
+	fmt.Fprintf(out, "%s: first touch of %d objects\r", name, n)
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conns := map[int]*benchConn{}
+			defer func() {
+				for _, conn := range conns {
+					conn.close()
+				}
+			}()
+			for ctx.Err() == nil {
+				k := int(next.Add(1)) - 1
+				if k >= n*len(vs) {
+					return
+				}
+				vi := k % len(vs)
+				v := vs[vi]
+				conn := conns[vi]
+				if conn == nil {
+					var err error
+					if conn, err = b.conn(c, v); err != nil {
+						errs.Add(1)
+						return
+					}
+					conns[vi] = conn
+				}
+				path, body := req(k/len(vs), v)
+				status, data, err := conn.post(ctx, path, body)
+				if err == nil && status != http.StatusOK {
+					err = fmt.Errorf("%s: %d %s", path, status, data)
+				}
+				if err != nil && errs.Add(1) == 1 {
+					fmt.Fprintf(out, "\n%s: first touch: first error: %v\n", name, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(n*len(vs)) / time.Since(start).Seconds()
+}
+
 // load runs clients closed-loop for warmup + duration and measures the
 // requests that started after the warmup.
 func (b *bencher) load(ctx context.Context, name, what string, clients int, next func(client int, rng *rand.Rand) (string, string)) benchResult {
@@ -420,14 +519,7 @@ func (b *bencher) loadVariants(ctx context.Context, name, what string, clients i
 			rng := rand.New(rand.NewPCG(uint64(c), 42))
 			conns := make([]*benchConn, len(vs))
 			for i, v := range vs {
-				base, token := v.base, v.token
-				if base == "" {
-					base, token = b.base, b.token
-					if len(b.bases) > 0 {
-						base = b.bases[c%len(b.bases)]
-					}
-				}
-				conn, err := newBenchConn(base, token)
+				conn, err := b.conn(c, v)
 				if err != nil {
 					errs[i].Add(1)
 					return
@@ -691,6 +783,10 @@ func printTable(w io.Writer, rs []benchResult) {
 		if r.ConcRatio > 0 {
 			vs += fmt.Sprintf(", %.2f× raw-conc", r.ConcRatio)
 		}
+		if r.FirstTouchPerSecond > 0 {
+			vs += fmt.Sprintf("; first touch %.0f/s", r.FirstTouchPerSecond)
+		}
+		vs = strings.TrimPrefix(vs, "; ")
 		fmt.Fprintf(w, "%-10s %-46s %10.0f %8.3f %8.3f %7d %7s  %s\n", r.Workload, r.What, r.PerSecond, r.P50Millis, r.P99Millis, r.Errors, formatCPU(r.CPUMicros), vs)
 	}
 }

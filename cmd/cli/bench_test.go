@@ -32,7 +32,7 @@ func TestBenchRuns(t *testing.T) {
 		}
 		got[r.Workload] = r
 	}
-	for _, w := range []string{"raw-sync", "raw-batch", "raw-async", "raw-conc", "W1", "W3", "W4", "C1-http", "C1", "M1", "W5"} {
+	for _, w := range []string{"raw-sync", "raw-batch", "raw-async", "raw-conc", "W1", "W3", "W4", "W3-sql", "C1-http", "C1", "M1", "W5"} {
 		r, ok := got[w]
 		if !ok {
 			t.Fatalf("no %s row in %v", w, got)
@@ -52,6 +52,11 @@ func TestBenchRuns(t *testing.T) {
 	}
 	if got["M1"].Limit != "W3" || got["M1"].Ratio <= 0 {
 		t.Errorf("M1 is not compared with W3: %+v", got["M1"])
+	}
+	for _, w := range []string{"W3", "W3-sql"} {
+		if got[w].FirstTouchPerSecond <= 0 {
+			t.Errorf("%s did not touch its objects before its window: %+v", w, got[w])
+		}
 	}
 	if got["W3"].ConcRatio <= 0 {
 		t.Errorf("W3 has no ratio to raw-conc: %+v", got["W3"])
