@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/strata-objects/strata/objects"
@@ -108,6 +109,55 @@ func (r *Router) Alarm(ctx context.Context, ref objects.Ref, info objects.AlarmI
 			return fmt.Errorf("%w: alarm %q of %s/%s: %w", objects.ErrUnavailable, info.Name, ref.Class, ref.ID, err)
 		}
 	}
+}
+
+// livenessTimeout bounds the wait for another node's answer to Liveness:
+// a console page waits no longer for a node that does not answer.
+const livenessTimeout = 2 * time.Second
+
+// Liveness reports each object's life (a live activation, its WebSockets)
+// as the node that owns it in this node's view tells it: one request per
+// owner node, at once. An object whose owner did not answer in
+// livenessTimeout (cut off, leaving) is Unknown.
+func (r *Router) Liveness(ctx context.Context, class string, ids []objects.ID) ([]objects.Liveness, error) {
+	out := make([]objects.Liveness, len(ids))
+	byOwner := map[string][]int{}
+	for i, id := range ids {
+		owner := r.OwnerOf(id)
+		byOwner[owner] = append(byOwner[owner], i)
+	}
+	ctx, cancel := context.WithTimeout(ctx, livenessTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for owner, idx := range byOwner {
+		asked := make([]objects.ID, len(idx))
+		for j, i := range idx {
+			asked[j] = ids[i]
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var live []objects.Liveness
+			var err error
+			if owner == r.cfg.Node {
+				live, err = r.rt.Liveness(ctx, class, asked)
+			} else {
+				var rep *Reply
+				if rep, err = r.forwardTo(ctx, owner, &Envelope{Kind: KindLive, Class: class, IDs: asked}); err == nil {
+					live = rep.Live
+				}
+			}
+			for j, i := range idx {
+				if err != nil || j >= len(live) {
+					out[i].Unknown = true
+					continue
+				}
+				out[i] = live[j]
+			}
+		}()
+	}
+	wg.Wait()
+	return out, nil
 }
 
 // GetAlarms returns the object's pending alarms, from its owner.

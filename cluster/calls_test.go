@@ -258,3 +258,42 @@ func TestMessagesAcrossNodes(t *testing.T) {
 		t.Fatalf("r took %s", got)
 	}
 }
+
+// TestLivenessFromOwners: node a reports an object's life as its owner b
+// tells it (b's activation, not a's), and objects of both nodes in one
+// question.
+func TestLivenessFromOwners(t *testing.T) {
+	na, _ := startCallers(t)
+	nodes := []string{"a", "b"}
+	onA, onB := hopperOn(t, na, "a", nodes, "la"), hopperOn(t, na, "b", nodes, "lb")
+	ids := []objects.ID{objects.IDFromName("hopper", onA), objects.IDFromName("hopper", onB)}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ask := func() []objects.Liveness {
+		t.Helper()
+		live, err := na.router.Liveness(ctx, "hopper", ids)
+		if err != nil || len(live) != 2 {
+			t.Fatalf("liveness: %v %v", live, err)
+		}
+		return live
+	}
+	if live := ask(); live[0].Active || live[1].Active || live[0].Unknown || live[1].Unknown {
+		t.Fatalf("before any call: %+v", live)
+	}
+	for _, name := range []string{onA, onB} {
+		ref, err := na.rt.RefByName("hopper", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := na.router.Call(ctx, ref, "hop", []byte(`{}`), jsonCodec{}, objects.Cause{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if live := ask(); !live[0].Active || !live[1].Active {
+		t.Fatalf("after a call to each: %+v, want both active", live)
+	}
+	// Node a's own runtime does not run b's object: the answer was b's.
+	if local, _ := na.rt.Liveness(ctx, "hopper", ids); !local[0].Active || local[1].Active {
+		t.Fatalf("a's own view: %+v, want only its object active", local)
+	}
+}

@@ -35,6 +35,7 @@ const (
 	KindWSMessage                   // WebSocketMessage: Sock, EdgeRun, OwnerRun, Body, Binary
 	KindWSClose                     // WebSocketClose: Sock, EdgeRun, OwnerRun, Code, Reason
 	KindWSError                     // WebSocketError: Sock, EdgeRun, OwnerRun, Reason (the error's text)
+	KindLive                        // Liveness: IDs, sent to a node, not routed to an owner
 )
 
 // Envelope is a forwarded request.
@@ -65,6 +66,8 @@ type Envelope struct {
 	// Chain: KindCall from another object's turn, the ids of the objects
 	// waiting on it (objects.CallChain), so the owner refuses a cycle.
 	Chain []log.ID `cbor:"30,keyasint,omitempty"`
+	// IDs: KindLive, the objects of Class the node is asked about.
+	IDs []log.ID `cbor:"31,keyasint,omitempty"`
 
 	// Not sent: the receiving node's own handles, used when it runs the
 	// request itself.
@@ -105,6 +108,8 @@ type Reply struct {
 	At     int64            `cbor:"9,keyasint,omitempty"` // KindSetAlarm: the time set, unix nanoseconds
 	// Replayed: the owner answered from the request's key's record.
 	Replayed bool `cbor:"10,keyasint,omitempty"`
+	// Live: KindLive, each of the envelope's IDs' life on the node.
+	Live []objects.Liveness `cbor:"11,keyasint,omitempty"`
 }
 
 // WireError is an error as it crosses nodes: a code that maps back to the

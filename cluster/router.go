@@ -547,6 +547,11 @@ func (r *Router) handle(ctx context.Context, data []byte) []byte {
 	switch derr := decode(data, &env); {
 	case derr != nil:
 		err = fmt.Errorf("%w: forwarded request: %w", objects.ErrBadInput, derr)
+	case env.Kind == KindLive:
+		// A question about this node, whoever owns the objects.
+		var live []objects.Liveness
+		live, err = r.rt.Liveness(ctx, env.Class, env.IDs)
+		rep = &Reply{Live: live}
 	case r.OwnerOf(env.ID) != r.cfg.Node:
 		err = fmt.Errorf("%w: %s/%s belongs to %s in %s's view", errNotOwner, env.Class, env.ID, r.OwnerOf(env.ID), r.cfg.Node)
 	case !r.leased():

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"embed"
 	"io/fs"
 	"net/http"
@@ -161,11 +162,10 @@ func (g *Gateway) WebSocketsOpen() int {
 	return len(g.ws.mu.conns)
 }
 
-// liveInspector is the part of an Inspector that tells an object's life
-// on this node (the runtime has it).
-type liveInspector interface {
-	IsActive(objects.Ref) bool
-	SocketsOf(objects.Ref) int
+// livenessReader is a backend that tells objects' lives: the runtime
+// (this node's) and the cluster's router (each object's owner's).
+type livenessReader interface {
+	Liveness(ctx context.Context, class string, ids []objects.ID) ([]objects.Liveness, error)
 }
 
 // placer is a backend that places objects on nodes (the cluster router).
@@ -175,30 +175,43 @@ type placer interface {
 }
 
 // liveness is what the console shows of an object's life: whether it has
-// a live activation and how many WebSockets it holds open, as this node
-// knows them. In a cluster, Owner names the object's node in this node's
-// view; when that is another node (Elsewhere), Active and WebSockets say
-// nothing of it (they are this node's, which does not run it).
+// a live activation and how many WebSockets it holds open, as the node
+// that runs it says (in a cluster, its owner in this node's view: Owner,
+// and Elsewhere when that is another node). Unknown: the owner did not
+// answer in time, and Active and WebSockets say nothing.
 type liveness struct {
 	Active     bool   `json:"active"`
 	WebSockets *int   `json:"websockets,omitempty"`
 	Owner      string `json:"owner,omitempty"`
 	Elsewhere  bool   `json:"elsewhere,omitempty"`
+	Unknown    bool   `json:"unknown,omitempty"`
 }
 
-func (g *Gateway) liveness(ref objects.Ref, sockets bool) liveness {
-	var l liveness
-	if li, ok := g.cfg.Inspect.(liveInspector); ok {
-		l.Active = li.IsActive(ref)
-		if sockets {
-			n := li.SocketsOf(ref)
-			l.WebSockets = &n
+// livenessOf is liveness for objects of one class, asked in one go (a
+// cluster asks each owner node once); sockets adds the WebSocket counts.
+func (g *Gateway) livenessOf(ctx context.Context, class string, ids []objects.ID, sockets bool) []liveness {
+	out := make([]liveness, len(ids))
+	var live []objects.Liveness
+	if lr, ok := g.cfg.Backend.(livenessReader); ok {
+		live, _ = lr.Liveness(ctx, class, ids)
+	}
+	p, placed := g.cfg.Backend.(placer)
+	for i, id := range ids {
+		l := &out[i]
+		if i < len(live) {
+			l.Active, l.Unknown = live[i].Active, live[i].Unknown
+			if sockets && !l.Unknown {
+				n := live[i].Sockets
+				l.WebSockets = &n
+			}
+		} else {
+			l.Unknown = true
+		}
+		if placed {
+			l.Owner, l.Elsewhere = p.OwnerOf(id), !p.Owns(id)
 		}
 	}
-	if p, ok := g.cfg.Backend.(placer); ok {
-		l.Owner, l.Elsewhere = p.OwnerOf(ref.ID), !p.Owns(ref.ID)
-	}
-	return l
+	return out
 }
 
 // live answers GET /v1/objects/{class}/{name}/live: the object's liveness
@@ -213,5 +226,5 @@ func (g *Gateway) live(w http.ResponseWriter, r *http.Request, rt route) {
 		writeError(w, r, &routeError{http.StatusNotFound, "not_found", "nothing is under …/live"})
 		return
 	}
-	writeJSON(w, http.StatusOK, g.liveness(rt.ref, true))
+	writeJSON(w, http.StatusOK, g.livenessOf(r.Context(), rt.ref.Class, []objects.ID{rt.ref.ID}, true)[0])
 }

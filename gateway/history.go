@@ -148,8 +148,13 @@ func (g *Gateway) listObjects(w http.ResponseWriter, r *http.Request) {
 		Objects []item `json:"objects"`
 		Cursor  string `json:"cursor,omitempty"`
 	}{Objects: []item{}, Cursor: next}
-	for _, o := range page {
-		out.Objects = append(out.Objects, item{o.ID.String(), o.Name, o.Version, o.Updated, g.liveness(objects.Ref{Class: r.PathValue("class"), ID: o.ID}, false)})
+	ids := make([]objects.ID, len(page))
+	for i, o := range page {
+		ids[i] = o.ID
+	}
+	live := g.livenessOf(r.Context(), r.PathValue("class"), ids, false)
+	for i, o := range page {
+		out.Objects = append(out.Objects, item{o.ID.String(), o.Name, o.Version, o.Updated, live[i]})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

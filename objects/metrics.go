@@ -1,6 +1,9 @@
 package objects
 
-import "sort"
+import (
+	"context"
+	"sort"
+)
 
 // MailboxStats are the requests waiting in the mailboxes of this node's
 // activations (metrics), read one activation at a time, so not one
@@ -56,6 +59,26 @@ func (rt *Runtime) IsActive(ref Ref) bool {
 	defer rt.mu.Unlock()
 	_, ok := rt.mu.acts[actKey{class: ref.Class, id: ref.ID}]
 	return ok
+}
+
+// Liveness is an object's life on the node that runs it, as the console
+// shows it.
+type Liveness struct {
+	Active  bool `cbor:"1,keyasint,omitempty"` // a live activation
+	Sockets int  `cbor:"2,keyasint,omitempty"` // WebSockets its hub holds open
+	// Unknown: its node did not say (set by the asker, never sent).
+	Unknown bool `cbor:"-"`
+}
+
+// Liveness reports each object's life on this node. A cluster's router
+// answers the same question from each object's owner.
+func (rt *Runtime) Liveness(_ context.Context, class string, ids []ID) ([]Liveness, error) {
+	out := make([]Liveness, len(ids))
+	for i, id := range ids {
+		ref := Ref{Class: class, ID: id}
+		out[i] = Liveness{Active: rt.IsActive(ref), Sockets: rt.SocketsOf(ref)}
+	}
+	return out, nil
 }
 
 // SocketsOf is the number of ref's WebSockets this node's hub holds open

@@ -133,11 +133,12 @@ async function classPage(cls, q, signal) {
   }
 }
 
-// activeText says whether an object has a live activation: on this node,
-// or, in a cluster, the node that owns it when that is another.
+// activeText says whether an object has a live activation, as the node
+// that runs it (in a cluster, its owner, named) says.
 function activeText(l) {
-  if (l.elsewhere) return "on " + l.owner;
-  return l.active ? "active" + (l.owner ? " on " + l.owner : "") : "idle";
+  const on = l.owner ? " on " + l.owner : "";
+  if (l.unknown) return "unknown" + (on && " (" + on.slice(1) + " did not answer)");
+  return (l.active ? "active" : "idle") + on;
 }
 
 // ---- one object ----
@@ -312,7 +313,7 @@ async function objectPage(cls, name, signal) {
     while (!signal.aborted) {
       try {
         const l = await get(base + "/live", signal);
-        liveBox.textContent = activeText(l) + (l.elsewhere ? "" : " · " + l.websockets + " WebSocket" + (l.websockets === 1 ? "" : "s"));
+        liveBox.textContent = activeText(l) + (l.websockets === undefined ? "" : " · " + l.websockets + " WebSocket" + (l.websockets === 1 ? "" : "s"));
       } catch (e) {
         if (e.name === "AbortError") return;
         liveBox.textContent = "live: " + e.message;
