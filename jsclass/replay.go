@@ -482,6 +482,8 @@ func (s *replayStore) DeleteAlarm() (bool, error) {
 	return had, nil
 }
 
+func (s *replayStore) Rollback(tx store) error { return nil }
+
 func (s *replayStore) Begin() (store, error) {
 	return &replayStore{parent: s, writes: map[string]*[]byte{}}, nil
 }

@@ -18,10 +18,6 @@ import (
 // has no SQL state to run it against, so the turn is skipped.
 var ErrReplaySQL = errors.New("SQL storage is not replayed")
 
-// errSQLInTransaction is sql.exec inside storage.transaction(): the
-// transaction's rollback would not undo its rows.
-var errSQLInTransaction = fmt.Errorf("%w: ctx.storage.sql inside storage.transaction() (run SQL outside it, or use SQL's own BEGIN/SAVEPOINT-free statements)", objects.ErrBadInput)
-
 func (in *instance) sqlObject() *goja.Object {
 	vm := in.vm
 	s := newLazy(vm)
@@ -63,8 +59,6 @@ func (in *instance) sqlDB() *objects.SQL {
 		in.throw(ErrReplaySQL)
 	case in.c == nil:
 		in.throw(errors.New("SQL storage used outside a turn"))
-	case in.txDepth > 0:
-		in.throw(errSQLInTransaction)
 	}
 	return in.c.SQL()
 }
