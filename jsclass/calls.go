@@ -143,8 +143,18 @@ func (in *instance) stubObject(class string, id objects.ID, name string) goja.Va
 					return goja.Undefined()
 				}
 				return vm.ToValue(name)
-			case "then", "toJSON", "constructor", "valueOf", "toString", "fetch":
-				return goja.Undefined() // not RPC: a stub is not a thenable, and fetch is not called between objects
+			case "then", "toJSON", "constructor", "valueOf", "toString":
+				return goja.Undefined() // not RPC: a stub is not a thenable
+			case "send", "sendWithReply":
+				if f, ok := methods[prop]; ok {
+					return f
+				}
+				withReply := prop == "sendWithReply"
+				f := vm.ToValue(func(call goja.FunctionCall) goja.Value {
+					return in.sendMessage(class, id, name, call, withReply)
+				})
+				methods[prop] = f
+				return f
 			}
 			if f, ok := methods[prop]; ok {
 				return f
@@ -162,28 +172,9 @@ func (in *instance) stubObject(class string, id objects.ID, name string) goja.Va
 // callObject calls method of the object and returns a Promise of its
 // answer.
 func (in *instance) callObject(class string, id objects.ID, name, method string, args []goja.Value) goja.Value {
-	vm := in.vm
-	arr := make([]any, len(args))
-	for i, a := range args {
-		arr[i] = a
-	}
-	_, deployed := in.reg.cfg.Classes.Latest(class)
-	var body []byte
-	switch {
-	case deployed: // a JavaScript method takes positional arguments
-		b, err := in.toJSON(vm.NewArray(arr...))
-		if err != nil {
-			return in.rejected(fmt.Errorf("%w: arguments of %s.%s: %v", objects.ErrBadInput, class, method, err))
-		}
-		body = b
-	case len(args) == 1:
-		b, err := in.toJSON(args[0])
-		if err != nil {
-			return in.rejected(fmt.Errorf("%w: argument of %s.%s: %v", objects.ErrBadInput, class, method, err))
-		}
-		body = b
-	case len(args) > 1:
-		return in.rejected(fmt.Errorf("%w: %s.%s: a Go class's method takes one argument, not %d", objects.ErrBadInput, class, method, len(args)))
+	body, err := in.encodeArgs(class, method, args)
+	if err != nil {
+		return in.rejected(err)
 	}
 	var ans log.CodeCall
 	if in.replay {
@@ -208,6 +199,103 @@ func (in *instance) callObject(class string, id objects.ID, name, method string,
 		return in.resolved(v)
 	}
 	return in.rejectedCall(ans)
+}
+
+// encodeArgs is the JSON input of a call or message to a method of class:
+// a JavaScript method takes positional arguments (the array), a Go
+// class's method one input (the single argument; none is no input).
+func (in *instance) encodeArgs(class, method string, args []goja.Value) ([]byte, error) {
+	vm := in.vm
+	arr := make([]any, len(args))
+	for i, a := range args {
+		arr[i] = a
+	}
+	_, deployed := in.reg.cfg.Classes.Latest(class)
+	switch {
+	case deployed:
+		b, err := in.toJSON(vm.NewArray(arr...))
+		if err != nil {
+			return nil, fmt.Errorf("%w: arguments of %s.%s: %v", objects.ErrBadInput, class, method, err)
+		}
+		return b, nil
+	case len(args) == 1:
+		b, err := in.toJSON(args[0])
+		if err != nil {
+			return nil, fmt.Errorf("%w: argument of %s.%s: %v", objects.ErrBadInput, class, method, err)
+		}
+		return b, nil
+	case len(args) > 1:
+		return nil, fmt.Errorf("%w: %s.%s: a Go class's method takes one argument, not %d", objects.ErrBadInput, class, method, len(args))
+	}
+	return nil, nil
+}
+
+// sendMessage is stub.send(method, ...args) and stub.sendWithReply(method,
+// args, replyMethod): a durable message (objects.Stub.Send,
+// SendWithReply), recorded in the turn's event and delivered once that
+// event is acknowledged. It returns nothing; bad input throws, and the
+// turn it fails sends nothing. A reply method must be one of this class's
+// RPC methods; it gets the objects.Reply ({target, method, out, error}) as
+// its one argument. In a replay nothing is sent: the message is kept to be
+// compared with the recorded ones.
+func (in *instance) sendMessage(class string, id objects.ID, name string, call goja.FunctionCall, withReply bool) goja.Value {
+	if goja.IsUndefined(call.Argument(0)) || goja.IsNull(call.Argument(0)) {
+		in.throw(fmt.Errorf("%w: send: a method name is required", objects.ErrBadInput))
+	}
+	method := call.Argument(0).String()
+	args := call.Arguments[1:]
+	reply := ""
+	if withReply {
+		args = nil
+		switch a := call.Argument(1); {
+		case goja.IsUndefined(a) || goja.IsNull(a):
+		default:
+			o, ok := a.(*goja.Object)
+			if !ok || o.ClassName() != "Array" {
+				in.throw(fmt.Errorf("%w: sendWithReply(method, args, replyMethod): args is an array", objects.ErrBadInput))
+			}
+			for i, n := 0, int(o.Get("length").ToInteger()); i < n; i++ {
+				args = append(args, o.Get(fmt.Sprint(i)))
+			}
+		}
+		if r := call.Argument(2); !goja.IsUndefined(r) && !goja.IsNull(r) {
+			reply = r.String()
+		}
+		if _, ok := goja.AssertFunction(in.obj.Get(reply)); !ok || entryPoints[reply] || strings.HasPrefix(reply, "_") {
+			in.throw(fmt.Errorf("%w: reply method: %s has no RPC method %q", objects.ErrUnknownMethod, in.class, reply))
+		}
+	}
+	body, err := in.encodeArgs(class, method, args)
+	if err != nil {
+		in.throw(err)
+	}
+	if in.replay {
+		if body != nil {
+			body, _ = json.Marshal(json.RawMessage(body)) // as the runtime's codec encodes it
+		}
+		in.replaySends = append(in.replaySends, log.Message{Class: class, ID: id, Method: method, Body: body, Reply: reply})
+		return goja.Undefined()
+	}
+	if in.c == nil {
+		in.throw(errors.New("messages to other objects only within a turn"))
+	}
+	stub := in.c.ObjectByID(class, id)
+	if name != "" {
+		stub = in.c.Object(class, name)
+	}
+	var arg any
+	if body != nil {
+		arg = json.RawMessage(body)
+	}
+	if withReply {
+		err = stub.SendWithReply(method, arg, reply)
+	} else {
+		err = stub.Send(method, arg)
+	}
+	if err != nil {
+		in.throw(err)
+	}
+	return goja.Undefined()
 }
 
 // liveCall makes the call and records its answer.

@@ -65,6 +65,7 @@ type instance struct {
 	replayCalls   []log.Call
 	replayAnswers []log.CodeCall
 	replayLines   []string
+	replaySends   []log.Message // the messages the replayed turn sent
 
 	sockets map[objects.SocketID]*goja.Object // JS wrappers by socket
 }

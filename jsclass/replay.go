@@ -155,6 +155,7 @@ func (r *Registry) replayObject(ctx context.Context, class, label, name string, 
 					for _, p := range append(parts, t) {
 						whole.Writes = append(whole.Writes, p.Writes...)
 						whole.Calls = append(whole.Calls, p.Calls...)
+						whole.Sends = append(whole.Sends, p.Sends...)
 					}
 					from, fromAlarm, parts = partState, partAlarm, nil
 				}
@@ -261,7 +262,35 @@ func (r *Registry) replayTurn(class, name string, id objects.ID, cc *compiled, t
 	if code.OutputBytes == 0 && (t.Cause.Via == log.ViaRPC || t.Cause.Via == log.ViaFetch) && !bytes.Equal(code.Output, out) {
 		lines = append(lines, fmt.Sprintf("response: recorded %s, new %s", clip(code.Output), clip(out)))
 	}
-	return append(lines, diffWrites(t.Writes, st.root())...), true
+	lines = append(lines, diffWrites(t.Writes, st.root())...)
+	return append(lines, diffSends(t.Sends, in.replaySends)...), true
+}
+
+// diffSends compares the messages a turn sent with the new code's, in
+// order.
+func diffSends(recorded, got []log.Message) []string {
+	show := func(m log.Message) string {
+		s := fmt.Sprintf("%s/%s.%s(%s)", m.Class, m.ID.String()[:8], m.Method, clip(m.Body))
+		if m.Reply != "" {
+			s += " reply " + m.Reply
+		}
+		return s
+	}
+	var lines []string
+	for i := 0; i < max(len(recorded), len(got)); i++ {
+		switch {
+		case i >= len(got):
+			lines = append(lines, fmt.Sprintf("message %d: recorded %s, new none", i+1, show(recorded[i])))
+		case i >= len(recorded):
+			lines = append(lines, fmt.Sprintf("message %d: recorded none, new %s", i+1, show(got[i])))
+		default:
+			r, g := recorded[i], got[i]
+			if r.Class != g.Class || r.ID != g.ID || r.Method != g.Method || r.Reply != g.Reply || !bytes.Equal(r.Body, g.Body) {
+				lines = append(lines, fmt.Sprintf("message %d: recorded %s, new %s", i+1, show(r), show(g)))
+			}
+		}
+	}
+	return lines
 }
 
 func clip(b []byte) string {
