@@ -39,7 +39,7 @@ type instance struct {
 	host    *goja.Object // __host
 	sqlObj  *goja.Object // ctx.storage.sql, made on first use
 	storage *goja.Object // ctx.storage, made on first use
-	replay  bool         // a replay: no SQL, calls answer from the record
+	replay  bool         // a replay: SQL on the replay's database, calls answer from the record
 	// replaySkip: the replayed turn did what replay cannot reproduce.
 	replaySkip bool
 
@@ -66,6 +66,7 @@ type instance struct {
 	replayAnswers []log.CodeCall
 	replayLines   []string
 	replaySends   []log.Message // the messages the replayed turn sent
+	replaySQL     *replaySQL
 
 	sockets map[objects.SocketID]*goja.Object // JS wrappers by socket
 }
