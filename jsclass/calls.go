@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 
@@ -145,6 +147,15 @@ func (in *instance) stubObject(class string, id objects.ID, name string) goja.Va
 				return vm.ToValue(name)
 			case "then", "toJSON", "constructor", "valueOf", "toString":
 				return goja.Undefined() // not RPC: a stub is not a thenable
+			case "fetch":
+				if f, ok := methods[prop]; ok {
+					return f
+				}
+				f := vm.ToValue(func(call goja.FunctionCall) goja.Value {
+					return in.fetchObject(class, id, name, call.Arguments)
+				})
+				methods[prop] = f
+				return f
 			case "send", "sendWithReply":
 				if f, ok := methods[prop]; ok {
 					return f
@@ -300,6 +311,20 @@ func (in *instance) sendMessage(class string, id objects.ID, name string, call g
 
 // liveCall makes the call and records its answer.
 func (in *instance) liveCall(class string, id objects.ID, name, method string, body []byte) log.CodeCall {
+	return in.recordedCall(class, id, name, body, func(stub *objects.Stub) ([]byte, error) {
+		var arg any
+		if body != nil {
+			arg = json.RawMessage(body)
+		}
+		var out json.RawMessage
+		err := stub.Call(in.c, method, arg, &out)
+		return out, err
+	})
+}
+
+// recordedCall runs do (a call or a fetch, whose input is body) on a stub
+// of the object, with the turn's clock stopped, and records its answer.
+func (in *instance) recordedCall(class string, id objects.ID, name string, body []byte, do func(*objects.Stub) ([]byte, error)) log.CodeCall {
 	// The writes so far are staged by the call (a commit point) with the
 	// turn's record marked as continued: replay joins the parts.
 	in.c.RecordCode(in.codeRecord(nil, true))
@@ -307,13 +332,8 @@ func (in *instance) liveCall(class string, id objects.ID, name, method string, b
 	if name != "" {
 		stub = in.c.Object(class, name)
 	}
-	var arg any
-	if body != nil {
-		arg = json.RawMessage(body)
-	}
-	var out json.RawMessage
 	in.pauseWatch()
-	err := stub.Call(in.c, method, arg, &out)
+	out, err := do(stub)
 	in.resumeWatch()
 	sum := sha256.Sum256(body)
 	ans := log.CodeCall{InputHash: sum[:]}
@@ -386,4 +406,106 @@ func (in *instance) replayAnswer(class, method string, body []byte) log.CodeCall
 		in.replaySkip = true // the answer was too large to keep
 	}
 	return ans
+}
+
+// fetchObject is stub.fetch(input, init): the object's fetch handler (a
+// JavaScript fetch or a Go class's Fetch) gets the Request built as
+// new Request(input, init) would be, and the Promise resolves to its
+// Response. A URL without a scheme and host (a path) is taken as
+// https://object/path. The answer is recorded as a call's (the response's
+// status, headers and body), and replay gives it back.
+func (in *instance) fetchObject(class string, id objects.ID, name string, args []goja.Value) goja.Value {
+	vm := in.vm
+	if err := in.defineGlobals([]string{"Headers", "Request", "Response"}); err != nil {
+		return in.rejected(err)
+	}
+	if len(args) == 0 {
+		return in.rejected(fmt.Errorf("%w: %s fetch: a request or URL is required", objects.ErrBadInput, class))
+	}
+	reqObj, err := vm.New(vm.Get("Request"), args...)
+	if err != nil {
+		return in.rejected(fmt.Errorf("%w: %s fetch: %v", objects.ErrBadInput, class, jsError(err)))
+	}
+	fi, err := in.requestInput(reqObj)
+	if err != nil {
+		return in.rejected(fmt.Errorf("%w: %s fetch: %v", objects.ErrBadInput, class, err))
+	}
+	input := mustJSON(fi)
+	var ans log.CodeCall
+	if in.replay {
+		ans = in.replayAnswer(class, objects.FetchMethod, input)
+	} else {
+		if in.c == nil {
+			in.throw(errors.New("calls to other objects only within a turn"))
+		}
+		if in.txDepth > 0 {
+			return in.rejected(fmt.Errorf("%w: %s.fetch", objects.ErrCallInTransaction, class))
+		}
+		ans = in.recordedCall(class, id, name, input, func(stub *objects.Stub) ([]byte, error) {
+			r, err := http.NewRequestWithContext(in.c, fi.Method, fi.URL, bytes.NewReader(fi.Body))
+			if err != nil {
+				return nil, fmt.Errorf("%w: fetch: %w", objects.ErrBadInput, err)
+			}
+			r.Header = fi.Header
+			resp, err := stub.Fetch(in.c, r)
+			if err != nil {
+				return nil, err
+			}
+			return encodeFetchOutput(resp), nil
+		})
+	}
+	if ans.Code != "" {
+		return in.rejectedCall(ans)
+	}
+	var fo fetchOutput
+	if err := json.Unmarshal(ans.Output, &fo); err != nil {
+		return in.rejected(fmt.Errorf("the response of %s fetch: %w", class, err))
+	}
+	init := vm.NewObject()
+	init.Set("status", fo.Status)
+	h := vm.NewObject()
+	for k, vs := range fo.Header {
+		h.Set(k, strings.Join(vs, ", "))
+	}
+	init.Set("headers", h)
+	var body goja.Value = goja.Null()
+	if len(fo.Body) > 0 {
+		body = jsBytes(vm, fo.Body)
+	}
+	resp, err := vm.New(vm.Get("Response"), body, init)
+	if err != nil {
+		return in.rejected(fmt.Errorf("the response of %s fetch: %v", class, jsError(err)))
+	}
+	return in.resolved(resp)
+}
+
+// requestInput reads a JavaScript Request as a fetch's input.
+func (in *instance) requestInput(v *goja.Object) (fetchInput, error) {
+	fi := fetchInput{Method: v.Get("method").String(), URL: v.Get("url").String(), Header: http.Header{}}
+	u, err := url.Parse(fi.URL)
+	switch {
+	case err != nil:
+		return fi, err
+	case u.Scheme == "" && u.Host == "" && strings.HasPrefix(u.Path, "/"):
+		u.Scheme, u.Host = "https", "object"
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		return fi, fmt.Errorf("URL %q is neither an http(s) URL nor a path", fi.URL)
+	}
+	fi.URL = u.String()
+	hs := v.Get("headers").ToObject(in.vm)
+	if forEach, ok := goja.AssertFunction(hs.Get("forEach")); ok {
+		if _, err := forEach(hs, in.vm.ToValue(func(val, key goja.Value) {
+			fi.Header.Add(key.String(), val.String())
+		})); err != nil {
+			return fi, jsError(err)
+		}
+	}
+	if b := v.Get("_body"); b != nil && !goja.IsNull(b) && !goja.IsUndefined(b) {
+		raw, ok := b.Export().([]byte)
+		if !ok {
+			return fi, errors.New("an unreadable body")
+		}
+		fi.Body = append([]byte(nil), raw...)
+	}
+	return fi, nil
 }
