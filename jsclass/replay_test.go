@@ -115,6 +115,13 @@ export class Ledger extends DurableObject {
     } catch (e) {}
     return this.total();
   }
+  async addAndCall(who, amount) {
+    // A call between two statements: the turn spans two events.
+    this.ctx.storage.sql.exec("INSERT INTO entry(who, amount) VALUES (?, ?)", who, amount);
+    const c = await this.env.JCOUNTER.getByName("n").increment(amount);
+    this.ctx.storage.sql.exec("UPDATE entry SET amount = amount + ? WHERE who = ?", c, who);
+    return this.total();
+  }
 }
 `
 
@@ -125,12 +132,14 @@ export class Ledger extends DurableObject {
 func TestReplaySQL(t *testing.T) {
 	n := startJS(t, nil)
 	n.deploy(t, "ledger", "ledger.js", ledgerJS)
+	n.deploy(t, "jcounter", "counter.ts", counterTS)
 	u := n.URL + "/v1/objects/ledger/l/rpc/"
 	for _, c := range []struct{ method, args, want string }{
 		{"add", `["ann",10]`, "10"},
 		{"add", `["bob",5]`, "15"},
 		{"fix", `["bob",7]`, "17"},
 		{"add", `["cy",1]`, "18"},
+		{"addAndCall", `["dee",2]`, "22"},
 	} {
 		if st, got := do(t, "POST", u+c.method, c.args); st != 200 || got != c.want {
 			t.Fatalf("%s %s: %d %s, want %s", c.method, c.args, st, got, c.want)
@@ -138,12 +147,12 @@ func TestReplaySQL(t *testing.T) {
 	}
 	ctx := context.Background()
 	rep, err := n.Reg.Replay(ctx, "ledger", "ledger.js", []byte(ledgerJS), "", []string{"l"}, 0)
-	if err != nil || rep.Turns != 4 || rep.Skipped != 0 || len(rep.Diffs) != 0 {
+	if err != nil || rep.Turns != 5 || rep.Skipped != 0 || len(rep.Diffs) != 0 {
 		t.Fatalf("identical code: %+v %v", rep, err)
 	}
-	changed := strings.Replace(ledgerJS, "SET amount = ?", "SET amount = ? + 1", 1)
+	changed := strings.Replace(ledgerJS, "SET amount = ? WHERE", "SET amount = ? + 1 WHERE", 1)
 	rep, err = n.Reg.Replay(ctx, "ledger", "ledger.js", []byte(changed), "", []string{"l"}, 0)
-	if err != nil || rep.Turns != 4 || len(rep.Diffs) != 1 {
+	if err != nil || rep.Turns != 5 || len(rep.Diffs) != 1 {
 		t.Fatalf("changed code: %+v %v", rep, err)
 	}
 	d := rep.Diffs[0]
@@ -153,5 +162,18 @@ func TestReplaySQL(t *testing.T) {
 	}
 	if d.Version != 3 || d.Method != "fix" || strings.Join(d.Lines, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("changed code: %+v, want the lines\n%s", d, strings.Join(want, "\n"))
+	}
+	// The turn split by its call: replayed whole, from before its insert.
+	changed = strings.Replace(ledgerJS, "amount + ? WHERE", "amount + ? * 2 WHERE", 1)
+	rep, err = n.Reg.Replay(ctx, "ledger", "ledger.js", []byte(changed), "", []string{"l"}, 0)
+	if err != nil || rep.Turns != 5 || len(rep.Diffs) != 1 || rep.Diffs[0].Method != "addAndCall" {
+		t.Fatalf("changed code after the call: %+v %v", rep, err)
+	}
+	want = []string{
+		`response: recorded "22", new "24"`,
+		`sql 2: recorded table entry: rowid=4 amount 2 → 4, new table entry: rowid=4 amount 2 → 6`,
+	}
+	if got := strings.Join(rep.Diffs[0].Lines, "\n"); got != strings.Join(want, "\n") {
+		t.Fatalf("changed code after the call:\n%s\nwant\n%s", got, strings.Join(want, "\n"))
 	}
 }
