@@ -272,6 +272,9 @@ func (in *instance) sendMessage(class string, id objects.ID, name string, call g
 		if r := call.Argument(2); !goja.IsUndefined(r) && !goja.IsNull(r) {
 			reply = r.String()
 		}
+		if in.obj == nil {
+			in.throw(fmt.Errorf("%w: sendWithReply in the constructor (the reply method is not known yet): send it from a method", objects.ErrBadInput))
+		}
 		if _, ok := goja.AssertFunction(in.obj.Get(reply)); !ok || entryPoints[reply] || strings.HasPrefix(reply, "_") {
 			in.throw(fmt.Errorf("%w: reply method: %s has no RPC method %q", objects.ErrUnknownMethod, in.class, reply))
 		}

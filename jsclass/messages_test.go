@@ -73,6 +73,13 @@ func TestMessages(t *testing.T) {
 			t.Fatalf("bad %s: %d %s, want %q", kind, st, got, want)
 		}
 	}
+	n.deploy(t, "jctor", "ctor.js", `export class C extends DurableObject {
+  constructor(ctx, env) { super(ctx, env); try { env.JLOG.getByName("t").sendWithReply("add", [], "err"); } catch (e) { this.e = e.message; } }
+  async err() { return this.e; }
+}`)
+	if st, got := do(t, "POST", n.URL+"/v1/objects/jctor/c/rpc/err", ""); st != 200 || !strings.Contains(got, "sendWithReply in the constructor") {
+		t.Fatalf("sendWithReply in a constructor: %d %s", st, got)
+	}
 	if st, got := do(t, "POST", u+"go", "[3]"); st != 200 || got != `"sent"` {
 		t.Fatalf("go: %d %s", st, got)
 	}
