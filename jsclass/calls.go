@@ -341,7 +341,7 @@ func (in *instance) recordedCall(class string, id objects.ID, name string, body 
 	sum := sha256.Sum256(body)
 	ans := log.CodeCall{InputHash: sum[:]}
 	if err != nil {
-		ans.Code = objects.CallErrorCode(err)
+		ans.Code, ans.Refused = objects.CallErrorCode(err), !stub.Left()
 		ans.Message = err.Error()
 		if len(ans.Message) > log.CodeCallMessageMax {
 			ans.Message = strings.ToValidUTF8(ans.Message[:log.CodeCallMessageMax], "")
@@ -389,19 +389,27 @@ func (in *instance) rejectedCall(ans log.CodeCall) goja.Value {
 	return in.vm.ToValue(p)
 }
 
-// replayAnswer is the recorded answer of the turn's next call.
+// replayAnswer is the recorded answer of the turn's next call. The turn's
+// recorded calls list only those that left: a refused answer has none.
 func (in *instance) replayAnswer(class, method string, body []byte) log.CodeCall {
 	i := in.callN
 	in.callN++
-	if i >= len(in.replayCalls) || i >= len(in.replayAnswers) {
+	if i >= len(in.replayAnswers) {
 		in.replayLines = append(in.replayLines, fmt.Sprintf("call %d: recorded none, new %s.%s", i+1, class, method))
 		return log.CodeCall{Code: "not_recorded", Message: "replay: the recorded turn made no such call"}
 	}
-	want := in.replayCalls[i]
-	if want.Class != class || want.Method != method {
-		in.replayLines = append(in.replayLines, fmt.Sprintf("call %d: recorded %s.%s, new %s.%s", i+1, want.Class, want.Method, class, method))
-	}
 	ans := in.replayAnswers[i]
+	if !ans.Refused {
+		j := in.sentN
+		in.sentN++
+		if j >= len(in.replayCalls) {
+			in.replayLines = append(in.replayLines, fmt.Sprintf("call %d: recorded none, new %s.%s", i+1, class, method))
+			return log.CodeCall{Code: "not_recorded", Message: "replay: the recorded turn made no such call"}
+		}
+		if want := in.replayCalls[j]; want.Class != class || want.Method != method {
+			in.replayLines = append(in.replayLines, fmt.Sprintf("call %d: recorded %s.%s, new %s.%s", i+1, want.Class, want.Method, class, method))
+		}
+	}
 	if sum := sha256.Sum256(body); len(ans.InputHash) > 0 && !bytes.Equal(ans.InputHash, sum[:]) {
 		in.replayLines = append(in.replayLines, fmt.Sprintf("call %d %s.%s: the new code's arguments differ (%s)", i+1, class, method, clip(body)))
 	}

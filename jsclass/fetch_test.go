@@ -57,7 +57,13 @@ export class Fetcher extends DurableObject {
     try { await this.env.JECHO.getByName(name).fetch("/", { headers: { "x-fail": "1" } }); } catch (e) { return [e.code, e.status, e.message.includes("refused here")]; }
   }
   async self() {
-    try { await this.env.JFETCHER.getByName(this.ctx.id.name).fetch("/"); } catch (e) { return e.code; }
+    // Refused before it left (not among the turn's recorded calls), then
+    // a call that leaves: replay pairs each answer with its call.
+    let code = "";
+    try { await this.env.JFETCHER.getByName(this.ctx.id.name).fetch("/"); } catch (e) { code = e.code; }
+    const r = await this.env.JECHO.getByName("s").fetch("/after");
+    await this.ctx.storage.put("self", code + " " + r.status);
+    return code;
   }
   async bad() {
     try { await this.env.JECHO.getByName("x").fetch("ftp://x/"); } catch (e) { return e.message; }

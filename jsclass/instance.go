@@ -61,7 +61,8 @@ type instance struct {
 	callErr   []error
 	keptBytes int
 	// Replay: the recorded calls and answers, and the differences met.
-	callN         int
+	callN         int // answers given back so far
+	sentN         int // of them, calls that had left (replayCalls used)
 	replayCalls   []log.Call
 	replayAnswers []log.CodeCall
 	replayLines   []string
@@ -90,7 +91,7 @@ func (in *instance) begin(cv *compiled, st store, env turnEnv) error {
 	in.st, in.now = st, env.now
 	in.rng = mrand.NewChaCha8(env.seed)
 	in.turnSock, in.conn, in.accepted, in.txDepth = nil, nil, false, 0
-	in.env, in.answers, in.callErr, in.keptBytes, in.callN = env, nil, nil, 0, 0
+	in.env, in.answers, in.callErr, in.keptBytes, in.callN, in.sentN = env, nil, nil, 0, 0, 0
 	if in.vm != nil && !in.broken && in.version == cv.version {
 		return nil
 	}

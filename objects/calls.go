@@ -89,9 +89,10 @@ func CallChain(ctx context.Context) []ID {
 // Stub is another object as a handler sees it: its methods can be called
 // during the turn that made the stub.
 type Stub struct {
-	c   *Ctx
-	ref Ref
-	err error // a bad class, name or id: every use returns it
+	c    *Ctx
+	ref  Ref
+	err  error // a bad class, name or id: every use returns it
+	left bool  // the last Call or Fetch passed its commit point and left
 }
 
 // Object returns a stub for the object of class named name.
@@ -108,6 +109,12 @@ func (c *Ctx) ObjectByID(class string, id ID) *Stub {
 
 // Ref is the object the stub calls.
 func (s *Stub) Ref() Ref { return s.ref }
+
+// Left reports whether the stub's last Call or Fetch left the caller (it
+// is among the turn's recorded calls, whatever its answer), rather than
+// being refused before it left (bad input, a cycle, the chain's depth, a
+// transaction), which records nothing.
+func (s *Stub) Left() bool { return s.left }
 
 // Call runs the object's RPC method with in (encoded by the runtime's
 // codec, JSON by default) and decodes its output into out (a pointer, or
@@ -210,6 +217,7 @@ func (s *Stub) Fetch(ctx context.Context, r *http.Request) (*Response, error) {
 // a call inside Storage.Transaction, a cycle, a chain too deep. It returns
 // the callee's class.
 func (s *Stub) check(method string) (*Class, error) {
+	s.left = false
 	if s.err != nil {
 		return nil, s.err
 	}
@@ -257,6 +265,7 @@ func (s *Stub) leave(ctx context.Context, method string) (context.Context, Cause
 	next := make([]ID, len(chain), len(chain)+1)
 	copy(next, chain)
 	rt.hooks.calling(a.class.name, a.id, s.ref)
+	s.left = true
 	return WithCallChain(ctx, append(next, a.id)), cause, nil
 }
 
