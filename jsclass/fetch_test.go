@@ -68,6 +68,11 @@ export class Fetcher extends DurableObject {
   async bad() {
     try { await this.env.JECHO.getByName("x").fetch("ftp://x/"); } catch (e) { return e.message; }
   }
+  async inTx() {
+    return await this.ctx.storage.transaction(async () => {
+      try { await this.env.JECHO.getByName("e").fetch("/"); } catch (e) { return e.message; }
+    });
+  }
   async noFetch() {
     try { await this.env.COUNTER.getByName("x").fetch("/"); } catch (e) { return e.code; }
   }
@@ -92,6 +97,7 @@ func TestStubFetch(t *testing.T) {
 		{"self", ``, `"call_cycle"`},
 		{"bad", ``, `"bad input: jecho fetch: URL \"ftp://x/\" is neither an http(s) URL nor a path"`},
 		{"noFetch", ``, `"unknown_method"`},
+		{"inTx", ``, `"call inside Storage.Transaction: jecho.fetch"`},
 	} {
 		if st, got := do(t, "POST", u+c.method, c.args); st != 200 || got != c.want {
 			t.Fatalf("%s: %d %s, want %s", c.method, st, got, c.want)
