@@ -74,6 +74,7 @@ func (r *Router) Fetch(ctx context.Context, ref objects.Ref, req *http.Request, 
 	}
 	env := keyedEnvelope(KindFetch, ref, cause)
 	env.Body, env.req = body, req
+	env.Chain = objects.CallChain(ctx) // a stub's fetch from another object's turn
 	env.HTTP = &HTTPRequest{Method: req.Method, URL: req.URL.String(), Host: req.Host, Header: req.Header}
 	rep, err := r.route(ctx, env)
 	if err != nil {

@@ -63,8 +63,9 @@ type Envelope struct {
 	Binary   bool   `cbor:"16,keyasint,omitempty"` // KindWSMessage: a binary frame
 	Code     int    `cbor:"17,keyasint,omitempty"` // KindWSClose
 	Reason   string `cbor:"18,keyasint,omitempty"` // KindWSClose, KindWSError
-	// Chain: KindCall from another object's turn, the ids of the objects
-	// waiting on it (objects.CallChain), so the owner refuses a cycle.
+	// Chain: KindCall or KindFetch from another object's turn (a stub's
+	// call or fetch), the ids of the objects waiting on it
+	// (objects.CallChain), so the owner refuses a cycle.
 	Chain []log.ID `cbor:"30,keyasint,omitempty"`
 	// IDs: KindLive, the objects of Class the node is asked about.
 	IDs []log.ID `cbor:"31,keyasint,omitempty"`

@@ -156,3 +156,9 @@ func (r *Replayer) Close() {
 // what was replayed, or the replay started from a checkpoint without SQL
 // state).
 func (r *Replayer) SQL() *sqlstore.DB { return r.sql }
+
+// DescribeSQL describes one recorded change as history shows it (columns
+// names the table's columns; without them, columns are named by position).
+func DescribeSQL(c log.SQLChange, columns []string) string {
+	return describe(SQLChange{Op: c.Op.String(), Table: c.Table, Stmt: c.Stmt, RowID: c.RowID, NewRowID: c.NewRowID, Columns: columns, Old: c.Old, New: c.New})
+}

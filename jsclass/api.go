@@ -431,21 +431,28 @@ func (in *instance) storageObject(get func() store) *goja.Object {
 		if err != nil {
 			done = true
 			in.txDepth--
+			parent.Rollback(tx) // its writes and SQL rows go; the throw is the error
 			panic(err)
 		}
 		p, resolve, reject := vm.NewPromise()
 		settle := func(v goja.Value, failed bool) {
 			done = true
 			in.txDepth--
-			if failed {
-				reject(v)
-				return
-			}
-			if !rolledBack {
-				if err := parent.Commit(tx); err != nil {
+			if failed || rolledBack {
+				if err := parent.Rollback(tx); err != nil && !failed {
 					reject(vm.NewGoError(err))
 					return
 				}
+				if failed {
+					reject(v)
+					return
+				}
+				resolve(v)
+				return
+			}
+			if err := parent.Commit(tx); err != nil {
+				reject(vm.NewGoError(err))
+				return
 			}
 			resolve(v)
 		}

@@ -1,6 +1,7 @@
 package jsclass
 
 import (
+	"context"
 	"runtime"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ func BenchmarkJSActivation(b *testing.B) {
 	cpu := benchcpu.Start(b)
 	for i := 0; i < b.N; i++ {
 		in := &instance{reg: r, class: "counter", id: "x"}
-		st := newReplayStore(map[string][]byte{}, nil)
+		st := newReplayStore(map[string][]byte{}, nil, &replaySQL{ctx: context.Background()})
 		if err := in.begin(c, st, newTurnEnv(time.Now())); err != nil {
 			b.Fatal(err)
 		}
@@ -78,7 +79,7 @@ func BenchmarkJSActivation(b *testing.B) {
 func BenchmarkJSCounterTurn(b *testing.B) {
 	r, c := benchCompiled(b)
 	in := &instance{reg: r, class: "counter", id: "x"}
-	st := newReplayStore(map[string][]byte{}, nil)
+	st := newReplayStore(map[string][]byte{}, nil, &replaySQL{ctx: context.Background()})
 	b.ResetTimer()
 	cpu := benchcpu.Start(b)
 	for i := 0; i < b.N; i++ {

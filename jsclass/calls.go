@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 
@@ -143,8 +145,27 @@ func (in *instance) stubObject(class string, id objects.ID, name string) goja.Va
 					return goja.Undefined()
 				}
 				return vm.ToValue(name)
-			case "then", "toJSON", "constructor", "valueOf", "toString", "fetch":
-				return goja.Undefined() // not RPC: a stub is not a thenable, and fetch is not called between objects
+			case "then", "toJSON", "constructor", "valueOf", "toString":
+				return goja.Undefined() // not RPC: a stub is not a thenable
+			case "fetch":
+				if f, ok := methods[prop]; ok {
+					return f
+				}
+				f := vm.ToValue(func(call goja.FunctionCall) goja.Value {
+					return in.fetchObject(class, id, name, call.Arguments)
+				})
+				methods[prop] = f
+				return f
+			case "send", "sendWithReply":
+				if f, ok := methods[prop]; ok {
+					return f
+				}
+				withReply := prop == "sendWithReply"
+				f := vm.ToValue(func(call goja.FunctionCall) goja.Value {
+					return in.sendMessage(class, id, name, call, withReply)
+				})
+				methods[prop] = f
+				return f
 			}
 			if f, ok := methods[prop]; ok {
 				return f
@@ -162,28 +183,9 @@ func (in *instance) stubObject(class string, id objects.ID, name string) goja.Va
 // callObject calls method of the object and returns a Promise of its
 // answer.
 func (in *instance) callObject(class string, id objects.ID, name, method string, args []goja.Value) goja.Value {
-	vm := in.vm
-	arr := make([]any, len(args))
-	for i, a := range args {
-		arr[i] = a
-	}
-	_, deployed := in.reg.cfg.Classes.Latest(class)
-	var body []byte
-	switch {
-	case deployed: // a JavaScript method takes positional arguments
-		b, err := in.toJSON(vm.NewArray(arr...))
-		if err != nil {
-			return in.rejected(fmt.Errorf("%w: arguments of %s.%s: %v", objects.ErrBadInput, class, method, err))
-		}
-		body = b
-	case len(args) == 1:
-		b, err := in.toJSON(args[0])
-		if err != nil {
-			return in.rejected(fmt.Errorf("%w: argument of %s.%s: %v", objects.ErrBadInput, class, method, err))
-		}
-		body = b
-	case len(args) > 1:
-		return in.rejected(fmt.Errorf("%w: %s.%s: a Go class's method takes one argument, not %d", objects.ErrBadInput, class, method, len(args)))
+	body, err := in.encodeArgs(class, method, args)
+	if err != nil {
+		return in.rejected(err)
 	}
 	var ans log.CodeCall
 	if in.replay {
@@ -210,11 +212,87 @@ func (in *instance) callObject(class string, id objects.ID, name, method string,
 	return in.rejectedCall(ans)
 }
 
-// liveCall makes the call and records its answer.
-func (in *instance) liveCall(class string, id objects.ID, name, method string, body []byte) log.CodeCall {
-	// The writes so far are staged by the call (a commit point) with the
-	// turn's record marked as continued: replay joins the parts.
-	in.c.RecordCode(in.codeRecord(nil, true))
+// encodeArgs is the JSON input of a call or message to a method of class:
+// a JavaScript method takes positional arguments (the array), a Go
+// class's method one input (the single argument; none is no input).
+func (in *instance) encodeArgs(class, method string, args []goja.Value) ([]byte, error) {
+	vm := in.vm
+	arr := make([]any, len(args))
+	for i, a := range args {
+		arr[i] = a
+	}
+	_, deployed := in.reg.cfg.Classes.Latest(class)
+	switch {
+	case deployed:
+		b, err := in.toJSON(vm.NewArray(arr...))
+		if err != nil {
+			return nil, fmt.Errorf("%w: arguments of %s.%s: %v", objects.ErrBadInput, class, method, err)
+		}
+		return b, nil
+	case len(args) == 1:
+		b, err := in.toJSON(args[0])
+		if err != nil {
+			return nil, fmt.Errorf("%w: argument of %s.%s: %v", objects.ErrBadInput, class, method, err)
+		}
+		return b, nil
+	case len(args) > 1:
+		return nil, fmt.Errorf("%w: %s.%s: a Go class's method takes one argument, not %d", objects.ErrBadInput, class, method, len(args))
+	}
+	return nil, nil
+}
+
+// sendMessage is stub.send(method, ...args) and stub.sendWithReply(method,
+// args, replyMethod): a durable message (objects.Stub.Send,
+// SendWithReply), recorded in the turn's event and delivered once that
+// event is acknowledged. It returns nothing; bad input throws, and the
+// turn it fails sends nothing. A reply method must be one of this class's
+// RPC methods; it gets the objects.Reply ({target, method, out, error}) as
+// its one argument. In a replay nothing is sent: the message is kept to be
+// compared with the recorded ones.
+func (in *instance) sendMessage(class string, id objects.ID, name string, call goja.FunctionCall, withReply bool) goja.Value {
+	if goja.IsUndefined(call.Argument(0)) || goja.IsNull(call.Argument(0)) {
+		in.throw(fmt.Errorf("%w: send: a method name is required", objects.ErrBadInput))
+	}
+	method := call.Argument(0).String()
+	args := call.Arguments[1:]
+	reply := ""
+	if withReply {
+		args = nil
+		switch a := call.Argument(1); {
+		case goja.IsUndefined(a) || goja.IsNull(a):
+		default:
+			o, ok := a.(*goja.Object)
+			if !ok || o.ClassName() != "Array" {
+				in.throw(fmt.Errorf("%w: sendWithReply(method, args, replyMethod): args is an array", objects.ErrBadInput))
+			}
+			for i, n := 0, int(o.Get("length").ToInteger()); i < n; i++ {
+				args = append(args, o.Get(fmt.Sprint(i)))
+			}
+		}
+		if r := call.Argument(2); !goja.IsUndefined(r) && !goja.IsNull(r) {
+			reply = r.String()
+		}
+		if in.obj == nil {
+			in.throw(fmt.Errorf("%w: sendWithReply in the constructor (the reply method is not known yet): send it from a method", objects.ErrBadInput))
+		}
+		if _, ok := goja.AssertFunction(in.obj.Get(reply)); !ok || entryPoints[reply] || strings.HasPrefix(reply, "_") {
+			in.throw(fmt.Errorf("%w: reply method: %s has no RPC method %q", objects.ErrUnknownMethod, in.class, reply))
+		}
+	}
+	body, err := in.encodeArgs(class, method, args)
+	if err != nil {
+		in.throw(err)
+	}
+	if in.replay {
+		if body != nil {
+			body, _ = json.Marshal(json.RawMessage(body)) // as the runtime's codec encodes it
+		}
+		in.replaySends = append(in.replaySends, log.Message{Class: class, ID: id, Method: method, Body: body, Reply: reply})
+		return goja.Undefined()
+	}
+	if in.c == nil {
+		in.throw(errors.New("messages to other objects only within a turn"))
+	}
 	stub := in.c.ObjectByID(class, id)
 	if name != "" {
 		stub = in.c.Object(class, name)
@@ -223,14 +301,47 @@ func (in *instance) liveCall(class string, id objects.ID, name, method string, b
 	if body != nil {
 		arg = json.RawMessage(body)
 	}
-	var out json.RawMessage
+	if withReply {
+		err = stub.SendWithReply(method, arg, reply)
+	} else {
+		err = stub.Send(method, arg)
+	}
+	if err != nil {
+		in.throw(err)
+	}
+	return goja.Undefined()
+}
+
+// liveCall makes the call and records its answer.
+func (in *instance) liveCall(class string, id objects.ID, name, method string, body []byte) log.CodeCall {
+	return in.recordedCall(class, id, name, body, func(stub *objects.Stub) ([]byte, error) {
+		var arg any
+		if body != nil {
+			arg = json.RawMessage(body)
+		}
+		var out json.RawMessage
+		err := stub.Call(in.c, method, arg, &out)
+		return out, err
+	})
+}
+
+// recordedCall runs do (a call or a fetch, whose input is body) on a stub
+// of the object, with the turn's clock stopped, and records its answer.
+func (in *instance) recordedCall(class string, id objects.ID, name string, body []byte, do func(*objects.Stub) ([]byte, error)) log.CodeCall {
+	// The writes so far are staged by the call (a commit point) with the
+	// turn's record marked as continued: replay joins the parts.
+	in.c.RecordCode(in.codeRecord(nil, true))
+	stub := in.c.ObjectByID(class, id)
+	if name != "" {
+		stub = in.c.Object(class, name)
+	}
 	in.pauseWatch()
-	err := stub.Call(in.c, method, arg, &out)
+	out, err := do(stub)
 	in.resumeWatch()
 	sum := sha256.Sum256(body)
 	ans := log.CodeCall{InputHash: sum[:]}
 	if err != nil {
-		ans.Code = objects.CallErrorCode(err)
+		ans.Code, ans.Refused = objects.CallErrorCode(err), !stub.Left()
 		ans.Message = err.Error()
 		if len(ans.Message) > log.CodeCallMessageMax {
 			ans.Message = strings.ToValidUTF8(ans.Message[:log.CodeCallMessageMax], "")
@@ -278,19 +389,27 @@ func (in *instance) rejectedCall(ans log.CodeCall) goja.Value {
 	return in.vm.ToValue(p)
 }
 
-// replayAnswer is the recorded answer of the turn's next call.
+// replayAnswer is the recorded answer of the turn's next call. The turn's
+// recorded calls list only those that left: a refused answer has none.
 func (in *instance) replayAnswer(class, method string, body []byte) log.CodeCall {
 	i := in.callN
 	in.callN++
-	if i >= len(in.replayCalls) || i >= len(in.replayAnswers) {
+	if i >= len(in.replayAnswers) {
 		in.replayLines = append(in.replayLines, fmt.Sprintf("call %d: recorded none, new %s.%s", i+1, class, method))
 		return log.CodeCall{Code: "not_recorded", Message: "replay: the recorded turn made no such call"}
 	}
-	want := in.replayCalls[i]
-	if want.Class != class || want.Method != method {
-		in.replayLines = append(in.replayLines, fmt.Sprintf("call %d: recorded %s.%s, new %s.%s", i+1, want.Class, want.Method, class, method))
-	}
 	ans := in.replayAnswers[i]
+	if !ans.Refused {
+		j := in.sentN
+		in.sentN++
+		if j >= len(in.replayCalls) {
+			in.replayLines = append(in.replayLines, fmt.Sprintf("call %d: recorded none, new %s.%s", i+1, class, method))
+			return log.CodeCall{Code: "not_recorded", Message: "replay: the recorded turn made no such call"}
+		}
+		if want := in.replayCalls[j]; want.Class != class || want.Method != method {
+			in.replayLines = append(in.replayLines, fmt.Sprintf("call %d: recorded %s.%s, new %s.%s", i+1, want.Class, want.Method, class, method))
+		}
+	}
 	if sum := sha256.Sum256(body); len(ans.InputHash) > 0 && !bytes.Equal(ans.InputHash, sum[:]) {
 		in.replayLines = append(in.replayLines, fmt.Sprintf("call %d %s.%s: the new code's arguments differ (%s)", i+1, class, method, clip(body)))
 	}
@@ -298,4 +417,106 @@ func (in *instance) replayAnswer(class, method string, body []byte) log.CodeCall
 		in.replaySkip = true // the answer was too large to keep
 	}
 	return ans
+}
+
+// fetchObject is stub.fetch(input, init): the object's fetch handler (a
+// JavaScript fetch or a Go class's Fetch) gets the Request built as
+// new Request(input, init) would be, and the Promise resolves to its
+// Response. A URL without a scheme and host (a path) is taken as
+// https://object/path. The answer is recorded as a call's (the response's
+// status, headers and body), and replay gives it back.
+func (in *instance) fetchObject(class string, id objects.ID, name string, args []goja.Value) goja.Value {
+	vm := in.vm
+	if err := in.defineGlobals([]string{"Headers", "Request", "Response"}); err != nil {
+		return in.rejected(err)
+	}
+	if len(args) == 0 {
+		return in.rejected(fmt.Errorf("%w: %s fetch: a request or URL is required", objects.ErrBadInput, class))
+	}
+	reqObj, err := vm.New(vm.Get("Request"), args...)
+	if err != nil {
+		return in.rejected(fmt.Errorf("%w: %s fetch: %v", objects.ErrBadInput, class, jsError(err)))
+	}
+	fi, err := in.requestInput(reqObj)
+	if err != nil {
+		return in.rejected(fmt.Errorf("%w: %s fetch: %v", objects.ErrBadInput, class, err))
+	}
+	input := mustJSON(fi)
+	var ans log.CodeCall
+	if in.replay {
+		ans = in.replayAnswer(class, objects.FetchMethod, input)
+	} else {
+		if in.c == nil {
+			in.throw(errors.New("calls to other objects only within a turn"))
+		}
+		if in.txDepth > 0 {
+			return in.rejected(fmt.Errorf("%w: %s.fetch", objects.ErrCallInTransaction, class))
+		}
+		ans = in.recordedCall(class, id, name, input, func(stub *objects.Stub) ([]byte, error) {
+			r, err := http.NewRequestWithContext(in.c, fi.Method, fi.URL, bytes.NewReader(fi.Body))
+			if err != nil {
+				return nil, fmt.Errorf("%w: fetch: %w", objects.ErrBadInput, err)
+			}
+			r.Header = fi.Header
+			resp, err := stub.Fetch(in.c, r)
+			if err != nil {
+				return nil, err
+			}
+			return encodeFetchOutput(resp), nil
+		})
+	}
+	if ans.Code != "" {
+		return in.rejectedCall(ans)
+	}
+	var fo fetchOutput
+	if err := json.Unmarshal(ans.Output, &fo); err != nil {
+		return in.rejected(fmt.Errorf("the response of %s fetch: %w", class, err))
+	}
+	init := vm.NewObject()
+	init.Set("status", fo.Status)
+	h := vm.NewObject()
+	for k, vs := range fo.Header {
+		h.Set(k, strings.Join(vs, ", "))
+	}
+	init.Set("headers", h)
+	var body goja.Value = goja.Null()
+	if len(fo.Body) > 0 {
+		body = jsBytes(vm, fo.Body)
+	}
+	resp, err := vm.New(vm.Get("Response"), body, init)
+	if err != nil {
+		return in.rejected(fmt.Errorf("the response of %s fetch: %v", class, jsError(err)))
+	}
+	return in.resolved(resp)
+}
+
+// requestInput reads a JavaScript Request as a fetch's input.
+func (in *instance) requestInput(v *goja.Object) (fetchInput, error) {
+	fi := fetchInput{Method: v.Get("method").String(), URL: v.Get("url").String(), Header: http.Header{}}
+	u, err := url.Parse(fi.URL)
+	switch {
+	case err != nil:
+		return fi, err
+	case u.Scheme == "" && u.Host == "" && strings.HasPrefix(u.Path, "/"):
+		u.Scheme, u.Host = "https", "object"
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		return fi, fmt.Errorf("URL %q is neither an http(s) URL nor a path", fi.URL)
+	}
+	fi.URL = u.String()
+	hs := v.Get("headers").ToObject(in.vm)
+	if forEach, ok := goja.AssertFunction(hs.Get("forEach")); ok {
+		if _, err := forEach(hs, in.vm.ToValue(func(val, key goja.Value) {
+			fi.Header.Add(key.String(), val.String())
+		})); err != nil {
+			return fi, jsError(err)
+		}
+	}
+	if b := v.Get("_body"); b != nil && !goja.IsNull(b) && !goja.IsUndefined(b) {
+		raw, ok := b.Export().([]byte)
+		if !ok {
+			return fi, errors.New("an unreadable body")
+		}
+		fi.Body = append([]byte(nil), raw...)
+	}
+	return fi, nil
 }

@@ -39,7 +39,7 @@ type instance struct {
 	host    *goja.Object // __host
 	sqlObj  *goja.Object // ctx.storage.sql, made on first use
 	storage *goja.Object // ctx.storage, made on first use
-	replay  bool         // a replay: no SQL, calls answer from the record
+	replay  bool         // a replay: SQL on the replay's database, calls answer from the record
 	// replaySkip: the replayed turn did what replay cannot reproduce.
 	replaySkip bool
 
@@ -61,10 +61,13 @@ type instance struct {
 	callErr   []error
 	keptBytes int
 	// Replay: the recorded calls and answers, and the differences met.
-	callN         int
+	callN         int // answers given back so far
+	sentN         int // of them, calls that had left (replayCalls used)
 	replayCalls   []log.Call
 	replayAnswers []log.CodeCall
 	replayLines   []string
+	replaySends   []log.Message // the messages the replayed turn sent
+	replaySQL     *replaySQL
 
 	sockets map[objects.SocketID]*goja.Object // JS wrappers by socket
 }
@@ -88,7 +91,7 @@ func (in *instance) begin(cv *compiled, st store, env turnEnv) error {
 	in.st, in.now = st, env.now
 	in.rng = mrand.NewChaCha8(env.seed)
 	in.turnSock, in.conn, in.accepted, in.txDepth = nil, nil, false, 0
-	in.env, in.answers, in.callErr, in.keptBytes, in.callN = env, nil, nil, 0, 0
+	in.env, in.answers, in.callErr, in.keptBytes, in.callN, in.sentN = env, nil, nil, 0, 0, 0
 	if in.vm != nil && !in.broken && in.version == cv.version {
 		return nil
 	}

@@ -127,9 +127,12 @@ func (r *Registry) Replay(ctx context.Context, class, filename string, source []
 func (r *Registry) replayObject(ctx context.Context, class, label, name string, id objects.ID, cc *compiled, rep *ReplayReport) error {
 	state := map[string][]byte{}
 	var alarm *time.Time
+	rs := &replaySQL{ctx: ctx}
+	defer rs.close()
 	// A turn that called other objects may span events: each call staged
 	// the writes before it as a part whose record is Continued. The parts
-	// are joined and the turn replayed from the state before the first.
+	// are joined and the turn replayed from the state before the first
+	// (the parts' SQL changes are held in a transaction until then).
 	var parts []log.Turn
 	var partState map[string][]byte
 	var partAlarm *time.Time
@@ -141,30 +144,48 @@ func (r *Registry) replayObject(ctx context.Context, class, label, name string, 
 			if len(parts) > 0 && !joined {
 				rep.Skipped++ // a turn whose last part was never recorded (it failed after a call)
 				parts = nil
+				if err := rs.release(true); err != nil {
+					return err
+				}
 			}
 			switch {
 			case code != nil && code.Continued:
 				if len(parts) == 0 {
 					partState, partAlarm = maps.Clone(state), alarm
+					rs.hold()
 				}
 				parts = append(parts, t)
 			case code != nil:
-				whole, from, fromAlarm := t, state, alarm
+				whole, from, fromAlarm, before := t, state, alarm, []log.Turn(nil)
 				if joined {
 					whole = log.Turn{Cause: t.Cause}
 					for _, p := range append(parts, t) {
 						whole.Writes = append(whole.Writes, p.Writes...)
 						whole.Calls = append(whole.Calls, p.Calls...)
+						whole.Sends = append(whole.Sends, p.Sends...)
+						whole.SQL = append(whole.SQL, p.SQL...)
 					}
-					from, fromAlarm, parts = partState, partAlarm, nil
+					from, fromAlarm, before, parts = partState, partAlarm, parts, nil
+					if err := rs.release(false); err != nil { // back to the SQL state before the first part
+						return err
+					}
 				}
-				if lines, ran := r.replayTurn(class, name, id, cc, whole, from, fromAlarm); !ran {
+				lines, ran, err := r.replayTurn(class, name, id, cc, whole, from, fromAlarm, rs)
+				if err != nil {
+					return fmt.Errorf("v%d turn %d: %w", ev.Version, i, err)
+				}
+				if !ran {
 					rep.Skipped++
 				} else {
 					rep.Turns++
 					if len(lines) > 0 && len(rep.Diffs) < replayDiffsMax {
 						rep.Diffs = append(rep.Diffs, ReplayDiff{Object: label, Version: ev.Version, Turn: i,
 							Via: t.Cause.Via.String(), Method: t.Cause.Method, ClassVersion: code.ClassVersion, Lines: lines})
+					}
+				}
+				for _, p := range before { // the parts' recorded changes, for good
+					if err := rs.apply(p.SQL); err != nil {
+						return fmt.Errorf("v%d: %w", ev.Version, err)
 					}
 				}
 			}
@@ -187,6 +208,9 @@ func (r *Registry) replayObject(ctx context.Context, class, label, name string, 
 					}
 				}
 			}
+			if err := rs.apply(t.SQL); err != nil {
+				return fmt.Errorf("v%d: %w", ev.Version, err)
+			}
 		}
 		return nil
 	})
@@ -202,66 +226,111 @@ func sameTurn(a, b *log.CodeRecord) bool {
 	return a != nil && b != nil && a.Time == b.Time && bytes.Equal(a.Seed, b.Seed) && a.ClassVersion == b.ClassVersion
 }
 
-// replayTurn runs one recorded turn against cc and returns the differences.
-func (r *Registry) replayTurn(class, name string, id objects.ID, cc *compiled, t log.Turn, state map[string][]byte, alarm *time.Time) (lines []string, ran bool) {
+// replayTurn runs one recorded turn against cc and returns the differences
+// (ran is false for a turn replay cannot reproduce). An error is the
+// replay's own (its SQL database failed), not the turn's.
+func (r *Registry) replayTurn(class, name string, id objects.ID, cc *compiled, t log.Turn, state map[string][]byte, alarm *time.Time, rs *replaySQL) (lines []string, ran bool, err error) {
 	code := t.Cause.Code
 	if code.InputBytes > 0 {
-		return nil, false // the input was too large to keep
+		return nil, false, nil // the input was too large to keep
 	}
-	st := newReplayStore(state, alarm)
+	if err := rs.beginTurn(); err != nil {
+		return nil, false, err
+	}
+	st := newReplayStore(state, alarm, rs)
 	in := &instance{reg: r, class: class, name: name, id: id.String(), replay: true,
-		replayCalls: t.Calls, replayAnswers: code.Calls}
+		replayCalls: t.Calls, replayAnswers: code.Calls, replaySQL: rs}
 	var env turnEnv
 	env.now = time.UnixMilli(code.Time)
 	copy(env.seed[:], code.Seed)
-	var out []byte
-	var err error
-	if err = in.begin(cc, st, env); err == nil {
-		switch t.Cause.Via {
-		case log.ViaRPC:
-			out, err = in.callMethod(t.Cause.Method, code.Input)
-		case log.ViaFetch:
-			var fi fetchInput
-			if err = json.Unmarshal(code.Input, &fi); err == nil {
-				if strings.EqualFold(fi.Header.Get("Upgrade"), "websocket") {
-					return nil, false
-				}
-				var resp *objects.Response
-				if resp, err = in.runFetch(fi); err == nil {
-					out = encodeFetchOutput(resp)
-				}
-			}
-		case log.ViaAlarm:
-			var info objects.AlarmInfo
-			if err = json.Unmarshal(code.Input, &info); err == nil {
-				err = in.runAlarm(info)
-			}
-		case log.ViaWebSocket:
-			switch t.Cause.Method {
-			case "connect", "close", "error":
-				return nil, false
-			}
-			ws := in.socketObject(0)
-			err = in.socketMessage(ws, objects.Message{Data: code.Input})
-		default:
-			return nil, false
-		}
-	}
+	out, skip, runErr := in.replayRun(cc, st, env, t)
 	in.end()
-	if in.replaySkip || errors.Is(err, ErrReplaySQL) {
-		return nil, false
+	got, err := rs.endTurn()
+	if err != nil {
+		return nil, false, err
+	}
+	if skip || in.replaySkip {
+		return nil, false, nil
 	}
 	lines = in.replayLines
 	if in.callN < len(code.Calls) {
 		lines = append(lines, fmt.Sprintf("calls: recorded %d, new %d", len(code.Calls), in.callN))
 	}
-	if err != nil {
-		return append(lines, "the new code failed: "+err.Error()), true
+	if runErr != nil {
+		return append(lines, "the new code failed: "+runErr.Error()), true, nil
 	}
 	if code.OutputBytes == 0 && (t.Cause.Via == log.ViaRPC || t.Cause.Via == log.ViaFetch) && !bytes.Equal(code.Output, out) {
 		lines = append(lines, fmt.Sprintf("response: recorded %s, new %s", clip(code.Output), clip(out)))
 	}
-	return append(lines, diffWrites(t.Writes, st.root())...), true
+	lines = append(lines, diffWrites(t.Writes, st.root())...)
+	lines = append(lines, rs.diff(t.SQL, got)...)
+	return append(lines, diffSends(t.Sends, in.replaySends)...), true, nil
+}
+
+// replayRun runs the recorded turn's entry point with its input; skip is
+// a turn replay does not reproduce (WebSocket connects and closes).
+func (in *instance) replayRun(cc *compiled, st *replayStore, env turnEnv, t log.Turn) (out []byte, skip bool, err error) {
+	code := t.Cause.Code
+	if err = in.begin(cc, st, env); err != nil {
+		return nil, false, err
+	}
+	switch t.Cause.Via {
+	case log.ViaRPC:
+		out, err = in.callMethod(t.Cause.Method, code.Input)
+	case log.ViaFetch:
+		var fi fetchInput
+		if err = json.Unmarshal(code.Input, &fi); err == nil {
+			if strings.EqualFold(fi.Header.Get("Upgrade"), "websocket") {
+				return nil, true, nil
+			}
+			var resp *objects.Response
+			if resp, err = in.runFetch(fi); err == nil {
+				out = encodeFetchOutput(resp)
+			}
+		}
+	case log.ViaAlarm:
+		var info objects.AlarmInfo
+		if err = json.Unmarshal(code.Input, &info); err == nil {
+			err = in.runAlarm(info)
+		}
+	case log.ViaWebSocket:
+		switch t.Cause.Method {
+		case "connect", "close", "error":
+			return nil, true, nil
+		}
+		ws := in.socketObject(0)
+		err = in.socketMessage(ws, objects.Message{Data: code.Input})
+	default:
+		return nil, true, nil
+	}
+	return out, false, err
+}
+
+// diffSends compares the messages a turn sent with the new code's, in
+// order.
+func diffSends(recorded, got []log.Message) []string {
+	show := func(m log.Message) string {
+		s := fmt.Sprintf("%s/%s.%s(%s)", m.Class, m.ID.String()[:8], m.Method, clip(m.Body))
+		if m.Reply != "" {
+			s += " reply " + m.Reply
+		}
+		return s
+	}
+	var lines []string
+	for i := 0; i < max(len(recorded), len(got)); i++ {
+		switch {
+		case i >= len(got):
+			lines = append(lines, fmt.Sprintf("message %d: recorded %s, new none", i+1, show(recorded[i])))
+		case i >= len(recorded):
+			lines = append(lines, fmt.Sprintf("message %d: recorded none, new %s", i+1, show(got[i])))
+		default:
+			r, g := recorded[i], got[i]
+			if r.Class != g.Class || r.ID != g.ID || r.Method != g.Method || r.Reply != g.Reply || !bytes.Equal(r.Body, g.Body) {
+				lines = append(lines, fmt.Sprintf("message %d: recorded %s, new %s", i+1, show(r), show(g)))
+			}
+		}
+	}
+	return lines
 }
 
 func clip(b []byte) string {
@@ -367,10 +436,11 @@ type replayStore struct {
 	alarm    *time.Time
 	alarmSet bool
 	baseAt   *time.Time
+	sql      *replaySQL // the replay's SQL state (its transactions' savepoints)
 }
 
-func newReplayStore(state map[string][]byte, alarm *time.Time) *replayStore {
-	return &replayStore{base: state, writes: map[string]*[]byte{}, baseAt: alarm}
+func newReplayStore(state map[string][]byte, alarm *time.Time, sql *replaySQL) *replayStore {
+	return &replayStore{base: state, writes: map[string]*[]byte{}, baseAt: alarm, sql: sql}
 }
 
 func (s *replayStore) root() *replayStore { return s }
@@ -482,12 +552,23 @@ func (s *replayStore) DeleteAlarm() (bool, error) {
 	return had, nil
 }
 
+func (s *replayStore) Rollback(tx store) error {
+	return s.sql.txEnd(tx.(*replayStore), false)
+}
+
 func (s *replayStore) Begin() (store, error) {
-	return &replayStore{parent: s, writes: map[string]*[]byte{}}, nil
+	c := &replayStore{parent: s, writes: map[string]*[]byte{}, sql: s.sql}
+	if err := s.sql.txBegin(s, c); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 func (s *replayStore) Commit(tx store) error {
 	c := tx.(*replayStore)
+	if err := s.sql.txEnd(c, true); err != nil {
+		return err
+	}
 	if c.cleared {
 		s.cleared = true
 		clear(s.writes)

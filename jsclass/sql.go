@@ -14,13 +14,32 @@ import (
 // cursor over the materialized rows; the cursor itself is the prelude's
 // (SqlStorageCursor), built from the columns and raw rows.
 
-// ErrReplaySQL is a turn that used SQL storage met during a replay: replay
-// has no SQL state to run it against, so the turn is skipped.
-var ErrReplaySQL = errors.New("SQL storage is not replayed")
+// sqlRunner is where a turn's statements run: the turn's objects.SQL, or
+// the replay's database (replaysql.go).
+type sqlRunner interface {
+	Exec(query string, args ...any) (sqlResult, error)
+	DatabaseSize() (int64, error)
+}
 
-// errSQLInTransaction is sql.exec inside storage.transaction(): the
-// transaction's rollback would not undo its rows.
-var errSQLInTransaction = fmt.Errorf("%w: ctx.storage.sql inside storage.transaction() (run SQL outside it, or use SQL's own BEGIN/SAVEPOINT-free statements)", objects.ErrBadInput)
+// sqlResult is a statement's materialized rows.
+type sqlResult interface {
+	Columns() []string
+	Raw() [][]any
+	RowsRead() int64
+	RowsWritten() int64
+}
+
+type liveSQL struct{ s *objects.SQL }
+
+func (l liveSQL) Exec(query string, args ...any) (sqlResult, error) {
+	c, err := l.s.Exec(query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (l liveSQL) DatabaseSize() (int64, error) { return l.s.DatabaseSize() }
 
 func (in *instance) sqlObject() *goja.Object {
 	vm := in.vm
@@ -56,17 +75,14 @@ func (in *instance) sqlObject() *goja.Object {
 }
 
 // sqlDB is the turn's SQL database.
-func (in *instance) sqlDB() *objects.SQL {
+func (in *instance) sqlDB() sqlRunner {
 	switch {
 	case in.replay:
-		in.replaySkip = true // even if the code catches the error
-		in.throw(ErrReplaySQL)
+		return in.replaySQL
 	case in.c == nil:
 		in.throw(errors.New("SQL storage used outside a turn"))
-	case in.txDepth > 0:
-		in.throw(errSQLInTransaction)
 	}
-	return in.c.SQL()
+	return liveSQL{in.c.SQL()}
 }
 
 // sqlBinding is a JavaScript value as a SQLite value: null, a number
@@ -131,7 +147,7 @@ func sqlValue(vm *goja.Runtime, v any) goja.Value {
 }
 
 // cursor builds the prelude's SqlStorageCursor over a result.
-func (in *instance) cursor(cur *objects.Cursor) goja.Value {
+func (in *instance) cursor(cur sqlResult) goja.Value {
 	vm := in.vm
 	cols := cur.Columns()
 	names := make([]any, len(cols))

@@ -1,8 +1,13 @@
 package jsclass_test
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/strata-objects/strata/objects"
 )
 
 // sqlExampleTS is the shape of Cloudflare's SQL API example (a table made
@@ -115,7 +120,6 @@ export class T extends DurableObject {
     const sql = this.ctx.storage.sql;
     if (kind === "binding") sql.exec("SELECT ?", {});
     if (kind === "syntax") sql.exec("SELEC 1");
-    if (kind === "tx") await this.ctx.storage.transaction(async () => { sql.exec("SELECT 1"); });
     return "no error";
   }
 }
@@ -140,10 +144,102 @@ func TestSQLValuesAndErrors(t *testing.T) {
 	if st, got := do(t, "POST", u+"count", ""); st != 200 || got != "2" {
 		t.Fatalf("count after a failed turn: %d %s", st, got)
 	}
-	for kind, want := range map[string]string{"binding": "cannot be bound", "syntax": "syntax error", "tx": "inside storage.transaction()"} {
+	for kind, want := range map[string]string{"binding": "cannot be bound", "syntax": "syntax error"} {
 		st, got := do(t, "POST", u+"bad", quoteJSON(kind))
 		if st != 400 || !strings.Contains(got, want) {
 			t.Fatalf("bad %s: %d %s, want 400 with %q", kind, st, got, want)
 		}
+	}
+}
+
+const sqlTxJS = `import { DurableObject } from "strata";
+export class T extends DurableObject {
+  get sql() { return this.ctx.storage.sql; }
+  rows() { return this.sql.exec("SELECT k FROM r ORDER BY k").toArray().map(x => x.k); }
+  async setup() { this.sql.exec("CREATE TABLE r(k TEXT PRIMARY KEY)"); }
+  async tx(k, how) {
+    const s = this.ctx.storage;
+    let caught = "";
+    try {
+      await s.transaction(async (txn) => {
+        this.sql.exec("INSERT INTO r VALUES (?)", k);
+        await txn.put(k, 1);
+        if (how === "throw") throw new Error("boom");
+        if (how === "rollback") txn.rollback();
+        if (how === "nested") {
+          await txn.transaction(async (inner) => { this.sql.exec("INSERT INTO r VALUES (?)", k + "-kept"); });
+          try {
+            await txn.transaction(async (inner) => { this.sql.exec("INSERT INTO r VALUES (?)", k + "-gone"); await inner.put(k + "-gone", 1); throw new Error("inner"); });
+          } catch (e) {}
+        }
+      });
+    } catch (e) { caught = e.message; }
+    return [caught, this.rows(), (await s.get(k)) ?? null];
+  }
+  async fresh() {
+    // SQL first used inside a transaction that throws: the table goes too.
+    try { await this.ctx.storage.transaction(async () => { this.sql.exec("CREATE TABLE f(x)"); throw new Error("no"); }); } catch (e) {}
+    return this.sql.exec("SELECT count(*) AS n FROM sqlite_master WHERE name = 'f'").one().n;
+  }
+  async leaveOpen() {
+    // A transaction still open when the turn ends is rolled back.
+    this.ctx.storage.transaction(async () => { this.sql.exec("INSERT INTO r VALUES ('open')"); await new Promise(() => {}); });
+    return "returned";
+  }
+  async beside() {
+    const s = this.ctx.storage;
+    const a = s.transaction(async (txn) => { await txn.put("a", 1); await txn.put("a2", 1); });
+    try { await s.transaction(async () => {}); } catch (e) { await a; return [e.message, await s.get("a2")]; }
+    return "no error";
+  }
+}
+`
+
+// TestSQLInTransaction: sql.exec inside storage.transaction() runs in its
+// savepoint: a transaction that throws or calls rollback() loses its rows
+// with its keys, a nested one that throws only its own, one left open at
+// the end of the turn is rolled back; and the log agrees with the live
+// database (the rows replayed from history are the same).
+func TestSQLInTransaction(t *testing.T) {
+	n := startJS(t, nil)
+	n.deploy(t, "sqltx", "t.js", sqlTxJS)
+	u := n.URL + "/v1/objects/sqltx/one/rpc/"
+	if st, got := do(t, "POST", u+"setup", ""); st != 200 {
+		t.Fatalf("setup: %d %s", st, got)
+	}
+	for _, c := range []struct{ args, want string }{
+		{`["a","commit"]`, `["",["a"],1]`},
+		{`["b","throw"]`, `["boom",["a"],null]`},
+		{`["c","rollback"]`, `["",["a"],null]`},
+		{`["d","nested"]`, `["",["a","d","d-kept"],1]`},
+	} {
+		if st, got := do(t, "POST", u+"tx", c.args); st != 200 || got != c.want {
+			t.Fatalf("tx %s: %d %s, want %s", c.args, st, got, c.want)
+		}
+	}
+	if st, got := do(t, "POST", n.URL+"/v1/objects/sqltx/two/rpc/fresh", ""); st != 200 || got != "0" {
+		t.Fatalf("fresh: %d %s", st, got)
+	}
+	if st, got := do(t, "POST", u+"leaveOpen", ""); st != 200 || got != `"returned"` {
+		t.Fatalf("leaveOpen: %d %s", st, got)
+	}
+	if st, got := do(t, "POST", u+"beside", ""); st != 200 || !strings.Contains(got, "beside an open transaction") {
+		t.Fatalf("beside: %d %s", st, got)
+	}
+	want := `["",["a","d","d-kept","e"],1]`
+	if st, got := do(t, "POST", u+"tx", `["e","commit"]`); st != 200 || got != want {
+		t.Fatalf("after leaveOpen: %d %s, want %s", st, got, want)
+	}
+	// The log holds exactly the live rows.
+	res, _, err := n.Runtime.QueryAt(context.Background(), objects.Ref{Class: "sqltx", ID: objects.IDFromName("sqltx", "one")}, objects.PastAt{Time: time.Now()}, "SELECT k FROM r ORDER BY k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, r := range res.Rows {
+		keys = append(keys, fmt.Sprint(r[0]))
+	}
+	if strings.Join(keys, ",") != "a,d,d-kept,e" {
+		t.Fatalf("rows in the log: %v", keys)
 	}
 }

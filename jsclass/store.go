@@ -19,6 +19,7 @@ type store interface {
 	DeleteAlarm() (bool, error)
 	Begin() (store, error)
 	Commit(tx store) error
+	Rollback(tx store) error
 }
 
 // liveStore is a turn's storage.
@@ -39,4 +40,5 @@ func (l liveStore) Begin() (store, error) {
 	}
 	return liveStore{tx}, nil
 }
-func (l liveStore) Commit(tx store) error { return l.s.Commit(tx.(liveStore).s) }
+func (l liveStore) Commit(tx store) error   { return l.s.Commit(tx.(liveStore).s) }
+func (l liveStore) Rollback(tx store) error { return l.s.Rollback(tx.(liveStore).s) }

@@ -56,6 +56,10 @@ type CodeCall struct {
 	// InputHash is SHA-256 over the call's input: replay reports new code
 	// that calls with other arguments.
 	InputHash []byte `cbor:"7,keyasint,omitempty"`
+	// Refused: the call was refused before it left (a cycle, an unknown
+	// class, ...), so the turn's log.Turn.Calls does not list it: replay
+	// pairs the other answers with the listed calls in order.
+	Refused bool `cbor:"8,keyasint,omitempty"`
 }
 
 // Limits of the call answers a CodeRecord keeps.

@@ -151,10 +151,11 @@ type turn struct {
 
 	calls      []log.Call // calls made since the turn's last staged part (calls.go)
 	callsBytes int
-	inTx       int       // depth of Storage.Transaction: calls are refused inside
-	tx         *writeSet // the innermost Storage.Transaction's write set (messages.go)
-	sqlTurn    bool      // the turn's SQL savepoint is open (sqlstate.go)
-	sqlOwn     bool      // the turn began the SQL transaction: its ROLLBACK is the savepoint's
+	inTx       int        // depth of Storage.Transaction: calls are refused inside
+	tx         *writeSet  // the innermost Storage.Transaction's write set (messages.go)
+	sqlTurn    bool       // the turn's SQL savepoint is open (sqlstate.go)
+	sqlOwn     bool       // the turn began the SQL transaction: its ROLLBACK is the savepoint's
+	begun      []*Storage // open transactions from Storage.Begin, innermost last (dynamic.go)
 }
 
 // alwaysReady is a closed channel: a select case on it is always ready.
@@ -538,6 +539,7 @@ func (a *activation) handle(req *request) {
 	out, err, panicked := a.invoke(t)
 	req.trace.handlerEnd()
 	a.inTurn = false
+	t.rollbackBegun()
 	t.sqlEnd(err == nil && (a.broken == nil || a.broken == errReset))
 	t.done = true
 	if a.rt.hooks.Turn != nil {

@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 
 	"github.com/strata-objects/strata/log"
 )
@@ -88,9 +89,10 @@ func CallChain(ctx context.Context) []ID {
 // Stub is another object as a handler sees it: its methods can be called
 // during the turn that made the stub.
 type Stub struct {
-	c   *Ctx
-	ref Ref
-	err error // a bad class, name or id: every use returns it
+	c    *Ctx
+	ref  Ref
+	err  error // a bad class, name or id: every use returns it
+	left bool  // the last Call or Fetch passed its commit point and left
 }
 
 // Object returns a stub for the object of class named name.
@@ -108,6 +110,12 @@ func (c *Ctx) ObjectByID(class string, id ID) *Stub {
 // Ref is the object the stub calls.
 func (s *Stub) Ref() Ref { return s.ref }
 
+// Left reports whether the stub's last Call or Fetch left the caller (it
+// is among the turn's recorded calls, whatever its answer), rather than
+// being refused before it left (bad input, a cycle, the chain's depth, a
+// transaction), which records nothing.
+func (s *Stub) Left() bool { return s.left }
+
 // Call runs the object's RPC method with in (encoded by the runtime's
 // codec, JSON by default) and decodes its output into out (a pointer, or
 // nil to drop it). It returns the callee's error: a ClientError keeps its
@@ -117,36 +125,14 @@ func (s *Stub) Ref() Ref { return s.ref }
 // before it leaves (see the top of calls.go). ctx must be the turn's Ctx or
 // derived from it; a shorter deadline applies to the call only.
 func (s *Stub) Call(ctx context.Context, method string, in, out any) error {
-	if s.err != nil {
-		return s.err
-	}
-	t := s.c.t
-	a, rt := t.a, t.a.rt
-	if t.done {
-		return errors.New("objects: stub used after its turn ended")
-	}
-	if t.inTx > 0 {
-		return fmt.Errorf("%w: %s.%s", ErrCallInTransaction, s.ref, truncate(method))
-	}
-	class, err := rt.Class(s.ref.Class)
+	class, err := s.check(method)
 	if err != nil {
 		return err
 	}
 	if _, ok := class.methods[method]; !ok && !class.dynamic { // a deployed class's methods are its code's: it answers unknown_method
 		return fmt.Errorf("%w: %s has no method %q", ErrUnknownMethod, class.name, truncate(method))
 	}
-	chain := CallChain(t.req.ctx)
-	if s.ref.ID == a.id {
-		return fmt.Errorf("%w: %s/%s calls itself (%s)", ErrCallCycle, a.class.name, a.id, method)
-	}
-	for _, id := range chain {
-		if id == s.ref.ID {
-			return fmt.Errorf("%w: %s is already waiting in this chain of calls", ErrCallCycle, s.ref)
-		}
-	}
-	if len(chain)+2 > CallDepthMax {
-		return fmt.Errorf("%w: calling %s would make a chain of %d objects, at most %d", ErrCallDepth, s.ref, len(chain)+2, CallDepthMax)
-	}
+	rt := s.c.t.a.rt
 	var body []byte
 	if in != nil {
 		if body, err = rt.codec.Encode(in); err != nil {
@@ -156,21 +142,12 @@ func (s *Stub) Call(ctx context.Context, method string, in, out any) error {
 	if len(body) > CallInputBytesMax {
 		return tooLarge(fmt.Sprintf("input of %s.%s", s.ref, method), len(body), CallInputBytesMax)
 	}
-	// The commit point (invariant 1).
-	if err := t.sync(); err != nil {
-		return fmt.Errorf("call %s.%s: commit before the call: %w", s.ref, method, err)
+	cctx, cause, err := s.leave(ctx, method)
+	if err != nil {
+		return err
 	}
-	cause := Cause{
-		RequestID: t.req.cause.RequestID,
-		Principal: t.req.cause.Principal,
-		Caller:    &Caller{Class: a.class.name, ID: a.id, Version: a.version + 1, Index: len(t.calls)},
-	}
-	next := make([]ID, len(chain), len(chain)+1)
-	copy(next, chain)
-	cctx := WithCallChain(ctx, append(next, a.id))
-	rt.hooks.calling(a.class.name, a.id, s.ref)
 	outBytes, err := rt.calls.Call(cctx, s.ref, method, body, rt.codec, cause)
-	t.recordCall(CallRecord{Class: s.ref.Class, ID: s.ref.ID, Method: truncate(method), Error: callErrorCode(err)})
+	s.c.t.recordCall(CallRecord{Class: s.ref.Class, ID: s.ref.ID, Method: truncate(method), Error: callErrorCode(err)})
 	if err != nil {
 		return fmt.Errorf("call %s.%s: %w", s.ref, method, err)
 	}
@@ -180,6 +157,116 @@ func (s *Stub) Call(ctx context.Context, method string, in, out any) error {
 		}
 	}
 	return nil
+}
+
+// FetchDispatcher is a Dispatcher that also runs an object's Fetch handler
+// (the cluster's router, a Runtime): Stub.Fetch needs it.
+type FetchDispatcher interface {
+	Fetch(ctx context.Context, ref Ref, r *http.Request, cause Cause) (*Response, error)
+}
+
+// FetchMethod is how a stub's fetch is named in the caller's recorded calls
+// (log.Call.Method): no RPC method can take the name (it is not exported).
+const FetchMethod = "fetch"
+
+// Fetch hands r to the object's Fetch handler (a Go class's Fetcher, a
+// deployed class's fetch) and returns its response, as Durable Objects'
+// stub.fetch. It is a call in every other way (see the top of calls.go): a
+// commit point, in the chain of calls (cycles and depth refused), refused
+// inside Storage.Transaction, recorded in the caller's turn (method
+// "fetch") and naming the caller in the callee's. The request's body is
+// read here, at most CallInputBytesMax.
+func (s *Stub) Fetch(ctx context.Context, r *http.Request) (*Response, error) {
+	class, err := s.check(FetchMethod)
+	if err != nil {
+		return nil, err
+	}
+	if !class.fetches {
+		return nil, fmt.Errorf("%w: %s has no Fetch handler", ErrUnknownMethod, class.name)
+	}
+	fd, ok := s.c.t.a.rt.calls.(FetchDispatcher)
+	if !ok {
+		return nil, fmt.Errorf("objects: Config.Calls (%T) cannot fetch", s.c.t.a.rt.calls)
+	}
+	var body []byte
+	if r.Body != nil {
+		body, err = io.ReadAll(io.LimitReader(r.Body, CallInputBytesMax+1))
+		if err != nil {
+			return nil, fmt.Errorf("%w: fetch %s: read the request body: %w", ErrBadInput, s.ref, err)
+		}
+	}
+	if len(body) > CallInputBytesMax {
+		return nil, tooLarge(fmt.Sprintf("request body of a fetch of %s", s.ref), len(body), CallInputBytesMax)
+	}
+	cctx, cause, err := s.leave(ctx, FetchMethod)
+	if err != nil {
+		return nil, err
+	}
+	req := r.Clone(cctx)
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.ContentLength = int64(len(body))
+	resp, err := fd.Fetch(cctx, s.ref, req, cause)
+	s.c.t.recordCall(CallRecord{Class: s.ref.Class, ID: s.ref.ID, Method: FetchMethod, Error: callErrorCode(err)})
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", s.ref, err)
+	}
+	return resp, nil
+}
+
+// check refuses what no call may do: a bad stub, a stub of an ended turn,
+// a call inside Storage.Transaction, a cycle, a chain too deep. It returns
+// the callee's class.
+func (s *Stub) check(method string) (*Class, error) {
+	s.left = false
+	if s.err != nil {
+		return nil, s.err
+	}
+	t := s.c.t
+	a, rt := t.a, t.a.rt
+	if t.done {
+		return nil, errors.New("objects: stub used after its turn ended")
+	}
+	if t.inTx > 0 {
+		return nil, fmt.Errorf("%w: %s.%s", ErrCallInTransaction, s.ref, truncate(method))
+	}
+	class, err := rt.Class(s.ref.Class)
+	if err != nil {
+		return nil, err
+	}
+	chain := CallChain(t.req.ctx)
+	if s.ref.ID == a.id {
+		return nil, fmt.Errorf("%w: %s/%s calls itself (%s)", ErrCallCycle, a.class.name, a.id, truncate(method))
+	}
+	for _, id := range chain {
+		if id == s.ref.ID {
+			return nil, fmt.Errorf("%w: %s is already waiting in this chain of calls", ErrCallCycle, s.ref)
+		}
+	}
+	if len(chain)+2 > CallDepthMax {
+		return nil, fmt.Errorf("%w: calling %s would make a chain of %d objects, at most %d", ErrCallDepth, s.ref, len(chain)+2, CallDepthMax)
+	}
+	return class, nil
+}
+
+// leave makes the commit point (invariant 1) and returns the call's
+// context (ctx with the chain, the caller last) and the callee's cause.
+func (s *Stub) leave(ctx context.Context, method string) (context.Context, Cause, error) {
+	t := s.c.t
+	a, rt := t.a, t.a.rt
+	if err := t.sync(); err != nil {
+		return nil, Cause{}, fmt.Errorf("call %s.%s: commit before the call: %w", s.ref, truncate(method), err)
+	}
+	cause := Cause{
+		RequestID: t.req.cause.RequestID,
+		Principal: t.req.cause.Principal,
+		Caller:    &Caller{Class: a.class.name, ID: a.id, Version: a.version + 1, Index: len(t.calls)},
+	}
+	chain := CallChain(t.req.ctx)
+	next := make([]ID, len(chain), len(chain)+1)
+	copy(next, chain)
+	rt.hooks.calling(a.class.name, a.id, s.ref)
+	s.left = true
+	return WithCallChain(ctx, append(next, a.id)), cause, nil
 }
 
 // recordCall adds a call to the turn's record.

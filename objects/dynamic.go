@@ -94,23 +94,85 @@ type FetchTurner interface {
 
 // Begin starts a transaction nested in s without a callback, for callers
 // whose transaction body does not run on the Go stack (a JavaScript async
-// function): its writes join s at Commit, and are dropped if Commit is
-// never called.
+// function). Until Commit or Rollback it is the turn's innermost
+// transaction, as inside Storage.Transaction's fn: SQL statements run in a
+// savepoint of it and their changes join its writes, messages sent join
+// it, and calls to other objects are refused (ErrCallInTransaction). Only
+// the innermost open transaction may begin another, and transactions end
+// innermost first; one still open when the turn ends is rolled back.
 func (s *Storage) Begin() (*Storage, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	return &Storage{t: s.t, ws: newWriteSet(s.ws)}, nil
+	t := s.t
+	if s.ws != t.current() {
+		return nil, fmt.Errorf("%w: storage.transaction() beside an open transaction (begin it inside that one, or after it ends)", ErrBadInput)
+	}
+	child := newWriteSet(s.ws)
+	depth := 0
+	for w := child; w.parent != nil; w = w.parent {
+		depth++
+	}
+	tx := &Storage{t: t, ws: child, begun: &begun{outer: t.tx, hadSQL: t.sqlTurn}}
+	tx.begun.savepoint = t.sqlTxBegin(depth)
+	t.inTx, t.tx = t.inTx+1, child
+	t.begun = append(t.begun, tx)
+	return tx, nil
 }
 
-// Commit joins the writes of tx, from s.Begin, to s.
+// begun is what Begin changed in the turn, for Commit or Rollback to put
+// back.
+type begun struct {
+	outer     *writeSet // the turn's innermost transaction before
+	hadSQL    bool      // the turn's SQL savepoint was open before
+	savepoint string    // the transaction's SQL savepoint ("" if none)
+}
+
+// Commit joins the writes (and SQL changes, and messages) of tx, from
+// s.Begin, to s.
 func (s *Storage) Commit(tx *Storage) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	if tx.ws.parent != s.ws {
+	if tx.ws.parent != s.ws || tx.begun == nil {
 		return errors.New("objects: Commit of a transaction not begun on this storage")
+	}
+	if err := s.t.endBegun(tx, true); err != nil {
+		return err
 	}
 	s.ws.absorb(tx.ws)
 	return nil
+}
+
+// Rollback discards the writes of tx, from s.Begin, and rolls back its SQL
+// changes.
+func (s *Storage) Rollback(tx *Storage) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if tx.ws.parent != s.ws || tx.begun == nil {
+		return errors.New("objects: Rollback of a transaction not begun on this storage")
+	}
+	return s.t.endBegun(tx, false)
+}
+
+// endBegun ends tx, which must be the innermost open transaction.
+func (t *turn) endBegun(tx *Storage, keep bool) error {
+	n := len(t.begun)
+	if n == 0 || t.begun[n-1] != tx {
+		return fmt.Errorf("%w: a transaction ended while one begun inside it is still open", ErrBadInput)
+	}
+	t.begun = t.begun[:n-1]
+	b := tx.begun
+	tx.begun = nil
+	t.inTx, t.tx = t.inTx-1, b.outer
+	t.sqlTxEnd(b.savepoint, b.hadSQL, keep)
+	return nil
+}
+
+// rollbackBegun rolls back the transactions from Begin the turn left open.
+func (t *turn) rollbackBegun() {
+	for len(t.begun) > 0 {
+		t.endBegun(t.begun[len(t.begun)-1], false)
+	}
 }

@@ -45,8 +45,7 @@ package objects
 // per sender (history.Replayer.Received).
 //
 // Limits (docs/api.md): the outbox routes answer from the serving node's
-// snapshot; a takeover looks back one minute of log; a reply method of a
-// class deployed at run time is not run.
+// snapshot; a takeover looks back one minute of log.
 
 import (
 	"context"
@@ -98,8 +97,14 @@ func (s *Stub) Send(method string, in any) error { return s.send(method, in, "")
 // SendWithReply is Send, and the target's answer (its output, or its error)
 // comes back as a turn of replyMethod on this object, whose input is a
 // Reply.
+//
+// A class deployed at run time (Dynamic) checks replyMethod itself: its
+// methods are its code's.
 func (s *Stub) SendWithReply(method string, in any, replyMethod string) error {
-	if _, ok := s.c.t.a.class.methods[replyMethod]; !ok {
+	if replyMethod == "" {
+		return fmt.Errorf("%w: a reply method is required", ErrBadInput)
+	}
+	if _, ok := s.c.t.a.class.methods[replyMethod]; !ok && !s.c.t.a.class.dynamic {
 		return fmt.Errorf("%w: reply method: %s has no method %q", ErrUnknownMethod, s.c.t.a.class.name, truncate(replyMethod))
 	}
 	return s.send(method, in, replyMethod)
@@ -596,6 +601,16 @@ func (rt *Runtime) settleCall(ctx context.Context, class *Class, ref Ref, method
 			s.Retry, label = true, "outbox retry"
 		case in.Dead != "":
 			s.Dead, label = truncateTo(in.Dead, log.CallMethodBytesMax), "outbox dead letter"
+		}
+	} else if class.dynamic {
+		// A deployed class's reply method is its code's: the Reply is its
+		// one argument (a JSON object).
+		label = method
+		run = func(c *Ctx, inst any) (any, error) {
+			if _, err := inst.(Dynamic).Call(c, method, body); err != nil {
+				return nil, handlerError(class.name, method, err)
+			}
+			return []byte(nil), nil
 		}
 	} else {
 		label = method

@@ -16,8 +16,9 @@ import (
 // A Storage is only valid during the turn that handed it out, and only on
 // that turn's goroutine.
 type Storage struct {
-	t  *turn
-	ws *writeSet
+	t     *turn
+	ws    *writeSet
+	begun *begun // a transaction from Begin, until it ends
 }
 
 func (s *Storage) layers() []*layer {
