@@ -52,9 +52,10 @@ type activation struct {
 	name  string
 	inst  any
 
-	ready chan struct{} // buffered 1: the mailbox went from empty to not
-	evict chan struct{} // buffered 1: the runtime is past MaxActivations
-	mu    struct {
+	ready   chan struct{} // buffered 1: the mailbox went from empty to not
+	evict   chan struct{} // buffered 1: the runtime is past MaxActivations
+	evicted bool          // it ended idle (timeout or the cap): finish reports it after removal
+	mu      struct {
 		sync.Mutex
 		closed bool // no more admissions; set only by run
 		moved  bool // released to another node: admissions get ErrMoved (handoff.go)
@@ -302,7 +303,7 @@ func (a *activation) run() {
 			a.acked(r)
 		case <-idle.C:
 			if a.idle() && time.Since(a.lastUsed) >= a.rt.cfg.IdleTimeout && a.close() {
-				a.rt.hooks.evicted(a.class.name, a.id)
+				a.evicted = true
 				return
 			}
 			a.sqlSettle(true)
@@ -312,7 +313,7 @@ func (a *activation) run() {
 			// only when idle, as at the idle timeout: an in-flight append
 			// or a queued request keeps it.
 			if a.idle() && a.rt.overCap() && a.close() {
-				a.rt.hooks.evicted(a.class.name, a.id)
+				a.evicted = true
 				return
 			}
 		case <-stopping:
@@ -329,6 +330,10 @@ func (a *activation) finish() {
 	a.sqlClose()
 	a.closeWith(errBounced)
 	a.rt.remove(a)
+	if a.evicted {
+		// Told once it is gone: a new request activates it anew.
+		a.rt.hooks.evicted(a.class.name, a.id)
+	}
 	if a.moved() {
 		// Its last turns' sends are out: now the sockets go (handoff.go).
 		a.rt.closeSockets(a.key, CloseServiceRestart, closeMovedReason)
