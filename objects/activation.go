@@ -94,6 +94,12 @@ type activation struct {
 	// version the snapshot's outbox was read at.
 	sent, dead map[projector.MessagePos]*OutboxEntry
 	outboxVer  uint64
+	// answered are the Settles of delivered plain messages not yet
+	// staged; settleTimer (armed while settleArmed) writes them if no
+	// event comes first (settle.go).
+	answered    []log.Settle
+	settleTimer *time.Timer
+	settleArmed bool
 }
 
 type actKey struct {
@@ -114,7 +120,10 @@ type request struct {
 	// settle, set for a settle call (messages.go), is recorded in the
 	// turn's event if the message is still pending; else nothing runs.
 	settle *log.Settle
-	trace  *turnTrace // the turn's spans; nil when it is not traced (spans.go)
+	// lazy, with settle, asks for no turn: the Settle waits for the
+	// sender's next event (settle.go).
+	lazy  bool
+	trace *turnTrace // the turn's spans; nil when it is not traced (spans.go)
 }
 
 type result struct {
@@ -237,8 +246,11 @@ func (a *activation) close() bool {
 }
 
 // idle reports whether the activation may be evicted: nothing in flight,
-// nothing pending. It must then close() to end.
-func (a *activation) idle() bool { return a.inflight == nil && a.pending == nil }
+// nothing pending, no Settle noted (settle.go). It must then close() to
+// end.
+func (a *activation) idle() bool {
+	return a.inflight == nil && a.pending == nil && len(a.answered) == 0
+}
 
 // closeWith stops admissions and answers every queued request with err
 // (errBounced sends them on to the next activation).
@@ -264,9 +276,17 @@ func (a *activation) run() {
 	a.loadedOutbox()
 	idle := time.NewTimer(a.rt.cfg.IdleTimeout)
 	defer idle.Stop()
+	defer func() {
+		if a.settleTimer != nil {
+			a.settleTimer.Stop()
+		}
+	}()
 	a.lastUsed = time.Now()
 	stopping, release := a.rt.stopping, a.handoff
 	for {
+		if a.stopping {
+			a.carrySettles(true) // an activation that ends writes what it noted
+		}
 		a.flush()
 		if a.inflight == nil && a.pending == nil {
 			if a.broken != nil {
@@ -278,6 +298,10 @@ func (a *activation) run() {
 		}
 		var mailbox <-chan struct{}
 		var projected <-chan struct{}
+		var settle <-chan time.Time
+		if a.settleArmed {
+			settle = a.settleTimer.C
+		}
 		if a.broken == nil && !a.full() {
 			switch {
 			case a.overBudget():
@@ -298,6 +322,8 @@ func (a *activation) run() {
 			}
 		case r := <-a.acks:
 			a.acked(r)
+		case <-settle:
+			a.settleDue()
 		case <-idle.C:
 			if a.idle() && time.Since(a.lastUsed) >= a.rt.cfg.IdleTimeout && a.close() {
 				a.rt.hooks.evicted(a.class.name, a.id)
@@ -514,6 +540,10 @@ func (a *activation) handle(req *request) {
 		req.result <- result{err: err} // the caller has gone; run nothing
 		return
 	}
+	if req.lazy {
+		a.noteAnswered(req)
+		return
+	}
 	a.trim()
 	if c := req.cause.Caller; c != nil && c.Kind == log.CallerMessage && a.answerReceived(req) {
 		return
@@ -711,6 +741,7 @@ func (a *activation) flush() {
 	if a.inflight != nil || a.pending == nil {
 		return
 	}
+	a.carrySettles(false) // the next event carries the noted Settles (settle.go)
 	c := a.pending
 	a.pending, a.inflight = nil, c
 	var spans []trace.Span
@@ -799,6 +830,7 @@ func (a *activation) fail(err error) {
 		a.pending = nil
 	}
 	a.broken = err
+	a.answered = nil // still pending in the log: redelivered (settle.go)
 	a.sqlClose()
 	a.overlay, a.overlayB = layer{}, 0
 	a.idem = nil

@@ -596,6 +596,13 @@ func (rt *Runtime) settleCall(ctx context.Context, class *Class, ref Ref, method
 			s.Retry, label = true, "outbox retry"
 		case in.Dead != "":
 			s.Dead, label = truncateTo(in.Dead, log.CallMethodBytesMax), "outbox dead letter"
+		default:
+			// A delivered plain message: the activation notes it and
+			// answers at once; its Settle goes with the sender's next
+			// event (settle.go).
+			req := &request{ctx: ctx, label: label, settle: &s, lazy: true, result: make(chan result, 1)}
+			_, err := rt.submit(ctx, class, ref, req)
+			return nil, err
 		}
 	} else {
 		label = method

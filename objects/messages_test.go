@@ -269,11 +269,14 @@ func TestMessagesNotSentByFailedTurns(t *testing.T) {
 	if fmt.Sprint(got) != "[5]" {
 		t.Fatalf("r took %v, want only [5]", got)
 	}
-	rec, err := m.log.Last(context.Background(), "inbox", IDFromName("inbox", "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// v1: the failed transaction's turn; v2 the message; v3 its settle.
+	// v1: the failed transaction's turn; v2 the message; v3 its settle
+	// (after Config.SettleDelay: no other event of s carries it).
+	var rec log.Record
+	waitFor(t, "s's settle", func() bool {
+		var err error
+		rec, err = m.log.Last(context.Background(), "inbox", IDFromName("inbox", "s"))
+		return err == nil && rec.Event.Version == 3
+	})
 	if rec.Event.Version != 3 || len(rec.Event.Turns[0].Settles) != 1 || rec.Event.Turns[0].Settles[0].Version != 2 {
 		t.Fatalf("s's last event %+v: want v3 settling the message of v2", rec.Event)
 	}
