@@ -100,6 +100,10 @@ type activation struct {
 	answered    []log.Settle
 	settleTimer *time.Timer
 	settleArmed bool
+	// lastReceived caches, for at most receivedCacheMax senders, the
+	// position of the last message this object applied from each
+	// (messages.go, answerReceived).
+	lastReceived map[actKey]projector.MessagePos
 }
 
 type actKey struct {
@@ -444,6 +448,7 @@ func (a *activation) load() error {
 		}
 		a.rt.logger.Debug("activation raced a checkpoint's purge; loading again", "class", a.class.name, "id", a.id, "err", err)
 		a.overlay, a.idem, a.overlayB, a.clearVer, a.trimmedAt = layer{}, nil, 0, 0, 0
+		a.lastReceived = nil
 	}
 	a.inst = a.class.newInst()
 	if init, ok := a.inst.(Initer); ok {
@@ -545,10 +550,13 @@ func (a *activation) handle(req *request) {
 		return
 	}
 	a.trim()
-	if c := req.cause.Caller; c != nil && c.Kind == log.CallerMessage && a.answerReceived(req) {
-		return
-	}
-	if req.outcome != nil && a.answerFromRecord(req) {
+	if c := req.cause.Caller; c != nil && c.Kind == log.CallerMessage {
+		// A message is answered from its sender's received record, or is
+		// new: its key has no record of its own (idempotency.go).
+		if a.answerReceived(req) {
+			return
+		}
+	} else if req.outcome != nil && a.answerFromRecord(req) {
 		return
 	}
 	if req.settle != nil && !a.settleable(*req.settle) {

@@ -347,6 +347,10 @@ func receivedKey(class string, id ID) string { return "\x00msg\x00" + class + "\
 // it is refused, and its reply says so.
 func (a *activation) answerReceived(req *request) bool {
 	c := req.cause.Caller
+	this := projector.MessagePos{Version: c.Version, Turn: c.Turn, Index: c.Index}
+	if at, ok := a.lastReceived[actKey{c.Class, c.ID}]; ok && at.Less(this) {
+		return false // a new message: no record to read
+	}
 	var last log.Cause
 	if e, ok := a.idem[receivedKey(c.Class, c.ID)]; ok {
 		last = e.cause
@@ -357,13 +361,14 @@ func (a *activation) answerReceived(req *request) bool {
 			return true
 		}
 		if !ok {
+			a.rememberReceived(c.Class, c.ID, projector.MessagePos{}) // none yet: before any message
 			return false
 		}
 		last = rec
 	}
 	lc := last.Caller
 	at := projector.MessagePos{Version: lc.Version, Turn: lc.Turn, Index: lc.Index}
-	this := projector.MessagePos{Version: c.Version, Turn: c.Turn, Index: c.Index}
+	a.rememberReceived(c.Class, c.ID, at)
 	switch {
 	case at.Less(this):
 		return false
@@ -377,6 +382,25 @@ func (a *activation) answerReceived(req *request) bool {
 		a.gate(req, a.replayOutcome(req, last.Outcome))
 	}
 	return true
+}
+
+// receivedCacheMax bounds the senders an activation remembers the last
+// applied message of (lastReceived); past it the cache starts again empty.
+const receivedCacheMax = 64
+
+// rememberReceived notes that the last message applied from sender is at
+// pos: it comes from a staged or caught-up turn that applied it, or from
+// the record answerReceived read. Turns run one at a time and the log
+// only grows, so the newest note is the truth while this activation
+// lives; without a note answerReceived reads the record.
+func (a *activation) rememberReceived(class string, id ID, pos projector.MessagePos) {
+	k := actKey{class, id}
+	if a.lastReceived == nil {
+		a.lastReceived = map[actKey]projector.MessagePos{}
+	} else if _, ok := a.lastReceived[k]; !ok && len(a.lastReceived) >= receivedCacheMax {
+		clear(a.lastReceived)
+	}
+	a.lastReceived[k] = pos
 }
 
 // outbox delivers the messages of acknowledged events, one queue per
