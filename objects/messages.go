@@ -18,21 +18,27 @@ package objects
 //     node's objects (alarms' takeover scan) and the periodic sweep
 //     (alarms' sweep, a page at a time) all redeliver by activating the
 //     sender.
-//   - Delivered: after the target answered, the outbox settles the
-//     message with a turn on the sender (a "settle call", the reply kind
-//     of Caller, routed to the sender's owner like any call). For a
-//     SendWithReply that turn is the reply method's own: the reply's
-//     writes and the Settle are one event, so a reply is applied exactly
-//     once (a second reply finds the message no longer pending and does
-//     nothing). Messages go out one at a time per sender, each settled
-//     before the next leaves.
+//   - Delivered: after the target answered, the outbox makes a "settle
+//     call" on the sender (the reply kind of Caller, routed to the
+//     sender's owner like any call). For a SendWithReply it runs the
+//     reply method's turn: the reply's writes and the Settle are one
+//     event, so a reply is applied exactly once (a second reply finds the
+//     message no longer pending and does nothing). For a plain Send it
+//     runs no turn: the sender notes the Settle and writes it with its
+//     next event, or in a settle turn after Config.SettleDelay (lazy
+//     settles, settle.go); until then the message is pending in the log,
+//     and a crash redelivers it. Messages go out one at a time per
+//     sender, each answered by its target before the next leaves (and a
+//     reply's, a dead letter's or a retry's Settle written first).
 //   - Applied at most once: a message's turn on the target carries the
 //     sender's position in its cause (Caller: sender, version, turn,
 //     index) and its answer (Outcome). The target keeps, per sender, the
 //     last such cause (the snapshot's received index, the overlay until
 //     then); a delivery at or before that position runs nothing and gets
 //     the recorded answer (at it) or none (before it). This does not
-//     expire, unlike idempotency keys: it is one record per sender.
+//     expire, unlike idempotency keys: it is one record per sender. The
+//     activation remembers the positions (lastReceived), so a new message
+//     from a sender it knows reads no record.
 //   - Dead letters: a message whose delivery failed MessageAttemptsMax
 //     times is settled as dead (a Settle with Dead), in the sender's log
 //     too; an operator's retry is a Settle with Retry, which makes it

@@ -3,6 +3,7 @@ package objects
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -22,6 +23,8 @@ func (*inbox) Count(c *Ctx) (int, error) {
 	return n + 1, PutJSON(c.Storage(), "count", n+1)
 }
 
+var benchSettleDelay = flag.Duration("messages.settle-delay", 0, "BenchmarkMessages: Config.SettleDelay (0: the default)")
+
 // BenchmarkMessages is M1's shape on one node, in process: 32 clients send
 // durable messages (each a sender's turn of one Send) from inbox ms-i to
 // mt-i, i uniform over 1,000 pairs; an op is one message, from its send
@@ -30,7 +33,7 @@ func (*inbox) Count(c *Ctx) (int, error) {
 // reports cpu-µs/op (the whole process: server, runtime, projector) and
 // events/op (acknowledged appends of every object per message).
 //
-//	go test -run '^$' -bench BenchmarkMessages -benchtime 20000x ./objects/
+//	go test -run '^$' -bench BenchmarkMessages -benchtime 20000x ./objects/ [-messages.settle-delay 2s]
 func BenchmarkMessages(b *testing.B) {
 	const pairs, clients = 1000, 32
 	var delivered, events atomic.Int64
@@ -38,6 +41,7 @@ func BenchmarkMessages(b *testing.B) {
 		c.Classes = append(c.Classes, Define("inbox", func() *inbox { return &inbox{} }))
 		c.Hooks.Delivered = func(string, ID, bool) { delivered.Add(1) }
 		c.Hooks.Acked = func(string, ID, uint64, uint64) { events.Add(1) }
+		c.SettleDelay = *benchSettleDelay
 	})
 	ctx := context.Background()
 	send := func(i int) error {
