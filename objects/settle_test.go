@@ -212,3 +212,56 @@ func TestSettleLostWithItsActivationRedelivers(t *testing.T) {
 		t.Fatal("the first node's stale activation of s was not fenced")
 	}
 }
+
+// TestSettleWrittenBeforeRelease: a sender released to another node (a
+// move) writes the Settles it holds before its activation ends, so the
+// next owner finds nothing pending.
+func TestSettleWrittenBeforeRelease(t *testing.T) {
+	m := newMsgHarness(t, func(c *Config) { c.SettleDelay = time.Hour })
+	if _, err := m.call("s", "send", SendIn{To: "r", N: 2, First: 1}); err != nil {
+		t.Fatal(err)
+	}
+	m.waitSettled(2)
+	if settles, _ := settlesIn(m.events("s")); len(settles) != 0 {
+		t.Fatalf("s's log settles %v before the release, want nothing yet", settles)
+	}
+	if ok, err := m.rt.Release(context.Background(), "inbox", IDFromName("inbox", "s")); err != nil || !ok {
+		t.Fatalf("release: %v, %v", ok, err)
+	}
+	settles, sent := settlesIn(m.events("s"))
+	if sent != 2 || len(settles) != 2 {
+		t.Fatalf("s's log settles %v of %d messages after the release, want both", settles, sent)
+	}
+}
+
+// TestSettleWrittenBeforeEviction: an activation holding Settles is not
+// idle: the idle timeout evicts it only after its settle turn.
+func TestSettleWrittenBeforeEviction(t *testing.T) {
+	sid := IDFromName("inbox", "s")
+	var evictedAt atomic.Int64 // how many Settles s's log held when it was evicted, plus one
+	var m *msgHarness
+	m = newMsgHarness(t, func(c *Config) {
+		c.IdleTimeout = 20 * time.Millisecond
+		c.SettleDelay = 300 * time.Millisecond
+		c.Hooks.Evicted = func(_ string, id ID) {
+			if id == sid && evictedAt.Load() == 0 {
+				rec, err := m.log.Last(context.Background(), "inbox", sid)
+				n := 0
+				if err == nil {
+					for _, tt := range rec.Event.Turns {
+						n += len(tt.Settles)
+					}
+				}
+				evictedAt.Store(int64(n) + 1)
+			}
+		}
+	})
+	if _, err := m.call("s", "send", SendIn{To: "r", N: 1, First: 1}); err != nil {
+		t.Fatal(err)
+	}
+	m.waitSettled(1)
+	waitFor(t, "s's eviction", func() bool { return evictedAt.Load() != 0 })
+	if n := evictedAt.Load() - 1; n != 1 {
+		t.Fatalf("s was evicted with %d Settles in its last event, want its message's: evicted before its settle turn", n)
+	}
+}
