@@ -378,3 +378,99 @@ func TestBankMessagesSurviveOwnerKill(t *testing.T) {
 	n := checkBank(t, c.URL(0), names, acked.Load(), unknown.Load())
 	t.Logf("%d transfers asked, %d acknowledged, %d unknown, %d in the log: total conserved, each applied and answered once", transfers, acked.Load(), unknown.Load(), n)
 }
+
+// TestMessageSettleLostToKillRedelivers: a delivered plain message
+// (relay hop by message, Send without reply) is settled lazily: its
+// Settle waits in the sender's memory for the sender's next event (here
+// --settle-delay is an hour, so only a next event writes it). SIGKILL in
+// that window loses the Settle; the restarted node finds the message
+// pending in the sender's log, delivers it again, and the target answers
+// from its per-sender record without running it: every hop counted once,
+// every message applied once and settled once (from both histories).
+func TestMessageSettleLostToKillRedelivers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills real processes")
+	}
+	const sends = 4
+	dir := t.TempDir()
+	p := serve(t, dir, "--settle-delay", "1h")
+	ctx := context.Background()
+	hops := func(name string) int64 {
+		var out struct{ Hops int64 }
+		if _, err := call(ctx, p.url, "relay", name, "get", nil, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out.Hops
+	}
+	pending := func(name string) int {
+		var out struct {
+			Messages []json.RawMessage `json:"messages"`
+		}
+		if _, err := getJSON(p.url+"/v1/objects/relay/"+name+"/outbox", &out); err != nil {
+			t.Fatal(err)
+		}
+		return len(out.Messages)
+	}
+	for i := range sends {
+		if _, err := call(ctx, p.url, "relay", "lazy-a", "hop", map[string]any{"path": []string{"lazy-b"}, "by": "message"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if !waitFor(time.Minute, func() bool { return hops("lazy-b") == int64(i+1) }) {
+			t.Fatalf("lazy-b counted %d hops, want %d", hops("lazy-b"), i+1)
+		}
+	}
+	// Every message ran on lazy-b; at least the last one's Settle is
+	// only in lazy-a's memory, so its log says it is pending.
+	if !waitFor(time.Minute, func() bool { return pending("lazy-a") >= 1 }) {
+		t.Fatal("lazy-a's outbox is empty: no Settle was waiting")
+	}
+	before := pending("lazy-a")
+	p.kill()
+	p = serve(t, dir, "--settle-delay", "50ms")
+	// The restarted node loads lazy-a (it has pending messages), delivers
+	// them again and settles them.
+	if !waitFor(time.Minute, func() bool { return pending("lazy-a") == 0 }) {
+		t.Fatalf("lazy-a still has %d messages pending after the restart", pending("lazy-a"))
+	}
+	if n := hops("lazy-b"); n != sends {
+		t.Fatalf("lazy-b counted %d hops, want %d: a redelivery ran again", n, sends)
+	}
+	type pos struct {
+		version     uint64
+		turn, index int
+	}
+	sent, settled, applied := map[pos]bool{}, map[pos]int{}, map[pos]int{}
+	if err := eachHistoryLine(ctx, p.url+"/v1/objects/relay/lazy-a/history", func(line historyLine) {
+		for ti, turn := range line.Turns {
+			for i := range turn.Sends {
+				sent[pos{line.Version, ti, i}] = true
+			}
+			for _, s := range turn.Settles {
+				settled[pos{s.Version, s.Turn, s.Index}]++
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := eachHistoryLine(ctx, p.url+"/v1/objects/relay/lazy-b/history", func(line historyLine) {
+		for _, turn := range line.Turns {
+			if c := turn.Caller; c != nil && c.Kind == "message" {
+				applied[pos{c.Version, c.Turn, c.Index}]++
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(sent) != sends {
+		t.Fatalf("lazy-a's log holds %d messages, want %d", len(sent), sends)
+	}
+	for k := range sent {
+		if settled[k] != 1 || applied[k] != 1 {
+			t.Errorf("message %+v: settled %d times, applied %d times; want once each", k, settled[k], applied[k])
+		}
+	}
+	t.Logf("%d messages, %d pending at the SIGKILL: redelivered, each applied and settled once", sends, before)
+	if err := p.stop(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+}

@@ -95,6 +95,16 @@ type activation struct {
 	// version the snapshot's outbox was read at.
 	sent, dead map[projector.MessagePos]*OutboxEntry
 	outboxVer  uint64
+	// answered are the Settles of delivered plain messages not yet
+	// staged; settleTimer (armed while settleArmed) writes them if no
+	// event comes first (settle.go).
+	answered    []log.Settle
+	settleTimer *time.Timer
+	settleArmed bool
+	// lastReceived caches, for at most receivedCacheMax senders, the
+	// position of the last message this object applied from each
+	// (messages.go, answerReceived).
+	lastReceived map[actKey]projector.MessagePos
 }
 
 type actKey struct {
@@ -115,7 +125,10 @@ type request struct {
 	// settle, set for a settle call (messages.go), is recorded in the
 	// turn's event if the message is still pending; else nothing runs.
 	settle *log.Settle
-	trace  *turnTrace // the turn's spans; nil when it is not traced (spans.go)
+	// lazy, with settle, asks for no turn: the Settle waits for the
+	// sender's next event (settle.go).
+	lazy  bool
+	trace *turnTrace // the turn's spans; nil when it is not traced (spans.go)
 }
 
 type result struct {
@@ -240,8 +253,11 @@ func (a *activation) close() bool {
 }
 
 // idle reports whether the activation may be evicted: nothing in flight,
-// nothing pending. It must then close() to end.
-func (a *activation) idle() bool { return a.inflight == nil && a.pending == nil }
+// nothing pending, no Settle noted (settle.go). It must then close() to
+// end.
+func (a *activation) idle() bool {
+	return a.inflight == nil && a.pending == nil && len(a.answered) == 0
+}
 
 // closeWith stops admissions and answers every queued request with err
 // (errBounced sends them on to the next activation).
@@ -267,9 +283,17 @@ func (a *activation) run() {
 	a.loadedOutbox()
 	idle := time.NewTimer(a.rt.cfg.IdleTimeout)
 	defer idle.Stop()
+	defer func() {
+		if a.settleTimer != nil {
+			a.settleTimer.Stop()
+		}
+	}()
 	a.lastUsed = time.Now()
 	stopping, release := a.rt.stopping, a.handoff
 	for {
+		if a.stopping {
+			a.carrySettles(true) // an activation that ends writes what it noted
+		}
 		a.flush()
 		if a.inflight == nil && a.pending == nil {
 			if a.broken != nil {
@@ -281,6 +305,10 @@ func (a *activation) run() {
 		}
 		var mailbox <-chan struct{}
 		var projected <-chan struct{}
+		var settle <-chan time.Time
+		if a.settleArmed {
+			settle = a.settleTimer.C
+		}
 		if a.broken == nil && !a.full() {
 			switch {
 			case a.overBudget():
@@ -301,6 +329,8 @@ func (a *activation) run() {
 			}
 		case r := <-a.acks:
 			a.acked(r)
+		case <-settle:
+			a.settleDue()
 		case <-idle.C:
 			if a.idle() && time.Since(a.lastUsed) >= a.rt.cfg.IdleTimeout && a.close() {
 				a.evicted = true
@@ -426,6 +456,7 @@ func (a *activation) load() error {
 		}
 		a.rt.logger.Debug("activation raced a checkpoint's purge; loading again", "class", a.class.name, "id", a.id, "err", err)
 		a.overlay, a.idem, a.overlayB, a.clearVer, a.trimmedAt = layer{}, nil, 0, 0, 0
+		a.lastReceived = nil
 	}
 	a.inst = a.class.newInst()
 	if init, ok := a.inst.(Initer); ok {
@@ -522,11 +553,18 @@ func (a *activation) handle(req *request) {
 		req.result <- result{err: err} // the caller has gone; run nothing
 		return
 	}
-	a.trim()
-	if c := req.cause.Caller; c != nil && c.Kind == log.CallerMessage && a.answerReceived(req) {
+	if req.lazy {
+		a.noteAnswered(req)
 		return
 	}
-	if req.outcome != nil && a.answerFromRecord(req) {
+	a.trim()
+	if c := req.cause.Caller; c != nil && c.Kind == log.CallerMessage {
+		// A message is answered from its sender's received record, or is
+		// new: its key has no record of its own (idempotency.go).
+		if a.answerReceived(req) {
+			return
+		}
+	} else if req.outcome != nil && a.answerFromRecord(req) {
 		return
 	}
 	if req.settle != nil && !a.settleable(*req.settle) {
@@ -720,6 +758,7 @@ func (a *activation) flush() {
 	if a.inflight != nil || a.pending == nil {
 		return
 	}
+	a.carrySettles(false) // the next event carries the noted Settles (settle.go)
 	c := a.pending
 	a.pending, a.inflight = nil, c
 	var spans []trace.Span
@@ -808,6 +847,7 @@ func (a *activation) fail(err error) {
 		a.pending = nil
 	}
 	a.broken = err
+	a.answered = nil // still pending in the log: redelivered (settle.go)
 	a.sqlClose()
 	a.overlay, a.overlayB = layer{}, 0
 	a.idem = nil

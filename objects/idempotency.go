@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/projector"
 )
 
 // Exactly-once requests (Idempotency-Key). A request may carry a key; the
@@ -37,7 +38,11 @@ import (
 //     and recording it would make every keyed read an append. Its retry may
 //     see newer state than the first attempt did.
 // Keyed requests are RPC calls, fetches and the alarm writes of the
-// gateway's alarm route. Other entry points ignore a key.
+// gateway's alarm route. Other entry points ignore a key. A durable
+// message's delivery is keyed too (its turn records its answer in its
+// cause), but a redelivery is answered from its sender's received record
+// (messages.go), not from the key: neither the overlay nor the snapshot
+// keeps a record under a message's key.
 
 // DefaultIdempotencyWindow is how long a keyed turn's answer is kept for
 // retries unless the class says otherwise (Class.WithIdempotencyWindow).
@@ -216,21 +221,21 @@ func (a *activation) overlayIdem(version uint64, at int64, turns []log.Turn) {
 		if a.idem == nil {
 			a.idem = map[string]idemEntry{}
 		}
-		if old, ok := a.idem[t.Cause.IdemKey]; ok {
+		k := t.Cause.IdemKey
+		c := t.Cause.Caller
+		if c != nil && c.Kind == log.CallerMessage {
+			// The last message applied from its sender (messages.go): a
+			// redelivery is answered from it, not from the key (the
+			// projector keeps no record under it either).
+			k = receivedKey(c.Class, c.ID)
+			a.rememberReceived(c.Class, c.ID, projector.MessagePos{Version: c.Version, Turn: c.Turn, Index: c.Index})
+		}
+		if old, ok := a.idem[k]; ok {
 			a.overlayB -= old.cost()
 		}
 		e := idemEntry{cause: t.Cause, at: at, ver: version}
-		a.idem[t.Cause.IdemKey] = e
+		a.idem[k] = e
 		a.overlayB += e.cost() // the overlay's bound counts kept answers too
-		if c := t.Cause.Caller; c != nil && c.Kind == log.CallerMessage {
-			// The last message applied from its sender (messages.go).
-			k := receivedKey(c.Class, c.ID)
-			if old, ok := a.idem[k]; ok {
-				a.overlayB -= old.cost()
-			}
-			a.idem[k] = e
-			a.overlayB += e.cost()
-		}
 	}
 }
 

@@ -18,21 +18,27 @@ package objects
 //     node's objects (alarms' takeover scan) and the periodic sweep
 //     (alarms' sweep, a page at a time) all redeliver by activating the
 //     sender.
-//   - Delivered: after the target answered, the outbox settles the
-//     message with a turn on the sender (a "settle call", the reply kind
-//     of Caller, routed to the sender's owner like any call). For a
-//     SendWithReply that turn is the reply method's own: the reply's
-//     writes and the Settle are one event, so a reply is applied exactly
-//     once (a second reply finds the message no longer pending and does
-//     nothing). Messages go out one at a time per sender, each settled
-//     before the next leaves.
+//   - Delivered: after the target answered, the outbox makes a "settle
+//     call" on the sender (the reply kind of Caller, routed to the
+//     sender's owner like any call). For a SendWithReply it runs the
+//     reply method's turn: the reply's writes and the Settle are one
+//     event, so a reply is applied exactly once (a second reply finds the
+//     message no longer pending and does nothing). For a plain Send it
+//     runs no turn: the sender notes the Settle and writes it with its
+//     next event, or in a settle turn after Config.SettleDelay (lazy
+//     settles, settle.go); until then the message is pending in the log,
+//     and a crash redelivers it. Messages go out one at a time per
+//     sender, each answered by its target before the next leaves (and a
+//     reply's, a dead letter's or a retry's Settle written first).
 //   - Applied at most once: a message's turn on the target carries the
 //     sender's position in its cause (Caller: sender, version, turn,
 //     index) and its answer (Outcome). The target keeps, per sender, the
 //     last such cause (the snapshot's received index, the overlay until
 //     then); a delivery at or before that position runs nothing and gets
 //     the recorded answer (at it) or none (before it). This does not
-//     expire, unlike idempotency keys: it is one record per sender.
+//     expire, unlike idempotency keys: it is one record per sender. The
+//     activation remembers the positions (lastReceived), so a new message
+//     from a sender it knows reads no record.
 //   - Dead letters: a message whose delivery failed MessageAttemptsMax
 //     times is settled as dead (a Settle with Dead), in the sender's log
 //     too; an operator's retry is a Settle with Retry, which makes it
@@ -352,6 +358,10 @@ func receivedKey(class string, id ID) string { return "\x00msg\x00" + class + "\
 // it is refused, and its reply says so.
 func (a *activation) answerReceived(req *request) bool {
 	c := req.cause.Caller
+	this := projector.MessagePos{Version: c.Version, Turn: c.Turn, Index: c.Index}
+	if at, ok := a.lastReceived[actKey{c.Class, c.ID}]; ok && at.Less(this) {
+		return false // a new message: no record to read
+	}
 	var last log.Cause
 	if e, ok := a.idem[receivedKey(c.Class, c.ID)]; ok {
 		last = e.cause
@@ -362,13 +372,14 @@ func (a *activation) answerReceived(req *request) bool {
 			return true
 		}
 		if !ok {
+			a.rememberReceived(c.Class, c.ID, projector.MessagePos{}) // none yet: before any message
 			return false
 		}
 		last = rec
 	}
 	lc := last.Caller
 	at := projector.MessagePos{Version: lc.Version, Turn: lc.Turn, Index: lc.Index}
-	this := projector.MessagePos{Version: c.Version, Turn: c.Turn, Index: c.Index}
+	a.rememberReceived(c.Class, c.ID, at)
 	switch {
 	case at.Less(this):
 		return false
@@ -382,6 +393,25 @@ func (a *activation) answerReceived(req *request) bool {
 		a.gate(req, a.replayOutcome(req, last.Outcome))
 	}
 	return true
+}
+
+// receivedCacheMax bounds the senders an activation remembers the last
+// applied message of (lastReceived); past it the cache starts again empty.
+const receivedCacheMax = 64
+
+// rememberReceived notes that the last message applied from sender is at
+// pos: it comes from a staged or caught-up turn that applied it, or from
+// the record answerReceived read. Turns run one at a time and the log
+// only grows, so the newest note is the truth while this activation
+// lives; without a note answerReceived reads the record.
+func (a *activation) rememberReceived(class string, id ID, pos projector.MessagePos) {
+	k := actKey{class, id}
+	if a.lastReceived == nil {
+		a.lastReceived = map[actKey]projector.MessagePos{}
+	} else if _, ok := a.lastReceived[k]; !ok && len(a.lastReceived) >= receivedCacheMax {
+		clear(a.lastReceived)
+	}
+	a.lastReceived[k] = pos
 }
 
 // outbox delivers the messages of acknowledged events, one queue per
@@ -601,6 +631,13 @@ func (rt *Runtime) settleCall(ctx context.Context, class *Class, ref Ref, method
 			s.Retry, label = true, "outbox retry"
 		case in.Dead != "":
 			s.Dead, label = truncateTo(in.Dead, log.CallMethodBytesMax), "outbox dead letter"
+		default:
+			// A delivered plain message: the activation notes it and
+			// answers at once; its Settle goes with the sender's next
+			// event (settle.go).
+			req := &request{ctx: ctx, label: label, settle: &s, lazy: true, result: make(chan result, 1)}
+			_, err := rt.submit(ctx, class, ref, req)
+			return nil, err
 		}
 	} else if class.dynamic {
 		// A deployed class's reply method is its code's: the Reply is its

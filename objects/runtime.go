@@ -82,6 +82,13 @@ type Config struct {
 	// ErrOutboxFull (429), so a target that is down cannot grow a sender's
 	// outbox without bound. Default 10000.
 	OutboxPendingMax int
+	// SettleDelay is how long the Settle of a delivered plain message
+	// (Stub.Send) may wait in the sender's memory for the sender's next
+	// event to carry it; past it the sender writes a settle turn with every
+	// Settle it holds (settle.go). Longer saves more events on a sender
+	// that sends less often, and leaves a crash more to redeliver. Default
+	// DefaultSettleDelay (1s).
+	SettleDelay time.Duration
 	// Resolve, if set, finds a class that is not in Classes (a class
 	// deployed at run time, dynamic.go). It is asked on every request for
 	// such a class and must be fast; nil, nil means no such class.
@@ -246,6 +253,9 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if cfg.OutboxPendingMax <= 0 {
 		cfg.OutboxPendingMax = DefaultOutboxPendingMax
+	}
+	if cfg.SettleDelay <= 0 {
+		cfg.SettleDelay = DefaultSettleDelay
 	}
 	rt := &Runtime{
 		cfg:           cfg,

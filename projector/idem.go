@@ -23,6 +23,11 @@ import (
 // Both are written in the event's transaction (invariant 1 holds for
 // them as for state), so the snapshot never claims an event whose records
 // are missing.
+//
+// A turn that applied a durable message (its cause's Caller is of the
+// message kind) gets neither: its key is the runtime's, never a client's,
+// and a redelivery is answered from the sender's received record
+// (outbox.go), which holds the same cause and never expires.
 
 const (
 	kindIdem       = 'i'
@@ -81,8 +86,15 @@ func eventIdem(do func(func(*badger.Txn) error) error, ev *log.Event) error {
 	return nil
 }
 
-// stageIdem writes one keyed turn's record and its expiry entry through do.
+// stageIdem writes one keyed turn's record and its expiry entry through do
+// (a message's turn: its received record instead).
 func stageIdem(do func(func(*badger.Txn) error) error, class string, id log.ID, t log.KeyedTurn) error {
+	if c := t.Cause.Caller; c != nil && c.Kind == log.CallerMessage {
+		if err := do(func(tx *badger.Txn) error { return stageReceived(tx, class, id, t.Cause) }); err != nil {
+			return fmt.Errorf("received message: %w", err)
+		}
+		return nil
+	}
 	v, err := encodeIdem(IdemRecord{Time: t.Time, Cause: t.Cause})
 	if err != nil {
 		return err
@@ -91,9 +103,6 @@ func stageIdem(do func(func(*badger.Txn) error) error, class string, id log.ID, 
 	err = do(func(tx *badger.Txn) error {
 		if err := tx.Set(k, v); err != nil {
 			return err
-		}
-		if err := stageReceived(tx, class, id, t.Cause); err != nil {
-			return fmt.Errorf("received message: %w", err)
 		}
 		return tx.Set(xk, nil)
 	})

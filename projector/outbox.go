@@ -123,7 +123,8 @@ func eventOutbox(do func(func(*badger.Txn) error) error, ev *log.Event) error {
 // stageReceived records, for a keyed turn that applied a message, the
 // message as its sender's last applied one, unless a later one of that
 // sender is recorded (checkpoints install their records in any order).
-// stageIdem calls it: the same turns, from events and from checkpoints.
+// stageIdem calls it, in place of the idempotency record: the same
+// turns, from events and from checkpoints.
 func stageReceived(tx *badger.Txn, class string, id log.ID, c log.Cause) error {
 	m := c.Caller
 	if m == nil || m.Kind != log.CallerMessage {

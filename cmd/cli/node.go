@@ -44,7 +44,10 @@ type logConfig struct {
 	// maxActivations caps the live activations (--max-activations); 0
 	// takes maxActivationsDefault.
 	maxActivations int
-	js             jsFlags // deployed JavaScript classes (jsnode.go)
+	// settleDelay is objects.Config.SettleDelay (--settle-delay); 0 takes
+	// objects.DefaultSettleDelay.
+	settleDelay time.Duration
+	js          jsFlags // deployed JavaScript classes (jsnode.go)
 	// metrics, if set, is fed by the node's hooks (cmd/cli/metrics.go).
 	metrics *metrics.Metrics
 	// tracer, if set, traces the projector's applies and the forwarded
@@ -104,6 +107,9 @@ func (c *logConfig) validate() error {
 	}
 	if c.maxActivations < 0 {
 		return &usageError{"--max-activations must not be negative"}
+	}
+	if c.settleDelay < 0 {
+		return &usageError{"--settle-delay must not be negative"}
 	}
 	if c.alarmRepair != (alarmRepairFlags{}) {
 		if err := c.alarmRepair.validate(); err != nil {
@@ -261,7 +267,7 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 	lc.logger.Info("snapshot caught up with the log", "events", caught, "took", time.Since(start).Round(time.Millisecond))
 	ac := alarms.Config{Log: ln.log, Projector: n.proj, Logger: lc.logger,
 		SweepInterval: lc.alarmRepair.sweepInterval, SweepPage: lc.alarmRepair.sweepPage, TakeoverLookback: lc.alarmRepair.takeoverLookback}
-	oc := objects.Config{Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger, MaxActivations: lc.maxActivations}
+	oc := objects.Config{Log: ln.log, Projector: n.proj, Classes: classes, IdleTimeout: idle, Logger: lc.logger, MaxActivations: lc.maxActivations, SettleDelay: lc.settleDelay}
 	oc.Codec = gateway.JSONCodec // stubs encode as forwarded calls decode
 	if lc.metrics != nil {
 		ac.OnFire, oc.Hooks = lc.metrics.ObserveFire, gateHooks(objectHooks(lc.metrics), lc.metricsGate)

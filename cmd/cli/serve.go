@@ -14,6 +14,7 @@ import (
 
 	"github.com/strata-objects/strata/gateway"
 	"github.com/strata-objects/strata/log"
+	"github.com/strata-objects/strata/objects"
 )
 
 func runServe(ctx context.Context, env *Env, args []string) error {
@@ -32,6 +33,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	idle := fs.Duration("idle-timeout", 30*time.Second, "evict an object's activation after this long without a request")
 	fs.IntVar(&lc.maxActivations, "max-activations", maxActivationsDefault, "most live activations on this node; past it the least recently used idle ones are evicted (storage and sockets stay)")
+	fs.DurationVar(&lc.settleDelay, "settle-delay", objects.DefaultSettleDelay, "how long the settle of a delivered message (Send, no reply) may wait for its sender's next event before the sender writes it alone")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop may take; past it the process says what it was waiting for and exits with an error")
 	streamsMax := fs.Int("streams-max", 256, "most live tails and history follows at once (each holds server-side consumers); past it, 503")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
