@@ -316,17 +316,28 @@ func diffSends(recorded, got []log.Message) []string {
 		}
 		return s
 	}
+	same := func(r, g log.Message) bool {
+		return r.Class == g.Class && r.ID == g.ID && r.Method == g.Method && r.Reply == g.Reply && bytes.Equal(r.Body, g.Body)
+	}
+	return diffInOrder("message", recorded, got, show, same)
+}
+
+// diffInOrder compares what a turn recorded with what the new code did,
+// position by position: a line "<what> N: recorded …, new …" for each
+// position that differs (same, or equal text when same is nil) or that
+// only one side has.
+func diffInOrder[T any](what string, recorded, got []T, show func(T) string, same func(r, g T) bool) []string {
 	var lines []string
 	for i := 0; i < max(len(recorded), len(got)); i++ {
 		switch {
 		case i >= len(got):
-			lines = append(lines, fmt.Sprintf("message %d: recorded %s, new none", i+1, show(recorded[i])))
+			lines = append(lines, fmt.Sprintf("%s %d: recorded %s, new none", what, i+1, show(recorded[i])))
 		case i >= len(recorded):
-			lines = append(lines, fmt.Sprintf("message %d: recorded none, new %s", i+1, show(got[i])))
+			lines = append(lines, fmt.Sprintf("%s %d: recorded none, new %s", what, i+1, show(got[i])))
 		default:
-			r, g := recorded[i], got[i]
-			if r.Class != g.Class || r.ID != g.ID || r.Method != g.Method || r.Reply != g.Reply || !bytes.Equal(r.Body, g.Body) {
-				lines = append(lines, fmt.Sprintf("message %d: recorded %s, new %s", i+1, show(r), show(g)))
+			r, g := show(recorded[i]), show(got[i])
+			if same != nil && !same(recorded[i], got[i]) || same == nil && r != g {
+				lines = append(lines, fmt.Sprintf("%s %d: recorded %s, new %s", what, i+1, r, g))
 			}
 		}
 	}

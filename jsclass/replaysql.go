@@ -215,20 +215,7 @@ func (r *replaySQL) diff(recorded, got []log.SQLChange) []string {
 		}
 		return history.DescribeSQL(c, cols)
 	}
-	var lines []string
-	for i := 0; i < max(len(recorded), len(got)); i++ {
-		switch {
-		case i >= len(got):
-			lines = append(lines, fmt.Sprintf("sql %d: recorded %s, new none", i+1, text(recorded[i])))
-		case i >= len(recorded):
-			lines = append(lines, fmt.Sprintf("sql %d: recorded none, new %s", i+1, text(got[i])))
-		default:
-			if w, g := text(recorded[i]), text(got[i]); w != g {
-				lines = append(lines, fmt.Sprintf("sql %d: recorded %s, new %s", i+1, w, g))
-			}
-		}
-	}
-	return lines
+	return diffInOrder("sql", recorded, got, text, nil)
 }
 
 // resultView is a replayed statement's rows, as a cursor reads them.
