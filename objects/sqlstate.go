@@ -66,10 +66,11 @@ type sqlPend struct {
 const sqlPendMax = 64
 
 // sqlCommitEvents: the transaction commits when this many acknowledged
-// events wait in it (and nothing newer does), at the activation's idle
-// tick, and when the activation ends. A crash loses at most these
-// uncommitted events from the file, which the next activation reads
-// again from the log.
+// events with SQL changes wait in it (and nothing newer does), at the
+// activation's idle tick, and when the activation ends. A crash loses the
+// uncommitted events from the file (usually fewer than this, at most
+// sqlPendMax on an object never idle between turns), which the next
+// activation reads again from the log.
 const sqlCommitEvents = 16
 
 func (a *activation) sqlPath() string {
