@@ -154,7 +154,7 @@ func createFromImage(path string) error {
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		return nil // exists, or Open reports what is wrong with it
 	}
-	img, err := newFileImage()
+	img, err := newFileImage(filepath.Dir(path))
 	if err != nil {
 		return err
 	}
@@ -175,23 +175,34 @@ func createFromImage(path string) error {
 
 // newFileImage is the bytes of a new, empty database as Open leaves it
 // (WAL mode in its header, the page size, the meta table), made once per
-// process by opening a database in a temporary folder and closing it.
-var newFileImage = sync.OnceValues(func() ([]byte, error) {
-	dir, err := os.MkdirTemp("", "strata-sql-image")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "new.db")
-	d, err := openFile(context.Background(), path, Config{})
-	if err != nil {
-		return nil, err
-	}
-	if err := d.Close(); err != nil {
-		return nil, err
-	}
-	return os.ReadFile(path)
-})
+// process by opening a database in a temporary folder inside dir (the
+// data folder: a FROM scratch image has no /tmp) and closing it.
+func newFileImage(dir string) ([]byte, error) {
+	fileImage.Do(func() {
+		tmp, err := os.MkdirTemp(dir, ".strata-sql-image")
+		if err != nil {
+			fileImage.err = err
+			return
+		}
+		defer os.RemoveAll(tmp)
+		path := filepath.Join(tmp, "new.db")
+		d, err := openFile(context.Background(), path, Config{})
+		if err == nil {
+			err = d.Close()
+		}
+		if err == nil {
+			fileImage.img, err = os.ReadFile(path)
+		}
+		fileImage.err = err
+	})
+	return fileImage.img, fileImage.err
+}
+
+var fileImage struct {
+	sync.Once
+	img []byte
+	err error
+}
 
 // Close closes the connection; an open transaction is rolled back.
 func (d *DB) Close() error {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/strata-objects/strata/internal/benchcpu"
@@ -318,6 +319,14 @@ func TestPreparedStatementsFollowTheSchema(t *testing.T) {
 func TestNewFileAndItsLock(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "o.db")
+	// The new file's image is made beside it, not in a temporary folder
+	// the node may not have (a FROM scratch image has no /tmp).
+	fileImage = struct {
+		sync.Once
+		img []byte
+		err error
+	}{}
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "missing"))
 	d, err := Open(ctx, path, Config{})
 	if err != nil {
 		t.Fatal(err)
