@@ -61,7 +61,7 @@ export class Hop extends DurableObject {
     return [v, page];
   }
   async post(counter, n) {
-    for (let i = 1; i <= n; i++) this.env.JCOUNTER.getByName(counter).sendWithReply("increment", [i], "replied");
+    for (let i = 1; i <= n; i++) this.ctx.outbox.sendWithReply(this.env.JCOUNTER.getByName(counter), "increment", [i], "replied");
     await this.ctx.storage.put("posted", n);
   }
   async replied(r) {

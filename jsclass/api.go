@@ -178,6 +178,12 @@ func (in *instance) ctxObject() *goja.Object {
 		}
 		return in.storage
 	}))
+	ctx.define("outbox", getterFunc(func() goja.Value {
+		if in.outbox == nil {
+			in.outbox = in.outboxObject()
+		}
+		return in.outbox
+	}))
 	ctx.define("blockConcurrencyWhile", func(fn goja.Callable) goja.Value {
 		// Turns of one object never overlap, so this only runs fn.
 		v, err := fn(goja.Undefined())

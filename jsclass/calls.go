@@ -156,16 +156,6 @@ func (in *instance) stubObject(class string, id objects.ID, name string) goja.Va
 				})
 				methods[prop] = f
 				return f
-			case "send", "sendWithReply":
-				if f, ok := methods[prop]; ok {
-					return f
-				}
-				withReply := prop == "sendWithReply"
-				f := vm.ToValue(func(call goja.FunctionCall) goja.Value {
-					return in.sendMessage(class, id, name, call, withReply)
-				})
-				methods[prop] = f
-				return f
 			}
 			if f, ok := methods[prop]; ok {
 				return f
@@ -176,8 +166,56 @@ func (in *instance) stubObject(class string, id objects.ID, name string) goja.Va
 			methods[prop] = f
 			return f
 		},
+		// The stub's target, for ctx.outbox: under a symbol only Go holds,
+		// so that every string property stays the target's RPC method.
+		GetSym: func(t *goja.Object, prop *goja.Symbol, recv goja.Value) goja.Value {
+			if prop == stubKey {
+				return vm.ToValue(&stubTarget{class: class, id: id, name: name})
+			}
+			return t.GetSymbol(prop)
+		},
 	})
 	return vm.ToValue(p)
+}
+
+// stubKey is the symbol under which a stub gives its target to
+// ctx.outbox. Only Go holds it (a symbol belongs to no runtime), so no
+// class can read or forge it.
+var stubKey = goja.NewSymbol("strata.stub")
+
+// stubTarget is the object a stub calls.
+type stubTarget struct {
+	class string
+	id    objects.ID
+	name  string
+}
+
+// outboxObject is ctx.outbox: durable messages to the objects stubs name.
+// They are not methods of the stub, which would take names (send, say)
+// that a target's own RPC methods may have.
+func (in *instance) outboxObject() goja.Value {
+	o := in.vm.NewObject()
+	o.Set("send", func(call goja.FunctionCall) goja.Value {
+		return in.sendMessage(in.outboxTarget(call, "send(stub, method, ...args)"), call.Arguments[1:], false)
+	})
+	o.Set("sendWithReply", func(call goja.FunctionCall) goja.Value {
+		return in.sendMessage(in.outboxTarget(call, "sendWithReply(stub, method, args, replyMethod)"), call.Arguments[1:], true)
+	})
+	return o
+}
+
+// outboxTarget is the object the stub in call's first argument calls; it
+// throws when that is not a stub.
+func (in *instance) outboxTarget(call goja.FunctionCall, usage string) *stubTarget {
+	if o, ok := call.Argument(0).(*goja.Object); ok {
+		if v := o.GetSymbol(stubKey); v != nil {
+			if t, ok := v.Export().(*stubTarget); ok {
+				return t
+			}
+		}
+	}
+	in.throw(fmt.Errorf("%w: ctx.outbox.%s: the first argument is a stub (this.env.CLASS.get(id) or getByName(name))", objects.ErrBadInput, usage))
+	return nil
 }
 
 // callObject calls method of the object and returns a Promise of its
@@ -241,24 +279,35 @@ func (in *instance) encodeArgs(class, method string, args []goja.Value) ([]byte,
 	return nil, nil
 }
 
-// sendMessage is stub.send(method, ...args) and stub.sendWithReply(method,
-// args, replyMethod): a durable message (objects.Stub.Send,
+// sendMessage is ctx.outbox.send(stub, method, ...args) and
+// ctx.outbox.sendWithReply(stub, method, args, replyMethod), given the
+// stub's target and the arguments after the stub: a durable message (objects.Stub.Send,
 // SendWithReply), recorded in the turn's event and delivered once that
 // event is acknowledged. It returns nothing; bad input throws, and the
 // turn it fails sends nothing. A reply method must be one of this class's
 // RPC methods; it gets the objects.Reply ({target, method, out, error}) as
 // its one argument. In a replay nothing is sent: the message is kept to be
 // compared with the recorded ones.
-func (in *instance) sendMessage(class string, id objects.ID, name string, call goja.FunctionCall, withReply bool) goja.Value {
-	if goja.IsUndefined(call.Argument(0)) || goja.IsNull(call.Argument(0)) {
+func (in *instance) sendMessage(to *stubTarget, call []goja.Value, withReply bool) goja.Value {
+	argAt := func(i int) goja.Value {
+		if i < len(call) {
+			return call[i]
+		}
+		return goja.Undefined()
+	}
+	if goja.IsUndefined(argAt(0)) || goja.IsNull(argAt(0)) {
 		in.throw(fmt.Errorf("%w: send: a method name is required", objects.ErrBadInput))
 	}
-	method := call.Argument(0).String()
-	args := call.Arguments[1:]
+	class, id, name := to.class, to.id, to.name
+	method := argAt(0).String()
+	var args []goja.Value
+	if len(call) > 1 {
+		args = call[1:]
+	}
 	reply := ""
 	if withReply {
 		args = nil
-		switch a := call.Argument(1); {
+		switch a := argAt(1); {
 		case goja.IsUndefined(a) || goja.IsNull(a):
 		default:
 			o, ok := a.(*goja.Object)
@@ -269,7 +318,7 @@ func (in *instance) sendMessage(class string, id objects.ID, name string, call g
 				args = append(args, o.Get(fmt.Sprint(i)))
 			}
 		}
-		if r := call.Argument(2); !goja.IsUndefined(r) && !goja.IsNull(r) {
+		if r := argAt(2); !goja.IsUndefined(r) && !goja.IsNull(r) {
 			reply = r.String()
 		}
 		if in.obj == nil {

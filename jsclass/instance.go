@@ -39,6 +39,7 @@ type instance struct {
 	host    *goja.Object // __host
 	sqlObj  *goja.Object // ctx.storage.sql, made on first use
 	storage *goja.Object // ctx.storage, made on first use
+	outbox  goja.Value   // ctx.outbox, made on first use
 	replay  bool         // a replay: SQL on the replay's database, calls answer from the record
 	// replaySkip: the replayed turn did what replay cannot reproduce.
 	replaySkip bool
@@ -96,7 +97,7 @@ func (in *instance) begin(cv *compiled, st store, env turnEnv) error {
 		return nil
 	}
 	in.vm, in.obj, in.broken, in.sockets, in.sqlObj = nil, nil, false, map[objects.SocketID]*goja.Object{}, nil
-	in.storage = nil
+	in.storage, in.outbox = nil, nil
 	in.version, in.code = cv.version, cv
 	return in.construct()
 }

@@ -11,10 +11,10 @@ const senderJS = `import { DurableObject } from "strata";
 export class Sender extends DurableObject {
   async go(n) {
     const log = this.env.JLOG.getByName("t");
-    for (let i = 1; i <= n; i++) log.send("add", "m" + i);                                   // JS → JS
-    this.env.COUNTER.getByName("gc").sendWithReply("increment", [{ by: n }], "replied");     // JS → Go, with a reply
-    log.sendWithReply("add", ["r"], "replied");                                              // JS → JS, with a reply
-    log.sendWithReply("nope", [], "replied");                                                // a refusal comes back as the reply
+    for (let i = 1; i <= n; i++) this.ctx.outbox.send(log, "add", "m" + i);                    // JS → JS
+    this.ctx.outbox.sendWithReply(this.env.COUNTER.getByName("gc"), "increment", [{ by: n }], "replied"); // JS → Go, with a reply
+    this.ctx.outbox.sendWithReply(log, "add", ["r"], "replied");                               // JS → JS, with a reply
+    this.ctx.outbox.sendWithReply(log, "nope", [], "replied");                                 // a refusal comes back as the reply
     await this.ctx.storage.put("sent", n);
     return "sent";
   }
@@ -24,20 +24,23 @@ export class Sender extends DurableObject {
     await this.ctx.storage.put("replies", rs);
   }
   async replies() { return (await this.ctx.storage.get("replies")) ?? []; }
-  async failing() { this.env.JLOG.getByName("t").send("add", "never"); throw new Error("after the send"); }
+  async failing() { this.ctx.outbox.send(this.env.JLOG.getByName("t"), "add", "never"); throw new Error("after the send"); }
   async inFailedTx() {
     try {
-      await this.ctx.storage.transaction(async () => { this.env.JLOG.getByName("t").send("add", "never in tx"); throw new Error("undo"); });
+      await this.ctx.storage.transaction(async () => { this.ctx.outbox.send(this.env.JLOG.getByName("t"), "add", "never in tx"); throw new Error("undo"); });
     } catch (e) { return e.message; }
   }
   async bad(kind) {
     try {
-      if (kind === "reply") this.env.JLOG.getByName("t").sendWithReply("add", [], "noSuchMethod");
-      if (kind === "args") this.env.JLOG.getByName("t").sendWithReply("add", "x", "replied");
-      if (kind === "go") this.env.COUNTER.getByName("gc").send("increment", 1, 2);
+      if (kind === "reply") this.ctx.outbox.sendWithReply(this.env.JLOG.getByName("t"), "add", [], "noSuchMethod");
+      if (kind === "args") this.ctx.outbox.sendWithReply(this.env.JLOG.getByName("t"), "add", "x", "replied");
+      if (kind === "go") this.ctx.outbox.send(this.env.COUNTER.getByName("gc"), "increment", 1, 2);
+      if (kind === "notstub") this.ctx.outbox.send({ id: this.env.JLOG.idFromName("t") }, "add", 1);
     } catch (e) { return e.message; }
     return "no error";
   }
+  // A target's own method named send is an RPC method of its stub.
+  async rpcSend(x) { return await this.env.JLOG.getByName("t").send(x); }
 }
 `
 
@@ -45,11 +48,12 @@ const logJS = `import { DurableObject } from "strata";
 export class Log extends DurableObject {
   async add(x) { const l = (await this.ctx.storage.get("l")) ?? []; l.push(x); await this.ctx.storage.put("l", l); return l.length; }
   async list() { return (await this.ctx.storage.get("l")) ?? []; }
+  async send(x) { return "rpc send " + x; }
 }
 `
 
 // TestMessages: a JavaScript class sends durable messages to a JavaScript
-// and a Go class (stub.send, stub.sendWithReply); they are applied once,
+// and a Go class (ctx.outbox.send, sendWithReply); they are applied once,
 // in send order; the replies (an answer, a refusal) run the sender's reply
 // method, once each; a failed turn or transaction sends nothing; replay
 // compares the messages a turn sends.
@@ -65,20 +69,24 @@ func TestMessages(t *testing.T) {
 		t.Fatalf("inFailedTx: %d %s", st, got)
 	}
 	for kind, want := range map[string]string{
-		"reply": `has no RPC method \"noSuchMethod\"`,
-		"args":  "args is an array",
-		"go":    "a Go class's method takes one argument, not 2",
+		"reply":   `has no RPC method \"noSuchMethod\"`,
+		"args":    "args is an array",
+		"go":      "a Go class's method takes one argument, not 2",
+		"notstub": "the first argument is a stub",
 	} {
 		if st, got := do(t, "POST", u+"bad", quoteJSON(kind)); st != 200 || !strings.Contains(got, want) {
 			t.Fatalf("bad %s: %d %s, want %q", kind, st, got, want)
 		}
 	}
 	n.deploy(t, "jctor", "ctor.js", `export class C extends DurableObject {
-  constructor(ctx, env) { super(ctx, env); try { env.JLOG.getByName("t").sendWithReply("add", [], "err"); } catch (e) { this.e = e.message; } }
+  constructor(ctx, env) { super(ctx, env); try { ctx.outbox.sendWithReply(env.JLOG.getByName("t"), "add", [], "err"); } catch (e) { this.e = e.message; } }
   async err() { return this.e; }
 }`)
 	if st, got := do(t, "POST", n.URL+"/v1/objects/jctor/c/rpc/err", ""); st != 200 || !strings.Contains(got, "sendWithReply in the constructor") {
 		t.Fatalf("sendWithReply in a constructor: %d %s", st, got)
+	}
+	if st, got := do(t, "POST", n.URL+"/v1/objects/jsender/s2/rpc/rpcSend", `["x"]`); st != 200 || got != `"rpc send x"` {
+		t.Fatalf("a method named send through a stub: %d %s", st, got)
 	}
 	if st, got := do(t, "POST", u+"go", "[3]"); st != 200 || got != `"sent"` {
 		t.Fatalf("go: %d %s", st, got)
@@ -111,7 +119,7 @@ func TestMessages(t *testing.T) {
 	if err != nil || len(rep.Diffs) != 0 || rep.Turns != 4 {
 		t.Fatalf("replay of the same code: %+v %v", rep, err)
 	}
-	changed := strings.Replace(senderJS, `log.send("add", "m" + i)`, `log.send("add", "n" + i)`, 1)
+	changed := strings.Replace(senderJS, `this.ctx.outbox.send(log, "add", "m" + i)`, `this.ctx.outbox.send(log, "add", "n" + i)`, 1)
 	rep, err = n.Reg.Replay(ctx, "jsender", "sender.js", []byte(changed), "", []string{"s"}, 0)
 	if err != nil || len(rep.Diffs) != 1 || rep.Diffs[0].Method != "go" {
 		t.Fatalf("replay of changed code: %+v %v", rep, err)
