@@ -44,6 +44,13 @@ import (
 //     up (or the activation ends), so a projector that falls behind slows
 //     writers instead of growing memory. A turn adds at most
 //     WriteSetBytesMax, so the overlay never passes the bound by more.
+//  8. Below the overlay, a read cache holds what this activation read from
+//     the snapshot and what the projector applied of its writes (trimmed
+//     from the overlay), bounded by Config.ReadCacheBytes. It is exact
+//     because this activation is its object's only writer (4): the
+//     snapshot changes only by applying its own events, which the overlay
+//     holds until they are applied and then hands to the cache. A
+//     DeleteAll empties it; a reload starts without it.
 type activation struct {
 	rt    *Runtime
 	class *Class
@@ -82,6 +89,8 @@ type activation struct {
 	overlayB  int                  // bytes of the overlay's keys, values and alarms (overlayCost)
 	clearVer  uint64               // version of the newest DeleteAll in the overlay
 	trimmedAt uint64
+	cache     map[string]entry // the read cache (8): val, or del for a key known absent
+	cacheB    int              // bytes of the cache's keys and values
 	pending   *commit
 	inflight  *commit
 	acks      chan appendResult
@@ -456,6 +465,7 @@ func (a *activation) load() error {
 		}
 		a.rt.logger.Debug("activation raced a checkpoint's purge; loading again", "class", a.class.name, "id", a.id, "err", err)
 		a.overlay, a.idem, a.overlayB, a.clearVer, a.trimmedAt = layer{}, nil, 0, 0, 0
+		a.cache, a.cacheB = nil, 0
 		a.lastReceived = nil
 	}
 	a.inst = a.class.newInst()
@@ -689,6 +699,7 @@ func (a *activation) overlayWrites(version uint64, writes []log.Write) {
 			a.overlay.keys = nil
 			a.overlay.cleared = true
 			a.clearVer = version
+			a.cache, a.cacheB = nil, 0 // below the overlay, and wrong once this applies
 		case log.OpPut:
 			a.overlaySet(w.Key, entry{val: w.Value, ver: version})
 		case log.OpDelete:
@@ -711,6 +722,7 @@ func (a *activation) trim() {
 		if e.ver <= applied {
 			delete(a.overlay.keys, k)
 			a.overlayB -= overlayCost(k, e)
+			a.cacheSet(k, entry{val: e.val, del: e.del}) // the snapshot now has it
 		}
 	}
 	for k, e := range a.overlay.alarms {
@@ -886,6 +898,51 @@ func (t *turn) sync() error {
 		}
 	}
 	return nil
+}
+
+// cachedGet reads key below the overlay: from the read cache, else from
+// the snapshot, remembering what it read. The value is the caller's.
+func (a *activation) cachedGet(key string) ([]byte, bool, error) {
+	if e, ok := a.cache[key]; ok {
+		return cloneBytes(e.val), !e.del, nil
+	}
+	v, ok, err := a.snapshotGet(key)
+	if err != nil {
+		return nil, false, err
+	}
+	a.cacheSet(key, entry{val: cloneBytes(v), del: !ok})
+	return v, ok, nil
+}
+
+// cacheSet puts key in the read cache, making room (in no order) when it
+// would pass Config.ReadCacheBytes.
+func (a *activation) cacheSet(key string, e entry) {
+	max := a.rt.cfg.ReadCacheBytes
+	cost := len(key) + len(e.val)
+	if cost > max { // also a negative max: no cache
+		if old, ok := a.cache[key]; ok {
+			a.cacheB -= len(key) + len(old.val)
+			delete(a.cache, key)
+		}
+		return
+	}
+	if old, ok := a.cache[key]; ok {
+		a.cacheB -= len(key) + len(old.val)
+	}
+	for k, old := range a.cache {
+		if a.cacheB+cost <= max {
+			break
+		}
+		if k != key {
+			a.cacheB -= len(k) + len(old.val)
+			delete(a.cache, k)
+		}
+	}
+	if a.cache == nil {
+		a.cache = make(map[string]entry)
+	}
+	a.cache[key] = e
+	a.cacheB += cost
 }
 
 func (a *activation) snapshotGet(key string) ([]byte, bool, error) {

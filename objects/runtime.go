@@ -48,6 +48,11 @@ type Config struct {
 	// memory. Default 4 MiB; a turn may pass it by at most
 	// WriteSetBytesMax.
 	OverlayBytesMax int
+	// ReadCacheBytes bounds the bytes (keys and values) an activation keeps
+	// of keys it read from the snapshot or whose writes the projector
+	// applied, so that reading them again needs no snapshot lookup
+	// (activation.go, invariant 8). Default 64 KiB; negative: no cache.
+	ReadCacheBytes int
 	// LoadTimeout bounds an activation's catch-up from the log. Default 30s.
 	LoadTimeout time.Duration
 	// DispatchAttempts bounds how often a request that met an ending
@@ -232,6 +237,9 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if cfg.OverlayBytesMax <= 0 {
 		cfg.OverlayBytesMax = 4 << 20
+	}
+	if cfg.ReadCacheBytes == 0 {
+		cfg.ReadCacheBytes = 64 << 10
 	}
 	if cfg.LoadTimeout <= 0 {
 		cfg.LoadTimeout = 30 * time.Second

@@ -43,7 +43,7 @@ func (s *Storage) Get(key string) ([]byte, bool, error) {
 	if v, ok, decided := resolve(s.layers(), key); decided {
 		return cloneBytes(v), ok, nil
 	}
-	return s.t.a.snapshotGet(key)
+	return s.t.a.cachedGet(key)
 }
 
 // GetMany returns the values of the keys that exist.
