@@ -161,6 +161,27 @@ func (r *Router) Liveness(ctx context.Context, class string, ids []objects.ID) (
 	return out, nil
 }
 
+// Outbox lists the object's pending messages and dead letters as its
+// owner has them: the owner's snapshot holds the object's events, another
+// node's may hold none.
+func (r *Router) Outbox(ctx context.Context, ref objects.Ref) ([]objects.OutboxEntry, error) {
+	rep, err := r.route(ctx, envelope(KindOutbox, ref, objects.Cause{Via: objects.ViaSystem, Method: "outbox"}))
+	if err != nil {
+		return nil, err
+	}
+	return rep.Outbox, nil
+}
+
+// AllDeadLetters lists at most n dead letters of this node's snapshot
+// (objects.Runtime.AllDeadLetters): of the senders this node ran.
+func (r *Router) AllDeadLetters(ctx context.Context, n int) ([]objects.OutboxEntry, error) {
+	return r.rt.AllDeadLetters(ctx, n)
+}
+
+// RetryAllDead puts the dead letters of this node's snapshot back in their
+// senders' outboxes, each by a turn on its sender's owner.
+func (r *Router) RetryAllDead(ctx context.Context) (int, error) { return r.rt.RetryAllDead(ctx) }
+
 // GetAlarms returns the object's pending alarms, from its owner.
 func (r *Router) GetAlarms(ctx context.Context, ref objects.Ref, cause objects.Cause) (map[string]time.Time, error) {
 	rep, err := r.route(ctx, envelope(KindGetAlarms, ref, cause))

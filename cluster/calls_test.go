@@ -53,10 +53,16 @@ func (*hopper) Hop(c *objects.Ctx, in HopIn) (HopOut, error) {
 	return out, nil
 }
 
-// Post sends n durable messages to the hopper named to, with replies.
+// Post sends n durable messages to the hopper named to, with replies
+// unless plain.
 func (*hopper) Post(c *objects.Ctx, in PostIn) error {
 	for i := 0; i < in.N; i++ {
-		if err := c.Object("hopper", in.To).SendWithReply("take", i, "replied"); err != nil {
+		stub := c.Object("hopper", in.To)
+		send := func() error { return stub.SendWithReply("take", i, "replied") }
+		if in.Plain {
+			send = func() error { return stub.Send("take", i) }
+		}
+		if err := send(); err != nil {
 			return err
 		}
 	}
@@ -64,8 +70,9 @@ func (*hopper) Post(c *objects.Ctx, in PostIn) error {
 }
 
 type PostIn struct {
-	To string `json:"to"`
-	N  int    `json:"n"`
+	To    string `json:"to"`
+	N     int    `json:"n"`
+	Plain bool   `json:"plain,omitempty"`
 }
 
 // Take appends n to "got" and answers n+100.
@@ -295,5 +302,64 @@ func TestLivenessFromOwners(t *testing.T) {
 	// Node a's own runtime does not run b's object: the answer was b's.
 	if local, _ := na.rt.Liveness(ctx, "hopper", ids); !local[0].Active || local[1].Active {
 		t.Fatalf("a's own view: %+v, want only its object active", local)
+	}
+}
+
+// TestOutboxFromOwner: node a lists the outbox of a sender that node b
+// owns as b has it: a's own snapshot holds none of the sender's events.
+// The messages have no reply and the settle delay is long, so they stay
+// listed once delivered.
+func TestOutboxFromOwner(t *testing.T) {
+	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	start := func(name string) *member {
+		return startMemberWith(t, srv, name, false, func(oc *objects.Config, m *member) {
+			oc.Classes = []*objects.Class{hopperClass}
+			oc.Calls, oc.Codec = m.router, jsonCodec{}
+			oc.SettleDelay = time.Hour
+		})
+	}
+	na, nb := start("a"), start("b")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for len(na.router.Nodes()) != 2 || len(nb.router.Nodes()) != 2 {
+		if ctx.Err() != nil {
+			t.Fatalf("views %v and %v, want both nodes", na.router.Nodes(), nb.router.Nodes())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	nodes := []string{"a", "b"}
+	s, r := hopperOn(t, na, "b", nodes, "os"), hopperOn(t, na, "a", nodes, "or")
+	ref, err := na.rt.RefByName("hopper", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(PostIn{To: r, N: 3, Plain: true})
+	if _, err := na.router.Call(ctx, ref, "post", body, jsonCodec{}, objects.Cause{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		es, err := na.router.Outbox(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(es) == 3 {
+			for i, e := range es {
+				if e.Sender.ID != ref.ID || e.Target.ID != objects.IDFromName("hopper", r) || e.Method != "take" || e.Reply != "" || e.Index != i {
+					t.Fatalf("entry %d: %+v", i, e)
+				}
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("a lists %d messages of b's sender, want 3: %+v", len(es), es)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if local, err := na.rt.Outbox(ctx, ref); err != nil || len(local) != 0 {
+		t.Fatalf("a's own snapshot lists %+v (%v): the answer above was not b's", local, err)
 	}
 }

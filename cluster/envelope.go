@@ -36,6 +36,7 @@ const (
 	KindWSClose                     // WebSocketClose: Sock, EdgeRun, OwnerRun, Code, Reason
 	KindWSError                     // WebSocketError: Sock, EdgeRun, OwnerRun, Reason (the error's text)
 	KindLive                        // Liveness: IDs, sent to a node, not routed to an owner
+	KindOutbox                      // Outbox
 )
 
 // Envelope is a forwarded request.
@@ -111,6 +112,8 @@ type Reply struct {
 	Replayed bool `cbor:"10,keyasint,omitempty"`
 	// Live: KindLive, each of the envelope's IDs' life on the node.
 	Live []objects.Liveness `cbor:"11,keyasint,omitempty"`
+	// Outbox: KindOutbox, the object's pending messages and dead letters.
+	Outbox []objects.OutboxEntry `cbor:"12,keyasint,omitempty"`
 }
 
 // WireError is an error as it crosses nodes: a code that maps back to the

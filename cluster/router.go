@@ -619,6 +619,9 @@ func (r *Router) runLocal(ctx context.Context, env *Envelope) (*Reply, error) {
 	case KindGetAlarms:
 		all, err := r.rt.GetAlarms(ctx, ref, env.Cause)
 		return &Reply{Alarms: all}, err
+	case KindOutbox:
+		es, err := r.rt.Outbox(ctx, ref)
+		return &Reply{Outbox: es}, err
 	case KindSetAlarm:
 		at, err := r.rt.SetAlarmAt(ctx, ref, env.AlarmName, time.Unix(0, env.At), env.Cause)
 		return &Reply{At: at.UnixNano()}, err

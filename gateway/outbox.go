@@ -8,11 +8,12 @@ import (
 )
 
 // OutboxAdmin is the view of durable messages (objects/messages.go) the
-// outbox routes serve; the runtime is one. Each answers from this node's
-// snapshot.
+// outbox routes serve; the runtime is one, and in a cluster the router,
+// whose Outbox asks the object's owner. The dead letters are this node's
+// snapshot's.
 type OutboxAdmin interface {
 	// Outbox lists an object's pending messages and dead letters.
-	Outbox(ref objects.Ref) ([]objects.OutboxEntry, error)
+	Outbox(ctx context.Context, ref objects.Ref) ([]objects.OutboxEntry, error)
 	// AllDeadLetters lists at most n dead letters of every object.
 	AllDeadLetters(ctx context.Context, n int) ([]objects.OutboxEntry, error)
 	// RetryAllDead puts every dead letter back in its sender's outbox.
@@ -57,7 +58,7 @@ func (g *Gateway) outbox(w http.ResponseWriter, r *http.Request, rt route) {
 		writeError(w, r, &routeError{http.StatusNotFound, "not_found", "this node serves no outbox"})
 		return
 	}
-	es, err := g.cfg.Outbox.Outbox(rt.ref)
+	es, err := g.cfg.Outbox.Outbox(r.Context(), rt.ref)
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -193,16 +193,16 @@ type ReplyError struct {
 // OutboxEntry is one message of an object not yet delivered, or a dead
 // letter.
 type OutboxEntry struct {
-	Sender   Ref
-	Version  uint64 // the sender's event that holds the message
-	Turn     int
-	Index    int
-	Target   Ref
-	Method   string
-	Reply    string // the sender's reply method, if any
-	Attempts int    // failed deliveries since this node took it
-	LastErr  string
-	Dead     bool // in the dead letters: no more attempts until retried
+	Sender   Ref    `cbor:"1,keyasint"`
+	Version  uint64 `cbor:"2,keyasint"` // the sender's event that holds the message
+	Turn     int    `cbor:"3,keyasint,omitempty"`
+	Index    int    `cbor:"4,keyasint,omitempty"`
+	Target   Ref    `cbor:"5,keyasint"`
+	Method   string `cbor:"6,keyasint"`
+	Reply    string `cbor:"7,keyasint,omitempty"` // the sender's reply method, if any
+	Attempts int    `cbor:"8,keyasint,omitempty"` // failed deliveries since this node took it
+	LastErr  string `cbor:"9,keyasint,omitempty"`
+	Dead     bool   `cbor:"10,keyasint,omitempty"` // in the dead letters: no more attempts until retried
 	body     []byte
 	replying bool // the target answered: the settle (and reply) is being delivered
 	dying    bool // out of attempts: being settled as dead
@@ -698,9 +698,14 @@ func truncateTo(s string, n int) string {
 
 // Outbox lists ref's messages not yet delivered and its dead letters as
 // this node's snapshot has them (the projector applies an event a moment
-// after its acknowledgement), with the attempts of this node's outbox.
-func (rt *Runtime) Outbox(ref Ref) ([]OutboxEntry, error) {
+// after its acknowledgement), with the attempts of this node's outbox. In
+// a cluster only the object's owner has them all: ask it
+// (cluster.Router.Outbox).
+func (rt *Runtime) Outbox(ctx context.Context, ref Ref) ([]OutboxEntry, error) {
 	if _, err := rt.Class(ref.Class); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	pending, dead, _, err := rt.proj.Outbox(ref.Class, ref.ID)

@@ -53,7 +53,7 @@ func BenchmarkMessages(b *testing.B) {
 		deadline := time.Now().Add(2 * time.Minute)
 		for i := 0; i < pairs; i++ {
 			for {
-				out, err := h.rt.Outbox(h.ref("inbox", fmt.Sprintf("ms-%d", i)))
+				out, err := h.rt.Outbox(context.Background(), h.ref("inbox", fmt.Sprintf("ms-%d", i)))
 				if err != nil {
 					b.Fatal(err)
 				}

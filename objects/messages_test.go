@@ -212,7 +212,7 @@ func TestMessagesDeliveredInOrderWithReplies(t *testing.T) {
 	if string(sent.Body) != `{"n":1002}` {
 		t.Fatalf("the caller's position names the message %+v, want 1002's", sent)
 	}
-	waitFor(t, "an empty outbox", func() bool { out, err := m.rt.Outbox(m.ref("inbox", "s")); return err == nil && len(out) == 0 })
+	waitFor(t, "an empty outbox", func() bool { out, err := m.rt.Outbox(context.Background(), m.ref("inbox", "s")); return err == nil && len(out) == 0 })
 }
 
 // TestMessageRedeliveryAppliesOnce: delivering the same message again
@@ -301,11 +301,11 @@ func TestOutboxFull(t *testing.T) {
 	if _, err := m.call("s", "send", SendIn{To: "r", N: 2, First: 1}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "two messages pending", func() bool { out, _ := m.rt.Outbox(m.ref("inbox", "s")); return len(out) == 2 })
+	waitFor(t, "two messages pending", func() bool { out, _ := m.rt.Outbox(context.Background(), m.ref("inbox", "s")); return len(out) == 2 })
 	if _, err := m.call("s", "send", SendIn{To: "r", N: 2, First: 3}); !errors.Is(err, ErrOutboxFull) {
 		t.Fatalf("a third and fourth message: %v, want ErrOutboxFull (at most 3)", err)
 	}
-	out, _ := m.rt.Outbox(m.ref("inbox", "s"))
+	out, _ := m.rt.Outbox(context.Background(), m.ref("inbox", "s"))
 	if len(out) != 2 || out[0].Target.ID != IDFromName("inbox", "r") || out[0].Method != "take" || out[0].Version != 1 || out[1].Index != 1 {
 		t.Fatalf("outbox %+v", out)
 	}
@@ -314,7 +314,7 @@ func TestOutboxFull(t *testing.T) {
 // pendingOf is the sender's outbox as the snapshot holds it.
 func (m *msgHarness) pendingOf(name string) []OutboxEntry {
 	m.t.Helper()
-	out, err := m.rt.Outbox(m.ref("inbox", name))
+	out, err := m.rt.Outbox(context.Background(), m.ref("inbox", name))
 	if err != nil {
 		m.t.Fatal(err)
 	}

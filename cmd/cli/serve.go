@@ -146,11 +146,13 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	}
 	nodeP.Store(n)
 	var backend gateway.Backend = n.rt
+	var outbox gateway.OutboxAdmin = n.rt
 	if n.router != nil {
 		backend = n.router // requests go to their object's owner
+		outbox = n.router
 	}
 	gc := gateway.Config{
-		Backend: backend, Logger: logger, Alarms: n.alarms, Outbox: n.rt, WebSocket: wsCfg, Health: n.proj.Health, StreamsMax: *streamsMax,
+		Backend: backend, Logger: logger, Alarms: n.alarms, Outbox: outbox, WebSocket: wsCfg, Health: n.proj.Health, StreamsMax: *streamsMax,
 		AllowedHosts: append(splitList(*allowedHosts), listenHost(ln.Addr().String(), *httpAddr)...),
 		CORSOrigins:  splitList(*corsOrigins),
 		Raft:         raftStatus(n.srv, lc.cluster.enabled),
