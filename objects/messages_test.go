@@ -212,7 +212,10 @@ func TestMessagesDeliveredInOrderWithReplies(t *testing.T) {
 	if string(sent.Body) != `{"n":1002}` {
 		t.Fatalf("the caller's position names the message %+v, want 1002's", sent)
 	}
-	waitFor(t, "an empty outbox", func() bool { out, err := m.rt.Outbox(context.Background(), m.ref("inbox", "s")); return err == nil && len(out) == 0 })
+	waitFor(t, "an empty outbox", func() bool {
+		out, err := m.rt.Outbox(context.Background(), m.ref("inbox", "s"))
+		return err == nil && len(out) == 0
+	})
 }
 
 // TestMessageRedeliveryAppliesOnce: delivering the same message again
