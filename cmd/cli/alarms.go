@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -15,18 +14,9 @@ import (
 // runAlarms is `strata alarms ls [class] | dead | retry`, over the
 // gateway's operator routes of a running node.
 func runAlarms(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("alarms", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = flagUsage(fs, "alarms [flags] ls [class] | dead | retry")
-	base := fs.String("url", "http://127.0.0.1:8080", "gateway URL")
-	var ca clientAuth
-	ca.register(fs)
-	timeout := timeoutFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	ctx = ca.with(ctx)
-	ctx, err := withTimeout(ctx, *timeout)
+	g := newGatewayFlags(env, "alarms", "alarms [flags] ls [class] | dead | retry", "gateway URL")
+	fs, base := g.FlagSet, g.base
+	ctx, err := g.parse(ctx, args)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,36 @@ import (
 // answerBytesMax bounds an answer a subcommand reads whole.
 const answerBytesMax = 64 << 20
 
+// gatewayFlags are the flags of a command that talks to a running node's
+// gateway: --url, the credentials (clientAuth) and --timeout; the command
+// adds its own to the embedded set.
+type gatewayFlags struct {
+	*flag.FlagSet
+	base    *string
+	ca      clientAuth
+	timeout *time.Duration
+}
+
+// newGatewayFlags makes command name's flags; synopsis is its usage line,
+// urlHelp what --url says.
+func newGatewayFlags(env *Env, name, synopsis, urlHelp string) *gatewayFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = flagUsage(fs, synopsis)
+	g := &gatewayFlags{FlagSet: fs, base: fs.String("url", "http://127.0.0.1:8080", urlHelp), timeout: timeoutFlag(fs)}
+	g.ca.register(fs)
+	return g
+}
+
+// parse parses args and returns ctx carrying the credentials and the
+// timeout of every request sent with it.
+func (g *gatewayFlags) parse(ctx context.Context, args []string) (context.Context, error) {
+	if err := parseFlags(g.FlagSet, args); err != nil {
+		return nil, err
+	}
+	return withTimeout(g.ca.with(ctx), *g.timeout)
+}
+
 // timeoutFlag registers a client command's --timeout.
 func timeoutFlag(fs *flag.FlagSet) *time.Duration {
 	return fs.Duration("timeout", 30*time.Second, "give up on a gateway that does not answer within this, per request (tail and --follow: until the stream starts)")

@@ -151,20 +151,11 @@ func (c *clusterConfig) newRouter(l *log.Log, srv *log.Server, lc logConfig) (*c
 
 // runCluster prints a node's view of the cluster: strata cluster.
 func runCluster(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = flagUsage(fs, "cluster [flags]")
-	base := fs.String("url", "http://127.0.0.1:8080", "gateway of any node")
-	var ca clientAuth
-	ca.register(fs)
+	g := newGatewayFlags(env, "cluster", "cluster [flags]", "gateway of any node")
+	fs, base := g.FlagSet, g.base
 	asJSON := fs.Bool("json", false, "print the answer as JSON")
 	raft := fs.Bool("raft", false, "show the NATS Raft groups' leaders (the JetStream meta leader, each stream's) as the node's embedded server sees them")
-	timeout := timeoutFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	ctx = ca.with(ctx)
-	ctx, err := withTimeout(ctx, *timeout)
+	ctx, err := g.parse(ctx, args)
 	if err != nil {
 		return err
 	}

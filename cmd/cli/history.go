@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,30 +22,18 @@ func getObject(ctx context.Context, base, class, name, action string, q url.Valu
 	return open(ctx, http.MethodGet, objectURL(base, class, name, action, q), nil)
 }
 
-func objectFlags(name, synopsis string, env *Env) (*flag.FlagSet, *string, *clientAuth, *time.Duration) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = flagUsage(fs, synopsis)
-	var ca clientAuth
-	ca.register(fs)
-	return fs, fs.String("url", "http://127.0.0.1:8080", "gateway URL"), &ca, timeoutFlag(fs)
-}
-
 // runHistory prints an object's events: a table, or NDJSON with --json;
 // with --follow it goes on printing new events until interrupted.
 func runHistory(ctx context.Context, env *Env, args []string) error {
-	fs, base, ca, timeout := objectFlags("history", "history [flags] <class> <name>\n       history --trace [flags] <class> <name> <version>", env)
+	g := newGatewayFlags(env, "history", "history [flags] <class> <name>\n       history --trace [flags] <class> <name> <version>", "gateway URL")
+	fs, base := g.FlagSet, g.base
 	asJSON := fs.Bool("json", false, "print the events as NDJSON")
 	trace := fs.Bool("trace", false, "print the causal trace through event <version>: every turn, in every object, that the request which caused it caused (calls, messages, replies), with causes and changes")
 	follow := fs.Bool("follow", false, "after the history, print new events as they are committed, until interrupted")
 	from := fs.Uint64("from", 0, "first version")
 	to := fs.Uint64("to", 0, "last version (0: the newest)")
 	limit := fs.Uint64("limit", 0, "at most this many events (0: all)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	ctx = ca.with(ctx)
-	ctx, err := withTimeout(ctx, *timeout)
+	ctx, err := g.parse(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -172,16 +159,13 @@ func orNone(b json.RawMessage) string {
 
 // runState prints an object's storage as of a version or a time.
 func runState(ctx context.Context, env *Env, args []string) error {
-	fs, base, ca, timeout := objectFlags("state", "state [flags] <class> <name>", env)
+	g := newGatewayFlags(env, "state", "state [flags] <class> <name>", "gateway URL")
+	fs, base := g.FlagSet, g.base
 	version := fs.Uint64("version", 0, "the state after this version")
 	at := fs.String("at", "", "the state as of this RFC 3339 time")
 	prefix := fs.String("prefix", "", "only keys with this prefix")
 	asJSON := fs.Bool("json", false, "print the gateway's JSON answer")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	ctx = ca.with(ctx)
-	ctx, err := withTimeout(ctx, *timeout)
+	ctx, err := g.parse(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -346,13 +330,10 @@ func runAudit(ctx context.Context, env *Env, args []string) error {
 	if len(args) == 0 || args[0] != "verify" {
 		return &usageError{"usage: strata audit verify [flags] <class> <name> | --all <class>"}
 	}
-	fs, base, ca, timeout := objectFlags("audit verify", "audit verify [flags] <class> <name> | --all <class>", env)
+	g := newGatewayFlags(env, "audit verify", "audit verify [flags] <class> <name> | --all <class>", "gateway URL")
+	fs, base := g.FlagSet, g.base
 	all := fs.Bool("all", false, "verify every object of the class")
-	if err := parseFlags(fs, args[1:]); err != nil {
-		return err
-	}
-	ctx = ca.with(ctx)
-	ctx, err := withTimeout(ctx, *timeout)
+	ctx, err := g.parse(ctx, args[1:])
 	if err != nil {
 		return err
 	}
@@ -463,20 +444,11 @@ func listAll(ctx context.Context, base, class string) ([]string, error) {
 
 // runLs lists the objects of a class: `strata ls <class>`.
 func runLs(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("ls", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = flagUsage(fs, "ls [flags] <class>")
-	base := fs.String("url", "http://127.0.0.1:8080", "gateway URL")
-	var ca clientAuth
-	ca.register(fs)
-	timeout := timeoutFlag(fs)
+	g := newGatewayFlags(env, "ls", "ls [flags] <class>", "gateway URL")
+	fs, base := g.FlagSet, g.base
 	prefix := fs.String("prefix", "", "only objects whose name starts with this")
 	limit := fs.Int("limit", 0, "at most this many objects (0: all)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	ctx = ca.with(ctx)
-	ctx, err := withTimeout(ctx, *timeout)
+	ctx, err := g.parse(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -503,15 +475,12 @@ func runLs(ctx context.Context, env *Env, args []string) error {
 
 // runRestore sets an object back to a past version or time, after asking.
 func runRestore(ctx context.Context, env *Env, args []string) error {
-	fs, base, ca, timeout := objectFlags("restore", "restore [flags] <class> <name>", env)
+	g := newGatewayFlags(env, "restore", "restore [flags] <class> <name>", "gateway URL")
+	fs, base := g.FlagSet, g.base
 	version := fs.Uint64("version", 0, "restore to the state after this version")
 	at := fs.String("at", "", "restore to the state as of this RFC 3339 time")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	ctx = ca.with(ctx)
-	ctx, err := withTimeout(ctx, *timeout)
+	ctx, err := g.parse(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -548,19 +517,10 @@ func runRestore(ctx context.Context, env *Env, args []string) error {
 
 // runTail prints every change committed from now on: `strata tail [class]`.
 func runTail(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = flagUsage(fs, "tail [flags] [class]")
-	base := fs.String("url", "http://127.0.0.1:8080", "gateway URL")
-	var ca clientAuth
-	ca.register(fs)
-	timeout := timeoutFlag(fs)
+	g := newGatewayFlags(env, "tail", "tail [flags] [class]", "gateway URL")
+	fs, base := g.FlagSet, g.base
 	asJSON := fs.Bool("json", false, "print NDJSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	ctx = ca.with(ctx)
-	ctx, err := withTimeout(ctx, *timeout)
+	ctx, err := g.parse(ctx, args)
 	if err != nil {
 		return err
 	}

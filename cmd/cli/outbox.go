@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -14,18 +13,9 @@ import (
 // runOutbox is `strata outbox ls <class> <name> | dead | retry`, over the
 // gateway's outbox routes of a running node.
 func runOutbox(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("outbox", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = flagUsage(fs, "outbox [flags] ls <class> <name> | dead | retry")
-	base := fs.String("url", "http://127.0.0.1:8080", "gateway URL")
-	var ca clientAuth
-	ca.register(fs)
-	timeout := timeoutFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	ctx = ca.with(ctx)
-	ctx, err := withTimeout(ctx, *timeout)
+	g := newGatewayFlags(env, "outbox", "outbox [flags] ls <class> <name> | dead | retry", "gateway URL")
+	fs, base := g.FlagSet, g.base
+	ctx, err := g.parse(ctx, args)
 	if err != nil {
 		return err
 	}
