@@ -106,6 +106,10 @@ func (*inbox) Replied(c *Ctx, r Reply) error {
 	return PutJSON(c.Storage(), "replies", append(got, r))
 }
 
+// Answered is how many delivered messages' Settles the activation holds,
+// not yet written (settle.go).
+func (*inbox) Answered(c *Ctx) (int, error) { return len(c.t.a.answered), nil }
+
 func (*inbox) Read(c *Ctx, key string) (json.RawMessage, error) {
 	v, ok, err := c.Storage().Get(key)
 	if !ok {

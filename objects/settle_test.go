@@ -239,12 +239,13 @@ func TestSettleWrittenBeforeRelease(t *testing.T) {
 func TestSettleWrittenBeforeEviction(t *testing.T) {
 	sid := IDFromName("inbox", "s")
 	var evictedAt atomic.Int64 // how many Settles s's log held when it was evicted, plus one
+	var armed atomic.Bool      // s holds the Settle: count its evictions from now on
 	var m *msgHarness
 	m = newMsgHarness(t, func(c *Config) {
 		c.IdleTimeout = 20 * time.Millisecond
 		c.SettleDelay = 300 * time.Millisecond
 		c.Hooks.Evicted = func(_ string, id ID) {
-			if id == sid && evictedAt.Load() == 0 {
+			if id == sid && armed.Load() && evictedAt.Load() == 0 {
 				rec, err := m.log.Last(context.Background(), "inbox", sid)
 				n := 0
 				if err == nil {
@@ -259,6 +260,15 @@ func TestSettleWrittenBeforeEviction(t *testing.T) {
 	if _, err := m.call("s", "send", SendIn{To: "r", N: 1, First: 1}); err != nil {
 		t.Fatal(err)
 	}
+	// The answer may take longer than the idle timeout on a loaded
+	// machine, and s, holding nothing yet, may then go idle first (and be
+	// activated again by the next read): only the evictions after s holds
+	// the answer's Settle count.
+	waitFor(t, "s holds its message's Settle", func() bool {
+		out, err := m.call("s", "answered", nil)
+		return err == nil && string(out) != "0"
+	})
+	armed.Store(true) // the settle turn is SettleDelay away: s cannot be idle before
 	m.waitSettled(1)
 	waitFor(t, "s's eviction", func() bool { return evictedAt.Load() != 0 })
 	if n := evictedAt.Load() - 1; n != 1 {
