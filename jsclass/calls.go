@@ -336,7 +336,7 @@ func (in *instance) sendMessage(to *stubTarget, call []goja.Value, withReply boo
 		if body != nil {
 			body, _ = json.Marshal(json.RawMessage(body)) // as the runtime's codec encodes it
 		}
-		in.replaySends = append(in.replaySends, log.Message{Class: class, ID: id, Method: method, Body: body, Reply: reply})
+		in.replaySends = append(in.replaySends, log.Message{Class: class, ID: id, Name: name, Method: method, Body: body, Reply: reply})
 		return goja.Undefined()
 	}
 	if in.c == nil {

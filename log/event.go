@@ -164,6 +164,9 @@ type Message struct {
 	// Reply is the sender's method that receives the target's answer
 	// (SendWithReply); "" for none.
 	Reply string `cbor:"5,keyasint,omitempty"`
+	// Name is the target's name when the stub named it ("" for a unique
+	// id), so an object first reached by a message knows its name.
+	Name string `cbor:"6,keyasint,omitempty"`
 }
 
 // Settle names one of the object's own messages (the event version, turn

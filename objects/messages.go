@@ -151,11 +151,11 @@ func (s *Stub) send(method string, in any, reply string) error {
 	if p := len(t.a.sent) + len(t.a.dead); p+n >= t.a.rt.cfg.OutboxPendingMax {
 		return fmt.Errorf("%w: %s/%s has %d messages waiting for delivery, at most %d", ErrOutboxFull, t.a.class.name, t.a.id, p, t.a.rt.cfg.OutboxPendingMax)
 	}
-	cost := len(class.name) + len(method) + len(reply) + len(body) + messageOverheadBytes
+	cost := len(class.name) + len(s.ref.Name) + len(method) + len(reply) + len(body) + messageOverheadBytes
 	if ws.bytes+cost > WriteSetBytesMax {
 		return tooLarge("write set", ws.bytes+cost, WriteSetBytesMax)
 	}
-	ws.sends = append(ws.sends, log.Message{Class: s.ref.Class, ID: s.ref.ID, Method: method, Body: body, Reply: reply})
+	ws.sends = append(ws.sends, log.Message{Class: s.ref.Class, ID: s.ref.ID, Name: s.ref.Name, Method: method, Body: body, Reply: reply})
 	ws.bytes += cost
 	return nil
 }
@@ -219,7 +219,7 @@ func (e *OutboxEntry) key() string {
 
 func newEntry(sender Ref, pos projector.MessagePos, m log.Message) *OutboxEntry {
 	return &OutboxEntry{Sender: sender, Version: pos.Version, Turn: pos.Turn, Index: pos.Index,
-		Target: Ref{Class: m.Class, ID: m.ID}, Method: m.Method, Reply: m.Reply, body: m.Body}
+		Target: Ref{Class: m.Class, ID: m.ID, Name: m.Name}, Method: m.Method, Reply: m.Reply, body: m.Body}
 }
 
 // The activation's view of its outbox: loaded from the snapshot, then

@@ -584,3 +584,30 @@ func TestRetriedDeadLetterKeepsOrder(t *testing.T) {
 		t.Fatalf("r took %v, replies %+v; want [2], and the retried message refused as superseded", got, replies)
 	}
 }
+
+// Name is the name the object knows itself by ("" for a unique id).
+func (*inbox) Name(c *Ctx) (string, error) { return c.Name(), nil }
+
+// TestMessageNamesItsTarget: an object first reached by a message to its
+// name knows that name, as one first reached by a call does: its first
+// event records it, and its handlers see it.
+func TestMessageNamesItsTarget(t *testing.T) {
+	m := newMsgHarness(t)
+	if _, err := m.call("s", "send", SendIn{To: "fresh", N: 1, First: 1}); err != nil {
+		t.Fatal(err)
+	}
+	m.waitSettled(1)
+	evs := m.events("fresh")
+	if len(evs) == 0 || evs[0].Name != "fresh" {
+		t.Fatalf("the target's first event names %q, want %q (%d events)", func() string {
+			if len(evs) == 0 {
+				return ""
+			}
+			return evs[0].Name
+		}(), "fresh", len(evs))
+	}
+	out, err := m.rt.Call(context.Background(), Ref{Class: "inbox", ID: IDFromName("inbox", "fresh")}, "name", nil, jsonCodec{}, Cause{})
+	if err != nil || string(out) != `"fresh"` {
+		t.Fatalf("the target calls itself %s (%v), want \"fresh\"", out, err)
+	}
+}
