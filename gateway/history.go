@@ -212,6 +212,7 @@ type historyCaller struct {
 type historySend struct {
 	Class  string `json:"class"`
 	ID     string `json:"id"`
+	Name   string `json:"name,omitempty"` // the target's name, when the stub named it
 	Method string `json:"method"`
 	Reply  string `json:"reply,omitempty"`
 }
@@ -239,7 +240,7 @@ func historyTurnOf(t objects.HistoryTurn) historyTurn {
 	}
 	ht.Caller, ht.Calls = historyCallsOf(t)
 	for _, m := range t.Sends {
-		ht.Sends = append(ht.Sends, historySend{Class: m.Class, ID: m.ID.String(), Method: m.Method, Reply: m.Reply})
+		ht.Sends = append(ht.Sends, historySend{Class: m.Class, ID: m.ID.String(), Name: m.Name, Method: m.Method, Reply: m.Reply})
 	}
 	for _, s := range t.Settles {
 		ht.Settles = append(ht.Settles, historySettle{Version: s.Version, Turn: s.Turn, Index: s.Index, Dead: s.Dead, Retry: s.Retry})
