@@ -330,7 +330,13 @@ func partitionScenario(t *testing.T, c *testCluster, lab *netLab, l *clusterLoad
 	// leader, docs/operations.md), so over 1 s is reported and only a gap
 	// as long as the whole-cluster target (5 s) fails.
 	if sideGap > time.Second {
-		t.Logf("TARGET MISSED: counters whose owner and log stream leader are on the majority side were interrupted for %s (%s) during the cut, target 1s", sideGap.Round(time.Millisecond), sideObj)
+		var tries []string
+		for _, r := range sideResults {
+			if r.obj == sideObj && r.end.After(cut) && r.start.Before(heal) {
+				tries = append(tries, fmt.Sprintf("[%s +%s→+%s %d ran on %s %v]", c.Name(r.via), r.start.Sub(cut).Round(time.Millisecond), r.end.Sub(cut).Round(time.Millisecond), r.status, r.ranOn, r.err))
+			}
+		}
+		t.Logf("TARGET MISSED: counters whose owner and log stream leader are on the majority side were interrupted for %s (%s) during the cut, target 1s; its prober's tries: %s", sideGap.Round(time.Millisecond), sideObj, strings.Join(tries, " "))
 	}
 	if sideGap > 5*time.Second {
 		t.Errorf("counters whose owner and log stream leader are on the majority side were interrupted for %s (%s) during the cut, want at most 5s", sideGap.Round(time.Millisecond), sideObj)

@@ -125,9 +125,9 @@ func (c *clusterConfig) embedded(host string, port int) *log.ClusterConfig {
 }
 
 // newRouter returns the node's router, not started, or nil alone.
-// With an embedded server, the node steps down from the log's Raft
-// groups when its lease runs out (log.Server.StepDown); an external NATS
-// keeps its own leaders.
+// With an embedded server, the node stands by when its lease runs out
+// and resumes when it is back (log.Server.StandBy, Resume); an external
+// NATS keeps its own leaders.
 func (c *clusterConfig) newRouter(l *log.Log, srv *log.Server, lc logConfig) (*cluster.Router, error) {
 	if !c.enabled {
 		return nil, nil
@@ -138,12 +138,23 @@ func (c *clusterConfig) newRouter(l *log.Log, srv *log.Server, lc logConfig) (*c
 	}
 	if srv != nil {
 		cfg.OnLeaseLost = func() {
-			n, err := srv.StepDown()
-			if err != nil {
-				lc.logger.Warn("step down from the log's Raft groups after the lease ran out", "stepped_down", n, "err", err)
+			start := time.Now()
+			if err := srv.StandBy(); err != nil {
+				lc.logger.Warn("the log's server did not stand by after the lease ran out (its Raft groups may call elections while it is cut off)", "err", err)
 				return
 			}
-			lc.logger.Info("stepped down from the log's Raft groups this node led, after the lease ran out", "stepped_down", n)
+			lc.logger.Info("the log's server stands by (JetStream stopped, its state kept) until the lease is back", "took", time.Since(start))
+		}
+		cfg.OnLeaseBack = func() error {
+			if !srv.StandingBy() {
+				return nil
+			}
+			start := time.Now()
+			if err := srv.Resume(); err != nil {
+				return err
+			}
+			lc.logger.Info("the log's server resumed (JetStream started again)", "took", time.Since(start))
+			return nil
 		}
 	}
 	return cluster.New(cfg)
