@@ -65,10 +65,11 @@ var (
 
 // Server is an embedded NATS server with JetStream.
 type Server struct {
-	ns       *server.Server
-	listen   bool   // has a TCP client listener
-	storeDir string // EmbeddedConfig.Dir
-	sb       standby
+	ns        *server.Server
+	listen    bool   // has a TCP client listener
+	storeDir  string // EmbeddedConfig.Dir
+	clustered bool   // EmbeddedConfig.Cluster was set
+	sb        standby
 }
 
 // RunEmbedded starts a server and waits until it accepts connections.
@@ -162,7 +163,7 @@ func RunEmbedded(cfg EmbeddedConfig) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("log: embedded nats in %s: JetStream did not start", cfg.Dir)
 	}
-	srv := &Server{ns: ns, listen: cfg.Listen, storeDir: cfg.Dir}
+	srv := &Server{ns: ns, listen: cfg.Listen, storeDir: cfg.Dir, clustered: cfg.Cluster != nil}
 	srv.sb.logf = cfg.Logger.With("component", "standby").Info
 	return srv, nil
 }

@@ -55,7 +55,6 @@ type standby struct {
 	mu      sync.Mutex // held through a stop or a start of JetStream
 	on      bool
 	jsCfg   server.JetStreamConfig // what EnableJetStream needs to start it again
-	quorum  int                    // the meta group's quorum when standing by
 	stop    chan struct{}          // closes the route watch
 	watchWG sync.WaitGroup
 	logf    func(msg string, args ...any)
@@ -72,23 +71,20 @@ const standbyRoutesCheck = 100 * time.Millisecond
 // Stopping a meta leader's JetStream waits up to 2 s for its leadership
 // to move (nats-server's disableJetStream).
 func (s *Server) StandBy() error {
-	if !s.ns.JetStreamIsClustered() {
-		s.sb.mu.Lock()
-		on := s.sb.on
-		s.sb.mu.Unlock()
-		if on {
-			return nil
-		}
+	if !s.clustered {
 		return errNotClusteredStandby
-	}
-	st, _ := s.RaftStatus() // for the quorum; 0 means no route watch
-	if _, err := s.StepDown(); err != nil {
-		s.sb.logf("stand by: step down", "err", err)
 	}
 	s.sb.mu.Lock()
 	defer s.sb.mu.Unlock()
 	if s.sb.on {
 		return nil
+	}
+	st, err := s.RaftStatus() // for the quorum; 0 means no route watch
+	if err != nil {
+		s.sb.logf("stand by: raft status", "err", err)
+	}
+	if _, err := s.StepDown(); err != nil {
+		s.sb.logf("stand by: step down", "err", err)
 	}
 	cfg := s.ns.JetStreamConfig()
 	if cfg == nil {
@@ -102,11 +98,10 @@ func (s *Server) StandBy() error {
 		return fmt.Errorf("log: stand by: %w", err)
 	}
 	s.sb.on = true
-	s.sb.quorum = st.MetaSize/2 + 1
 	if st.MetaSize > 0 {
 		s.sb.stop = make(chan struct{})
 		s.sb.watchWG.Add(1)
-		go s.watchRoutes(s.sb.stop, s.sb.quorum)
+		go s.watchRoutes(s.sb.stop, st.MetaSize/2+1)
 	}
 	return nil
 }

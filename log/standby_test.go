@@ -43,6 +43,9 @@ func TestStandByAndResume(t *testing.T) {
 	if !srvs[2].StandingBy() || srvs[2].ns.JetStreamEnabled() {
 		t.Fatalf("after StandBy: standing by %v, JetStream enabled %v", srvs[2].StandingBy(), srvs[2].ns.JetStreamEnabled())
 	}
+	if st, err := srvs[2].RaftStatus(); err != nil || !st.StandingBy || st.Server != "n3" || len(st.Streams) != 0 {
+		t.Fatalf("raft status standing by: %+v, %v", st, err)
+	}
 	// The others elect leaders where n3 led and see it gone.
 	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		st, err := srvs[0].RaftStatus()
