@@ -173,10 +173,11 @@ func (s *Server) watchRoutes(stop <-chan struct{}, quorum int) {
 			return
 		default:
 		}
+		start := time.Now()
 		err := s.resumeLocked()
 		s.sb.mu.Unlock()
 		if err == nil {
-			s.sb.logf("routes reach a majority again: JetStream resumed")
+			s.sb.logf("routes reach a majority again: JetStream resumed", "took", time.Since(start))
 			return
 		}
 		s.sb.logf("routes reach a majority again, but JetStream did not resume; trying again", "err", err)

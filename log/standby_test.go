@@ -18,11 +18,7 @@ func TestStandByAndResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("forms a three-server JetStream cluster")
 	}
-	srvs := startCluster(t, 3)
-	logs := make([]*Log, 3)
-	for i, s := range srvs {
-		logs[i] = openClusterLog(t, s, fmt.Sprintf("n%d", i+1))
-	}
+	srvs, logs := startClusterLogs(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	id := objID(1)
@@ -135,31 +131,9 @@ func TestStandByResumesWhenRoutesComeBack(t *testing.T) {
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("127.0.0.1:%d", p))
 	}
-	run := func(i int) *Server {
-		t.Helper()
-		srv, err := RunEmbedded(EmbeddedConfig{
-			Dir: dirs[i], Logger: quiet, ServerName: fmt.Sprintf("n%d", i+1), Auth: testAuth, Listen: true,
-			Cluster: &ClusterConfig{Port: ports[i], Routes: routes},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			srv.Shutdown(ctx)
-		})
-		return srv
-	}
+	run := func(i int) *Server { return runClusterServer(t, dirs[i], i, ports[i], routes) }
 	srvs := []*Server{run(0), run(1), run(2)}
-	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		for i, s := range srvs {
-			if s.Routes() < 2 {
-				return fmt.Errorf("server %d has %d routes", i+1, s.Routes())
-			}
-		}
-		return nil
-	})
+	awaitRoutes(t, srvs)
 	l1 := openClusterLog(t, srvs[0], "n1")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
