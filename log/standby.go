@@ -54,6 +54,7 @@ var errNotClusteredStandby = errors.New("log: stand by: the embedded NATS server
 type standby struct {
 	mu      sync.Mutex // held through a stop or a start of JetStream
 	on      bool
+	closed  bool // the server is shutting down: no more standing by
 	jsCfg   server.JetStreamConfig // what EnableJetStream needs to start it again
 	stop    chan struct{}          // closes the route watch
 	watchWG sync.WaitGroup
@@ -78,6 +79,9 @@ func (s *Server) StandBy() error {
 	defer s.sb.mu.Unlock()
 	if s.sb.on {
 		return nil
+	}
+	if s.sb.closed {
+		return errors.New("log: stand by: the server is shutting down")
 	}
 	st, err := s.RaftStatus() // for the quorum; 0 means no route watch
 	if err != nil {
@@ -118,6 +122,9 @@ func (s *Server) Resume() error {
 func (s *Server) resumeLocked() error {
 	if !s.sb.on {
 		return nil
+	}
+	if s.sb.closed {
+		return errors.New("log: resume: the server is shutting down")
 	}
 	cfg := s.sb.jsCfg
 	if err := s.ns.EnableJetStream(&cfg); err != nil {
@@ -188,6 +195,7 @@ func (s *Server) watchRoutes(stop <-chan struct{}, quorum int) {
 // stopStandby ends the route watch (at Shutdown).
 func (s *Server) stopStandby() {
 	s.sb.mu.Lock()
+	s.sb.closed = true
 	if s.sb.stop != nil {
 		close(s.sb.stop)
 		s.sb.stop = nil
