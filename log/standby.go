@@ -54,7 +54,7 @@ var errNotClusteredStandby = errors.New("log: stand by: the embedded NATS server
 type standby struct {
 	mu      sync.Mutex // held through a stop or a start of JetStream
 	on      bool
-	closed  bool // the server is shutting down: no more standing by
+	closed  bool                   // the server is shutting down: no more standing by
 	jsCfg   server.JetStreamConfig // what EnableJetStream needs to start it again
 	stop    chan struct{}          // closes the route watch
 	watchWG sync.WaitGroup
