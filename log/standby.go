@@ -34,8 +34,9 @@ import (
 // A server that lost its membership lease (no majority acknowledges its
 // beats, so it is cut off or was paused) stands by: its groups stop
 // before their first election timer fires (the lease runs out about a
-// second after a cut with the test settings, two with the defaults; the
-// timers fire 4 s at the earliest). It resumes when the lease is back,
+// second after a cut with the partition test's settings, one to two
+// seconds with the defaults; the timers fire 4 s at the earliest, and a
+// meta leader's stop waits 2 s, see StandBy). It resumes when the lease is back,
 // or as soon as routes reach a majority of the cluster again after they
 // had fallen below it: a node that restarts must be able to join (join
 // stores a key, which needs a JetStream quorum) while this one has no
