@@ -36,7 +36,8 @@ import (
 // acknowledged increment lost, none twice, every history gapless.
 // Measured and logged (they depend on nats-server's Raft, see
 // docs/operations.md): cut to the majority serving every counter, the
-// longest gap in acknowledgements after the heal.
+// longest gap in acknowledgements after the heal, heal to every replica
+// caught up (waited for, up to a minute, before the next scenario).
 //
 // STRATA_PARTITION_CUT sets the length of cuts 1 and 2 (a Go duration;
 // default 10s).
@@ -279,6 +280,15 @@ func partitionScenario(t *testing.T, c *testCluster, lab *netLab, l *clusterLoad
 		t.Fatalf("not every node serves again two minutes after the heal\n%s", c.Logs(victim))
 	}
 	served := time.Since(heal)
+	// When the healed node's replicas have caught up (the next cut, soon
+	// after, would otherwise find streams whose leader's quorum needs the
+	// node cut then).
+	var lagging map[string][]string
+	caughtUp := time.Duration(-1)
+	if waitFor(time.Minute, func() bool { lagging = behindReplicas(c, -1); return len(lagging) == 0 }) {
+		caughtUp = time.Since(heal)
+	}
+	t.Logf("heal→every replica within %d entries of its leader: %s (-1: not within a minute; last seen behind: %v)", behindLagMin, caughtUp.Round(time.Millisecond), lagging)
 	// Let the load run past the heal (the leases are watched meanwhile).
 	waitFor(time.Minute, func() bool { return countOK(l.snapshot(), heal.Add(served).Add(5*time.Second)) >= 3*len(names) })
 	close(stopMajority)
@@ -474,11 +484,16 @@ const stepDownsMax = 2
 // catching up rather than answering the appends in flight.
 const behindLagMin = 100
 
-// behindReplicas asks each node but the victim for the streams it leads
-// and answers, by stream, the replicas other than the victim that the
+// behindReplicas asks each node but the victim (-1: none) for the
+// streams it leads and answers, by stream, the replicas other than the
+// victim that the
 // leader sees more than behindLagMin entries behind.
 func behindReplicas(c *testCluster, victim int) map[string][]string {
 	out := map[string][]string{}
+	vname := "" // victim -1: every node's streams, every replica
+	if victim >= 0 {
+		vname = c.Name(victim)
+	}
 	for i := range c.nodes {
 		if i == victim {
 			continue
@@ -494,7 +509,7 @@ func behindReplicas(c *testCluster, victim int) map[string][]string {
 			for _, r := range st.Replicas {
 				// A caught-up follower under load lags by the appends in
 				// flight; one catching up, by what it missed.
-				if r.Name != c.Name(victim) && r.Lag > behindLagMin {
+				if r.Name != vname && r.Lag > behindLagMin {
 					out[st.Name] = append(out[st.Name], fmt.Sprintf("%s lag %d current %v", r.Name, r.Lag, r.Current))
 				}
 			}
