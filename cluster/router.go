@@ -39,10 +39,16 @@ type Config struct {
 	// production: only fencing then keeps one writer per object.
 	OwnAll bool
 	// OnLeaseLost, if set, runs when the lease runs out, after every
-	// activation is released: the node steps down from the log's Raft
-	// groups it leads (log.Server.StepDown), so that it cannot answer
-	// reads from a stale store once healed.
+	// activation is released and the requests forwarded from here stopped
+	// waiting: the node stops its log server's Raft groups
+	// (log.Server.StandBy), so that they neither answer reads from a stale
+	// store once healed nor call elections while cut off. OnLeaseBack, if
+	// set, runs when the lease is back, before the node serves again
+	// (log.Server.Resume); while it fails the node serves nothing and it
+	// is tried again every 50 ms. Both run on the lease's goroutine:
+	// requests are refused meanwhile.
 	OnLeaseLost func()
+	OnLeaseBack func() error
 	Logger      *slog.Logger
 	// Tracer, if set, traces the forwarded requests this node serves
 	// (spans.go): their spans are children of the forwarder's. Nil:
@@ -260,6 +266,7 @@ func (r *Router) watchLease() {
 	t := time.NewTicker(leaseCheck)
 	defer t.Stop()
 	held := true
+	var backFailed time.Time // when OnLeaseBack last failed, for its warnings
 	for {
 		select {
 		case <-r.stop:
@@ -273,24 +280,41 @@ func (r *Router) watchLease() {
 		if held && (expired || lapses != r.lapsesSeen.Load()) {
 			n := r.rt.ReleaseIf(func(string, objects.ID) bool { return true })
 			r.logger.Warn("membership lease ran out (no majority acknowledges this node's beats): released every activation; serving nothing until it is back", "released", n)
-			if r.cfg.OnLeaseLost != nil {
-				r.cfg.OnLeaseLost()
-			}
 			held = false
 			r.lapse.Lock()
 			close(r.lapse.ch)
 			r.lapse.Unlock()
+			if r.cfg.OnLeaseLost != nil {
+				r.cfg.OnLeaseLost()
+			}
 		}
-		r.lapsesSeen.Store(lapses)
 		if !held && !expired {
+			// The lapse stays unhandled, so leased() refuses, until
+			// OnLeaseBack has done its part (the log's server is back).
+			if r.cfg.OnLeaseBack != nil {
+				if err := r.cfg.OnLeaseBack(); err != nil {
+					if time.Since(backFailed) > leaseBackRetryLog {
+						r.logger.Warn("membership lease is back, but this node cannot serve yet; trying again", "err", err)
+						backFailed = time.Now()
+					}
+					continue
+				}
+			}
 			r.logger.Info("membership lease is back")
 			held = true
 			r.lapse.Lock()
 			r.lapse.ch = make(chan struct{})
 			r.lapse.Unlock()
 		}
+		if held {
+			r.lapsesSeen.Store(lapses)
+		}
 	}
 }
+
+// leaseBackRetryLog spaces the warnings of an OnLeaseBack that keeps
+// failing (it is tried again every leaseCheck).
+const leaseBackRetryLog = 10 * time.Second
 
 // leaseCheck is how often watchLease looks at the lease.
 const leaseCheck = 50 * time.Millisecond

@@ -11,7 +11,10 @@ import (
 // from the others may still name itself leader until its election timeout
 // passes; each peer's active_ms says how fresh the view is.
 type RaftStatus struct {
-	Node       string       `json:"node"`        // the answering node
+	Node string `json:"node"` // the answering node
+	// StandingBy: the node has no membership lease and its embedded
+	// server's JetStream is stopped meanwhile; it takes part in no group.
+	StandingBy bool         `json:"standing_by,omitempty"`
 	MetaLeader string       `json:"meta_leader"` // "" while none is known
 	MetaSize   int          `json:"meta_size"`
 	MetaPeers  []RaftPeer   `json:"meta_peers"` // the meta group's other members

@@ -30,11 +30,14 @@ import (
 // leader); the cut node answers 503 no_lease, half its answers within
 // 100 ms; counters whose owner and log stream leader are on the majority
 // side are not interrupted beyond 1 s; every node serves again after the
-// heal. And over all of it: no
+// heal; no Raft leader of the majority steps down for a higher term
+// from the cut node (the heal stall's cause; at most two stream or
+// consumer leaders, never the meta group's). And over all of it: no
 // acknowledged increment lost, none twice, every history gapless.
 // Measured and logged (they depend on nats-server's Raft, see
 // docs/operations.md): cut to the majority serving every counter, the
-// longest gap in acknowledgements after the heal.
+// longest gap in acknowledgements after the heal, heal to every replica
+// caught up (waited for, up to a minute, before the next scenario).
 //
 // STRATA_PARTITION_CUT sets the length of cuts 1 and 2 (a Go duration;
 // default 10s).
@@ -116,9 +119,15 @@ func partitionScenario(t *testing.T, c *testCluster, lab *netLab, l *clusterLoad
 			owner[r.obj] = r.ranOn
 		}
 	}
+	// A stream whose leader is on the majority side commits through the
+	// cut only if its other majority replica is caught up: one still
+	// catching up (after the previous heal) acknowledges nothing, and the
+	// leader's quorum is then the cut node (Raft's, not Strata's).
+	behind := behindReplicas(c, victim)
 	var majoritySide []string // counters whose owner and log leader are not the victim
 	for _, name := range names {
-		if owner[name] != c.Name(victim) && leaderOf[counterStream(name)] != c.Name(victim) && leaderOf[counterStream(name)] != "" {
+		st := counterStream(name)
+		if owner[name] != c.Name(victim) && leaderOf[st] != c.Name(victim) && leaderOf[st] != "" && len(behind[st]) == 0 {
 			majoritySide = append(majoritySide, name)
 		}
 	}
@@ -271,12 +280,47 @@ func partitionScenario(t *testing.T, c *testCluster, lab *netLab, l *clusterLoad
 		t.Fatalf("not every node serves again two minutes after the heal\n%s", c.Logs(victim))
 	}
 	served := time.Since(heal)
+	// When the healed node's replicas have caught up (the next cut, soon
+	// after, would otherwise find streams whose leader's quorum needs the
+	// node cut then).
+	var lagging map[string][]string
+	caughtUp := time.Duration(-1)
+	if waitFor(time.Minute, func() bool { lagging = behindReplicas(c, -1); return len(lagging) == 0 }) {
+		caughtUp = time.Since(heal)
+	}
+	t.Logf("heal→every replica within %d entries of its leader: %s (-1: not within a minute; last seen behind: %v)", behindLagMin, caughtUp.Round(time.Millisecond), lagging)
 	// Let the load run past the heal (the leases are watched meanwhile).
 	waitFor(time.Minute, func() bool { return countOK(l.snapshot(), heal.Add(served).Add(5*time.Second)) >= 3*len(names) })
 	close(stopMajority)
 	<-majorityDone
 	if len(majorityLapses) > 0 {
 		t.Errorf("the majority's leases changed from the cut to after the heal: %v", majorityLapses)
+	}
+	// The heal stall's cause (issue 22): the cut node's Raft groups called
+	// elections while cut off, and at the heal their inflated terms made
+	// the majority's leaders step down. Standing by without the lease
+	// (log.Server.StandBy) keeps them from it.
+	// A group of the cut node whose election timer fired before the
+	// standby stopped it (a meta leader's stop waits 2 s) may still step
+	// one leader down: that is reported; the meta group's, or more than
+	// stepDownsMax, fail (without the standby: 7 to 17 a scenario, the
+	// meta group's among them in one of six).
+	var stepDowns []string
+	meta := false
+	for i := range c.nodes {
+		if i == victim {
+			continue
+		}
+		for _, line := range logLinesSince(c.Logs(i), cut, "Detected another leader with higher term") {
+			stepDowns = append(stepDowns, c.Name(i)+": "+line)
+			meta = meta || strings.Contains(line, "_meta_")
+		}
+	}
+	switch {
+	case meta || len(stepDowns) > stepDownsMax:
+		t.Errorf("majority nodes' Raft leaders stepped down for a higher term from the cut node (the heal stall's cause), the meta group's among them: %v:\n%s", meta, strings.Join(stepDowns, "\n"))
+	case len(stepDowns) > 0:
+		t.Logf("TARGET MISSED: %d Raft leaders of the majority stepped down for a higher term from the cut node:\n%s", len(stepDowns), strings.Join(stepDowns, "\n"))
 	}
 	results := l.snapshot()
 	if dir := os.Getenv("STRATA_PARTITION_LOGS"); dir != "" { // for a diagnosis
@@ -325,15 +369,27 @@ func partitionScenario(t *testing.T, c *testCluster, lab *netLab, l *clusterLoad
 		sideGap, sideObj, _ = longestGaps(sideResults, cut, heal)
 	}
 	perObj, obj, overall := longestGaps(results, heal, heal.Add(served).Add(5*time.Second))
+	if overall > 2*time.Second {
+		t.Logf("TARGET MISSED: after the heal no increment was acked for %s, target 2s", overall.Round(time.Millisecond))
+	}
 	// Issue 22's target is 1 s. It held in the runs of 7 December except
 	// one cut of the meta leader (2.5 s: the JetStream meta group had no
 	// leader, docs/operations.md), so over 1 s is reported and only a gap
 	// as long as the whole-cluster target (5 s) fails.
 	if sideGap > time.Second {
-		t.Logf("TARGET MISSED: counters whose owner and log stream leader are on the majority side were interrupted for %s (%s) during the cut, target 1s", sideGap.Round(time.Millisecond), sideObj)
+		var tries []string
+		for _, r := range sideResults {
+			if r.obj == sideObj && r.end.After(cut) && r.start.Before(heal) {
+				tries = append(tries, fmt.Sprintf("[%s +%s→+%s %d ran on %s %v]", c.Name(r.via), r.start.Sub(cut).Round(time.Millisecond), r.end.Sub(cut).Round(time.Millisecond), r.status, r.ranOn, r.err))
+			}
+		}
+		t.Logf("TARGET MISSED: counters whose owner and log stream leader are on the majority side were interrupted for %s (%s) during the cut, target 1s; its prober's tries: %s", sideGap.Round(time.Millisecond), sideObj, strings.Join(tries, " "))
 	}
 	if sideGap > 5*time.Second {
 		t.Errorf("counters whose owner and log stream leader are on the majority side were interrupted for %s (%s) during the cut, want at most 5s", sideGap.Round(time.Millisecond), sideObj)
+	}
+	if len(behind) > 0 {
+		t.Logf("at the cut, replicas on the majority side not caught up (their streams' counters are not counted on the majority side): %v", behind)
 	}
 	t.Logf("%s: windows: cut→majority serving every counter %s (the last: %s, stream %s); counters with owner and leader on the majority side (%d: %v) longest gap in acks during the cut %s (%s); cut→the cut node without its lease %s; cut→first no_lease %s; no_lease answers %d, median %s, slowest %s; heal→every node serving %s; after the heal the longest gap in acks overall %s, per counter %s (%s); majority lease changes %v",
 		what, majorityServing.Round(time.Millisecond), slowest, counterStream(slowest), len(majoritySide), majoritySide, sideGap.Round(time.Millisecond), sideObj,
@@ -402,4 +458,62 @@ func countOK(rs []result, from time.Time) int {
 		}
 	}
 	return n
+}
+
+// logLinesSince returns the lines of a node's log (slog text, each
+// starting "time=<RFC 3339>") logged at or after since that contain substr.
+func logLinesSince(logs string, since time.Time, substr string) []string {
+	var out []string
+	for _, line := range strings.Split(logs, "\n") {
+		if !strings.Contains(line, substr) {
+			continue
+		}
+		ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		if at, err := time.Parse(time.RFC3339Nano, ts); err == nil && !at.Before(since) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// stepDownsMax is how many majority leaders (of streams or consumers)
+// may step down for a higher term at a heal before the test fails.
+const stepDownsMax = 2
+
+// behindLagMin is the lag (Raft entries) past which a replica counts as
+// catching up rather than answering the appends in flight.
+const behindLagMin = 100
+
+// behindReplicas asks each node but the victim (-1: none) for the
+// streams it leads and answers, by stream, the replicas other than the
+// victim that the
+// leader sees more than behindLagMin entries behind.
+func behindReplicas(c *testCluster, victim int) map[string][]string {
+	out := map[string][]string{}
+	vname := "" // victim -1: every node's streams, every replica
+	if victim >= 0 {
+		vname = c.Name(victim)
+	}
+	for i := range c.nodes {
+		if i == victim {
+			continue
+		}
+		v, err := c.Raft(i)
+		if err != nil {
+			continue
+		}
+		for _, st := range v.Streams {
+			if st.Leader != c.Name(i) {
+				continue
+			}
+			for _, r := range st.Replicas {
+				// A caught-up follower under load lags by the appends in
+				// flight; one catching up, by what it missed.
+				if r.Name != vname && r.Lag > behindLagMin {
+					out[st.Name] = append(out[st.Name], fmt.Sprintf("%s lag %d current %v", r.Name, r.Lag, r.Current))
+				}
+			}
+		}
+	}
+	return out
 }

@@ -278,28 +278,40 @@ type clusterView struct {
 // Status is node i's GET /v1/cluster.
 func (c *testCluster) Status(i int) (clusterView, error) {
 	var v clusterView
+	return v, c.getAdmin(i, "/v1/cluster", &v)
+}
+
+// Raft is node i's GET /v1/cluster/raft.
+func (c *testCluster) Raft(i int) (raftView, error) {
+	var v raftView
+	return v, c.getAdmin(i, "/v1/cluster/raft", &v)
+}
+
+// getAdmin GETs path from node i, with the admin token when auth is on,
+// and decodes a 200 into out.
+func (c *testCluster) getAdmin(i int, path string, out any) error {
 	base := c.URL(i)
 	if base == "" {
-		return v, fmt.Errorf("%s is down", c.nodes[i].name)
+		return fmt.Errorf("%s is down", c.nodes[i].name)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/cluster", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	if err != nil {
-		return v, err
+		return err
 	}
 	if tok := c.adminToken(); tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok) // nodes run with --auth=on
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return v, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return v, fmt.Errorf("GET /v1/cluster: %s", resp.Status)
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
-	return v, json.NewDecoder(resp.Body).Decode(&v)
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 // adminToken is the first admin token, from the data folder of whichever

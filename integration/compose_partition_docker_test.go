@@ -149,11 +149,17 @@ func (d *dockerCluster) insideStatus(i int) (clusterView, error) {
 // raftView is GET /v1/cluster/raft.
 type raftView struct {
 	Node       string `json:"node"`
+	StandingBy bool   `json:"standing_by"`
 	MetaLeader string `json:"meta_leader"`
 	MetaSize   int    `json:"meta_size"`
 	Streams    []struct {
-		Name   string `json:"name"`
-		Leader string `json:"leader"`
+		Name     string `json:"name"`
+		Leader   string `json:"leader"`
+		Replicas []struct {
+			Name    string `json:"name"`
+			Current bool   `json:"current"`
+			Lag     uint64 `json:"lag"`
+		} `json:"replicas"`
 	} `json:"streams"`
 }
 

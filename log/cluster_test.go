@@ -67,29 +67,60 @@ func startCluster(t testing.TB, n int) []*Server {
 		routes = append(routes, fmt.Sprintf("127.0.0.1:%d", ports[i]))
 	}
 	for i := range n {
-		srv, err := RunEmbedded(EmbeddedConfig{
-			Dir: t.TempDir(), Logger: quiet, ServerName: fmt.Sprintf("n%d", i+1), Auth: testAuth, Listen: true,
-			Cluster: &ClusterConfig{Port: ports[i], Routes: routes},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			srv.Shutdown(ctx)
-		})
-		srvs = append(srvs, srv)
+		srvs = append(srvs, runClusterServer(t, t.TempDir(), i, ports[i], routes))
 	}
+	awaitRoutes(t, srvs)
+	return srvs
+}
+
+// runClusterServer runs server n<i+1> of a cluster on dir and its route
+// port, shut down when the test ends.
+func runClusterServer(t testing.TB, dir string, i, port int, routes []string) *Server {
+	t.Helper()
+	return runServer(t, EmbeddedConfig{
+		Dir: dir, Logger: quiet, ServerName: fmt.Sprintf("n%d", i+1), Auth: testAuth, Listen: true,
+		Cluster: &ClusterConfig{Port: port, Routes: routes},
+	})
+}
+
+// runServer runs an embedded server, shut down when the test ends.
+func runServer(t testing.TB, cfg EmbeddedConfig) *Server {
+	t.Helper()
+	srv, err := RunEmbedded(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return srv
+}
+
+// awaitRoutes waits until every server has routes to all the others.
+func awaitRoutes(t testing.TB, srvs []*Server) {
+	t.Helper()
 	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		for i, s := range srvs {
-			if s.Routes() < n-1 {
+			if s.Routes() < len(srvs)-1 {
 				return fmt.Errorf("server %d has %d routes", i+1, s.Routes())
 			}
 		}
 		return nil
 	})
-	return srvs
+}
+
+// startClusterLogs runs n servers as startCluster does and opens an R3
+// log on each.
+func startClusterLogs(t testing.TB, n int) ([]*Server, []*Log) {
+	t.Helper()
+	srvs := startCluster(t, n)
+	logs := make([]*Log, n)
+	for i, s := range srvs {
+		logs[i] = openClusterLog(t, s, fmt.Sprintf("n%d", i+1))
+	}
+	return srvs, logs
 }
 
 func openClusterLog(t testing.TB, srv *Server, name string) *Log {
@@ -115,11 +146,7 @@ func TestClusterR3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("forms a three-server JetStream cluster")
 	}
-	srvs := startCluster(t, 3)
-	logs := make([]*Log, 3)
-	for i, s := range srvs {
-		logs[i] = openClusterLog(t, s, fmt.Sprintf("n%d", i+1))
-	}
+	_, logs := startClusterLogs(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 

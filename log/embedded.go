@@ -65,8 +65,11 @@ var (
 
 // Server is an embedded NATS server with JetStream.
 type Server struct {
-	ns     *server.Server
-	listen bool // has a TCP client listener
+	ns        *server.Server
+	listen    bool   // has a TCP client listener
+	storeDir  string // EmbeddedConfig.Dir
+	clustered bool   // EmbeddedConfig.Cluster was set
+	sb        standby
 }
 
 // RunEmbedded starts a server and waits until it accepts connections.
@@ -160,7 +163,9 @@ func RunEmbedded(cfg EmbeddedConfig) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("log: embedded nats in %s: JetStream did not start", cfg.Dir)
 	}
-	return &Server{ns: ns, listen: cfg.Listen}, nil
+	srv := &Server{ns: ns, listen: cfg.Listen, storeDir: cfg.Dir, clustered: cfg.Cluster != nil}
+	srv.sb.logf = cfg.Logger.With("component", "standby").Info
+	return srv, nil
 }
 
 // checkListener refuses a client listener that anyone could use: one
@@ -209,6 +214,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		s.stopStandby()
 		s.ns.Shutdown()
 		s.ns.WaitForShutdown()
 	}()

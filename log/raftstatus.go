@@ -18,7 +18,10 @@ import (
 // itself leader until its group's election timeout passes; the peers'
 // Current and Active say how fresh its view is.
 type RaftStatus struct {
-	Server     string       // the server answering (its --node-name)
+	Server string // the server answering (its --node-name)
+	// StandingBy: JetStream is stopped while the node has no lease
+	// (StandBy); the server takes part in no group and the rest is empty.
+	StandingBy bool
 	MetaLeader string       // "" while no leader is known
 	MetaSize   int          // servers in the meta group
 	MetaPeers  []RaftPeer   // the meta group's other members
@@ -45,8 +48,11 @@ type StreamRaft struct {
 // network, so it answers while the node is partitioned. A server that is
 // not clustered has no meta group: ErrNotClustered.
 func (s *Server) RaftStatus() (RaftStatus, error) {
-	if !s.ns.JetStreamIsClustered() {
+	if !s.clustered {
 		return RaftStatus{}, ErrNotClustered
+	}
+	if !s.ns.JetStreamIsClustered() {
+		return RaftStatus{Server: s.ns.Name(), StandingBy: true}, nil // or stopping, or starting
 	}
 	info, err := s.ns.Jsz(&server.JSzOptions{Accounts: true, Streams: true})
 	if err != nil {

@@ -1,7 +1,6 @@
 package log
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -106,19 +105,10 @@ func TestRouteToSilentPeerCloses(t *testing.T) {
 	addr2 := fmt.Sprintf("127.0.0.1:%d", port2)
 	proxy := newBlackhole(t, addr2)
 	start := func(name string, port int, routes []string) *Server {
-		srv, err := RunEmbedded(EmbeddedConfig{
+		return runServer(t, EmbeddedConfig{
 			Dir: t.TempDir(), Logger: quiet, ServerName: name, Auth: testAuth,
 			Cluster: &ClusterConfig{Port: port, Routes: routes},
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			srv.Shutdown(ctx)
-		})
-		return srv
 	}
 	// n2 lists only itself, so n1's routes, through the proxy, are the
 	// only ones between the two.

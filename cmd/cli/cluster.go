@@ -33,6 +33,7 @@ type clusterConfig struct {
 	ttl          time.Duration
 	pingInterval time.Duration // of the embedded server's routes
 	maxPingsOut  int
+	standby      bool   // stand the embedded server by without the lease
 	ownAll       bool   // split-brain test hook
 	httpAddr     string // set by serve once the gateway listens
 }
@@ -52,6 +53,7 @@ func (c *clusterConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ttl, "node-ttl", 3*time.Second, "a node whose heartbeats stop is dropped after this long, and its objects move")
 	fs.DurationVar(&c.pingInterval, "route-ping-interval", log.DefaultRoutePingInterval, "interval of pings on idle routes to the other nodes; with --route-max-pings-out it bounds how long a silently cut node's routes stay open (about interval × (max+1))")
 	fs.IntVar(&c.maxPingsOut, "route-max-pings-out", log.DefaultRouteMaxPingsOut, "unanswered route pings after which a route is closed as stale")
+	fs.BoolVar(&c.standby, "standby-without-lease", true, "stop the embedded server's JetStream (its state kept) while this node has no membership lease, and start it again when the lease is back, so that a cut-off node's Raft groups do not call elections and stall the cluster at the heal; false keeps it running")
 	fs.BoolVar(&c.ownAll, "unsafe-own-all", false, "TESTS ONLY: this node believes it owns every object (a split brain that only fencing guards)")
 }
 
@@ -125,9 +127,11 @@ func (c *clusterConfig) embedded(host string, port int) *log.ClusterConfig {
 }
 
 // newRouter returns the node's router, not started, or nil alone.
-// With an embedded server, the node steps down from the log's Raft
-// groups when its lease runs out (log.Server.StepDown); an external NATS
-// keeps its own leaders.
+// With an embedded server, the node stands by when its lease runs out
+// and resumes when it is back (log.Server.StandBy, Resume), or with
+// --standby-without-lease=false only steps down from the stream
+// leaderships it holds (log.Server.StepDown); an external NATS keeps its
+// own leaders.
 func (c *clusterConfig) newRouter(l *log.Log, srv *log.Server, lc logConfig) (*cluster.Router, error) {
 	if !c.enabled {
 		return nil, nil
@@ -136,7 +140,7 @@ func (c *clusterConfig) newRouter(l *log.Log, srv *log.Server, lc logConfig) (*c
 		Node: c.node, Log: l, Codec: gateway.JSONCodec, HTTPAddr: c.httpAddr,
 		Heartbeat: c.heartbeat, TTL: c.ttl, OwnAll: c.ownAll, Logger: lc.logger, Tracer: lc.tracer,
 	}
-	if srv != nil {
+	if srv != nil && !c.standby {
 		cfg.OnLeaseLost = func() {
 			n, err := srv.StepDown()
 			if err != nil {
@@ -144,6 +148,27 @@ func (c *clusterConfig) newRouter(l *log.Log, srv *log.Server, lc logConfig) (*c
 				return
 			}
 			lc.logger.Info("stepped down from the log's Raft groups this node led, after the lease ran out", "stepped_down", n)
+		}
+	}
+	if srv != nil && c.standby {
+		cfg.OnLeaseLost = func() {
+			start := time.Now()
+			if err := srv.StandBy(); err != nil {
+				lc.logger.Warn("the log's server did not stand by after the lease ran out (its Raft groups may call elections while it is cut off)", "err", err)
+				return
+			}
+			lc.logger.Info("the log's server stands by (JetStream stopped, its state kept) until the lease is back", "took", time.Since(start))
+		}
+		cfg.OnLeaseBack = func() error {
+			if !srv.StandingBy() {
+				return nil
+			}
+			start := time.Now()
+			if err := srv.Resume(); err != nil {
+				return err
+			}
+			lc.logger.Info("the log's server resumed (JetStream started again)", "took", time.Since(start))
+			return nil
 		}
 	}
 	return cluster.New(cfg)

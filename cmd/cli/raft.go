@@ -21,7 +21,7 @@ func raftStatus(srv *log.Server, clustered bool) func() (gateway.RaftStatus, err
 		if err != nil {
 			return gateway.RaftStatus{}, err
 		}
-		out := gateway.RaftStatus{Node: st.Server, MetaLeader: st.MetaLeader, MetaSize: st.MetaSize, MetaPeers: raftPeers(st.MetaPeers), Streams: []gateway.StreamRaft{}}
+		out := gateway.RaftStatus{Node: st.Server, StandingBy: st.StandingBy, MetaLeader: st.MetaLeader, MetaSize: st.MetaSize, MetaPeers: raftPeers(st.MetaPeers), Streams: []gateway.StreamRaft{}}
 		for _, s := range st.Streams {
 			out.Streams = append(out.Streams, gateway.StreamRaft{Name: s.Name, Leader: s.Leader, Replicas: raftPeers(s.Replicas)})
 		}
@@ -42,6 +42,10 @@ func printRaft(env *Env, b []byte) error {
 	var st gateway.RaftStatus
 	if err := json.Unmarshal(b, &st); err != nil {
 		return fmt.Errorf("cluster: raft answer: %w", err)
+	}
+	if st.StandingBy {
+		_, err := fmt.Fprintf(env.Stdout, "as seen by %s: standing by (no membership lease: its JetStream is stopped until the lease is back)\n", st.Node)
+		return err
 	}
 	leader := st.MetaLeader
 	if leader == "" {

@@ -7,7 +7,8 @@ import (
 )
 
 // TestPrintRaft: strata cluster --raft's table names the meta leader,
-// each stream's leader, "(electing)" for none, and stale peers.
+// each stream's leader, "(electing)" for none, and stale peers; a node
+// standing by says so and prints no table.
 func TestPrintRaft(t *testing.T) {
 	var out bytes.Buffer
 	answer := `{"node":"n3","meta_leader":"","meta_size":3,"meta_peers":[{"name":"n1","current":false,"active_ms":0}],` +
@@ -25,6 +26,13 @@ func TestPrintRaft(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("no %q in:\n%s", want, got)
 		}
+	}
+	out.Reset()
+	if err := printRaft(&Env{Stdout: &out}, []byte(`{"node":"n3","standing_by":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := out.String(), "as seen by n3: standing by"; !strings.HasPrefix(got, want) || strings.Contains(got, "GROUP") {
+		t.Errorf("standing by printed as %q, want it to start %q and no table", got, want)
 	}
 	if err := printRaft(&Env{Stdout: &out}, []byte("not json")); err == nil {
 		t.Error("an answer that is not JSON printed")
