@@ -112,7 +112,9 @@ func BenchmarkWritePath(b *testing.B) {
 	}
 	b.Run("turn-32", func(b *testing.B) {
 		obj := fmt.Sprint("one-", b.N)
+		cpu := benchcpu.Start(b)
 		parallel(b, 32, func(uint64) string { return obj })
+		cpu()
 		record("turn-32", b)
 	})
 	b.Run("raw-async-1000", func(b *testing.B) {
