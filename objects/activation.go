@@ -40,9 +40,11 @@ import (
 //
 // run takes a result from acks only while holding the lock (at the top of
 // its loop, after a kick), and so does Sync inside a turn and Init's loop
-// (which hold the lock for the turn): acks has one receiver at a time. Every
-// change made without run ends with a kick, so run's next wait is chosen on
-// the state as it is.
+// (which hold the lock for the turn): acks has one receiver at a time. A
+// goroutine other than run that lets the lock go kicks run when run's
+// wait no longer fits the state (unlockDrive), and one that leaves a
+// result in acks always does, so run's next wait is chosen on the state
+// as it is.
 //
 // Invariants (DESIGN.md, "The write path"):
 //  1. Turns run one at a time, under the drive lock.
@@ -1040,7 +1042,8 @@ func (t *turn) sync() error {
 		case r := <-a.acks:
 			a.acked(r)
 		case <-t.req.ctx.Done():
-			// The append goes on; run will collect its result.
+			// The append goes on; its result lands through acks (run
+			// collects it) or is handled by its own goroutine.
 			return t.req.ctx.Err()
 		}
 		if a.broken != nil && a.broken != errReset {
