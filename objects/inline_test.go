@@ -122,3 +122,64 @@ func (h *harness) live(class, name string) *activation {
 	defer h.rt.mu.Unlock()
 	return h.rt.mu.acts[actKey{class, IDFromName(class, name)}]
 }
+
+// TestInlineOutputGate: a write run inline on its caller's goroutine does
+// not answer before its event is acknowledged, and a read that runs inline
+// while that append is out (the lock is free meanwhile) waits for the same
+// ack: the output gate holds for turns off the activation's goroutine.
+func TestInlineOutputGate(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var acked atomic.Uint64
+	h := newHarness(t, func(c *Config) {
+		c.Hooks.BeforeAppend = func(class string, _ ID, v uint64) {
+			if class == "scratch" && v == 2 {
+				entered <- struct{}{}
+				<-release
+			}
+		}
+		c.Hooks.Acked = func(class string, _ ID, v, _ uint64) {
+			if class == "scratch" {
+				acked.Store(v)
+			}
+		}
+	})
+	h.must("og", put("k", "v1")) // version 1, not held
+
+	type answer struct {
+		out      any
+		err      error
+		inline   bool
+		ackedWas uint64
+	}
+	turn := func(fn turnFn, done chan<- answer) {
+		var inline bool
+		out, err := h.do("og", func(c *Ctx, s *scratch) (any, error) {
+			inline, _ = inlineStack()
+			return fn(c, s)
+		})
+		done <- answer{out, err, inline, acked.Load()}
+	}
+	writeDone, readDone := make(chan answer, 1), make(chan answer, 1)
+	go turn(put("k", "v2"), writeDone)
+	<-entered // version 2 is being appended, from the writer's goroutine, and held
+	go turn(get("k"), readDone)
+	select {
+	case a := <-writeDone:
+		t.Fatalf("the write answered before its event was acknowledged: %+v", a)
+	case a := <-readDone:
+		t.Fatalf("a read of the unacknowledged write answered early: %+v", a)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	w, r := <-writeDone, <-readDone
+	if w.err != nil || r.err != nil {
+		t.Fatal(w.err, r.err)
+	}
+	if !w.inline || !r.inline {
+		t.Fatalf("write inline %v, read inline %v: both should have run on their callers' goroutines", w.inline, r.inline)
+	}
+	if w.ackedWas < 2 || r.ackedWas < 2 || r.out != "v2" {
+		t.Fatalf("answers left before the ack of version 2 (write saw %d, read saw %d) or the read missed it (%v)", w.ackedWas, r.ackedWas, r.out)
+	}
+}
