@@ -102,33 +102,56 @@ func (l *Log) directGet(ctx context.Context, stream string, get directGetRequest
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
 	defer cancel()
 	inbox := l.nc.NewInbox()
-	sub, err := l.nc.SubscribeSync(inbox + ".*")
+	// A channel of its own, sized for the answers of a few attempts: a
+	// SubscribeSync channel holds nats.go's default 65,536 pending
+	// messages, half a megabyte allocated per get (per activation, whose
+	// load reads the object's last event). An answer that finds it full
+	// is dropped, and the get asks again after directGetAttempt.
+	replies := make(chan *nats.Msg, directGetRepliesMax)
+	sub, err := l.nc.ChanSubscribe(inbox+".*", replies)
 	if err != nil {
 		return storedMsg{}, fmt.Errorf("log: %s: %w", what, err)
 	}
 	defer sub.Unsubscribe()
+	attempt := time.NewTimer(directGetAttempt)
+	defer attempt.Stop()
 	for n := 0; ; n++ {
 		if err := l.nc.PublishRequest(directGetSubject(stream), inbox+"."+strconv.Itoa(n), req); err != nil {
 			return storedMsg{}, fmt.Errorf("log: %s: %w", what, err)
 		}
-		actx, acancel := context.WithTimeout(ctx, directGetAttempt)
-		resp, err := sub.NextMsgWithContext(actx)
-		acancel()
-		if err == nil {
-			return parseDirect(resp, what)
-		}
-		if errors.Is(err, nats.ErrNoResponders) && ctx.Err() == nil {
+		attempt.Reset(directGetAttempt) // no stale fire to drain since Go 1.23
+		select {
+		case resp := <-replies:
+			if !noResponders(resp) {
+				return parseDirect(resp, what)
+			}
+			if ctx.Err() != nil {
+				return storedMsg{}, fmt.Errorf("log: %s: %w", what, nats.ErrNoResponders)
+			}
 			// Perhaps to an earlier request of this get: ask again.
 			pause(ctx, noResponderRetry)
-			continue
+		case <-attempt.C:
+			// Unanswered yet: the replica it went to may be cut off. Ask
+			// again; an answer to any of the requests will do.
+		case <-ctx.Done():
+			return storedMsg{}, fmt.Errorf("log: %s: %w", what, ctx.Err())
 		}
-		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
-			return storedMsg{}, fmt.Errorf("log: %s: %w", what, err)
-		}
-		// Unanswered yet: the replica it went to may be cut off. Ask
-		// again; an answer to any of the requests will do.
 	}
 }
+
+// directGetRepliesMax is the channel a direct get's answers arrive on:
+// one answer per attempt is expected, and directGetAttempt paces them.
+const directGetRepliesMax = 16
+
+// noResponders reports whether m is the server's "no responders" status
+// (503 with no body), which nats.go's NextMsg turns into
+// nats.ErrNoResponders and a channel subscription hands over as is.
+func noResponders(m *nats.Msg) bool {
+	return len(m.Data) == 0 && m.Header.Get("Status") == statusNoResponders
+}
+
+// statusNoResponders is the status of a request nobody subscribed to.
+const statusNoResponders = "503"
 
 // noResponderRetry paces the requests of a read that met "no responders"
 // (the stream's replicas unreachable for a moment) until RequestTimeout.

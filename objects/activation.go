@@ -16,16 +16,38 @@ import (
 	"github.com/strata-objects/strata/projector"
 )
 
-// An activation is the one live instance of an object on this node. One
-// goroutine (run) owns all of its state except the admission lock and the
-// applied version, and drives the write path as a small state machine:
+// An activation is the one live instance of an object on this node. Its
+// state, except the admission lock and the applied version, belongs to
+// whoever holds its drive lock (drive): the write path is a small state
+// machine, and the holder drives it:
 //
-//	inputs:  a request from the mailbox, an append's result, the idle timer,
-//	         the runtime stopping
+//	inputs:  a request from the mailbox (or a caller's, run inline), an
+//	         append's result, the idle timer, the runtime stopping
 //	outputs: the next event to append, the responses released by an ack
 //
+// Three kinds of goroutine take the drive lock, one at a time:
+//   - run, the activation's own goroutine, for every input it selects
+//     on (it never holds the lock while it waits);
+//   - a caller whose request finds the activation idle and the mailbox
+//     empty (runInline): it runs its turn on its own goroutine, as run
+//     would, and, if the turn staged the next event and no append is
+//     out, appends it itself, so that a lone request crosses no goroutine
+//     of the activation's;
+//   - an append's goroutine, when its result lands (landed): if the lock
+//     is free it handles the ack itself (releasing the responses the ack
+//     frees) and sends the next pending event; if not, it leaves the
+//     result in acks for the holder and kicks run.
+//
+// run takes a result from acks only while holding the lock (at the top of
+// its loop, after a kick), and so does Sync inside a turn and Init's loop
+// (which hold the lock for the turn): acks has one receiver at a time. A
+// goroutine other than run that lets the lock go kicks run when run's
+// wait no longer fits the state (unlockDrive), and one that leaves a
+// result in acks always does, so run's next wait is chosen on the state
+// as it is.
+//
 // Invariants (DESIGN.md, "The write path"):
-//  1. Turns run one at a time, on this goroutine only.
+//  1. Turns run one at a time, under the drive lock.
 //  2. At most one append is in flight (inflight); turns that finish while
 //     it is out are coalesced into pending, the next event, in order.
 //  3. A response leaves only when every event it could have observed is
@@ -59,12 +81,19 @@ type activation struct {
 	name  string
 	inst  any
 
+	drive  sync.Mutex    // held by whoever drives the state machine (above)
+	kicked chan struct{} // buffered 1: the state changed without run; look again
+	loaded bool          // load finished: turns may run inline (guarded by drive)
+	// What run waits for while it waits, set under drive before it lets
+	// go: a request (waitMailbox), the settle timer (waitSettle).
+	waitMailbox, waitSettle bool
+
 	ready   chan struct{} // buffered 1: the mailbox went from empty to not
 	evict   chan struct{} // buffered 1: the runtime is past MaxActivations
 	evicted bool          // it ended idle (timeout or the cap): finish reports it after removal
 	mu      struct {
 		sync.Mutex
-		closed bool // no more admissions; set only by run
+		closed bool // no more admissions; set by the drive lock's holder, or releaseNow
 		moved  bool // released to another node: admissions get ErrMoved (handoff.go)
 		// mailbox holds the requests waiting for a turn, allocated on
 		// demand (an idle activation holds none), at most MailboxLen of
@@ -80,7 +109,7 @@ type activation struct {
 	handoff     chan struct{} // closed by releaseNow: drain, then end (handoff.go)
 	releaseOnce sync.Once
 
-	// Owned by run.
+	// Guarded by drive.
 	version   uint64 // newest version given to a commit (pending or acked)
 	lastSeq   uint64 // stream sequence of the newest acknowledged event
 	lastHash  log.Hash
@@ -93,10 +122,10 @@ type activation struct {
 	cacheB    int              // bytes of the cache's keys and values
 	pending   *commit
 	inflight  *commit
-	acks      chan appendResult
-	broken    error     // once set: admit nothing, finish the in-flight work, end
-	sql       *sqlState // the SQL database, once a turn used it (sqlstate.go)
-	inTurn    bool      // a handler is running (acks may arrive in Sync)
+	acks      chan appendResult // buffered 1: the in-flight append's result, for the drive lock's holder
+	broken    error             // once set: admit nothing, finish the in-flight work, end
+	sql       *sqlState         // the SQL database, once a turn used it (sqlstate.go)
+	inTurn    bool              // a handler is running (acks may arrive in Sync)
 	stopping  bool
 	lastUsed  time.Time
 
@@ -280,7 +309,8 @@ func (a *activation) closeWith(err error) {
 }
 
 func (a *activation) run() {
-	defer a.finish()
+	a.drive.Lock()   // held while run acts; released only while it waits
+	defer a.finish() // with the lock held: nothing drives an ended activation
 	if err := a.load(); err != nil {
 		a.rt.logger.Warn("activation failed", "class", a.class.name, "id", a.id, "err", err)
 		a.closeWith(err)
@@ -298,8 +328,14 @@ func (a *activation) run() {
 		}
 	}()
 	a.lastUsed = time.Now()
+	a.loaded = true
 	stopping, release := a.rt.stopping, a.handoff
 	for {
+		select {
+		case r := <-a.acks: // landed while another goroutine held the lock
+			a.acked(r)
+		default:
+		}
 		if a.stopping {
 			a.carrySettles(true) // an activation that ends writes what it noted
 		}
@@ -328,19 +364,30 @@ func (a *activation) run() {
 				mailbox = a.ready
 			}
 		}
+		a.waitMailbox, a.waitSettle = mailbox != nil, settle != nil
+		a.drive.Unlock()
 		select {
+		case <-a.kicked:
+			a.drive.Lock()
 		case <-projected:
+			a.drive.Lock()
 			a.rt.hooks.overlayWait(a.class.name, a.id)
 		case <-mailbox:
+			a.drive.Lock()
+			// An inline turn may have filled the next event or the
+			// overlay while run waited: then the request waits.
+			if a.broken != nil || a.full() || a.overBudget() {
+				continue
+			}
 			if req := a.pop(); req != nil {
 				a.lastUsed = time.Now()
 				a.handle(req)
 			}
-		case r := <-a.acks:
-			a.acked(r)
 		case <-settle:
+			a.drive.Lock()
 			a.settleDue()
 		case <-idle.C:
+			a.drive.Lock()
 			if a.idle() && time.Since(a.lastUsed) >= a.rt.cfg.IdleTimeout && a.close() {
 				a.evicted = true
 				return
@@ -348,6 +395,7 @@ func (a *activation) run() {
 			a.sqlSettle(true)
 			idle.Reset(a.rt.cfg.IdleTimeout)
 		case <-a.evict:
+			a.drive.Lock()
 			// Past MaxActivations, the least recently used go first, and
 			// only when idle, as at the idle timeout: an in-flight append
 			// or a queued request keeps it.
@@ -356,13 +404,73 @@ func (a *activation) run() {
 				return
 			}
 		case <-stopping:
+			a.drive.Lock()
 			stopping = nil
 			a.stopping = true
 		case <-release:
+			a.drive.Lock()
 			release = nil
 			a.stopping = true
 		}
 	}
+}
+
+// kick wakes run to choose its wait again.
+func (a *activation) kick() {
+	select {
+	case a.kicked <- struct{}{}:
+	default: // a wake-up is already waiting
+	}
+}
+
+// unlockDrive releases the drive lock taken by a goroutine other than run,
+// and kicks run if what it waits for no longer fits the state: it must
+// end (broken, stopping), it waits for no request although one may now
+// run, or a settle timer was armed that it does not watch.
+func (a *activation) unlockDrive() {
+	stale := a.broken != nil || a.stopping ||
+		a.settleArmed && !a.waitSettle ||
+		!a.waitMailbox && !a.full() && !a.overBudget()
+	a.drive.Unlock()
+	if stale {
+		a.kick()
+	}
+}
+
+// runInline runs req on the caller's goroutine if the activation can take
+// a turn now and nothing waits before it: loaded, the mailbox empty, the
+// drive lock free, the next event not full, the overlay within its bound.
+// If the turn stages the next event and no append is out, the caller
+// sends it too and handles its ack if the lock is free then. It reports
+// whether req ran (its result is then in req.result, or will be once the
+// ack that gates it lands); if not, the caller queues it in the mailbox.
+func (a *activation) runInline(req *request) bool {
+	if req.lazy || req.settle != nil {
+		return false // settles keep to run (settle.go)
+	}
+	a.mu.Lock()
+	ok := !a.mu.closed && len(a.mu.mailbox) == 0 && a.drive.TryLock()
+	a.mu.Unlock()
+	if !ok {
+		return false
+	}
+	if !a.loaded || a.stopping || a.broken != nil || a.full() || a.overBudget() {
+		a.unlockDrive()
+		return false
+	}
+	a.lastUsed = time.Now()
+	a.handle(req)
+	out := a.next()
+	a.unlockDrive()
+	if out != nil {
+		// The caller's own answer is released by this ack; an event that
+		// staged meanwhile goes out on a goroutine of its own, so the
+		// caller answers without waiting for it.
+		if out = a.landed(a.send(out)); out != nil {
+			go a.appendLoop(out)
+		}
+	}
+	return true
 }
 
 func (a *activation) finish() {
@@ -765,19 +873,35 @@ func (a *activation) full() bool {
 		c.bytes+WriteSetBytesMax+turnOverheadBytes+outcomeBytesMax+eventEnvelopeBytes > a.rt.maxEventBytes)
 }
 
-// flush starts the next append if none is in flight.
+// flush starts the next append, if none is in flight, on a goroutine of
+// its own.
 func (a *activation) flush() {
+	if out := a.next(); out != nil {
+		go a.appendLoop(out)
+	}
+}
+
+// outgoing is an event on its way to the log.
+type outgoing struct {
+	ev     *log.Event
+	expect uint64
+	spans  []trace.Span
+}
+
+// next moves the pending event in flight and returns it to send; nil if
+// an append is in flight or nothing is pending.
+func (a *activation) next() *outgoing {
 	if a.inflight != nil || a.pending == nil {
-		return
+		return nil
 	}
 	a.carrySettles(false) // the next event carries the noted Settles (settle.go)
 	c := a.pending
 	a.pending, a.inflight = nil, c
-	var spans []trace.Span
+	out := &outgoing{expect: a.lastSeq}
 	if len(c.traced) > 0 {
-		spans = traceAppend(c, a.class.name, a.id) // before the event is built: it records the spans' ids
+		out.spans = traceAppend(c, a.class.name, a.id) // before the event is built: it records the spans' ids
 	}
-	ev := &log.Event{
+	out.ev = &log.Event{
 		Format:   log.FormatVersion,
 		Class:    a.class.name,
 		ID:       a.id,
@@ -787,17 +911,45 @@ func (a *activation) flush() {
 		PrevHash: a.lastHash,
 	}
 	if c.version == 1 {
-		ev.Name = a.name
+		out.ev.Name = a.name
 	}
-	expect := a.lastSeq
-	go func() {
-		a.rt.hooks.beforeAppend(ev.Class, ev.ID, ev.Version)
-		rec, err := a.rt.log.Append(a.rt.appendCtx, ev, expect)
-		if spans != nil {
-			endAppend(spans, rec, err)
-		}
-		a.acks <- appendResult{rec, err}
-	}()
+	return out
+}
+
+// send appends out and returns the log's answer. It runs without the
+// drive lock: turns go on meanwhile.
+func (a *activation) send(out *outgoing) appendResult {
+	a.rt.hooks.beforeAppend(out.ev.Class, out.ev.ID, out.ev.Version)
+	rec, err := a.rt.log.Append(a.rt.appendCtx, out.ev, out.expect)
+	if out.spans != nil {
+		endAppend(out.spans, rec, err)
+	}
+	return appendResult{rec, err}
+}
+
+// appendLoop is an append's goroutine: it sends out and hands the result
+// on (landed), and goes on sending the events that follow for as long as
+// it finds the drive lock free when their results land.
+func (a *activation) appendLoop(out *outgoing) {
+	for out != nil {
+		out = a.landed(a.send(out))
+	}
+}
+
+// landed hands the in-flight append's result to the state machine. If
+// the drive lock is free it handles the ack itself and returns the next
+// event to send (nil: none); otherwise it leaves the result in acks for the
+// lock's holder (run, or Sync or Init waiting in a turn) and kicks run.
+func (a *activation) landed(r appendResult) *outgoing {
+	if !a.drive.TryLock() {
+		a.acks <- r // room: one append is out at a time, its result taken before the next
+		a.kick()
+		return nil
+	}
+	a.acked(r)
+	out := a.next()
+	a.unlockDrive()
+	return out
 }
 
 // acked handles the in-flight append's result.
@@ -890,7 +1042,8 @@ func (t *turn) sync() error {
 		case r := <-a.acks:
 			a.acked(r)
 		case <-t.req.ctx.Done():
-			// The append goes on; run will collect its result.
+			// The append goes on; its result lands through acks (run
+			// collects it) or is handled by its own goroutine.
 			return t.req.ctx.Err()
 		}
 		if a.broken != nil && a.broken != errReset {

@@ -112,7 +112,9 @@ func BenchmarkWritePath(b *testing.B) {
 	}
 	b.Run("turn-32", func(b *testing.B) {
 		obj := fmt.Sprint("one-", b.N)
+		cpu := benchcpu.Start(b)
 		parallel(b, 32, func(uint64) string { return obj })
+		cpu()
 		record("turn-32", b)
 	})
 	b.Run("raw-async-1000", func(b *testing.B) {
@@ -156,4 +158,35 @@ func BenchmarkWritePath(b *testing.B) {
 			b.Logf("%-16s %8.0f writes/s", k, 1e9/nsPerOp[k])
 		}
 	})
+}
+
+// BenchmarkActivate measures an activation from the snapshot: each op
+// releases an object (one event, projected) and sends it a turn, which
+// loads it anew (the snapshot's meta, the log's last event) and writes.
+//
+//	go test -run x -bench Activate -benchtime 2000x ./objects
+func BenchmarkActivate(b *testing.B) {
+	h := newHarness(b)
+	ctx := context.Background()
+	const objects = 100
+	names := make([]string, objects)
+	for i := range names {
+		names[i] = fmt.Sprintf("cold-%d", i)
+		if _, err := h.add(ctx, names[i], 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	h.flush()
+	b.ResetTimer()
+	cpu := benchcpu.Start(b)
+	for i := 0; i < b.N; i++ {
+		name := names[i%objects]
+		if _, err := h.rt.Release(ctx, "tally", IDFromName("tally", name)); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := h.add(ctx, name, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu()
 }

@@ -38,8 +38,12 @@
 // # The write path
 //
 //  1. A request becomes a turn in the activation's bounded mailbox. Turns
-//     run one at a time on the activation's goroutine, so a handler never
-//     races with another handler of the same object and needs no locks.
+//     run one at a time, under the activation's drive lock, so a handler
+//     never races with another handler of the same object and needs no
+//     locks. A request that finds the activation idle and its mailbox
+//     empty runs on the caller's goroutine, and a lone event is appended
+//     from there too: no hand-off to the activation's goroutine and back
+//     (activation.go).
 //  2. A turn's writes go to its write set; its reads see the write set,
 //     then the overlay of earlier unprojected writes, then the Badger
 //     snapshot. Storage.Transaction nests a write set that an error

@@ -524,7 +524,9 @@ func (rt *Runtime) submit(ctx context.Context, class *Class, ref Ref, req *reque
 		if err != nil {
 			return nil, err
 		}
-		err = a.admit(req)
+		if !a.runInline(req) {
+			err = a.admit(req)
+		}
 		if err == nil {
 			select {
 			case r := <-req.result:
@@ -567,6 +569,7 @@ func (rt *Runtime) activation(class *Class, ref Ref) (*activation, error) {
 		key:       k,
 		name:      ref.Name,
 		ready:     make(chan struct{}, 1),
+		kicked:    make(chan struct{}, 1),
 		evict:     make(chan struct{}, 1),
 		done:      make(chan struct{}),
 		acks:      make(chan appendResult, 1),

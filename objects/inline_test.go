@@ -1,0 +1,185 @@
+package objects
+
+import (
+	"errors"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// inlineStack reports whether the calling goroutine is running a turn
+// inline (runInline on the caller's goroutine), and whether it is the
+// activation's own goroutine (run).
+func inlineStack() (inline, onRun bool) {
+	buf := make([]byte, 64<<10)
+	st := string(buf[:runtime.Stack(buf, false)])
+	return strings.Contains(st, "(*activation).runInline"), strings.Contains(st, "(*activation).run(")
+}
+
+// TestInlineTurn: a request that finds its activation idle runs on the
+// caller's goroutine; one that arrives while a turn runs waits in the
+// mailbox and runs after it, on the activation's goroutine: turns of one
+// object still never overlap.
+func TestInlineTurn(t *testing.T) {
+	h := newHarness(t)
+	h.must("in", put("k", "v0")) // activated and loaded
+
+	var inside atomic.Int32
+	overlap := func() error {
+		if inside.Add(1) != 1 {
+			return errors.New("two turns of one object ran at once")
+		}
+		return nil
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	type where struct {
+		inline, onRun bool
+		err           error
+	}
+	first, second := make(chan where, 1), make(chan where, 1)
+	go func() {
+		var w where
+		_, err := h.do("in", func(c *Ctx, _ *scratch) (any, error) {
+			w.inline, w.onRun = inlineStack()
+			w.err = overlap()
+			close(entered)
+			<-release
+			inside.Add(-1)
+			return nil, c.Storage().Put("k", []byte("v1"))
+		})
+		w.err = errors.Join(w.err, err)
+		first <- w
+	}()
+	<-entered
+	go func() {
+		var w where
+		out, err := h.do("in", func(c *Ctx, _ *scratch) (any, error) {
+			w.inline, w.onRun = inlineStack()
+			w.err = overlap()
+			defer inside.Add(-1)
+			v, _, err := c.Storage().Get("k")
+			return string(v), err
+		})
+		if err == nil && out != "v1" {
+			err = errors.New("the second turn did not see the first's write: " + out.(string))
+		}
+		w.err = errors.Join(w.err, err)
+		second <- w
+	}()
+	waitFor(t, "the second request to queue", func() bool {
+		a := h.live("scratch", "in")
+		return a != nil && a.queued()
+	})
+	select {
+	case w := <-second:
+		t.Fatalf("the second turn answered while the first ran: %+v", w)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	w1, w2 := <-first, <-second
+	if w1.err != nil || w2.err != nil {
+		t.Fatal(w1.err, w2.err)
+	}
+	if !w1.inline || w1.onRun {
+		t.Fatalf("the first turn (idle activation) ran inline=%v on run=%v, want on the caller's goroutine", w1.inline, w1.onRun)
+	}
+	if w2.inline || !w2.onRun {
+		t.Fatalf("the queued turn ran inline=%v on run=%v, want on the activation's goroutine", w2.inline, w2.onRun)
+	}
+}
+
+// TestInlinePanic: a turn that panics on the caller's goroutine is
+// contained there as on the activation's: the caller gets a HandlerError,
+// the activation resets, and the next request runs on a fresh one.
+func TestInlinePanic(t *testing.T) {
+	h := newHarness(t)
+	h.must("ip", put("k", "kept"))
+	var inline bool
+	_, err := h.do("ip", func(c *Ctx, _ *scratch) (any, error) {
+		inline, _ = inlineStack()
+		panic("handler bug")
+	})
+	var he *HandlerError
+	if !errors.As(err, &he) || !he.Panicked {
+		t.Fatalf("panic gave %v, want a HandlerError that panicked", err)
+	}
+	if !inline {
+		t.Fatal("the turn did not run inline: this test checks the inline path")
+	}
+	if out := h.must("ip", get("k")); out != "kept" {
+		t.Fatalf("after the panic read %q, want kept", out)
+	}
+	if n := h.activations.Load(); n != 2 {
+		t.Fatalf("%d activations, want 2 (reset after the panic)", n)
+	}
+}
+
+// live returns class/name's activation on h, nil if there is none.
+func (h *harness) live(class, name string) *activation {
+	h.rt.mu.Lock()
+	defer h.rt.mu.Unlock()
+	return h.rt.mu.acts[actKey{class, IDFromName(class, name)}]
+}
+
+// TestInlineOutputGate: a write run inline on its caller's goroutine does
+// not answer before its event is acknowledged, and a read that runs inline
+// while that append is out (the lock is free meanwhile) waits for the same
+// ack: the output gate holds for turns off the activation's goroutine.
+func TestInlineOutputGate(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var acked atomic.Uint64
+	h := newHarness(t, func(c *Config) {
+		c.Hooks.BeforeAppend = func(class string, _ ID, v uint64) {
+			if class == "scratch" && v == 2 {
+				entered <- struct{}{}
+				<-release
+			}
+		}
+		c.Hooks.Acked = func(class string, _ ID, v, _ uint64) {
+			if class == "scratch" {
+				acked.Store(v)
+			}
+		}
+	})
+	h.must("og", put("k", "v1")) // version 1, not held
+
+	type answer struct {
+		out      any
+		err      error
+		inline   bool
+		ackedWas uint64
+	}
+	turn := func(fn turnFn, done chan<- answer) {
+		var inline bool
+		out, err := h.do("og", func(c *Ctx, s *scratch) (any, error) {
+			inline, _ = inlineStack()
+			return fn(c, s)
+		})
+		done <- answer{out, err, inline, acked.Load()}
+	}
+	writeDone, readDone := make(chan answer, 1), make(chan answer, 1)
+	go turn(put("k", "v2"), writeDone)
+	<-entered // version 2 is being appended, from the writer's goroutine, and held
+	go turn(get("k"), readDone)
+	select {
+	case a := <-writeDone:
+		t.Fatalf("the write answered before its event was acknowledged: %+v", a)
+	case a := <-readDone:
+		t.Fatalf("a read of the unacknowledged write answered early: %+v", a)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	w, r := <-writeDone, <-readDone
+	if w.err != nil || r.err != nil {
+		t.Fatal(w.err, r.err)
+	}
+	if !w.inline || !r.inline {
+		t.Fatalf("write inline %v, read inline %v: both should have run on their callers' goroutines", w.inline, r.inline)
+	}
+	if w.ackedWas < 2 || r.ackedWas < 2 || r.out != "v2" {
+		t.Fatalf("answers left before the ack of version 2 (write saw %d, read saw %d) or the read missed it (%v)", w.ackedWas, r.ackedWas, r.out)
+	}
+}
