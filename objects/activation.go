@@ -1070,26 +1070,21 @@ func (a *activation) cachedGet(key string) ([]byte, bool, error) {
 // cacheSet puts key in the read cache, making room (in no order) when it
 // would pass Config.ReadCacheBytes.
 func (a *activation) cacheSet(key string, e entry) {
+	if old, ok := a.cache[key]; ok {
+		a.cacheB -= len(key) + len(old.val)
+		delete(a.cache, key)
+	}
 	max := a.rt.cfg.ReadCacheBytes
 	cost := len(key) + len(e.val)
 	if cost > max { // also a negative max: no cache
-		if old, ok := a.cache[key]; ok {
-			a.cacheB -= len(key) + len(old.val)
-			delete(a.cache, key)
-		}
 		return
-	}
-	if old, ok := a.cache[key]; ok {
-		a.cacheB -= len(key) + len(old.val)
 	}
 	for k, old := range a.cache {
 		if a.cacheB+cost <= max {
 			break
 		}
-		if k != key {
-			a.cacheB -= len(k) + len(old.val)
-			delete(a.cache, k)
-		}
+		a.cacheB -= len(k) + len(old.val)
+		delete(a.cache, k)
 	}
 	if a.cache == nil {
 		a.cache = make(map[string]entry)
