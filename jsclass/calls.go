@@ -289,12 +289,7 @@ func (in *instance) encodeArgs(class, method string, args []goja.Value) ([]byte,
 // its one argument. In a replay nothing is sent: the message is kept to be
 // compared with the recorded ones.
 func (in *instance) sendMessage(to *stubTarget, call []goja.Value, withReply bool) goja.Value {
-	argAt := func(i int) goja.Value {
-		if i < len(call) {
-			return call[i]
-		}
-		return goja.Undefined()
-	}
+	argAt := goja.FunctionCall{Arguments: call}.Argument
 	if goja.IsUndefined(argAt(0)) || goja.IsNull(argAt(0)) {
 		in.throw(fmt.Errorf("%w: send: a method name is required", objects.ErrBadInput))
 	}
