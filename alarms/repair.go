@@ -3,6 +3,7 @@ package alarms
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/strata-objects/strata/log"
@@ -40,7 +41,9 @@ import (
 // outbox index) and a takeover (the senders among the gained objects'
 // events in the lookback) activate the senders with pending messages
 // (objects.Runtime.RepairOutbox), skipping those active here and, in a
-// cluster, those another node owns.
+// cluster, those another node owns. A takeover also activates the gained
+// senders that their node marked for messages pending longer than the
+// lookback covers (objects.Runtime.AdoptOutboxMarks).
 
 // sweep checks a page of the pending-alarm index every SweepInterval
 // until the fires stop.
@@ -235,8 +238,8 @@ func (s *Service) takeOver(ctx context.Context, gained func(string, log.ID) bool
 			}
 			versions[object{e.Class, e.ID}] = e.Version
 			for _, t := range e.Turns {
-				if len(t.Sends) > 0 {
-					senders[object{e.Class, e.ID}] = true
+				if len(t.Sends) > 0 || slices.ContainsFunc(t.Settles, func(s log.Settle) bool { return s.Retry }) {
+					senders[object{e.Class, e.ID}] = true // sent, or put a dead letter back
 				}
 				for _, w := range t.Writes {
 					switch w.Op {
@@ -265,6 +268,16 @@ func (s *Service) takeOver(ctx context.Context, gained func(string, log.ID) bool
 	}
 	s.takenOver.Add(uint64(n))
 	s.logger.Info("alarms of objects taken over checked", "since", since, "alarms", n)
+	// Senders whose messages have waited since before the lookback were
+	// marked by their node (objects/outboxmarks.go).
+	marked, err := s.rt.AdoptOutboxMarks(ctx, gained)
+	if err != nil && ctx.Err() == nil {
+		s.logger.Warn("outbox: senders marked by a node that left not all activated; they stay marked, and deliver on their next activation", "err", err)
+	}
+	s.outboxRepaired.Add(uint64(len(marked)))
+	for _, ref := range marked {
+		delete(senders, object{ref.Class, ref.ID})
+	}
 	for o := range senders {
 		if ctx.Err() != nil {
 			break

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,5 +170,133 @@ func TestTakeoverRepairsAlarms(t *testing.T) {
 	}
 	if s := b.svc.Stats(); s.TakenOver != 1 || s.Repaired != 1 {
 		t.Fatalf("b's alarm stats %+v, want 1 taken over and repaired", s)
+	}
+}
+
+// stuck's Take fails as an overloaded target would while stuckDown is set,
+// so a message to it stays pending; Post sends one.
+type stuck struct{}
+
+var stuckDown atomic.Bool
+
+func (*stuck) Post(c *objects.Ctx, to string) error { return c.Object("stuck", to).Send("take", 1) }
+
+func (*stuck) Take(c *objects.Ctx, n int) error {
+	if stuckDown.Load() {
+		return fmt.Errorf("take: %w", objects.ErrOverloaded)
+	}
+	return objects.PutJSON(c.Storage(), "got", n)
+}
+
+func (*stuck) Got(c *objects.Ctx) (int, error) {
+	n, _, err := objects.GetJSON[int](c.Storage(), "got")
+	return n, err
+}
+
+var stuckClass = objects.Define("stuck", func() *stuck { return &stuck{} })
+
+// TestTakeoverDeliversLongPendingMessages (issue 16): node a's sender has a
+// message pending for longer than a takeover reads back (its target
+// refuses it as overloaded), and a leaves for good. Node b, which gains
+// the sender and has never run it, finds it among the senders a marked and
+// delivers the message; the mark is then removed. Without the marks b's
+// takeover reads only the last 300 ms of log, which holds none of the
+// sender's events.
+func TestTakeoverDeliversLongPendingMessages(t *testing.T) {
+	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	const lookback = 300 * time.Millisecond
+	start := func(name string) *member {
+		return startMemberWith(t, srv, name, false, func(oc *objects.Config, m *member) {
+			oc.Classes = []*objects.Class{stuckClass}
+			oc.Calls, oc.Codec = m.router, jsonCodec{}
+			marks, err := m.log.OpenOutboxMarks(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			oc.OutboxMarks, oc.OutboxMarkAfter = marks, lookback/4
+			router := m.router
+			if m.svc, err = alarms.New(alarms.Config{Log: m.log, Projector: m.proj, Logger: quiet, Deliver: router.Alarm,
+				Owns: func(_ string, id log.ID) bool { return router.Owns(id) }, TakeoverLookback: lookback}); err != nil {
+				t.Fatal(err)
+			}
+			oc.Alarms = m.svc
+			router.OnTakeover(m.svc.TakeOver)
+		})
+	}
+	b := start("b")
+	a := start("a")
+	deadline := time.Now().Add(10 * time.Second)
+	for len(a.router.Nodes()) != 2 || len(b.router.Nodes()) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("views %v and %v, want both nodes", a.router.Nodes(), b.router.Nodes())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ownedByA := func(prefix string) objects.Ref {
+		for i := 0; ; i++ {
+			ref, err := a.rt.RefByName("stuck", fmt.Sprint(prefix, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cluster.Owner(ref.ID, []string{"a", "b"}) == "a" {
+				return ref
+			}
+		}
+	}
+	sender, target := ownedByA("sender"), ownedByA("target")
+	marks, err := b.log.OpenOutboxMarks(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	marked := func() []log.ID {
+		var ids []log.ID
+		if err := marks.Marked(context.Background(), func(string, log.ID) bool { return true }, func(_ string, id log.ID, _ uint64) error {
+			ids = append(ids, id)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stuckDown.Store(true)
+	defer stuckDown.Store(false)
+	in, _ := json.Marshal(target.Name)
+	if _, err := a.router.Call(ctx, sender, "post", in, jsonCodec{}, objects.Cause{}); err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	for ids := marked(); len(ids) != 1 || ids[0] != sender.ID; ids = marked() {
+		if time.Since(sent) > 10*time.Second {
+			t.Fatalf("marked %v, want the sender %s", ids, sender.ID)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(time.Until(sent.Add(3 * lookback))) // the send is out of the lookback
+	a.stop(t)                                      // leaves the view: b gains both objects
+	stuckDown.Store(false)
+	for {
+		out, err := b.router.Call(ctx, target, "got", nil, jsonCodec{}, objects.Cause{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(out) == "1" {
+			break
+		}
+		if ctx.Err() != nil || time.Since(sent) > 15*time.Second {
+			t.Fatalf("the target got %s: the message was not delivered after the takeover", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for ids := marked(); len(ids) != 0; ids = marked() {
+		if time.Since(sent) > 20*time.Second {
+			t.Fatalf("marked %v after the delivery, want none", ids)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -50,8 +50,12 @@ package objects
 // (log.Checkpoint.Outbox) and, as keyed records, the last message applied
 // per sender (history.Replayer.Received).
 //
-// Limits (docs/api.md): the outbox routes answer from the serving node's
-// snapshot; a takeover looks back one minute of log.
+// A takeover of a dead node's objects finds their senders in the last
+// minute of log, and those pending for longer in the outbox marks
+// (outboxmarks.go).
+//
+// Limits (docs/api.md): the dead-letter routes answer from the serving
+// node's snapshot.
 
 import (
 	"context"
@@ -204,8 +208,9 @@ type OutboxEntry struct {
 	LastErr  string `cbor:"9,keyasint,omitempty"`
 	Dead     bool   `cbor:"10,keyasint,omitempty"` // in the dead letters: no more attempts until retried
 	body     []byte
-	replying bool // the target answered: the settle (and reply) is being delivered
-	dying    bool // out of attempts: being settled as dead
+	since    time.Time // its event's acknowledgement as this node saw it; zero: loaded, so unknown
+	replying bool      // the target answered: the settle (and reply) is being delivered
+	dying    bool      // out of attempts: being settled as dead
 	answer   Reply
 }
 
@@ -314,11 +319,13 @@ func (a *activation) outboxCommitted(c *commit) {
 	for ti, t := range c.turns {
 		for i := range t.Sends {
 			if e, ok := a.sent[projector.MessagePos{Version: c.version, Turn: ti, Index: i}]; ok {
+				e.since = time.Now()
 				add = append(add, e)
 			}
 		}
 		for _, s := range t.Settles {
 			if e, ok := a.sent[projector.MessagePos{Version: s.Version, Turn: s.Turn, Index: s.Index}]; ok && s.Retry {
+				e.since = time.Now()
 				add = append(add, e)
 			}
 		}
@@ -425,8 +432,13 @@ type outbox struct {
 	wg     sync.WaitGroup
 	mu     struct {
 		sync.Mutex
-		queues  map[ID][]*OutboxEntry // pending, by sender, in send order
-		queued  map[ID]map[projector.MessagePos]bool
+		queues map[ID][]*OutboxEntry // pending, by sender, in send order
+		queued map[ID]map[projector.MessagePos]bool
+		// since: by queued sender, the oldest acknowledgement of what it
+		// queued since its queue was last empty (zero: unknown, as old as
+		// can be); marks: the senders marked (outboxmarks.go).
+		since   map[ID]time.Time
+		marks   map[ID]outboxMark
 		stopped bool
 	}
 }
@@ -436,6 +448,12 @@ func newOutbox(rt *Runtime) *outbox {
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	o.mu.queues = map[ID][]*OutboxEntry{}
 	o.mu.queued = map[ID]map[projector.MessagePos]bool{}
+	o.mu.since = map[ID]time.Time{}
+	o.mu.marks = map[ID]outboxMark{}
+	if rt.cfg.OutboxMarks != nil {
+		o.wg.Add(1)
+		go o.markLoop()
+	}
 	return o
 }
 
@@ -457,16 +475,23 @@ func (o *outbox) enqueue(sender ID, es ...*OutboxEntry) {
 	}
 	q := o.mu.queues[sender]
 	start := len(q) == 0
+	since, known := o.mu.since[sender]
 	for _, e := range es {
 		if set[e.pos()] {
 			continue
 		}
 		set[e.pos()] = true
+		if !known || e.since.Before(since) {
+			since, known = e.since, true
+		}
 		c := *e
 		c.Dead, c.Attempts, c.LastErr = false, 0, ""
 		q = append(q, &c)
 	}
 	o.mu.queues[sender] = q
+	if known {
+		o.mu.since[sender] = since
+	}
 	if start && len(q) > 0 {
 		o.wg.Add(1)
 		go o.drain(sender)
@@ -482,6 +507,7 @@ func (o *outbox) drain(sender ID) {
 		if len(q) == 0 || o.mu.stopped {
 			delete(o.mu.queues, sender)
 			delete(o.mu.queued, sender)
+			delete(o.mu.since, sender)
 			o.mu.Unlock()
 			return
 		}

@@ -94,6 +94,16 @@ type Config struct {
 	// that sends less often, and leaves a crash more to redeliver. Default
 	// DefaultSettleDelay (1s).
 	SettleDelay time.Duration
+	// OutboxMarks, in a cluster, records the senders whose messages have
+	// waited longer than OutboxMarkAfter (outboxmarks.go), so that a node
+	// taking over a dead node's objects finds them however long ago they
+	// sent (AdoptOutboxMarks). Nil alone: a restart reads the snapshot.
+	OutboxMarks OutboxMarker
+	// OutboxMarkAfter: how long a sender's messages wait before it is
+	// marked. It must be well under the takeover's lookback less the
+	// membership lease: a sender not yet marked when its node dies sent
+	// within the lookback. Default 15s (a quarter of the default lookback).
+	OutboxMarkAfter time.Duration
 	// Resolve, if set, finds a class that is not in Classes (a class
 	// deployed at run time, dynamic.go). It is asked on every request for
 	// such a class and must be fast; nil, nil means no such class.
@@ -264,6 +274,9 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if cfg.SettleDelay <= 0 {
 		cfg.SettleDelay = DefaultSettleDelay
+	}
+	if cfg.OutboxMarkAfter <= 0 {
+		cfg.OutboxMarkAfter = DefaultOutboxMarkAfter
 	}
 	rt := &Runtime{
 		cfg:           cfg,

@@ -277,6 +277,14 @@ func openNode(ctx context.Context, lc logConfig, classes []*objects.Class, idle 
 		oc.Calls = n.router // stubs reach other objects on their owners
 		router := n.router
 		ac.Owns = func(_ string, id log.ID) bool { return router.Owns(id) }
+		// Senders pending for longer than a takeover reads back are
+		// marked, so the node that gains them finds them.
+		if oc.OutboxMarks, err = ln.log.OpenOutboxMarks(ctx); err != nil {
+			n.proj.Close(ctx)
+			ln.close(ctx)
+			return nil, err
+		}
+		oc.OutboxMarkAfter = lc.alarmRepair.takeoverLookback / 4
 	}
 	n.alarms, err = alarms.New(ac)
 	if err != nil {

@@ -1,0 +1,67 @@
+package log
+
+import (
+	"context"
+	"testing"
+)
+
+// TestOutboxMarks: a mark is listed with its revision; an Unmark at an
+// older revision (the sender marked again by a new owner) leaves the mark;
+// at its own revision it removes it; keys Strata does not write are not
+// listed.
+func TestOutboxMarks(t *testing.T) {
+	ctx := context.Background()
+	l := openLog(t, startServer(t), Config{})
+	m, err := l.OpenOutboxMarks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.kv.Put(ctx, "not-a-mark", nil); err != nil {
+		t.Fatal(err)
+	}
+	a, b := objID(1), objID(2)
+	list := func(want func(string, ID) bool) map[ID]uint64 {
+		t.Helper()
+		got := map[ID]uint64{}
+		if err := m.Marked(ctx, want, func(class string, id ID, rev uint64) error {
+			if class != "relay" {
+				t.Fatalf("class %q", class)
+			}
+			got[id] = rev
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	all := func(string, ID) bool { return true }
+	if got := list(all); len(got) != 0 {
+		t.Fatalf("empty bucket lists %v", got)
+	}
+	revA, err := m.Mark(ctx, "relay", a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Mark(ctx, "relay", b); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(func(_ string, id ID) bool { return id == a }); len(got) != 1 || got[a] != revA {
+		t.Fatalf("listed %v, want only a at revision %d", got, revA)
+	}
+	revA2, err := m.Mark(ctx, "relay", a) // a new owner marks a again
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Unmark(ctx, "relay", a, revA); err != nil {
+		t.Fatalf("unmark at an old revision: %v", err)
+	}
+	if got := list(all); got[a] != revA2 || len(got) != 2 {
+		t.Fatalf("after a stale unmark: %v, want a at %d and b", got, revA2)
+	}
+	if err := m.Unmark(ctx, "relay", a, revA2); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(all); len(got) != 1 || got[a] != 0 {
+		t.Fatalf("after the unmark: %v, want only b", got)
+	}
+}

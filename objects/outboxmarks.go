@@ -1,0 +1,165 @@
+package objects
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Senders pending for long, in a cluster (issue 16). A node that gains a
+// dead node's objects finds their senders with pending messages by reading
+// the last TakeoverLookback of the log (alarms' takeover): a sender whose
+// messages were sent before that, and still wait (a target down for
+// minutes, a long queue), would otherwise wait for its next activation.
+// So the outbox marks, in a replicated bucket (log.OutboxMarks), every
+// sender whose oldest queued message was acknowledged more than
+// Config.OutboxMarkAfter ago, or whose messages it loaded (their age is
+// unknown); a takeover activates the gained objects marked
+// (AdoptOutboxMarks), as it does those it found in the log. The outbox
+// removes a mark once the sender's queue is empty.
+//
+// Why this is enough: a sender not marked when its node died had its
+// oldest pending message acknowledged less than OutboxMarkAfter (plus a
+// tick and a bucket write) before, so inside the lookback of a takeover
+// that starts within TakeoverLookback − OutboxMarkAfter of the death.
+//
+// One goroutine, owned by the outbox, does every bucket write, so a mark
+// and the removal of the mark before it cannot overtake each other. A mark
+// carries its revision: removing it at that revision leaves alone a mark
+// that the sender's new owner wrote since.
+
+// OutboxMarker is the bucket of marks (log.OutboxMarks).
+type OutboxMarker interface {
+	Mark(ctx context.Context, class string, id ID) (uint64, error)
+	Unmark(ctx context.Context, class string, id ID, rev uint64) error
+	Marked(ctx context.Context, want func(class string, id ID) bool, fn func(class string, id ID, rev uint64) error) error
+}
+
+// DefaultOutboxMarkAfter is Config.OutboxMarkAfter's default.
+const DefaultOutboxMarkAfter = 15 * time.Second
+
+// outboxMark is a mark this node wrote or adopted.
+type outboxMark struct {
+	class string
+	rev   uint64
+}
+
+// markLoop marks and unmarks every half OutboxMarkAfter until the outbox
+// closes.
+func (o *outbox) markLoop() {
+	defer o.wg.Done()
+	t := time.NewTicker(max(o.rt.cfg.OutboxMarkAfter/2, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-o.ctx.Done():
+			return
+		case <-t.C:
+		}
+		o.markTick()
+	}
+}
+
+// markTick marks the senders queued for longer than OutboxMarkAfter and
+// unmarks those whose queue is empty. A failed write is tried again at the
+// next tick.
+func (o *outbox) markTick() {
+	type job struct {
+		id   ID
+		mark outboxMark
+	}
+	var mark, unmark []job
+	old := time.Now().Add(-o.rt.cfg.OutboxMarkAfter)
+	o.mu.Lock()
+	for id, q := range o.mu.queues {
+		if _, ok := o.mu.marks[id]; ok || len(q) == 0 {
+			continue
+		}
+		if since, ok := o.mu.since[id]; !ok || since.Before(old) {
+			mark = append(mark, job{id: id, mark: outboxMark{class: q[0].Sender.Class}})
+		}
+	}
+	for id, m := range o.mu.marks {
+		if len(o.mu.queues[id]) == 0 {
+			unmark = append(unmark, job{id: id, mark: m})
+		}
+	}
+	o.mu.Unlock()
+	marks := o.rt.cfg.OutboxMarks
+	for _, j := range mark {
+		ctx, cancel := context.WithTimeout(o.ctx, markTimeout)
+		rev, err := marks.Mark(ctx, j.mark.class, j.id)
+		cancel()
+		if err != nil {
+			if o.ctx.Err() == nil {
+				o.rt.logger.Warn("outbox: sender with long-pending messages not marked; the next tick tries again", "class", j.mark.class, "id", j.id, "err", err)
+			}
+			continue
+		}
+		o.mu.Lock()
+		o.mu.marks[j.id] = outboxMark{class: j.mark.class, rev: rev}
+		o.mu.Unlock()
+	}
+	for _, j := range unmark {
+		ctx, cancel := context.WithTimeout(o.ctx, markTimeout)
+		err := marks.Unmark(ctx, j.mark.class, j.id, j.mark.rev)
+		cancel()
+		if err != nil {
+			if o.ctx.Err() == nil {
+				o.rt.logger.Warn("outbox: mark of a sender with nothing pending not removed; the next tick tries again", "class", j.mark.class, "id", j.id, "err", err)
+			}
+			continue
+		}
+		// Gone from the bucket: if the sender queued again meanwhile, the
+		// next tick marks it again when its messages are old.
+		o.mu.Lock()
+		delete(o.mu.marks, j.id)
+		o.mu.Unlock()
+	}
+}
+
+// markTimeout bounds one bucket write.
+const markTimeout = 5 * time.Second
+
+// AdoptOutboxMarks activates the marked senders among the objects for
+// which gained reports true (a takeover's), whose loads hand their pending
+// messages to this node's outbox, and takes their marks as this node's:
+// the outbox removes each once its sender has nothing left to deliver. It
+// returns the senders activated; one that fails to load keeps its mark for
+// the next takeover and is reported in the error. Alone (no
+// Config.OutboxMarks) there are none.
+func (rt *Runtime) AdoptOutboxMarks(ctx context.Context, gained func(class string, id ID) bool) ([]Ref, error) {
+	marks := rt.cfg.OutboxMarks
+	if marks == nil {
+		return nil, nil
+	}
+	var found []outboxMark
+	var ids []ID
+	err := marks.Marked(ctx, gained, func(class string, id ID, rev uint64) error {
+		found, ids = append(found, outboxMark{class: class, rev: rev}), append(ids, id)
+		return nil
+	})
+	var refs []Ref
+	var errs []error
+	for i, m := range found {
+		ref := Ref{Class: m.class, ID: ids[i]}
+		// Adopted after the load: the mark is not removed while the
+		// sender's messages are not yet queued.
+		rctx, cancel := context.WithTimeout(ctx, rt.cfg.LoadTimeout)
+		err := rt.RepairOutbox(rctx, ref)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("activate the marked sender %s: %w", ref, err))
+			continue
+		}
+		o := rt.outbox
+		o.mu.Lock()
+		if _, ok := o.mu.marks[ref.ID]; !ok {
+			o.mu.marks[ref.ID] = m
+		}
+		o.mu.Unlock()
+		refs = append(refs, ref)
+	}
+	return refs, errors.Join(append(errs, err)...)
+}
