@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -172,15 +175,111 @@ func (r *Router) Outbox(ctx context.Context, ref objects.Ref) ([]objects.OutboxE
 	return rep.Outbox, nil
 }
 
-// AllDeadLetters lists at most n dead letters of this node's snapshot
-// (objects.Runtime.AllDeadLetters): of the senders this node ran.
+// deadSendersMax bounds the senders one node names for AllDeadLetters.
+const deadSendersMax = 4096
+
+// AllDeadLetters lists at most n dead letters of every object in the
+// cluster. A node's snapshot holds the objects it ran, so every node in
+// the view names the senders with dead letters in its own, and each
+// sender's owner lists that sender's (Outbox: exact, from its activation).
+// A node or an owner that does not answer fails the listing rather than
+// leave it silently short.
 func (r *Router) AllDeadLetters(ctx context.Context, n int) ([]objects.OutboxEntry, error) {
-	return r.rt.AllDeadLetters(ctx, n)
+	senders, err := r.deadSenders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []objects.OutboxEntry
+	for _, ref := range senders {
+		if len(out) >= n {
+			break
+		}
+		es, err := r.Outbox(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("dead letters of %s: %w", ref, err)
+		}
+		for _, e := range es {
+			if e.Dead && len(out) < n {
+				out = append(out, e)
+			}
+		}
+	}
+	return out, nil
 }
 
-// RetryAllDead puts the dead letters of this node's snapshot back in their
-// senders' outboxes, each by a turn on its sender's owner.
-func (r *Router) RetryAllDead(ctx context.Context) (int, error) { return r.rt.RetryAllDead(ctx) }
+// deadSenders asks every node in the view, at once, for the senders with
+// dead letters in its snapshot, and returns them without repeats, in id
+// order.
+func (r *Router) deadSenders(ctx context.Context) ([]objects.Ref, error) {
+	nodes := r.Nodes()
+	answers := make([][]objects.Ref, len(nodes))
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, node := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if node == r.cfg.Node {
+				answers[i], errs[i] = r.rt.DeadSenders(ctx, deadSendersMax)
+				return
+			}
+			rep, err := r.forwardTo(ctx, node, &Envelope{Kind: KindDeadSenders})
+			if err != nil {
+				errs[i] = fmt.Errorf("ask %s for its dead letters: %w", node, err)
+				return
+			}
+			answers[i] = rep.Senders
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	seen := map[objects.Ref]bool{}
+	var out []objects.Ref
+	for _, refs := range answers {
+		for _, ref := range refs {
+			ref.Name = ""
+			if !seen[ref] {
+				seen[ref] = true
+				out = append(out, ref)
+			}
+		}
+	}
+	slices.SortFunc(out, func(x, y objects.Ref) int { return bytes.Compare(x.ID[:], y.ID[:]) })
+	return out, nil
+}
+
+// RetryAllDead puts every dead letter of the cluster back in its sender's
+// outbox, each by a turn on its sender's owner, a page at a time, and
+// reports how many. A letter that dies again while this runs is not
+// retried twice.
+func (r *Router) RetryAllDead(ctx context.Context) (int, error) {
+	done := map[string]bool{}
+	n := 0
+	for {
+		es, err := r.AllDeadLetters(ctx, len(done)+512)
+		if err != nil {
+			return n, err
+		}
+		fresh := 0
+		for _, e := range es {
+			k := e.Sender.ID.String() + "/" + strconv.FormatUint(e.Version, 10) + "." + strconv.Itoa(e.Turn) + "." + strconv.Itoa(e.Index)
+			if done[k] {
+				continue
+			}
+			done[k] = true
+			fresh++
+			if err := r.rt.RetryDead(ctx, e); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if fresh == 0 {
+			return n, nil
+		}
+	}
+}
 
 // GetAlarms returns the object's pending alarms, from its owner.
 func (r *Router) GetAlarms(ctx context.Context, ref objects.Ref, cause objects.Cause) (map[string]time.Time, error) {

@@ -137,9 +137,15 @@ func startCallers(t *testing.T) (na, nb *member) {
 
 // hopperOn finds a hopper name that node owns of the nodes.
 func hopperOn(t *testing.T, m *member, node string, nodes []string, prefix string) string {
+	return objectOn(t, m, "hopper", node, nodes, prefix)
+}
+
+// objectOn returns the first name prefix0, prefix1, ... of class that node
+// owns among nodes.
+func objectOn(t *testing.T, m *member, class, node string, nodes []string, prefix string) string {
 	for i := 0; ; i++ {
 		name := fmt.Sprint(prefix, i)
-		ref, err := m.rt.RefByName("hopper", name)
+		ref, err := m.rt.RefByName(class, name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -359,7 +365,99 @@ func TestOutboxFromOwner(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if local, err := na.rt.Outbox(ctx, ref); err != nil || len(local) != 0 {
-		t.Fatalf("a's own snapshot lists %+v (%v): the answer above was not b's", local, err)
+	if pending, _, _, err := na.proj.Outbox("hopper", ref.ID); err != nil || len(pending) != 0 {
+		t.Fatalf("a's own snapshot lists %+v (%v): the answer above was not b's", pending, err)
+	}
+	if na.rt.IsActive(ref) {
+		t.Fatal("the sender is active on a: the listing moved it")
+	}
+}
+
+// TestDeadLettersFromEveryNode: node a lists the dead letters of the whole
+// cluster, its own sender's and those of a sender only node b ran (a's
+// snapshot holds none of them), and retries them all; each is delivered
+// once, and none is left dead.
+func TestDeadLettersFromEveryNode(t *testing.T) {
+	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	start := func(name string) *member {
+		return startMemberWith(t, srv, name, false, func(oc *objects.Config, m *member) {
+			oc.Classes = []*objects.Class{stuckClass}
+			oc.Calls, oc.Codec = m.router, jsonCodec{}
+			oc.MessageBackoff = time.Millisecond
+		})
+	}
+	na, nb := start("a"), start("b")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for len(na.router.Nodes()) != 2 || len(nb.router.Nodes()) != 2 {
+		if ctx.Err() != nil {
+			t.Fatalf("views %v and %v, want both nodes", na.router.Nodes(), nb.router.Nodes())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	nodes := []string{"a", "b"}
+	ref := func(name string) objects.Ref {
+		r, err := na.rt.RefByName("stuck", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	stuckDown.Store(true)
+	defer stuckDown.Store(false)
+	var targets []objects.Ref
+	senders := map[objects.ID]string{}
+	for _, node := range nodes {
+		s, r := objectOn(t, na, "stuck", node, nodes, "dl-s-"+node), objectOn(t, na, "stuck", node, nodes, "dl-t-"+node)
+		in, _ := json.Marshal(r)
+		if _, err := na.router.Call(ctx, ref(s), "post", in, jsonCodec{}, objects.Cause{}); err != nil {
+			t.Fatal(err)
+		}
+		senders[ref(s).ID], targets = node, append(targets, ref(r))
+	}
+	var dead []objects.OutboxEntry
+	for len(dead) != 2 {
+		if dead, err = na.router.AllDeadLetters(ctx, 100); err != nil {
+			t.Fatal(err)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("a lists %d dead letters, want 2: %+v", len(dead), dead)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, e := range dead {
+		if _, ok := senders[e.Sender.ID]; !ok || !e.Dead || e.Method != "take" {
+			t.Fatalf("dead letter %+v", e)
+		}
+	}
+	local, err := na.rt.DeadSenders(ctx, 100)
+	if err != nil || len(local) != 1 || senders[local[0].ID] != "a" {
+		t.Fatalf("a's own snapshot names %v (%v), want only a's sender: the list above was not the cluster's", local, err)
+	}
+	stuckDown.Store(false)
+	if n, err := na.router.RetryAllDead(ctx); err != nil || n != 2 {
+		t.Fatalf("retried %d (%v), want 2", n, err)
+	}
+	for _, target := range targets {
+		for {
+			out, err := na.router.Call(ctx, target, "got", nil, jsonCodec{}, objects.Cause{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(out) == "1" {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s got %s after the retry", target, out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if dead, err = na.router.AllDeadLetters(ctx, 100); err != nil || len(dead) != 0 {
+		t.Fatalf("after the retry: %+v (%v), want no dead letters", dead, err)
 	}
 }

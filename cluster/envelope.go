@@ -37,6 +37,7 @@ const (
 	KindWSError                     // WebSocketError: Sock, EdgeRun, OwnerRun, Reason (the error's text)
 	KindLive                        // Liveness: IDs, sent to a node, not routed to an owner
 	KindOutbox                      // Outbox
+	KindDeadSenders                 // the senders with dead letters in a node's snapshot: sent to a node, not routed
 )
 
 // Envelope is a forwarded request.
@@ -114,6 +115,8 @@ type Reply struct {
 	Live []objects.Liveness `cbor:"11,keyasint,omitempty"`
 	// Outbox: KindOutbox, the object's pending messages and dead letters.
 	Outbox []objects.OutboxEntry `cbor:"12,keyasint,omitempty"`
+	// Senders: KindDeadSenders.
+	Senders []objects.Ref `cbor:"13,keyasint,omitempty"`
 }
 
 // WireError is an error as it crosses nodes: a code that maps back to the

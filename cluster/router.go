@@ -576,6 +576,10 @@ func (r *Router) handle(ctx context.Context, data []byte) []byte {
 		var live []objects.Liveness
 		live, err = r.rt.Liveness(ctx, env.Class, env.IDs)
 		rep = &Reply{Live: live}
+	case env.Kind == KindDeadSenders:
+		var senders []objects.Ref
+		senders, err = r.rt.DeadSenders(ctx, deadSendersMax)
+		rep = &Reply{Senders: senders}
 	case r.OwnerOf(env.ID) != r.cfg.Node:
 		err = fmt.Errorf("%w: %s/%s belongs to %s in %s's view", errNotOwner, env.Class, env.ID, r.OwnerOf(env.ID), r.cfg.Node)
 	case !r.leased():

@@ -237,15 +237,11 @@ func TestTakeoverDeliversLongPendingMessages(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	ownedByA := func(prefix string) objects.Ref {
-		for i := 0; ; i++ {
-			ref, err := a.rt.RefByName("stuck", fmt.Sprint(prefix, i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if cluster.Owner(ref.ID, []string{"a", "b"}) == "a" {
-				return ref
-			}
+		ref, err := a.rt.RefByName("stuck", objectOn(t, a, "stuck", "a", []string{"a", "b"}, prefix))
+		if err != nil {
+			t.Fatal(err)
 		}
+		return ref
 	}
 	sender, target := ownedByA("sender"), ownedByA("target")
 	marks, err := b.log.OpenOutboxMarks(context.Background())

@@ -54,8 +54,9 @@ package objects
 // minute of log, and those pending for longer in the outbox marks
 // (outboxmarks.go).
 //
-// Limits (docs/api.md): the dead-letter routes answer from the serving
-// node's snapshot.
+// Listing: an object's outbox is read from its activation on its owner
+// (Outbox); the dead letters of a cluster are found in every node's
+// snapshot and listed by their senders' owners (cluster.Router).
 
 import (
 	"context"
@@ -93,8 +94,8 @@ const (
 	DefaultOutboxPendingMax = 10000
 )
 
-// messageBackoffMin is the wait after a message's first failed delivery;
-// each later one waits twice the one before. A variable for tests only.
+// messageBackoffMin is Config.MessageBackoff's default, a variable for
+// this package's tests.
 var messageBackoffMin = 100 * time.Millisecond
 
 // Send records a durable message: the object's method runs with in once
@@ -528,7 +529,7 @@ func (o *outbox) drain(sender ID) {
 // reply), until that is done (true) or the outbox stops (false). Once the
 // delivery failed MessageAttemptsMax times it settles e as dead instead.
 func (o *outbox) deliver(e *OutboxEntry) bool {
-	backoff := messageBackoffMin
+	backoff := o.rt.cfg.MessageBackoff
 	for {
 		err := o.attempt(e)
 		if err == nil {
@@ -722,43 +723,55 @@ func truncateTo(s string, n int) string {
 	return s
 }
 
-// Outbox lists ref's messages not yet delivered and its dead letters as
-// this node's snapshot has them (the projector applies an event a moment
-// after its acknowledgement), with the attempts of this node's outbox. In
-// a cluster only the object's owner has them all: ask it
-// (cluster.Router.Outbox).
+// Outbox lists ref's messages not yet delivered and its dead letters, in
+// send order, as its activation knows them (loading it if needed: its
+// snapshot, then its log), with the attempts of this node's outbox. It is
+// exact on the object's owner, and only there may it be called: in a
+// cluster ask the owner (cluster.Router.Outbox).
 func (rt *Runtime) Outbox(ctx context.Context, ref Ref) ([]OutboxEntry, error) {
-	if _, err := rt.Class(ref.Class); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	pending, dead, _, err := rt.proj.Outbox(ref.Class, ref.ID)
+	var out []OutboxEntry
+	_, err := rt.dispatch(ctx, ref, Cause{Via: ViaSystem, Method: "outbox"}, "outbox list", nil, func(c *Ctx, _ any) (any, error) {
+		a := c.t.a
+		out = make([]OutboxEntry, 0, len(a.sent)+len(a.dead))
+		for _, e := range a.sent {
+			out = append(out, *e)
+		}
+		for _, e := range a.dead {
+			out = append(out, *e)
+		}
+		return nil, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, err
 	}
-	out := make([]OutboxEntry, 0, len(pending)+len(dead))
+	slices.SortFunc(out, func(x, y OutboxEntry) int {
+		switch {
+		case x.Dead != y.Dead: // pending first
+			if y.Dead {
+				return -1
+			}
+			return 1
+		case x.pos().Less(y.pos()):
+			return -1
+		case y.pos().Less(x.pos()):
+			return 1
+		}
+		return 0
+	})
 	o := rt.outbox
 	o.mu.Lock()
 	attempts := map[projector.MessagePos]*OutboxEntry{}
 	for _, e := range o.mu.queues[ref.ID] {
 		attempts[e.pos()] = e
 	}
-	for _, m := range pending {
-		e := newEntry(ref, m.Pos, m.Msg)
-		if q, ok := attempts[m.Pos]; ok {
+	for i := range out {
+		e := &out[i]
+		if q, ok := attempts[e.pos()]; ok && !e.Dead {
 			e.Attempts, e.LastErr = q.Attempts, q.LastErr
 		}
-		e.body = nil
-		out = append(out, *e)
+		e.body, e.since, e.answer = nil, time.Time{}, Reply{}
 	}
 	o.mu.Unlock()
-	for _, m := range dead {
-		e := newEntry(ref, m.Pos, m.Msg)
-		e.Dead, e.LastErr, e.body = true, m.Dead, nil
-		out = append(out, *e)
-	}
 	return out, nil
 }
 
@@ -777,6 +790,35 @@ func (rt *Runtime) DeadLetters(cursor projector.OutboxCursor, n int) ([]OutboxEn
 		out[i] = *e
 	}
 	return out, next, nil
+}
+
+// DeadSenders lists at most n senders with dead letters in this node's
+// snapshot (in a cluster, of the objects it ran; their owners list them
+// exactly: Outbox).
+func (rt *Runtime) DeadSenders(ctx context.Context, n int) ([]Ref, error) {
+	var out []Ref
+	seen := map[Ref]bool{}
+	var cursor projector.OutboxCursor
+	for len(out) < n {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		es, next, err := rt.DeadLetters(cursor, 512)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range es {
+			if !seen[e.Sender] && len(out) < n {
+				seen[e.Sender] = true
+				out = append(out, e.Sender)
+			}
+		}
+		if next == (projector.OutboxCursor{}) {
+			break
+		}
+		cursor = next
+	}
+	return out, nil
 }
 
 // RetryDead puts one dead letter back in its sender's outbox (a turn on

@@ -94,6 +94,9 @@ type Config struct {
 	// that sends less often, and leaves a crash more to redeliver. Default
 	// DefaultSettleDelay (1s).
 	SettleDelay time.Duration
+	// MessageBackoff is the wait after a message's first failed delivery;
+	// each later one waits twice the one before, up to 30s. Default 100ms.
+	MessageBackoff time.Duration
 	// OutboxMarks, in a cluster, records the senders whose messages have
 	// waited longer than OutboxMarkAfter (outboxmarks.go), so that a node
 	// taking over a dead node's objects finds them however long ago they
@@ -274,6 +277,9 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if cfg.SettleDelay <= 0 {
 		cfg.SettleDelay = DefaultSettleDelay
+	}
+	if cfg.MessageBackoff <= 0 {
+		cfg.MessageBackoff = messageBackoffMin
 	}
 	if cfg.OutboxMarkAfter <= 0 {
 		cfg.OutboxMarkAfter = DefaultOutboxMarkAfter
