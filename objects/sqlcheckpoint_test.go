@@ -230,3 +230,51 @@ func TestSQLWithRetention(t *testing.T) {
 		t.Fatalf("a new node's SQL\n%+v\nwant\n%+v", got, want)
 	}
 }
+
+// TestRestoreKeepsAutoincrement: restore sets rows back but not a table's
+// AUTOINCREMENT counter, so an id handed out since is not handed out
+// again (SQLite's promise for AUTOINCREMENT), unless the restore created
+// the table again (its schema changed), which counts from the rows it put
+// back.
+func TestRestoreKeepsAutoincrement(t *testing.T) {
+	h := newHarness(t, withSQLDir(t.TempDir()))
+	ctx := context.Background()
+	ref := h.ref("scratch", "ai")
+	insert := func(table string) int64 {
+		h.t.Helper()
+		return h.must("ai", func(c *Ctx, _ *scratch) (any, error) {
+			cur, err := c.SQL().Exec("INSERT INTO " + table + "(v) VALUES('x') RETURNING id")
+			if err != nil {
+				return nil, err
+			}
+			return cur.Raw()[0][0], nil
+		}).(int64)
+	}
+	h.must("ai", func(c *Ctx, _ *scratch) (any, error) {
+		_, err := c.SQL().Exec(`CREATE TABLE same(id INTEGER PRIMARY KEY AUTOINCREMENT, v);
+			CREATE TABLE changed(id INTEGER PRIMARY KEY AUTOINCREMENT, v)`)
+		return nil, err
+	})
+	insert("same")
+	insert("changed")
+	v := h.lastVersion("scratch", "ai")
+	insert("same")
+	insert("changed")
+	h.must("ai", func(c *Ctx, _ *scratch) (any, error) {
+		_, err := c.SQL().Exec(`DELETE FROM same WHERE id = 2; DROP TABLE changed;
+			CREATE TABLE changed(id INTEGER PRIMARY KEY AUTOINCREMENT, v, w); INSERT INTO changed(id, v) VALUES(2, 'x')`)
+		return nil, err
+	})
+	if _, err := h.rt.Restore(ctx, ref, history.At{Version: v}, Cause{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sqlRows(h, "ai", "SELECT id FROM same UNION ALL SELECT id FROM changed"); !reflect.DeepEqual(got, [][]any{{int64(1)}, {int64(1)}}) {
+		t.Fatalf("rows after the restore: %v", got)
+	}
+	if id := insert("same"); id != 3 {
+		t.Fatalf("same's next id %d, want 3: an id given out since the restored version came back", id)
+	}
+	if id := insert("changed"); id != 2 {
+		t.Fatalf("changed's next id %d, want 2: the table created again counts from its restored rows", id)
+	}
+}
