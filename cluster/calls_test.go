@@ -104,27 +104,33 @@ func (*hopper) Get(c *objects.Ctx, key string) (json.RawMessage, error) {
 
 var hopperClass = objects.Define("hopper", func() *hopper { return &hopper{} })
 
-// startCaller is startMember for calls: the runtime's stubs go through the
-// router.
-func startCaller(t *testing.T, srv *log.Server, name string) *member {
+// startCallers starts nodes a and b for calls (startPair).
+func startCallers(t *testing.T) (na, nb *member) {
 	t.Helper()
-	return startMemberWith(t, srv, name, false, func(oc *objects.Config, m *member) {
-		oc.Classes = []*objects.Class{hopperClass}
-		oc.Calls, oc.Codec = m.router, jsonCodec{}
-	})
+	return startPair(t, nil)
 }
 
-// startCallers starts nodes a and b on one embedded server and waits until
-// each sees both.
-func startCallers(t *testing.T) (na, nb *member) {
+// startPair starts nodes a and b on one embedded server, whose runtimes
+// run hoppers and reach other objects through the router, with their
+// configuration then changed by edit (if not nil), and waits until each
+// sees both.
+func startPair(t *testing.T, edit func(*objects.Config, *member)) (na, nb *member) {
 	t.Helper()
 	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	na = startCaller(t, srv, "a")
-	nb = startCaller(t, srv, "b")
+	start := func(name string) *member {
+		return startMemberWith(t, srv, name, false, func(oc *objects.Config, m *member) {
+			oc.Classes = []*objects.Class{hopperClass}
+			oc.Calls, oc.Codec = m.router, jsonCodec{}
+			if edit != nil {
+				edit(oc, m)
+			}
+		})
+	}
+	na, nb = start("a"), start("b")
 	deadline := time.Now().Add(20 * time.Second)
 	for len(na.router.Nodes()) != 2 || len(nb.router.Nodes()) != 2 {
 		if time.Now().After(deadline) {
@@ -316,27 +322,9 @@ func TestLivenessFromOwners(t *testing.T) {
 // The messages have no reply and the settle delay is long, so they stay
 // listed once delivered.
 func TestOutboxFromOwner(t *testing.T) {
-	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	start := func(name string) *member {
-		return startMemberWith(t, srv, name, false, func(oc *objects.Config, m *member) {
-			oc.Classes = []*objects.Class{hopperClass}
-			oc.Calls, oc.Codec = m.router, jsonCodec{}
-			oc.SettleDelay = time.Hour
-		})
-	}
-	na, nb := start("a"), start("b")
+	na, _ := startPair(t, func(oc *objects.Config, _ *member) { oc.SettleDelay = time.Hour })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for len(na.router.Nodes()) != 2 || len(nb.router.Nodes()) != 2 {
-		if ctx.Err() != nil {
-			t.Fatalf("views %v and %v, want both nodes", na.router.Nodes(), nb.router.Nodes())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	nodes := []string{"a", "b"}
 	s, r := hopperOn(t, na, "b", nodes, "os"), hopperOn(t, na, "a", nodes, "or")
 	ref, err := na.rt.RefByName("hopper", s)
@@ -378,27 +366,12 @@ func TestOutboxFromOwner(t *testing.T) {
 // snapshot holds none of them), and retries them all; each is delivered
 // once, and none is left dead.
 func TestDeadLettersFromEveryNode(t *testing.T) {
-	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	start := func(name string) *member {
-		return startMemberWith(t, srv, name, false, func(oc *objects.Config, m *member) {
-			oc.Classes = []*objects.Class{stuckClass}
-			oc.Calls, oc.Codec = m.router, jsonCodec{}
-			oc.MessageBackoff = time.Millisecond
-		})
-	}
-	na, nb := start("a"), start("b")
+	na, _ := startPair(t, func(oc *objects.Config, _ *member) {
+		oc.Classes = []*objects.Class{stuckClass}
+		oc.MessageBackoff = time.Millisecond
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for len(na.router.Nodes()) != 2 || len(nb.router.Nodes()) != 2 {
-		if ctx.Err() != nil {
-			t.Fatalf("views %v and %v, want both nodes", na.router.Nodes(), nb.router.Nodes())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	nodes := []string{"a", "b"}
 	ref := func(name string) objects.Ref {
 		r, err := na.rt.RefByName("stuck", name)
@@ -420,6 +393,7 @@ func TestDeadLettersFromEveryNode(t *testing.T) {
 		senders[ref(s).ID], targets = node, append(targets, ref(r))
 	}
 	var dead []objects.OutboxEntry
+	var err error
 	for len(dead) != 2 {
 		if dead, err = na.router.AllDeadLetters(ctx, 100); err != nil {
 			t.Fatal(err)
@@ -443,19 +417,7 @@ func TestDeadLettersFromEveryNode(t *testing.T) {
 		t.Fatalf("retried %d (%v), want 2", n, err)
 	}
 	for _, target := range targets {
-		for {
-			out, err := na.router.Call(ctx, target, "got", nil, jsonCodec{}, objects.Cause{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(out) == "1" {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("%s got %s after the retry", target, out)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitGot(ctx, t, na, target)
 	}
 	if dead, err = na.router.AllDeadLetters(ctx, 100); err != nil || len(dead) != 0 {
 		t.Fatalf("after the retry: %+v (%v), want no dead letters", dead, err)

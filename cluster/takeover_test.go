@@ -203,39 +203,22 @@ var stuckClass = objects.Define("stuck", func() *stuck { return &stuck{} })
 // takeover reads only the last 300 ms of log, which holds none of the
 // sender's events.
 func TestTakeoverDeliversLongPendingMessages(t *testing.T) {
-	srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
 	const lookback = 300 * time.Millisecond
-	start := func(name string) *member {
-		return startMemberWith(t, srv, name, false, func(oc *objects.Config, m *member) {
-			oc.Classes = []*objects.Class{stuckClass}
-			oc.Calls, oc.Codec = m.router, jsonCodec{}
-			marks, err := m.log.OpenOutboxMarks(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			oc.OutboxMarks, oc.OutboxMarkAfter = marks, lookback/4
-			router := m.router
-			if m.svc, err = alarms.New(alarms.Config{Log: m.log, Projector: m.proj, Logger: quiet, Deliver: router.Alarm,
-				Owns: func(_ string, id log.ID) bool { return router.Owns(id) }, TakeoverLookback: lookback}); err != nil {
-				t.Fatal(err)
-			}
-			oc.Alarms = m.svc
-			router.OnTakeover(m.svc.TakeOver)
-		})
-	}
-	b := start("b")
-	a := start("a")
-	deadline := time.Now().Add(10 * time.Second)
-	for len(a.router.Nodes()) != 2 || len(b.router.Nodes()) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("views %v and %v, want both nodes", a.router.Nodes(), b.router.Nodes())
+	a, b := startPair(t, func(oc *objects.Config, m *member) {
+		oc.Classes = []*objects.Class{stuckClass}
+		marks, err := m.log.OpenOutboxMarks(context.Background())
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		oc.OutboxMarks, oc.OutboxMarkAfter = marks, lookback/4
+		router := m.router
+		if m.svc, err = alarms.New(alarms.Config{Log: m.log, Projector: m.proj, Logger: quiet, Deliver: router.Alarm,
+			Owns: func(_ string, id log.ID) bool { return router.Owns(id) }, TakeoverLookback: lookback}); err != nil {
+			t.Fatal(err)
+		}
+		oc.Alarms = m.svc
+		router.OnTakeover(m.svc.TakeOver)
+	})
 	ownedByA := func(prefix string) objects.Ref {
 		ref, err := a.rt.RefByName("stuck", objectOn(t, a, "stuck", "a", []string{"a", "b"}, prefix))
 		if err != nil {
@@ -276,22 +259,29 @@ func TestTakeoverDeliversLongPendingMessages(t *testing.T) {
 	time.Sleep(time.Until(sent.Add(3 * lookback))) // the send is out of the lookback
 	a.stop(t)                                      // leaves the view: b gains both objects
 	stuckDown.Store(false)
+	waitGot(ctx, t, b, target)
+	for ids := marked(); len(ids) != 0; ids = marked() {
+		if time.Since(sent) > 20*time.Second {
+			t.Fatalf("marked %v after the delivery, want none", ids)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitGot waits until the stuck object target has got its message, asking
+// through m, or fails the test when ctx ends.
+func waitGot(ctx context.Context, t *testing.T, m *member, target objects.Ref) {
+	t.Helper()
 	for {
-		out, err := b.router.Call(ctx, target, "got", nil, jsonCodec{}, objects.Cause{})
+		out, err := m.router.Call(ctx, target, "got", nil, jsonCodec{}, objects.Cause{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if string(out) == "1" {
-			break
+			return
 		}
-		if ctx.Err() != nil || time.Since(sent) > 15*time.Second {
-			t.Fatalf("the target got %s: the message was not delivered after the takeover", out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	for ids := marked(); len(ids) != 0; ids = marked() {
-		if time.Since(sent) > 20*time.Second {
-			t.Fatalf("marked %v after the delivery, want none", ids)
+		if ctx.Err() != nil {
+			t.Fatalf("%s got %s: its message was not delivered", target, out)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
