@@ -87,14 +87,20 @@ func (o *outbox) markTick() {
 	}
 	o.mu.Unlock()
 	marks := o.rt.cfg.OutboxMarks
+	failed, lastErr := 0, error(nil)
+	defer func() {
+		// One line per tick: a node without JetStream (standing by) fails
+		// every write until it is back.
+		if failed > 0 && o.ctx.Err() == nil {
+			o.rt.logger.Warn("outbox: marks of senders not written; the next tick tries again", "failed", failed, "of", len(mark)+len(unmark), "err", lastErr)
+		}
+	}()
 	for _, j := range mark {
 		ctx, cancel := context.WithTimeout(o.ctx, markTimeout)
 		rev, err := marks.Mark(ctx, j.mark.class, j.id)
 		cancel()
 		if err != nil {
-			if o.ctx.Err() == nil {
-				o.rt.logger.Warn("outbox: sender with long-pending messages not marked; the next tick tries again", "class", j.mark.class, "id", j.id, "err", err)
-			}
+			failed, lastErr = failed+1, err
 			continue
 		}
 		o.mu.Lock()
@@ -106,9 +112,7 @@ func (o *outbox) markTick() {
 		err := marks.Unmark(ctx, j.mark.class, j.id, j.mark.rev)
 		cancel()
 		if err != nil {
-			if o.ctx.Err() == nil {
-				o.rt.logger.Warn("outbox: mark of a sender with nothing pending not removed; the next tick tries again", "class", j.mark.class, "id", j.id, "err", err)
-			}
+			failed, lastErr = failed+1, err
 			continue
 		}
 		// Gone from the bucket: if the sender queued again meanwhile, the
