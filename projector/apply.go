@@ -116,6 +116,10 @@ type txnBatch struct {
 // next one.
 func (b *txnBatch) commit() error {
 	err := b.p.beforeCommit(len(b.done))
+	var marks map[int]uint64
+	if err == nil {
+		marks, err = b.p.stageWatermarks(b.txn, b.done)
+	}
 	if err == nil {
 		err = b.txn.Commit()
 	}
@@ -124,7 +128,7 @@ func (b *txnBatch) commit() error {
 		return fmt.Errorf("projector: commit %d events: %w", len(b.staged), err)
 	}
 	b.p.metas.committed(b.metas)
-	if err := b.p.settled(b.done); err != nil {
+	if err := b.p.settled(b.done, marks); err != nil {
 		return err
 	}
 	if len(b.applied) > 0 && b.p.cfg.OnApplied != nil {

@@ -88,3 +88,47 @@ func BenchmarkSubmit(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// BenchmarkSubmitWatermarks is the asynchronous path as a node runs it,
+// with TrackWatermarks on a log of one shard (so every record moves the
+// watermark), flushed every batch records: W3's projector sees batches of
+// a few records, so what it pays per batch counts. One op is one record;
+// cpu-µs/op is the process's CPU time over the Submits and Flushes.
+func BenchmarkSubmitWatermarks(b *testing.B) {
+	for _, batch := range []int{2, 64} {
+		b.Run(fmt.Sprint("batch-", batch), func(b *testing.B) {
+			srv, err := log.RunEmbedded(log.EmbeddedConfig{Dir: b.TempDir(), Logger: quiet})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer srv.Shutdown(context.Background())
+			ctx := context.Background()
+			l, err := log.Open(ctx, log.Config{Server: srv, Logger: quiet, Shards: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close(ctx)
+			p := open(b, Config{Dir: b.TempDir(), Log: l, TrackWatermarks: true})
+			gen := newBenchRecords(b)
+			var cpu time.Duration
+			b.ResetTimer()
+			for done := 0; done < b.N; {
+				b.StopTimer()
+				recs := gen.take(min(batch, b.N-done))
+				b.StartTimer()
+				start := benchcpu.Now()
+				for _, r := range recs {
+					if err := p.Submit(ctx, r); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := p.Flush(ctx); err != nil {
+					b.Fatal(err)
+				}
+				cpu += benchcpu.Now() - start
+				done += len(recs)
+			}
+			b.ReportMetric(float64(cpu)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+		})
+	}
+}

@@ -121,6 +121,7 @@ type Projector struct {
 		objectsHealed  atomic.Uint64 // objects of failed batches healed from the log
 		commitFailures atomic.Uint64 // batches whose commit failed
 		metaReads      atomic.Uint64 // metas the apply path read from Badger, not the cache
+		markCommits    atomic.Uint64 // watermarks committed in a transaction of their own
 	}
 }
 
