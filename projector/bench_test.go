@@ -41,59 +41,23 @@ func (r *benchRecords) take(n int) []log.Record {
 }
 
 // BenchmarkApply measures synchronous Apply in batches of BatchMax, on
-// disk: one op is one record. cpu-µs/op counts the process's CPU time
-// during the Applies only, not while records are generated.
+// disk: one op is one record.
 func BenchmarkApply(b *testing.B) {
 	p := open(b, Config{Dir: b.TempDir()})
-	gen := newBenchRecords(b)
-	var cpu time.Duration
-	b.ResetTimer()
-	for done := 0; done < b.N; {
-		b.StopTimer()
-		recs := gen.take(min(batchMaxDefault, b.N-done))
-		b.StartTimer()
-		start := benchcpu.Now()
-		if err := p.Apply(recs); err != nil {
-			b.Fatal(err)
-		}
-		cpu += benchcpu.Now() - start
-		done += len(recs)
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
-	b.ReportMetric(float64(cpu)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+	runBatches(b, batchMaxDefault, p.Apply)
 }
 
 // BenchmarkSubmit measures the asynchronous path: Submit, and Flush after
 // each batch's worth. One op is one record.
 func BenchmarkSubmit(b *testing.B) {
 	p := open(b, Config{Dir: b.TempDir()})
-	gen := newBenchRecords(b)
-	ctx := context.Background()
-	b.ResetTimer()
-	for done := 0; done < b.N; {
-		b.StopTimer()
-		recs := gen.take(min(batchMaxDefault, b.N-done))
-		b.StartTimer()
-		for _, r := range recs {
-			if err := p.Submit(ctx, r); err != nil {
-				b.Fatal(err)
-			}
-		}
-		// Flush before the timer stops, or the apply goroutine would work
-		// while the next records are generated, off the clock.
-		if err := p.Flush(ctx); err != nil {
-			b.Fatal(err)
-		}
-		done += len(recs)
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	runBatches(b, batchMaxDefault, func(recs []log.Record) error { return submitAll(p, recs) })
 }
 
 // BenchmarkSubmitWatermarks is the asynchronous path as a node runs it,
 // with TrackWatermarks on a log of one shard (so every record moves the
 // watermark), flushed every batch records: W3's projector sees batches of
-// a few records, so what it pays per batch counts. One op is one record;
-// cpu-µs/op is the process's CPU time over the Submits and Flushes.
+// a few records, so what it pays per batch counts. One op is one record.
 func BenchmarkSubmitWatermarks(b *testing.B) {
 	for _, batch := range []int{2, 64} {
 		b.Run(fmt.Sprint("batch-", batch), func(b *testing.B) {
@@ -109,26 +73,41 @@ func BenchmarkSubmitWatermarks(b *testing.B) {
 			}
 			defer l.Close(ctx)
 			p := open(b, Config{Dir: b.TempDir(), Log: l, TrackWatermarks: true})
-			gen := newBenchRecords(b)
-			var cpu time.Duration
-			b.ResetTimer()
-			for done := 0; done < b.N; {
-				b.StopTimer()
-				recs := gen.take(min(batch, b.N-done))
-				b.StartTimer()
-				start := benchcpu.Now()
-				for _, r := range recs {
-					if err := p.Submit(ctx, r); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := p.Flush(ctx); err != nil {
-					b.Fatal(err)
-				}
-				cpu += benchcpu.Now() - start
-				done += len(recs)
-			}
-			b.ReportMetric(float64(cpu)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+			runBatches(b, batch, func(recs []log.Record) error { return submitAll(p, recs) })
 		})
 	}
+}
+
+// runBatches hands fn the records of b.N ops, batch at a time, generated
+// off the clock, and reports records/s and cpu-µs/op: the process's CPU
+// time inside fn per record.
+func runBatches(b *testing.B, batch int, fn func([]log.Record) error) {
+	gen := newBenchRecords(b)
+	var cpu time.Duration
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		b.StopTimer()
+		recs := gen.take(min(batch, b.N-done))
+		b.StartTimer()
+		start := benchcpu.Now()
+		if err := fn(recs); err != nil {
+			b.Fatal(err)
+		}
+		cpu += benchcpu.Now() - start
+		done += len(recs)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(cpu)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+}
+
+// submitAll submits recs and flushes, so that they are applied before the
+// clock stops (else the apply goroutine would work off the clock).
+func submitAll(p *Projector, recs []log.Record) error {
+	ctx := context.Background()
+	for _, r := range recs {
+		if err := p.Submit(ctx, r); err != nil {
+			return err
+		}
+	}
+	return p.Flush(ctx)
 }
