@@ -243,6 +243,11 @@ type committer struct {
 	replies  chan *nats.Msg
 	pipeline uint64
 	timeout  *time.Timer // a pipelined publish's deadline, reused
+	// pubMsg is the message a pipelined publish fills for each append,
+	// reused under inFlight: nats.go's PublishMsg encodes it and keeps
+	// nothing of it, so a message, its header map and their slices are
+	// not allocated per append.
+	pubMsg nats.Msg
 }
 
 // tryInline publishes p on the caller's goroutine when the shard is idle:
@@ -515,14 +520,21 @@ func (c *committer) resolve(batch []*pendingAppend, cause error, giveUp bool) []
 }
 
 func message(p *pendingAppend) *nats.Msg {
-	return &nats.Msg{
-		Subject: p.subj,
-		Data:    p.data,
-		Header: nats.Header{
-			hdrMsgID:      []string{p.msgID},
-			hdrExpectSubj: []string{strconv.FormatUint(p.expect, 10)},
-		},
+	m := new(nats.Msg)
+	fillMessage(m, p)
+	return m
+}
+
+// fillMessage makes m p's publish: its subject, data, message id and
+// expectation, and no reply. A header map m already has (of an earlier
+// fillMessage) is reused; it holds nothing else.
+func fillMessage(m *nats.Msg, p *pendingAppend) {
+	if m.Header == nil {
+		m.Header = nats.Header{hdrMsgID: make([]string, 1), hdrExpectSubj: make([]string, 1)}
 	}
+	m.Subject, m.Data, m.Reply = p.subj, p.data, ""
+	m.Header[hdrMsgID][0] = p.msgID
+	m.Header[hdrExpectSubj][0] = strconv.FormatUint(p.expect, 10)
 }
 
 // publish sends batch and returns each append's stream sequence.
@@ -589,8 +601,10 @@ func (c *committer) publishPipelined(batch []*pendingAppend) ([]uint64, error) {
 	defer c.timeout.Stop()
 	c.pipeline++
 	prefix := c.inbox + "." + strconv.FormatUint(c.pipeline, 10) + "."
+	m := &c.pubMsg
+	defer func() { m.Data = nil }() // do not hold the last event until the next publish
 	for i, p := range batch {
-		m := message(p)
+		fillMessage(m, p)
 		m.Reply = prefix + strconv.Itoa(i)
 		if err := c.l.nc.PublishMsg(m); err != nil {
 			return nil, fmt.Errorf("publish: %w", err)

@@ -109,19 +109,26 @@ type txnBatch struct {
 	done       []log.Record            // every record this transaction settles, skipped ones included (watermarks)
 	considered int                     // records taken in this transaction, skipped ones included
 	broken     func(log.Record, error) // told of records skipped as not following their chain; may be nil
+	metas      map[objectRef]Meta      // the metas staged in txn, for the events after them (metacache.go)
 }
 
 // commit commits the transaction, reports what it applied, and starts the
 // next one.
 func (b *txnBatch) commit() error {
 	err := b.p.beforeCommit(len(b.done))
+	var marks map[int]uint64
+	if err == nil {
+		marks, err = b.p.stageWatermarks(b.txn, b.done)
+	}
 	if err == nil {
 		err = b.txn.Commit()
 	}
 	if err != nil {
+		b.p.metas.forget(b.metas)
 		return fmt.Errorf("projector: commit %d events: %w", len(b.staged), err)
 	}
-	if err := b.p.settled(b.done); err != nil {
+	b.p.metas.committed(b.metas)
+	if err := b.p.settled(b.done, marks); err != nil {
 		return err
 	}
 	if len(b.applied) > 0 && b.p.cfg.OnApplied != nil {
@@ -136,6 +143,7 @@ func (b *txnBatch) restart() {
 	b.txn.Discard()
 	b.txn = b.p.db.NewTransaction(true)
 	b.staged, b.applied, b.done, b.considered = nil, nil, nil, 0
+	clear(b.metas)
 }
 
 // restageAndCommit rebuilds the transaction with only the events fully
@@ -162,7 +170,8 @@ func (b *txnBatch) restageAndCommit() error {
 // it is returned and the transaction holds part of the event.
 func (b *txnBatch) stage(rec log.Record, split bool) error {
 	ev := rec.Event
-	meta, err := readMeta(b.txn, ev.Class, ev.ID)
+	obj := objectRef{ev.Class, ev.ID}
+	meta, err := b.meta(obj)
 	if err != nil {
 		return err
 	}
@@ -194,8 +203,10 @@ func (b *txnBatch) stage(rec log.Record, split bool) error {
 		err := op(b.txn)
 		if split && errors.Is(err, badger.ErrTxnTooBig) {
 			if err := b.txn.Commit(); err != nil {
+				b.p.metas.forget(b.metas)
 				return fmt.Errorf("commit part of the event: %w", err)
 			}
+			b.p.metas.committed(b.metas)
 			b.p.stats.eventSplits.Add(1)
 			b.restart()
 			err = op(b.txn) // alone in a transaction: fits, or never will
@@ -223,10 +234,31 @@ func (b *txnBatch) stage(rec log.Record, split bool) error {
 	if err := do(func(tx *badger.Txn) error { return tx.Set(mk, mv) }); err != nil {
 		return fmt.Errorf("projector: apply %s/%s v%d meta: %w", ev.Class, ev.ID, ev.Version, err)
 	}
+	if b.metas == nil {
+		b.metas = make(map[objectRef]Meta)
+	}
+	b.metas[obj] = next
 	b.staged = append(b.staged, rec)
 	b.done = append(b.done, rec)
 	b.applied = append(b.applied, Applied{Class: ev.Class, ID: ev.ID, Version: ev.Version, Seq: rec.Seq, Time: ev.Time})
 	return nil
+}
+
+// meta is the object's meta as this transaction sees it: staged in it,
+// else committed (the cache, else Badger, whose answer the cache keeps).
+func (b *txnBatch) meta(o objectRef) (Meta, error) {
+	if m, ok := b.metas[o]; ok {
+		return m, nil
+	}
+	if m, ok := b.p.metas.get(o); ok {
+		return m, nil
+	}
+	b.p.stats.metaReads.Add(1)
+	m, err := readMeta(b.txn, o.class, o.id)
+	if err == nil {
+		b.p.metas.put(o, m)
+	}
+	return m, err
 }
 
 // write stages one op through do.

@@ -39,6 +39,10 @@
 //     metas has committed, so an activation never trusts the snapshot for
 //     an event that is not in it.
 //
+// Being the snapshot's only writer, the apply path keeps a bounded copy
+// of the metas it committed (metacache.go) and reads Badger only for an
+// object it does not hold, so a staged event costs no Badger get.
+//
 // Badger runs without fsync of its own (the log is fsynced; a lost tail of
 // the snapshot is caught up from it) and with a small-memory profile. Values
 // are far below Badger's value threshold, so they live in the LSM tree and

@@ -3,6 +3,7 @@ package projector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -234,5 +235,46 @@ func TestWatermarkAdvancesOverSettledRuns(t *testing.T) {
 	}
 	if w := watermark(t, p, shard); w != 6 {
 		t.Fatalf("watermark %d after a repeat, want 6", w)
+	}
+	// Each move was committed with the records that made it.
+	if n := p.stats.markCommits.Load(); n != 0 {
+		t.Errorf("%d watermark commits of their own, want none", n)
+	}
+}
+
+// A watermark is committed in the transaction that settles its records,
+// so a batch that fails to commit moves no watermark, in Badger or in
+// memory; its records, healed from the log, move it when they land.
+func TestWatermarkCommitsWithItsRecords(t *testing.T) {
+	rl := openRealLog(t)
+	var f failing
+	p := open(t, Config{Log: rl.log, TrackWatermarks: true, BeforeCommit: f.hook})
+	shard := 0
+	var recs []log.Record
+	for i := 0; len(recs) < 4; i++ {
+		o := newObj("kv", fmt.Sprint("w", i))
+		if rl.log.ShardOf(o.id) == shard {
+			recs = append(recs, rl.append(o, put("k", "v")))
+		}
+	}
+	submit(t, p, recs[0], recs[1])
+	if err := p.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w := watermark(t, p, shard); w != 2 {
+		t.Fatalf("watermark %d, want 2", w)
+	}
+	f.on.Store(true)
+	submit(t, p, recs[2], recs[3])
+	if err := p.Flush(context.Background()); !errors.Is(err, errInjected) {
+		t.Fatalf("flush after a failed commit: %v, want the injected failure", err)
+	}
+	if w := watermark(t, p, shard); w != 2 {
+		t.Fatalf("watermark %d after its batch failed, want 2", w)
+	}
+	f.on.Store(false)
+	waitUntil(t, "the failed batch to heal", func() bool { return watermark(t, p, shard) == 4 })
+	if n := p.stats.markCommits.Load(); n != 0 {
+		t.Errorf("%d watermark commits of their own, want none", n)
 	}
 }

@@ -65,15 +65,21 @@ func (p *Projector) Install(ck *log.Checkpoint) (bool, error) {
 		}
 		err = stageIdem(do, ck.Class, ck.ID, k)
 	}
+	next := Meta{Version: ck.Version, Seq: ck.Seq, Hash: ck.Hash, Name: meta.Name, Updated: ck.Time}
+	if next.Name == "" {
+		next.Name = ck.Name
+	}
 	if err == nil {
-		name := meta.Name
-		if name == "" {
-			name = ck.Name
-		}
-		err = txn.Set(metaKey(ck.Class, ck.ID), encodeMeta(Meta{Version: ck.Version, Seq: ck.Seq, Hash: ck.Hash, Name: name, Updated: ck.Time}))
+		err = txn.Set(metaKey(ck.Class, ck.ID), encodeMeta(next))
 	}
 	if err == nil {
 		err = txn.Commit()
+	}
+	obj := objectRef{ck.Class, ck.ID}
+	if err == nil {
+		p.metas.put(obj, next)
+	} else {
+		p.metas.drop(obj) // Badger may hold either side of a failed commit
 	}
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		return false, fmt.Errorf("%w: %s/%s v%d with %d keys", ErrTooBig, ck.Class, ck.ID, ck.Version, len(ck.Keys))

@@ -106,6 +106,7 @@ type Projector struct {
 	ctx    context.Context // reads of the log for healing; cancelled by Close
 	cancel context.CancelFunc
 	marks  watermarks // guarded by applyMu
+	metas  *metaCache // guarded by applyMu (metacache.go)
 
 	closeOnce sync.Once
 	closed    chan struct{} // closed when Close has finished
@@ -119,6 +120,8 @@ type Projector struct {
 		gapsHealed     atomic.Uint64 // gaps filled by reading the log
 		objectsHealed  atomic.Uint64 // objects of failed batches healed from the log
 		commitFailures atomic.Uint64 // batches whose commit failed
+		metaReads      atomic.Uint64 // metas the apply path read from Badger, not the cache
+		markCommits    atomic.Uint64 // watermarks committed in a transaction of their own
 	}
 }
 
@@ -143,6 +146,7 @@ func Open(cfg Config) (*Projector, error) {
 		loopDone: make(chan struct{}),
 		closed:   make(chan struct{}),
 		health:   h,
+		metas:    newMetaCache(metaCacheLen),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.submitters.init()

@@ -21,8 +21,8 @@ import (
 // With Config.TrackWatermarks the watermark also moves while the node runs:
 // the projector notes the sequence of every record it settles (applies, or
 // finds applied already) and moves the shard's watermark over each run of
-// consecutive sequences, persisting it after the transaction that settled
-// them. A sequence never handed to it (another writer's event, a submit
+// consecutive sequences, persisting it in the transaction that settles
+// them (or, when it does not fit there, right after it). A sequence never handed to it (another writer's event, a submit
 // cut off and not yet healed) is a hole that stops the watermark there;
 // it never passes an event the snapshot lacks. So a restart after a crash
 // replays only what came after the last settled run, not everything since
@@ -116,12 +116,71 @@ func (p *Projector) writeWatermarks(seqs map[int]uint64) error {
 	if err != nil {
 		return fmt.Errorf("set watermarks %v: %w", seqs, err)
 	}
+	p.stats.markCommits.Add(1)
 	return nil
 }
 
+// stageWatermarks writes in txn, the transaction that settles recs, the
+// watermark each shard reaches once they are settled, so that it is
+// committed with them instead of in a transaction of its own after them
+// (one Badger commit per batch, not two). It changes no running
+// watermark: settled does, after the commit, and leaves the staged ones
+// out of its own write. A shard whose running watermark may stall
+// (aboveMax) or a watermark that does not fit in txn is not staged; settled
+// writes it as before. The caller holds applyMu.
+func (p *Projector) stageWatermarks(txn *badger.Txn, recs []log.Record) (map[int]uint64, error) {
+	if !p.cfg.TrackWatermarks || len(recs) == 0 {
+		return nil, nil
+	}
+	seqs := map[int]map[uint64]struct{}{} // each shard's settled sequences past its watermark
+	for _, rec := range recs {
+		shard := p.cfg.Log.ShardOf(rec.Event.ID)
+		m, err := p.mark(shard)
+		if err != nil {
+			return nil, err
+		}
+		if m.stalled || rec.Seq <= m.seq {
+			continue
+		}
+		if seqs[shard] == nil {
+			seqs[shard] = map[uint64]struct{}{}
+		}
+		seqs[shard][rec.Seq] = struct{}{}
+	}
+	staged := map[int]uint64{}
+	for shard, batch := range seqs {
+		m := p.marks.shards[shard]
+		if len(m.above)+len(batch) > aboveMax {
+			continue
+		}
+		seq := m.seq
+		for {
+			_, above := m.above[seq+1]
+			_, now := batch[seq+1]
+			if !above && !now {
+				break
+			}
+			seq++
+		}
+		if seq == m.seq {
+			continue
+		}
+		err := txn.Set(watermarkKey(shard), binary.BigEndian.AppendUint64(nil, seq))
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("stage the watermark of shard %d: %w", shard, err)
+		}
+		staged[shard] = seq
+	}
+	return staged, nil
+}
+
 // settled notes records a committed transaction settled and moves and
-// persists the watermarks they complete. The caller holds applyMu.
-func (p *Projector) settled(recs []log.Record) error {
+// persists the watermarks they complete, but for those the transaction
+// held already (staged, from stageWatermarks). The caller holds applyMu.
+func (p *Projector) settled(recs []log.Record, staged map[int]uint64) error {
 	if !p.cfg.TrackWatermarks || len(recs) == 0 {
 		return nil
 	}
@@ -144,6 +203,11 @@ func (p *Projector) settled(recs []log.Record) error {
 		if len(m.above) > aboveMax {
 			m.stalled, m.above = true, map[uint64]struct{}{}
 			p.logger.Warn("projector: shard watermark stalled at a hole; the next start replays from it", "shard", shard, "seq", m.seq+1)
+		}
+	}
+	for shard, seq := range staged {
+		if moved[shard] == seq {
+			delete(moved, shard)
 		}
 	}
 	if len(moved) == 0 {
