@@ -2,7 +2,6 @@ package objects
 
 import (
 	"fmt"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -46,8 +45,7 @@ func TestLazySettleRunsInline(t *testing.T) {
 		c.SettleDelay = time.Hour
 		c.Hooks.BeforeAppend = func(_ string, id ID, v uint64) {
 			if id == sender && v == 3 {
-				buf := make([]byte, 64<<10)
-				appendedBy.Store(string(buf[:runtime.Stack(buf, false)]))
+				appendedBy.Store(goroutineStack())
 			}
 		}
 	})
