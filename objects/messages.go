@@ -490,8 +490,8 @@ func (o *outbox) enqueue(sender ID, es ...*OutboxEntry) {
 }
 
 // outboxWorkerIdle is how long a worker whose queue emptied waits for
-// another sender's before it ends.
-const outboxWorkerIdle = time.Second
+// another sender's before it ends. A variable for tests only.
+var outboxWorkerIdle = time.Second
 
 // work drains sender's queue, then the queues handed to it while it
 // waits, until it waits outboxWorkerIdle for nothing or the outbox stops.

@@ -13,6 +13,12 @@ import (
 // after another are delivered by one goroutine; and the waiting worker
 // ends when the runtime closes (the harness's Close waits for it).
 func TestOutboxWorkerTakesTheNextSender(t *testing.T) {
+	// Long enough that no worker ends between the sends, however slow
+	// the machine; put back after the runtime closed (cleanups run last
+	// registered first).
+	idle := outboxWorkerIdle
+	t.Cleanup(func() { outboxWorkerIdle = idle })
+	outboxWorkerIdle = time.Minute
 	m := newMsgHarness(t)
 	o := m.rt.outbox
 	const senders = 5
