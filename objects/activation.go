@@ -445,8 +445,11 @@ func (a *activation) unlockDrive() {
 // whether req ran (its result is then in req.result, or will be once the
 // ack that gates it lands); if not, the caller queues it in the mailbox.
 func (a *activation) runInline(req *request) bool {
-	if req.lazy || req.settle != nil {
-		return false // settles keep to run (settle.go)
+	if req.settle != nil && !req.lazy {
+		// A settle turn (a reply's, a dead letter's, a retry's) goes
+		// through the mailbox; a lazy settle, which only notes the
+		// Settle, runs here (settle.go).
+		return false
 	}
 	a.mu.Lock()
 	ok := !a.mu.closed && len(a.mu.mailbox) == 0 && a.drive.TryLock()

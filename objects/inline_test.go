@@ -14,9 +14,14 @@ import (
 // inline (runInline on the caller's goroutine), and whether it is the
 // activation's own goroutine (run).
 func inlineStack() (inline, onRun bool) {
-	buf := make([]byte, 64<<10)
-	st := string(buf[:runtime.Stack(buf, false)])
+	st := goroutineStack()
 	return strings.Contains(st, "(*activation).runInline"), strings.Contains(st, "(*activation).run(")
+}
+
+// goroutineStack is the calling goroutine's stack.
+func goroutineStack() string {
+	buf := make([]byte, 64<<10)
+	return string(buf[:runtime.Stack(buf, false)])
 }
 
 // TestInlineTurn: a request that finds its activation idle runs on the

@@ -68,6 +68,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -424,14 +425,23 @@ func (a *activation) rememberReceived(class string, id ID, pos projector.Message
 
 // outbox delivers the messages of acknowledged events, one queue per
 // sender, in order, one message at a time. Each queue with messages has one
-// goroutine, owned by the outbox, which close stops. It holds copies: the
-// activation's entries are its own.
+// worker goroutine, owned by the outbox, which close stops. A worker whose
+// queue emptied waits up to outboxWorkerIdle for another sender's queue
+// (handoff) before it ends, so a busy node does not start a goroutine, and
+// grow its stack again, per message. It holds copies: the activation's
+// entries are its own.
 type outbox struct {
-	rt     *Runtime
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	mu     struct {
+	rt      *Runtime
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	handoff chan ID // unbuffered: a sender's queue, to a waiting worker
+
+	// started counts the workers started, waiting those waiting now for
+	// a handoff (for tests).
+	started, waiting atomic.Int64
+
+	mu struct {
 		sync.Mutex
 		queues map[ID][]*OutboxEntry // pending, by sender, in send order
 		queued map[ID]map[projector.MessagePos]bool
@@ -447,6 +457,7 @@ type outbox struct {
 func newOutbox(rt *Runtime) *outbox {
 	o := &outbox{rt: rt}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
+	o.handoff = make(chan ID)
 	o.mu.queues = map[ID][]*OutboxEntry{}
 	o.mu.queued = map[ID]map[projector.MessagePos]bool{}
 	o.mu.since = map[ID]time.Time{}
@@ -494,14 +505,46 @@ func (o *outbox) enqueue(sender ID, es ...*OutboxEntry) {
 		o.mu.since[sender] = since
 	}
 	if start && len(q) > 0 {
-		o.wg.Add(1)
-		go o.drain(sender)
+		select {
+		case o.handoff <- sender: // a waiting worker takes it
+		default:
+			o.wg.Add(1)
+			o.started.Add(1)
+			go o.work(sender)
+		}
 	}
 }
 
-// drain delivers sender's queue in order until it is empty.
-func (o *outbox) drain(sender ID) {
+// outboxWorkerIdle is how long a worker whose queue emptied waits for
+// another sender's before it ends. A variable for tests only.
+var outboxWorkerIdle = time.Second
+
+// work drains sender's queue, then the queues handed to it while it
+// waits, until it waits outboxWorkerIdle for nothing or the outbox stops.
+func (o *outbox) work(sender ID) {
 	defer o.wg.Done()
+	idle := time.NewTimer(outboxWorkerIdle)
+	defer idle.Stop()
+	for o.drain(sender) {
+		idle.Reset(outboxWorkerIdle)
+		o.waiting.Add(1)
+		handed := false
+		select {
+		case sender = <-o.handoff:
+			handed = true
+		case <-idle.C:
+		case <-o.ctx.Done():
+		}
+		o.waiting.Add(-1)
+		if !handed {
+			return
+		}
+	}
+}
+
+// drain delivers sender's queue in order until it is empty (true) or the
+// outbox stops (false).
+func (o *outbox) drain(sender ID) bool {
 	for {
 		o.mu.Lock()
 		q := o.mu.queues[sender]
@@ -509,13 +552,14 @@ func (o *outbox) drain(sender ID) {
 			delete(o.mu.queues, sender)
 			delete(o.mu.queued, sender)
 			delete(o.mu.since, sender)
+			stopped := o.mu.stopped
 			o.mu.Unlock()
-			return
+			return !stopped
 		}
 		e := q[0]
 		o.mu.Unlock()
 		if !o.deliver(e) {
-			return // stopping
+			return false // stopping
 		}
 		o.mu.Lock()
 		o.mu.queues[sender] = o.mu.queues[sender][1:]

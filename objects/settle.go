@@ -4,13 +4,14 @@ package objects
 // messages"). Once the target of a plain Send has answered, the outbox
 // makes its settle call on the sender as before, but the sender's
 // activation runs no turn for it: it notes the Settle (answered), answers
-// at once, and the outbox lets the sender's next message leave. The Settle
-// is written with the sender's next event (flush puts the noted Settles
-// on the last turn of the event it starts), or, when no event comes within
-// Config.SettleDelay, in one settle turn of its own with every Settle noted
-// by then. In a busy sender the settles cost no event; in M1's shape they
-// cost one event per SettleDelay per sender at most, instead of one per
-// message.
+// at once (on the outbox's goroutine when the sender is idle, as an inline
+// turn runs: runInline), and the outbox lets the sender's next message
+// leave. The Settle is written with the sender's next event (flush puts
+// the noted Settles on the last turn of the event it starts), or, when no
+// event comes within Config.SettleDelay, in one settle turn of its own
+// with every Settle noted by then. In a busy sender the settles cost no
+// event; in M1's shape they cost one event per SettleDelay per sender at
+// most, instead of one per message.
 //
 // Invariants:
 //  1. Pending is still the sender's Sends minus its Settles in its log. A
