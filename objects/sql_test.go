@@ -243,3 +243,59 @@ func TestSQLCommitsInBatches(t *testing.T) {
 		t.Fatalf("rows %v, want %d", rows, n-1)
 	}
 }
+
+// A turn's first statement runs in the turn's own savepoint (or the
+// transaction the turn began): when it fails half way, what it did goes,
+// the turn goes on, and its later statements are kept; on a new object
+// (the turn begins the transaction) and with changes pending (the turn's
+// savepoint inside it). Replay from the log agrees.
+func TestSQLFirstStatementFails(t *testing.T) {
+	srv := startServer(t)
+	h := newHarnessOn(t, srv, withSQLDir(t.TempDir()))
+	fail := func(c *Ctx, q string) {
+		if _, err := c.SQL().Exec(q); !errors.Is(err, ErrSQL) {
+			t.Errorf("%s: %v, want ErrSQL", q, err)
+		}
+	}
+	h.must("f", func(c *Ctx, _ *scratch) (any, error) {
+		if c.t.a.sql != nil && c.t.a.sql.inTxn {
+			t.Error("a new object's first turn found a transaction open")
+		}
+		fail(c, "CREATE TABLE t(v UNIQUE); INSERT INTO nope VALUES(1)")
+		if _, err := c.SQL().Exec("SELECT * FROM t"); !errors.Is(err, ErrSQL) {
+			t.Errorf("table t after its failed query: %v", err)
+		}
+		if _, err := c.SQL().Exec("CREATE TABLE t(v UNIQUE)"); err != nil {
+			return nil, err
+		}
+		_, err := c.SQL().Exec("INSERT INTO t VALUES(1)")
+		return nil, err
+	})
+	h.must("f", func(c *Ctx, _ *scratch) (any, error) {
+		if !c.t.a.sql.inTxn {
+			t.Error("no changes pending: the turn's savepoint is not tested")
+		}
+		fail(c, "INSERT INTO t VALUES(2); INSERT INTO t VALUES(1)")
+		_, err := c.SQL().Exec("INSERT INTO t VALUES(3)")
+		return nil, err
+	})
+	boom := errors.New("boom")
+	if _, err := h.do("f", func(c *Ctx, _ *scratch) (any, error) {
+		fail(c, "INSERT INTO t VALUES(4); INSERT INTO t VALUES(3)")
+		if _, err := c.SQL().Exec("INSERT INTO t VALUES(5)"); err != nil {
+			return nil, err
+		}
+		return nil, boom
+	}); !errors.Is(err, boom) {
+		t.Fatalf("failing turn: %v", err)
+	}
+	want := [][]any{{int64(1)}, {int64(3)}}
+	if got := sqlRows(h, "f", "SELECT v FROM t ORDER BY v"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("rows %v, want %v", got, want)
+	}
+	h.close()
+	h2 := newHarnessOn(t, srv, withSQLDir(""))
+	if got := sqlRows(h2, "f", "SELECT v FROM t ORDER BY v"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("replayed rows %v, want %v", got, want)
+	}
+}

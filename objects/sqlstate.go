@@ -31,7 +31,9 @@ import (
 //  2. Turns run in one write transaction that holds every change not yet
 //     in the file (sqlState.pend, by event version); each turn in a
 //     savepoint (or, when nothing is pending, as the transaction itself),
-//     each Exec in a savepoint inside it, each Storage.Transaction in one
+//     each Exec in a savepoint inside it, except the first while the
+//     turn's is still empty (outside Storage.Transaction), which rolls the
+//     turn's back when it fails; each Storage.Transaction in a savepoint
 //     too. A failed turn rolls back to its savepoint (or the whole
 //     transaction): its rows go with its key-value writes.
 //  3. When the log has acknowledged sqlCommitEvents events of the
@@ -224,13 +226,13 @@ func (t *turn) sqlBegin() (*sqlstore.DB, error) {
 		if err := st.db.Begin(t.req.ctx); err != nil {
 			return nil, t.a.sqlBroken(err)
 		}
-		st.inTxn, t.sqlTurn, t.sqlOwn = true, true, true
+		st.inTxn, t.sqlTurn, t.sqlOwn, t.sqlFresh = true, true, true, true
 		return st.db, nil
 	}
 	if err := st.db.Savepoint(t.req.ctx, "strata_turn"); err != nil {
 		return nil, t.a.sqlBroken(err)
 	}
-	t.sqlTurn = true
+	t.sqlTurn, t.sqlFresh = true, true
 	return st.db, nil
 }
 
@@ -241,7 +243,7 @@ func (t *turn) sqlEnd(keep bool) {
 		return
 	}
 	own := t.sqlOwn
-	t.sqlTurn, t.sqlOwn = false, false
+	t.sqlTurn, t.sqlOwn, t.sqlFresh = false, false, false
 	st := t.a.sql
 	if st == nil || st.broken != nil {
 		return
