@@ -369,3 +369,27 @@ func TestNewFileAndItsLock(t *testing.T) {
 		t.Fatalf("reopened: %v %v", res, err)
 	}
 }
+
+// Internal statements run to their end whatever the caller's context
+// says: a turn whose request has gone still closes its savepoint and the
+// transaction it is in, so the database is never left half way.
+func TestInternalStatementsIgnoreCancellation(t *testing.T) {
+	d := open(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	steps := []func() error{
+		func() error { return d.Begin(ctx) },
+		func() error { return d.Savepoint(ctx, "strata_turn") },
+		func() error { return d.Release(ctx, "strata_turn") },
+		func() error { return d.SetApplied(ctx, 1, 1) },
+		func() error { return d.Commit(ctx) },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("step %d with a cancelled context: %v", i, err)
+		}
+	}
+	if v, s, err := d.Applied(context.Background()); err != nil || v != 1 || s != 1 {
+		t.Fatalf("applied %d %d %v, want 1 1", v, s, err)
+	}
+}
