@@ -86,7 +86,8 @@ type Replayer struct {
 	noSQL   bool
 	sqlInit []log.SQLChange
 	sqlRows []log.SQLChange // row changes of the event being applied, not yet in sql
-	quiet   bool            // Apply's entries are not wanted: no SQL descriptions
+	quiet   bool            // Apply's entries are not wanted: no SQL descriptions, one SQL transaction (sqlTx)
+	sqlTx   bool
 }
 
 // NewReplayer starts from an object with no events.
@@ -357,7 +358,10 @@ func Replay(ctx context.Context, l *log.Log, class string, id log.ID, start func
 		rep.Close()
 		return nil, err
 	}
-	rep.quiet = false
+	if err := rep.endQuiet(ctx); err != nil {
+		rep.Close()
+		return nil, err
+	}
 	return rep, nil
 }
 

@@ -43,6 +43,13 @@ func (r *Replayer) applySQL(chs []log.SQLChange) ([]SQLChange, error) {
 			return nil, err
 		}
 	}
+	if r.quiet && r.sql != nil && !r.sqlTx {
+		// One transaction for the whole replay, not one per statement.
+		if err := r.sql.Begin(ctx); err != nil {
+			return nil, err
+		}
+		r.sqlTx = true
+	}
 	var out []SQLChange
 	if !r.quiet {
 		out = make([]SQLChange, 0, len(chs))
@@ -173,6 +180,16 @@ func show(v any) string {
 		return fmt.Sprintf("x'%x'", x)
 	}
 	return fmt.Sprint(v)
+}
+
+// endQuiet ends a quiet replay: its SQL transaction commits.
+func (r *Replayer) endQuiet(ctx context.Context) error {
+	r.quiet = false
+	if !r.sqlTx {
+		return nil
+	}
+	r.sqlTx = false
+	return r.sql.Commit(ctx)
 }
 
 // Close frees the replayer's SQL database, if it opened one.
