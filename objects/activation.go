@@ -972,6 +972,7 @@ func (a *activation) acked(r appendResult) {
 	a.rt.hooks.acked(a.class.name, a.id, c.version, r.rec.Seq)
 	a.rt.ckpt.committed(a.class.name, a.id, c.version)
 	a.outboxCommitted(c)
+	a.sqlAcked(c.version, r.rec.Seq, a.inTurn)
 	if sched := a.rt.cfg.Alarms; sched != nil {
 		if changes := alarmChanges(c.turns); len(changes) > 0 {
 			sched.AlarmsCommitted(Ref{Class: a.class.name, ID: a.id, Name: a.name}, c.version, changes)
@@ -982,10 +983,6 @@ func (a *activation) acked(r appendResult) {
 		a.rt.logger.Warn("projector submit failed", "class", a.class.name, "id", a.id, "err", err)
 	}
 	a.release(c, nil)
-	// After the responses: committing the SQL file (every
-	// sqlCommitEvents events) is no part of their answer, and the drive
-	// lock, still held, keeps the next turn out until it is done.
-	a.sqlAcked(c.version, r.rec.Seq, a.inTurn)
 }
 
 func (a *activation) release(c *commit, err error) {
