@@ -85,6 +85,9 @@ type Replayer struct {
 	sql     *sqlstore.DB
 	noSQL   bool
 	sqlInit []log.SQLChange
+	sqlRows []log.SQLChange // row changes of the event being applied, not yet in sql
+	quiet   bool            // Apply's entries are not wanted: no SQL descriptions, one SQL transaction (sqlTx)
+	sqlTx   bool
 }
 
 // NewReplayer starts from an object with no events.
@@ -279,6 +282,9 @@ func (r *Replayer) Apply(rec log.Record) (Entry, error) {
 		turn.SQL = sqlChanges
 		e.Turns = append(e.Turns, turn)
 	}
+	if err := r.flushSQL(context.Background()); err != nil {
+		return Entry{}, fmt.Errorf("replay %s v%d SQL: %w", ev.ID, ev.Version, err)
+	}
 	r.Version, r.Time, r.Seq, r.Hash = ev.Version, ev.Time, rec.Seq, rec.Hash()
 	if r.Name == "" {
 		r.Name = ev.Name
@@ -309,6 +315,7 @@ func Replay(ctx context.Context, l *log.Log, class string, id log.ID, start func
 			return nil, err
 		}
 	}
+	rep.quiet = fn == nil
 	err := l.Read(ctx, class, id, rep.Seq+1, func(rec log.Record) error {
 		// A replayer with some state may stop before a gap; one with none
 		// must learn why the log starts later.
@@ -329,6 +336,7 @@ func Replay(ctx context.Context, l *log.Log, class string, id log.ID, start func
 			}
 			rep.Close()
 			rep = from
+			rep.quiet = fn == nil
 			if v <= rep.Version {
 				return nil // the checkpoint's own event, kept so the log's end survives
 			}
@@ -347,6 +355,10 @@ func Replay(ctx context.Context, l *log.Log, class string, id log.ID, start func
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStop) {
+		rep.Close()
+		return nil, err
+	}
+	if err := rep.endQuiet(ctx); err != nil {
 		rep.Close()
 		return nil, err
 	}

@@ -27,6 +27,12 @@ type SQLChange struct {
 // in memory on first use) and describes them. A replayer that started from
 // a checkpoint written before checkpoints carried SQL state has none: it
 // describes changes by column position and applies nothing.
+//
+// Row changes wait in sqlRows until the event's turns have all been read
+// (flushSQL) or a schema change comes, so that sqlstore.Apply folds a
+// run of changes to one row, as a counter's turns make, into one
+// statement per event (issue 17). A replay that returns no entries (a
+// checkpoint's) does not describe them.
 func (r *Replayer) applySQL(chs []log.SQLChange) ([]SQLChange, error) {
 	if len(chs) == 0 {
 		return nil, nil
@@ -37,23 +43,55 @@ func (r *Replayer) applySQL(chs []log.SQLChange) ([]SQLChange, error) {
 			return nil, err
 		}
 	}
-	out := make([]SQLChange, 0, len(chs))
-	for _, c := range chs {
-		h := SQLChange{Op: c.Op.String(), Table: c.Table, Stmt: c.Stmt, RowID: c.RowID, NewRowID: c.NewRowID, Old: c.Old, New: c.New}
-		if c.Op != log.OpSQLSchema && r.sql != nil {
-			if cols, err := r.sql.Columns(ctx, c.Table); err == nil {
-				h.Columns = cols
-			}
+	if r.quiet && r.sql != nil && !r.sqlTx {
+		// One transaction for the whole replay, not one per statement.
+		if err := r.sql.Begin(ctx); err != nil {
+			return nil, err
 		}
-		h.Text = describe(h)
-		if r.sql != nil {
-			if err := r.sql.Apply(ctx, []log.SQLChange{c}); err != nil {
+		r.sqlTx = true
+	}
+	var out []SQLChange
+	if !r.quiet {
+		out = make([]SQLChange, 0, len(chs))
+	}
+	for _, c := range chs {
+		if c.Op == log.OpSQLSchema {
+			if err := r.flushSQL(ctx); err != nil {
 				return nil, err
 			}
 		}
-		out = append(out, h)
+		if !r.quiet {
+			h := SQLChange{Op: c.Op.String(), Table: c.Table, Stmt: c.Stmt, RowID: c.RowID, NewRowID: c.NewRowID, Old: c.Old, New: c.New}
+			if c.Op != log.OpSQLSchema && r.sql != nil {
+				if cols, err := r.sql.Columns(ctx, c.Table); err == nil {
+					h.Columns = cols
+				}
+			}
+			h.Text = describe(h)
+			out = append(out, h)
+		}
+		switch {
+		case r.sql == nil:
+		case c.Op == log.OpSQLSchema:
+			if err := r.sql.Apply(ctx, []log.SQLChange{c}); err != nil {
+				return nil, err
+			}
+		default:
+			r.sqlRows = append(r.sqlRows, c)
+		}
 	}
 	return out, nil
+}
+
+// flushSQL applies the row changes applySQL holds.
+func (r *Replayer) flushSQL(ctx context.Context) error {
+	if len(r.sqlRows) == 0 {
+		return nil
+	}
+	err := r.sql.Apply(ctx, r.sqlRows)
+	clear(r.sqlRows)
+	r.sqlRows = r.sqlRows[:0]
+	return err
 }
 
 func (r *Replayer) openSQL(ctx context.Context) error {
@@ -142,6 +180,16 @@ func show(v any) string {
 		return fmt.Sprintf("x'%x'", x)
 	}
 	return fmt.Sprint(v)
+}
+
+// endQuiet ends a quiet replay: its SQL transaction commits.
+func (r *Replayer) endQuiet(ctx context.Context) error {
+	r.quiet = false
+	if !r.sqlTx {
+		return nil
+	}
+	r.sqlTx = false
+	return r.sql.Commit(ctx)
 }
 
 // Close frees the replayer's SQL database, if it opened one.

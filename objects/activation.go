@@ -206,7 +206,8 @@ type turn struct {
 	inTx       int        // depth of Storage.Transaction: calls are refused inside
 	tx         *writeSet  // the innermost Storage.Transaction's write set (messages.go)
 	sqlTurn    bool       // the turn's SQL savepoint is open (sqlstate.go)
-	sqlOwn     bool       // the turn began the SQL transaction: its ROLLBACK is the savepoint's
+	sqlOwn     bool       // the turn has no SQL savepoint: its rollback is the transaction's (sqlUndo)
+	sqlFresh   bool       // nothing has changed in the turn's SQL savepoint since it opened
 	begun      []*Storage // open transactions from Storage.Begin, innermost last (dynamic.go)
 }
 

@@ -53,21 +53,34 @@ func (s *SQL) Exec(query string, args ...any) (*Cursor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := db.Savepoint(t.req.ctx, "strata_exec"); err != nil {
-		return nil, err
+	// The query needs a savepoint to roll back to if it fails. The
+	// turn's own (or the transaction it began) serves when nothing has
+	// changed in it yet, outside Storage.Transaction: rolling it back
+	// undoes this query alone. So a turn's first statement, usually its
+	// only one, pays no savepoint of its own (docs/benchmarks.md, issue 17).
+	own := t.sqlFresh && t.tx == nil
+	if !own {
+		if err := db.Savepoint(t.req.ctx, "strata_exec"); err != nil {
+			return nil, t.a.sqlBroken(err)
+		}
 	}
-	res, chs, err := db.Query(t.req.ctx, query, args...)
+	res, chs, err := db.QueryIn(t.req.ctx, query, args...)
 	if err == nil {
 		err = t.curWS().stageSQL(chs)
 	}
 	if err != nil {
-		if rerr := db.RollbackTo(t.req.ctx, "strata_exec"); rerr != nil {
+		if own {
+			t.sqlEnd(false) // the next statement opens the turn's savepoint again
+		} else if rerr := db.RollbackTo(t.req.ctx, "strata_exec"); rerr != nil {
 			t.a.sqlBroken(rerr)
 		}
 		return nil, err
 	}
-	if err := db.Release(t.req.ctx, "strata_exec"); err != nil {
-		return nil, err
+	t.sqlFresh = false
+	if !own {
+		if err := db.Release(t.req.ctx, "strata_exec"); err != nil {
+			return nil, t.a.sqlBroken(err)
+		}
 	}
 	return &Cursor{res: res, i: -1}, nil
 }

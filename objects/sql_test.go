@@ -243,3 +243,74 @@ func TestSQLCommitsInBatches(t *testing.T) {
 		t.Fatalf("rows %v, want %d", rows, n-1)
 	}
 }
+
+// A turn's first statement runs in the turn's own savepoint, or in the
+// transaction when few changes are pending (the turn's undo is then a
+// rollback and the pending changes applied again): when it fails half
+// way, what it did goes, the turn goes on, and its later statements are
+// kept; on a new object (the turn begins the transaction), with few
+// changes pending and with many (a savepoint). A turn that fails after
+// its statements ran leaves nothing either. Replay from the log agrees.
+func TestSQLFirstStatementFails(t *testing.T) {
+	srv := startServer(t)
+	h := newHarnessOn(t, srv, withSQLDir(t.TempDir()))
+	fail := func(c *Ctx, q string) {
+		if _, err := c.SQL().Exec(q); !errors.Is(err, ErrSQL) {
+			t.Errorf("%s: %v, want ErrSQL", q, err)
+		}
+	}
+	h.must("f", func(c *Ctx, _ *scratch) (any, error) {
+		if c.t.a.sql != nil && c.t.a.sql.inTxn {
+			t.Error("a new object's first turn found a transaction open")
+		}
+		fail(c, "CREATE TABLE t(v UNIQUE); INSERT INTO nope VALUES(1)")
+		if _, err := c.SQL().Exec("SELECT * FROM t"); !errors.Is(err, ErrSQL) {
+			t.Errorf("table t after its failed query: %v", err)
+		}
+		if _, err := c.SQL().Exec("CREATE TABLE t(v UNIQUE)"); err != nil {
+			return nil, err
+		}
+		_, err := c.SQL().Exec("INSERT INTO t VALUES(1)")
+		return nil, err
+	})
+	h.must("f", func(c *Ctx, _ *scratch) (any, error) {
+		if st := c.t.a.sql; !st.inTxn || st.rows == 0 || st.rows > sqlLooseRowsMax {
+			t.Errorf("%d changes pending: the undo of a turn without a savepoint is not tested", st.rows)
+		}
+		fail(c, "INSERT INTO t VALUES(2); INSERT INTO t VALUES(1)")
+		_, err := c.SQL().Exec("INSERT INTO t VALUES(3)")
+		return nil, err
+	})
+	h.must("f", func(c *Ctx, _ *scratch) (any, error) {
+		_, err := c.SQL().Exec("WITH RECURSIVE n(i) AS (SELECT 100 UNION ALL SELECT i+1 FROM n WHERE i < 199) INSERT INTO t SELECT i FROM n")
+		return nil, err
+	})
+	h.must("f", func(c *Ctx, _ *scratch) (any, error) {
+		if st := c.t.a.sql; st.rows <= sqlLooseRowsMax {
+			t.Errorf("%d changes pending: the turn's savepoint is not tested", st.rows)
+		}
+		fail(c, "INSERT INTO t VALUES(7); INSERT INTO t VALUES(100)")
+		_, err := c.SQL().Exec("INSERT INTO t VALUES(6)")
+		return nil, err
+	})
+	boom := errors.New("boom")
+	if _, err := h.do("f", func(c *Ctx, _ *scratch) (any, error) {
+		fail(c, "INSERT INTO t VALUES(4); INSERT INTO t VALUES(3)")
+		if _, err := c.SQL().Exec("INSERT INTO t VALUES(5)"); err != nil {
+			return nil, err
+		}
+		return nil, boom
+	}); !errors.Is(err, boom) {
+		t.Fatalf("failing turn: %v", err)
+	}
+	const q = "SELECT v FROM t WHERE v < 100 UNION ALL SELECT count(*) FROM t"
+	want := [][]any{{int64(1)}, {int64(3)}, {int64(6)}, {int64(103)}}
+	if got := sqlRows(h, "f", q); !reflect.DeepEqual(got, want) {
+		t.Fatalf("rows %v, want %v", got, want)
+	}
+	h.close()
+	h2 := newHarnessOn(t, srv, withSQLDir(""))
+	if got := sqlRows(h2, "f", q); !reflect.DeepEqual(got, want) {
+		t.Fatalf("replayed rows %v, want %v", got, want)
+	}
+}

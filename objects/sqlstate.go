@@ -30,8 +30,12 @@ import (
 //     are (Config.MaxActivations).
 //  2. Turns run in one write transaction that holds every change not yet
 //     in the file (sqlState.pend, by event version); each turn in a
-//     savepoint (or, when nothing is pending, as the transaction itself),
-//     each Exec in a savepoint inside it, each Storage.Transaction in one
+//     savepoint, or, when at most sqlLooseRowsMax row changes are pending,
+//     in the transaction itself: such a turn, if it fails, rolls the
+//     transaction back and applies the pending changes again (sqlUndo);
+//     each Exec in a savepoint inside it, except the first while the
+//     turn's is still empty (outside Storage.Transaction), which rolls the
+//     turn's back when it fails; each Storage.Transaction in a savepoint
 //     too. A failed turn rolls back to its savepoint (or the whole
 //     transaction): its rows go with its key-value writes.
 //  3. When the log has acknowledged sqlCommitEvents events of the
@@ -49,6 +53,7 @@ type sqlState struct {
 	db     *sqlstore.DB
 	inTxn  bool // a write transaction is open
 	pend   []sqlPend
+	rows   int    // row and schema changes in pend
 	fileV  uint64 // committed position of the file
 	fileS  uint64
 	ackV   uint64 // newest acknowledged event
@@ -64,6 +69,14 @@ type sqlPend struct {
 // sqlPendMax bounds the events a busy transaction holds before it is
 // rebuilt to commit the acknowledged ones.
 const sqlPendMax = 64
+
+// sqlLooseRowsMax: a turn runs without a savepoint of its own when the
+// transaction holds at most this many pending changes. If it fails, the
+// transaction is rolled back and they are applied again, which costs a
+// failed turn at most this many row writes, where a SAVEPOINT and a
+// RELEASE cost every turn a statement each, on a database whose memory is
+// cold when the object is one of many (W3-sql: issue 17).
+const sqlLooseRowsMax = 64
 
 // sqlCommitEvents: the transaction commits when this many acknowledged
 // events with SQL changes wait in it (and nothing newer does), at the
@@ -224,13 +237,16 @@ func (t *turn) sqlBegin() (*sqlstore.DB, error) {
 		if err := st.db.Begin(t.req.ctx); err != nil {
 			return nil, t.a.sqlBroken(err)
 		}
-		st.inTxn, t.sqlTurn, t.sqlOwn = true, true, true
+		st.inTxn = true
+	}
+	if st.rows <= sqlLooseRowsMax {
+		t.sqlTurn, t.sqlOwn, t.sqlFresh = true, true, true
 		return st.db, nil
 	}
 	if err := st.db.Savepoint(t.req.ctx, "strata_turn"); err != nil {
 		return nil, t.a.sqlBroken(err)
 	}
-	t.sqlTurn = true
+	t.sqlTurn, t.sqlFresh = true, true
 	return st.db, nil
 }
 
@@ -241,7 +257,7 @@ func (t *turn) sqlEnd(keep bool) {
 		return
 	}
 	own := t.sqlOwn
-	t.sqlTurn, t.sqlOwn = false, false
+	t.sqlTurn, t.sqlOwn, t.sqlFresh = false, false, false
 	st := t.a.sql
 	if st == nil || st.broken != nil {
 		return
@@ -251,8 +267,7 @@ func (t *turn) sqlEnd(keep bool) {
 	switch {
 	case own && keep: // the transaction goes on, with the turn's changes pending
 	case own:
-		err = st.db.Rollback(ctx)
-		st.inTxn = false
+		err = t.a.sqlUndo(ctx)
 	case keep:
 		err = st.db.Release(ctx, "strata_turn")
 	default:
@@ -261,6 +276,30 @@ func (t *turn) sqlEnd(keep bool) {
 	if err != nil {
 		t.a.sqlBroken(err)
 	}
+}
+
+// sqlUndo undoes what the transaction holds beyond the pending changes
+// (a failed turn's, which ran without a savepoint): it is rolled back and,
+// if changes are pending, begun again with them applied.
+func (a *activation) sqlUndo(ctx context.Context) error {
+	st := a.sql
+	if err := st.db.Rollback(ctx); err != nil {
+		return err
+	}
+	st.inTxn = false
+	if len(st.pend) == 0 {
+		return nil
+	}
+	if err := st.db.Begin(ctx); err != nil {
+		return err
+	}
+	st.inTxn = true
+	for _, p := range st.pend {
+		if err := st.db.Apply(ctx, p.chs); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sqlTxBegin opens a savepoint for Storage.Transaction, if SQL is in use.
@@ -303,6 +342,7 @@ func (a *activation) sqlStaged(version uint64, chs []log.SQLChange) {
 	if len(chs) == 0 || a.sql == nil {
 		return
 	}
+	a.sql.rows += len(chs)
 	n := len(a.sql.pend)
 	if n > 0 && a.sql.pend[n-1].version == version {
 		a.sql.pend[n-1].chs = append(a.sql.pend[n-1].chs, chs...)
@@ -352,7 +392,7 @@ func (a *activation) sqlSettle(force bool) {
 			a.sqlBroken(err)
 			return
 		}
-		st.inTxn, st.pend = false, nil
+		st.inTxn, st.pend, st.rows = false, nil, 0
 		st.fileV, st.fileS = st.ackV, st.ackS
 	case len(st.pend) > sqlPendMax:
 		if err := a.sqlRebuildTxn(ctx); err != nil {
@@ -371,9 +411,11 @@ func (a *activation) sqlRebuildTxn(ctx context.Context) error {
 		return err
 	}
 	var rest []sqlPend
+	rows := 0
 	for _, p := range st.pend {
 		if p.version > st.ackV {
 			rest = append(rest, p)
+			rows += len(p.chs)
 			continue
 		}
 		if err := st.db.Apply(ctx, p.chs); err != nil {
@@ -398,7 +440,7 @@ func (a *activation) sqlRebuildTxn(ctx context.Context) error {
 			return err
 		}
 	}
-	st.pend = rest
+	st.pend, st.rows = rest, rows
 	return nil
 }
 

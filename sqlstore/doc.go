@@ -4,8 +4,9 @@
 // that imports SQLite.
 //
 // Invariants:
-//  1. Every user statement runs inside a savepoint inside the caller's
-//     write transaction; the capture sees each row it inserts, updates or
+//  1. Every user statement runs inside the caller's write transaction,
+//     in a savepoint (Query's own, or one the caller of QueryIn holds and
+//     rolls back to, or the transaction itself); the capture sees each row it inserts, updates or
 //     deletes (the preupdate hook, by rowid, with old and new values) and
 //     each schema statement (the authorizer marks DDL while preparing).
 //  2. What would not replay is refused before it runs: triggers, virtual

@@ -369,3 +369,98 @@ func TestNewFileAndItsLock(t *testing.T) {
 		t.Fatalf("reopened: %v %v", res, err)
 	}
 }
+
+// Internal statements run to their end whatever the caller's context
+// says: a turn whose request has gone still closes its savepoint and the
+// transaction it is in, so the database is never left half way.
+func TestInternalStatementsIgnoreCancellation(t *testing.T) {
+	d := open(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	steps := []func() error{
+		func() error { return d.Begin(ctx) },
+		func() error { return d.Savepoint(ctx, "strata_turn") },
+		func() error { return d.Release(ctx, "strata_turn") },
+		func() error { return d.SetApplied(ctx, 1, 1) },
+		func() error { return d.Commit(ctx) },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("step %d with a cancelled context: %v", i, err)
+		}
+	}
+	if v, s, err := d.Applied(context.Background()); err != nil || v != 1 || s != 1 {
+		t.Fatalf("applied %d %d %v, want 1 1", v, s, err)
+	}
+}
+
+// A run of changes to one row is applied as one change with the run's
+// last values; an update that moves the row, a change to another row or
+// another kind of change ends the run.
+func TestCoalesceRunsOfOneRow(t *testing.T) {
+	upd := func(table string, from, to int64, old, new int64) log.SQLChange {
+		return log.SQLChange{Op: log.OpSQLUpdate, Table: table, RowID: from, NewRowID: to, Old: []any{"k", old}, New: []any{"k", new}}
+	}
+	ins := log.SQLChange{Op: log.OpSQLInsert, Table: "c", RowID: 1, New: []any{"k", int64(1)}}
+	cases := []struct {
+		name string
+		chs  []log.SQLChange
+		want log.SQLChange
+		n    int
+	}{
+		{"updates in place", []log.SQLChange{upd("c", 1, 1, 1, 2), upd("c", 1, 1, 2, 3), upd("c", 1, 1, 3, 4)}, upd("c", 1, 1, 1, 4), 3},
+		{"insert then updates", []log.SQLChange{ins, upd("c", 1, 1, 1, 2), upd("c", 1, 1, 2, 3)}, log.SQLChange{Op: log.OpSQLInsert, Table: "c", RowID: 1, New: []any{"k", int64(3)}}, 3},
+		{"a moved row then updated", []log.SQLChange{upd("c", 1, 7, 1, 2), upd("c", 7, 7, 2, 3)}, upd("c", 1, 7, 1, 3), 2},
+		{"insert then moved", []log.SQLChange{ins, upd("c", 1, 7, 1, 2)}, ins, 1},
+		{"another row", []log.SQLChange{upd("c", 1, 1, 1, 2), upd("c", 2, 2, 1, 2)}, upd("c", 1, 1, 1, 2), 1},
+		{"another table", []log.SQLChange{upd("c", 1, 1, 1, 2), upd("d", 1, 1, 2, 3)}, upd("c", 1, 1, 1, 2), 1},
+		{"a delete", []log.SQLChange{ins, {Op: log.OpSQLDelete, Table: "c", RowID: 1, Old: []any{"k", int64(1)}}}, ins, 1},
+	}
+	for _, c := range cases {
+		got, n := coalesce(c.chs)
+		if n != c.n || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: %+v and %d, want %+v and %d", c.name, got, n, c.want, c.n)
+		}
+	}
+}
+
+// Replayed updates set only the columns whose value changed, type and
+// sign included, and still refuse a row that is not there; runs of one
+// row's changes replay to the same rows and the same AUTOINCREMENT
+// sequence.
+func TestApplyUpdatesWhatChanged(t *testing.T) {
+	live, replica := open(t), open(t)
+	steps := [][]string{
+		{"CREATE TABLE c(k TEXT PRIMARY KEY, v, w)",
+			"CREATE TABLE a(id INTEGER PRIMARY KEY AUTOINCREMENT, v)",
+			"INSERT INTO c VALUES('x', 1, 0.0)",
+			"UPDATE c SET v = v + 1", "UPDATE c SET v = v + 1", "UPDATE c SET v = 3.0", "UPDATE c SET w = -0.0",
+			"INSERT INTO a(v) VALUES(1)", "UPDATE a SET id = 10", "UPDATE a SET v = 2"},
+		{"UPDATE c SET v = 3"}, {"UPDATE c SET v = 3.0, w = 1"}, {"UPDATE c SET v = '3'"}, {"UPDATE c SET v = x'33'"}, {"UPDATE c SET v = v"},
+		{"UPDATE c SET v = NULL, k = 'y'", "INSERT INTO a(v) VALUES(3)", "UPDATE a SET v = 4 WHERE v = 3"},
+	}
+	for _, qs := range steps {
+		replayEquals(t, live, replica, run(t, live, qs...))
+	}
+	ctx := context.Background()
+	seq := func(d *DB) [][]any {
+		res, err := d.QueryReadOnly(ctx, "SELECT name, seq FROM sqlite_sequence ORDER BY name")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Rows
+	}
+	if a, b := seq(live), seq(replica); !reflect.DeepEqual(a, b) {
+		t.Fatalf("sqlite_sequence live %v, replica %v", a, b)
+	}
+	res, err := replica.QueryReadOnly(ctx, "SELECT typeof(v), typeof(w), w FROM c")
+	if err != nil || !reflect.DeepEqual(res.Rows, [][]any{{"null", "integer", int64(1)}}) {
+		t.Fatalf("replica row %v %v", res, err)
+	}
+	replica.Begin(ctx)
+	defer replica.Rollback(ctx)
+	err = replica.Apply(ctx, []log.SQLChange{{Op: log.OpSQLUpdate, Table: "c", RowID: 99, NewRowID: 99, Old: []any{"y", nil, 0.0}, New: []any{"y", int64(1), 0.0}}})
+	if !errors.Is(err, ErrReplay) {
+		t.Fatalf("update of a missing row: %v, want ErrReplay", err)
+	}
+}
