@@ -5,14 +5,17 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -93,9 +96,10 @@ func startDockerCluster(t *testing.T) *dockerCluster {
 		t.Skipf("no Docker Engine answers (docker info: %v): the compose tests need one\n%s", err, firstLines(string(out), 3))
 	}
 	buildScratchContext(t)
+	reapOnce.Do(func() { reapOrphanClusters(t) })
 	id := make([]byte, 4)
 	rand.Read(id)
-	d := &dockerCluster{t: t, project: "stratatest" + hex.EncodeToString(id)}
+	d := &dockerCluster{t: t, project: fmt.Sprintf("stratatest%dx%s", os.Getpid(), hex.EncodeToString(id))}
 	d.env = append(os.Environ(), "STRATA_SCRATCH_IMAGE=strata-test:"+d.project)
 	for i := range d.ports {
 		d.ports[i] = freePort(t)
@@ -116,6 +120,57 @@ func startDockerCluster(t *testing.T) *dockerCluster {
 	t.Logf("compose build: %s", time.Since(start).Round(100*time.Millisecond))
 	t.Logf("compose up -d to three nodes healthy: %s", d.up().Round(100*time.Millisecond))
 	return d
+}
+
+// reapOnce: a test process reaps the orphans of earlier ones once.
+var reapOnce sync.Once
+
+// reapOrphanClusters removes the compose projects of test processes that
+// are gone: a test killed by go test's -timeout runs no Cleanup, and its
+// three nodes would go on running (and loading the machine) for good. A
+// project is named after its process (stratatest<pid>x<random>); one whose
+// process still runs, here or in another session, is left alone, and so
+// are names without a pid (older runs'), which cannot be told apart.
+func reapOrphanClusters(t *testing.T) {
+	out, err := exec.Command("docker", "ps", "-a", "--filter", "label=com.docker.compose.project",
+		"--format", `{{.Label "com.docker.compose.project"}}`).Output()
+	if err != nil {
+		t.Logf("orphan clusters not reaped: docker ps: %v", err)
+		return
+	}
+	seen := map[string]bool{}
+	for _, project := range strings.Fields(string(out)) {
+		pid, ok := projectPID(project)
+		if !ok || seen[project] || processAlive(pid) {
+			continue
+		}
+		seen[project] = true
+		d := &dockerCluster{t: t, project: project, env: os.Environ()}
+		if out, err := d.composeOut("down", "-v", "-t", "1", "--remove-orphans"); err != nil {
+			t.Logf("orphan cluster %s not removed: %v\n%s", project, err, out)
+			continue
+		}
+		exec.Command("docker", "rmi", "-f", "strata-test:"+project).Run()
+		t.Logf("removed the cluster %s of test process %d, which is gone", project, pid)
+	}
+}
+
+// projectPID is the test process of a project named stratatest<pid>x….
+func projectPID(project string) (int, bool) {
+	rest, ok := strings.CutPrefix(project, "stratatest")
+	if !ok {
+		return 0, false
+	}
+	digits, _, ok := strings.Cut(rest, "x")
+	pid, err := strconv.Atoi(digits)
+	return pid, ok && err == nil && pid > 0
+}
+
+// processAlive: a process with this pid exists (it may have been reused,
+// in which case the project is kept: the safe mistake).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // compose runs a compose subcommand of the project and fails the test if
