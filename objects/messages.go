@@ -836,33 +836,44 @@ func (rt *Runtime) DeadLetters(cursor projector.OutboxCursor, n int) ([]OutboxEn
 	return out, next, nil
 }
 
+// eachDead calls fn with every dead letter in this node's snapshot, a
+// page at a time, until fn returns false, ctx ends or the index does.
+func (rt *Runtime) eachDead(ctx context.Context, fn func(OutboxEntry) (bool, error)) error {
+	var cursor projector.OutboxCursor
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		es, next, err := rt.DeadLetters(cursor, 512)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			if more, err := fn(e); err != nil || !more {
+				return err
+			}
+		}
+		if next == (projector.OutboxCursor{}) {
+			return nil
+		}
+		cursor = next
+	}
+}
+
 // DeadSenders lists at most n senders with dead letters in this node's
 // snapshot (in a cluster, of the objects it ran; their owners list them
 // exactly: Outbox).
 func (rt *Runtime) DeadSenders(ctx context.Context, n int) ([]Ref, error) {
 	var out []Ref
 	seen := map[Ref]bool{}
-	var cursor projector.OutboxCursor
-	for len(out) < n {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	err := rt.eachDead(ctx, func(e OutboxEntry) (bool, error) {
+		if !seen[e.Sender] {
+			seen[e.Sender] = true
+			out = append(out, e.Sender)
 		}
-		es, next, err := rt.DeadLetters(cursor, 512)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range es {
-			if !seen[e.Sender] && len(out) < n {
-				seen[e.Sender] = true
-				out = append(out, e.Sender)
-			}
-		}
-		if next == (projector.OutboxCursor{}) {
-			break
-		}
-		cursor = next
-	}
-	return out, nil
+		return len(out) < n, nil
+	})
+	return out, err
 }
 
 // RetryDead puts one dead letter back in its sender's outbox (a turn on
@@ -890,19 +901,14 @@ func (rt *Runtime) RepairOutbox(ctx context.Context, ref Ref) error {
 // node's snapshot (gateway.OutboxAdmin).
 func (rt *Runtime) AllDeadLetters(ctx context.Context, n int) ([]OutboxEntry, error) {
 	var out []OutboxEntry
-	var cursor projector.OutboxCursor
-	for len(out) < n && ctx.Err() == nil {
-		es, next, err := rt.DeadLetters(cursor, min(n-len(out), 512))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, es...)
-		if next == (projector.OutboxCursor{}) {
-			break
-		}
-		cursor = next
+	if n <= 0 {
+		return nil, nil
 	}
-	return out, ctx.Err()
+	err := rt.eachDead(ctx, func(e OutboxEntry) (bool, error) {
+		out = append(out, e)
+		return len(out) < n, nil
+	})
+	return out, err
 }
 
 // RetryAllDead puts every dead letter this node's snapshot holds back in
@@ -910,21 +916,12 @@ func (rt *Runtime) AllDeadLetters(ctx context.Context, n int) ([]OutboxEntry, er
 // (gateway.OutboxAdmin).
 func (rt *Runtime) RetryAllDead(ctx context.Context) (int, error) {
 	n := 0
-	var cursor projector.OutboxCursor
-	for {
-		es, next, err := rt.DeadLetters(cursor, 512)
-		if err != nil {
-			return n, err
+	err := rt.eachDead(ctx, func(e OutboxEntry) (bool, error) {
+		if err := rt.RetryDead(ctx, e); err != nil {
+			return false, err
 		}
-		for _, e := range es {
-			if err := rt.RetryDead(ctx, e); err != nil {
-				return n, err
-			}
-			n++
-		}
-		if next == (projector.OutboxCursor{}) {
-			return n, nil
-		}
-		cursor = next
-	}
+		n++
+		return true, nil
+	})
+	return n, err
 }
