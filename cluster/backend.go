@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -255,7 +254,12 @@ func (r *Router) deadSenders(ctx context.Context) ([]objects.Ref, error) {
 // reports how many. A letter that dies again while this runs is not
 // retried twice.
 func (r *Router) RetryAllDead(ctx context.Context) (int, error) {
-	done := map[string]bool{}
+	type letter struct {
+		sender      objects.ID
+		version     uint64
+		turn, index int
+	}
+	done := map[letter]bool{}
 	n := 0
 	for {
 		es, err := r.AllDeadLetters(ctx, len(done)+512)
@@ -264,7 +268,7 @@ func (r *Router) RetryAllDead(ctx context.Context) (int, error) {
 		}
 		fresh := 0
 		for _, e := range es {
-			k := e.Sender.ID.String() + "/" + strconv.FormatUint(e.Version, 10) + "." + strconv.Itoa(e.Turn) + "." + strconv.Itoa(e.Index)
+			k := letter{e.Sender.ID, e.Version, e.Turn, e.Index}
 			if done[k] {
 				continue
 			}

@@ -138,16 +138,19 @@ func (rt *Runtime) AdoptOutboxMarks(ctx context.Context, gained func(class strin
 	if marks == nil {
 		return nil, nil
 	}
-	var found []outboxMark
-	var ids []ID
+	type found struct {
+		id   ID
+		mark outboxMark
+	}
+	var all []found
 	err := marks.Marked(ctx, gained, func(class string, id ID, rev uint64) error {
-		found, ids = append(found, outboxMark{class: class, rev: rev}), append(ids, id)
+		all = append(all, found{id, outboxMark{class: class, rev: rev}})
 		return nil
 	})
 	var refs []Ref
 	var errs []error
-	for i, m := range found {
-		ref := Ref{Class: m.class, ID: ids[i]}
+	for _, f := range all {
+		ref, m := Ref{Class: f.mark.class, ID: f.id}, f.mark
 		// Adopted after the load: the mark is not removed while the
 		// sender's messages are not yet queued.
 		rctx, cancel := context.WithTimeout(ctx, rt.cfg.LoadTimeout)
