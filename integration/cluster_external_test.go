@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/strata-objects/strata/internal/testport"
 	"io"
 	"log/slog"
 	"net/http"
@@ -22,7 +23,7 @@ import (
 func externalNATS(t *testing.T) []string {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ports := []int{freePort(t), freePort(t), freePort(t)}
+	ports := []int{testport.Free(t), testport.Free(t), testport.Free(t)}
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("127.0.0.1:%d", p))

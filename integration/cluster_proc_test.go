@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/strata-objects/strata/internal/testport"
 	"net"
 	"net/http"
 	"os"
@@ -67,7 +68,7 @@ func startClusterNodes(t *testing.T, own [][]string, extra ...string) *testClust
 	for i := range own {
 		c.nodes = append(c.nodes, &clusterNode{
 			name: fmt.Sprintf("n%d", i+1), dir: filepath.Join(t.TempDir(), fmt.Sprintf("n%d", i+1)),
-			http: freePort(t), nats: freePort(t), route: freePort(t), own: own[i],
+			http: testport.Free(t), nats: testport.Free(t), route: testport.Free(t), own: own[i],
 		})
 	}
 	c.start()
@@ -114,35 +115,6 @@ func (c *testCluster) start() {
 	c.WaitLive(t, n)
 	t.Logf("%d-node cluster up in %s", n, time.Since(start).Round(time.Millisecond))
 }
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		handedOut.Lock()
-		taken := handedOut.ports[port]
-		handedOut.ports[port] = true
-		handedOut.Unlock()
-		if !taken {
-			return port
-		}
-	}
-}
-
-// handedOut is every port freePort gave in this test process: the kernel
-// may offer a port again once its probe listener is closed, and a
-// cluster whose two nodes were given the same route port never formed
-// (TestComposeNodesFormACluster, once under CPU contention).
-var handedOut = struct {
-	sync.Mutex
-	ports map[int]bool
-}{ports: map[int]bool{}}
 
 func (c *testCluster) routes() string {
 	var r []string

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/strata-objects/strata/internal/testport"
 	"net/http"
 	"os"
 	"os/exec"
@@ -102,7 +103,7 @@ func startDockerCluster(t *testing.T) *dockerCluster {
 	d := &dockerCluster{t: t, project: fmt.Sprintf("stratatest%dx%s", os.Getpid(), hex.EncodeToString(id))}
 	d.env = append(os.Environ(), "STRATA_SCRATCH_IMAGE=strata-test:"+d.project)
 	for i := range d.ports {
-		d.ports[i] = freePort(t)
+		d.ports[i] = testport.Free(t)
 		d.env = append(d.env, fmt.Sprintf("STRATA_N%d_PORT=%d", i+1, d.ports[i]))
 	}
 	t.Cleanup(func() {

@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/strata-objects/strata/internal/testport"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -44,43 +44,63 @@ func (r *logRecorder) has(s string) bool {
 	return false
 }
 
-// freePort returns a port that was free a moment ago: a cluster's servers
-// must know each other's route ports before they start.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // startCluster runs n embedded servers joined by routes, all with auth.
+// A route port that another process took between testport.Free and the
+// bind (parallel test packages do) starts the cluster again on fresh
+// ports.
 func startCluster(t testing.TB, n int) []*Server {
 	t.Helper()
-	var srvs []*Server
+	for attempt := 1; ; attempt++ {
+		srvs, err := tryStartCluster(t, n)
+		if err == nil {
+			awaitRoutes(t, srvs)
+			return srvs
+		}
+		if !testport.InUse(err) || attempt == 5 {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: %v: again on fresh ports", attempt, err)
+	}
+}
+
+// tryStartCluster starts n servers on fresh route ports, or none: on an
+// error it shuts down the ones it started.
+func tryStartCluster(t testing.TB, n int) ([]*Server, error) {
 	var routes []string
 	ports := make([]int, n)
 	for i := range n {
-		ports[i] = freePort(t)
+		ports[i] = testport.Free(t)
 		routes = append(routes, fmt.Sprintf("127.0.0.1:%d", ports[i]))
 	}
+	var srvs []*Server
 	for i := range n {
-		srvs = append(srvs, runClusterServer(t, t.TempDir(), i, ports[i], routes))
+		srv, err := RunEmbedded(clusterServerConfig(t.TempDir(), i, ports[i], routes))
+		if err != nil {
+			for _, s := range srvs {
+				shutdownServer(s)
+			}
+			return nil, err
+		}
+		srvs = append(srvs, srv)
 	}
-	awaitRoutes(t, srvs)
-	return srvs
+	for _, s := range srvs {
+		t.Cleanup(func() { shutdownServer(s) })
+	}
+	return srvs, nil
 }
 
 // runClusterServer runs server n<i+1> of a cluster on dir and its route
 // port, shut down when the test ends.
 func runClusterServer(t testing.TB, dir string, i, port int, routes []string) *Server {
 	t.Helper()
-	return runServer(t, EmbeddedConfig{
+	return runServer(t, clusterServerConfig(dir, i, port, routes))
+}
+
+func clusterServerConfig(dir string, i, port int, routes []string) EmbeddedConfig {
+	return EmbeddedConfig{
 		Dir: dir, Logger: quiet, ServerName: fmt.Sprintf("n%d", i+1), Auth: testAuth, Listen: true,
 		Cluster: &ClusterConfig{Port: port, Routes: routes},
-	})
+	}
 }
 
 // runServer runs an embedded server, shut down when the test ends.
@@ -90,12 +110,14 @@ func runServer(t testing.TB, cfg EmbeddedConfig) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	t.Cleanup(func() { shutdownServer(srv) })
 	return srv
+}
+
+func shutdownServer(srv *Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
 }
 
 // awaitRoutes waits until every server has routes to all the others.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/strata-objects/strata/internal/testport"
 	"log/slog"
 	"strings"
 	"testing"
@@ -111,7 +112,7 @@ func TestClusterRoutesTLS(t *testing.T) {
 	}
 	dir := t.TempDir()
 	ca := testcerts.NewCA(t, dir, "cluster")
-	ports := []int{freePort(t), freePort(t)}
+	ports := []int{testport.Free(t), testport.Free(t)}
 	routes := []string{fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])}
 	var srvs []*Server
 	for i, p := range ports {

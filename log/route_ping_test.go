@@ -2,6 +2,7 @@ package log
 
 import (
 	"fmt"
+	"github.com/strata-objects/strata/internal/testport"
 	"net"
 	"strings"
 	"sync"
@@ -101,7 +102,7 @@ func TestRouteToSilentPeerCloses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("forms a two-server cluster and waits for a stale route")
 	}
-	port2 := freePort(t)
+	port2 := testport.Free(t)
 	addr2 := fmt.Sprintf("127.0.0.1:%d", port2)
 	proxy := newBlackhole(t, addr2)
 	start := func(name string, port int, routes []string) *Server {
@@ -113,7 +114,7 @@ func TestRouteToSilentPeerCloses(t *testing.T) {
 	// n2 lists only itself, so n1's routes, through the proxy, are the
 	// only ones between the two.
 	n2 := start("n2", port2, []string{addr2})
-	n1 := start("n1", freePort(t), []string{proxy.addr()})
+	n1 := start("n1", testport.Free(t), []string{proxy.addr()})
 	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		if n1.Routes() < 1 || n2.Routes() < 1 {
 			return fmt.Errorf("routes: n1 %d, n2 %d", n1.Routes(), n2.Routes())

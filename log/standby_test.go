@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/strata-objects/strata/internal/testport"
 	"testing"
 	"time"
 )
@@ -125,7 +126,7 @@ func TestStandByResumesWhenRoutesComeBack(t *testing.T) {
 	if testing.Short() {
 		t.Skip("forms a three-server JetStream cluster and restarts two of them")
 	}
-	ports := []int{freePort(t), freePort(t), freePort(t)}
+	ports := []int{testport.Free(t), testport.Free(t), testport.Free(t)}
 	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
 	var routes []string
 	for _, p := range ports {
