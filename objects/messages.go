@@ -544,9 +544,18 @@ func (o *outbox) work(sender ID) {
 
 // drain delivers sender's queue in order until it is empty (true) or the
 // outbox stops (false).
+//
+// One worker per sender: enqueue starts (or hands off to) a worker only
+// when it finds the sender's queue empty, so the worker must remove a
+// delivered message and give the sender up (delete its queue) in one
+// critical section. Were the lock let go in between, an enqueue there
+// would find the queue empty, start a second worker, and this one would
+// take the new message too: both delivered it and the second pop of the
+// queue ran past its end (a panic once in about 400,000 messages of
+// BenchmarkMessages).
 func (o *outbox) drain(sender ID) bool {
+	o.mu.Lock()
 	for {
-		o.mu.Lock()
 		q := o.mu.queues[sender]
 		if len(q) == 0 || o.mu.stopped {
 			delete(o.mu.queues, sender)
@@ -565,7 +574,6 @@ func (o *outbox) drain(sender ID) bool {
 		o.mu.queues[sender] = o.mu.queues[sender][1:]
 		delete(o.mu.queued[sender], e.pos())
 		o.rt.hooks.delivered(e.Sender.Class, e.Sender.ID, e.dying)
-		o.mu.Unlock()
 	}
 }
 
