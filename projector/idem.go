@@ -79,7 +79,7 @@ func eventIdem(do func(func(*badger.Txn) error) error, ev *log.Event) error {
 		if t.Cause.IdemKey == "" || t.Cause.Outcome == nil {
 			continue
 		}
-		if err := stageIdem(do, ev.Class, ev.ID, log.KeyedTurn{Time: ev.Time, Cause: t.Cause}); err != nil {
+		if err := stageIdem(do, ev.Class, ev.ID, log.KeyedTurn{Time: ev.Time, Cause: t.Cause}, true); err != nil {
 			return err
 		}
 	}
@@ -87,10 +87,11 @@ func eventIdem(do func(func(*badger.Txn) error) error, ev *log.Event) error {
 }
 
 // stageIdem writes one keyed turn's record and its expiry entry through do
-// (a message's turn: its received record instead).
-func stageIdem(do func(func(*badger.Txn) error) error, class string, id log.ID, t log.KeyedTurn) error {
+// (a message's turn: its received record instead; inOrder as for
+// stageReceived).
+func stageIdem(do func(func(*badger.Txn) error) error, class string, id log.ID, t log.KeyedTurn, inOrder bool) error {
 	if c := t.Cause.Caller; c != nil && c.Kind == log.CallerMessage {
-		if err := do(func(tx *badger.Txn) error { return stageReceived(tx, class, id, t.Cause) }); err != nil {
+		if err := do(func(tx *badger.Txn) error { return stageReceived(tx, class, id, t.Cause, inOrder) }); err != nil {
 			return fmt.Errorf("received message: %w", err)
 		}
 		return nil
@@ -237,7 +238,7 @@ func (p *Projector) installKeyedLocked(class string, id log.ID, recs []log.Keyed
 		return err
 	}
 	for _, r := range recs {
-		if err := stageIdem(do, class, id, r); err != nil {
+		if err := stageIdem(do, class, id, r, false); err != nil {
 			return fmt.Errorf("projector: install records of %s/%s: %w", class, id, err)
 		}
 	}

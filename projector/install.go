@@ -63,7 +63,7 @@ func (p *Projector) Install(ck *log.Checkpoint) (bool, error) {
 		if err != nil {
 			break
 		}
-		err = stageIdem(do, ck.Class, ck.ID, k)
+		err = stageIdem(do, ck.Class, ck.ID, k, false)
 	}
 	next := Meta{Version: ck.Version, Seq: ck.Seq, Hash: ck.Hash, Name: meta.Name, Updated: ck.Time}
 	if next.Name == "" {

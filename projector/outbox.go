@@ -121,17 +121,24 @@ func eventOutbox(do func(func(*badger.Txn) error) error, ev *log.Event) error {
 }
 
 // stageReceived records, for a keyed turn that applied a message, the
-// message as its sender's last applied one, unless a later one of that
-// sender is recorded (checkpoints install their records in any order).
-// stageIdem calls it, in place of the idempotency record: the same
-// turns, from events and from checkpoints.
-func stageReceived(tx *badger.Txn, class string, id log.ID, c log.Cause) error {
+// message as its sender's last applied one. From an event (inOrder) it is
+// the latest: an object's events are applied in its order, and an object
+// applies one sender's messages in send order (a redelivery of an earlier
+// one is answered from this record, with no turn). Otherwise (checkpoints
+// install their records in any order) it is recorded unless a later one
+// of that sender is. stageIdem calls it, in place of the idempotency
+// record: the same turns, from events and from checkpoints.
+func stageReceived(tx *badger.Txn, class string, id log.ID, c log.Cause, inOrder bool) error {
 	m := c.Caller
 	if m == nil || m.Kind != log.CallerMessage {
 		return nil
 	}
 	k := receivedKey(class, id, m.Class, m.ID)
-	item, err := tx.Get(k)
+	var item *badger.Item
+	err := badger.ErrKeyNotFound
+	if !inOrder {
+		item, err = tx.Get(k)
+	}
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
 	case err != nil:
@@ -160,6 +167,11 @@ func settle(tx *badger.Txn, class string, id log.ID, s log.Settle) error {
 	from, to := objectKey(kindOutbox, class, id, suffix), objectKey(kindDead, class, id, suffix)
 	if s.Retry {
 		from, to = to, from
+	}
+	if !s.Retry && s.Dead == "" {
+		// A plain settle only removes the message: no need to read it
+		// first (a repeat deletes a key that is already gone).
+		return tx.Delete(from)
 	}
 	item, err := tx.Get(from)
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -192,8 +204,6 @@ func settle(tx *badger.Txn, class string, id log.ID, s log.Settle) error {
 		if v, err = encodeOutbox(m, s.Dead); err != nil {
 			return err
 		}
-	default:
-		return nil
 	}
 	return tx.Set(to, v)
 }
