@@ -179,12 +179,14 @@ const deadSendersMax = 4096
 
 // AllDeadLetters lists at most n dead letters of every object in the
 // cluster. A node's snapshot holds the objects it ran, so every node in
-// the view names the senders with dead letters in its own, and each
-// sender's owner lists that sender's (Outbox: exact, from its activation).
-// A node or an owner that does not answer fails the listing rather than
-// leave it silently short.
+// the view names the senders with dead letters in its own, the marks
+// bucket names those marked as having some (objects.OutboxMarker: a sender
+// only a node now gone ran is named there), and each sender's owner lists
+// that sender's (Outbox: exact, from its activation). A marked sender
+// found without dead letters loses its mark. A node or an owner that does
+// not answer fails the listing rather than leave it silently short.
 func (r *Router) AllDeadLetters(ctx context.Context, n int) ([]objects.OutboxEntry, error) {
-	senders, err := r.deadSenders(ctx)
+	senders, marked, err := r.deadSenders(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -197,9 +199,18 @@ func (r *Router) AllDeadLetters(ctx context.Context, n int) ([]objects.OutboxEnt
 		if err != nil {
 			return nil, fmt.Errorf("dead letters of %s: %w", ref, err)
 		}
+		dead := 0
 		for _, e := range es {
-			if e.Dead && len(out) < n {
-				out = append(out, e)
+			if e.Dead {
+				dead++
+				if len(out) < n {
+					out = append(out, e)
+				}
+			}
+		}
+		if rev, ok := marked[ref]; ok && dead == 0 {
+			if err := r.rt.UnmarkDead(ctx, ref, rev); err != nil {
+				r.logger.Warn("dead letters: mark of a sender without any not removed", "sender", ref, "err", err)
 			}
 		}
 	}
@@ -207,13 +218,21 @@ func (r *Router) AllDeadLetters(ctx context.Context, n int) ([]objects.OutboxEnt
 }
 
 // deadSenders asks every node in the view, at once, for the senders with
-// dead letters in its snapshot, and returns them without repeats, in id
+// dead letters in its snapshot, adds the senders marked as having some
+// (with their marks' revisions), and returns them without repeats, in id
 // order.
-func (r *Router) deadSenders(ctx context.Context) ([]objects.Ref, error) {
+func (r *Router) deadSenders(ctx context.Context) ([]objects.Ref, map[objects.Ref]uint64, error) {
 	nodes := r.Nodes()
-	answers := make([][]objects.Ref, len(nodes))
-	errs := make([]error, len(nodes))
+	answers := make([][]objects.Ref, len(nodes)+1)
+	errs := make([]error, len(nodes)+1)
+	var marked map[objects.Ref]uint64
 	var wg sync.WaitGroup
+	wg.Go(func() {
+		marked, errs[len(nodes)] = r.rt.MarkedDeadSenders(ctx)
+		for ref := range marked {
+			answers[len(nodes)] = append(answers[len(nodes)], ref)
+		}
+	})
 	for i, node := range nodes {
 		wg.Add(1)
 		go func() {
@@ -232,7 +251,7 @@ func (r *Router) deadSenders(ctx context.Context) ([]objects.Ref, error) {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	seen := map[objects.Ref]bool{}
 	var out []objects.Ref
@@ -246,7 +265,7 @@ func (r *Router) deadSenders(ctx context.Context) ([]objects.Ref, error) {
 		}
 	}
 	slices.SortFunc(out, func(x, y objects.Ref) int { return bytes.Compare(x.ID[:], y.ID[:]) })
-	return out, nil
+	return out, marked, nil
 }
 
 // RetryAllDead puts every dead letter of the cluster back in its sender's

@@ -286,3 +286,74 @@ func waitGot(ctx context.Context, t *testing.T, m *member, target objects.Ref) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestDeadLettersOfAGoneNode: the dead letter of a sender that only node
+// a ran is listed and retried through b once a has left. b's snapshot
+// never held the sender; the marks bucket names it. Once the letter is
+// retried and delivered, a listing removes the mark.
+func TestDeadLettersOfAGoneNode(t *testing.T) {
+	a, b := startPair(t, func(oc *objects.Config, m *member) {
+		oc.Classes = []*objects.Class{stuckClass}
+		oc.MessageBackoff = time.Millisecond
+		marks, err := m.log.OpenOutboxMarks(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		oc.OutboxMarks = marks
+	})
+	nodes := []string{"a", "b"}
+	ownedByA := func(prefix string) objects.Ref {
+		ref, err := a.rt.RefByName("stuck", objectOn(t, a, "stuck", "a", nodes, prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	sender, target := ownedByA("gone-sender"), ownedByA("gone-target")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stuckDown.Store(true)
+	defer stuckDown.Store(false)
+	in, _ := json.Marshal(target.Name)
+	if _, err := a.router.Call(ctx, sender, "post", in, jsonCodec{}, objects.Cause{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		dead, err := a.router.AllDeadLetters(ctx, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dead) == 1 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("a lists %d dead letters, want 1", len(dead))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if local, err := b.rt.DeadSenders(ctx, 100); err != nil || len(local) != 0 {
+		t.Fatalf("b's snapshot names %v (%v), want none: b would list the letter without the mark", local, err)
+	}
+	a.stop(t)
+	for len(b.router.Nodes()) != 1 {
+		if ctx.Err() != nil {
+			t.Fatalf("b's view %v, want b alone", b.router.Nodes())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	dead, err := b.router.AllDeadLetters(ctx, 100)
+	if err != nil || len(dead) != 1 || dead[0].Sender.ID != sender.ID || !dead[0].Dead {
+		t.Fatalf("b lists %+v (%v), want the dead letter of %s", dead, err, sender)
+	}
+	stuckDown.Store(false)
+	if n, err := b.router.RetryAllDead(ctx); err != nil || n != 1 {
+		t.Fatalf("retried %d (%v), want 1", n, err)
+	}
+	waitGot(ctx, t, b, target)
+	if dead, err = b.router.AllDeadLetters(ctx, 100); err != nil || len(dead) != 0 {
+		t.Fatalf("after the retry: %+v (%v), want no dead letters", dead, err)
+	}
+	if marked, err := b.rt.MarkedDeadSenders(ctx); err != nil || len(marked) != 0 {
+		t.Fatalf("dead marks after the listing: %v (%v), want none", marked, err)
+	}
+}

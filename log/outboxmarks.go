@@ -19,6 +19,14 @@ import (
 // marked costs one activation that finds nothing to deliver.
 const OutboxMarksBucket = "STRATA_OUTBOX_MARKS"
 
+// The bucket also names the senders with dead letters (DeadMark): a
+// sender's dead letters are in the snapshot of the nodes that ran it, and
+// a node that is gone can no longer name them, so a listing of the
+// cluster's dead letters asks the owners of these senders too. A dead
+// mark's key is "_dead.<class>.<id in hex>" ("_dead" is no class name, so
+// Marked passes it by).
+const deadMarkPrefix = "_dead."
+
 // OutboxMarks is the outbox marks bucket.
 type OutboxMarks struct {
 	kv jetstream.KeyValue
@@ -68,27 +76,43 @@ func (m *OutboxMarks) Mark(ctx context.Context, class string, id ID) (uint64, er
 // Unmark removes the mark of class/id if it is still at revision rev; a
 // mark written again since (by the sender's new owner) is left alone.
 func (m *OutboxMarks) Unmark(ctx context.Context, class string, id ID, rev uint64) error {
-	err := m.kv.Delete(ctx, markKey(class, id), jetstream.LastRevision(rev))
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-		return nil // marked again since: not this mark's to remove
-	}
-	if err != nil {
+	if err := m.deleteAt(ctx, markKey(class, id), rev); err != nil {
 		return fmt.Errorf("log: unmark the outbox of %s/%s: %w", class, id, err)
 	}
 	return nil
 }
 
+// deleteAt deletes key if it is still at revision rev.
+func (m *OutboxMarks) deleteAt(ctx context.Context, key string, rev uint64) error {
+	err := m.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return nil // written again since: not this mark's to remove
+	}
+	return err
+}
+
 // Marked calls fn with every mark of an object for which want reports
 // true, and its revision.
 func (m *OutboxMarks) Marked(ctx context.Context, want func(class string, id ID) bool, fn func(class string, id ID, rev uint64) error) error {
-	w, err := m.kv.WatchAll(ctx, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
+	return m.each(ctx, ">", "", func(class string, id ID, rev uint64) error {
+		if !want(class, id) {
+			return nil
+		}
+		return fn(class, id, rev)
+	})
+}
+
+// each calls fn with every key under filter that is a mark once prefix is
+// cut, and its revision.
+func (m *OutboxMarks) each(ctx context.Context, filter, prefix string, fn func(class string, id ID, rev uint64) error) error {
+	w, err := m.kv.Watch(ctx, prefix+filter, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
 	if err != nil {
 		return fmt.Errorf("log: list %s: %w", OutboxMarksBucket, err)
 	}
 	defer w.Stop()
-	// The watcher replays the current marks, then a nil marks their end.
+	// The watcher replays the current keys, then a nil marks their end.
 	for {
 		select {
 		case e, ok := <-w.Updates():
@@ -98,9 +122,13 @@ func (m *OutboxMarks) Marked(ctx context.Context, want func(class string, id ID)
 			if e == nil {
 				return nil
 			}
-			class, id, ok := parseMarkKey(e.Key())
-			if !ok || !want(class, id) {
-				continue // not a key Strata writes, or not wanted
+			k, ok := strings.CutPrefix(e.Key(), prefix)
+			if !ok {
+				continue
+			}
+			class, id, ok := parseMarkKey(k)
+			if !ok {
+				continue // not a key Strata writes
 			}
 			if err := fn(class, id, e.Revision()); err != nil {
 				return err
@@ -109,4 +137,27 @@ func (m *OutboxMarks) Marked(ctx context.Context, want func(class string, id ID)
 			return fmt.Errorf("log: list %s: %w", OutboxMarksBucket, ctx.Err())
 		}
 	}
+}
+
+// DeadMark records that class/id has dead letters.
+func (m *OutboxMarks) DeadMark(ctx context.Context, class string, id ID) error {
+	if _, err := m.kv.Put(ctx, deadMarkPrefix+markKey(class, id), nil); err != nil {
+		return fmt.Errorf("log: mark the dead letters of %s/%s: %w", class, id, err)
+	}
+	return nil
+}
+
+// DeadUnmark removes the dead mark of class/id if it is still at revision
+// rev: a sender whose letter died again since keeps its mark.
+func (m *OutboxMarks) DeadUnmark(ctx context.Context, class string, id ID, rev uint64) error {
+	if err := m.deleteAt(ctx, deadMarkPrefix+markKey(class, id), rev); err != nil {
+		return fmt.Errorf("log: unmark the dead letters of %s/%s: %w", class, id, err)
+	}
+	return nil
+}
+
+// DeadMarked calls fn with every sender marked as having dead letters,
+// and its mark's revision.
+func (m *OutboxMarks) DeadMarked(ctx context.Context, fn func(class string, id ID, rev uint64) error) error {
+	return m.each(ctx, ">", deadMarkPrefix, fn)
 }

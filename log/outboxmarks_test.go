@@ -8,7 +8,7 @@ import (
 // TestOutboxMarks: a mark is listed with its revision; an Unmark at an
 // older revision (the sender marked again by a new owner) leaves the mark;
 // at its own revision it removes it; keys Strata does not write are not
-// listed.
+// listed; dead marks are listed apart, and removed at their revision only.
 func TestOutboxMarks(t *testing.T) {
 	ctx := context.Background()
 	l := openLog(t, startServer(t), Config{})
@@ -63,5 +63,45 @@ func TestOutboxMarks(t *testing.T) {
 	}
 	if got := list(all); len(got) != 1 || got[a] != 0 {
 		t.Fatalf("after the unmark: %v, want only b", got)
+	}
+
+	dead := func() map[ID]uint64 {
+		t.Helper()
+		got := map[ID]uint64{}
+		if err := m.DeadMarked(ctx, func(class string, id ID, rev uint64) error {
+			if class != "relay" {
+				t.Fatalf("class %q", class)
+			}
+			got[id] = rev
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if err := m.DeadMark(ctx, "relay", a); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(all); len(got) != 1 || got[b] == 0 {
+		t.Fatalf("a dead mark is listed as an outbox mark: %v", got)
+	}
+	d := dead()
+	if len(d) != 1 || d[a] == 0 {
+		t.Fatalf("dead marks %v, want a", d)
+	}
+	if err := m.DeadMark(ctx, "relay", a); err != nil { // a letter of a dies again
+		t.Fatal(err)
+	}
+	if err := m.DeadUnmark(ctx, "relay", a, d[a]); err != nil {
+		t.Fatalf("dead unmark at an old revision: %v", err)
+	}
+	if d = dead(); len(d) != 1 {
+		t.Fatalf("after a stale dead unmark: %v, want a", d)
+	}
+	if err := m.DeadUnmark(ctx, "relay", a, d[a]); err != nil {
+		t.Fatal(err)
+	}
+	if d = dead(); len(d) != 0 {
+		t.Fatalf("after the dead unmark: %v, want none", d)
 	}
 }

@@ -570,6 +570,9 @@ func (o *outbox) drain(sender ID) bool {
 		if !o.deliver(e) {
 			return false // stopping
 		}
+		if e.dying {
+			o.markDead(e.Sender)
+		}
 		o.mu.Lock()
 		o.mu.queues[sender] = o.mu.queues[sender][1:]
 		delete(o.mu.queued[sender], e.pos())

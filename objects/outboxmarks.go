@@ -29,11 +29,21 @@ import (
 // carries its revision: removing it at that revision leaves alone a mark
 // that the sender's new owner wrote since.
 
-// OutboxMarker is the bucket of marks (log.OutboxMarks).
+// OutboxMarker is the bucket of marks (log.OutboxMarks). It also names the
+// senders with dead letters (DeadMark): a sender's dead letters are in the
+// snapshots of the nodes that ran it, and a listing of the cluster's dead
+// letters asks the owners of the senders marked too, so that those of a
+// sender only a node now gone ran are listed. The outbox marks a sender
+// when it has settled one of its letters as dead; a listing that finds a
+// marked sender without dead letters removes its mark (MarkedDeadSenders,
+// UnmarkDead).
 type OutboxMarker interface {
 	Mark(ctx context.Context, class string, id ID) (uint64, error)
 	Unmark(ctx context.Context, class string, id ID, rev uint64) error
 	Marked(ctx context.Context, want func(class string, id ID) bool, fn func(class string, id ID, rev uint64) error) error
+	DeadMark(ctx context.Context, class string, id ID) error
+	DeadUnmark(ctx context.Context, class string, id ID, rev uint64) error
+	DeadMarked(ctx context.Context, fn func(class string, id ID, rev uint64) error) error
 }
 
 // DefaultOutboxMarkAfter is Config.OutboxMarkAfter's default.
@@ -169,4 +179,43 @@ func (rt *Runtime) AdoptOutboxMarks(ctx context.Context, gained func(class strin
 		refs = append(refs, ref)
 	}
 	return refs, errors.Join(append(errs, err)...)
+}
+
+// markDead marks sender as having dead letters. A mark not written is
+// logged: the letter is still listed while a node that ran its sender
+// lives.
+func (o *outbox) markDead(sender Ref) {
+	marks := o.rt.cfg.OutboxMarks
+	if marks == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(o.ctx, markTimeout)
+	defer cancel()
+	if err := marks.DeadMark(ctx, sender.Class, sender.ID); err != nil && o.ctx.Err() == nil {
+		o.rt.logger.Warn("outbox: sender with a dead letter not marked; its dead letters are listed while a node that ran it lives", "sender", sender, "err", err)
+	}
+}
+
+// MarkedDeadSenders returns the senders marked as having dead letters,
+// each with its mark's revision (for UnmarkDead). Alone there are none.
+func (rt *Runtime) MarkedDeadSenders(ctx context.Context) (map[Ref]uint64, error) {
+	marks := rt.cfg.OutboxMarks
+	if marks == nil {
+		return nil, nil
+	}
+	out := map[Ref]uint64{}
+	err := marks.DeadMarked(ctx, func(class string, id ID, rev uint64) error {
+		out[Ref{Class: class, ID: id}] = rev
+		return nil
+	})
+	return out, err
+}
+
+// UnmarkDead removes ref's dead mark if it is still at revision rev: the
+// caller found ref without dead letters.
+func (rt *Runtime) UnmarkDead(ctx context.Context, ref Ref, rev uint64) error {
+	if marks := rt.cfg.OutboxMarks; marks != nil {
+		return marks.DeadUnmark(ctx, ref.Class, ref.ID, rev)
+	}
+	return nil
 }
