@@ -95,7 +95,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&bc.clients, "clients", 32, "concurrent HTTP clients for W2, W3, W4")
 	fs.IntVar(&bc.objects, "objects", 1000, "objects for W3 and W4")
 	fs.IntVar(&bc.history, "history", 10000, "events of the object W5 activates cold")
-	fs.StringVar(&bc.workloads, "workloads", "W1,W2,W3,W4,C1,M1,W5,W6", "workloads to run (W6: WebSocket broadcast to a room of 1,000; `strata bench ws` measures memory per connection; JW1, JW2, JW3: W1–W3 on the JavaScript counter, each run right after its Go row; C1: a synchronous call between relays on one node against an HTTP call to the callee; M1: durable messages between --objects pairs of relays, against W3)")
+	fs.StringVar(&bc.workloads, "workloads", "W1,W2,W3,W4,C1,M1,W5,W6", "workloads to run (W1-READ: W1's requests as reads, without an event; W6: WebSocket broadcast to a room of 1,000; `strata bench ws` measures memory per connection; JW1, JW2, JW3: W1–W3 on the JavaScript counter, each run right after its Go row; C1: a synchronous call between relays on one node against an HTTP call to the callee; M1: durable messages between --objects pairs of relays, against W3)")
 	fs.BoolVar(&bc.json, "json", false, "print results as JSON lines")
 	fs.IntVar(&bc.shards, "shards", 0, "shard count of the temporary server (0: the default)")
 	fs.BoolVar(&bc.metrics, "metrics", true, "temporary server: count Prometheus metrics as serve does by default (false: no hooks, no /metrics); run both, alternated, to measure their cost")
@@ -298,6 +298,17 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	}
 	each("W1", "1 counter, 1 client, sequential increments", 1, func(_ int, _ *rand.Rand, v benchVariant) (string, string) {
 		return "/v1/objects/counter/w1-" + run + v.tag + "/rpc/increment", `{"by":1}`
+	}, func(r *benchResult) {
+		ratio(r, "raw-sync", limits.syncPerSec)
+		if limits.syncP50 > 0 {
+			r.P50Ratio = r.P50Millis / limits.syncP50
+		}
+	})
+	// W1-read is W1's path without its event: a read of the same counter
+	// (no write, so no append). W1's p50 beside W1-read's and raw-sync's
+	// says how much of W1 is the request's path and how much the log.
+	each("W1-READ", "W1's counter, 1 client, sequential reads", 1, func(_ int, _ *rand.Rand, v benchVariant) (string, string) {
+		return "/v1/objects/counter/w1-" + run + v.tag + "/rpc/get", `{}`
 	}, func(r *benchResult) {
 		ratio(r, "raw-sync", limits.syncPerSec)
 		if limits.syncP50 > 0 {

@@ -12,14 +12,15 @@ import (
 // TestBenchRuns: a short `strata bench` against its temporary server
 // measures the raw limits (raw-conc: 4 publishers over the shards'
 // streams, whose expectations fail if two share a subject) and the
-// workloads through the gateway, without errors, and W5 reads back every
+// workloads through the gateway, without errors (W1-READ reads W1's
+// counter, compared with the raw limit's p50), and W5 reads back every
 // event it wrote. W3 reports the process's CPU time per request. C1
 // compares a call between objects with an HTTP call to the callee, M1
 // waits until every message it sent has run and compares with W3.
 func TestBenchRuns(t *testing.T) {
 	var out, errOut bytes.Buffer
 	env := &Env{Stdout: &out, Stderr: &errOut, Classes: classes.All()}
-	args := []string{"bench", "--json", "--duration", "300ms", "--warmup", "0s", "--clients", "4", "--objects", "20", "--history", "20", "--workloads", "W1,W3,W4,C1,M1,W5"}
+	args := []string{"bench", "--json", "--duration", "300ms", "--warmup", "0s", "--clients", "4", "--objects", "20", "--history", "20", "--workloads", "W1,W1-read,W3,W4,C1,M1,W5"}
 	if err := Run(context.Background(), env, args); err != nil {
 		t.Fatalf("bench: %v\n%s", err, errOut.String())
 	}
@@ -32,7 +33,7 @@ func TestBenchRuns(t *testing.T) {
 		}
 		got[r.Workload] = r
 	}
-	for _, w := range []string{"raw-sync", "raw-batch", "raw-async", "raw-conc", "W1", "W3", "W4", "W3-sql", "C1-http", "C1", "M1", "W5"} {
+	for _, w := range []string{"raw-sync", "raw-batch", "raw-async", "raw-conc", "W1", "W1-READ", "W3", "W4", "W3-sql", "C1-http", "C1", "M1", "W5"} {
 		r, ok := got[w]
 		if !ok {
 			t.Fatalf("no %s row in %v", w, got)
@@ -43,6 +44,9 @@ func TestBenchRuns(t *testing.T) {
 	}
 	if got["W1"].Ratio <= 0 || got["W1"].P50Ratio <= 0 {
 		t.Errorf("W1 has no ratio to the raw limit: %+v", got["W1"])
+	}
+	if got["W1-READ"].P50Ratio <= 0 {
+		t.Errorf("W1-READ has no p50 ratio to the raw limit: %+v", got["W1-READ"])
 	}
 	if got["W3"].CPUMicros <= 0 {
 		t.Errorf("W3 has no CPU time per request: %+v", got["W3"])
