@@ -122,7 +122,7 @@ const livenessTimeout = 2 * time.Second
 // as the node that owns it in this node's view tells it: one request per
 // owner node, at once. An object whose owner did not answer in
 // livenessTimeout (cut off, leaving) is Unknown.
-func (r *Router) Liveness(ctx context.Context, class string, ids []objects.ID) ([]objects.Liveness, error) {
+func (r *Router) Liveness(ctx context.Context, class string, ids []objects.ID) []objects.Liveness {
 	out := make([]objects.Liveness, len(ids))
 	byOwner := map[string][]int{}
 	for i, id := range ids {
@@ -143,7 +143,7 @@ func (r *Router) Liveness(ctx context.Context, class string, ids []objects.ID) (
 			var live []objects.Liveness
 			var err error
 			if owner == r.cfg.Node {
-				live, err = r.rt.Liveness(ctx, class, asked)
+				live = r.rt.Liveness(ctx, class, asked)
 			} else {
 				var rep *Reply
 				if rep, err = r.forwardTo(ctx, owner, &Envelope{Kind: KindLive, Class: class, IDs: asked}); err == nil {
@@ -160,7 +160,7 @@ func (r *Router) Liveness(ctx context.Context, class string, ids []objects.ID) (
 		}()
 	}
 	wg.Wait()
-	return out, nil
+	return out
 }
 
 // Outbox lists the object's pending messages and dead letters as its

@@ -573,9 +573,7 @@ func (r *Router) handle(ctx context.Context, data []byte) []byte {
 		err = fmt.Errorf("%w: forwarded request: %w", objects.ErrBadInput, derr)
 	case env.Kind == KindLive:
 		// A question about this node, whoever owns the objects.
-		var live []objects.Liveness
-		live, err = r.rt.Liveness(ctx, env.Class, env.IDs)
-		rep = &Reply{Live: live}
+		rep = &Reply{Live: r.rt.Liveness(ctx, env.Class, env.IDs)}
 	case env.Kind == KindDeadSenders:
 		var senders []objects.Ref
 		senders, err = r.rt.DeadSenders(ctx, deadSendersMax)

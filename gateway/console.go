@@ -165,7 +165,7 @@ func (g *Gateway) WebSocketsOpen() int {
 // livenessReader is a backend that tells objects' lives: the runtime
 // (this node's) and the cluster's router (each object's owner's).
 type livenessReader interface {
-	Liveness(ctx context.Context, class string, ids []objects.ID) ([]objects.Liveness, error)
+	Liveness(ctx context.Context, class string, ids []objects.ID) []objects.Liveness
 }
 
 // placer is a backend that places objects on nodes (the cluster router).
@@ -193,7 +193,7 @@ func (g *Gateway) livenessOf(ctx context.Context, class string, ids []objects.ID
 	out := make([]liveness, len(ids))
 	var live []objects.Liveness
 	if lr, ok := g.cfg.Backend.(livenessReader); ok {
-		live, _ = lr.Liveness(ctx, class, ids)
+		live = lr.Liveness(ctx, class, ids)
 	}
 	p, placed := g.cfg.Backend.(placer)
 	for i, id := range ids {

@@ -72,13 +72,13 @@ type Liveness struct {
 
 // Liveness reports each object's life on this node. A cluster's router
 // answers the same question from each object's owner.
-func (rt *Runtime) Liveness(_ context.Context, class string, ids []ID) ([]Liveness, error) {
+func (rt *Runtime) Liveness(_ context.Context, class string, ids []ID) []Liveness {
 	out := make([]Liveness, len(ids))
 	for i, id := range ids {
 		ref := Ref{Class: class, ID: id}
 		out[i] = Liveness{Active: rt.IsActive(ref), Sockets: rt.SocketsOf(ref)}
 	}
-	return out, nil
+	return out
 }
 
 // SocketsOf is the number of ref's WebSockets this node's hub holds open
