@@ -20,10 +20,11 @@ func TestOutboxMarks(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := objID(1), objID(2)
-	list := func(want func(string, ID) bool) map[ID]uint64 {
+	// collect runs a listing and returns what it listed, by id.
+	collect := func(each func(fn func(class string, id ID, rev uint64) error) error) map[ID]uint64 {
 		t.Helper()
 		got := map[ID]uint64{}
-		if err := m.Marked(ctx, want, func(class string, id ID, rev uint64) error {
+		if err := each(func(class string, id ID, rev uint64) error {
 			if class != "relay" {
 				t.Fatalf("class %q", class)
 			}
@@ -33,6 +34,10 @@ func TestOutboxMarks(t *testing.T) {
 			t.Fatal(err)
 		}
 		return got
+	}
+	list := func(want func(string, ID) bool) map[ID]uint64 {
+		t.Helper()
+		return collect(func(fn func(string, ID, uint64) error) error { return m.Marked(ctx, want, fn) })
 	}
 	all := func(string, ID) bool { return true }
 	if got := list(all); len(got) != 0 {
@@ -67,17 +72,7 @@ func TestOutboxMarks(t *testing.T) {
 
 	dead := func() map[ID]uint64 {
 		t.Helper()
-		got := map[ID]uint64{}
-		if err := m.DeadMarked(ctx, func(class string, id ID, rev uint64) error {
-			if class != "relay" {
-				t.Fatalf("class %q", class)
-			}
-			got[id] = rev
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return got
+		return collect(func(fn func(string, ID, uint64) error) error { return m.DeadMarked(ctx, fn) })
 	}
 	if err := m.DeadMark(ctx, "relay", a); err != nil {
 		t.Fatal(err)
