@@ -19,6 +19,13 @@ package objects
 //     chain of CallDepthMax objects cannot call further (ErrCallDepth). The
 //     chain travels in the context.Context (CallChain, WithCallChain), and
 //     the router carries it across nodes.
+//     Across requests the chain says nothing (A calls B in one request
+//     while B calls A in another), so the runtime also keeps which of its
+//     objects' turns waits on a call to which object (callWaits): a call
+//     to an object whose turn waits, through calls on this node, on the
+//     caller fails at once with ErrCallCycle too, and the other request
+//     goes on. A cycle through objects on other nodes is not seen: its
+//     calls wait until their deadline.
 //  3. The caller's context (its deadline, its cancellation) is the call's:
 //     a deadline that passes in the callee is the caller's error too.
 //  4. The callee's turn names the caller in its cause (log.Caller): the
@@ -38,6 +45,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 
 	"github.com/strata-objects/strata/log"
 )
@@ -142,6 +150,11 @@ func (s *Stub) Call(ctx context.Context, method string, in, out any) error {
 	if len(body) > CallInputBytesMax {
 		return tooLarge(fmt.Sprintf("input of %s.%s", s.ref, method), len(body), CallInputBytesMax)
 	}
+	done, err := rt.waits.wait(s.c.t.a.ref(), s.ref)
+	if err != nil {
+		return err
+	}
+	defer done()
 	cctx, cause, err := s.leave(ctx, method)
 	if err != nil {
 		return err
@@ -198,6 +211,11 @@ func (s *Stub) Fetch(ctx context.Context, r *http.Request) (*Response, error) {
 	if len(body) > CallInputBytesMax {
 		return nil, tooLarge(fmt.Sprintf("request body of a fetch of %s", s.ref), len(body), CallInputBytesMax)
 	}
+	done, err := s.c.t.a.rt.waits.wait(s.c.t.a.ref(), s.ref)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	cctx, cause, err := s.leave(ctx, FetchMethod)
 	if err != nil {
 		return nil, err
@@ -363,3 +381,36 @@ func (jsonCodec) Decode(data []byte, v any) error {
 }
 
 func (jsonCodec) Encode(v any) ([]byte, error) { return json.Marshal(v) }
+
+// callWaits is which object's turn waits on a synchronous call to which
+// object, on this node (invariant 2): a wait-for graph with one edge per
+// waiting object, which never holds a cycle.
+type callWaits struct {
+	mu sync.Mutex
+	on map[ID]Ref
+}
+
+// wait records that caller's turn waits on a call to callee (from before
+// the call's commit point until its answer), and returns the function that
+// ends the wait. If callee's turn waits, through calls, on caller, the call
+// would wait for itself: ErrCallCycle, refused before it leaves (as a
+// cycle within one chain is), and nothing is recorded.
+func (w *callWaits) wait(caller, callee Ref) (func(), error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// The edges form no cycle, so the walk ends within len(w.on) steps.
+	for next, ok := callee, true; ok; next, ok = w.on[next.ID] {
+		if next.ID == caller.ID {
+			return nil, fmt.Errorf("%w: %s waits, through calls of another request, on %s", ErrCallCycle, callee, caller)
+		}
+	}
+	if w.on == nil {
+		w.on = map[ID]Ref{}
+	}
+	w.on[caller.ID] = callee
+	return func() {
+		w.mu.Lock()
+		delete(w.on, caller.ID)
+		w.mu.Unlock()
+	}, nil
+}

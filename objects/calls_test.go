@@ -323,3 +323,75 @@ func TestCallFailedTurnRecordsCall(t *testing.T) {
 		t.Fatalf("a's last event %+v: want v2 with the call and no write", rec.Event)
 	}
 }
+
+// crossing holds two turns until both run (TestCallCycleAcrossRequests).
+var crossing struct {
+	entered chan string
+	proceed chan struct{}
+}
+
+// crosser's Cross, once both crossers' turns run, calls the other's Name.
+type crosser struct{}
+
+func (*crosser) Cross(c *Ctx, other string) (string, error) {
+	crossing.entered <- c.Name()
+	<-crossing.proceed
+	var out string
+	if err := c.Object("crosser", other).Call(c, "name", nil, &out); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+func (*crosser) Name(c *Ctx) (string, error) { return c.Name(), nil }
+
+// TestCallCycleAcrossRequests: A calls B in one request while B calls A in
+// another. Neither chain holds the other object, but each turn waits on
+// the other: the second call to leave fails at once with ErrCallCycle,
+// and the first is answered, instead of both waiting for their deadline.
+func TestCallCycleAcrossRequests(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.Classes = append(c.Classes, Define("crosser", func() *crosser { return &crosser{} }))
+	})
+	crossing.entered, crossing.proceed = make(chan string, 2), make(chan struct{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type answer struct {
+		name, got string
+		err       error
+	}
+	answers := make(chan answer, 2)
+	for _, p := range [][2]string{{"a", "b"}, {"b", "a"}} {
+		go func() {
+			in, _ := json.Marshal(p[1])
+			out, err := h.rt.Call(ctx, h.ref("crosser", p[0]), "cross", in, jsonCodec{}, Cause{})
+			answers <- answer{p[0], string(out), err}
+		}()
+	}
+	for range 2 {
+		select {
+		case <-crossing.entered:
+		case <-ctx.Done():
+			t.Fatal("the two turns did not both start")
+		}
+	}
+	close(crossing.proceed)
+	var cycles, answered int
+	for range 2 {
+		a := <-answers
+		switch {
+		case errors.Is(a.err, ErrCallCycle):
+			cycles++
+		case a.err == nil && a.got == `"`+map[string]string{"a": "b", "b": "a"}[a.name]+`"`:
+			answered++
+		default:
+			t.Errorf("%s: %q, %v", a.name, a.got, a.err)
+		}
+	}
+	if cycles != 1 || answered != 1 {
+		t.Fatalf("%d cycles and %d answers, want one of each", cycles, answered)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the calls waited for their deadline")
+	}
+}

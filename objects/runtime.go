@@ -211,6 +211,7 @@ type Runtime struct {
 	calls         Dispatcher // stubs' way to other objects (calls.go)
 	codec         Codec      // stubs' inputs and outputs
 	outbox        *outbox    // durable messages to deliver (messages.go)
+	waits         callWaits  // which object's turn waits on which (calls.go)
 
 	ctx       context.Context // the runtime's lifetime: loads
 	cancel    context.CancelFunc
