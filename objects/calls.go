@@ -408,9 +408,18 @@ func (w *callWaits) wait(caller, callee Ref) (func(), error) {
 		w.on = map[ID]Ref{}
 	}
 	w.on[caller.ID] = callee
-	return func() {
-		w.mu.Lock()
-		delete(w.on, caller.ID)
-		w.mu.Unlock()
-	}, nil
+	return func() { w.answered(caller.ID, callee.ID) }, nil
+}
+
+// answered ends caller's wait on callee, if it still waits on callee. The
+// callee calls it when the call's turn has run, before its next turn: from
+// then on the caller's turn goes on once the answer passes the output gate,
+// so a call from callee to caller waits, but no longer for itself (were the
+// wait still recorded, that call would fail as a cycle).
+func (w *callWaits) answered(caller, callee ID) {
+	w.mu.Lock()
+	if r, ok := w.on[caller]; ok && r.ID == callee {
+		delete(w.on, caller)
+	}
+	w.mu.Unlock()
 }
