@@ -2,7 +2,7 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -86,53 +86,46 @@ func (d *DB) query(ctx context.Context, q string, args []any) (*Result, []log.SQ
 	d.changes, d.ddl, d.refusal, d.hookErr, d.written, d.created = nil, false, "", nil, 0, nil
 	d.capturing = true
 	defer func() { d.capturing = false }()
-	st, err := d.prepareUser(ctx, q)
+	nv, err := namedValues(args)
 	if err != nil {
-		return nil, nil, d.userErr(err)
+		return nil, nil, err
 	}
-	if _, cached := d.user[q]; !cached {
-		defer st.Close()
+	// One Raw call prepares (or finds) the statement and runs it, unless
+	// it changes the schema (learnt while it is prepared, by the
+	// authorizer): then the schema's version is read first, outside Raw.
+	var st rawStmt
+	var cached, ran bool
+	res := &Result{}
+	run := func() error {
+		ran = true
+		rows, err := st.QueryContext(ctx, nv)
+		if err != nil {
+			return err
+		}
+		return readRows(ctx, rows, res)
+	}
+	err = d.raw(func(c rawConn) (err error) {
+		if st, cached, err = d.prepareUser(ctx, c, q); err != nil || d.ddl {
+			return err
+		}
+		return run()
+	})
+	if st != nil && !cached {
+		defer d.raw(func(rawConn) error { return st.Close() })
 	}
 	var schemaBefore int64
-	if d.ddl {
+	if err == nil && !ran {
 		// IF NOT EXISTS and the like may change nothing: only a schema
 		// statement that changed the schema is recorded.
 		if err := d.conn.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&schemaBefore); err != nil {
 			return nil, nil, err
 		}
+		err = d.raw(func(rawConn) error { return run() })
 	}
-	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
-		return nil, nil, d.userErr(err)
-	}
-	res := &Result{}
-	cols, err := rows.Columns()
-	if err != nil {
-		rows.Close()
-		return nil, nil, d.userErr(err)
-	}
-	res.Columns = cols
-	bytes := 0
-	for rows.Next() {
-		vals, err := scanRow(rows, len(cols))
-		if err != nil {
-			rows.Close()
-			return nil, nil, d.userErr(err)
+		if errors.Is(err, errResultTooLarge) {
+			return nil, nil, err
 		}
-		for _, v := range vals {
-			bytes += valueBytes(v)
-		}
-		if bytes > ResultBytesMax {
-			rows.Close()
-			return nil, nil, fmt.Errorf("%w: result over %d bytes; select fewer rows (LIMIT)", ErrRefused, ResultBytesMax)
-		}
-		res.Rows = append(res.Rows, vals)
-	}
-	if err := rows.Err(); err != nil {
-		rows.Close()
-		return nil, nil, d.userErr(err)
-	}
-	if err := rows.Close(); err != nil {
 		return nil, nil, d.userErr(err)
 	}
 	if d.hookErr != nil {
@@ -189,18 +182,18 @@ const userStmtsMax = 64
 // is prepared); schema changes and rollbacks forget them all
 // (closeStmts), and SQLite prepares one again by itself, through the
 // authorizer, if the schema changed under it.
-func (d *DB) prepareUser(ctx context.Context, q string) (*sql.Stmt, error) {
+func (d *DB) prepareUser(ctx context.Context, c rawConn, q string) (st rawStmt, cached bool, err error) {
 	if st, ok := d.user[q]; ok {
-		return st, nil
+		return st, true, nil
 	}
-	st, err := d.conn.PrepareContext(ctx, q)
-	if err != nil {
-		return nil, err
+	if st, err = prepareRaw(ctx, c, q); err != nil {
+		return nil, false, err
 	}
 	if !d.ddl && d.refusal == "" && len(d.user) < userStmtsMax {
 		d.user[q] = st
+		return st, true, nil
 	}
-	return st, nil
+	return st, false, nil
 }
 
 func (d *DB) userErr(err error) error {
