@@ -90,43 +90,46 @@ func (d *DB) query(ctx context.Context, q string, args []any) (*Result, []log.SQ
 	if err != nil {
 		return nil, nil, err
 	}
-	// One Raw call prepares (or finds) the statement and runs it, unless
-	// it changes the schema (learnt while it is prepared, by the
-	// authorizer): then the schema's version is read first, outside Raw.
-	var st rawStmt
-	var cached, ran bool
-	res := &Result{}
-	run := func() error {
-		ran = true
-		rows, err := st.QueryContext(ctx, nv)
-		if err != nil {
-			return err
+	// A statement prepared before runs in one Raw call. A new one is
+	// prepared first: whether it changes the schema is learnt then (the
+	// authorizer), and the schema's version is read before it runs.
+	us, cached := d.user[q]
+	if !cached {
+		if us, err = d.prepareUser(ctx, q); err != nil {
+			return nil, nil, d.userErr(err)
 		}
-		return readRows(ctx, rows, res)
-	}
-	err = d.raw(func(c rawConn) (err error) {
-		if st, cached, err = d.prepareUser(ctx, c, q); err != nil || d.ddl {
-			return err
+		if _, cached = d.user[q]; !cached {
+			defer d.raw(func(rawConn) error { return us.st.Close() })
 		}
-		return run()
-	})
-	if st != nil && !cached {
-		defer d.raw(func(rawConn) error { return st.Close() })
 	}
 	var schemaBefore int64
-	if err == nil && !ran {
+	if d.ddl {
 		// IF NOT EXISTS and the like may change nothing: only a schema
 		// statement that changed the schema is recorded.
 		if err := d.conn.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&schemaBefore); err != nil {
 			return nil, nil, err
 		}
-		err = d.raw(func(rawConn) error { return run() })
 	}
+	res := &Result{}
+	err = d.raw(func(rawConn) error {
+		if us.ret != nil {
+			_, err := us.st.ExecContext(ctx, nv)
+			return err
+		}
+		rows, err := us.st.QueryContext(ctx, nv)
+		if err != nil {
+			return err
+		}
+		return readRows(ctx, rows, res)
+	})
 	if err != nil {
 		if errors.Is(err, errResultTooLarge) {
 			return nil, nil, err
 		}
 		return nil, nil, d.userErr(err)
+	}
+	if us.ret != nil {
+		res.Columns, res.Rows = us.ret.names, us.ret.rows(d.changes)
 	}
 	if d.hookErr != nil {
 		return nil, nil, d.hookErr
@@ -182,18 +185,23 @@ const userStmtsMax = 64
 // is prepared); schema changes and rollbacks forget them all
 // (closeStmts), and SQLite prepares one again by itself, through the
 // authorizer, if the schema changed under it.
-func (d *DB) prepareUser(ctx context.Context, c rawConn, q string) (st rawStmt, cached bool, err error) {
-	if st, ok := d.user[q]; ok {
-		return st, true, nil
-	}
-	if st, err = prepareRaw(ctx, c, q); err != nil {
-		return nil, false, err
+func (d *DB) prepareUser(ctx context.Context, q string) (*userStmt, error) {
+	us := d.planReturning(ctx, q)
+	if us == nil {
+		var st rawStmt
+		err := d.raw(func(c rawConn) (err error) {
+			st, err = prepareRaw(ctx, c, q)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		us = &userStmt{st: st}
 	}
 	if !d.ddl && d.refusal == "" && len(d.user) < userStmtsMax {
-		d.user[q] = st
-		return st, true, nil
+		d.user[q] = us
 	}
-	return st, false, nil
+	return us, nil
 }
 
 func (d *DB) userErr(err error) error {
@@ -346,6 +354,10 @@ func (d *DB) authorize(action sqlite.AuthorizerActionCode, a1, a2, dbName, _ str
 	case sqlite.AuthInsert, sqlite.AuthUpdate, sqlite.AuthDelete:
 		if strings.EqualFold(a1, metaTable) {
 			return deny("table " + metaTable + " is Strata's")
+		}
+		if !strings.EqualFold(a1, d.target) {
+			d.target = a1
+			d.targets++
 		}
 	}
 	if dbName == "temp" && action != sqlite.AuthRead && action != sqlite.AuthSelect && action != sqlite.AuthFunction {

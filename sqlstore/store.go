@@ -58,10 +58,16 @@ type DB struct {
 	refusal   string   // why the statement being prepared is refused
 	cols      map[string][]string
 	stmts     map[string]*sql.Stmt // Apply's, by op and table
-	user      map[string]rawStmt   // Query's that change no schema, by text
+	user      map[string]*userStmt // Query's that change no schema, by text
 	internal  map[string]rawStmt   // exec's, by text
 	written   int64                // rows the last Query wrote
-	hookErr   error
+	target    string               // the table the statement being prepared writes
+	targets   int                  // how many tables it writes (counted per write action)
+
+	// returningAsWritten runs every RETURNING clause in SQLite, as
+	// written (tests compare it with reading the rows from the capture).
+	returningAsWritten bool
+	hookErr            error
 }
 
 // Open opens (creating) the database at path; "" opens a private
@@ -88,7 +94,7 @@ func openFile(ctx context.Context, path string, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("open sql %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	d := &DB{db: db, path: path, cols: map[string][]string{}, stmts: map[string]*sql.Stmt{}, user: map[string]rawStmt{}, internal: map[string]rawStmt{}}
+	d := &DB{db: db, path: path, cols: map[string][]string{}, stmts: map[string]*sql.Stmt{}, user: map[string]*userStmt{}, internal: map[string]rawStmt{}}
 	if err := d.init(ctx, cfg); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open sql %s: %w", path, err)
@@ -326,7 +332,7 @@ func (d *DB) closeStmts() {
 	}
 	d.raw(func(rawConn) error {
 		for k, s := range d.user {
-			s.Close()
+			s.st.Close()
 			delete(d.user, k)
 		}
 		return nil
