@@ -59,7 +59,12 @@ func (d *DB) QueryIn(ctx context.Context, q string, args ...any) (*Result, []log
 // queryAll runs each statement of q; bindings go to the last one (a
 // query of several statements with bindings must be one statement).
 func (d *DB) queryAll(ctx context.Context, q string, args []any) (*Result, []log.SQLChange, error) {
-	stmts := split(q)
+	// A query prepared whole before is one statement (split made every
+	// text the cache holds), so it is not split again each time.
+	stmts := []string{q}
+	if _, ok := d.user[q]; !ok {
+		stmts = split(q)
+	}
 	if len(stmts) == 0 {
 		return &Result{Columns: []string{}}, nil, nil
 	}
