@@ -54,6 +54,10 @@ func TestReturningFromCaptureMatchesSQLite(t *testing.T) {
 		{q: "SELECT id AS \"returning\" FROM t WHERE k = 'returning' ORDER BY id"},
 		{q: "CREATE TABLE g(a INTEGER, b INTEGER GENERATED ALWAYS AS (a * 2))"},
 		{q: "INSERT INTO g(a) VALUES(1) RETURNING a"},
+		{q: "CREATE TABLE a(id INTEGER PRIMARY KEY AUTOINCREMENT, x ANY) STRICT"},
+		{q: "INSERT INTO a(x) VALUES(1), ('two'), (3.5) RETURNING id, x", capture: true},
+		{q: "DELETE FROM a WHERE id = 2 RETURNING x", capture: true},
+		{q: "INSERT INTO a(x) VALUES(x'00') RETURNING id", capture: true},
 		{q: "DELETE FROM t RETURNING id", capture: true},
 	}
 	for _, s := range steps {
