@@ -282,8 +282,13 @@ func (r *Replayer) Apply(rec log.Record) (Entry, error) {
 		turn.SQL = sqlChanges
 		e.Turns = append(e.Turns, turn)
 	}
-	if err := r.flushSQL(context.Background()); err != nil {
-		return Entry{}, fmt.Errorf("replay %s v%d SQL: %w", ev.ID, ev.Version, err)
+	// A quiet replay (a checkpoint's) keeps row changes across events, so
+	// that a counter's whole interval folds into one statement; endQuiet
+	// and a schema change apply them, and so does a full buffer.
+	if !r.quiet || len(r.sqlRows) >= sqlRowsQuietMax {
+		if err := r.flushSQL(context.Background()); err != nil {
+			return Entry{}, fmt.Errorf("replay %s v%d SQL: %w", ev.ID, ev.Version, err)
+		}
 	}
 	r.Version, r.Time, r.Seq, r.Hash = ev.Version, ev.Time, rec.Seq, rec.Hash()
 	if r.Name == "" {

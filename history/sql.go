@@ -31,7 +31,8 @@ type SQLChange struct {
 // Row changes wait in sqlRows until the event's turns have all been read
 // (flushSQL) or a schema change comes, so that sqlstore.Apply folds a
 // run of changes to one row, as a counter's turns make, into one
-// statement per event (issue 17). A replay that returns no entries (a
+// statement per event (issue 17); in a quiet replay, until the replay
+// ends (endQuiet), into one statement per replay. A replay that returns no entries (a
 // checkpoint's) does not describe them.
 func (r *Replayer) applySQL(chs []log.SQLChange) ([]SQLChange, error) {
 	if len(chs) == 0 {
@@ -182,9 +183,19 @@ func show(v any) string {
 	return fmt.Sprint(v)
 }
 
-// endQuiet ends a quiet replay: its SQL transaction commits.
+// sqlRowsQuietMax bounds the row changes a quiet replay holds before it
+// applies them.
+const sqlRowsQuietMax = 4096
+
+// endQuiet ends a quiet replay: the row changes it holds are applied and
+// its SQL transaction commits.
 func (r *Replayer) endQuiet(ctx context.Context) error {
 	r.quiet = false
+	if r.sql != nil {
+		if err := r.flushSQL(ctx); err != nil {
+			return fmt.Errorf("replay to v%d SQL: %w", r.Version, err)
+		}
+	}
 	if !r.sqlTx {
 		return nil
 	}

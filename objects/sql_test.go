@@ -3,6 +3,7 @@ package objects
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -282,7 +283,7 @@ func TestSQLFirstStatementFails(t *testing.T) {
 		return nil, err
 	})
 	h.must("f", func(c *Ctx, _ *scratch) (any, error) {
-		_, err := c.SQL().Exec("WITH RECURSIVE n(i) AS (SELECT 100 UNION ALL SELECT i+1 FROM n WHERE i < 199) INSERT INTO t SELECT i FROM n")
+		_, err := c.SQL().Exec(fmt.Sprintf("WITH RECURSIVE n(i) AS (SELECT 100 UNION ALL SELECT i+1 FROM n WHERE i < %d) INSERT INTO t SELECT i FROM n", 100+sqlLooseRowsMax))
 		return nil, err
 	})
 	h.must("f", func(c *Ctx, _ *scratch) (any, error) {
@@ -304,7 +305,7 @@ func TestSQLFirstStatementFails(t *testing.T) {
 		t.Fatalf("failing turn: %v", err)
 	}
 	const q = "SELECT v FROM t WHERE v < 100 UNION ALL SELECT count(*) FROM t"
-	want := [][]any{{int64(1)}, {int64(3)}, {int64(6)}, {int64(103)}}
+	want := [][]any{{int64(1)}, {int64(3)}, {int64(6)}, {int64(3 + sqlLooseRowsMax + 1)}}
 	if got := sqlRows(h, "f", q); !reflect.DeepEqual(got, want) {
 		t.Fatalf("rows %v, want %v", got, want)
 	}

@@ -72,19 +72,24 @@ const sqlPendMax = 64
 
 // sqlLooseRowsMax: a turn runs without a savepoint of its own when the
 // transaction holds at most this many pending changes. If it fails, the
-// transaction is rolled back and they are applied again, which costs a
-// failed turn at most this many row writes, where a SAVEPOINT and a
-// RELEASE cost every turn a statement each, on a database whose memory is
-// cold when the object is one of many (W3-sql: issue 17).
-const sqlLooseRowsMax = 64
+// transaction is rolled back and they are applied again, folded
+// (sqlstore.DB.Apply writes a run of changes to one row once), which
+// costs a failed turn at most this many row writes (one for a counter),
+// where a SAVEPOINT and a RELEASE cost every turn a statement each, on a
+// database whose memory is cold when the object is one of many (W3-sql),
+// and on a busy object, whose transaction holds many turns' changes
+// (W2-sql: issue 17).
+const sqlLooseRowsMax = 512
 
 // sqlCommitEvents: the transaction commits when this many acknowledged
 // events with SQL changes wait in it (and nothing newer does), at the
 // activation's idle tick, and when the activation ends. A crash loses the
-// uncommitted events from the file (usually fewer than this, at most
-// sqlPendMax on an object never idle between turns), which the next
-// activation reads again from the log.
-const sqlCommitEvents = 16
+// uncommitted events from the file (at most sqlPendMax), which the next
+// activation reads again from the log. A commit writes the pages the
+// events changed to the WAL, with a system call per page, and the
+// applied position: per event, at 16, that was a tenth of W3-sql's extra
+// CPU over W3 (docs/benchmarks.md, issue 17).
+const sqlCommitEvents = 64
 
 func (a *activation) sqlPath() string {
 	if a.rt.cfg.SQLDir == "" {
@@ -294,12 +299,12 @@ func (a *activation) sqlUndo(ctx context.Context) error {
 		return err
 	}
 	st.inTxn = true
+	// one Apply, so that runs of changes to one row fold across events
+	var chs []log.SQLChange
 	for _, p := range st.pend {
-		if err := st.db.Apply(ctx, p.chs); err != nil {
-			return err
-		}
+		chs = append(chs, p.chs...)
 	}
-	return nil
+	return st.db.Apply(ctx, chs)
 }
 
 // sqlTxBegin opens a savepoint for Storage.Transaction, if SQL is in use.

@@ -2,7 +2,7 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -59,7 +59,12 @@ func (d *DB) QueryIn(ctx context.Context, q string, args ...any) (*Result, []log
 // queryAll runs each statement of q; bindings go to the last one (a
 // query of several statements with bindings must be one statement).
 func (d *DB) queryAll(ctx context.Context, q string, args []any) (*Result, []log.SQLChange, error) {
-	stmts := split(q)
+	// A query prepared whole before is one statement (split made every
+	// text the cache holds), so it is not split again each time.
+	stmts := []string{q}
+	if _, ok := d.user[q]; !ok {
+		stmts = split(q)
+	}
 	if len(stmts) == 0 {
 		return &Result{Columns: []string{}}, nil, nil
 	}
@@ -86,12 +91,21 @@ func (d *DB) query(ctx context.Context, q string, args []any) (*Result, []log.SQ
 	d.changes, d.ddl, d.refusal, d.hookErr, d.written, d.created = nil, false, "", nil, 0, nil
 	d.capturing = true
 	defer func() { d.capturing = false }()
-	st, err := d.prepareUser(ctx, q)
+	nv, err := namedValues(args)
 	if err != nil {
-		return nil, nil, d.userErr(err)
+		return nil, nil, err
 	}
-	if _, cached := d.user[q]; !cached {
-		defer st.Close()
+	// A statement prepared before runs in one Raw call. A new one is
+	// prepared first: whether it changes the schema is learnt then (the
+	// authorizer), and the schema's version is read before it runs.
+	us, cached := d.user[q]
+	if !cached {
+		if us, err = d.prepareUser(ctx, q); err != nil {
+			return nil, nil, d.userErr(err)
+		}
+		if _, cached = d.user[q]; !cached {
+			defer d.raw(func(rawConn) error { return us.st.Close() })
+		}
 	}
 	var schemaBefore int64
 	if d.ddl {
@@ -101,39 +115,26 @@ func (d *DB) query(ctx context.Context, q string, args []any) (*Result, []log.SQ
 			return nil, nil, err
 		}
 	}
-	rows, err := st.QueryContext(ctx, args...)
-	if err != nil {
-		return nil, nil, d.userErr(err)
-	}
 	res := &Result{}
-	cols, err := rows.Columns()
-	if err != nil {
-		rows.Close()
-		return nil, nil, d.userErr(err)
-	}
-	res.Columns = cols
-	bytes := 0
-	for rows.Next() {
-		vals, err := scanRow(rows, len(cols))
+	err = d.raw(func(rawConn) error {
+		if us.ret != nil {
+			_, err := us.st.ExecContext(ctx, nv)
+			return err
+		}
+		rows, err := us.st.QueryContext(ctx, nv)
 		if err != nil {
-			rows.Close()
-			return nil, nil, d.userErr(err)
+			return err
 		}
-		for _, v := range vals {
-			bytes += valueBytes(v)
+		return readRows(ctx, rows, res)
+	})
+	if err != nil {
+		if errors.Is(err, errResultTooLarge) {
+			return nil, nil, err
 		}
-		if bytes > ResultBytesMax {
-			rows.Close()
-			return nil, nil, fmt.Errorf("%w: result over %d bytes; select fewer rows (LIMIT)", ErrRefused, ResultBytesMax)
-		}
-		res.Rows = append(res.Rows, vals)
-	}
-	if err := rows.Err(); err != nil {
-		rows.Close()
 		return nil, nil, d.userErr(err)
 	}
-	if err := rows.Close(); err != nil {
-		return nil, nil, d.userErr(err)
+	if us.ret != nil {
+		res.Columns, res.Rows = us.ret.names, us.ret.rows(d.changes)
 	}
 	if d.hookErr != nil {
 		return nil, nil, d.hookErr
@@ -189,18 +190,23 @@ const userStmtsMax = 64
 // is prepared); schema changes and rollbacks forget them all
 // (closeStmts), and SQLite prepares one again by itself, through the
 // authorizer, if the schema changed under it.
-func (d *DB) prepareUser(ctx context.Context, q string) (*sql.Stmt, error) {
-	if st, ok := d.user[q]; ok {
-		return st, nil
-	}
-	st, err := d.conn.PrepareContext(ctx, q)
-	if err != nil {
-		return nil, err
+func (d *DB) prepareUser(ctx context.Context, q string) (*userStmt, error) {
+	us := d.planReturning(ctx, q)
+	if us == nil {
+		var st rawStmt
+		err := d.raw(func(c rawConn) (err error) {
+			st, err = prepareRaw(ctx, c, q)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		us = &userStmt{st: st}
 	}
 	if !d.ddl && d.refusal == "" && len(d.user) < userStmtsMax {
-		d.user[q] = st
+		d.user[q] = us
 	}
-	return st, nil
+	return us, nil
 }
 
 func (d *DB) userErr(err error) error {
@@ -353,6 +359,10 @@ func (d *DB) authorize(action sqlite.AuthorizerActionCode, a1, a2, dbName, _ str
 	case sqlite.AuthInsert, sqlite.AuthUpdate, sqlite.AuthDelete:
 		if strings.EqualFold(a1, metaTable) {
 			return deny("table " + metaTable + " is Strata's")
+		}
+		if !strings.EqualFold(a1, d.target) {
+			d.target = a1
+			d.targets++
 		}
 	}
 	if dbName == "temp" && action != sqlite.AuthRead && action != sqlite.AuthSelect && action != sqlite.AuthFunction {

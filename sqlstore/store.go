@@ -58,10 +58,16 @@ type DB struct {
 	refusal   string   // why the statement being prepared is refused
 	cols      map[string][]string
 	stmts     map[string]*sql.Stmt // Apply's, by op and table
-	user      map[string]*sql.Stmt // Query's that change no schema, by text
-	internal  map[string]*sql.Stmt // exec's, by text
+	user      map[string]*userStmt // Query's that change no schema, by text
+	internal  map[string]rawStmt   // exec's, by text
 	written   int64                // rows the last Query wrote
-	hookErr   error
+	target    string               // the table the statement being prepared writes
+	targets   int                  // how many tables it writes (counted per write action)
+
+	// returningAsWritten runs every RETURNING clause in SQLite, as
+	// written (tests compare it with reading the rows from the capture).
+	returningAsWritten bool
+	hookErr            error
 }
 
 // Open opens (creating) the database at path; "" opens a private
@@ -88,7 +94,7 @@ func openFile(ctx context.Context, path string, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("open sql %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	d := &DB{db: db, path: path, cols: map[string][]string{}, stmts: map[string]*sql.Stmt{}, user: map[string]*sql.Stmt{}, internal: map[string]*sql.Stmt{}}
+	d := &DB{db: db, path: path, cols: map[string][]string{}, stmts: map[string]*sql.Stmt{}, user: map[string]*userStmt{}, internal: map[string]rawStmt{}}
 	if err := d.init(ctx, cfg); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open sql %s: %w", path, err)
@@ -207,9 +213,12 @@ var fileImage struct {
 // Close closes the connection; an open transaction is rolled back.
 func (d *DB) Close() error {
 	d.closeStmts()
-	for _, s := range d.internal {
-		s.Close()
-	}
+	d.raw(func(rawConn) error {
+		for _, s := range d.internal {
+			s.Close()
+		}
+		return nil
+	})
 	d.conn.Close()
 	return d.db.Close()
 }
@@ -249,19 +258,27 @@ const internalStmtsMax = 32
 // which was 40 % of these statements' CPU under W2-sql (issue 17).
 func (d *DB) exec(ctx context.Context, q string, args ...any) error {
 	ctx = context.WithoutCancel(ctx)
-	st, ok := d.internal[q]
-	if !ok {
-		var err error
-		if st, err = d.conn.PrepareContext(ctx, q); err != nil {
-			return fmt.Errorf("%s: %w", q, err)
-		}
-		if len(d.internal) < internalStmtsMax {
-			d.internal[q] = st
-		} else {
-			defer st.Close()
-		}
+	nv, err := namedValues(args)
+	if err != nil {
+		return fmt.Errorf("%s: %w", q, err)
 	}
-	if _, err := st.ExecContext(ctx, args...); err != nil {
+	err = d.raw(func(c rawConn) error {
+		st, ok := d.internal[q]
+		if !ok {
+			var err error
+			if st, err = prepareRaw(ctx, c, q); err != nil {
+				return err
+			}
+			if len(d.internal) < internalStmtsMax {
+				d.internal[q] = st
+			} else {
+				defer st.Close()
+			}
+		}
+		_, err := st.ExecContext(ctx, nv)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("%s: %w", q, err)
 	}
 	return nil
@@ -306,12 +323,20 @@ func (d *DB) RollbackTo(ctx context.Context, name string) error {
 // closeStmts forgets the prepared statements that depend on the schema,
 // when it may have changed (a schema statement, a rollback).
 func (d *DB) closeStmts() {
-	for _, m := range []map[string]*sql.Stmt{d.stmts, d.user} {
-		for k, s := range m {
-			s.Close()
-			delete(m, k)
-		}
+	for k, s := range d.stmts {
+		s.Close()
+		delete(d.stmts, k)
 	}
+	if len(d.user) == 0 {
+		return
+	}
+	d.raw(func(rawConn) error {
+		for k, s := range d.user {
+			s.st.Close()
+			delete(d.user, k)
+		}
+		return nil
+	})
 }
 
 // Size is the database's bytes (pages in use times page size), as

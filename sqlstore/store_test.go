@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/strata-objects/strata/internal/benchcpu"
 	"github.com/strata-objects/strata/log"
@@ -462,5 +463,32 @@ func TestApplyUpdatesWhatChanged(t *testing.T) {
 	err = replica.Apply(ctx, []log.SQLChange{{Op: log.OpSQLUpdate, Table: "c", RowID: 99, NewRowID: 99, Old: []any{"y", nil, 0.0}, New: []any{"y", int64(1), 0.0}}})
 	if !errors.Is(err, ErrReplay) {
 		t.Fatalf("update of a missing row: %v, want ErrReplay", err)
+	}
+}
+
+// A user statement still ends with its context (a request's deadline),
+// now that it runs on the driver's connection, not through database/sql:
+// one that runs long before its first row (interrupted by the driver),
+// and one that returns rows without end (stopped between rows).
+func TestUserStatementsEndWithTheirContext(t *testing.T) {
+	d := open(t)
+	for _, q := range []string{
+		"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c",
+		"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x, 'a row' FROM c",
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		start := time.Now()
+		_, _, err := d.Query(ctx, q)
+		cancel()
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) && !strings.Contains(err.Error(), "interrupt") {
+			t.Fatalf("%s: err %v, want the deadline's", q, err)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Fatalf("%s: took %v after a 50ms deadline", q, took)
+		}
+	}
+	// and the connection goes on
+	if _, _, err := d.Query(context.Background(), "SELECT 1"); err != nil {
+		t.Fatal(err)
 	}
 }
