@@ -279,13 +279,7 @@ func (d *DB) preUpdate(u sqlite.SQLitePreUpdateData) {
 	d.written++
 	n := u.Count()
 	read := func(old bool) []any {
-		vals := make([]any, n)
-		var err error
-		if old {
-			err = u.Old(vals...)
-		} else {
-			err = u.New(vals...)
-		}
+		vals, err := preUpdateRow(&u, n, old)
 		if err != nil && d.hookErr == nil {
 			d.hookErr = fmt.Errorf("capture %s: %w", u.TableName, err)
 		}

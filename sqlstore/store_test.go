@@ -492,3 +492,52 @@ func TestUserStatementsEndWithTheirContext(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCaptureKeepsTextWithNUL: a TEXT value with a NUL byte inside is
+// captured whole (modernc's preupdate values stop at the first NUL), so
+// its event replays to the same row, and RETURNING (read from the
+// capture) returns it whole.
+func TestCaptureKeepsTextWithNUL(t *testing.T) {
+	live, replica := open(t), open(t)
+	ctx := context.Background()
+	replayEquals(t, live, replica, run(t, live, "CREATE TABLE t(id INTEGER PRIMARY KEY, s TEXT)"))
+	if err := live.Begin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, chs, err := live.Query(ctx, "INSERT INTO t(s) VALUES(?), ('x' || char(0) || 'y') RETURNING s", "a\x00b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := live.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rows) != 2 || res.Rows[0][0] != "a\x00b" || res.Rows[1][0] != "x\x00y" {
+		t.Fatalf("RETURNING %q, want the two values whole", res.Rows)
+	}
+	if len(chs) != 2 || chs[0].New[1] != "a\x00b" || chs[1].New[1] != "x\x00y" {
+		t.Fatalf("captured %#v, want the two values whole", chs)
+	}
+	ev := &log.Event{Format: log.FormatVersion, Class: "sql", Version: 1, Turns: []log.Turn{{Cause: log.Cause{Via: log.ViaRPC}, SQL: chs}}}
+	b, err := log.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := log.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replayEquals(t, live, replica, back.Turns[0].SQL)
+	if err := live.Begin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, chs, err = live.Query(ctx, "UPDATE t SET id = id + 10"); err != nil {
+		t.Fatal(err)
+	}
+	if err := live.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(chs) != 2 || chs[0].Old[1] != "a\x00b" || chs[0].New[1] != "a\x00b" {
+		t.Fatalf("update captured %#v, want old and new values whole", chs)
+	}
+	replayEquals(t, live, replica, chs)
+}
