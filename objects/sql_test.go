@@ -315,3 +315,63 @@ func TestSQLFirstStatementFails(t *testing.T) {
 		t.Fatalf("replayed rows %v, want %v", got, want)
 	}
 }
+
+// TestSQLOrRollback: a statement whose conflict clause is ROLLBACK rolls
+// back SQLite's whole transaction, which holds the changes of earlier
+// acknowledged turns not yet committed to the file. The turn fails (400
+// with SQLite's error); what the earlier turns wrote stays, live and
+// replayed, with few changes pending (no savepoint per turn) and with
+// many (a savepoint per turn).
+func TestSQLOrRollback(t *testing.T) {
+	srv := startServer(t)
+	h := newHarnessOn(t, srv, withSQLDir(t.TempDir()))
+	exec := func(q string) {
+		t.Helper()
+		h.must("r", func(c *Ctx, _ *scratch) (any, error) {
+			_, err := c.SQL().Exec(q)
+			return nil, err
+		})
+	}
+	rollback := func(q string) {
+		t.Helper()
+		if _, err := h.do("r", func(c *Ctx, _ *scratch) (any, error) {
+			_, err := c.SQL().Exec(q)
+			return nil, err
+		}); !errors.Is(err, ErrSQL) {
+			t.Fatalf("%s: %v, want ErrSQL", q, err)
+		}
+	}
+	exec("CREATE TABLE t(v UNIQUE)")
+	exec("INSERT INTO t VALUES(1)")
+	exec("INSERT INTO t VALUES(2)")
+	rollback("INSERT OR ROLLBACK INTO t VALUES(3), (1)")
+	exec("INSERT INTO t VALUES(4)")
+	exec(fmt.Sprintf("WITH RECURSIVE n(i) AS (SELECT 100 UNION ALL SELECT i+1 FROM n WHERE i < %d) INSERT INTO t SELECT i FROM n", 100+sqlLooseRowsMax))
+	exec("INSERT INTO t VALUES(5)")
+	rollback("INSERT OR ROLLBACK INTO t VALUES(6), (2)")
+	exec("INSERT INTO t VALUES(7)")
+	// Inside Storage.Transaction the turn's changes before it went with
+	// SQLite's transaction: the turn fails (the activation resets, 503)
+	// and nothing of it stays.
+	if _, err := h.do("r", func(c *Ctx, _ *scratch) (any, error) {
+		if _, err := c.SQL().Exec("INSERT INTO t VALUES(8)"); err != nil {
+			return nil, err
+		}
+		return nil, c.Storage().Transaction(func(*Storage) error {
+			_, err := c.SQL().Exec("INSERT OR ROLLBACK INTO t VALUES(9), (1)")
+			return err
+		})
+	}); err == nil {
+		t.Fatal("a turn whose transaction hit OR ROLLBACK succeeded")
+	}
+	const q = "SELECT v FROM t WHERE v < 100 UNION ALL SELECT count(*) FROM t"
+	want := [][]any{{int64(1)}, {int64(2)}, {int64(4)}, {int64(5)}, {int64(7)}, {int64(5 + sqlLooseRowsMax + 1)}}
+	if got := sqlRows(h, "r", q); !reflect.DeepEqual(got, want) {
+		t.Fatalf("rows %v, want %v", got, want)
+	}
+	h.close()
+	h2 := newHarnessOn(t, srv, withSQLDir(""))
+	if got := sqlRows(h2, "r", q); !reflect.DeepEqual(got, want) {
+		t.Fatalf("replayed rows %v, want %v", got, want)
+	}
+}

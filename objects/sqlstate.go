@@ -276,7 +276,13 @@ func (t *turn) sqlEnd(keep bool) {
 	case keep:
 		err = st.db.Release(ctx, "strata_turn")
 	default:
-		err = st.db.RollbackTo(ctx, "strata_turn")
+		if err = st.db.RollbackTo(ctx, "strata_turn"); err != nil {
+			// SQLite may have rolled back the whole transaction, savepoint
+			// and pending changes with it (a conflict clause of ROLLBACK,
+			// a write interrupted at its deadline, a full database): undo
+			// as a turn without a savepoint does, from the pending changes.
+			err = t.a.sqlUndo(ctx)
+		}
 	}
 	if err != nil {
 		t.a.sqlBroken(err)
