@@ -96,7 +96,7 @@ func (m *OutboxMarks) deleteAt(ctx context.Context, key string, rev uint64) erro
 // Marked calls fn with every mark of an object for which want reports
 // true, and its revision.
 func (m *OutboxMarks) Marked(ctx context.Context, want func(class string, id ID) bool, fn func(class string, id ID, rev uint64) error) error {
-	return m.each(ctx, ">", "", func(class string, id ID, rev uint64) error {
+	return m.each(ctx, "", func(class string, id ID, rev uint64) error {
 		if !want(class, id) {
 			return nil
 		}
@@ -104,10 +104,10 @@ func (m *OutboxMarks) Marked(ctx context.Context, want func(class string, id ID)
 	})
 }
 
-// each calls fn with every key under filter that is a mark once prefix is
-// cut, and its revision.
-func (m *OutboxMarks) each(ctx context.Context, filter, prefix string, fn func(class string, id ID, rev uint64) error) error {
-	w, err := m.kv.Watch(ctx, prefix+filter, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
+// each calls fn with every key that starts with prefix and is a mark once
+// prefix is cut, and its revision.
+func (m *OutboxMarks) each(ctx context.Context, prefix string, fn func(class string, id ID, rev uint64) error) error {
+	w, err := m.kv.Watch(ctx, prefix+">", jetstream.IgnoreDeletes(), jetstream.MetaOnly())
 	if err != nil {
 		return fmt.Errorf("log: list %s: %w", OutboxMarksBucket, err)
 	}
@@ -159,5 +159,5 @@ func (m *OutboxMarks) DeadUnmark(ctx context.Context, class string, id ID, rev u
 // DeadMarked calls fn with every sender marked as having dead letters,
 // and its mark's revision.
 func (m *OutboxMarks) DeadMarked(ctx context.Context, fn func(class string, id ID, rev uint64) error) error {
-	return m.each(ctx, ">", deadMarkPrefix, fn)
+	return m.each(ctx, deadMarkPrefix, fn)
 }
