@@ -32,8 +32,8 @@ type SQLChange struct {
 // (flushSQL) or a schema change comes, so that sqlstore.Apply folds a
 // run of changes to one row, as a counter's turns make, into one
 // statement per event (issue 17); in a quiet replay, until the replay
-// ends (endQuiet), into one statement per replay. A replay that returns no entries (a
-// checkpoint's) does not describe them.
+// ends (endQuiet), into one statement per replay. A replay that returns
+// no entries (a checkpoint's) does not describe them.
 func (r *Replayer) applySQL(chs []log.SQLChange) ([]SQLChange, error) {
 	if len(chs) == 0 {
 		return nil, nil
