@@ -44,7 +44,14 @@ func run(t *testing.T, live *DB, qs ...string) []log.SQLChange {
 	if err := live.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ev := &log.Event{Format: log.FormatVersion, Class: "sql", Version: 1, Turns: []log.Turn{{Cause: log.Cause{Via: log.ViaRPC}, SQL: all}}}
+	return throughEvent(t, all)
+}
+
+// throughEvent returns chs encoded in an event and decoded, as the log
+// would give them back.
+func throughEvent(t *testing.T, chs []log.SQLChange) []log.SQLChange {
+	t.Helper()
+	ev := &log.Event{Format: log.FormatVersion, Class: "sql", Version: 1, Turns: []log.Turn{{Cause: log.Cause{Via: log.ViaRPC}, SQL: chs}}}
 	b, err := log.Encode(ev)
 	if err != nil {
 		t.Fatal(err)
@@ -517,16 +524,7 @@ func TestCaptureKeepsTextWithNUL(t *testing.T) {
 	if len(chs) != 2 || chs[0].New[1] != "a\x00b" || chs[1].New[1] != "x\x00y" {
 		t.Fatalf("captured %#v, want the two values whole", chs)
 	}
-	ev := &log.Event{Format: log.FormatVersion, Class: "sql", Version: 1, Turns: []log.Turn{{Cause: log.Cause{Via: log.ViaRPC}, SQL: chs}}}
-	b, err := log.Encode(ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := log.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	replayEquals(t, live, replica, back.Turns[0].SQL)
+	replayEquals(t, live, replica, throughEvent(t, chs))
 	if err := live.Begin(ctx); err != nil {
 		t.Fatal(err)
 	}
