@@ -423,3 +423,86 @@ func TestDeadLettersFromEveryNode(t *testing.T) {
 		t.Fatalf("after the retry: %+v (%v), want no dead letters", dead, err)
 	}
 }
+
+// crossing holds two crossers' turns until both run
+// (TestCallCycleThroughTwoNodes).
+var crossing struct {
+	entered chan string
+	proceed chan struct{}
+}
+
+// crosser's Cross, once both crossers' turns run, calls the other's Name.
+type crosser struct{}
+
+func (*crosser) Cross(c *objects.Ctx, other string) (string, error) {
+	crossing.entered <- c.Name()
+	<-crossing.proceed
+	var out string
+	if err := c.Object("crosser", other).Call(c, "name", nil, &out); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+func (*crosser) Name(c *objects.Ctx) (string, error) { return c.Name(), nil }
+
+var crosserClass = objects.Define("crosser", func() *crosser { return &crosser{} })
+
+// TestCallCycleThroughTwoNodes: x on node a calls y on node b in one
+// request while y calls x in another. Each node refuses the call that
+// arrives for its object when that object waits on the caller: the calls
+// fail at once with call_cycle instead of both waiting for their deadline.
+func TestCallCycleThroughTwoNodes(t *testing.T) {
+	na, nb := startPair(t, func(oc *objects.Config, _ *member) {
+		oc.Classes = []*objects.Class{crosserClass}
+	})
+	nodes := []string{"a", "b"}
+	x, y := objectOn(t, na, "crosser", "a", nodes, "x"), objectOn(t, na, "crosser", "b", nodes, "y")
+	crossing.entered, crossing.proceed = make(chan string, 2), make(chan struct{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type answer struct {
+		out string
+		err error
+	}
+	answers := make(chan answer, 2)
+	for _, p := range []struct {
+		m           *member
+		from, other string
+	}{{na, x, y}, {nb, y, x}} {
+		go func() {
+			ref, err := p.m.rt.RefByName("crosser", p.from)
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			in, _ := json.Marshal(p.other)
+			out, err := p.m.router.Call(ctx, ref, "cross", in, jsonCodec{}, objects.Cause{})
+			answers <- answer{string(out), err}
+		}()
+	}
+	for range 2 {
+		select {
+		case <-crossing.entered:
+		case <-ctx.Done():
+			t.Fatal("the two turns did not both start")
+		}
+	}
+	close(crossing.proceed)
+	cycles := 0
+	for range 2 {
+		a := <-answers
+		switch {
+		case errors.Is(a.err, objects.ErrCallCycle):
+			cycles++
+		case a.err != nil:
+			t.Errorf("%q, %v: want an answer or call_cycle", a.out, a.err)
+		}
+	}
+	if cycles == 0 {
+		t.Fatal("no call was refused as a cycle")
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the calls waited for their deadline")
+	}
+}

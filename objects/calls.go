@@ -24,8 +24,11 @@ package objects
 //     objects' turns waits on a call to which object (callWaits): a call
 //     to an object whose turn waits, through calls on this node, on the
 //     caller fails at once with ErrCallCycle too, and the other request
-//     goes on. A cycle through objects on other nodes is not seen: its
-//     calls wait until their deadline.
+//     goes on. The callee's node checks an arriving call the same way
+//     against the caller's chain, which catches a circle through two
+//     nodes (A on one calls B on the other while B calls A). A longer
+//     circle through several nodes is not seen: its calls wait until
+//     their deadline.
 //  3. The caller's context (its deadline, its cancellation) is the call's:
 //     a deadline that passes in the callee is the caller's error too.
 //  4. The callee's turn names the caller in its cause (log.Caller): the
@@ -45,6 +48,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/strata-objects/strata/log"
@@ -409,6 +413,29 @@ func (w *callWaits) wait(caller, callee Ref) (func(), error) {
 	}
 	w.on[caller.ID] = callee
 	return func() { w.answered(caller.ID, callee.ID) }, nil
+}
+
+// arriving refuses a call to target, from a turn of the chain of calls
+// chain, when target's turn waits, through calls on this node, on an
+// object of that chain: the call would wait for itself. The caller's node
+// checked what it knows (wait); this is the callee's side, which sees a
+// circle through two nodes: A on node 1 calls B on node 2 while B, from
+// another request, calls A (node 1 knows that A waits on B).
+func (w *callWaits) arriving(target Ref, chain []ID) error {
+	if len(chain) == 0 {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.on) == 0 {
+		return nil
+	}
+	for next, ok := target, true; ok; next, ok = w.on[next.ID] {
+		if slices.Contains(chain, next.ID) {
+			return fmt.Errorf("%w: %s waits, through calls of another request, on %s, which waits on this call", ErrCallCycle, target, next)
+		}
+	}
+	return nil
 }
 
 // answered ends caller's wait on callee, if it still waits on callee. The

@@ -415,6 +415,9 @@ func (rt *Runtime) Call(ctx context.Context, ref Ref, method string, body []byte
 	if err != nil {
 		return nil, err
 	}
+	if err := rt.waits.arriving(ref, CallChain(ctx)); err != nil {
+		return nil, err
+	}
 	if c := cause.Caller; c != nil && c.Kind == log.CallerReply {
 		return rt.settleCall(ctx, class, ref, method, body, codec, cause)
 	}
@@ -464,6 +467,9 @@ func (rt *Runtime) Call(ctx context.Context, ref Ref, method string, body []byte
 func (rt *Runtime) Fetch(ctx context.Context, ref Ref, r *http.Request, cause Cause) (*Response, error) {
 	class, err := rt.Class(ref.Class)
 	if err != nil {
+		return nil, err
+	}
+	if err := rt.waits.arriving(ref, CallChain(ctx)); err != nil {
 		return nil, err
 	}
 	if !class.fetches {
