@@ -707,10 +707,10 @@ func (a *activation) handle(req *request) {
 	t.rollbackBegun()
 	t.sqlEnd(err == nil && (a.broken == nil || a.broken == errReset))
 	t.done = true
-	if c := req.cause.Caller; c != nil && c.Kind == log.CallerCall {
+	if e := waitEdgeOf(req.ctx); e != nil {
 		// The caller waits no more on this object's turns (calls.go,
 		// callWaits): its answer is on its way.
-		a.rt.waits.answered(c.ID, a.id)
+		a.rt.waits.end(e)
 	}
 	if a.rt.hooks.Turn != nil {
 		a.rt.hooks.Turn(a.class.name, time.Since(start), err != nil)

@@ -154,15 +154,16 @@ func (s *Stub) Call(ctx context.Context, method string, in, out any) error {
 	if len(body) > CallInputBytesMax {
 		return tooLarge(fmt.Sprintf("input of %s.%s", s.ref, method), len(body), CallInputBytesMax)
 	}
-	done, err := rt.waits.wait(s.c.t.a.ref(), s.ref)
+	wait, err := rt.waits.wait(s.c.t.a.ref(), s.ref)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer rt.waits.end(wait)
 	cctx, cause, err := s.leave(ctx, method)
 	if err != nil {
 		return err
 	}
+	cctx = context.WithValue(cctx, waitEdgeKey{}, wait)
 	outBytes, err := rt.calls.Call(cctx, s.ref, method, body, rt.codec, cause)
 	s.c.t.recordCall(CallRecord{Class: s.ref.Class, ID: s.ref.ID, Method: truncate(method), Error: callErrorCode(err)})
 	if err != nil {
@@ -215,15 +216,17 @@ func (s *Stub) Fetch(ctx context.Context, r *http.Request) (*Response, error) {
 	if len(body) > CallInputBytesMax {
 		return nil, tooLarge(fmt.Sprintf("request body of a fetch of %s", s.ref), len(body), CallInputBytesMax)
 	}
-	done, err := s.c.t.a.rt.waits.wait(s.c.t.a.ref(), s.ref)
+	waits := &s.c.t.a.rt.waits
+	wait, err := waits.wait(s.c.t.a.ref(), s.ref)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	defer waits.end(wait)
 	cctx, cause, err := s.leave(ctx, FetchMethod)
 	if err != nil {
 		return nil, err
 	}
+	cctx = context.WithValue(cctx, waitEdgeKey{}, wait)
 	req := r.Clone(cctx)
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	req.ContentLength = int64(len(body))
@@ -387,32 +390,48 @@ func (jsonCodec) Decode(data []byte, v any) error {
 func (jsonCodec) Encode(v any) ([]byte, error) { return json.Marshal(v) }
 
 // callWaits is which object's turn waits on a synchronous call to which
-// object, on this node (invariant 2): a wait-for graph with one edge per
-// waiting object, which never holds a cycle.
+// object, on this node (invariant 2): a wait-for graph, with an edge per
+// call in progress (a turn may call several objects at once, from several
+// goroutines), which never holds a cycle.
 type callWaits struct {
 	mu sync.Mutex
-	on map[ID]Ref
+	on map[ID][]*waitEdge
+}
+
+// waitEdge is one call in progress: caller's turn waits on callee. The
+// call's context carries it (waitEdgeKey), so that the callee's turn, on
+// this node, ends it when it has run (callWaits.end).
+type waitEdge struct {
+	caller ID
+	callee Ref
+	ended  bool // under callWaits.mu
+}
+
+type waitEdgeKey struct{}
+
+// waitEdgeOf returns the call in progress whose context ctx is, if any.
+func waitEdgeOf(ctx context.Context) *waitEdge {
+	e, _ := ctx.Value(waitEdgeKey{}).(*waitEdge)
+	return e
 }
 
 // wait records that caller's turn waits on a call to callee (from before
-// the call's commit point until its answer), and returns the function that
-// ends the wait. If callee's turn waits, through calls, on caller, the call
-// would wait for itself: ErrCallCycle, refused before it leaves (as a
-// cycle within one chain is), and nothing is recorded.
-func (w *callWaits) wait(caller, callee Ref) (func(), error) {
+// the call's commit point until its answer) and returns the edge, for the
+// call's context and for end. If callee's turn waits, through calls, on
+// caller, the call would wait for itself: ErrCallCycle, refused before it
+// leaves (as a cycle within one chain is), and nothing is recorded.
+func (w *callWaits) wait(caller, callee Ref) (*waitEdge, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	// The edges form no cycle, so the walk ends within len(w.on) steps.
-	for next, ok := callee, true; ok; next, ok = w.on[next.ID] {
-		if next.ID == caller.ID {
-			return nil, fmt.Errorf("%w: %s waits, through calls of another request, on %s", ErrCallCycle, callee, caller)
-		}
+	if via, ok := w.reaches(callee, func(id ID) bool { return id == caller.ID }); ok {
+		return nil, fmt.Errorf("%w: %s waits, through calls of another request, on %s", ErrCallCycle, callee, via)
 	}
 	if w.on == nil {
-		w.on = map[ID]Ref{}
+		w.on = map[ID][]*waitEdge{}
 	}
-	w.on[caller.ID] = callee
-	return func() { w.answered(caller.ID, callee.ID) }, nil
+	e := &waitEdge{caller: caller.ID, callee: callee}
+	w.on[caller.ID] = append(w.on[caller.ID], e)
+	return e, nil
 }
 
 // arriving refuses a call to target, from a turn of the chain of calls
@@ -430,23 +449,51 @@ func (w *callWaits) arriving(target Ref, chain []ID) error {
 	if len(w.on) == 0 {
 		return nil
 	}
-	for next, ok := target, true; ok; next, ok = w.on[next.ID] {
-		if slices.Contains(chain, next.ID) {
-			return fmt.Errorf("%w: %s waits, through calls of another request, on %s, which waits on this call", ErrCallCycle, target, next)
-		}
+	if via, ok := w.reaches(target, func(id ID) bool { return slices.Contains(chain, id) }); ok {
+		return fmt.Errorf("%w: %s waits, through calls of another request, on %s, which waits on this call", ErrCallCycle, target, via)
 	}
 	return nil
 }
 
-// answered ends caller's wait on callee, if it still waits on callee. The
-// callee calls it when the call's turn has run, before its next turn: from
-// then on the caller's turn goes on once the answer passes the output gate,
-// so a call from callee to caller waits, but no longer for itself (were the
-// wait still recorded, that call would fail as a cycle).
-func (w *callWaits) answered(caller, callee ID) {
-	w.mu.Lock()
-	if r, ok := w.on[caller]; ok && r.ID == callee {
-		delete(w.on, caller)
+// reaches walks the graph from from (itself included) and returns the
+// first object found for which match reports true. Called with mu held.
+func (w *callWaits) reaches(from Ref, match func(ID) bool) (Ref, bool) {
+	seen := map[ID]bool{}
+	next := []Ref{from}
+	for len(next) > 0 {
+		r := next[len(next)-1]
+		next = next[:len(next)-1]
+		if match(r.ID) {
+			return r, true
+		}
+		if seen[r.ID] {
+			continue
+		}
+		seen[r.ID] = true
+		for _, e := range w.on[r.ID] {
+			next = append(next, e.callee)
+		}
 	}
-	w.mu.Unlock()
+	return Ref{}, false
+}
+
+// end ends the wait e, once: the callee ends it when the call's turn has
+// run, before its next turn, and the caller when the call returns (the
+// callee ran no turn, or ran it on another node). From the callee's turn's
+// end the caller goes on once the answer passes the output gate, so a call
+// from callee to caller waits, but no longer for itself (were the wait
+// still recorded, that call would fail as a cycle).
+func (w *callWaits) end(e *waitEdge) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if e.ended {
+		return
+	}
+	e.ended = true
+	edges := slices.DeleteFunc(w.on[e.caller], func(x *waitEdge) bool { return x == e })
+	if len(edges) == 0 {
+		delete(w.on, e.caller)
+	} else {
+		w.on[e.caller] = edges
+	}
 }

@@ -330,20 +330,27 @@ var crossing struct {
 	proceed chan struct{}
 }
 
-// crosser's Cross, once both crossers' turns run, calls the other's Name.
+// crosser's Cross, once both crossers' turns run, calls the other's Name
+// (other: a crosser's name, or "class/name").
 type crosser struct{}
 
 func (*crosser) Cross(c *Ctx, other string) (string, error) {
 	crossing.entered <- c.Name()
 	<-crossing.proceed
+	class, name, ok := strings.Cut(other, "/")
+	if !ok {
+		class, name = "crosser", other
+	}
 	var out string
-	if err := c.Object("crosser", other).Call(c, "name", nil, &out); err != nil {
+	if err := c.Object(class, name).Call(c, "name", nil, &out); err != nil {
 		return "", err
 	}
 	return out, nil
 }
 
 func (*crosser) Name(c *Ctx) (string, error) { return c.Name(), nil }
+
+func (*fanner) Name(c *Ctx) (string, error) { return c.Name(), nil }
 
 // TestCallCycleAcrossRequests: A calls B in one request while B calls A in
 // another. Neither chain holds the other object, but each turn waits on
@@ -393,5 +400,93 @@ func TestCallCycleAcrossRequests(t *testing.T) {
 	}
 	if ctx.Err() != nil {
 		t.Fatal("the calls waited for their deadline")
+	}
+}
+
+// fanning: the fanner's turn says when its call to c has been answered
+// while its call to b still waits (TestCallCycleWithConcurrentCalls).
+var fanning struct {
+	calling chan Ref // the callees whose calls left, from the Calling hook
+	fanned  chan struct{}
+}
+
+// fanner's Fan calls b's Name from another goroutine, then, once that
+// call has left, c's Name, and then waits for b's answer.
+type fanner struct{}
+
+type FanIn struct{ B, C string }
+
+func (*fanner) Fan(c *Ctx, in FanIn) (string, error) {
+	got := make(chan error, 1)
+	go func() {
+		var out string
+		got <- c.Object("crosser", in.B).Call(c, "name", nil, &out)
+	}()
+	for r := range fanning.calling {
+		if r.Name == in.B {
+			break
+		}
+	}
+	var out string
+	if err := c.Object("crosser", in.C).Call(c, "name", nil, &out); err != nil {
+		return "", err
+	}
+	fanning.fanned <- struct{}{}
+	if err := <-got; err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+// TestCallCycleWithConcurrentCalls: a's turn calls b and c at once; c
+// answers while b is busy in a turn (another request) that then calls a.
+// a still waits on b, so b's call is refused as a cycle at once, and a's
+// call to b is then answered; a turn's waits are one per call, not one per
+// turn.
+func TestCallCycleWithConcurrentCalls(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.Classes = append(c.Classes,
+			Define("crosser", func() *crosser { return &crosser{} }),
+			Define("fanner", func() *fanner { return &fanner{} }))
+		c.Hooks.Calling = func(class string, _ ID, callee Ref) {
+			if class == "fanner" {
+				fanning.calling <- callee
+			}
+		}
+	})
+	crossing.entered, crossing.proceed = make(chan string, 2), make(chan struct{})
+	fanning.calling, fanning.fanned = make(chan Ref, 4), make(chan struct{}, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	crossed := make(chan error, 1)
+	go func() {
+		in, _ := json.Marshal("fanner/a")
+		_, err := h.rt.Call(ctx, h.ref("crosser", "b"), "cross", in, jsonCodec{}, Cause{})
+		crossed <- err
+	}()
+	select {
+	case <-crossing.entered:
+	case <-ctx.Done():
+		t.Fatal("b's turn did not start")
+	}
+	fanned := make(chan error, 1)
+	go func() {
+		in, _ := json.Marshal(FanIn{B: "b", C: "c"})
+		_, err := h.rt.Call(ctx, h.ref("fanner", "a"), "fan", in, jsonCodec{}, Cause{})
+		fanned <- err
+	}()
+	select {
+	case <-fanning.fanned:
+	case err := <-fanned:
+		t.Fatalf("a's turn ended before c answered: %v", err)
+	case <-ctx.Done():
+		t.Fatal("c did not answer a")
+	}
+	close(crossing.proceed)
+	if err := <-crossed; !errors.Is(err, ErrCallCycle) {
+		t.Fatalf("b's call to a: %v, want ErrCallCycle", err)
+	}
+	if err := <-fanned; err != nil {
+		t.Fatalf("a's calls: %v", err)
 	}
 }
