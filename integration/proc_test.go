@@ -117,7 +117,12 @@ func launchIn(t *testing.T, env []string, netns, dataDir string, extra ...string
 		close(p.done)
 		return p
 	}
+	// Wait closes the pipe once the process has exited, so it waits for
+	// the reader: done then means the output is all in p.logs (a test that
+	// read it right after an exit found the last lines missing).
+	read := make(chan struct{})
 	go func() {
+		defer close(read)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
@@ -131,12 +136,15 @@ func launchIn(t *testing.T, env []string, netns, dataDir string, extra ...string
 				p.mu.Unlock()
 			}
 			if m := servingLine.FindStringSubmatch(line); m != nil {
-				p.addr <- m[1]
+				select {
+				case p.addr <- m[1]:
+				default: // a second one: the reader must not stop reading
+				}
 			}
 		}
 		io.Copy(io.Discard, stderr)
 	}()
-	go func() { cmd.Wait(); close(p.done) }()
+	go func() { <-read; cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.kill() })
 	return p
 }
