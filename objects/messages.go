@@ -95,9 +95,8 @@ const (
 	DefaultOutboxPendingMax = 10000
 )
 
-// messageBackoffMin is Config.MessageBackoff's default, a variable for
-// this package's tests.
-var messageBackoffMin = 100 * time.Millisecond
+// DefaultMessageBackoff is Config.MessageBackoff's default.
+const DefaultMessageBackoff = 100 * time.Millisecond
 
 // Send records a durable message: the object's method runs with in once
 // this turn's event is acknowledged, at least once delivered and at most

@@ -419,11 +419,9 @@ func TestMessageRedeliveryAfterTheWindow(t *testing.T) {
 // is listed by any node); an operator's retry delivers it with its first
 // identity, and its reply comes then, once.
 func TestMessagesDeadLetteredAndRetried(t *testing.T) {
-	defer func(d time.Duration) { messageBackoffMin = d }(messageBackoffMin)
-	messageBackoffMin = time.Millisecond
 	inboxDown.Store(true)
 	defer inboxDown.Store(false)
-	m := newMsgHarness(t)
+	m := newMsgHarness(t, func(c *Config) { c.MessageBackoff = time.Millisecond })
 	if _, err := m.call("s", "send", SendIn{To: "r", N: 1, First: 4, Reply: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -553,11 +551,9 @@ func TestMessagesPendingAcrossACheckpoint(t *testing.T) {
 // message_superseded (its reply says so) instead of applying out of send
 // order; the target applied each message at most once.
 func TestRetriedDeadLetterKeepsOrder(t *testing.T) {
-	defer func(d time.Duration) { messageBackoffMin = d }(messageBackoffMin)
-	messageBackoffMin = time.Millisecond
 	inboxDown.Store(true)
 	defer inboxDown.Store(false)
-	m := newMsgHarness(t)
+	m := newMsgHarness(t, func(c *Config) { c.MessageBackoff = time.Millisecond })
 	if _, err := m.call("s", "send", SendIn{To: "r", N: 1, First: 1, Reply: true}); err != nil {
 		t.Fatal(err)
 	}

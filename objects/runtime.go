@@ -95,7 +95,8 @@ type Config struct {
 	// DefaultSettleDelay (1s).
 	SettleDelay time.Duration
 	// MessageBackoff is the wait after a message's first failed delivery;
-	// each later one waits twice the one before, up to 30s. Default 100ms.
+	// each later one waits twice the one before, up to 30s. Default
+	// DefaultMessageBackoff (100ms).
 	MessageBackoff time.Duration
 	// OutboxMarks, in a cluster, records the senders whose messages have
 	// waited longer than OutboxMarkAfter (outboxmarks.go), so that a node
@@ -280,7 +281,7 @@ func New(cfg Config) (*Runtime, error) {
 		cfg.SettleDelay = DefaultSettleDelay
 	}
 	if cfg.MessageBackoff <= 0 {
-		cfg.MessageBackoff = messageBackoffMin
+		cfg.MessageBackoff = DefaultMessageBackoff
 	}
 	if cfg.OutboxMarkAfter <= 0 {
 		cfg.OutboxMarkAfter = DefaultOutboxMarkAfter
