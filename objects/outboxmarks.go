@@ -24,10 +24,12 @@ import (
 // tick and a bucket write) before, so inside the lookback of a takeover
 // that starts within TakeoverLookback − OutboxMarkAfter of the death.
 //
-// One goroutine, owned by the outbox, does every bucket write, so a mark
-// and the removal of the mark before it cannot overtake each other. A mark
-// carries its revision: removing it at that revision leaves alone a mark
-// that the sender's new owner wrote since.
+// One goroutine, owned by the outbox, writes and removes every pending
+// mark, so a mark and the removal of the mark before it cannot overtake
+// each other. A mark carries its revision: removing it at that revision
+// leaves alone a mark that the sender's new owner wrote since. (Dead marks,
+// below, are written by the worker that settled the letter and removed by
+// a listing, also at a revision, so their order needs no single writer.)
 
 // OutboxMarker is the bucket of marks (log.OutboxMarks). It also names the
 // senders with dead letters (DeadMark): a sender's dead letters are in the

@@ -22,8 +22,9 @@ import (
 // the projector notes the sequence of every record it settles (applies, or
 // finds applied already) and moves the shard's watermark over each run of
 // consecutive sequences, persisting it in the transaction that settles
-// them (or, when it does not fit there, right after it). A sequence never handed to it (another writer's event, a submit
-// cut off and not yet healed) is a hole that stops the watermark there;
+// them (or, when it does not fit there, right after it). A sequence never
+// handed to it (another writer's event, a submit cut off and not yet
+// healed) is a hole that stops the watermark there;
 // it never passes an event the snapshot lacks. So a restart after a crash
 // replays only what came after the last settled run, not everything since
 // the last graceful stop.
@@ -153,15 +154,7 @@ func (p *Projector) stageWatermarks(txn *badger.Txn, recs []log.Record) (map[int
 		if len(m.above)+len(batch) > aboveMax {
 			continue
 		}
-		seq := m.seq
-		for {
-			_, above := m.above[seq+1]
-			_, now := batch[seq+1]
-			if !above && !now {
-				break
-			}
-			seq++
-		}
+		seq := m.reach(batch)
 		if seq == m.seq {
 			continue
 		}
@@ -234,11 +227,22 @@ func (p *Projector) mark(shard int) (*shardMark, error) {
 }
 
 func (m *shardMark) advance() {
-	for {
-		if _, ok := m.above[m.seq+1]; !ok {
-			return
-		}
+	to := m.reach(nil)
+	for ; m.seq < to; m.seq++ {
 		delete(m.above, m.seq+1)
-		m.seq++
+	}
+}
+
+// reach is the sequence the watermark would move to over the run of
+// sequences after it in above, or in also.
+func (m *shardMark) reach(also map[uint64]struct{}) uint64 {
+	seq := m.seq
+	for {
+		_, above := m.above[seq+1]
+		_, now := also[seq+1]
+		if !above && !now {
+			return seq
+		}
+		seq++
 	}
 }
