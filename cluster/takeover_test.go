@@ -219,14 +219,7 @@ func TestTakeoverDeliversLongPendingMessages(t *testing.T) {
 		oc.Alarms = m.svc
 		router.OnTakeover(m.svc.TakeOver)
 	})
-	ownedByA := func(prefix string) objects.Ref {
-		ref, err := a.rt.RefByName("stuck", objectOn(t, a, "stuck", "a", []string{"a", "b"}, prefix))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ref
-	}
-	sender, target := ownedByA("sender"), ownedByA("target")
+	sender, target := stuckOnA(t, a, "sender"), stuckOnA(t, a, "target")
 	marks, err := b.log.OpenOutboxMarks(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -245,10 +238,7 @@ func TestTakeoverDeliversLongPendingMessages(t *testing.T) {
 	defer cancel()
 	stuckDown.Store(true)
 	defer stuckDown.Store(false)
-	in, _ := json.Marshal(target.Name)
-	if _, err := a.router.Call(ctx, sender, "post", in, jsonCodec{}, objects.Cause{}); err != nil {
-		t.Fatal(err)
-	}
+	post(ctx, t, a, sender, target)
 	sent := time.Now()
 	for ids := marked(); len(ids) != 1 || ids[0] != sender.ID; ids = marked() {
 		if time.Since(sent) > 10*time.Second {
@@ -265,6 +255,26 @@ func TestTakeoverDeliversLongPendingMessages(t *testing.T) {
 			t.Fatalf("marked %v after the delivery, want none", ids)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stuckOnA returns the first stuck object named prefix0, prefix1, ... that
+// node a owns of nodes a and b.
+func stuckOnA(t *testing.T, a *member, prefix string) objects.Ref {
+	t.Helper()
+	ref, err := a.rt.RefByName("stuck", objectOn(t, a, "stuck", "a", []string{"a", "b"}, prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// post has the stuck object sender send its message to target, through m.
+func post(ctx context.Context, t *testing.T, m *member, sender, target objects.Ref) {
+	t.Helper()
+	in, _ := json.Marshal(target.Name)
+	if _, err := m.router.Call(ctx, sender, "post", in, jsonCodec{}, objects.Cause{}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -301,23 +311,12 @@ func TestDeadLettersOfAGoneNode(t *testing.T) {
 		}
 		oc.OutboxMarks = marks
 	})
-	nodes := []string{"a", "b"}
-	ownedByA := func(prefix string) objects.Ref {
-		ref, err := a.rt.RefByName("stuck", objectOn(t, a, "stuck", "a", nodes, prefix))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ref
-	}
-	sender, target := ownedByA("gone-sender"), ownedByA("gone-target")
+	sender, target := stuckOnA(t, a, "gone-sender"), stuckOnA(t, a, "gone-target")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stuckDown.Store(true)
 	defer stuckDown.Store(false)
-	in, _ := json.Marshal(target.Name)
-	if _, err := a.router.Call(ctx, sender, "post", in, jsonCodec{}, objects.Cause{}); err != nil {
-		t.Fatal(err)
-	}
+	post(ctx, t, a, sender, target)
 	for {
 		dead, err := a.router.AllDeadLetters(ctx, 100)
 		if err != nil {
