@@ -707,10 +707,13 @@ func (a *activation) handle(req *request) {
 	t.rollbackBegun()
 	t.sqlEnd(err == nil && (a.broken == nil || a.broken == errReset))
 	t.done = true
-	if e := waitEdgeOf(req.ctx); e != nil {
+	if c := req.cause.Caller; c != nil && c.Kind == log.CallerCall {
 		// The caller waits no more on this object's turns (calls.go,
-		// callWaits): its answer is on its way.
-		a.rt.waits.end(e)
+		// callWaits): its answer is on its way. (Only a call's context
+		// holds a wait: other requests skip the look-up.)
+		if e := waitEdgeOf(req.ctx); e != nil {
+			a.rt.waits.end(e)
+		}
 	}
 	if a.rt.hooks.Turn != nil {
 		a.rt.hooks.Turn(a.class.name, time.Since(start), err != nil)

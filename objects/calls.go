@@ -435,12 +435,16 @@ func (w *callWaits) wait(caller, callee Ref) (*waitEdge, error) {
 }
 
 // arriving refuses a call to target, from a turn of the chain of calls
-// chain, when target's turn waits, through calls on this node, on an
+// ctx carries, when target's turn waits, through calls on this node, on an
 // object of that chain: the call would wait for itself. The caller's node
 // checked what it knows (wait); this is the callee's side, which sees a
 // circle through two nodes: A on node 1 calls B on node 2 while B, from
 // another request, calls A (node 1 knows that A waits on B).
-func (w *callWaits) arriving(target Ref, chain []ID) error {
+func (w *callWaits) arriving(ctx context.Context, target Ref, cause Cause) error {
+	if cause.Caller == nil || cause.Caller.Kind != log.CallerCall {
+		return nil // not a call: no chain to look up
+	}
+	chain := CallChain(ctx)
 	if len(chain) == 0 {
 		return nil
 	}

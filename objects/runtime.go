@@ -416,7 +416,7 @@ func (rt *Runtime) Call(ctx context.Context, ref Ref, method string, body []byte
 	if err != nil {
 		return nil, err
 	}
-	if err := rt.waits.arriving(ref, CallChain(ctx)); err != nil {
+	if err := rt.waits.arriving(ctx, ref, cause); err != nil {
 		return nil, err
 	}
 	if c := cause.Caller; c != nil && c.Kind == log.CallerReply {
@@ -470,7 +470,7 @@ func (rt *Runtime) Fetch(ctx context.Context, ref Ref, r *http.Request, cause Ca
 	if err != nil {
 		return nil, err
 	}
-	if err := rt.waits.arriving(ref, CallChain(ctx)); err != nil {
+	if err := rt.waits.arriving(ctx, ref, cause); err != nil {
 		return nil, err
 	}
 	if !class.fetches {
