@@ -109,12 +109,8 @@ func (s *Storage) Begin() (*Storage, error) {
 		return nil, fmt.Errorf("%w: storage.transaction() beside an open transaction (begin it inside that one, or after it ends)", ErrBadInput)
 	}
 	child := newWriteSet(s.ws)
-	depth := 0
-	for w := child; w.parent != nil; w = w.parent {
-		depth++
-	}
 	tx := &Storage{t: t, ws: child, begun: &begun{outer: t.tx, hadSQL: t.sqlTurn}}
-	tx.begun.savepoint = t.sqlTxBegin(depth)
+	tx.begun.savepoint = t.sqlTxBegin(child)
 	t.inTx, t.tx = t.inTx+1, child
 	t.begun = append(t.begun, tx)
 	return tx, nil

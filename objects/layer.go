@@ -154,6 +154,10 @@ type writeSet struct {
 	sends      []log.Message
 	bytes      int             // includes the parent's, so the turn's limit covers nesting
 	sql        []log.SQLChange // SQL row and schema changes, in order (sql.go)
+	// savepoint is the SQL savepoint of a nested write set's transaction
+	// ("" if none: SQL was not in use when it began), so that sqlRebuild
+	// can open it again.
+	savepoint string
 }
 
 func newWriteSet(parent *writeSet) *writeSet {

@@ -1,6 +1,7 @@
 package objects
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -72,7 +73,12 @@ func (s *SQL) Exec(query string, args ...any) (*Cursor, error) {
 		if own {
 			t.sqlEnd(false) // the next statement opens the turn's savepoint again
 		} else if rerr := db.RollbackTo(t.req.ctx, "strata_exec"); rerr != nil {
-			t.a.sqlBroken(rerr)
+			// SQLite rolled back its whole transaction, not just the
+			// query (see sqlRebuild): the query's own error is still the
+			// answer.
+			if rerr := t.sqlRebuild(context.Background()); rerr != nil {
+				t.a.sqlBroken(rerr)
+			}
 		}
 		return nil, err
 	}

@@ -341,31 +341,79 @@ func TestSQLOrRollback(t *testing.T) {
 			t.Fatalf("%s: %v, want ErrSQL", q, err)
 		}
 	}
+	// inTransactions runs OR ROLLBACK inside Storage.Transaction, which
+	// SQLite answers by rolling back its whole transaction: the turn's
+	// changes before it, its savepoints and the pending changes. The
+	// statement fails alone; the turn goes on with what it held.
+	inTransactions := func(v int) {
+		t.Helper()
+		// The transaction returns the error: the turn fails with it (a
+		// 400), and nothing of the turn stays.
+		if _, err := h.do("r", func(c *Ctx, _ *scratch) (any, error) {
+			if _, err := c.SQL().Exec(fmt.Sprintf("INSERT INTO t VALUES(%d)", v)); err != nil {
+				return nil, err
+			}
+			return nil, c.Storage().Transaction(func(*Storage) error {
+				_, err := c.SQL().Exec(fmt.Sprintf("INSERT OR ROLLBACK INTO t VALUES(%d), (1)", v+1))
+				return err
+			})
+		}); !errors.Is(err, ErrSQL) || errors.Is(err, ErrUnavailable) {
+			t.Fatalf("a turn whose transaction returned OR ROLLBACK's error: %v, want ErrSQL", err)
+		}
+		// The error is caught, in a transaction and in one nested in it:
+		// the rest of the turn is kept.
+		h.must("r", func(c *Ctx, _ *scratch) (any, error) {
+			sql := func(format string, args ...any) error {
+				_, err := c.SQL().Exec(fmt.Sprintf(format, args...))
+				return err
+			}
+			if err := sql("INSERT INTO t VALUES(%d)", v+2); err != nil {
+				return nil, err
+			}
+			err := c.Storage().Transaction(func(tx *Storage) error {
+				if err := sql("INSERT INTO t VALUES(%d)", v+3); err != nil {
+					return err
+				}
+				if err := sql("INSERT OR ROLLBACK INTO t VALUES(%d), (1)", v+4); !errors.Is(err, ErrSQL) {
+					return fmt.Errorf("OR ROLLBACK in a transaction: %v, want ErrSQL", err)
+				}
+				if err := sql("INSERT INTO t VALUES(%d)", v+5); err != nil {
+					return err
+				}
+				inner := tx.Transaction(func(*Storage) error {
+					if err := sql("INSERT INTO t VALUES(%d)", v+6); err != nil {
+						return err
+					}
+					return sql("INSERT OR ROLLBACK INTO t VALUES(%d), (2)", v+7)
+				})
+				if !errors.Is(inner, ErrSQL) {
+					return fmt.Errorf("OR ROLLBACK in a nested transaction: %v, want ErrSQL", inner)
+				}
+				return sql("INSERT INTO t VALUES(%d)", v+8)
+			})
+			if err != nil {
+				return nil, err
+			}
+			return nil, sql("INSERT INTO t VALUES(%d)", v+9)
+		})
+	}
 	exec("CREATE TABLE t(v UNIQUE)")
 	exec("INSERT INTO t VALUES(1)")
 	exec("INSERT INTO t VALUES(2)")
 	rollback("INSERT OR ROLLBACK INTO t VALUES(3), (1)")
 	exec("INSERT INTO t VALUES(4)")
-	exec(fmt.Sprintf("WITH RECURSIVE n(i) AS (SELECT 100 UNION ALL SELECT i+1 FROM n WHERE i < %d) INSERT INTO t SELECT i FROM n", 100+sqlLooseRowsMax))
+	inTransactions(10) // few changes pending: turns run in the transaction itself
+	exec(fmt.Sprintf("WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i+1 FROM n WHERE i < %d) INSERT INTO t SELECT i FROM n", 1000+sqlLooseRowsMax))
 	exec("INSERT INTO t VALUES(5)")
 	rollback("INSERT OR ROLLBACK INTO t VALUES(6), (2)")
 	exec("INSERT INTO t VALUES(7)")
-	// Inside Storage.Transaction the turn's changes before it went with
-	// SQLite's transaction: the turn fails (the activation resets, 503)
-	// and nothing of it stays.
-	if _, err := h.do("r", func(c *Ctx, _ *scratch) (any, error) {
-		if _, err := c.SQL().Exec("INSERT INTO t VALUES(8)"); err != nil {
-			return nil, err
-		}
-		return nil, c.Storage().Transaction(func(*Storage) error {
-			_, err := c.SQL().Exec("INSERT OR ROLLBACK INTO t VALUES(9), (1)")
-			return err
-		})
-	}); err == nil {
-		t.Fatal("a turn whose transaction hit OR ROLLBACK succeeded")
+	inTransactions(20) // many pending: each turn in a savepoint
+	const q = "SELECT v FROM t WHERE v < 1000 UNION ALL SELECT count(*) FROM t"
+	var want [][]any
+	for _, v := range []int64{1, 2, 4, 5, 7, 12, 13, 15, 18, 19, 22, 23, 25, 28, 29} {
+		want = append(want, []any{v})
 	}
-	const q = "SELECT v FROM t WHERE v < 100 UNION ALL SELECT count(*) FROM t"
-	want := [][]any{{int64(1)}, {int64(2)}, {int64(4)}, {int64(5)}, {int64(7)}, {int64(5 + sqlLooseRowsMax + 1)}}
+	want = append(want, []any{int64(len(want) + sqlLooseRowsMax + 1)})
 	if got := sqlRows(h, "r", q); !reflect.DeepEqual(got, want) {
 		t.Fatalf("rows %v, want %v", got, want)
 	}

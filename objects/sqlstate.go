@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/strata-objects/strata/log"
 	"github.com/strata-objects/strata/sqlstore"
@@ -313,16 +314,65 @@ func (a *activation) sqlUndo(ctx context.Context) error {
 	return st.db.Apply(ctx, chs)
 }
 
-// sqlTxBegin opens a savepoint for Storage.Transaction, if SQL is in use.
-func (t *turn) sqlTxBegin(depth int) string {
+// sqlRebuild puts SQLite's transaction back as the turn holds it, after
+// SQLite rolled it back whole inside Storage.Transaction (a statement's
+// conflict clause of ROLLBACK, a write interrupted at its deadline, a full
+// database): the pending changes (sqlUndo), the turn's savepoint unless
+// the turn runs in the transaction itself, then from the outermost write
+// set in, each open transaction's savepoint and the changes staged in it.
+// Rolling back to a savepoint, or ending the turn, then works as it
+// would have.
+func (t *turn) sqlRebuild(ctx context.Context) error {
+	st := t.a.sql
+	if err := t.a.sqlUndo(ctx); err != nil {
+		return err
+	}
+	if !st.inTxn {
+		if err := st.db.Begin(ctx); err != nil {
+			return err
+		}
+		st.inTxn = true
+	}
+	if !t.sqlOwn {
+		if err := st.db.Savepoint(ctx, "strata_turn"); err != nil {
+			return err
+		}
+	}
+	var open []*writeSet // innermost first
+	for ws := t.curWS(); ws != nil; ws = ws.parent {
+		open = append(open, ws)
+	}
+	for _, ws := range slices.Backward(open) {
+		if ws.savepoint != "" {
+			if err := st.db.Savepoint(ctx, ws.savepoint); err != nil {
+				return err
+			}
+		}
+		if len(ws.sql) > 0 {
+			if err := st.db.Apply(ctx, ws.sql); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// sqlTxBegin opens a savepoint for Storage.Transaction's write set ws,
+// if SQL is in use, and records it in ws.
+func (t *turn) sqlTxBegin(ws *writeSet) string {
 	if !t.sqlTurn || t.a.sql == nil {
 		return ""
+	}
+	depth := 0
+	for w := ws; w.parent != nil; w = w.parent {
+		depth++
 	}
 	name := fmt.Sprintf("strata_tx%d", depth)
 	if err := t.a.sql.db.Savepoint(t.req.ctx, name); err != nil {
 		t.a.sqlBroken(err)
 		return ""
 	}
+	ws.savepoint = name
 	return name
 }
 
@@ -338,7 +388,12 @@ func (t *turn) sqlTxEnd(name string, hadTurn, keep bool) {
 	case name != "" && keep:
 		err = st.db.Release(ctx, name)
 	case name != "":
-		err = st.db.RollbackTo(ctx, name)
+		if err = st.db.RollbackTo(ctx, name); err != nil {
+			// SQLite rolled back its whole transaction (a statement's
+			// conflict clause of ROLLBACK, an interrupted write, a full
+			// database): build again what the turn still holds.
+			err = t.sqlRebuild(ctx)
+		}
 	case !hadTurn && t.sqlTurn && !keep:
 		// SQL was first used inside the failed transaction.
 		t.sqlEnd(false)

@@ -159,12 +159,8 @@ func (s *Storage) Transaction(fn func(tx *Storage) error) error {
 	}
 	child := newWriteSet(s.ws)
 	t := s.t
-	depth := 0
-	for w := child; w.parent != nil; w = w.parent {
-		depth++
-	}
 	hadSQL, outer := t.sqlTurn, t.tx
-	sp := t.sqlTxBegin(depth)
+	sp := t.sqlTxBegin(child)
 	t.inTx, t.tx = t.inTx+1, child
 	err := func() error {
 		defer func() { t.inTx, t.tx = t.inTx-1, outer }()
