@@ -779,16 +779,20 @@ func truncateTo(s string, n int) string {
 
 // Outbox lists ref's messages not yet delivered and its dead letters, in
 // send order, as its activation knows them (loading it if needed: its
-// snapshot, then its log), with the attempts of this node's outbox. It is
-// exact on the object's owner, and only there may it be called: in a
-// cluster ask the owner (cluster.Router.Outbox).
+// snapshot, then its log), with the attempts of this node's outbox. A
+// delivered Send whose Settle is only noted (settle.go) is not listed:
+// its target has applied it. It is exact on the object's owner, and only
+// there may it be called: in a cluster ask the owner
+// (cluster.Router.Outbox).
 func (rt *Runtime) Outbox(ctx context.Context, ref Ref) ([]OutboxEntry, error) {
 	var out []OutboxEntry
 	_, err := rt.dispatch(ctx, ref, Cause{Via: ViaSystem, Method: "outbox"}, "outbox list", nil, func(c *Ctx, _ any) (any, error) {
 		a := c.t.a
 		out = make([]OutboxEntry, 0, len(a.sent)+len(a.dead))
 		for _, e := range a.sent {
-			out = append(out, *e)
+			if !a.noted(log.Settle{Version: e.Version, Turn: e.Turn, Index: e.Index}) {
+				out = append(out, *e)
+			}
 		}
 		for _, e := range a.dead {
 			out = append(out, *e)

@@ -92,7 +92,7 @@ type Config struct {
 	// event to carry it; past it the sender writes a settle turn with every
 	// Settle it holds (settle.go). Longer saves more events on a sender
 	// that sends less often, and leaves a crash more to redeliver. Default
-	// DefaultSettleDelay (1s).
+	// DefaultSettleDelay (10s).
 	SettleDelay time.Duration
 	// MessageBackoff is the wait after a message's first failed delivery;
 	// each later one waits twice the one before, up to 30s. Default

@@ -50,7 +50,7 @@ import (
 
 const (
 	// DefaultSettleDelay is Config.SettleDelay's default.
-	DefaultSettleDelay = time.Second
+	DefaultSettleDelay = 10 * time.Second
 	// settlesNotedMax bounds the Settles an activation holds unwritten.
 	settlesNotedMax = 128
 )
