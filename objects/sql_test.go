@@ -394,6 +394,11 @@ func TestSQLOrRollback(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
+			// Outside a transaction, after the turn's first statement
+			// (which rolls back as a failed turn does): the same.
+			if err := sql("INSERT OR ROLLBACK INTO t VALUES(%d), (1)", v+1); !errors.Is(err, ErrSQL) {
+				return nil, fmt.Errorf("OR ROLLBACK after other statements: %v, want ErrSQL", err)
+			}
 			return nil, sql("INSERT INTO t VALUES(%d)", v+9)
 		})
 	}
