@@ -154,16 +154,11 @@ func (s *Stub) Call(ctx context.Context, method string, in, out any) error {
 	if len(body) > CallInputBytesMax {
 		return tooLarge(fmt.Sprintf("input of %s.%s", s.ref, method), len(body), CallInputBytesMax)
 	}
-	wait, err := rt.waits.wait(s.c.t.a.ref(), s.ref)
+	cctx, cause, done, err := s.leave(ctx, method)
 	if err != nil {
 		return err
 	}
-	defer rt.waits.end(wait)
-	cctx, cause, err := s.leave(ctx, method)
-	if err != nil {
-		return err
-	}
-	cctx = context.WithValue(cctx, waitEdgeKey{}, wait)
+	defer done()
 	outBytes, err := rt.calls.Call(cctx, s.ref, method, body, rt.codec, cause)
 	s.c.t.recordCall(CallRecord{Class: s.ref.Class, ID: s.ref.ID, Method: truncate(method), Error: callErrorCode(err)})
 	if err != nil {
@@ -216,17 +211,11 @@ func (s *Stub) Fetch(ctx context.Context, r *http.Request) (*Response, error) {
 	if len(body) > CallInputBytesMax {
 		return nil, tooLarge(fmt.Sprintf("request body of a fetch of %s", s.ref), len(body), CallInputBytesMax)
 	}
-	waits := &s.c.t.a.rt.waits
-	wait, err := waits.wait(s.c.t.a.ref(), s.ref)
+	cctx, cause, done, err := s.leave(ctx, FetchMethod)
 	if err != nil {
 		return nil, err
 	}
-	defer waits.end(wait)
-	cctx, cause, err := s.leave(ctx, FetchMethod)
-	if err != nil {
-		return nil, err
-	}
-	cctx = context.WithValue(cctx, waitEdgeKey{}, wait)
+	defer done()
 	req := r.Clone(cctx)
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	req.ContentLength = int64(len(body))
@@ -273,13 +262,22 @@ func (s *Stub) check(method string) (*Class, error) {
 	return class, nil
 }
 
-// leave makes the commit point (invariant 1) and returns the call's
-// context (ctx with the chain, the caller last) and the callee's cause.
-func (s *Stub) leave(ctx context.Context, method string) (context.Context, Cause, error) {
+// leave records that the turn waits on the callee (callWaits: refused as
+// a cycle if the callee waits on the caller), makes the commit point
+// (invariant 1), and returns the call's context (ctx with the chain, the
+// caller last, and the wait), the callee's cause, and done, which the
+// caller calls when the call has returned.
+func (s *Stub) leave(ctx context.Context, method string) (context.Context, Cause, func(), error) {
 	t := s.c.t
 	a, rt := t.a, t.a.rt
+	wait, err := rt.waits.wait(a.ref(), s.ref)
+	if err != nil {
+		return nil, Cause{}, nil, err
+	}
+	done := func() { rt.waits.end(wait) }
 	if err := t.sync(); err != nil {
-		return nil, Cause{}, fmt.Errorf("call %s.%s: commit before the call: %w", s.ref, truncate(method), err)
+		done()
+		return nil, Cause{}, nil, fmt.Errorf("call %s.%s: commit before the call: %w", s.ref, truncate(method), err)
 	}
 	cause := Cause{
 		RequestID: t.req.cause.RequestID,
@@ -291,7 +289,8 @@ func (s *Stub) leave(ctx context.Context, method string) (context.Context, Cause
 	copy(next, chain)
 	rt.hooks.calling(a.class.name, a.id, s.ref)
 	s.left = true
-	return WithCallChain(ctx, append(next, a.id)), cause, nil
+	cctx := context.WithValue(WithCallChain(ctx, append(next, a.id)), waitEdgeKey{}, wait)
+	return cctx, cause, done, nil
 }
 
 // recordCall adds a call to the turn's record.
