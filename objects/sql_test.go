@@ -306,14 +306,7 @@ func TestSQLFirstStatementFails(t *testing.T) {
 	}
 	const q = "SELECT v FROM t WHERE v < 100 UNION ALL SELECT count(*) FROM t"
 	want := [][]any{{int64(1)}, {int64(3)}, {int64(6)}, {int64(3 + sqlLooseRowsMax + 1)}}
-	if got := sqlRows(h, "f", q); !reflect.DeepEqual(got, want) {
-		t.Fatalf("rows %v, want %v", got, want)
-	}
-	h.close()
-	h2 := newHarnessOn(t, srv, withSQLDir(""))
-	if got := sqlRows(h2, "f", q); !reflect.DeepEqual(got, want) {
-		t.Fatalf("replayed rows %v, want %v", got, want)
-	}
+	rowsLiveAndReplayed(t, h, srv, "f", q, want)
 }
 
 // TestSQLOrRollback: a statement whose conflict clause is ROLLBACK rolls
@@ -419,12 +412,20 @@ func TestSQLOrRollback(t *testing.T) {
 		want = append(want, []any{v})
 	}
 	want = append(want, []any{int64(len(want) + sqlLooseRowsMax + 1)})
-	if got := sqlRows(h, "r", q); !reflect.DeepEqual(got, want) {
+	rowsLiveAndReplayed(t, h, srv, "r", q, want)
+}
+
+// rowsLiveAndReplayed checks that q on name answers want, then closes h
+// and checks it again on a new harness without SQL files, which builds
+// the database from the log.
+func rowsLiveAndReplayed(t *testing.T, h *harness, srv *log.Server, name, q string, want [][]any) {
+	t.Helper()
+	if got := sqlRows(h, name, q); !reflect.DeepEqual(got, want) {
 		t.Fatalf("rows %v, want %v", got, want)
 	}
 	h.close()
 	h2 := newHarnessOn(t, srv, withSQLDir(""))
-	if got := sqlRows(h2, "r", q); !reflect.DeepEqual(got, want) {
+	if got := sqlRows(h2, name, q); !reflect.DeepEqual(got, want) {
 		t.Fatalf("replayed rows %v, want %v", got, want)
 	}
 }
