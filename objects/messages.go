@@ -55,7 +55,8 @@ package objects
 // (outboxmarks.go).
 //
 // Listing: an object's outbox is read from its activation on its owner
-// (Outbox); the dead letters of a cluster are found in every node's
+// (Outbox), less the delivered messages whose Settle is only noted
+// (settle.go); the dead letters of a cluster are found in every node's
 // snapshot and listed by their senders' owners (cluster.Router).
 
 import (

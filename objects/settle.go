@@ -22,6 +22,8 @@ package objects
 //     answer if it is the last message it applied from the sender, else as
 //     superseded, since a later one of the sender reached it; a plain
 //     message's answer goes nowhere, so either settles it, applied once.
+//     The outbox listing (Runtime.Outbox) leaves out a noted one: its
+//     target has applied it.
 //  2. Send order per sender: the next message still leaves only after the
 //     target has answered the one before (its event acknowledged), which
 //     is what the target's per-sender record relies on. Only the writing
