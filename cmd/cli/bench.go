@@ -13,7 +13,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,6 +65,10 @@ type benchResult struct {
 	Ratio       float64 `json:"ratio,omitempty"`
 	// P50Ratio is p50 over the raw sequential publish's p50 (W1).
 	P50Ratio float64 `json:"p50_ratio,omitempty"`
+	// P50FloorRatio is raw-http-sync's p50 over raw-sync's (W1): the
+	// P50Ratio W1 would have if its turn cost nothing but the HTTP round
+	// trip and the publish.
+	P50FloorRatio float64 `json:"p50_floor_ratio,omitempty"`
 	// ConcRatio is requests/s over raw-conc's, JetStream's own rate in
 	// W3's shape (W3).
 	ConcRatio float64 `json:"ratio_to_raw_conc,omitempty"`
@@ -237,6 +243,46 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			r.Limit, r.LimitPerSec, r.Ratio = name, perSec, r.PerSecond/perSec
 		}
 	}
+	// The floors of W1 and W3 in the same run: the same requests answered
+	// by net/http alone, then around the raw publish (httpFloor). W1's p50
+	// can come no nearer raw-sync's than raw-http-sync's does.
+	var floorP50 float64
+	if limits.syncPerSec > 0 && (want["W1"] || want["W1-READ"] || want["W2"] || want["W3"]) {
+		raw, err := l.Raw(ctx)
+		if err != nil {
+			return err
+		}
+		defer raw.Close(context.Background())
+		// One floor for both publishing rows: they share the subjects'
+		// expectations.
+		publishing := &httpFloor{raw: raw, msg: make([]byte, 160), last: map[string]uint64{}}
+		for _, f := range []struct {
+			name, what string
+			clients    int
+			floor      *httpFloor
+		}{
+			{"raw-http", "net/http round trip, no publish, 1 client", 1, &httpFloor{}},
+			{"raw-http-sync", "raw-sync's publish+ack over HTTP, 1 client", 1, publishing},
+			{"raw-http-conc", fmt.Sprintf("raw-conc's publish+ack over HTTP, %d clients", bc.clients), bc.clients, publishing},
+		} {
+			url, stop, err := serveLoopback(f.floor)
+			if err != nil {
+				return err
+			}
+			for _, r := range b.loadVariants(ctx, f.name, f.what, f.clients, []benchVariant{{base: url}}, floorRequest(f.clients, bc.objects)) {
+				switch f.name {
+				case "raw-http-sync":
+					ratio(&r, "raw-sync", limits.syncPerSec)
+					r.P50Ratio = r.P50Millis / limits.syncP50
+					floorP50 = r.P50Millis
+				case "raw-http-conc":
+					ratio(&r, "raw-conc", limits.conc.PerSecond)
+				}
+				add(r)
+			}
+			stop()
+		}
+	}
 	run := fmt.Sprint(time.Now().UnixNano())
 	// With --auth, W1–W4 go through two gateways of the same node at once,
 	// one without auth and one with auth on and a token (rows +auth, with
@@ -302,6 +348,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		ratio(r, "raw-sync", limits.syncPerSec)
 		if limits.syncP50 > 0 {
 			r.P50Ratio = r.P50Millis / limits.syncP50
+			r.P50FloorRatio = floorP50 / limits.syncP50
 		}
 	})
 	// W1-read is W1's path without its event: a read of the same counter
@@ -782,7 +829,7 @@ func rawConcurrent(ctx context.Context, raw *log.Raw, msg []byte, clients, objec
 }
 
 func printTable(w io.Writer, rs []benchResult) {
-	fmt.Fprintf(w, "%-10s %-46s %10s %8s %8s %7s %7s  %s\n", "workload", "what", "req/s", "p50 ms", "p99 ms", "errors", "cpu us", "vs limit")
+	fmt.Fprintf(w, "%-13s %-46s %10s %8s %8s %7s %7s  %s\n", "workload", "what", "req/s", "p50 ms", "p99 ms", "errors", "cpu us", "vs limit")
 	for _, r := range rs {
 		vs := ""
 		if r.Limit != "" {
@@ -791,6 +838,9 @@ func printTable(w io.Writer, rs []benchResult) {
 		if r.P50Ratio > 0 {
 			vs += fmt.Sprintf(", p50 %.2f× its p50", r.P50Ratio)
 		}
+		if r.P50FloorRatio > 0 {
+			vs += fmt.Sprintf(" (raw-http-sync's %.2f×)", r.P50FloorRatio)
+		}
 		if r.ConcRatio > 0 {
 			vs += fmt.Sprintf(", %.2f× raw-conc", r.ConcRatio)
 		}
@@ -798,7 +848,7 @@ func printTable(w io.Writer, rs []benchResult) {
 			vs += fmt.Sprintf("; first touch %.0f/s", r.FirstTouchPerSecond)
 		}
 		vs = strings.TrimPrefix(vs, "; ")
-		fmt.Fprintf(w, "%-10s %-46s %10.0f %8.3f %8.3f %7d %7s  %s\n", r.Workload, r.What, r.PerSecond, r.P50Millis, r.P99Millis, r.Errors, formatCPU(r.CPUMicros), vs)
+		fmt.Fprintf(w, "%-13s %-46s %10.0f %8.3f %8.3f %7d %7s  %s\n", r.Workload, r.What, r.PerSecond, r.P50Millis, r.P99Millis, r.Errors, formatCPU(r.CPUMicros), vs)
 	}
 }
 
@@ -839,13 +889,76 @@ func serveBench(cfg gateway.Config) (url string, stop func(), err error) {
 	if err != nil {
 		return "", nil, err
 	}
+	return serveLoopback(gw)
+}
+
+// serveLoopback serves h on a loopback port until stop.
+func serveLoopback(h http.Handler) (url string, stop func(), err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
 	}
-	srv := &http.Server{Handler: gw}
+	srv := &http.Server{Handler: h}
 	go srv.Serve(ln)
 	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
+}
+
+// httpFloor answers every request as a gateway answers a counter's
+// increment, and does nothing of Strata's: it reads the body (bounded, as
+// the gateway does), publishes one raw message and waits for its ack if
+// it has raw streams (the publish raw-sync and raw-conc time, on the
+// subject the path's last name numbers), and writes a small JSON value.
+// The raw-http rows send W1's and W3's requests to it on the bench's own
+// client: what HTTP and JetStream cost a row before a turn runs.
+type httpFloor struct {
+	raw *log.Raw // nil: no publish
+	msg []byte
+	mu  sync.Mutex
+	// last is each subject's last sequence, the next publish's
+	// expectation. A subject is only ever one client's (floorRequest).
+	last map[string]uint64
+}
+
+func (f *httpFloor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, 1<<20)); err != nil {
+		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+		return
+	}
+	if f.raw != nil {
+		i, err := strconv.Atoi(path.Base(path.Dir(path.Dir(r.URL.Path))))
+		if err != nil || i < 0 {
+			http.Error(w, "bad object number", http.StatusBadRequest)
+			return
+		}
+		subj := log.RawStreamSubject(i%f.raw.Streams(), rawHTTPObjects+i)
+		f.mu.Lock()
+		expect := f.last[subj]
+		f.mu.Unlock()
+		seq, err := f.raw.PublishSync(r.Context(), subj, f.msg, expect)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		f.mu.Lock()
+		f.last[subj] = seq
+		f.mu.Unlock()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, `{"value":1}`+"\n")
+}
+
+// rawHTTPObjects numbers the raw-http rows' subjects past raw-conc's.
+const rawHTTPObjects = 2 * rawConcObjects
+
+// floorRequest is W1's request (clients 1) or W3's (over objects) for
+// httpFloor, naming object i by number: client c takes only the objects
+// i with i % clients == c, so no two requests in flight share a subject.
+func floorRequest(clients, objects int) func(int, *rand.Rand, benchVariant) (string, string) {
+	per := max(1, objects/clients)
+	return func(c int, rng *rand.Rand, _ benchVariant) (string, string) {
+		i := c + clients*rng.IntN(per)
+		return "/v1/objects/counter/" + strconv.Itoa(i) + "/rpc/increment", `{"by":1}`
+	}
 }
 
 // hasClass reports whether the server under test has class name.

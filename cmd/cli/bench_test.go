@@ -14,7 +14,9 @@ import (
 // streams, whose expectations fail if two share a subject) and the
 // workloads through the gateway, without errors (W1-READ reads W1's
 // counter, compared with the raw limit's p50), and W5 reads back every
-// event it wrote. W3 reports the process's CPU time per request. C1
+// event it wrote. The HTTP floors publish without errors (each
+// client's subjects are its own) and compare with the raw rows. W3
+// reports the process's CPU time per request. C1
 // compares a call between objects with an HTTP call to the callee, M1
 // waits until every message it sent has run and compares with W3.
 func TestBenchRuns(t *testing.T) {
@@ -33,7 +35,7 @@ func TestBenchRuns(t *testing.T) {
 		}
 		got[r.Workload] = r
 	}
-	for _, w := range []string{"raw-sync", "raw-batch", "raw-async", "raw-conc", "W1", "W1-READ", "W3", "W4", "W3-sql", "C1-http", "C1", "M1", "W5"} {
+	for _, w := range []string{"raw-sync", "raw-batch", "raw-async", "raw-conc", "raw-http", "raw-http-sync", "raw-http-conc", "W1", "W1-READ", "W3", "W4", "W3-sql", "C1-http", "C1", "M1", "W5"} {
 		r, ok := got[w]
 		if !ok {
 			t.Fatalf("no %s row in %v", w, got)
@@ -44,6 +46,9 @@ func TestBenchRuns(t *testing.T) {
 	}
 	if got["W1"].Ratio <= 0 || got["W1"].P50Ratio <= 0 {
 		t.Errorf("W1 has no ratio to the raw limit: %+v", got["W1"])
+	}
+	if got["W1"].P50FloorRatio <= 0 || got["raw-http-sync"].Limit != "raw-sync" || got["raw-http-conc"].Limit != "raw-conc" {
+		t.Errorf("the HTTP floors are not compared with the raw limits: W1 %+v, raw-http-sync %+v, raw-http-conc %+v", got["W1"], got["raw-http-sync"], got["raw-http-conc"])
 	}
 	if got["W1-READ"].P50Ratio <= 0 {
 		t.Errorf("W1-READ has no p50 ratio to the raw limit: %+v", got["W1-READ"])
