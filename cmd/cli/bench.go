@@ -65,9 +65,14 @@ type benchResult struct {
 	Ratio       float64 `json:"ratio,omitempty"`
 	// P50Ratio is p50 over the raw sequential publish's p50 (W1).
 	P50Ratio float64 `json:"p50_ratio,omitempty"`
-	// P50FloorRatio is raw-http-sync's p50 over raw-sync's (W1): the
-	// P50Ratio W1 would have if its turn cost nothing but the HTTP round
-	// trip and the publish.
+	// Floor names the row that serves the same requests over HTTP around
+	// the raw publish with nothing of Strata's (W1: raw-http-sync, W2:
+	// raw-http-group, W3: raw-http-conc); FloorRatio is its requests/s
+	// over this row's limit (raw-conc for W3), and P50FloorRatio its p50
+	// over raw-sync's (W1): the ratios the row would have if its turns
+	// cost nothing.
+	Floor         string  `json:"floor,omitempty"`
+	FloorRatio    float64 `json:"floor_ratio,omitempty"`
 	P50FloorRatio float64 `json:"p50_floor_ratio,omitempty"`
 	// ConcRatio is requests/s over raw-conc's, JetStream's own rate in
 	// W3's shape (W3).
@@ -243,44 +248,59 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			r.Limit, r.LimitPerSec, r.Ratio = name, perSec, r.PerSecond/perSec
 		}
 	}
-	// The floors of W1 and W3 in the same run: the same requests answered
-	// by net/http alone, then around the raw publish (httpFloor). W1's p50
-	// can come no nearer raw-sync's than raw-http-sync's does.
-	var floorP50 float64
+	// The floors of W1, W2 and W3 in the same run: the same requests
+	// answered by net/http alone, then around the raw publish (httpFloor).
+	// W1's p50 can come no nearer raw-sync's than raw-http-sync's does.
+	floors := map[string]benchResult{}
 	if limits.syncPerSec > 0 && (want["W1"] || want["W1-READ"] || want["W2"] || want["W3"]) {
 		raw, err := l.Raw(ctx)
 		if err != nil {
 			return err
 		}
 		defer raw.Close(context.Background())
-		// One floor for both publishing rows: they share the subjects'
+		// One floor for the publishing rows: they share the subjects'
 		// expectations.
 		publishing := &httpFloor{raw: raw, msg: make([]byte, 160), last: map[string]uint64{}}
+		group := newGroupFloor(ctx, publishing)
+		defer group.stop()
 		for _, f := range []struct {
 			name, what string
 			clients    int
-			floor      *httpFloor
+			floor      http.Handler
+			req        func(int, *rand.Rand, benchVariant) (string, string)
 		}{
-			{"raw-http", "net/http round trip, no publish, 1 client", 1, &httpFloor{}},
-			{"raw-http-sync", "raw-sync's publish+ack over HTTP, 1 client", 1, publishing},
-			{"raw-http-conc", fmt.Sprintf("raw-conc's publish+ack over HTTP, %d clients", bc.clients), bc.clients, publishing},
+			{"raw-http", "net/http round trip, no publish, 1 client", 1, &httpFloor{}, floorRequest(1, 1)},
+			{"raw-http-sync", "raw-sync's publish+ack over HTTP, 1 client", 1, publishing, floorRequest(1, 1)},
+			{"raw-http-group", fmt.Sprintf("a publish+ack per group over HTTP, %d clients", bc.clients), bc.clients, group, floorRequest(1, 1)},
+			{"raw-http-conc", fmt.Sprintf("raw-conc's publish+ack over HTTP, %d clients", bc.clients), bc.clients, publishing, floorRequest(bc.clients, bc.objects)},
 		} {
 			url, stop, err := serveLoopback(f.floor)
 			if err != nil {
 				return err
 			}
-			for _, r := range b.loadVariants(ctx, f.name, f.what, f.clients, []benchVariant{{base: url}}, floorRequest(f.clients, bc.objects)) {
+			for _, r := range b.loadVariants(ctx, f.name, f.what, f.clients, []benchVariant{{base: url}}, f.req) {
 				switch f.name {
 				case "raw-http-sync":
-					ratio(&r, "raw-sync", limits.syncPerSec)
 					r.P50Ratio = r.P50Millis / limits.syncP50
-					floorP50 = r.P50Millis
+					fallthrough
+				case "raw-http-group":
+					ratio(&r, "raw-sync", limits.syncPerSec)
 				case "raw-http-conc":
 					ratio(&r, "raw-conc", limits.conc.PerSecond)
 				}
+				floors[f.name] = r
 				add(r)
 			}
 			stop()
+		}
+	}
+	// floor names row f as r's floor.
+	floor := func(r *benchResult, f string) {
+		if fr, ok := floors[f]; ok {
+			r.Floor, r.FloorRatio = f, fr.Ratio
+			if f == "raw-http-sync" {
+				r.P50FloorRatio = fr.P50Ratio
+			}
 		}
 	}
 	run := fmt.Sprint(time.Now().UnixNano())
@@ -348,8 +368,8 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		ratio(r, "raw-sync", limits.syncPerSec)
 		if limits.syncP50 > 0 {
 			r.P50Ratio = r.P50Millis / limits.syncP50
-			r.P50FloorRatio = floorP50 / limits.syncP50
 		}
+		floor(r, "raw-http-sync")
 	})
 	// W1-read is W1's path without its event: a read of the same counter
 	// (no write, so no append). W1's p50 beside W1-read's and raw-sync's
@@ -377,7 +397,10 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	}, func(r *benchResult) { ratio(r, "raw-sync", limits.syncPerSec) })
 	each("W2", fmt.Sprintf("1 counter, %d clients", bc.clients), bc.clients, func(_ int, _ *rand.Rand, v benchVariant) (string, string) {
 		return "/v1/objects/counter/w2-" + run + v.tag + "/rpc/increment", `{"by":1}`
-	}, func(r *benchResult) { ratio(r, "raw-sync", limits.syncPerSec) })
+	}, func(r *benchResult) {
+		ratio(r, "raw-sync", limits.syncPerSec)
+		floor(r, "raw-http-group")
+	})
 	each("JW2", fmt.Sprintf("1 JavaScript counter, %d clients", bc.clients), bc.clients, func(_ int, _ *rand.Rand, v benchVariant) (string, string) {
 		return jsPath("jw2"+v.tag, 0), `[1]`
 	}, func(r *benchResult) { ratio(r, "raw-sync", limits.syncPerSec) })
@@ -397,6 +420,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		if limits.conc.PerSecond > 0 {
 			r.ConcRatio = r.PerSecond / limits.conc.PerSecond
 		}
+		floor(r, "raw-http-conc")
 	})
 	eachSpread("JW3", fmt.Sprintf("%d JavaScript counters, %d clients, uniform", bc.objects, bc.clients), func(i int, v benchVariant) (string, string) {
 		return jsPath("jw3"+v.tag, i), `[1]`
@@ -829,26 +853,32 @@ func rawConcurrent(ctx context.Context, raw *log.Raw, msg []byte, clients, objec
 }
 
 func printTable(w io.Writer, rs []benchResult) {
-	fmt.Fprintf(w, "%-13s %-46s %10s %8s %8s %7s %7s  %s\n", "workload", "what", "req/s", "p50 ms", "p99 ms", "errors", "cpu us", "vs limit")
+	fmt.Fprintf(w, "%-14s %-46s %10s %8s %8s %7s %7s  %s\n", "workload", "what", "req/s", "p50 ms", "p99 ms", "errors", "cpu us", "vs limit")
 	for _, r := range rs {
 		vs := ""
 		if r.Limit != "" {
 			vs = fmt.Sprintf("%.2f× %s", r.Ratio, r.Limit)
 		}
+		if r.Floor != "" && r.ConcRatio == 0 {
+			vs += fmt.Sprintf(" (%s %.2f×)", r.Floor, r.FloorRatio)
+		}
 		if r.P50Ratio > 0 {
 			vs += fmt.Sprintf(", p50 %.2f× its p50", r.P50Ratio)
 		}
 		if r.P50FloorRatio > 0 {
-			vs += fmt.Sprintf(" (raw-http-sync's %.2f×)", r.P50FloorRatio)
+			vs += fmt.Sprintf(" (%s %.2f×)", r.Floor, r.P50FloorRatio)
 		}
 		if r.ConcRatio > 0 {
 			vs += fmt.Sprintf(", %.2f× raw-conc", r.ConcRatio)
+			if r.Floor != "" {
+				vs += fmt.Sprintf(" (%s %.2f×)", r.Floor, r.FloorRatio)
+			}
 		}
 		if r.FirstTouchPerSecond > 0 {
 			vs += fmt.Sprintf("; first touch %.0f/s", r.FirstTouchPerSecond)
 		}
 		vs = strings.TrimPrefix(vs, "; ")
-		fmt.Fprintf(w, "%-13s %-46s %10.0f %8.3f %8.3f %7d %7s  %s\n", r.Workload, r.What, r.PerSecond, r.P50Millis, r.P99Millis, r.Errors, formatCPU(r.CPUMicros), vs)
+		fmt.Fprintf(w, "%-14s %-46s %10.0f %8.3f %8.3f %7d %7s  %s\n", r.Workload, r.What, r.PerSecond, r.P50Millis, r.P99Millis, r.Errors, formatCPU(r.CPUMicros), vs)
 	}
 }
 
@@ -907,7 +937,7 @@ func serveLoopback(h http.Handler) (url string, stop func(), err error) {
 // increment, and does nothing of Strata's: it reads the body (bounded, as
 // the gateway does), publishes one raw message and waits for its ack if
 // it has raw streams (the publish raw-sync and raw-conc time, on the
-// subject the path's last name numbers), and writes a small JSON value.
+// subject the path's object name numbers), and writes a small JSON value.
 // The raw-http rows send W1's and W3's requests to it on the bench's own
 // client: what HTTP and JetStream cost a row before a turn runs.
 type httpFloor struct {
@@ -920,8 +950,7 @@ type httpFloor struct {
 }
 
 func (f *httpFloor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, 1<<20)); err != nil {
-		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+	if !floorRead(w, r) {
 		return
 	}
 	if f.raw != nil {
@@ -943,6 +972,21 @@ func (f *httpFloor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.last[subj] = seq
 		f.mu.Unlock()
 	}
+	floorAnswer(w)
+}
+
+// floorRead reads r's body, bounded as the gateway bounds it, and
+// answers 413 if it is too large.
+func floorRead(w http.ResponseWriter, r *http.Request) bool {
+	if _, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, 1<<20)); err != nil {
+		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+		return false
+	}
+	return true
+}
+
+// floorAnswer writes a counter's answer.
+func floorAnswer(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "application/json")
 	io.WriteString(w, `{"value":1}`+"\n")
 }
@@ -950,15 +994,96 @@ func (f *httpFloor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // rawHTTPObjects numbers the raw-http rows' subjects past raw-conc's.
 const rawHTTPObjects = 2 * rawConcObjects
 
-// floorRequest is W1's request (clients 1) or W3's (over objects) for
-// httpFloor, naming object i by number: client c takes only the objects
-// i with i % clients == c, so no two requests in flight share a subject.
+// floorRequest is W1's request (one client, one object) or W3's (over
+// objects) for httpFloor, naming object i by number: client c takes only
+// the objects i with i % clients == c, so no two requests in flight share
+// a subject.
 func floorRequest(clients, objects int) func(int, *rand.Rand, benchVariant) (string, string) {
 	per := max(1, objects/clients)
+	if clients == 1 {
+		per = 1
+	}
 	return func(c int, rng *rand.Rand, _ benchVariant) (string, string) {
 		i := c + clients*rng.IntN(per)
 		return "/v1/objects/counter/" + strconv.Itoa(i) + "/rpc/increment", `{"by":1}`
 	}
+}
+
+// groupFloor is httpFloor's group commit, W2's floor: the requests that
+// arrive while a publish is out wait for the next one, which answers them
+// all, as one object's turns share an event. Every request goes to the
+// same subject, object 0's.
+type groupFloor struct {
+	f    *httpFloor
+	in   chan chan error
+	done chan struct{} // closed when the publisher has stopped
+	stop func()
+}
+
+func newGroupFloor(ctx context.Context, f *httpFloor) *groupFloor {
+	ctx, cancel := context.WithCancel(ctx)
+	g := &groupFloor{f: f, in: make(chan chan error, 1024), done: make(chan struct{})}
+	g.stop = func() { cancel(); <-g.done }
+	go g.publish(ctx)
+	return g
+}
+
+// publish answers each group with one publish, until ctx ends.
+func (g *groupFloor) publish(ctx context.Context) {
+	defer close(g.done)
+	subj := log.RawStreamSubject(0, rawHTTPObjects)
+	var group []chan error
+	for {
+		select {
+		case w := <-g.in:
+			group = append(group[:0], w)
+		case <-ctx.Done():
+			return
+		}
+	fill:
+		for {
+			select {
+			case w := <-g.in:
+				group = append(group, w)
+			default:
+				break fill
+			}
+		}
+		g.f.mu.Lock()
+		expect := g.f.last[subj]
+		g.f.mu.Unlock()
+		seq, err := g.f.raw.PublishSync(ctx, subj, g.f.msg, expect)
+		if err == nil {
+			g.f.mu.Lock()
+			g.f.last[subj] = seq
+			g.f.mu.Unlock()
+		}
+		for _, w := range group {
+			w <- err
+		}
+	}
+}
+
+func (g *groupFloor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !floorRead(w, r) {
+		return
+	}
+	done := make(chan error, 1)
+	select {
+	case g.in <- done:
+	case <-r.Context().Done():
+		return
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+	case <-r.Context().Done():
+		return
+	}
+	floorAnswer(w)
 }
 
 // hasClass reports whether the server under test has class name.

@@ -22,7 +22,7 @@ import (
 func TestBenchRuns(t *testing.T) {
 	var out, errOut bytes.Buffer
 	env := &Env{Stdout: &out, Stderr: &errOut, Classes: classes.All()}
-	args := []string{"bench", "--json", "--duration", "300ms", "--warmup", "0s", "--clients", "4", "--objects", "20", "--history", "20", "--workloads", "W1,W1-read,W3,W4,C1,M1,W5"}
+	args := []string{"bench", "--json", "--duration", "300ms", "--warmup", "0s", "--clients", "4", "--objects", "20", "--history", "20", "--workloads", "W1,W1-read,W2,W3,W4,C1,M1,W5"}
 	if err := Run(context.Background(), env, args); err != nil {
 		t.Fatalf("bench: %v\n%s", err, errOut.String())
 	}
@@ -35,7 +35,7 @@ func TestBenchRuns(t *testing.T) {
 		}
 		got[r.Workload] = r
 	}
-	for _, w := range []string{"raw-sync", "raw-batch", "raw-async", "raw-conc", "raw-http", "raw-http-sync", "raw-http-conc", "W1", "W1-READ", "W3", "W4", "W3-sql", "C1-http", "C1", "M1", "W5"} {
+	for _, w := range []string{"raw-sync", "raw-batch", "raw-async", "raw-conc", "raw-http", "raw-http-sync", "raw-http-group", "raw-http-conc", "W1", "W2", "W1-READ", "W3", "W4", "W3-sql", "C1-http", "C1", "M1", "W5"} {
 		r, ok := got[w]
 		if !ok {
 			t.Fatalf("no %s row in %v", w, got)
@@ -47,8 +47,13 @@ func TestBenchRuns(t *testing.T) {
 	if got["W1"].Ratio <= 0 || got["W1"].P50Ratio <= 0 {
 		t.Errorf("W1 has no ratio to the raw limit: %+v", got["W1"])
 	}
-	if got["W1"].P50FloorRatio <= 0 || got["raw-http-sync"].Limit != "raw-sync" || got["raw-http-conc"].Limit != "raw-conc" {
-		t.Errorf("the HTTP floors are not compared with the raw limits: W1 %+v, raw-http-sync %+v, raw-http-conc %+v", got["W1"], got["raw-http-sync"], got["raw-http-conc"])
+	for w, floor := range map[string]string{"W1": "raw-http-sync", "W2": "raw-http-group", "W3": "raw-http-conc"} {
+		if r := got[w]; r.Floor != floor || r.FloorRatio <= 0 || r.FloorRatio != got[floor].Ratio {
+			t.Errorf("%s is not shown beside its floor %s: %+v, floor %+v", w, floor, r, got[floor])
+		}
+	}
+	if got["W1"].P50FloorRatio <= 0 || got["raw-http-conc"].Limit != "raw-conc" {
+		t.Errorf("the HTTP floors are not compared with the raw limits: W1 %+v, raw-http-conc %+v", got["W1"], got["raw-http-conc"])
 	}
 	if got["W1-READ"].P50Ratio <= 0 {
 		t.Errorf("W1-READ has no p50 ratio to the raw limit: %+v", got["W1-READ"])
