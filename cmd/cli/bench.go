@@ -248,9 +248,10 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			r.Limit, r.LimitPerSec, r.Ratio = name, perSec, r.PerSecond/perSec
 		}
 	}
-	// The floors of W1, W2 and W3 in the same run: the same requests
-	// answered by net/http alone, then around the raw publish (httpFloor).
-	// W1's p50 can come no nearer raw-sync's than raw-http-sync's does.
+	// The floors of W1, W2 and W3 in the same run: their requests
+	// answered by net/http alone, then around the raw publish (httpFloor;
+	// W2's, one publish per group: groupFloor). W1's p50 can come no
+	// nearer raw-sync's than raw-http-sync's does.
 	floors := map[string]benchResult{}
 	if limits.syncPerSec > 0 && (want["W1"] || want["W1-READ"] || want["W2"] || want["W3"]) {
 		raw, err := l.Raw(ctx)
