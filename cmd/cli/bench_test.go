@@ -4,9 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/strata-objects/strata/classes"
+	"github.com/strata-objects/strata/log"
 )
 
 // TestBenchRuns: a short `strata bench` against its temporary server
@@ -75,4 +82,57 @@ func TestBenchRuns(t *testing.T) {
 	if got["W3"].ConcRatio <= 0 {
 		t.Errorf("W3 has no ratio to raw-conc: %+v", got["W3"])
 	}
+}
+
+// TestGroupFloorGroups: raw-http-group's handler answers concurrent
+// requests with fewer publishes than requests (each answered 200 only
+// once its group's publish is acknowledged), as W2's group commit does;
+// without grouping every request would publish once.
+func TestGroupFloorGroups(t *testing.T) {
+	ctx := context.Background()
+	ln, err := openLog(ctx, logConfig{dataDir: t.TempDir(), fsync: "always", shards: 1, logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.close(ctx)
+	raw, err := ln.log.Raw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close(ctx)
+	f := &httpFloor{raw: raw, msg: make([]byte, 160), last: map[string]uint64{}}
+	g := newGroupFloor(ctx, f)
+	defer g.stop()
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+
+	const clients, each = 32, 5
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range clients {
+		wg.Go(func() {
+			for range each {
+				resp, err := http.Post(srv.URL+"/v1/objects/counter/0/rpc/increment", "application/json", strings.NewReader(`{"by":1}`))
+				if err != nil || resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+				}
+				if err == nil {
+					resp.Body.Close()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d of %d requests failed", n, clients*each)
+	}
+	// The stream holds only this subject's publishes: its last sequence
+	// counts them.
+	f.mu.Lock()
+	publishes := f.last[log.RawStreamSubject(0, rawHTTPObjects)]
+	f.mu.Unlock()
+	if publishes == 0 || publishes >= clients*each {
+		t.Fatalf("%d requests made %d publishes: not grouped", clients*each, publishes)
+	}
+	t.Logf("%d requests, %d publishes", clients*each, publishes)
 }
