@@ -295,13 +295,11 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			stop()
 		}
 	}
-	// floor names row f as r's floor.
+	// floor names row f as r's floor (only raw-http-sync has a p50
+	// ratio).
 	floor := func(r *benchResult, f string) {
 		if fr, ok := floors[f]; ok {
-			r.Floor, r.FloorRatio = f, fr.Ratio
-			if f == "raw-http-sync" {
-				r.P50FloorRatio = fr.P50Ratio
-			}
+			r.Floor, r.FloorRatio, r.P50FloorRatio = f, fr.Ratio, fr.P50Ratio
 		}
 	}
 	run := fmt.Sprint(time.Now().UnixNano())
