@@ -246,7 +246,9 @@ func TestMessageRedeliveryAppliesOnce(t *testing.T) {
 // TestMessagesNotSentByFailedTurns: a failed turn, a failed transaction, and
 // bad input send nothing.
 func TestMessagesNotSentByFailedTurns(t *testing.T) {
-	m := newMsgHarness(t)
+	// The settle turn checked at the end comes SettleDelay after the
+	// delivery; the default (10s) is as long as waitFor waits.
+	m := newMsgHarness(t, func(c *Config) { c.SettleDelay = 200 * time.Millisecond })
 	if _, err := m.call("s", "send", SendIn{To: "r", N: 1, Fail: true}); err == nil {
 		t.Fatal("the turn did not fail")
 	}
