@@ -50,22 +50,19 @@ var (
 	scratch *scratchBuild
 )
 
-// TestMain starts the compose tests' build of the binary at once when the
-// whole package runs, at the lowest CPU priority. It shares no compiled
-// package with the other builds (CGO_ENABLED=0, -trimpath), so on a cold
-// build cache it takes about two minutes of both cores: begun here, it
-// compiles on what the sequential tests leave idle, instead of in front
-// of the compose tests, which run last.
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if !testing.Short() && flag.Lookup("test.run").Value.String() == "" && exec.Command("docker", "info").Run() == nil {
-		scratch = startScratchBuild()
+// startScratchEarly starts the compose tests' build of the binary at once
+// when the whole package runs (TestMain), at the lowest CPU priority, and
+// returns what stops it. It shares no compiled package with the other
+// builds (CGO_ENABLED=0, -trimpath), so on a cold build cache it takes
+// about two minutes of both cores: begun at the start, it compiles on
+// what the sequential tests leave idle, instead of in front of the
+// compose tests, which run last.
+func startScratchEarly() (stop func()) {
+	if testing.Short() || flag.Lookup("test.run").Value.String() != "" || exec.Command("docker", "info").Run() != nil {
+		return func() {}
 	}
-	code := m.Run()
-	if scratch != nil {
-		scratch.stop()
-	}
-	os.Exit(code)
+	scratch = startScratchBuild()
+	return scratch.stop
 }
 
 // scratchBuild is one `go build` of the static binary into build/scratch.

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,6 +27,19 @@ var (
 	binPath   string
 	buildErr  error
 )
+
+// TestMain removes strataBinary's build when the tests end, and lets the
+// compose tests' build start early (startScratchEarly).
+func TestMain(m *testing.M) {
+	flag.Parse()
+	stopScratch := startScratchEarly()
+	code := m.Run()
+	stopScratch()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
 
 // strataBinary builds cmd/strata once per test run.
 func strataBinary(t *testing.T) string {
