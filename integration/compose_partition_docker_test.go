@@ -111,12 +111,28 @@ func (d *dockerCluster) connect(i int) {
 // pause freezes node i's processes (`docker pause`: the cgroup freezer);
 // unpause thaws them. A paused node's port still accepts connections
 // (Docker's proxy), which then wait.
+//
+// The freezer cannot freeze a task in uninterruptible sleep (a node's
+// fsync): runc retries for a while, then thaws the container and fails
+// with "unable to freeze", which two clusters' disk load made happen in
+// CI. Such a pause is tried again; the node ran on meanwhile.
 func (d *dockerCluster) pause(i int) {
 	d.t.Helper()
-	if out, err := exec.Command("docker", "pause", d.cid(i)).CombinedOutput(); err != nil {
-		d.t.Fatalf("docker pause %s: %v\n%s", d.Name(i), err, out)
+	for attempt := 1; ; attempt++ {
+		out, err := exec.Command("docker", "pause", d.cid(i)).CombinedOutput()
+		if err == nil {
+			return
+		}
+		if attempt == pauseAttempts || !strings.Contains(string(out), "unable to freeze") {
+			d.t.Fatalf("docker pause %s (attempt %d): %v\n%s", d.Name(i), attempt, err, out)
+		}
+		d.t.Logf("docker pause %s (attempt %d): %v: %s; again", d.Name(i), attempt, err, strings.TrimSpace(string(out)))
+		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// pauseAttempts bounds pause's tries.
+const pauseAttempts = 5
 
 func (d *dockerCluster) unpause(i int) {
 	d.t.Helper()
