@@ -958,20 +958,33 @@ func (f *httpFloor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "bad object number", http.StatusBadRequest)
 			return
 		}
-		subj := log.RawStreamSubject(i%f.raw.Streams(), rawHTTPObjects+i)
-		f.mu.Lock()
-		expect := f.last[subj]
-		f.mu.Unlock()
-		seq, err := f.raw.PublishSync(r.Context(), subj, f.msg, expect)
-		if err != nil {
+		if err := f.publish(r.Context(), f.subject(i)); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		f.mu.Lock()
-		f.last[subj] = seq
-		f.mu.Unlock()
 	}
 	floorAnswer(w)
+}
+
+// subject is object i's subject, past raw-conc's.
+func (f *httpFloor) subject(i int) string {
+	return log.RawStreamSubject(i%f.raw.Streams(), rawHTTPObjects+i)
+}
+
+// publish publishes f.msg to subj and waits for its ack, expecting the
+// subject's last sequence, and keeps the new one.
+func (f *httpFloor) publish(ctx context.Context, subj string) error {
+	f.mu.Lock()
+	expect := f.last[subj]
+	f.mu.Unlock()
+	seq, err := f.raw.PublishSync(ctx, subj, f.msg, expect)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.last[subj] = seq
+	f.mu.Unlock()
+	return nil
 }
 
 // floorRead reads r's body, bounded as the gateway bounds it, and
@@ -999,9 +1012,6 @@ const rawHTTPObjects = 2 * rawConcObjects
 // a subject.
 func floorRequest(clients, objects int) func(int, *rand.Rand, benchVariant) (string, string) {
 	per := max(1, objects/clients)
-	if clients == 1 {
-		per = 1
-	}
 	return func(c int, rng *rand.Rand, _ benchVariant) (string, string) {
 		i := c + clients*rng.IntN(per)
 		return "/v1/objects/counter/" + strconv.Itoa(i) + "/rpc/increment", `{"by":1}`
@@ -1030,7 +1040,7 @@ func newGroupFloor(ctx context.Context, f *httpFloor) *groupFloor {
 // publish answers each group with one publish, until ctx ends.
 func (g *groupFloor) publish(ctx context.Context) {
 	defer close(g.done)
-	subj := log.RawStreamSubject(0, rawHTTPObjects)
+	subj := g.f.subject(0)
 	var group []chan error
 	for {
 		select {
@@ -1048,15 +1058,7 @@ func (g *groupFloor) publish(ctx context.Context) {
 				break fill
 			}
 		}
-		g.f.mu.Lock()
-		expect := g.f.last[subj]
-		g.f.mu.Unlock()
-		seq, err := g.f.raw.PublishSync(ctx, subj, g.f.msg, expect)
-		if err == nil {
-			g.f.mu.Lock()
-			g.f.last[subj] = seq
-			g.f.mu.Unlock()
-		}
+		err := g.f.publish(ctx, subj)
 		for _, w := range group {
 			w <- err
 		}

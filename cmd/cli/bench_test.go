@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/strata-objects/strata/classes"
-	"github.com/strata-objects/strata/log"
 )
 
 // TestBenchRuns: a short `strata bench` against its temporary server
@@ -129,7 +128,7 @@ func TestGroupFloorGroups(t *testing.T) {
 	// The stream holds only this subject's publishes: its last sequence
 	// counts them.
 	f.mu.Lock()
-	publishes := f.last[log.RawStreamSubject(0, rawHTTPObjects)]
+	publishes := f.last[f.subject(0)]
 	f.mu.Unlock()
 	if publishes == 0 || publishes >= clients*each {
 		t.Fatalf("%d requests made %d publishes: not grouped", clients*each, publishes)
