@@ -112,6 +112,8 @@ type pendingAppend struct {
 	data   []byte
 	expect uint64
 	done   chan appendResult // buffered: the committer never blocks on a caller
+	// background: no client waits on this append (AppendBackground).
+	background bool
 }
 
 type appendResult struct {
@@ -127,6 +129,20 @@ type appendResult struct {
 // expectation answers which, as a retry of a landed append returns the
 // original sequence).
 func (l *Log) Append(ctx context.Context, e *Event, expectSeq uint64) (Record, error) {
+	return l.append(ctx, e, expectSeq, false)
+}
+
+// AppendBackground is Append for an event no client is waiting on, such
+// as a durable message's turn on its target. While the shard has other
+// appends queued, the committer holds it back, for up to backgroundWait,
+// and sends what it held together (an atomic batch once there are
+// pipelineBelow of them): the appends clients wait on go first, and the
+// held ones share an fsync. On an idle shard it goes at once, as Append.
+func (l *Log) AppendBackground(ctx context.Context, e *Event, expectSeq uint64) (Record, error) {
+	return l.append(ctx, e, expectSeq, true)
+}
+
+func (l *Log) append(ctx context.Context, e *Event, expectSeq uint64, background bool) (Record, error) {
 	data, err := Encode(e)
 	if err != nil {
 		return Record{}, fmt.Errorf("log: append: %w", err)
@@ -137,12 +153,13 @@ func (l *Log) Append(ctx context.Context, e *Event, expectSeq uint64) (Record, e
 	shard := l.ShardOf(e.ID)
 	subj := ObjectSubject(shard, e.Class, e.ID)
 	p := &pendingAppend{
-		ctx:    ctx,
-		subj:   subj,
-		msgID:  messageID(subj, e.Class, e.Version),
-		data:   data,
-		expect: expectSeq,
-		done:   make(chan appendResult, 1),
+		ctx:        ctx,
+		subj:       subj,
+		msgID:      messageID(subj, e.Class, e.Version),
+		data:       data,
+		expect:     expectSeq,
+		done:       make(chan appendResult, 1),
+		background: background,
 	}
 	c := l.committers[shard]
 	if l.closed() {
@@ -222,7 +239,13 @@ type committer struct {
 	// earlier append of their subject. At most queueMax.
 	queue    []*pendingAppend
 	queueMax int
-	seen     map[string]struct{} // scratch for next
+	// background holds the background appends taken from in and not yet
+	// moved to queue (releaseBackground), in arrival order; since is when
+	// the oldest arrived. queue and background hold at most queueMax
+	// together.
+	background      []*pendingAppend
+	backgroundSince time.Time
+	seen            map[string]struct{} // scratch for next
 	// inFlight is held by whoever has the shard's one publish out
 	// (invariant 1): the committer goroutine, or an appender publishing
 	// inline (tryInline).
@@ -301,12 +324,12 @@ func (c *committer) run() {
 	// publishes after Close.
 	defer func() { c.inFlight <- struct{}{} }()
 	for {
-		if len(c.queue) == 0 {
+		if len(c.queue) == 0 && len(c.background) == 0 {
 			c.idle.Store(true)
 			select {
 			case p := <-c.in:
 				c.idle.Store(false)
-				c.queue = append(c.queue, p)
+				c.take(p)
 			case <-c.l.stopping:
 				c.idle.Store(false)
 				return
@@ -324,19 +347,62 @@ func (c *committer) run() {
 			return
 		}
 	fill:
-		for len(c.queue) < c.queueMax {
+		for len(c.queue)+len(c.background) < c.queueMax {
 			select {
 			case p := <-c.in:
-				c.queue = append(c.queue, p)
+				c.take(p)
 			default:
 				break fill
 			}
 		}
+		c.releaseBackground()
 		if batch := c.next(); len(batch) > 0 {
 			c.commit(batch)
 		}
 		<-c.inFlight
 	}
+}
+
+// backgroundBatch and backgroundWait bound how long the committer holds
+// background appends while others are queued: until it holds this many
+// (an atomic batch of them costs about what a few single publishes cost,
+// docs/benchmarks.md), or the oldest has waited this long.
+const (
+	backgroundBatch = 2 * pipelineBelow
+	backgroundWait  = 20 * time.Millisecond
+)
+
+// take adds p, just received, to the queue or to the background appends.
+func (c *committer) take(p *pendingAppend) {
+	if !p.background {
+		c.queue = append(c.queue, p)
+		return
+	}
+	if len(c.background) == 0 {
+		c.backgroundSince = time.Now()
+	}
+	c.background = append(c.background, p)
+}
+
+// releaseBackground moves the background appends to the end of the queue
+// when nothing else is queued, when there are backgroundBatch of them, or
+// when the oldest has waited backgroundWait. Nothing is reordered within
+// an object: an object has one append out at a time.
+func (c *committer) releaseBackground() {
+	if len(c.background) == 0 {
+		return
+	}
+	wait := backgroundWait
+	if h := c.l.cfg.hooks; h != nil && h.backgroundWait != 0 {
+		wait = h.backgroundWait
+	}
+	if len(c.queue) > 0 && len(c.background) < backgroundBatch && time.Since(c.backgroundSince) < wait {
+		return
+	}
+	c.l.stats.background.Add(uint64(len(c.background)))
+	c.queue = append(c.queue, c.background...)
+	clear(c.background)
+	c.background = c.background[:0]
 }
 
 // next takes the next batch off the queue (invariant 2).
@@ -368,10 +434,10 @@ func (c *committer) next() []*pendingAppend {
 
 // failQueued answers every append not yet sent with ErrClosed.
 func (c *committer) failQueued() {
-	for _, p := range c.queue {
+	for _, p := range append(c.queue, c.background...) {
 		p.done <- appendResult{err: ErrClosed}
 	}
-	c.queue = nil
+	c.queue, c.background = nil, nil
 	for {
 		select {
 		case p := <-c.in:

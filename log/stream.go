@@ -101,6 +101,8 @@ type hooks struct {
 	// beforePublish runs on a committer before each publish, with the
 	// context of the committer's calls and the number of messages.
 	beforePublish func(ctx context.Context, shard, messages int)
+	// backgroundWait replaces the const of that name when not 0.
+	backgroundWait time.Duration
 }
 
 // Stats count what the log did since Open.
@@ -109,13 +111,14 @@ type Stats struct {
 	Publishes       uint64 // single-message publishes sent
 	Batches         uint64 // atomic batches sent
 	BatchedMessages uint64 // messages sent inside atomic batches
+	Background      uint64 // background appends queued by a committer (AppendBackground; not those sent inline on an idle shard)
 	Conflicts       uint64 // appends refused: the object's subject had moved on
 	Duplicates      uint64 // appends found already stored (a retry of a landed append)
 	Read            uint64 // events returned by Read and Scan
 }
 
 type stats struct {
-	appends, publishes, batches, batched, conflicts, duplicates, read atomic.Uint64
+	appends, publishes, batches, batched, background, conflicts, duplicates, read atomic.Uint64
 }
 
 // Log is the typed event log over JetStream.
@@ -462,6 +465,7 @@ func (l *Log) Stats() Stats {
 		Publishes:       l.stats.publishes.Load(),
 		Batches:         l.stats.batches.Load(),
 		BatchedMessages: l.stats.batched.Load(),
+		Background:      l.stats.background.Load(),
 		Conflicts:       l.stats.conflicts.Load(),
 		Duplicates:      l.stats.duplicates.Load(),
 		Read:            l.stats.read.Load(),

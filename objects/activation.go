@@ -932,7 +932,11 @@ func (a *activation) next() *outgoing {
 // drive lock: turns go on meanwhile.
 func (a *activation) send(out *outgoing) appendResult {
 	a.rt.hooks.beforeAppend(out.ev.Class, out.ev.ID, out.ev.Version)
-	rec, err := a.rt.log.Append(a.rt.appendCtx, out.ev, out.expect)
+	appendEvent := a.rt.log.Append
+	if backgroundEvent(out.ev) {
+		appendEvent = a.rt.log.AppendBackground
+	}
+	rec, err := appendEvent(a.rt.appendCtx, out.ev, out.expect)
 	if out.spans != nil {
 		endAppend(out.spans, rec, err)
 	}

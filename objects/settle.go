@@ -60,6 +60,23 @@ const (
 // settleCause is the cause of a turn that only settles messages.
 var settleCause = Cause{Via: ViaSystem, Method: "outbox settle"}
 
+// backgroundEvent reports whether no client waits on ev: each of its
+// turns ran a durable message or its reply, or only settles messages.
+// Such an event goes to the log with AppendBackground, which lets the
+// appends clients wait on go first while the shard is busy.
+func backgroundEvent(ev *log.Event) bool {
+	for _, t := range ev.Turns {
+		c := t.Cause
+		switch {
+		case c.Caller != nil && (c.Caller.Kind == log.CallerMessage || c.Caller.Kind == log.CallerReply):
+		case c.Caller == nil && c.Via == settleCause.Via && c.Method == settleCause.Method:
+		default:
+			return false
+		}
+	}
+	return len(ev.Turns) > 0
+}
+
 // noteAnswered takes a lazy settle call: the Settle of a delivered plain
 // message is noted for the next event (a repeat, of a message no longer
 // pending, is not), and the outbox is answered at once.

@@ -278,3 +278,54 @@ func TestSettleWrittenBeforeEviction(t *testing.T) {
 		t.Fatalf("s was evicted with %d Settles in its last event, want its message's: evicted before its settle turn", n)
 	}
 }
+
+// TestBackgroundEvents: the events no client waits on go to the log as
+// background appends (log.AppendBackground): a target's turns of
+// messages, a sender's turns of replies, its settle turns. An event with
+// a client's turn does not, whatever else it holds. Here the clients'
+// turns, and only they, send messages.
+func TestBackgroundEvents(t *testing.T) {
+	m := newMsgHarness(t, func(c *Config) { c.SettleDelay = 100 * time.Millisecond })
+	if _, err := m.call("s", "send", SendIn{To: "r", N: 2, First: 1, Reply: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.call("s", "send", SendIn{To: "r", N: 1, First: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.call("r", "send", SendIn{To: "q", N: 1, First: 4}); err != nil {
+		t.Fatal(err)
+	}
+	m.waitSettled(4)
+	waitFor(t, "every message settled in its sender's log", func() bool {
+		s, _ := settlesIn(m.events("s"))
+		r, _ := settlesIn(m.events("r"))
+		return len(s) == 3 && len(r) == 1
+	})
+	kinds := map[string]int{}
+	for _, name := range []string{"s", "r"} {
+		for _, ev := range m.events(name) {
+			client := false
+			for _, tt := range ev.Turns {
+				switch {
+				case len(tt.Sends) > 0:
+					client = true
+					kinds["client"]++
+				case len(tt.Writes) == 0 && len(tt.Settles) > 0:
+					kinds["settle"]++
+				case tt.Cause.Caller != nil && tt.Cause.Caller.Kind == log.CallerReply:
+					kinds["reply"]++
+				default:
+					kinds["message"]++
+				}
+			}
+			if got := backgroundEvent(&ev); got == client {
+				t.Errorf("%s v%d (turns %+v): background %v, want %v", name, ev.Version, ev.Turns, got, !client)
+			}
+		}
+	}
+	for _, k := range []string{"client", "settle", "reply", "message"} {
+		if kinds[k] == 0 {
+			t.Fatalf("no %s turn among the events (%v): the test does not cover it", k, kinds)
+		}
+	}
+}
