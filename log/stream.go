@@ -458,6 +458,10 @@ func (l *Log) ShardOf(id ID) int { return int(binary.BigEndian.Uint64(id[:8]) % 
 // max payload less room for headers.
 func (l *Log) MaxEventBytes() int { return l.maxEvent }
 
+// Replicated reports whether the log's streams have more than one
+// replica (a cluster).
+func (l *Log) Replicated() bool { return l.cfg.Replicas > 1 }
+
 // Stats returns the counters since Open.
 func (l *Log) Stats() Stats {
 	return Stats{

@@ -519,7 +519,7 @@ func (a *activation) loadState(ctx context.Context) error {
 		return fmt.Errorf("load %s/%s: %w: %w", a.class.name, a.id, ErrUnavailable, err)
 	}
 	if last.Seq < meta.Seq {
-		return fmt.Errorf("load %s/%s: snapshot at sequence %d is ahead of the log at %d", a.class.name, a.id, meta.Seq, last.Seq)
+		return fmt.Errorf("load %s/%s: %w", a.class.name, a.id, aheadOfLog(a.rt.log.Replicated(), "snapshot", meta.Seq, last.Seq))
 	}
 	if last.Seq == meta.Seq {
 		return a.loadOutbox()
@@ -551,6 +551,21 @@ func (a *activation) loadState(ctx context.Context) error {
 		return fmt.Errorf("catch up %s/%s: %w: read reached sequence %d, log is at %d", a.class.name, a.id, ErrUnavailable, a.lastSeq, last.Seq)
 	}
 	return nil
+}
+
+// aheadOfLog is the error of a load that finds the snapshot, or a
+// checkpoint (what), at sequence seq past the log's last message of the
+// object, at last. On one node the log has lost acknowledged events. In a
+// cluster the log's answer may come from a leader that was cut off and
+// has not yet heard of its successor (a node resumed from a pause, as in
+// TestDockerComposePartitions): the load is refused as unavailable, and
+// tried again it reaches the current leader.
+func aheadOfLog(replicated bool, what string, seq, last uint64) error {
+	err := fmt.Errorf("%s at sequence %d is ahead of the log at %d", what, seq, last)
+	if replicated {
+		return fmt.Errorf("%w: %w (a deposed leader may have answered)", ErrUnavailable, err)
+	}
+	return err
 }
 
 // load reads the snapshot's position, catches up from the log, and runs the

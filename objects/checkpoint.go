@@ -242,7 +242,7 @@ func (a *activation) skipAhead(ctx context.Context, meta projector.Meta, last lo
 		return meta, err
 	}
 	if info.Seq > last.Seq {
-		return meta, fmt.Errorf("checkpoint of %s/%s at sequence %d is ahead of the log at %d", class, a.id, info.Seq, last.Seq)
+		return meta, aheadOfLog(a.rt.log.Replicated(), "checkpoint", info.Seq, last.Seq)
 	}
 	ck, err := a.rt.log.LoadCheckpoint(ctx, info)
 	if err != nil {

@@ -119,3 +119,30 @@ func TestCorruptLastMessage(t *testing.T) {
 		t.Fatalf("bystander: %d, %v", v, err)
 	}
 }
+
+// TestSnapshotAheadOfTheLog: a snapshot that holds an event the log does
+// not (here applied to the projector behind the log's back) fails the
+// load. On one node that is a log that lost acknowledged events, and the
+// error says so, not "unavailable". In a cluster the same answer can come
+// from a deposed leader that has not heard of its successor, so it is
+// ErrUnavailable there (a 503 the client may retry).
+func TestSnapshotAheadOfTheLog(t *testing.T) {
+	h := newHarness(t)
+	id := IDFromName("tally", "ahead")
+	ev := &log.Event{Format: log.FormatVersion, Class: "tally", ID: id, Version: 1, Time: 1,
+		Turns: []log.Turn{{Cause: log.Cause{Via: log.ViaRPC, Method: "add"}, Writes: []log.Write{{Op: log.OpPut, Key: "n", Value: []byte("1")}}}}}
+	data, err := log.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.proj.Apply([]log.Record{{Shard: h.log.ShardOf(id), Seq: 999, Data: data, Event: ev}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.add(context.Background(), "ahead", 1)
+	if err == nil || !strings.Contains(err.Error(), "snapshot at sequence 999 is ahead of the log at 0") || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("load of a snapshot ahead of its log on one node: %v; want the error, not ErrUnavailable", err)
+	}
+	if err := aheadOfLog(true, "snapshot", 999, 0); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("in a cluster: %v, want ErrUnavailable", err)
+	}
+}
