@@ -135,8 +135,8 @@ func (l *Log) Append(ctx context.Context, e *Event, expectSeq uint64) (Record, e
 // AppendBackground is Append for an event no client is waiting on, such
 // as a durable message's turn on its target. While the shard has other
 // appends queued, the committer holds it back, for up to backgroundWait,
-// and sends what it held together (an atomic batch once there are
-// pipelineBelow of them): the appends clients wait on go first, and the
+// and sends what it held together (an atomic batch once the group holds
+// pipelineBelow appends): the appends clients wait on go first, and the
 // held ones share an fsync. On an idle shard it goes at once, as Append.
 func (l *Log) AppendBackground(ctx context.Context, e *Event, expectSeq uint64) (Record, error) {
 	return l.append(ctx, e, expectSeq, true)
@@ -240,8 +240,8 @@ type committer struct {
 	queue    []*pendingAppend
 	queueMax int
 	// background holds the background appends taken from in and not yet
-	// moved to queue (releaseBackground), in arrival order; since is when
-	// the oldest arrived. queue and background hold at most queueMax
+	// moved to queue (releaseBackground), in arrival order;
+	// backgroundSince is when the oldest arrived. queue and background hold at most queueMax
 	// together.
 	background      []*pendingAppend
 	backgroundSince time.Time
