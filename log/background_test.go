@@ -12,7 +12,8 @@ import (
 // appends of fore (plain) and back (background), the first plain one
 // before the others so that the committer takes it while it waits, lets
 // the plug go and returns the sizes of the next publishes until every
-// append is answered, with the appends' errors.
+// append is answered. An append that fails, or is not stored, fails the
+// test.
 //
 // The committer holds background appends for an hour at most here, so
 // what releases them is the queue running empty or their number.
